@@ -1,0 +1,180 @@
+//! The one mapping from Guardline errors to gRPC statuses.
+//!
+//! A caller's own mistake gets a precise status (INVALID_ARGUMENT naming the
+//! field, NOT_FOUND, PERMISSION_DENIED...). A fault of ours gets a generic
+//! INTERNAL; its details go to the log only. Messages are built by our code
+//! from field names and rule names, never from submitted values, so no PII
+//! can reach a client or a log through an error.
+
+use guardline_proto::common::v1::{ErrorDetails, FieldViolation};
+use prost::Message;
+use tonic::{Code, Status};
+
+/// Result with the runtime's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors every service shares. Service crates wrap it in their own enum.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller sent a value that is not acceptable; `field` names it.
+    #[error("invalid {field}: {reason}")]
+    InvalidArgument {
+        /// Dotted path of the field, e.g. `lead.phones[0]`.
+        field: String,
+        /// Why, without repeating the value.
+        reason: String,
+    },
+    /// The resource does not exist, or is outside the caller's scope.
+    #[error("not found")]
+    NotFound,
+    /// No valid credentials were presented.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The caller is known but not allowed.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// A quota or capacity is used up.
+    #[error("resource exhausted: {0}")]
+    ResourceExhausted(String),
+    /// The system is not in a state that allows the operation.
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
+    /// A concurrent change won; the caller may retry.
+    #[error("aborted: {0}")]
+    Aborted(String),
+    /// A dependency (audit, Vault, database) cannot be reached right now.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data failed authentication or is corrupt.
+    #[error("data loss: {0}")]
+    DataLoss(String),
+    /// Bad configuration at start-up; `field` names the flag.
+    #[error("configuration {field}: {reason}")]
+    Config {
+        /// Flag or setting.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// TLS material could not be loaded.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The database failed.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// An I/O operation failed.
+    #[error("io: {0}")]
+    Io(String),
+    /// Anything else that is our fault.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A caller's mistake in `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidArgument { field: field.into(), reason: reason.into() }
+    }
+
+    /// A configuration mistake in `field`.
+    pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Config { field: field.into(), reason: reason.into() }
+    }
+
+    /// TLS material problem.
+    pub fn tls(reason: impl Into<String>) -> Self {
+        Self::Tls(reason.into())
+    }
+
+    /// The gRPC code this error maps to.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument { .. } => Code::InvalidArgument,
+            Self::NotFound => Code::NotFound,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::FailedPrecondition(_) => Code::FailedPrecondition,
+            Self::Aborted(_) => Code::Aborted,
+            Self::Unavailable(_) => Code::Unavailable,
+            Self::DataLoss(_) => Code::DataLoss,
+            Self::Config { .. } | Self::Tls(_) | Self::Storage(_) | Self::Io(_) | Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::Storage(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e.to_string())
+    }
+}
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        let code = error.code();
+        match error {
+            Error::InvalidArgument { field, reason } => {
+                let details = ErrorDetails {
+                    violations: vec![FieldViolation { field: field.clone(), description: reason.clone() }],
+                    reason: "invalid_argument".into(),
+                };
+                Status::with_details(code, format!("invalid {field}: {reason}"), details.encode_to_vec().into())
+            }
+            Error::NotFound => Status::not_found("not found"),
+            Error::Unauthenticated(m)
+            | Error::PermissionDenied(m)
+            | Error::ResourceExhausted(m)
+            | Error::FailedPrecondition(m)
+            | Error::Aborted(m)
+            | Error::Unavailable(m)
+            | Error::DataLoss(m) => Status::new(code, m),
+            internal => {
+                // Details of our own faults stay in the log.
+                tracing::error!(error = %internal, "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+/// Reads the field violations back out of a status (for clients and tests).
+pub fn field_violations(status: &Status) -> Vec<FieldViolation> {
+    ErrorDetails::decode(status.details()).map(|d| d.violations).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_names_the_field() {
+        let status = Status::from(Error::invalid("lead.phones[0]", "is not a phone number"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("lead.phones[0]"));
+        let v = field_violations(&status);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].field, "lead.phones[0]");
+    }
+
+    #[test]
+    fn our_faults_are_generic() {
+        let status = Status::from(Error::Storage("connection to 10.0.0.7 refused, table leads".into()));
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.message(), "internal error");
+        assert!(status.details().is_empty());
+    }
+
+    #[test]
+    fn caller_facing_codes() {
+        assert_eq!(Status::from(Error::NotFound).code(), Code::NotFound);
+        assert_eq!(Status::from(Error::PermissionDenied("x".into())).code(), Code::PermissionDenied);
+        assert_eq!(Status::from(Error::Unavailable("audit".into())).code(), Code::Unavailable);
+        assert_eq!(Status::from(Error::DataLoss("chunk".into())).code(), Code::DataLoss);
+    }
+}

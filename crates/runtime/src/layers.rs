@@ -1,0 +1,219 @@
+//! Tower layers every server and client shares: process-wide load shedding,
+//! and W3C trace-context propagation through gRPC metadata.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use opentelemetry::propagation::{Extractor, Injector};
+use tokio::sync::Semaphore;
+use tonic::body::Body;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::peer::PeerInfo;
+
+type BoxFut<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+/// Bounds the requests in flight across all connections of a server. A request
+/// beyond the bound is answered RESOURCE_EXHAUSTED at once: never queued.
+#[derive(Clone, Debug)]
+pub struct ShedLayer {
+    permits: Arc<Semaphore>,
+}
+
+impl ShedLayer {
+    /// At most `max_in_flight` requests at a time.
+    pub fn new(max_in_flight: usize) -> Self {
+        Self { permits: Arc::new(Semaphore::new(max_in_flight.max(1))) }
+    }
+}
+
+impl<S> tower::Layer<S> for ShedLayer {
+    type Service = Shed<S>;
+    fn layer(&self, inner: S) -> Shed<S> {
+        Shed { inner, permits: self.permits.clone() }
+    }
+}
+
+/// See [`ShedLayer`].
+#[derive(Clone, Debug)]
+pub struct Shed<S> {
+    inner: S,
+    permits: Arc<Semaphore>,
+}
+
+impl<S> tower::Service<http::Request<Body>> for Shed<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFut<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            tracing::warn!(method = req.uri().path(), "overloaded, request shed");
+            let status = tonic::Status::resource_exhausted("server overloaded, retry with backoff");
+            return Box::pin(async move { Ok(status.into_http()) });
+        };
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let res = fut.await;
+            drop(permit);
+            res
+        })
+    }
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(key.as_bytes()), http::HeaderValue::from_str(&value)) {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+/// Server side: opens a span per request, parented on the caller's W3C
+/// `traceparent` when present, carrying the method and the peer identity.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServerTraceLayer;
+
+impl<S> tower::Layer<S> for ServerTraceLayer {
+    type Service = ServerTrace<S>;
+    fn layer(&self, inner: S) -> ServerTrace<S> {
+        ServerTrace { inner }
+    }
+}
+
+/// See [`ServerTraceLayer`].
+#[derive(Clone, Debug)]
+pub struct ServerTrace<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<http::Request<Body>> for ServerTrace<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFut<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(req.headers())));
+        let peer = req.extensions().get::<PeerInfo>().and_then(|p| p.identity.as_ref()).map(ToString::to_string);
+        let method = req.uri().path().to_owned();
+        let span = tracing::info_span!(
+            "grpc.server",
+            otel.name = %method,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            peer.identity = peer.as_deref().unwrap_or(""),
+        );
+        let _ = span.set_parent(parent);
+        Box::pin(self.inner.call(req).instrument(span))
+    }
+}
+
+/// Client side: writes the current span's context into `traceparent`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClientTraceLayer;
+
+impl<S> tower::Layer<S> for ClientTraceLayer {
+    type Service = ClientTrace<S>;
+    fn layer(&self, inner: S) -> ClientTrace<S> {
+        ClientTrace { inner }
+    }
+}
+
+/// See [`ClientTraceLayer`].
+#[derive(Clone, Debug)]
+pub struct ClientTrace<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for ClientTrace<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let cx = tracing::Span::current().context();
+        opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(req.headers_mut())));
+        self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::Notify;
+    use tower::{Layer, Service, ServiceExt};
+
+    use super::*;
+
+    fn grpc_status(resp: &http::Response<Body>) -> Option<&str> {
+        resp.headers().get("grpc-status").and_then(|v| v.to_str().ok())
+    }
+
+    #[tokio::test]
+    async fn requests_beyond_the_bound_are_shed_not_queued() {
+        let release = Arc::new(Notify::new());
+        let r = release.clone();
+        let inner = tower::service_fn(move |_req: http::Request<Body>| {
+            let r = r.clone();
+            async move {
+                r.notified().await;
+                Ok::<_, std::convert::Infallible>(http::Response::new(Body::default()))
+            }
+        });
+        let mut svc = ShedLayer::new(1).layer(inner);
+        let first = svc.ready().await.expect("ready").call(http::Request::new(Body::default()));
+        let first = tokio::spawn(first);
+        tokio::task::yield_now().await;
+
+        let shed = svc.ready().await.expect("ready").call(http::Request::new(Body::default())).await.expect("response");
+        assert_eq!(grpc_status(&shed), Some("8"), "RESOURCE_EXHAUSTED while the bound is taken");
+
+        release.notify_one();
+        let done = first.await.expect("join").expect("response");
+        assert_eq!(grpc_status(&done), None, "the admitted request completed normally");
+        let after = svc.ready().await.expect("ready").call(http::Request::new(Body::default()));
+        let after = tokio::spawn(after);
+        tokio::task::yield_now().await;
+        release.notify_one();
+        assert_eq!(grpc_status(&after.await.expect("join").expect("response")), None, "capacity is returned");
+    }
+}

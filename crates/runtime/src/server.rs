@@ -1,0 +1,123 @@
+//! Server assembly shared by every service: mTLS transport, gRPC health and
+//! reflection, tracing, load shedding, the service allow-list, request
+//! timeouts, and a graceful drain on shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::args::ServerArgs;
+use crate::authz::{AllowList, AllowListLayer};
+use crate::error::{Error, Result};
+use crate::layers::{ServerTraceLayer, ShedLayer};
+use crate::tls::TlsMaterial;
+
+/// A gRPC server under construction.
+pub struct GrpcServer {
+    name: String,
+    routes: RoutesBuilder,
+    services: Vec<&'static str>,
+    allow: AllowList,
+}
+
+impl std::fmt::Debug for GrpcServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcServer").field("name", &self.name).field("services", &self.services).finish_non_exhaustive()
+    }
+}
+
+impl GrpcServer {
+    /// A server named `name` (used in logs).
+    pub fn new(name: &str) -> Self {
+        Self { name: name.to_owned(), routes: RoutesBuilder::default(), services: Vec::new(), allow: AllowList::new() }
+    }
+
+    /// Adds a generated tonic service; its health is reported SERVING while the server runs.
+    pub fn add_service<S>(mut self, svc: S) -> Self
+    where
+        S: tower::Service<http::Request<Body>, Error = Infallible, Response = http::Response<Body>>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.services.push(S::NAME);
+        self.routes.add_service(svc);
+        self
+    }
+
+    /// Restricts RPCs to service identities.
+    pub fn allow_list(mut self, allow: AllowList) -> Self {
+        self.allow = allow;
+        self
+    }
+
+    /// Serves on `listener` until `shutdown` fires, then reports NOT_SERVING,
+    /// stops accepting, and lets in-flight requests finish within the drain timeout.
+    pub async fn serve(self, listener: TcpListener, tls: Arc<TlsMaterial>, args: &ServerArgs, shutdown: CancellationToken) -> Result<()> {
+        let Self { name, mut routes, services, allow } = self;
+        let addr = listener.local_addr()?;
+        let (reporter, health) = tonic_health::server::health_reporter();
+        for s in &services {
+            reporter.set_service_status(*s, ServingStatus::Serving).await;
+        }
+        reporter.set_service_status("", ServingStatus::Serving).await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(guardline_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+        routes.add_service(health).add_service(reflection);
+
+        let accept_stop = CancellationToken::new();
+        let incoming = crate::transport::tls_incoming(listener, tls, accept_stop.clone());
+        let layers = tower::ServiceBuilder::new()
+            .layer(ServerTraceLayer)
+            .layer(ShedLayer::new(args.max_in_flight))
+            .layer(AllowListLayer::new(allow))
+            .into_inner();
+        let signal = {
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                for s in &services {
+                    reporter.set_service_status(*s, ServingStatus::NotServing).await;
+                }
+                reporter.set_service_status("", ServingStatus::NotServing).await;
+                accept_stop.cancel();
+            }
+        };
+        tracing::info!(server = %name, %addr, "serving");
+        let serve = Server::builder()
+            .timeout(args.request_timeout)
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .layer(layers)
+            .add_routes(routes.routes())
+            .serve_with_incoming_shutdown(incoming, signal);
+        let drain_deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(args.drain_timeout).await;
+        };
+        tokio::select! {
+            res = serve => res.map_err(|e| Error::Internal(format!("server {name}: {e}")))?,
+            () = drain_deadline => tracing::warn!(server = %name, "drain timeout reached, closing remaining connections"),
+        }
+        tracing::info!(server = %name, "stopped");
+        Ok(())
+    }
+}
+
+/// Binds `addr` (use port 0 for an ephemeral port).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| Error::config("--listen", format!("cannot bind {addr}: {e}")))
+}

@@ -1,0 +1,64 @@
+//! Tracing and OpenTelemetry, initialised in one place for every binary:
+//! env filter, text or JSON logs, and OTLP/gRPC traces and metrics when an
+//! endpoint is configured. W3C trace context is the propagation format.
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::args::{LogFormat, TelemetryArgs};
+
+/// Flushes and shuts the exporters down when dropped.
+#[derive(Debug, Default)]
+pub struct TelemetryGuard {
+    tracer: Option<SdkTracerProvider>,
+    meter: Option<SdkMeterProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(t) = self.tracer.take() {
+            let _ = t.shutdown();
+        }
+        if let Some(m) = self.meter.take() {
+            let _ = m.shutdown();
+        }
+    }
+}
+
+/// Installs the global subscriber, propagator and (with an OTLP endpoint)
+/// tracer and meter providers. Call once, early in `main`, inside a Tokio runtime.
+pub fn init(service_name: &str, args: &TelemetryArgs) -> anyhow::Result<TelemetryGuard> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter = EnvFilter::try_new(&args.log).map_err(|e| anyhow::anyhow!("invalid --log filter: {e}"))?;
+    let fmt = match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_target(true).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().flatten_event(true).boxed(),
+    };
+    let mut guard = TelemetryGuard::default();
+    let otel = match &args.otlp_endpoint {
+        Some(endpoint) => {
+            let resource = Resource::builder().with_service_name(service_name.to_owned()).build();
+            let spans = opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(endpoint).build()?;
+            let tracer_provider =
+                SdkTracerProvider::builder().with_batch_exporter(spans).with_resource(resource.clone()).build();
+            let metrics = opentelemetry_otlp::MetricExporter::builder().with_tonic().with_endpoint(endpoint).build()?;
+            let meter_provider = SdkMeterProvider::builder().with_periodic_exporter(metrics).with_resource(resource).build();
+            opentelemetry::global::set_tracer_provider(tracer_provider.clone());
+            opentelemetry::global::set_meter_provider(meter_provider.clone());
+            let layer = tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer(service_name.to_owned()));
+            guard.tracer = Some(tracer_provider);
+            guard.meter = Some(meter_provider);
+            Some(layer)
+        }
+        None => None,
+    };
+    tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init()?;
+    Ok(guard)
+}

@@ -1,0 +1,254 @@
+//! End-user access tokens: Ed25519-signed JWTs with a `kid`, valid at most
+//! 15 minutes, issued by the identity service and verified locally by every
+//! service against public keys fetched from identity and cached.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, RwLock};
+
+use crate::error::{Error, Result};
+
+/// The longest an access token may live.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// The `iss` claim of every access token.
+pub const ISSUER: &str = "guardline-identity";
+/// Tolerated clock skew between services.
+const LEEWAY_SECS: u64 = 30;
+/// Unknown `kid`s trigger at most one key refresh per interval, so a flood of
+/// forged tokens cannot turn into a flood of calls to identity.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The claims of an access token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Issuer; always [`ISSUER`].
+    pub iss: String,
+    /// User id.
+    pub sub: String,
+    /// Tenant id.
+    pub tenant: String,
+    /// Role names held in the tenant.
+    pub roles: Vec<String>,
+    /// Team ids.
+    pub teams: Vec<String>,
+    /// Issued at (seconds since the epoch).
+    pub iat: u64,
+    /// Expires at (seconds since the epoch).
+    pub exp: u64,
+    /// Token id.
+    pub jti: String,
+}
+
+impl Claims {
+    /// Claims for `user` of `tenant`, issued now, valid for `lifetime` (capped at [`MAX_LIFETIME`]).
+    pub fn new(tenant: &str, user: &str, roles: Vec<String>, teams: Vec<String>, lifetime: Duration) -> Self {
+        let now = unix_now();
+        Self {
+            iss: ISSUER.to_owned(),
+            sub: user.to_owned(),
+            tenant: tenant.to_owned(),
+            roles,
+            teams,
+            iat: now,
+            exp: now + lifetime.min(MAX_LIFETIME).as_secs(),
+            jti: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A public key that verifies tokens, as identity publishes it.
+#[derive(Clone, Debug)]
+pub struct VerificationKey {
+    /// Key id.
+    pub kid: String,
+    /// Raw 32-byte Ed25519 public key.
+    pub public_key: Vec<u8>,
+}
+
+/// Signs access tokens. Identity holds these; tests use them too.
+pub struct TokenSigner {
+    kid: String,
+    key: EncodingKey,
+    public_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSigner").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
+impl TokenSigner {
+    /// A signer over a fresh Ed25519 key.
+    pub fn generate(kid: &str) -> Result<Self> {
+        use aws_lc_rs::signature::Ed25519KeyPair;
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+            .map_err(|_| Error::Internal("ed25519 key generation failed".into()))?;
+        Self::from_pkcs8(kid, pkcs8.as_ref())
+    }
+
+    /// A signer over a PKCS#8 DER Ed25519 key.
+    pub fn from_pkcs8(kid: &str, pkcs8: &[u8]) -> Result<Self> {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| Error::Internal("ed25519 key".into()))?;
+        Ok(Self { kid: kid.to_owned(), key: EncodingKey::from_ed_der(pkcs8), public_key: pair.public_key().as_ref().to_vec() })
+    }
+
+    /// The key to publish for verifiers.
+    pub fn verification_key(&self) -> VerificationKey {
+        VerificationKey { kid: self.kid.clone(), public_key: self.public_key.clone() }
+    }
+
+    /// Signs `claims` (refusing a lifetime over [`MAX_LIFETIME`]).
+    pub fn sign(&self, claims: &Claims) -> Result<String> {
+        if claims.exp.saturating_sub(claims.iat) > MAX_LIFETIME.as_secs() {
+            return Err(Error::Internal("token lifetime above 15 minutes".into()));
+        }
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key).map_err(|e| Error::Internal(format!("token signing: {e}")))
+    }
+}
+
+/// Where verifiers get the current public keys from.
+pub trait KeySource: Send + Sync + 'static {
+    /// Fetches every key that may have signed an unexpired token.
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Vec<VerificationKey>>> + Send + '_>>;
+}
+
+/// A fixed set of keys (tests, and identity verifying its own tokens).
+#[derive(Clone, Debug, Default)]
+pub struct StaticKeys(pub Vec<VerificationKey>);
+
+impl KeySource for StaticKeys {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Vec<VerificationKey>>> + Send + '_>> {
+        let keys = self.0.clone();
+        Box::pin(async move { Ok(keys) })
+    }
+}
+
+/// Fetches keys from the identity service's `GetVerificationKeys`.
+#[derive(Clone, Debug)]
+pub struct IdentityKeys {
+    client: guardline_proto::identity::v1::identity_service_client::IdentityServiceClient<crate::GrpcChannel>,
+}
+
+impl IdentityKeys {
+    /// Uses `channel` to reach identity.
+    pub fn new(channel: crate::GrpcChannel) -> Self {
+        Self { client: guardline_proto::identity::v1::identity_service_client::IdentityServiceClient::new(channel) }
+    }
+}
+
+impl KeySource for IdentityKeys {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Vec<VerificationKey>>> + Send + '_>> {
+        let mut client = self.client.clone();
+        Box::pin(async move {
+            let keys = client
+                .get_verification_keys(guardline_proto::identity::v1::GetVerificationKeysRequest {})
+                .await
+                .map_err(|s| Error::Unavailable(format!("identity verification keys: {}", s.code())))?
+                .into_inner()
+                .keys;
+            Ok(keys.into_iter().map(|k| VerificationKey { kid: k.kid, public_key: k.public_key }).collect())
+        })
+    }
+}
+
+/// Verifies access tokens locally, refreshing its key cache on unknown `kid`s.
+pub struct TokenVerifier {
+    source: Arc<dyn KeySource>,
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    last_refresh: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier").finish_non_exhaustive()
+    }
+}
+
+impl TokenVerifier {
+    /// A verifier fetching keys from `source` on demand.
+    pub fn new(source: impl KeySource) -> Self {
+        Self { source: Arc::new(source), keys: RwLock::new(HashMap::new()), last_refresh: Mutex::new(None) }
+    }
+
+    async fn key(&self, kid: &str) -> Result<DecodingKey> {
+        if let Some(k) = self.keys.read().await.get(kid) {
+            return Ok(k.clone());
+        }
+        {
+            let mut last = self.last_refresh.lock().await;
+            // Another task may have refreshed while we waited.
+            if let Some(k) = self.keys.read().await.get(kid) {
+                return Ok(k.clone());
+            }
+            if last.is_none_or(|t| t.elapsed() >= MIN_REFRESH_INTERVAL) {
+                let fetched = self.source.fetch().await?;
+                *last = Some(Instant::now());
+                let mut keys = self.keys.write().await;
+                keys.clear();
+                for k in fetched {
+                    keys.insert(k.kid.clone(), DecodingKey::from_ed_der(&k.public_key));
+                }
+            }
+        }
+        self.keys.read().await.get(kid).cloned().ok_or_else(|| Error::Unauthenticated("token signed by an unknown key".into()))
+    }
+
+    /// Verifies signature, issuer, expiry and lifetime; returns the claims.
+    pub async fn verify(&self, token: &str) -> Result<Claims> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Unauthenticated("malformed token".into()))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(Error::Unauthenticated("token algorithm must be EdDSA".into()));
+        }
+        let kid = header.kid.ok_or_else(|| Error::Unauthenticated("token has no key id".into()))?;
+        let key = self.key(&kid).await?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            Error::Unauthenticated(match e.kind() {
+                ErrorKind::ExpiredSignature => "token expired".into(),
+                ErrorKind::InvalidSignature => "token signature invalid".into(),
+                ErrorKind::InvalidIssuer => "token issuer invalid".into(),
+                _ => "token invalid".into(),
+            })
+        })?;
+        let claims = data.claims;
+        if claims.exp.saturating_sub(claims.iat) > MAX_LIFETIME.as_secs() {
+            return Err(Error::Unauthenticated("token lifetime above 15 minutes".into()));
+        }
+        if claims.iat > unix_now() + LEEWAY_SECS {
+            return Err(Error::Unauthenticated("token issued in the future".into()));
+        }
+        Ok(claims)
+    }
+
+    /// Verifies the `authorization: Bearer <token>` of a request.
+    pub async fn authenticate<T>(&self, request: &tonic::Request<T>) -> Result<Claims> {
+        let value = request
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| Error::Unauthenticated("missing bearer token".into()))?
+            .to_str()
+            .map_err(|_| Error::Unauthenticated("malformed authorization header".into()))?;
+        let token = value.strip_prefix("Bearer ").ok_or_else(|| Error::Unauthenticated("authorization must be a Bearer token".into()))?;
+        self.verify(token).await
+    }
+}
+
+#[cfg(test)]
+mod tests;
