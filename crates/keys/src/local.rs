@@ -1,0 +1,223 @@
+//! The local keyring, Guardline's embedded default: versioned tenant keys in
+//! one JSON file, each sealed by a master key (from a file or an environment
+//! variable). Same operations and semantics as Vault transit, rotation
+//! and min_decryption_version included.
+//!
+//! Wrapped data keys look like Vault's: `gl:v<N>:<base64(nonce || ct)>`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::aead::{self, Binding};
+use crate::error::{Error, Result};
+use crate::provider::{KeyProvider, KeyVersions, SecretKey, WrappedKey, check_tenant};
+
+#[derive(Default, Serialize, Deserialize)]
+struct TenantEntry {
+    min_decryption_version: u64,
+    /// version -> base64(sealed tenant key)
+    versions: BTreeMap<u64, String>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct KeyringFile {
+    format: u32,
+    tenants: BTreeMap<String, TenantEntry>,
+}
+
+/// Versioned tenant keys on disk, sealed by a master key.
+pub struct LocalKeyring {
+    path: PathBuf,
+    master: SecretKey,
+    state: Mutex<KeyringFile>,
+}
+
+impl std::fmt::Debug for LocalKeyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalKeyring").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// Reads a base64 master key (32 bytes) from `file`, creating it with a
+/// fresh key (mode 0600) when `create` is set and it does not exist.
+pub fn master_key_from_file(file: &Path, create: bool) -> Result<SecretKey> {
+    if !file.exists() && create {
+        let key = SecretKey::generate()?;
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Storage(e.to_string()))?;
+        }
+        write_atomic(file, B64.encode(key.expose()).as_bytes(), true)?;
+        return Ok(key);
+    }
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::Config { field: "--master-key-file", reason: format!("cannot read: {e}") })?;
+    master_key_from_base64(text.trim())
+}
+
+/// Parses a base64 master key (32 bytes).
+pub fn master_key_from_base64(text: &str) -> Result<SecretKey> {
+    let bytes = zeroize::Zeroizing::new(
+        B64.decode(text.trim())
+            .map_err(|_| Error::Config { field: "--master-key", reason: "not base64".into() })?,
+    );
+    SecretKey::from_slice(&bytes).map_err(|_| Error::Config { field: "--master-key", reason: "must decode to 32 bytes".into() })
+}
+
+fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    }
+    let mut f = opts.open(&tmp).map_err(|e| Error::Storage(e.to_string()))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| Error::Storage(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::Storage(e.to_string()))
+}
+
+fn tenant_binding<'a>(tenant: &'a str, version: u64) -> Binding<'a> {
+    Binding { kind: "keyring", tenant, record: "", field: "", version }
+}
+
+fn data_key_binding(tenant: &str, version: u64) -> Binding<'_> {
+    Binding { kind: "data-key", tenant, record: "", field: "", version }
+}
+
+impl LocalKeyring {
+    /// Opens (or creates) the keyring file at `path`, sealed by `master`.
+    /// A wrong master key is detected when a tenant key is first used.
+    pub fn open(path: &Path, master: SecretKey) -> Result<Self> {
+        let state = if path.exists() {
+            let bytes = std::fs::read(path).map_err(|e| Error::Storage(e.to_string()))?;
+            serde_json::from_slice(&bytes).map_err(|e| Error::Storage(format!("keyring file is corrupt: {e}")))?
+        } else {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| Error::Storage(e.to_string()))?;
+            }
+            KeyringFile { format: 1, tenants: BTreeMap::new() }
+        };
+        Ok(Self { path: path.to_owned(), master, state: Mutex::new(state) })
+    }
+
+    fn persist(&self, state: &KeyringFile) -> Result<()> {
+        let json = serde_json::to_vec_pretty(state).map_err(|e| Error::Storage(e.to_string()))?;
+        write_atomic(&self.path, &json, true)
+    }
+
+    fn tenant_key(&self, entry: &TenantEntry, tenant: &str, version: u64) -> Result<SecretKey> {
+        let sealed = entry.versions.get(&version).ok_or(Error::Decrypt)?;
+        let sealed = B64.decode(sealed).map_err(|_| Error::Storage("keyring entry is not base64".into()))?;
+        let clear = aead::open(&self.master, &tenant_binding(tenant, version), &sealed)
+            .map_err(|_| Error::Crypto("keyring entry does not open with this master key".into()))?;
+        SecretKey::from_slice(&clear)
+    }
+
+    fn add_version(&self, entry: &mut TenantEntry, tenant: &str) -> Result<u64> {
+        let version = entry.versions.keys().next_back().copied().unwrap_or(0) + 1;
+        let key = SecretKey::generate()?;
+        let sealed = aead::seal(&self.master, &tenant_binding(tenant, version), key.expose())?;
+        entry.versions.insert(version, B64.encode(sealed));
+        if entry.min_decryption_version == 0 {
+            entry.min_decryption_version = 1;
+        }
+        Ok(version)
+    }
+
+    fn parse_wrapped(wrapped: &WrappedKey) -> Result<(u64, Vec<u8>)> {
+        let rest = wrapped.0.strip_prefix("gl:v").ok_or(Error::Decrypt)?;
+        let (v, b64) = rest.split_once(':').ok_or(Error::Decrypt)?;
+        Ok((v.parse().map_err(|_| Error::Decrypt)?, B64.decode(b64).map_err(|_| Error::Decrypt)?))
+    }
+
+    fn wrap_with(&self, entry: &TenantEntry, tenant: &str, key: &SecretKey) -> Result<WrappedKey> {
+        let latest = *entry.versions.keys().next_back().ok_or(Error::UnknownTenant)?;
+        let tk = self.tenant_key(entry, tenant, latest)?;
+        let sealed = aead::seal(&tk, &data_key_binding(tenant, latest), key.expose())?;
+        Ok(WrappedKey(format!("gl:v{latest}:{}", B64.encode(sealed))))
+    }
+
+    fn unwrap_with(&self, entry: &TenantEntry, tenant: &str, wrapped: &WrappedKey) -> Result<SecretKey> {
+        let (version, sealed) = Self::parse_wrapped(wrapped)?;
+        if version < entry.min_decryption_version {
+            return Err(Error::VersionRetired(version));
+        }
+        let tk = self.tenant_key(entry, tenant, version)?;
+        SecretKey::from_slice(&aead::open(&tk, &data_key_binding(tenant, version), &sealed)?)
+    }
+}
+
+#[async_trait]
+impl KeyProvider for LocalKeyring {
+    async fn ensure_tenant_key(&self, tenant: &str) -> Result<()> {
+        check_tenant(tenant)?;
+        let mut state = self.state.lock().await;
+        if state.tenants.contains_key(tenant) {
+            return Ok(());
+        }
+        let mut entry = TenantEntry::default();
+        self.add_version(&mut entry, tenant)?;
+        state.tenants.insert(tenant.to_owned(), entry);
+        self.persist(&state)
+    }
+
+    async fn generate_data_key(&self, tenant: &str) -> Result<(SecretKey, WrappedKey)> {
+        check_tenant(tenant)?;
+        let state = self.state.lock().await;
+        let entry = state.tenants.get(tenant).ok_or(Error::UnknownTenant)?;
+        let key = SecretKey::generate()?;
+        let wrapped = self.wrap_with(entry, tenant, &key)?;
+        Ok((key, wrapped))
+    }
+
+    async fn unwrap(&self, tenant: &str, wrapped: &WrappedKey) -> Result<SecretKey> {
+        check_tenant(tenant)?;
+        let state = self.state.lock().await;
+        let entry = state.tenants.get(tenant).ok_or(Error::UnknownTenant)?;
+        self.unwrap_with(entry, tenant, wrapped)
+    }
+
+    async fn rotate(&self, tenant: &str) -> Result<u64> {
+        check_tenant(tenant)?;
+        let mut state = self.state.lock().await;
+        let entry = state.tenants.get_mut(tenant).ok_or(Error::UnknownTenant)?;
+        let v = self.add_version(entry, tenant)?;
+        self.persist(&state)?;
+        Ok(v)
+    }
+
+    async fn rewrap(&self, tenant: &str, wrapped: &WrappedKey) -> Result<WrappedKey> {
+        check_tenant(tenant)?;
+        let state = self.state.lock().await;
+        let entry = state.tenants.get(tenant).ok_or(Error::UnknownTenant)?;
+        let key = self.unwrap_with(entry, tenant, wrapped)?;
+        self.wrap_with(entry, tenant, &key)
+    }
+
+    async fn versions(&self, tenant: &str) -> Result<KeyVersions> {
+        check_tenant(tenant)?;
+        let state = self.state.lock().await;
+        let entry = state.tenants.get(tenant).ok_or(Error::UnknownTenant)?;
+        let latest = entry.versions.keys().next_back().copied().unwrap_or(0);
+        Ok(KeyVersions { latest, min_decryption: entry.min_decryption_version })
+    }
+
+    async fn set_min_decryption_version(&self, tenant: &str, version: u64) -> Result<()> {
+        check_tenant(tenant)?;
+        let mut state = self.state.lock().await;
+        let entry = state.tenants.get_mut(tenant).ok_or(Error::UnknownTenant)?;
+        let latest = entry.versions.keys().next_back().copied().unwrap_or(0);
+        if version == 0 || version > latest {
+            return Err(Error::Config { field: "min_decryption_version", reason: format!("must be between 1 and {latest}") });
+        }
+        entry.min_decryption_version = version;
+        self.persist(&state)
+    }
+}

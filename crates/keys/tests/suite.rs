@@ -1,0 +1,219 @@
+//! One KeyProvider suite, run against the local keyring and a real OpenBao;
+//! one Envelope suite, run against SQLite and a real PostgreSQL 15.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use guardline_keys::local::LocalKeyring;
+use guardline_keys::vault::{VaultAuth, VaultProvider};
+use guardline_keys::{Envelope, Error, KeyProvider, SecretKey, WrappedKey, open_field, seal_field};
+use guardline_testkit::{OpenBao, Postgres};
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+type Fixture = (Arc<dyn KeyProvider>, Box<dyn std::any::Any + Send>);
+
+async fn local() -> Fixture {
+    let dir = tempfile::tempdir().expect("tmp");
+    let keyring = LocalKeyring::open(&dir.path().join("keyring.json"), SecretKey::generate().expect("key")).expect("keyring");
+    (Arc::new(keyring), Box::new(dir))
+}
+
+async fn openbao() -> Fixture {
+    let bao = OpenBao::shared().await.expect("openbao");
+    let mount = bao.transit_mount().await.expect("mount");
+    let provider = VaultProvider::connect(&bao.addr, VaultAuth::Token(bao.token.clone()), &mount).await.expect("vault");
+    (Arc::new(provider), Box::new(()))
+}
+
+async fn data_key_round_trip(p: Arc<dyn KeyProvider>) {
+    p.ensure_tenant_key("t1").await.expect("create");
+    p.ensure_tenant_key("t1").await.expect("create is idempotent");
+    let (clear, wrapped) = p.generate_data_key("t1").await.expect("data key");
+    assert_eq!(wrapped.version(), Some(1));
+    assert!(!wrapped.0.contains(&hex(clear.expose())), "wrapped form does not hold the key");
+    let unwrapped = p.unwrap("t1", &wrapped).await.expect("unwrap");
+    assert_eq!(unwrapped.expose(), clear.expose());
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn unknown_tenant_and_bad_ids_are_refused(p: Arc<dyn KeyProvider>) {
+    assert!(p.generate_data_key("nobody").await.is_err(), "no key was created for this tenant");
+    assert!(matches!(p.ensure_tenant_key("../etc").await, Err(Error::InvalidTenant)));
+    assert!(matches!(p.ensure_tenant_key("").await, Err(Error::InvalidTenant)));
+}
+
+async fn rotation_keeps_old_wraps_readable(p: Arc<dyn KeyProvider>) {
+    p.ensure_tenant_key("t1").await.expect("create");
+    let (clear, old) = p.generate_data_key("t1").await.expect("data key");
+    assert_eq!(p.rotate("t1").await.expect("rotate"), 2);
+    let v = p.versions("t1").await.expect("versions");
+    assert_eq!((v.latest, v.min_decryption), (2, 1));
+    assert_eq!(p.unwrap("t1", &old).await.expect("old still opens").expose(), clear.expose());
+    let (_, new) = p.generate_data_key("t1").await.expect("data key");
+    assert_eq!(new.version(), Some(2), "new wraps use the latest version");
+}
+
+async fn rewrap_moves_to_the_latest_version(p: Arc<dyn KeyProvider>) {
+    p.ensure_tenant_key("t1").await.expect("create");
+    let (clear, old) = p.generate_data_key("t1").await.expect("data key");
+    p.rotate("t1").await.expect("rotate");
+    let rewrapped = p.rewrap("t1", &old).await.expect("rewrap");
+    assert_eq!(rewrapped.version(), Some(2));
+    assert_eq!(p.unwrap("t1", &rewrapped).await.expect("opens").expose(), clear.expose());
+}
+
+async fn min_decryption_version_retires_old_wraps(p: Arc<dyn KeyProvider>) {
+    p.ensure_tenant_key("t1").await.expect("create");
+    let (clear, old) = p.generate_data_key("t1").await.expect("data key");
+    p.rotate("t1").await.expect("rotate");
+    let rewrapped = p.rewrap("t1", &old).await.expect("rewrap");
+    p.set_min_decryption_version("t1", 2).await.expect("raise min version");
+    assert!(matches!(p.unwrap("t1", &old).await, Err(Error::VersionRetired(1))), "v1 wraps are unusable");
+    assert_eq!(p.unwrap("t1", &rewrapped).await.expect("v2 opens").expose(), clear.expose());
+}
+
+async fn a_wrap_of_one_tenant_does_not_open_under_another(p: Arc<dyn KeyProvider>) {
+    p.ensure_tenant_key("t1").await.expect("create");
+    p.ensure_tenant_key("t2").await.expect("create");
+    let (_, wrapped) = p.generate_data_key("t1").await.expect("data key");
+    assert!(p.unwrap("t2", &wrapped).await.is_err());
+    assert!(p.unwrap("t1", &WrappedKey("gl:v1:AAAA".into())).await.is_err(), "garbage is refused");
+}
+
+macro_rules! provider_suite {
+    ($($name:ident),* $(,)?) => {
+        mod local_keyring {
+            $(#[tokio::test] async fn $name() { let (p, _keep) = super::local().await; super::$name(p).await; })*
+        }
+        mod openbao_transit {
+            $(#[tokio::test] async fn $name() { let (p, _keep) = super::openbao().await; super::$name(p).await; })*
+        }
+    };
+}
+
+provider_suite!(
+    data_key_round_trip,
+    unknown_tenant_and_bad_ids_are_refused,
+    rotation_keeps_old_wraps_readable,
+    rewrap_moves_to_the_latest_version,
+    min_decryption_version_retires_old_wraps,
+    a_wrap_of_one_tenant_does_not_open_under_another,
+);
+
+#[tokio::test]
+async fn the_keyring_survives_a_restart_and_refuses_a_wrong_master_key() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("keyring.json");
+    let master = SecretKey::generate().expect("key");
+    let first = LocalKeyring::open(&path, master.clone()).expect("open");
+    first.ensure_tenant_key("t1").await.expect("create");
+    let (clear, wrapped) = first.generate_data_key("t1").await.expect("data key");
+    drop(first);
+    let again = LocalKeyring::open(&path, master).expect("reopen");
+    assert_eq!(again.unwrap("t1", &wrapped).await.expect("opens").expose(), clear.expose());
+    let wrong = LocalKeyring::open(&path, SecretKey::generate().expect("key")).expect("open");
+    assert!(wrong.unwrap("t1", &wrapped).await.is_err());
+    let on_disk = std::fs::read_to_string(&path).expect("read");
+    assert!(!on_disk.contains(&hex(clear.expose())));
+}
+
+struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        guardline_keys::store::migrations()
+    }
+}
+
+async fn sqlite() -> (DatabaseConnection, Box<dyn std::any::Any + Send>) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let args = guardline_runtime::args::DatabaseArgs {
+        database_url: format!("sqlite://{}", dir.path().join("t.db").display()),
+        database_max_connections: 4,
+    };
+    let db = guardline_runtime::storage::connect(&args).await.expect("sqlite");
+    Migrator::up(&db, None).await.expect("migrate");
+    (db, Box::new(dir))
+}
+
+async fn postgres() -> (DatabaseConnection, Box<dyn std::any::Any + Send>) {
+    let pg = Postgres::shared().await.expect("postgres");
+    let args = guardline_runtime::args::DatabaseArgs { database_url: pg.database().await.expect("db"), database_max_connections: 4 };
+    let db = guardline_runtime::storage::connect(&args).await.expect("postgres");
+    Migrator::up(&db, None).await.expect("migrate");
+    (db, Box::new(()))
+}
+
+async fn envelope_fields_are_bound_to_their_place(db: DatabaseConnection, p: Arc<dyn KeyProvider>) {
+    let env = Envelope::new(p, db, Duration::from_secs(60));
+    let (rk, sealed_rk) = env.new_record_key("t1", "lead-1").await.expect("record key");
+    let ct = seal_field(&rk, "t1", "lead-1", "name", 1, "张三".as_bytes()).expect("seal");
+    let reopened = env.open_record_key("t1", "lead-1", &sealed_rk).await.expect("open record key");
+    assert_eq!(&open_field(&reopened, "t1", "lead-1", "name", 1, &ct).expect("open")[..], "张三".as_bytes());
+    assert!(env.open_record_key("t1", "lead-2", &sealed_rk).await.is_err(), "a record key moved to another record");
+    assert!(env.open_record_key("t2", "lead-1", &sealed_rk).await.is_err(), "a record key moved to another tenant");
+    assert!(open_field(&reopened, "t1", "lead-1", "notes", 1, &ct).is_err(), "a field moved to another field");
+}
+
+async fn envelope_calls_the_provider_per_data_key_not_per_record(db: DatabaseConnection, p: Arc<dyn KeyProvider>) {
+    let env = Envelope::new(p, db, Duration::from_secs(60));
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..50 {
+        let (_, sealed) = env.new_record_key("t1", &format!("lead-{i}")).await.expect("record key");
+        ids.insert(sealed.data_key_id);
+    }
+    assert_eq!(ids.len(), 1, "one tenant data key serves every record");
+}
+
+async fn envelope_survives_tenant_key_and_data_key_rotation(db: DatabaseConnection, p: Arc<dyn KeyProvider>) {
+    let env = Envelope::new(p.clone(), db, Duration::from_secs(60));
+    let (rk, sealed) = env.new_record_key("t1", "lead-1").await.expect("record key");
+    // Tenant key rotation in the provider, then rewrap of the stored data keys.
+    p.rotate("t1").await.expect("rotate");
+    assert_eq!(env.rewrap_tenant_data_keys("t1").await.expect("rewrap"), 1);
+    p.set_min_decryption_version("t1", 2).await.expect("retire v1");
+    env.clear_cache().await;
+    assert_eq!(env.open_record_key("t1", "lead-1", &sealed).await.expect("opens after rewrap").expose(), rk.expose());
+    // Data key rotation: old record keys still open, re-wrapping moves them.
+    let new_dk = env.rotate_data_key("t1").await.expect("rotate data key");
+    assert_ne!(new_dk, sealed.data_key_id);
+    let moved = env.rewrap_record_key("t1", "lead-1", &sealed).await.expect("rewrap record key");
+    assert_eq!(moved.data_key_id, new_dk);
+    env.retire_data_key("t1", &sealed.data_key_id).await.expect("retire");
+    env.clear_cache().await;
+    assert_eq!(env.open_record_key("t1", "lead-1", &moved).await.expect("opens").expose(), rk.expose());
+}
+
+async fn concurrent_first_use_creates_one_data_key(db: DatabaseConnection, p: Arc<dyn KeyProvider>) {
+    // Two replicas (two Envelopes on one database) racing on a new tenant.
+    let a = Arc::new(Envelope::new(p.clone(), db.clone(), Duration::from_secs(60)));
+    let b = Arc::new(Envelope::new(p, db, Duration::from_secs(60)));
+    let (ra, rb) = tokio::join!(a.active_data_key("t9"), b.active_data_key("t9"));
+    assert_eq!(ra.expect("a").0, rb.expect("b").0);
+}
+
+macro_rules! envelope_suite {
+    ($($name:ident),* $(,)?) => {
+        mod envelope_sqlite_keyring {
+            $(#[tokio::test] async fn $name() {
+                let (db, _d) = super::sqlite().await; let (p, _k) = super::local().await; super::$name(db, p).await;
+            })*
+        }
+        mod envelope_postgres_openbao {
+            $(#[tokio::test] async fn $name() {
+                let (db, _d) = super::postgres().await; let (p, _k) = super::openbao().await; super::$name(db, p).await;
+            })*
+        }
+    };
+}
+
+envelope_suite!(
+    envelope_fields_are_bound_to_their_place,
+    envelope_calls_the_provider_per_data_key_not_per_record,
+    envelope_survives_tenant_key_and_data_key_rotation,
+    concurrent_first_use_creates_one_data_key,
+);
