@@ -1,0 +1,66 @@
+//! Building audit events.
+
+use std::collections::HashMap;
+
+use guardline_proto::audit::v1::{Actor, AuditEvent, ResourceRef};
+use guardline_proto::common::v1::{Outcome, RequestContext};
+
+/// Builds an [`AuditEvent`] with a fresh time-ordered id and the current time.
+#[derive(Debug)]
+pub struct EventBuilder {
+    event: AuditEvent,
+}
+
+impl EventBuilder {
+    /// An event of `action` in `tenant`, outcome ALLOWED until said otherwise.
+    pub fn new(tenant: &str, action: &str) -> Self {
+        let now = std::time::SystemTime::now();
+        Self {
+            event: AuditEvent {
+                id: uuid::Uuid::now_v7().to_string(),
+                tenant_id: tenant.to_owned(),
+                time: Some(prost_types::Timestamp::from(now)),
+                action: action.to_owned(),
+                outcome: Outcome::Allowed as i32,
+                details: HashMap::new(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Performed by a user, relayed by a service.
+    pub fn actor(mut self, user_id: &str, service_identity: &str) -> Self {
+        self.event.actor = Some(Actor { user_id: user_id.to_owned(), service_identity: service_identity.to_owned() });
+        self
+    }
+
+    /// Acting on a resource (ids only).
+    pub fn resource(mut self, kind: &str, id: &str) -> Self {
+        self.event.resource = Some(ResourceRef { r#type: kind.to_owned(), id: id.to_owned() });
+        self
+    }
+
+    /// The outcome and why.
+    pub fn outcome(mut self, outcome: Outcome, reason: &str) -> Self {
+        self.event.outcome = outcome as i32;
+        self.event.reason = reason.to_owned();
+        self
+    }
+
+    /// Where the request came from.
+    pub fn context(mut self, context: RequestContext) -> Self {
+        self.event.context = Some(context);
+        self
+    }
+
+    /// A detail: ids, counts, field names or masked values; never PII.
+    pub fn detail(mut self, key: &str, value: impl ToString) -> Self {
+        self.event.details.insert(key.to_owned(), value.to_string());
+        self
+    }
+
+    /// The event.
+    pub fn build(self) -> AuditEvent {
+        self.event
+    }
+}

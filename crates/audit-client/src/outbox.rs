@@ -1,0 +1,268 @@
+//! The transactional outbox and its delivery worker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
+use guardline_proto::audit::v1::{AppendRequest, AuditEvent};
+use guardline_runtime::{Error, GrpcChannel, Result};
+use prost::Message;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::{blob, integer, string, text_null, timestamp_with_time_zone};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The `guardline_audit_outbox` table.
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    /// An event waiting for delivery.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "guardline_audit_outbox")]
+    pub struct Model {
+        /// Event id (the idempotency key).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// Encoded `AuditEvent`.
+        pub payload: Vec<u8>,
+        /// When it was enqueued.
+        pub created_at: ChronoDateTimeUtc,
+        /// Delivery attempts so far.
+        pub attempts: i32,
+        /// Not to be tried before this time.
+        pub next_attempt_at: ChronoDateTimeUtc,
+        /// Last delivery error (a status code, never event content).
+        pub last_error: Option<String>,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+#[derive(DeriveIden)]
+enum Outbox {
+    #[sea_orm(iden = "guardline_audit_outbox")]
+    Table,
+    Id,
+    Payload,
+    CreatedAt,
+    Attempts,
+    NextAttemptAt,
+    LastError,
+}
+
+/// Creates the outbox table.
+#[derive(Debug)]
+pub struct CreateAuditOutbox;
+
+impl MigrationName for CreateAuditOutbox {
+    fn name(&self) -> &str {
+        "m20261128_000002_guardline_audit_outbox"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateAuditOutbox {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Outbox::Table)
+                .if_not_exists()
+                .col(string(Outbox::Id).primary_key())
+                .col(blob(Outbox::Payload))
+                .col(timestamp_with_time_zone(Outbox::CreatedAt))
+                .col(integer(Outbox::Attempts))
+                .col(timestamp_with_time_zone(Outbox::NextAttemptAt))
+                .col(text_null(Outbox::LastError))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("ix_guardline_audit_outbox_due")
+                .table(Outbox::Table)
+                .col(Outbox::NextAttemptAt)
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(Outbox::Table).to_owned()).await
+    }
+}
+
+/// The migrations this crate contributes to a service's migrator.
+pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+    vec![Box::new(CreateAuditOutbox)]
+}
+
+/// Adds `event` to the outbox through `conn`, which should be the
+/// transaction that makes the change the event describes.
+pub async fn enqueue(conn: &impl ConnectionTrait, event: &AuditEvent) -> Result<()> {
+    let now = chrono::Utc::now();
+    entity::Entity::insert(entity::ActiveModel {
+        id: Set(event.id.clone()),
+        payload: Set(event.encode_to_vec()),
+        created_at: Set(now),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        last_error: Set(None),
+    })
+    .exec(conn)
+    .await?;
+    Ok(())
+}
+
+/// A client of the audit service.
+#[derive(Clone, Debug)]
+pub struct AuditClient {
+    client: AuditServiceClient<GrpcChannel>,
+    timeout: Duration,
+}
+
+impl AuditClient {
+    /// Talks to audit over `channel`; synchronous appends wait at most `timeout`.
+    pub fn new(channel: GrpcChannel, timeout: Duration) -> Self {
+        Self { client: AuditServiceClient::new(channel), timeout }
+    }
+
+    /// Appends events and returns once audit acknowledged them as durable.
+    /// Any failure is UNAVAILABLE: the caller must not proceed unaudited.
+    pub async fn append_now(&self, events: Vec<AuditEvent>) -> Result<()> {
+        let mut client = self.client.clone();
+        let mut request = tonic::Request::new(AppendRequest { events });
+        request.set_timeout(self.timeout);
+        match tokio::time::timeout(self.timeout, client.append(request)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => {
+                tracing::warn!(code = ?status.code(), "audit append refused");
+                Err(Error::Unavailable("audit service did not acknowledge the event".into()))
+            }
+            Err(_) => Err(Error::Unavailable("audit service did not answer in time".into())),
+        }
+    }
+}
+
+/// Delivers the outbox to the audit service.
+#[derive(Debug)]
+pub struct OutboxWorker {
+    db: DatabaseConnection,
+    client: AuditClient,
+    wake: Arc<Notify>,
+    /// Events per Append call.
+    pub batch: u64,
+    /// First retry delay; doubles per attempt up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// How often the table is polled when nothing wakes the worker.
+    pub poll: Duration,
+}
+
+impl OutboxWorker {
+    /// A worker with production defaults.
+    pub fn new(db: DatabaseConnection, client: AuditClient) -> Self {
+        Self {
+            db,
+            client,
+            wake: Arc::new(Notify::new()),
+            batch: 200,
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(60),
+            poll: Duration::from_secs(1),
+        }
+    }
+
+    /// A handle to wake the worker right after enqueueing.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    fn backoff(&self, attempts: i32) -> Duration {
+        let exp = self.min_backoff.saturating_mul(1u32 << attempts.clamp(0, 20));
+        let capped = exp.min(self.max_backoff);
+        // Up to 20% jitter, so that replicas do not retry in lockstep.
+        let jitter = uuid::Uuid::new_v4().as_u128() % 1000;
+        capped + capped.mul_f64(jitter as f64 / 5000.0)
+    }
+
+    /// Delivers one batch of due events. Returns how many were delivered,
+    /// or the delay before the next try when audit could not be reached.
+    pub async fn deliver_once(&self) -> Result<Result<usize, Duration>> {
+        let now = chrono::Utc::now();
+        let rows = entity::Entity::find()
+            .filter(entity::Column::NextAttemptAt.lte(now))
+            .order_by_asc(entity::Column::CreatedAt)
+            .order_by_asc(entity::Column::Id)
+            .limit(self.batch)
+            .all(&self.db)
+            .await?;
+        if rows.is_empty() {
+            return Ok(Ok(0));
+        }
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let mut events = Vec::with_capacity(rows.len());
+        for r in &rows {
+            events.push(AuditEvent::decode(r.payload.as_slice()).map_err(|e| Error::Internal(format!("outbox row: {e}")))?);
+        }
+        match self.client.append_now(events).await {
+            Ok(()) => {
+                entity::Entity::delete_many().filter(entity::Column::Id.is_in(ids.clone())).exec(&self.db).await?;
+                Ok(Ok(ids.len()))
+            }
+            Err(e) => {
+                let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
+                let delay = self.backoff(attempts - 1);
+                let next = now + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::seconds(60));
+                entity::Entity::update_many()
+                    .col_expr(entity::Column::Attempts, Expr::col(entity::Column::Attempts).add(1))
+                    .col_expr(entity::Column::NextAttemptAt, Expr::value(next))
+                    .col_expr(entity::Column::LastError, Expr::value(e.to_string()))
+                    .filter(entity::Column::Id.is_in(ids))
+                    .exec(&self.db)
+                    .await?;
+                tracing::warn!(pending = rows.len(), attempts, retry_in_ms = delay.as_millis() as u64, "audit unreachable, will retry");
+                Ok(Err(delay))
+            }
+        }
+    }
+
+    /// Delivers until `shutdown` fires.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let pause = match self.deliver_once().await {
+                Ok(Ok(n)) if n as u64 >= self.batch => Duration::ZERO,
+                Ok(Ok(_)) => self.poll,
+                Ok(Err(delay)) => delay,
+                Err(error) => {
+                    tracing::error!(%error, "outbox delivery failed");
+                    self.max_backoff.min(Duration::from_secs(5))
+                }
+            };
+            if pause.is_zero() {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
+
+/// Events still waiting in the outbox (for health and tests).
+pub async fn pending(db: &DatabaseConnection) -> Result<u64> {
+    use sea_orm::PaginatorTrait;
+    Ok(entity::Entity::find().count(db).await?)
+}

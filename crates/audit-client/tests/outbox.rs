@@ -1,0 +1,165 @@
+//! The outbox over real mTLS gRPC: nothing is lost while audit is down,
+//! everything is delivered once it is back, on SQLite and PostgreSQL.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use guardline_audit_client::outbox::pending;
+use guardline_audit_client::{AuditClient, EventBuilder, OutboxWorker, enqueue};
+use guardline_proto::audit::v1::audit_service_server::{AuditService, AuditServiceServer};
+use guardline_proto::audit::v1::{AppendRequest, AppendResponse};
+use guardline_runtime::args::{DatabaseArgs, ServerArgs};
+use guardline_runtime::devca::DevCa;
+use guardline_runtime::server::GrpcServer;
+use guardline_runtime::tls::TlsMaterial;
+use guardline_testkit::Postgres;
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+use tokio_util::sync::CancellationToken;
+
+/// Stands in for the audit service (its own issue builds the real one):
+/// acknowledges and remembers ids, once each.
+#[derive(Clone, Default)]
+struct Receiver(Arc<Mutex<Vec<String>>>);
+
+#[tonic::async_trait]
+impl AuditService for Receiver {
+    async fn append(&self, request: tonic::Request<AppendRequest>) -> Result<tonic::Response<AppendResponse>, tonic::Status> {
+        let mut seen = self.0.lock().expect("lock");
+        let mut resp = AppendResponse::default();
+        for e in request.into_inner().events {
+            if seen.contains(&e.id) {
+                resp.duplicate_ids.push(e.id);
+            } else {
+                seen.push(e.id.clone());
+                resp.stored_ids.push(e.id);
+            }
+        }
+        Ok(tonic::Response::new(resp))
+    }
+}
+
+struct Migrator;
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        guardline_audit_client::migrations()
+    }
+}
+
+async fn migrate(url: String) -> DatabaseConnection {
+    let db = guardline_runtime::storage::connect(&DatabaseArgs { database_url: url, database_max_connections: 4 }).await.expect("db");
+    Migrator::up(&db, None).await.expect("migrate");
+    db
+}
+
+struct Pki {
+    _dir: tempfile::TempDir,
+    ca: DevCa,
+}
+
+fn pki() -> Pki {
+    guardline_runtime::tls::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = DevCa::open_or_create(dir.path(), "guardline.local", "test").expect("ca");
+    Pki { _dir: dir, ca }
+}
+
+async fn serve_audit(pki: &Pki, addr: SocketAddr, receiver: Receiver) -> CancellationToken {
+    let listener = guardline_runtime::server::bind(addr).await.expect("bind");
+    let tls = TlsMaterial::load(pki.ca.issue("audit").expect("cert")).expect("tls");
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        let args = ServerArgs::on(addr);
+        GrpcServer::new("audit").add_service(AuditServiceServer::new(receiver)).serve(listener, tls, &args, s).await
+    });
+    stop
+}
+
+fn client(pki: &Pki, addr: SocketAddr) -> AuditClient {
+    let tls = TlsMaterial::load(pki.ca.issue("lead-vault").expect("cert")).expect("tls");
+    let ch = guardline_runtime::connect(&format!("https://localhost:{}", addr.port()), tls).expect("channel");
+    AuditClient::new(ch, Duration::from_secs(2))
+}
+
+async fn delivers_everything_once_audit_is_back(db: DatabaseConnection) {
+    let pki = pki();
+    let addr: SocketAddr = format!("127.0.0.1:{}", guardline_testkit::free_port().expect("port")).parse().expect("addr");
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let e = EventBuilder::new("t1", "lead.update").resource("lead", &format!("lead-{i}")).detail("fields", "name").build();
+        ids.push(e.id.clone());
+        let txn = db.begin().await.expect("txn");
+        enqueue(&txn, &e).await.expect("enqueue");
+        txn.commit().await.expect("commit");
+    }
+    // An event whose change rolled back is never delivered.
+    let txn = db.begin().await.expect("txn");
+    enqueue(&txn, &EventBuilder::new("t1", "lead.delete").build()).await.expect("enqueue");
+    txn.rollback().await.expect("rollback");
+
+    let mut worker = OutboxWorker::new(db.clone(), client(&pki, addr));
+    worker.min_backoff = Duration::from_millis(20);
+    worker.max_backoff = Duration::from_millis(200);
+    worker.poll = Duration::from_millis(20);
+    worker.batch = 10;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(worker.run(stop.clone()));
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(pending(&db).await.expect("count"), 25, "nothing is dropped while audit is down");
+
+    let receiver = Receiver::default();
+    let server = serve_audit(&pki, addr, receiver.clone()).await;
+    let mut delivered = 0;
+    for _ in 0..200 {
+        delivered = receiver.0.lock().expect("lock").len();
+        if delivered == 25 && pending(&db).await.expect("count") == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(delivered, 25);
+    assert_eq!(pending(&db).await.expect("count"), 0);
+    let got = receiver.0.lock().expect("lock").clone();
+    assert_eq!(got, ids, "delivered in order of creation, each once");
+    stop.cancel();
+    task.await.expect("worker stops");
+    server.cancel();
+}
+
+async fn synchronous_append_refuses_while_audit_is_down(_db: DatabaseConnection) {
+    let pki = pki();
+    let addr: SocketAddr = format!("127.0.0.1:{}", guardline_testkit::free_port().expect("port")).parse().expect("addr");
+    let c = client(&pki, addr);
+    let e = EventBuilder::new("t1", "lead.reveal").resource("lead", "lead-1").build();
+    let err = c.append_now(vec![e.clone()]).await.expect_err("audit is down");
+    assert_eq!(tonic::Status::from(err).code(), tonic::Code::Unavailable);
+    let receiver = Receiver::default();
+    let server = serve_audit(&pki, addr, receiver.clone()).await;
+    c.append_now(vec![e.clone()]).await.expect("acknowledged");
+    assert_eq!(receiver.0.lock().expect("lock").as_slice(), [e.id]);
+    server.cancel();
+}
+
+macro_rules! store_suite {
+    ($($name:ident),*) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() {
+                let dir = tempfile::tempdir().expect("tmp");
+                let db = super::migrate(format!("sqlite://{}", dir.path().join("o.db").display())).await;
+                super::$name(db).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() {
+                let pg = super::Postgres::shared().await.expect("postgres");
+                let db = super::migrate(pg.database().await.expect("db")).await;
+                super::$name(db).await;
+            })*
+        }
+    };
+}
+
+store_suite!(delivers_everything_once_audit_is_back, synchronous_append_refuses_while_audit_is_down);
