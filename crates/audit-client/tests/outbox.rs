@@ -48,7 +48,7 @@ impl MigratorTrait for Migrator {
 }
 
 async fn migrate(url: String) -> DatabaseConnection {
-    let db = guardline_runtime::storage::connect(&DatabaseArgs { database_url: url, database_max_connections: 4 }).await.expect("db");
+    let db = guardline_runtime::storage::connect(&DatabaseArgs { database_url: url, database_max_connections: 4, database_schema: None }).await.expect("db");
     Migrator::up(&db, None).await.expect("migrate");
     db
 }

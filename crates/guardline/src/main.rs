@@ -1,1 +1,40 @@
-fn main() {}
+//! `guardline`: the developer's and operator's command line.
+//!
+//! - `guardline up`: the whole mesh in one process on embedded defaults.
+//! - `guardline certs`: the dev CA and its certificates.
+//! - `guardline health`: gRPC health of every service, over mTLS.
+
+mod health;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "guardline", version, about = "Guardline: the security backbone of a cloud call center")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run all five services in one process (SQLite, local keyring, dev CA by default).
+    Up(Box<up::UpArgs>),
+    /// Create (or reuse) the dev CA with a certificate per service and for the CLI.
+    Certs(up::CertsArgs),
+    /// Check the gRPC health of every service over mTLS with the CLI certificate.
+    Health(health::HealthArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    guardline_runtime::tls::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Up(args) => up::run(*args).await,
+            Command::Certs(args) => up::certs(&args),
+            Command::Health(args) => health::run(&args).await,
+        }
+    })
+}

@@ -31,11 +31,34 @@ struct KeyringFile {
     tenants: BTreeMap<String, TenantEntry>,
 }
 
-/// Versioned tenant keys on disk, sealed by a master key.
+/// Versioned tenant keys on disk, sealed by a master key. Several processes
+/// may share the file (lead-vault and recordings under `guardline up`):
+/// changes are made under an exclusive lock on `<file>.lock` after re-reading
+/// the file, and every operation first picks up changes made by others.
 pub struct LocalKeyring {
     path: PathBuf,
     master: SecretKey,
-    state: Mutex<KeyringFile>,
+    state: Mutex<Loaded>,
+}
+
+struct Loaded {
+    file: KeyringFile,
+    /// Modification time and length of the file when it was read.
+    seen: Option<(std::time::SystemTime, u64)>,
+}
+
+fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    std::fs::metadata(path).ok().and_then(|m| Some((m.modified().ok()?, m.len())))
+}
+
+fn read_file(path: &Path) -> Result<Loaded> {
+    if !path.exists() {
+        return Ok(Loaded { file: KeyringFile { format: 1, tenants: BTreeMap::new() }, seen: None });
+    }
+    let seen = stamp(path);
+    let bytes = std::fs::read(path).map_err(|e| Error::Storage(e.to_string()))?;
+    let file = serde_json::from_slice(&bytes).map_err(|e| Error::Storage(format!("keyring file is corrupt: {e}")))?;
+    Ok(Loaded { file, seen })
 }
 
 impl std::fmt::Debug for LocalKeyring {
@@ -95,21 +118,40 @@ impl LocalKeyring {
     /// Opens (or creates) the keyring file at `path`, sealed by `master`.
     /// A wrong master key is detected when a tenant key is first used.
     pub fn open(path: &Path, master: SecretKey) -> Result<Self> {
-        let state = if path.exists() {
-            let bytes = std::fs::read(path).map_err(|e| Error::Storage(e.to_string()))?;
-            serde_json::from_slice(&bytes).map_err(|e| Error::Storage(format!("keyring file is corrupt: {e}")))?
-        } else {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| Error::Storage(e.to_string()))?;
-            }
-            KeyringFile { format: 1, tenants: BTreeMap::new() }
-        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Storage(e.to_string()))?;
+        }
+        let state = read_file(path)?;
         Ok(Self { path: path.to_owned(), master, state: Mutex::new(state) })
     }
 
-    fn persist(&self, state: &KeyringFile) -> Result<()> {
-        let json = serde_json::to_vec_pretty(state).map_err(|e| Error::Storage(e.to_string()))?;
-        write_atomic(&self.path, &json, true)
+    /// The state as on disk now (re-read only if the file changed).
+    async fn current(&self) -> Result<tokio::sync::MutexGuard<'_, Loaded>> {
+        let mut state = self.state.lock().await;
+        if stamp(&self.path) != state.seen {
+            *state = read_file(&self.path)?;
+        }
+        Ok(state)
+    }
+
+    /// Applies `change` to the freshest state under the cross-process lock and persists it.
+    async fn modify<T>(&self, change: impl FnOnce(&Self, &mut KeyringFile) -> Result<T>) -> Result<T> {
+        let mut state = self.state.lock().await;
+        let lock_path = self.path.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        lock.lock().map_err(|e| Error::Storage(format!("locking the keyring: {e}")))?;
+        *state = read_file(&self.path)?;
+        let out = change(self, &mut state.file)?;
+        let json = serde_json::to_vec_pretty(&state.file).map_err(|e| Error::Storage(e.to_string()))?;
+        write_atomic(&self.path, &json, true)?;
+        state.seen = stamp(&self.path);
+        drop(lock);
+        Ok(out)
     }
 
     fn tenant_key(&self, entry: &TenantEntry, tenant: &str, version: u64) -> Result<SecretKey> {
@@ -158,20 +200,24 @@ impl LocalKeyring {
 impl KeyProvider for LocalKeyring {
     async fn ensure_tenant_key(&self, tenant: &str) -> Result<()> {
         check_tenant(tenant)?;
-        let mut state = self.state.lock().await;
-        if state.tenants.contains_key(tenant) {
+        if self.current().await?.file.tenants.contains_key(tenant) {
             return Ok(());
         }
-        let mut entry = TenantEntry::default();
-        self.add_version(&mut entry, tenant)?;
-        state.tenants.insert(tenant.to_owned(), entry);
-        self.persist(&state)
+        self.modify(|this, file| {
+            if !file.tenants.contains_key(tenant) {
+                let mut entry = TenantEntry::default();
+                this.add_version(&mut entry, tenant)?;
+                file.tenants.insert(tenant.to_owned(), entry);
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn generate_data_key(&self, tenant: &str) -> Result<(SecretKey, WrappedKey)> {
         check_tenant(tenant)?;
-        let state = self.state.lock().await;
-        let entry = state.tenants.get(tenant).ok_or(Error::UnknownTenant)?;
+        let state = self.current().await?;
+        let entry = state.file.tenants.get(tenant).ok_or(Error::UnknownTenant)?;
         let key = SecretKey::generate()?;
         let wrapped = self.wrap_with(entry, tenant, &key)?;
         Ok((key, wrapped))
@@ -179,45 +225,47 @@ impl KeyProvider for LocalKeyring {
 
     async fn unwrap(&self, tenant: &str, wrapped: &WrappedKey) -> Result<SecretKey> {
         check_tenant(tenant)?;
-        let state = self.state.lock().await;
-        let entry = state.tenants.get(tenant).ok_or(Error::UnknownTenant)?;
+        let state = self.current().await?;
+        let entry = state.file.tenants.get(tenant).ok_or(Error::UnknownTenant)?;
         self.unwrap_with(entry, tenant, wrapped)
     }
 
     async fn rotate(&self, tenant: &str) -> Result<u64> {
         check_tenant(tenant)?;
-        let mut state = self.state.lock().await;
-        let entry = state.tenants.get_mut(tenant).ok_or(Error::UnknownTenant)?;
-        let v = self.add_version(entry, tenant)?;
-        self.persist(&state)?;
-        Ok(v)
+        self.modify(|this, file| {
+            let entry = file.tenants.get_mut(tenant).ok_or(Error::UnknownTenant)?;
+            this.add_version(entry, tenant)
+        })
+        .await
     }
 
     async fn rewrap(&self, tenant: &str, wrapped: &WrappedKey) -> Result<WrappedKey> {
         check_tenant(tenant)?;
-        let state = self.state.lock().await;
-        let entry = state.tenants.get(tenant).ok_or(Error::UnknownTenant)?;
+        let state = self.current().await?;
+        let entry = state.file.tenants.get(tenant).ok_or(Error::UnknownTenant)?;
         let key = self.unwrap_with(entry, tenant, wrapped)?;
         self.wrap_with(entry, tenant, &key)
     }
 
     async fn versions(&self, tenant: &str) -> Result<KeyVersions> {
         check_tenant(tenant)?;
-        let state = self.state.lock().await;
-        let entry = state.tenants.get(tenant).ok_or(Error::UnknownTenant)?;
+        let state = self.current().await?;
+        let entry = state.file.tenants.get(tenant).ok_or(Error::UnknownTenant)?;
         let latest = entry.versions.keys().next_back().copied().unwrap_or(0);
         Ok(KeyVersions { latest, min_decryption: entry.min_decryption_version })
     }
 
     async fn set_min_decryption_version(&self, tenant: &str, version: u64) -> Result<()> {
         check_tenant(tenant)?;
-        let mut state = self.state.lock().await;
-        let entry = state.tenants.get_mut(tenant).ok_or(Error::UnknownTenant)?;
-        let latest = entry.versions.keys().next_back().copied().unwrap_or(0);
-        if version == 0 || version > latest {
-            return Err(Error::Config { field: "min_decryption_version", reason: format!("must be between 1 and {latest}") });
-        }
-        entry.min_decryption_version = version;
-        self.persist(&state)
+        self.modify(|_, file| {
+            let entry = file.tenants.get_mut(tenant).ok_or(Error::UnknownTenant)?;
+            let latest = entry.versions.keys().next_back().copied().unwrap_or(0);
+            if version == 0 || version > latest {
+                return Err(Error::Config { field: "min_decryption_version", reason: format!("must be between 1 and {latest}") });
+            }
+            entry.min_decryption_version = version;
+            Ok(())
+        })
+        .await
     }
 }

@@ -134,6 +134,7 @@ async fn sqlite() -> (DatabaseConnection, Box<dyn std::any::Any + Send>) {
     let args = guardline_runtime::args::DatabaseArgs {
         database_url: format!("sqlite://{}", dir.path().join("t.db").display()),
         database_max_connections: 4,
+        database_schema: None,
     };
     let db = guardline_runtime::storage::connect(&args).await.expect("sqlite");
     Migrator::up(&db, None).await.expect("migrate");
@@ -142,7 +143,7 @@ async fn sqlite() -> (DatabaseConnection, Box<dyn std::any::Any + Send>) {
 
 async fn postgres() -> (DatabaseConnection, Box<dyn std::any::Any + Send>) {
     let pg = Postgres::shared().await.expect("postgres");
-    let args = guardline_runtime::args::DatabaseArgs { database_url: pg.database().await.expect("db"), database_max_connections: 4 };
+    let args = guardline_runtime::args::DatabaseArgs { database_url: pg.database().await.expect("db"), database_max_connections: 4, database_schema: None };
     let db = guardline_runtime::storage::connect(&args).await.expect("postgres");
     Migrator::up(&db, None).await.expect("migrate");
     (db, Box::new(()))
@@ -217,3 +218,21 @@ envelope_suite!(
     envelope_survives_tenant_key_and_data_key_rotation,
     concurrent_first_use_creates_one_data_key,
 );
+
+#[tokio::test]
+async fn two_processes_sharing_a_keyring_do_not_lose_each_others_keys() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("keyring.json");
+    let master = SecretKey::generate().expect("key");
+    // Two handles on one file stand for two processes (lead-vault and recordings).
+    let a = LocalKeyring::open(&path, master.clone()).expect("open");
+    let b = LocalKeyring::open(&path, master.clone()).expect("open");
+    a.ensure_tenant_key("t1").await.expect("a creates t1");
+    b.ensure_tenant_key("t2").await.expect("b creates t2");
+    let (k1, w1) = b.generate_data_key("t1").await.expect("b sees a's tenant");
+    assert_eq!(a.unwrap("t1", &w1).await.expect("a opens").expose(), k1.expose());
+    b.rotate("t1").await.expect("b rotates");
+    assert_eq!(a.versions("t1").await.expect("versions").latest, 2, "a sees b's rotation");
+    let reopened = LocalKeyring::open(&path, master).expect("open");
+    assert!(reopened.versions("t2").await.is_ok(), "t2 survived a's writes");
+}

@@ -167,13 +167,26 @@ pub struct DatabaseArgs {
     /// Connections in the pool.
     #[arg(long, env = "GUARDLINE_DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     pub database_max_connections: u32,
+    /// PostgreSQL schema holding this service's tables (created if missing),
+    /// so that services can share one database.
+    #[arg(long, env = "GUARDLINE_DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
 }
 
 impl DatabaseArgs {
     /// Checks the URL's scheme, naming the flag on error.
     pub fn validate(&self) -> Result<()> {
         let ok = ["sqlite:", "postgres://", "postgresql://"].iter().any(|p| self.database_url.starts_with(p));
-        if ok { Ok(()) } else { Err(Error::config("--database-url", "must start with sqlite: or postgres://")) }
+        if !ok {
+            return Err(Error::config("--database-url", "must start with sqlite: or postgres://"));
+        }
+        if let Some(schema) = &self.database_schema {
+            let valid = !schema.is_empty() && schema.len() <= 63 && schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid {
+                return Err(Error::config("--database-schema", "use 1-63 characters of a-z, 0-9 and _"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -193,10 +206,12 @@ mod tests {
 
     #[test]
     fn database_url_scheme_is_checked() {
-        let db = |u: &str| DatabaseArgs { database_url: u.into(), database_max_connections: 1 };
+        let db = |u: &str| DatabaseArgs { database_url: u.into(), database_max_connections: 1, database_schema: None };
         assert!(db("sqlite://x.db").validate().is_ok());
         assert!(db("postgres://u@h/d").validate().is_ok());
         let err = db("mysql://u@h/d").validate().expect_err("refused");
         assert!(err.to_string().contains("--database-url"));
+        let bad_schema = DatabaseArgs { database_schema: Some("x; drop".into()), ..db("postgres://u@h/d") };
+        assert!(bad_schema.validate().expect_err("refused").to_string().contains("--database-schema"));
     }
 }

@@ -24,7 +24,18 @@ pub async fn connect(args: &DatabaseArgs) -> Result<DatabaseConnection> {
             url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
         }
     }
+    if let (false, Some(schema)) = (sqlite, &args.database_schema) {
+        // The schema must exist before a pool can use it as its search path.
+        let bootstrap = Database::connect(ConnectOptions::new(url.clone()).sqlx_logging(false).to_owned())
+            .await
+            .map_err(|e| Error::Storage(format!("connecting: {e}")))?;
+        bootstrap.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).await?;
+        bootstrap.close().await?;
+    }
     let mut opts = ConnectOptions::new(url);
+    if let (false, Some(schema)) = (sqlite, &args.database_schema) {
+        opts.set_schema_search_path(schema.clone());
+    }
     opts.max_connections(args.database_max_connections)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
@@ -34,5 +45,13 @@ pub async fn connect(args: &DatabaseArgs) -> Result<DatabaseConnection> {
     if sqlite {
         db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
     }
+    Ok(db)
+}
+
+/// Connects and brings the service's schema up to date with its migrator.
+/// Each service names its own migration table, so services may share a database.
+pub async fn open<M: sea_orm_migration::MigratorTrait>(args: &DatabaseArgs) -> Result<DatabaseConnection> {
+    let db = connect(args).await?;
+    M::up(&db, None).await.map_err(|e| Error::Storage(format!("migrations: {e}")))?;
     Ok(db)
 }

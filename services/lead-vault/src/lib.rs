@@ -1,1 +1,35 @@
-//! placeholder
+//! The lead vault: customer leads encrypted per tenant (envelope encryption),
+//! masked by role, revealed only with a reason and a synchronous audit event,
+//! exported under quota, with the consent ledger and erasure by
+//! crypto-shredding. It never returns or logs a clear value outside
+//! `RevealField` and a clear export.
+
+pub mod args;
+pub mod grpc;
+pub mod store;
+
+use guardline_runtime::server::GrpcServer;
+use guardline_service::Base;
+use tokio_util::sync::CancellationToken;
+
+pub use args::Args;
+
+/// The service's name: its certificate name, health entry and log field.
+pub const NAME: &str = "lead-vault";
+
+/// How long an unwrapped tenant data key stays in memory.
+pub const DATA_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs the service until `shutdown` fires, on `listener` if given (tests,
+/// `guardline up`) or else on `--listen`.
+pub async fn run(args: Args, listener: Option<tokio::net::TcpListener>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let Args { common, keys } = args;
+    let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
+    let provider = keys.provider(false).await?;
+    let envelope = std::sync::Arc::new(guardline_keys::Envelope::new(provider, base.db.clone(), DATA_KEY_TTL));
+    let api = grpc::Api { envelope };
+    let server = GrpcServer::new(NAME)
+        .add_service(grpc::server(api, common.server.max_message_bytes))
+        .allow_list(grpc::allow_list(&common.mesh));
+    guardline_service::serve(server, &base, &common, listener, shutdown).await
+}

@@ -1,0 +1,102 @@
+//! What every Guardline service process is made of, assembled once: the
+//! shared flags, TLS material kept fresh, the database migrated by the
+//! service's own migrator, the audit client with its outbox worker, and the
+//! gRPC server builder. A service adds only its API and its allow-list.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use guardline_audit_client::{AuditClient, OutboxWorker};
+use guardline_runtime::args::{DatabaseArgs, MeshArgs, ServerArgs, TelemetryArgs, TlsArgs};
+use guardline_runtime::server::GrpcServer;
+use guardline_runtime::tls::TlsMaterial;
+use sea_orm::DatabaseConnection;
+use sea_orm_migration::MigratorTrait;
+use tokio_util::sync::CancellationToken;
+
+/// How long a synchronous audit append may take before the operation is refused.
+pub const AUDIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Flags every service has.
+#[derive(clap::Args, Clone, Debug)]
+pub struct CommonArgs {
+    /// Listening and self-protection.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// This service's mTLS material.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// The rest of the mesh.
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+    /// The service's database.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Logs and OpenTelemetry.
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// The running parts shared by every service.
+#[derive(Debug)]
+pub struct Base {
+    /// mTLS material, reloaded when the files change.
+    pub tls: Arc<TlsMaterial>,
+    /// The migrated database.
+    pub db: DatabaseConnection,
+    /// Synchronous audit appends.
+    pub audit: AuditClient,
+    /// Wakes the outbox worker right after an enqueue.
+    pub outbox_waker: Arc<tokio::sync::Notify>,
+}
+
+impl Base {
+    /// Loads TLS, opens and migrates the database, and starts the outbox
+    /// worker (unless `outbox` is false: the audit service does not audit itself
+    /// through the network).
+    pub async fn start<M: MigratorTrait>(args: &CommonArgs, outbox: bool, shutdown: &CancellationToken) -> anyhow::Result<Self> {
+        let tls = guardline_runtime::tls::load_and_watch(&args.tls, shutdown)?;
+        let db = guardline_runtime::storage::open::<M>(&args.database).await?;
+        let audit = AuditClient::new(guardline_runtime::connect(&args.mesh.audit_endpoint, tls.clone())?, AUDIT_TIMEOUT);
+        let worker = OutboxWorker::new(db.clone(), audit.clone());
+        let outbox_waker = worker.waker();
+        if outbox {
+            tokio::spawn(worker.run(shutdown.clone()));
+        }
+        Ok(Self { tls, db, audit, outbox_waker })
+    }
+}
+
+/// Serves `server` on `listener` (or on `--listen`) until `shutdown` fires.
+pub async fn serve(
+    server: GrpcServer,
+    base: &Base,
+    args: &CommonArgs,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = match listener {
+        Some(l) => l,
+        None => guardline_runtime::server::bind(args.server.listen).await?,
+    };
+    server.serve(listener, base.tls.clone(), &args.server, shutdown).await?;
+    Ok(())
+}
+
+/// The `main` of every service binary: parse flags, start telemetry, run
+/// until SIGTERM or Ctrl-C.
+pub fn main<A, F, Fut>(name: &str, telemetry: impl FnOnce(&A) -> TelemetryArgs, run: F) -> anyhow::Result<()>
+where
+    A: clap::Parser,
+    F: FnOnce(A, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let args = A::parse();
+    guardline_runtime::tls::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let _telemetry = guardline_runtime::telemetry::init(name, &telemetry(&args))?;
+        let shutdown = guardline_runtime::shutdown::on_signals();
+        run(args, shutdown).await
+    })
+}

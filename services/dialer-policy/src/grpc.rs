@@ -1,0 +1,25 @@
+//! The gRPC face of dialer-policy: validates, converts proto to domain and back, and
+//! calls the domain. Until the service's own issue lands, every RPC answers
+//! UNIMPLEMENTED (the generated default); health and reflection serve.
+
+use guardline_proto::dialer::v1::dialer_policy_service_server::{DialerPolicyService, DialerPolicyServiceServer};
+use guardline_runtime::args::MeshArgs;
+use guardline_runtime::authz::AllowList;
+
+/// The API.
+#[derive(Debug, Default)]
+pub struct Api;
+
+#[tonic::async_trait]
+impl DialerPolicyService for Api {}
+
+/// The generated server with the message size limits applied.
+pub fn server(api: Api, max_message_bytes: usize) -> DialerPolicyServiceServer<Api> {
+    DialerPolicyServiceServer::new(api).max_decoding_message_size(max_message_bytes).max_encoding_message_size(max_message_bytes)
+}
+
+/// Which service identities may call which RPC.
+pub fn allow_list(mesh: &MeshArgs) -> AllowList {
+    AllowList::new()
+        .allow("/guardline.dialer.v1.DialerPolicyService/ResolveBinding", [mesh.identity_of("telephony-bridge")])
+}

@@ -1,0 +1,15 @@
+//! Flags of the lead-vault service; every flag is also a `GUARDLINE_*` variable.
+
+use guardline_service::CommonArgs;
+
+/// `guardline-lead-vault`: Lead vault: encrypted customer records, masking, reveal, export, consent, erasure.
+#[derive(clap::Parser, Clone, Debug)]
+#[command(name = "guardline-lead-vault", version, about = "Lead vault: encrypted customer records, masking, reveal, export, consent, erasure")]
+pub struct Args {
+    /// Flags every service has.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Where tenant keys live.
+    #[command(flatten)]
+    pub keys: guardline_keys::args::KeysArgs,
+}
