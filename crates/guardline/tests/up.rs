@@ -1,0 +1,190 @@
+//! `guardline up` as a user runs it: the real binary, a real process, real
+//! mTLS; once on embedded defaults (SQLite, local keyring) and once on
+//! PostgreSQL and OpenBao.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use guardline_proto::audit::v1::AppendRequest;
+use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
+use guardline_proto::vault::v1::CheckConsentRequest;
+use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
+use guardline_runtime::devca::DevCa;
+use guardline_runtime::tls::{TlsFiles, TlsMaterial};
+use guardline_testkit::{OpenBao, Postgres, free_port};
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+const SERVICES: [(&str, &str); 5] = [
+    ("identity", "guardline.identity.v1.IdentityService"),
+    ("lead-vault", "guardline.vault.v1.LeadVaultService"),
+    ("dialer-policy", "guardline.dialer.v1.DialerPolicyService"),
+    ("recordings", "guardline.recordings.v1.RecordingsService"),
+    ("audit", "guardline.audit.v1.AuditService"),
+];
+
+/// The running binary; killed if the test fails before stopping it.
+struct Mesh {
+    child: Option<Child>,
+    ports: Vec<u16>,
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Mesh {
+    fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        guardline_runtime::tls::install_crypto_provider();
+        let ports: Vec<u16> = (0..5).map(|_| free_port().expect("port")).collect();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_guardline"));
+        cmd.arg("up").arg("--data-dir").arg(data_dir).args(["--log", "warn"]);
+        for ((name, _), port) in SERVICES.iter().zip(&ports) {
+            cmd.arg(format!("--{name}-port")).arg(port.to_string());
+        }
+        cmd.args(extra).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        Self { child: Some(cmd.spawn().expect("guardline up")), ports }
+    }
+
+    fn uri(&self, i: usize) -> String {
+        format!("https://localhost:{}", self.ports[i])
+    }
+
+    /// Sends SIGTERM and waits for a clean exit (without blocking the test's
+    /// runtime, whose open connections must see the server's GOAWAY).
+    async fn stop(mut self) {
+        let mut child = self.child.take().expect("running");
+        let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success();
+        assert!(ok);
+        for _ in 0..250 {
+            if let Some(status) = child.try_wait().expect("wait") {
+                assert!(status.success(), "guardline up exits cleanly on SIGTERM: {status}");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        panic!("guardline up did not stop within 25 s of SIGTERM");
+    }
+}
+
+fn cert(data_dir: &Path, name: &str) -> std::sync::Arc<TlsMaterial> {
+    TlsMaterial::load(TlsFiles::in_dir(&data_dir.join("pki"), name)).expect("tls")
+}
+
+/// Waits until every service reports SERVING to the CLI identity.
+async fn wait_serving(mesh: &Mesh, data_dir: &Path) {
+    for _ in 0..300 {
+        if data_dir.join("pki/cli.pem").exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cli = cert(data_dir, "cli");
+    for (i, (name, service)) in SERVICES.iter().enumerate() {
+        let mut client = HealthClient::new(guardline_runtime::connect(&mesh.uri(i), cli.clone()).expect("channel"));
+        let mut last = None;
+        for _ in 0..300 {
+            match client.check(HealthCheckRequest { service: (*service).into() }).await {
+                Ok(r) if r.get_ref().status() == ServingStatus::Serving => {
+                    last = None;
+                    break;
+                }
+                other => last = Some(format!("{other:?}")),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(last.is_none(), "{name} never became SERVING: {last:?}");
+    }
+}
+
+async fn reflection_lists(uri: &str, tls: std::sync::Arc<TlsMaterial>) -> Vec<String> {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let mut client = ServerReflectionClient::new(guardline_runtime::connect(uri, tls).expect("channel"));
+    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut stream = client.server_reflection_info(tokio_stream::iter([req])).await.expect("reflection").into_inner();
+    let resp = stream.message().await.expect("message").expect("one response");
+    match resp.message_response {
+        Some(MessageResponse::ListServicesResponse(l)) => l.service.into_iter().map(|s| s.name).collect(),
+        other => panic!("unexpected reflection answer {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mesh_runs_on_embedded_defaults_and_refuses_strangers() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = Mesh::start(dir.path(), &[]);
+    wait_serving(&mesh, dir.path()).await;
+    let cli = cert(dir.path(), "cli");
+
+    // Reflection on every server.
+    let listed = reflection_lists(&mesh.uri(4), cli.clone()).await;
+    assert!(listed.iter().any(|s| s == "guardline.audit.v1.AuditService"), "{listed:?}");
+    assert!(listed.iter().any(|s| s == "grpc.health.v1.Health"), "{listed:?}");
+
+    // A certificate from another CA is refused at the handshake.
+    let other = tempfile::tempdir().expect("tmp");
+    let stranger = DevCa::open_or_create(other.path(), "guardline.local", "guardline").expect("ca").issue("cli").expect("cert");
+    let stranger = TlsMaterial::load(TlsFiles { ca: dir.path().join("pki/ca.pem"), ..stranger }).expect("tls");
+    let mut health = HealthClient::new(guardline_runtime::connect(&mesh.uri(0), stranger).expect("channel"));
+    assert!(health.check(HealthCheckRequest::default()).await.is_err(), "a foreign client certificate is refused");
+
+    // Service allow-lists: only the mesh's services may append to audit.
+    let mut as_cli = AuditServiceClient::new(guardline_runtime::connect(&mesh.uri(4), cli.clone()).expect("channel"));
+    let denied = as_cli.append(AppendRequest::default()).await.expect_err("cli may not append");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let mut as_vault = AuditServiceClient::new(guardline_runtime::connect(&mesh.uri(4), cert(dir.path(), "lead-vault")).expect("channel"));
+    let passed = as_vault.append(AppendRequest::default()).await.expect_err("the audit issue has not landed");
+    assert_eq!(passed.code(), Code::Unimplemented, "lead-vault passes the allow-list: {passed:?}");
+    // Only dialer-policy may ask lead-vault about consent.
+    let mut vault = LeadVaultServiceClient::new(guardline_runtime::connect(&mesh.uri(1), cli).expect("channel"));
+    let denied = vault.check_consent(CheckConsentRequest::default()).await.expect_err("cli may not");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    for f in ["identity.db", "lead-vault.db", "audit.db", "master.key", "pki/ca.pem"] {
+        assert!(dir.path().join(f).exists(), "{f} is in the data directory");
+    }
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mesh_runs_on_postgres_and_openbao() {
+    let pg = Postgres::shared().await.expect("postgres");
+    let url = pg.database().await.expect("db");
+    let bao = OpenBao::shared().await.expect("openbao");
+    let mount = bao.transit_mount().await.expect("mount");
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = Mesh::start(
+        dir.path(),
+        &["--database-url", &url, "--vault-addr", &bao.addr, "--vault-token", &bao.token, "--vault-transit-mount", &mount],
+    );
+    wait_serving(&mesh, dir.path()).await;
+    // Each service migrated its own schema, tracked in its own migration table.
+    let tables = pg
+        .psql(&url, "select table_schema || '.' || table_name from information_schema.tables where table_name like 'guardline_%' order by 1")
+        .await
+        .expect("psql");
+    for expected in [
+        "lead_vault.guardline_tenant_data_keys",
+        "lead_vault.guardline_lead_vault_migrations",
+        "recordings.guardline_audit_outbox",
+        "identity.guardline_identity_migrations",
+        "audit.guardline_audit_migrations",
+    ] {
+        assert!(tables.lines().any(|l| l == expected), "{expected} missing from:\n{tables}");
+    }
+    assert!(!dir.path().join("identity.db").exists(), "no SQLite file when PostgreSQL is configured");
+    assert!(!dir.path().join("master.key").exists(), "no local keyring when Vault is configured");
+    mesh.stop().await;
+}
