@@ -213,7 +213,9 @@ impl OutboxWorker {
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let mut events = Vec::with_capacity(rows.len());
         for r in &rows {
-            events.push(AuditEvent::decode(r.payload.as_slice()).map_err(|e| Error::Internal(format!("outbox row: {e}")))?);
+            events.push(
+                AuditEvent::decode(r.payload.as_slice()).map_err(|e| Error::Internal(format!("outbox row: {e}")))?,
+            );
         }
         match self.client.append_now(events).await {
             Ok(()) => {
@@ -231,7 +233,12 @@ impl OutboxWorker {
                     .filter(entity::Column::Id.is_in(ids))
                     .exec(&self.db)
                     .await?;
-                tracing::warn!(pending = rows.len(), attempts, retry_in_ms = delay.as_millis() as u64, "audit unreachable, will retry");
+                tracing::warn!(
+                    pending = rows.len(),
+                    attempts,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "audit unreachable, will retry"
+                );
                 Ok(Err(delay))
             }
         }

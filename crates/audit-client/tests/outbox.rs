@@ -25,7 +25,10 @@ struct Receiver(Arc<Mutex<Vec<String>>>);
 
 #[tonic::async_trait]
 impl AuditService for Receiver {
-    async fn append(&self, request: tonic::Request<AppendRequest>) -> Result<tonic::Response<AppendResponse>, tonic::Status> {
+    async fn append(
+        &self,
+        request: tonic::Request<AppendRequest>,
+    ) -> Result<tonic::Response<AppendResponse>, tonic::Status> {
         let mut seen = self.0.lock().expect("lock");
         let mut resp = AppendResponse::default();
         for e in request.into_inner().events {
@@ -48,7 +51,13 @@ impl MigratorTrait for Migrator {
 }
 
 async fn migrate(url: String) -> DatabaseConnection {
-    let db = guardline_runtime::storage::connect(&DatabaseArgs { database_url: url, database_max_connections: 4, database_schema: None }).await.expect("db");
+    let db = guardline_runtime::storage::connect(&DatabaseArgs {
+        database_url: url,
+        database_max_connections: 4,
+        database_schema: None,
+    })
+    .await
+    .expect("db");
     Migrator::up(&db, None).await.expect("migrate");
     db
 }
@@ -85,10 +94,14 @@ fn client(pki: &Pki, addr: SocketAddr) -> AuditClient {
 
 async fn delivers_everything_once_audit_is_back(db: DatabaseConnection) {
     let pki = pki();
-    let addr: SocketAddr = format!("127.0.0.1:{}", guardline_testkit::free_port().expect("port")).parse().expect("addr");
+    let addr: SocketAddr =
+        format!("127.0.0.1:{}", guardline_testkit::free_port().expect("port")).parse().expect("addr");
     let mut ids = Vec::new();
     for i in 0..25 {
-        let e = EventBuilder::new("t1", "lead.update").resource("lead", &format!("lead-{i}")).detail("fields", "name").build();
+        let e = EventBuilder::new("t1", "lead.update")
+            .resource("lead", &format!("lead-{i}"))
+            .detail("fields", "name")
+            .build();
         ids.push(e.id.clone());
         let txn = db.begin().await.expect("txn");
         enqueue(&txn, &e).await.expect("enqueue");
@@ -131,7 +144,8 @@ async fn delivers_everything_once_audit_is_back(db: DatabaseConnection) {
 
 async fn synchronous_append_refuses_while_audit_is_down(_db: DatabaseConnection) {
     let pki = pki();
-    let addr: SocketAddr = format!("127.0.0.1:{}", guardline_testkit::free_port().expect("port")).parse().expect("addr");
+    let addr: SocketAddr =
+        format!("127.0.0.1:{}", guardline_testkit::free_port().expect("port")).parse().expect("addr");
     let c = client(&pki, addr);
     let e = EventBuilder::new("t1", "lead.reveal").resource("lead", "lead-1").build();
     let err = c.append_now(vec![e.clone()]).await.expect_err("audit is down");

@@ -37,12 +37,19 @@ const SERVICE_NAMES: [(&str, &str, u16); 5] = [
 pub async fn run(args: &HealthArgs) -> anyhow::Result<()> {
     let tls = TlsMaterial::load(TlsFiles::in_dir(&args.data_dir.join("pki"), guardline_runtime::devca::CLI))?;
     let targets: Vec<(String, String, String)> = if args.endpoints.is_empty() {
-        SERVICE_NAMES.iter().map(|(n, s, p)| ((*n).to_owned(), (*s).to_owned(), format!("https://localhost:{p}"))).collect()
+        SERVICE_NAMES
+            .iter()
+            .map(|(n, s, p)| ((*n).to_owned(), (*s).to_owned(), format!("https://localhost:{p}")))
+            .collect()
     } else {
         args.endpoints
             .iter()
             .map(|(n, u)| {
-                let svc = SERVICE_NAMES.iter().find(|(name, ..)| name == n).map(|(_, s, _)| (*s).to_owned()).unwrap_or_default();
+                let svc = SERVICE_NAMES
+                    .iter()
+                    .find(|(name, ..)| name == n)
+                    .map(|(_, s, _)| (*s).to_owned())
+                    .unwrap_or_default();
                 (n.clone(), svc, u.clone())
             })
             .collect()
@@ -54,7 +61,9 @@ pub async fn run(args: &HealthArgs) -> anyhow::Result<()> {
         let status = loop {
             let res = client.check(HealthCheckRequest { service: service.clone() }).await;
             match res {
-                Ok(r) if r.get_ref().status() == tonic_health::pb::health_check_response::ServingStatus::Serving => break Ok("SERVING".to_owned()),
+                Ok(r) if r.get_ref().status() == tonic_health::pb::health_check_response::ServingStatus::Serving => {
+                    break Ok("SERVING".to_owned());
+                }
                 other if tokio::time::Instant::now() >= deadline => {
                     break Err(match other {
                         Ok(r) => format!("{:?}", r.get_ref().status()),

@@ -93,7 +93,11 @@ pub fn certs(args: &CertsArgs) -> anyhow::Result<()> {
 
 fn common(args: &UpArgs, name: &str, addr: SocketAddr, mesh: &MeshArgs, pki: &Path) -> CommonArgs {
     let database = match &args.database_url {
-        Some(url) => DatabaseArgs { database_url: url.clone(), database_max_connections: 5, database_schema: Some(name.replace('-', "_")) },
+        Some(url) => DatabaseArgs {
+            database_url: url.clone(),
+            database_max_connections: 5,
+            database_schema: Some(name.replace('-', "_")),
+        },
         None => DatabaseArgs {
             database_url: format!("sqlite://{}", args.data_dir.join(format!("{name}.db")).display()),
             database_max_connections: 5,
@@ -103,7 +107,12 @@ fn common(args: &UpArgs, name: &str, addr: SocketAddr, mesh: &MeshArgs, pki: &Pa
     let tls = guardline_runtime::tls::TlsFiles::in_dir(pki, name);
     CommonArgs {
         server: ServerArgs::on(addr),
-        tls: TlsArgs { tls_cert: tls.cert, tls_key: tls.key, tls_ca: tls.ca, tls_reload_interval: Duration::from_secs(5) },
+        tls: TlsArgs {
+            tls_cert: tls.cert,
+            tls_key: tls.key,
+            tls_ca: tls.ca,
+            tls_reload_interval: Duration::from_secs(5),
+        },
         mesh: mesh.clone(),
         database,
         telemetry: args.telemetry.clone(),
@@ -112,7 +121,8 @@ fn common(args: &UpArgs, name: &str, addr: SocketAddr, mesh: &MeshArgs, pki: &Pa
 
 pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     let _telemetry = guardline_runtime::telemetry::init("guardline", &args.telemetry)?;
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
     let pki = args.data_dir.join("pki");
     ensure_dev_pki(&pki, &args.trust_domain, &args.namespace)?;
     if args.keys.vault_addr.is_none() && args.keys.keyring_path.is_none() {
@@ -152,9 +162,15 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         tasks.spawn(async move {
             let res = match name {
                 "identity" => guardline_identity::run(guardline_identity::Args { common: c }, Some(listener), s).await,
-                "lead-vault" => guardline_lead_vault::run(guardline_lead_vault::Args { common: c, keys }, Some(listener), s).await,
-                "dialer-policy" => guardline_dialer_policy::run(guardline_dialer_policy::Args { common: c }, Some(listener), s).await,
-                "recordings" => guardline_recordings::run(guardline_recordings::Args { common: c, keys }, Some(listener), s).await,
+                "lead-vault" => {
+                    guardline_lead_vault::run(guardline_lead_vault::Args { common: c, keys }, Some(listener), s).await
+                }
+                "dialer-policy" => {
+                    guardline_dialer_policy::run(guardline_dialer_policy::Args { common: c }, Some(listener), s).await
+                }
+                "recordings" => {
+                    guardline_recordings::run(guardline_recordings::Args { common: c, keys }, Some(listener), s).await
+                }
                 _ => guardline_audit::run(guardline_audit::Args { common: c }, Some(listener), s).await,
             };
             (name, res)
@@ -165,7 +181,10 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
 }
 
 /// Waits for every service; the first to fail stops the others.
-async fn supervise(mut tasks: tokio::task::JoinSet<(&'static str, anyhow::Result<()>)>, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn supervise(
+    mut tasks: tokio::task::JoinSet<(&'static str, anyhow::Result<()>)>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
         let (name, res) = joined.context("a service task panicked")?;
@@ -199,8 +218,16 @@ fn print_banner(args: &UpArgs, mesh: &MeshArgs, pki: &Path) {
         println!("  {name:<14} {ep}   spiffe id {}", mesh.identity_of(name));
     }
     println!("  CA certificate     {}", pki.join("ca.pem").display());
-    println!("  CLI certificate    {} (key {})", pki.join(format!("{CLI}.pem")).display(), pki.join(format!("{CLI}-key.pem")).display());
-    let store = if args.database_url.is_some() { "PostgreSQL (one schema per service)".to_owned() } else { format!("SQLite in {}", args.data_dir.display()) };
+    println!(
+        "  CLI certificate    {} (key {})",
+        pki.join(format!("{CLI}.pem")).display(),
+        pki.join(format!("{CLI}-key.pem")).display()
+    );
+    let store = if args.database_url.is_some() {
+        "PostgreSQL (one schema per service)".to_owned()
+    } else {
+        format!("SQLite in {}", args.data_dir.display())
+    };
     let keys = match &args.keys.vault_addr {
         Some(a) => format!("Vault transit at {a}"),
         None => format!("local keyring {}", args.data_dir.join("keyring.json").display()),

@@ -107,12 +107,15 @@ async fn wait_serving(mesh: &Mesh, data_dir: &Path) {
 }
 
 async fn reflection_lists(uri: &str, tls: std::sync::Arc<TlsMaterial>) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
     let mut client = ServerReflectionClient::new(guardline_runtime::connect(uri, tls).expect("channel"));
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     let mut stream = client.server_reflection_info(tokio_stream::iter([req])).await.expect("reflection").into_inner();
     let resp = stream.message().await.expect("message").expect("one response");
     match resp.message_response {
@@ -135,7 +138,8 @@ async fn the_mesh_runs_on_embedded_defaults_and_refuses_strangers() {
 
     // A certificate from another CA is refused at the handshake.
     let other = tempfile::tempdir().expect("tmp");
-    let stranger = DevCa::open_or_create(other.path(), "guardline.local", "guardline").expect("ca").issue("cli").expect("cert");
+    let stranger =
+        DevCa::open_or_create(other.path(), "guardline.local", "guardline").expect("ca").issue("cli").expect("cert");
     let stranger = TlsMaterial::load(TlsFiles { ca: dir.path().join("pki/ca.pem"), ..stranger }).expect("tls");
     let mut health = HealthClient::new(guardline_runtime::connect(&mesh.uri(0), stranger).expect("channel"));
     assert!(health.check(HealthCheckRequest::default()).await.is_err(), "a foreign client certificate is refused");
@@ -144,7 +148,9 @@ async fn the_mesh_runs_on_embedded_defaults_and_refuses_strangers() {
     let mut as_cli = AuditServiceClient::new(guardline_runtime::connect(&mesh.uri(4), cli.clone()).expect("channel"));
     let denied = as_cli.append(AppendRequest::default()).await.expect_err("cli may not append");
     assert_eq!(denied.code(), Code::PermissionDenied);
-    let mut as_vault = AuditServiceClient::new(guardline_runtime::connect(&mesh.uri(4), cert(dir.path(), "lead-vault")).expect("channel"));
+    let mut as_vault = AuditServiceClient::new(
+        guardline_runtime::connect(&mesh.uri(4), cert(dir.path(), "lead-vault")).expect("channel"),
+    );
     let passed = as_vault.append(AppendRequest::default()).await.expect_err("the audit issue has not landed");
     assert_eq!(passed.code(), Code::Unimplemented, "lead-vault passes the allow-list: {passed:?}");
     // Only dialer-policy may ask lead-vault about consent.
@@ -167,7 +173,16 @@ async fn the_mesh_runs_on_postgres_and_openbao() {
     let dir = tempfile::tempdir().expect("tmp");
     let mesh = Mesh::start(
         dir.path(),
-        &["--database-url", &url, "--vault-addr", &bao.addr, "--vault-token", &bao.token, "--vault-transit-mount", &mount],
+        &[
+            "--database-url",
+            &url,
+            "--vault-addr",
+            &bao.addr,
+            "--vault-token",
+            &bao.token,
+            "--vault-transit-mount",
+            &mount,
+        ],
     );
     wait_serving(&mesh, dir.path()).await;
     // Each service migrated its own schema, tracked in its own migration table.

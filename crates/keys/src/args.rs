@@ -34,7 +34,11 @@ pub struct KeysArgs {
     #[arg(long, env = "GUARDLINE_VAULT_K8S_MOUNT", default_value = "kubernetes")]
     pub vault_k8s_mount: String,
     /// Service-account token used for Kubernetes auth.
-    #[arg(long, env = "GUARDLINE_VAULT_K8S_JWT_PATH", default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token")]
+    #[arg(
+        long,
+        env = "GUARDLINE_VAULT_K8S_JWT_PATH",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )]
     pub vault_k8s_jwt_path: PathBuf,
     /// Transit mount holding tenant keys.
     #[arg(long, env = "GUARDLINE_VAULT_TRANSIT_MOUNT", default_value = "transit")]
@@ -82,7 +86,8 @@ impl KeysArgs {
         }
         Err(Error::Config {
             field: "--vault-token",
-            reason: "with --vault-addr, give a token, --vault-role-id and --vault-secret-id, or --vault-k8s-role".into(),
+            reason: "with --vault-addr, give a token, --vault-role-id and --vault-secret-id, or --vault-k8s-role"
+                .into(),
         })
     }
 
@@ -101,7 +106,10 @@ impl KeysArgs {
             (Some(text), _) => master_key_from_base64(text)?,
             (None, Some(file)) => master_key_from_file(file, create_master_key)?,
             (None, None) => {
-                return Err(Error::Config { field: "--master-key", reason: "the local keyring needs --master-key or --master-key-file".into() });
+                return Err(Error::Config {
+                    field: "--master-key",
+                    reason: "the local keyring needs --master-key or --master-key-file".into(),
+                });
             }
         };
         Ok(Arc::new(LocalKeyring::open(&path, master)?))

@@ -155,7 +155,12 @@ impl Envelope {
     }
 
     /// Re-seals a record key under the tenant's active data key.
-    pub async fn rewrap_record_key(&self, tenant: &str, record: &str, sealed: &SealedRecordKey) -> Result<SealedRecordKey> {
+    pub async fn rewrap_record_key(
+        &self,
+        tenant: &str,
+        record: &str,
+        sealed: &SealedRecordKey,
+    ) -> Result<SealedRecordKey> {
         let rk = self.open_record_key(tenant, record, sealed).await?;
         let (dk_id, dk) = self.active_data_key(tenant).await?;
         let resealed = aead::seal(&dk, &record_key_binding(tenant, record, &dk_id), rk.expose())?;
@@ -235,7 +240,14 @@ impl Envelope {
 }
 
 /// Encrypts one field under a record key, bound to tenant, record, field and version.
-pub fn seal_field(rk: &SecretKey, tenant: &str, record: &str, field: &str, version: u64, clear: &[u8]) -> Result<Vec<u8>> {
+pub fn seal_field(
+    rk: &SecretKey,
+    tenant: &str,
+    record: &str,
+    field: &str,
+    version: u64,
+    clear: &[u8],
+) -> Result<Vec<u8>> {
     aead::seal(rk, &Binding { kind: "field", tenant, record, field, version }, clear)
 }
 

@@ -86,10 +86,10 @@ pub fn master_key_from_file(file: &Path, create: bool) -> Result<SecretKey> {
 /// Parses a base64 master key (32 bytes).
 pub fn master_key_from_base64(text: &str) -> Result<SecretKey> {
     let bytes = zeroize::Zeroizing::new(
-        B64.decode(text.trim())
-            .map_err(|_| Error::Config { field: "--master-key", reason: "not base64".into() })?,
+        B64.decode(text.trim()).map_err(|_| Error::Config { field: "--master-key", reason: "not base64".into() })?,
     );
-    SecretKey::from_slice(&bytes).map_err(|_| Error::Config { field: "--master-key", reason: "must decode to 32 bytes".into() })
+    SecretKey::from_slice(&bytes)
+        .map_err(|_| Error::Config { field: "--master-key", reason: "must decode to 32 bytes".into() })
 }
 
 fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
@@ -261,7 +261,10 @@ impl KeyProvider for LocalKeyring {
             let entry = file.tenants.get_mut(tenant).ok_or(Error::UnknownTenant)?;
             let latest = entry.versions.keys().next_back().copied().unwrap_or(0);
             if version == 0 || version > latest {
-                return Err(Error::Config { field: "min_decryption_version", reason: format!("must be between 1 and {latest}") });
+                return Err(Error::Config {
+                    field: "min_decryption_version",
+                    reason: format!("must be between 1 and {latest}"),
+                });
             }
             entry.min_decryption_version = version;
             Ok(())

@@ -134,12 +134,18 @@ impl VaultProvider {
         let token = match &self.auth {
             VaultAuth::Token(t) => t.clone(),
             VaultAuth::AppRole { mount, role_id, secret_id } => {
-                vaultrs::auth::approle::login(&anonymous, mount, role_id, secret_id).await.map_err(unavailable)?.client_token
+                vaultrs::auth::approle::login(&anonymous, mount, role_id, secret_id)
+                    .await
+                    .map_err(unavailable)?
+                    .client_token
             }
             VaultAuth::Kubernetes { mount, role, jwt_path } => {
                 let jwt = std::fs::read_to_string(jwt_path)
                     .map_err(|e| Error::Config { field: "--vault-k8s-jwt-path", reason: e.to_string() })?;
-                vaultrs::auth::kubernetes::login(&anonymous, mount, role, jwt.trim()).await.map_err(unavailable)?.client_token
+                vaultrs::auth::kubernetes::login(&anonymous, mount, role, jwt.trim())
+                    .await
+                    .map_err(unavailable)?
+                    .client_token
             }
         };
         *self.client.write().await = Arc::new(client_for(&self.addr, &token)?);
@@ -184,7 +190,13 @@ impl KeyProvider for VaultProvider {
     async fn generate_data_key(&self, tenant: &str) -> Result<(SecretKey, WrappedKey)> {
         check_tenant(tenant)?;
         let name = key_name(tenant);
-        let resp = vault_call!(self, |c| vaultrs::transit::generate::data_key(&*c, &self.mount, &name, DataKeyType::Plaintext, None))?;
+        let resp = vault_call!(self, |c| vaultrs::transit::generate::data_key(
+            &*c,
+            &self.mount,
+            &name,
+            DataKeyType::Plaintext,
+            None
+        ))?;
         let plain = resp.plaintext.ok_or_else(|| Error::Crypto("vault returned no plaintext".into()))?;
         Ok((decode_plaintext(&plain)?, WrappedKey(resp.ciphertext)))
     }
@@ -197,7 +209,9 @@ impl KeyProvider for VaultProvider {
             Ok(r) => decode_plaintext(&r.plaintext),
             // Vault answers 400 for a retired version or a ciphertext of another key.
             Err(Error::Unavailable(m)) if m.ends_with("400") => match wrapped.version() {
-                Some(v) if self.read_versions(&name).await.is_ok_and(|kv| v < kv.min_decryption) => Err(Error::VersionRetired(v)),
+                Some(v) if self.read_versions(&name).await.is_ok_and(|kv| v < kv.min_decryption) => {
+                    Err(Error::VersionRetired(v))
+                }
                 _ => Err(Error::Decrypt),
             },
             Err(e) => Err(e),

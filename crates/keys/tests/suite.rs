@@ -15,7 +15,8 @@ type Fixture = (Arc<dyn KeyProvider>, Box<dyn std::any::Any + Send>);
 
 async fn local() -> Fixture {
     let dir = tempfile::tempdir().expect("tmp");
-    let keyring = LocalKeyring::open(&dir.path().join("keyring.json"), SecretKey::generate().expect("key")).expect("keyring");
+    let keyring =
+        LocalKeyring::open(&dir.path().join("keyring.json"), SecretKey::generate().expect("key")).expect("keyring");
     (Arc::new(keyring), Box::new(dir))
 }
 
@@ -143,7 +144,11 @@ async fn sqlite() -> (DatabaseConnection, Box<dyn std::any::Any + Send>) {
 
 async fn postgres() -> (DatabaseConnection, Box<dyn std::any::Any + Send>) {
     let pg = Postgres::shared().await.expect("postgres");
-    let args = guardline_runtime::args::DatabaseArgs { database_url: pg.database().await.expect("db"), database_max_connections: 4, database_schema: None };
+    let args = guardline_runtime::args::DatabaseArgs {
+        database_url: pg.database().await.expect("db"),
+        database_max_connections: 4,
+        database_schema: None,
+    };
     let db = guardline_runtime::storage::connect(&args).await.expect("postgres");
     Migrator::up(&db, None).await.expect("migrate");
     (db, Box::new(()))

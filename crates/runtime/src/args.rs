@@ -181,7 +181,9 @@ impl DatabaseArgs {
             return Err(Error::config("--database-url", "must start with sqlite: or postgres://"));
         }
         if let Some(schema) = &self.database_schema {
-            let valid = !schema.is_empty() && schema.len() <= 63 && schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            let valid = !schema.is_empty()
+                && schema.len() <= 63
+                && schema.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
             if !valid {
                 return Err(Error::config("--database-schema", "use 1-63 characters of a-z, 0-9 and _"));
             }

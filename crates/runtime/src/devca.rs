@@ -84,7 +84,8 @@ impl DevCa {
             dn.push(DnType::CommonName, format!("Guardline dev CA {trust_domain} {}", &id[..8]));
             params.distinguished_name = dn;
             params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+            params.key_usages =
+                vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
             let now = OffsetDateTime::now_utc();
             params.not_before = now - Duration::hours(1);
             params.not_after = now + CA_VALIDITY;
@@ -93,7 +94,13 @@ impl DevCa {
             write_public(&cert_path, &cert.pem())?;
             Issuer::new(params, key)
         };
-        Ok(Self { dir: dir.to_owned(), issuer, trust_domain: trust_domain.to_owned(), namespace: namespace.to_owned(), fresh })
+        Ok(Self {
+            dir: dir.to_owned(),
+            issuer,
+            trust_domain: trust_domain.to_owned(),
+            namespace: namespace.to_owned(),
+            fresh,
+        })
     }
 
     /// The SPIFFE id this CA gives `name`.

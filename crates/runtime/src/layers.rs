@@ -170,7 +170,9 @@ where
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let cx = tracing::Span::current().context();
-        opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut HeaderInjector(req.headers_mut())));
+        opentelemetry::global::get_text_map_propagator(|p| {
+            p.inject_context(&cx, &mut HeaderInjector(req.headers_mut()))
+        });
         self.inner.call(req)
     }
 }

@@ -92,7 +92,15 @@ mod tests {
 
     #[test]
     fn refuses_malformed_ids() {
-        for bad in ["", "spiffe://", "spiffe://domain", "spiffe://domain/", "https://x/ns/a/sa/b", "spiffe:///path", "spiffe://d/a b"] {
+        for bad in [
+            "",
+            "spiffe://",
+            "spiffe://domain",
+            "spiffe://domain/",
+            "https://x/ns/a/sa/b",
+            "spiffe:///path",
+            "spiffe://d/a b",
+        ] {
             assert!(SpiffeId::parse(bad).is_none(), "{bad:?} must not parse");
         }
         let no_sa = SpiffeId::parse("spiffe://d/ns/x").expect("valid id");

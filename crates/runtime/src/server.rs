@@ -64,7 +64,13 @@ impl GrpcServer {
 
     /// Serves on `listener` until `shutdown` fires, then reports NOT_SERVING,
     /// stops accepting, and lets in-flight requests finish within the drain timeout.
-    pub async fn serve(self, listener: TcpListener, tls: Arc<TlsMaterial>, args: &ServerArgs, shutdown: CancellationToken) -> Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        tls: Arc<TlsMaterial>,
+        args: &ServerArgs,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
         let Self { name, mut routes, services, allow } = self;
         let addr = listener.local_addr()?;
         let (reporter, health) = tonic_health::server::health_reporter();

@@ -49,7 +49,8 @@ pub fn init(service_name: &str, args: &TelemetryArgs) -> anyhow::Result<Telemetr
             let tracer_provider =
                 SdkTracerProvider::builder().with_batch_exporter(spans).with_resource(resource.clone()).build();
             let metrics = opentelemetry_otlp::MetricExporter::builder().with_tonic().with_endpoint(endpoint).build()?;
-            let meter_provider = SdkMeterProvider::builder().with_periodic_exporter(metrics).with_resource(resource).build();
+            let meter_provider =
+                SdkMeterProvider::builder().with_periodic_exporter(metrics).with_resource(resource).build();
             opentelemetry::global::set_tracer_provider(tracer_provider.clone());
             opentelemetry::global::set_meter_provider(meter_provider.clone());
             let layer = tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer(service_name.to_owned()));

@@ -39,11 +39,7 @@ pub struct TlsFiles {
 impl TlsFiles {
     /// The dev-CA layout: `<dir>/<name>.pem`, `<dir>/<name>-key.pem`, `<dir>/ca.pem`.
     pub fn in_dir(dir: &Path, name: &str) -> Self {
-        Self {
-            cert: dir.join(format!("{name}.pem")),
-            key: dir.join(format!("{name}-key.pem")),
-            ca: dir.join("ca.pem"),
-        }
+        Self { cert: dir.join(format!("{name}.pem")), key: dir.join(format!("{name}-key.pem")), ca: dir.join("ca.pem") }
     }
 
     fn read_all(&self) -> Result<[Vec<u8>; 3]> {
@@ -111,7 +107,11 @@ impl TlsMaterial {
     }
 
     /// Polls the files every `interval` until `shutdown` fires.
-    pub fn spawn_reloader(self: &Arc<Self>, interval: Duration, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_reloader(
+        self: &Arc<Self>,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);

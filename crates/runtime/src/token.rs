@@ -100,7 +100,11 @@ impl TokenSigner {
     pub fn from_pkcs8(kid: &str, pkcs8: &[u8]) -> Result<Self> {
         use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| Error::Internal("ed25519 key".into()))?;
-        Ok(Self { kid: kid.to_owned(), key: EncodingKey::from_ed_der(pkcs8), public_key: pair.public_key().as_ref().to_vec() })
+        Ok(Self {
+            kid: kid.to_owned(),
+            key: EncodingKey::from_ed_der(pkcs8),
+            public_key: pair.public_key().as_ref().to_vec(),
+        })
     }
 
     /// The key to publish for verifiers.
@@ -203,12 +207,18 @@ impl TokenVerifier {
                 }
             }
         }
-        self.keys.read().await.get(kid).cloned().ok_or_else(|| Error::Unauthenticated("token signed by an unknown key".into()))
+        self.keys
+            .read()
+            .await
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| Error::Unauthenticated("token signed by an unknown key".into()))
     }
 
     /// Verifies signature, issuer, expiry and lifetime; returns the claims.
     pub async fn verify(&self, token: &str) -> Result<Claims> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| Error::Unauthenticated("malformed token".into()))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| Error::Unauthenticated("malformed token".into()))?;
         if header.alg != Algorithm::EdDSA {
             return Err(Error::Unauthenticated("token algorithm must be EdDSA".into()));
         }
@@ -245,7 +255,9 @@ impl TokenVerifier {
             .ok_or_else(|| Error::Unauthenticated("missing bearer token".into()))?
             .to_str()
             .map_err(|_| Error::Unauthenticated("malformed authorization header".into()))?;
-        let token = value.strip_prefix("Bearer ").ok_or_else(|| Error::Unauthenticated("authorization must be a Bearer token".into()))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| Error::Unauthenticated("authorization must be a Bearer token".into()))?;
         self.verify(token).await
     }
 }

@@ -97,7 +97,8 @@ pub fn tls_incoming(
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let identity = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(spiffe_id_of);
+                        let identity =
+                            stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(spiffe_id_of);
                         let peer = PeerInfo { remote_addr: Some(remote), identity };
                         let _ = tx.send(Ok(TlsConn { inner: stream, peer })).await;
                     }
@@ -125,7 +126,8 @@ impl MtlsConnector {
 
     /// Verifies the server against `name` instead of the URI's host.
     pub fn with_server_name(mut self, name: &str) -> Result<Self> {
-        let name = ServerName::try_from(name.to_owned()).map_err(|_| Error::config("tls server name", "not a valid DNS name or IP address"))?;
+        let name = ServerName::try_from(name.to_owned())
+            .map_err(|_| Error::config("tls server name", "not a valid DNS name or IP address"))?;
         self.server_name = Some(name);
         Ok(self)
     }

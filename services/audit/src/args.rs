@@ -4,7 +4,11 @@ use guardline_service::CommonArgs;
 
 /// `guardline-audit`: Audit: tamper-evident log of every data operation and anomaly alerts.
 #[derive(clap::Parser, Clone, Debug)]
-#[command(name = "guardline-audit", version, about = "Audit: tamper-evident log of every data operation and anomaly alerts")]
+#[command(
+    name = "guardline-audit",
+    version,
+    about = "Audit: tamper-evident log of every data operation and anomaly alerts"
+)]
 pub struct Args {
     /// Flags every service has.
     #[command(flatten)]

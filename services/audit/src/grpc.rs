@@ -15,11 +15,20 @@ impl AuditService for Api {}
 
 /// The generated server with the message size limits applied.
 pub fn server(api: Api, max_message_bytes: usize) -> AuditServiceServer<Api> {
-    AuditServiceServer::new(api).max_decoding_message_size(max_message_bytes).max_encoding_message_size(max_message_bytes)
+    AuditServiceServer::new(api)
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes)
 }
 
 /// Which service identities may call which RPC.
 pub fn allow_list(mesh: &MeshArgs) -> AllowList {
-    AllowList::new()
-        .allow("/guardline.audit.v1.AuditService/Append", [mesh.identity_of("identity"), mesh.identity_of("lead-vault"), mesh.identity_of("dialer-policy"), mesh.identity_of("recordings")])
+    AllowList::new().allow(
+        "/guardline.audit.v1.AuditService/Append",
+        [
+            mesh.identity_of("identity"),
+            mesh.identity_of("lead-vault"),
+            mesh.identity_of("dialer-policy"),
+            mesh.identity_of("recordings"),
+        ],
+    )
 }

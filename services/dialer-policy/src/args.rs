@@ -4,7 +4,11 @@ use guardline_service::CommonArgs;
 
 /// `guardline-dialer-policy`: Dialer policy: one explained pre-dial decision and AXB privacy numbers.
 #[derive(clap::Parser, Clone, Debug)]
-#[command(name = "guardline-dialer-policy", version, about = "Dialer policy: one explained pre-dial decision and AXB privacy numbers")]
+#[command(
+    name = "guardline-dialer-policy",
+    version,
+    about = "Dialer policy: one explained pre-dial decision and AXB privacy numbers"
+)]
 pub struct Args {
     /// Flags every service has.
     #[command(flatten)]

@@ -15,7 +15,9 @@ impl DialerPolicyService for Api {}
 
 /// The generated server with the message size limits applied.
 pub fn server(api: Api, max_message_bytes: usize) -> DialerPolicyServiceServer<Api> {
-    DialerPolicyServiceServer::new(api).max_decoding_message_size(max_message_bytes).max_encoding_message_size(max_message_bytes)
+    DialerPolicyServiceServer::new(api)
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes)
 }
 
 /// Which service identities may call which RPC.

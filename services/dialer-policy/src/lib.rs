@@ -17,7 +17,11 @@ pub const NAME: &str = "dialer-policy";
 
 /// Runs the service until `shutdown` fires, on `listener` if given (tests,
 /// `guardline up`) or else on `--listen`.
-pub async fn run(args: Args, listener: Option<tokio::net::TcpListener>, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    args: Args,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let Args { common } = args;
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
     let api = grpc::Api;

@@ -4,7 +4,11 @@ use guardline_service::CommonArgs;
 
 /// `guardline-lead-vault`: Lead vault: encrypted customer records, masking, reveal, export, consent, erasure.
 #[derive(clap::Parser, Clone, Debug)]
-#[command(name = "guardline-lead-vault", version, about = "Lead vault: encrypted customer records, masking, reveal, export, consent, erasure")]
+#[command(
+    name = "guardline-lead-vault",
+    version,
+    about = "Lead vault: encrypted customer records, masking, reveal, export, consent, erasure"
+)]
 pub struct Args {
     /// Flags every service has.
     #[command(flatten)]

@@ -20,7 +20,9 @@ impl LeadVaultService for Api {}
 
 /// The generated server with the message size limits applied.
 pub fn server(api: Api, max_message_bytes: usize) -> LeadVaultServiceServer<Api> {
-    LeadVaultServiceServer::new(api).max_decoding_message_size(max_message_bytes).max_encoding_message_size(max_message_bytes)
+    LeadVaultServiceServer::new(api)
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes)
 }
 
 /// Which service identities may call which RPC.

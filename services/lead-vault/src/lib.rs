@@ -22,7 +22,11 @@ pub const DATA_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(300
 
 /// Runs the service until `shutdown` fires, on `listener` if given (tests,
 /// `guardline up`) or else on `--listen`.
-pub async fn run(args: Args, listener: Option<tokio::net::TcpListener>, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    args: Args,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let Args { common, keys } = args;
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
     let provider = keys.provider(false).await?;

@@ -4,7 +4,11 @@ use guardline_service::CommonArgs;
 
 /// `guardline-recordings`: Recordings: encrypted streaming storage of call recordings, retention, legal hold.
 #[derive(clap::Parser, Clone, Debug)]
-#[command(name = "guardline-recordings", version, about = "Recordings: encrypted streaming storage of call recordings, retention, legal hold")]
+#[command(
+    name = "guardline-recordings",
+    version,
+    about = "Recordings: encrypted streaming storage of call recordings, retention, legal hold"
+)]
 pub struct Args {
     /// Flags every service has.
     #[command(flatten)]

@@ -20,11 +20,15 @@ impl RecordingsService for Api {}
 
 /// The generated server with the message size limits applied.
 pub fn server(api: Api, max_message_bytes: usize) -> RecordingsServiceServer<Api> {
-    RecordingsServiceServer::new(api).max_decoding_message_size(max_message_bytes).max_encoding_message_size(max_message_bytes)
+    RecordingsServiceServer::new(api)
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes)
 }
 
 /// Which service identities may call which RPC.
 pub fn allow_list(mesh: &MeshArgs) -> AllowList {
-    AllowList::new()
-        .allow("/guardline.recordings.v1.RecordingsService/EraseLeadRecordings", [mesh.identity_of("lead-vault"), mesh.identity_of("operator")])
+    AllowList::new().allow(
+        "/guardline.recordings.v1.RecordingsService/EraseLeadRecordings",
+        [mesh.identity_of("lead-vault"), mesh.identity_of("operator")],
+    )
 }

@@ -1,0 +1,11 @@
+# One-line targets; the logic lives in scripts/ and in Rust.
+.PHONY: run test lint fmt bench e2e generate certs
+
+run:      ; cargo run -p guardline -- up
+test:     ; scripts/test.sh
+lint:     ; cargo fmt --all -- --check && cargo clippy --workspace --all-targets --locked -- -D warnings
+fmt:      ; cargo fmt --all
+bench:    ; cargo bench --workspace --locked
+e2e:      ; cargo test -p guardline-e2e --locked
+generate: ; cargo build -p guardline-proto --locked
+certs:    ; cargo run -p guardline -- certs

