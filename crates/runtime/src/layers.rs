@@ -135,7 +135,9 @@ where
             peer.identity = peer.as_deref().unwrap_or(""),
         );
         let _ = span.set_parent(parent);
-        Box::pin(self.inner.call(req).instrument(span))
+        // Work done inside `call` itself, not only in the future, belongs to the span.
+        let fut = span.in_scope(|| self.inner.call(req));
+        Box::pin(fut.instrument(span))
     }
 }
 
@@ -217,5 +219,58 @@ mod tests {
         tokio::task::yield_now().await;
         release.notify_one();
         assert_eq!(grpc_status(&after.await.expect("join").expect("response")), None, "capacity is returned");
+    }
+
+    fn with_otel() -> tracing::subscriber::DefaultGuard {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt;
+        opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber =
+            tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn trace_id_of(span: &tracing::Span) -> String {
+        use opentelemetry::trace::TraceContextExt;
+        span.context().span().span_context().trace_id().to_string()
+    }
+
+    #[tokio::test]
+    async fn the_client_sends_the_current_trace_as_traceparent() {
+        let _otel = with_otel();
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let s = seen.clone();
+        let inner = tower::service_fn(move |req: http::Request<()>| {
+            *s.lock().expect("lock") = req.headers().get("traceparent").map(|v| v.to_str().expect("ascii").to_owned());
+            std::future::ready(Ok::<_, std::convert::Infallible>(()))
+        });
+        let mut svc = ClientTraceLayer.layer(inner);
+        let span = tracing::info_span!("caller");
+        let trace_id = trace_id_of(&span);
+        {
+            let _entered = span.enter();
+            svc.ready().await.expect("ready").call(http::Request::new(())).await.expect("call");
+        }
+        let header = seen.lock().expect("lock").clone().expect("traceparent sent");
+        assert!(header.starts_with(&format!("00-{trace_id}-")), "{header} carries trace {trace_id}");
+    }
+
+    #[tokio::test]
+    async fn the_server_continues_the_callers_trace() {
+        let _otel = with_otel();
+        let seen = Arc::new(std::sync::Mutex::new(String::new()));
+        let s = seen.clone();
+        let inner = tower::service_fn(move |_req: http::Request<Body>| {
+            *s.lock().expect("lock") = trace_id_of(&tracing::Span::current());
+            std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(Body::default())))
+        });
+        let mut svc = ServerTraceLayer.layer(inner);
+        let mut req = http::Request::new(Body::default());
+        let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        req.headers_mut()
+            .insert("traceparent", format!("00-{caller_trace}-00f067aa0ba902b7-01").parse().expect("header"));
+        svc.ready().await.expect("ready").call(req).await.expect("call");
+        assert_eq!(*seen.lock().expect("lock"), caller_trace);
     }
 }
