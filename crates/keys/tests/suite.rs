@@ -241,3 +241,42 @@ async fn two_processes_sharing_a_keyring_do_not_lose_each_others_keys() {
     let reopened = LocalKeyring::open(&path, master).expect("open");
     assert!(reopened.versions("t2").await.is_ok(), "t2 survived a's writes");
 }
+
+#[tokio::test]
+async fn approle_login_reaches_transit() {
+    let bao = OpenBao::shared().await.expect("openbao");
+    let mount = bao.transit_mount().await.expect("mount");
+    let approle = format!("approle-{}", mount.trim_start_matches("transit-"));
+    bao.cli(&["auth", "enable", &format!("-path={approle}"), "approle"]).expect("enable approle");
+    let policy = format!(
+        "path \"{mount}/*\" {{ capabilities = [\"create\", \"read\", \"update\"] }}\npath \"{mount}/keys/*\" {{ capabilities = [\"create\", \"read\", \"update\"] }}"
+    );
+    let policy_file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(policy_file.path(), policy).expect("write");
+    bao.cli(&["policy", "write", &approle, &policy_file.path().display().to_string()]).expect("policy");
+    // Tokens of this role expire after 2 s: the provider must log in again by itself.
+    bao.cli(&[
+        "write",
+        &format!("auth/{approle}/role/lead-vault"),
+        &format!("token_policies={approle}"),
+        "token_ttl=2s",
+        "token_max_ttl=2s",
+    ])
+    .expect("role");
+    let role_id =
+        bao.cli(&["read", "-field=role_id", &format!("auth/{approle}/role/lead-vault/role-id")]).expect("role id");
+    let secret_id = bao
+        .cli(&["write", "-f", "-field=secret_id", &format!("auth/{approle}/role/lead-vault/secret-id")])
+        .expect("secret id");
+    let auth =
+        VaultAuth::AppRole { mount: approle, role_id: role_id.trim().into(), secret_id: secret_id.trim().into() };
+    let p = VaultProvider::connect(&bao.addr, auth, &mount).await.expect("approle login");
+    p.ensure_tenant_key("t1").await.expect("create");
+    let (clear, wrapped) = p.generate_data_key("t1").await.expect("data key");
+    assert_eq!(p.unwrap("t1", &wrapped).await.expect("unwrap").expose(), clear.expose());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(p.unwrap("t1", &wrapped).await.expect("unwrap after re-login").expose(), clear.expose());
+
+    let bad = VaultAuth::AppRole { mount: "approle-none".into(), role_id: "x".into(), secret_id: "y".into() };
+    assert!(matches!(VaultProvider::connect(&bao.addr, bad, &mount).await, Err(Error::Unavailable(_))));
+}

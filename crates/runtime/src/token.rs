@@ -173,6 +173,7 @@ pub struct TokenVerifier {
     source: Arc<dyn KeySource>,
     keys: RwLock<HashMap<String, DecodingKey>>,
     last_refresh: Mutex<Option<Instant>>,
+    min_refresh: Duration,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -184,7 +185,18 @@ impl std::fmt::Debug for TokenVerifier {
 impl TokenVerifier {
     /// A verifier fetching keys from `source` on demand.
     pub fn new(source: impl KeySource) -> Self {
-        Self { source: Arc::new(source), keys: RwLock::new(HashMap::new()), last_refresh: Mutex::new(None) }
+        Self {
+            source: Arc::new(source),
+            keys: RwLock::new(HashMap::new()),
+            last_refresh: Mutex::new(None),
+            min_refresh: MIN_REFRESH_INTERVAL,
+        }
+    }
+
+    /// Changes how often an unknown `kid` may trigger a key refresh.
+    pub fn with_min_refresh(mut self, interval: Duration) -> Self {
+        self.min_refresh = interval;
+        self
     }
 
     async fn key(&self, kid: &str) -> Result<DecodingKey> {
@@ -197,7 +209,7 @@ impl TokenVerifier {
             if let Some(k) = self.keys.read().await.get(kid) {
                 return Ok(k.clone());
             }
-            if last.is_none_or(|t| t.elapsed() >= MIN_REFRESH_INTERVAL) {
+            if last.is_none_or(|t| t.elapsed() >= self.min_refresh) {
                 let fetched = self.source.fetch().await?;
                 *last = Some(Instant::now());
                 let mut keys = self.keys.write().await;
