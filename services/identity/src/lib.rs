@@ -5,6 +5,8 @@
 //! never holds customer data.
 
 pub mod args;
+pub mod domain;
+pub mod error;
 pub mod grpc;
 pub mod store;
 
