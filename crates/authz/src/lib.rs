@@ -185,6 +185,19 @@ pub struct Subject {
     pub permissions: BTreeSet<Permission>,
 }
 
+impl Subject {
+    /// A subject from verified token claims; permission strings that do not
+    /// parse grant nothing.
+    pub fn from_claims(tenant: &str, user: &str, teams: &[String], perms: &[String]) -> Self {
+        Self {
+            tenant: tenant.to_owned(),
+            user: user.to_owned(),
+            teams: teams.iter().cloned().collect(),
+            permissions: perms.iter().filter_map(|p| p.parse().ok()).collect(),
+        }
+    }
+}
+
 /// What is acted upon.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Resource {

@@ -161,7 +161,18 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         let keys = args.keys.clone();
         tasks.spawn(async move {
             let res = match name {
-                "identity" => guardline_identity::run(guardline_identity::Args { common: c }, Some(listener), s).await,
+                "identity" => {
+                    let args = guardline_identity::Args {
+                        common: c,
+                        keys,
+                        // The developer's CLI certificate administers the embedded mesh.
+                        platform_admins: vec!["platform-admin".into(), CLI.into()],
+                        access_token_ttl: Duration::from_secs(600),
+                        refresh_token_ttl: Duration::from_secs(12 * 3600),
+                        signing_key_rotation: Duration::from_secs(24 * 3600),
+                    };
+                    guardline_identity::run(args, Some(listener), s).await
+                }
                 "lead-vault" => {
                     guardline_lead_vault::run(guardline_lead_vault::Args { common: c, keys }, Some(listener), s).await
                 }

@@ -34,8 +34,12 @@ pub struct Claims {
     pub tenant: String,
     /// Role names held in the tenant.
     pub roles: Vec<String>,
-    /// Team ids.
+    /// Team ids the user belongs to or leads.
     pub teams: Vec<String>,
+    /// The union of the permissions of the roles (`lead.read:own`...), so that
+    /// every service decides locally, without asking identity.
+    #[serde(default)]
+    pub perms: Vec<String>,
     /// Issued at (seconds since the epoch).
     pub iat: u64,
     /// Expires at (seconds since the epoch).
@@ -47,17 +51,38 @@ pub struct Claims {
 impl Claims {
     /// Claims for `user` of `tenant`, issued now, valid for `lifetime` (capped at [`MAX_LIFETIME`]).
     pub fn new(tenant: &str, user: &str, roles: Vec<String>, teams: Vec<String>, lifetime: Duration) -> Self {
-        let now = unix_now();
+        Self::issued_at(unix_now(), tenant, user, roles, teams, lifetime)
+    }
+
+    /// Claims as [`Claims::new`], issued at `now` (seconds since the epoch).
+    pub fn issued_at(
+        now: u64,
+        tenant: &str,
+        user: &str,
+        roles: Vec<String>,
+        teams: Vec<String>,
+        lifetime: Duration,
+    ) -> Self {
         Self {
             iss: ISSUER.to_owned(),
             sub: user.to_owned(),
             tenant: tenant.to_owned(),
             roles,
             teams,
+            perms: Vec::new(),
             iat: now,
             exp: now + lifetime.min(MAX_LIFETIME).as_secs(),
             jti: uuid::Uuid::new_v4().to_string(),
         }
+    }
+}
+
+/// Adds the permissions the roles grant.
+impl Claims {
+    /// The claims with `perms` set.
+    pub fn with_permissions(mut self, perms: Vec<String>) -> Self {
+        self.perms = perms;
+        self
     }
 }
 

@@ -8,6 +8,7 @@ pub mod args;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod service;
 pub mod store;
 
 use guardline_runtime::server::GrpcServer;
@@ -26,11 +27,27 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Args { common } = args;
+    let Args { common, keys, platform_admins, access_token_ttl, refresh_token_ttl, signing_key_rotation } = args;
+    anyhow::ensure!(access_token_ttl <= guardline_runtime::token::MAX_LIFETIME, "--access-token-ttl: at most 15m");
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
-    let api = grpc::Api;
+    let provider = keys.provider(false).await?;
+    let envelope = std::sync::Arc::new(guardline_keys::Envelope::new(provider, base.db.clone(), DATA_KEY_TTL));
+    let signers = service::keys::Signers::load(base.db.clone(), envelope.clone(), signing_key_rotation).await?;
+    let config = service::Config { access_ttl: access_token_ttl, refresh_ttl: refresh_token_ttl, ..Default::default() };
+    let identity = std::sync::Arc::new(service::Identity::new(
+        base.db.clone(),
+        envelope,
+        signers,
+        config,
+        base.outbox_waker.clone(),
+    ));
+    let admins = platform_admins.iter().map(|n| common.mesh.identity_of(n)).collect();
+    let api = grpc::Api::new(identity, admins);
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))
         .allow_list(grpc::allow_list(&common.mesh));
     guardline_service::serve(server, &base, &common, listener, shutdown).await
 }
+
+/// How long an unwrapped tenant data key stays in memory.
+pub const DATA_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(300);

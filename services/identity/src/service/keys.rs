@@ -1,0 +1,149 @@
+//! The access-token signing keys: Ed25519, sealed at rest under a platform
+//! data key, rotated after a period. A retired key's public half stays
+//! published until the last token it signed has expired.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use guardline_keys::Envelope;
+use guardline_keys::aead::{self, Binding};
+use guardline_runtime::token::{KeySource, MAX_LIFETIME, TokenSigner, VerificationKey};
+use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
+use tokio::sync::RwLock;
+
+use crate::error::{Error, Result};
+use crate::store::signing_key;
+
+/// The pseudo-tenant whose data key seals platform secrets.
+const PLATFORM: &str = "_platform";
+
+struct Entry {
+    kid: String,
+    signer: TokenSigner,
+    created_at: DateTime<Utc>,
+    retired_at: Option<DateTime<Utc>>,
+}
+
+/// The signing keys, loaded from the database.
+pub struct Signers {
+    db: DatabaseConnection,
+    envelope: Arc<Envelope>,
+    rotation: Duration,
+    keys: RwLock<Vec<Entry>>,
+}
+
+impl std::fmt::Debug for Signers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signers").field("rotation", &self.rotation).finish_non_exhaustive()
+    }
+}
+
+fn binding(kid: &str) -> Binding<'_> {
+    Binding { kind: "signing-key", tenant: PLATFORM, record: kid, field: "", version: 0 }
+}
+
+impl Signers {
+    /// Loads the keys, creating the first one if there is none.
+    pub async fn load(db: DatabaseConnection, envelope: Arc<Envelope>, rotation: Duration) -> Result<Arc<Self>> {
+        let rows = signing_key::Entity::find().all(&db).await?;
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in rows {
+            let dk = envelope.data_key(PLATFORM, &row.data_key_id).await?;
+            let pkcs8 = aead::open(&dk, &binding(&row.kid), &row.sealed).map_err(guardline_runtime::Error::from)?;
+            keys.push(Entry {
+                signer: TokenSigner::from_pkcs8(&row.kid, &pkcs8)?,
+                kid: row.kid,
+                created_at: row.created_at,
+                retired_at: row.retired_at,
+            });
+        }
+        keys.sort_by_key(|k| k.created_at);
+        let this = Arc::new(Self { db, envelope, rotation, keys: RwLock::new(keys) });
+        this.rotate_if_due(Utc::now()).await?;
+        Ok(this)
+    }
+
+    /// Creates a new key when the active one is older than the rotation period.
+    pub async fn rotate_if_due(&self, now: DateTime<Utc>) -> Result<()> {
+        let due = {
+            let keys = self.keys.read().await;
+            keys.iter().rev().find(|k| k.retired_at.is_none()).is_none_or(|k| {
+                now - k.created_at >= chrono::Duration::from_std(self.rotation).unwrap_or(chrono::Duration::MAX)
+            })
+        };
+        if due { self.rotate(now).await } else { Ok(()) }
+    }
+
+    /// Creates a new signing key and retires the previous one.
+    pub async fn rotate(&self, now: DateTime<Utc>) -> Result<()> {
+        let kid = format!("k-{}", uuid::Uuid::now_v7().simple());
+        let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+            .map_err(|_| Error::Internal("ed25519 key generation failed".into()))?;
+        let signer = TokenSigner::from_pkcs8(&kid, pkcs8.as_ref())?;
+        let (dk_id, dk) = self.envelope.active_data_key(PLATFORM).await?;
+        let sealed = aead::seal(&dk, &binding(&kid), pkcs8.as_ref()).map_err(guardline_runtime::Error::from)?;
+        let mut keys = self.keys.write().await;
+        signing_key::Entity::insert(signing_key::ActiveModel {
+            kid: Set(kid.clone()),
+            data_key_id: Set(dk_id),
+            sealed: Set(sealed),
+            public_key: Set(signer.verification_key().public_key),
+            created_at: Set(now),
+            retired_at: Set(None),
+        })
+        .exec(&self.db)
+        .await?;
+        for k in keys.iter_mut().filter(|k| k.retired_at.is_none()) {
+            k.retired_at = Some(now);
+            signing_key::Entity::update(signing_key::ActiveModel {
+                kid: sea_orm::ActiveValue::Unchanged(k.kid.clone()),
+                retired_at: Set(Some(now)),
+                ..Default::default()
+            })
+            .exec(&self.db)
+            .await?;
+        }
+        tracing::info!(%kid, "token signing key rotated");
+        keys.push(Entry { kid, signer, created_at: now, retired_at: None });
+        Ok(())
+    }
+
+    /// Signs with the active key.
+    pub async fn sign(&self, claims: &guardline_runtime::token::Claims) -> Result<String> {
+        let keys = self.keys.read().await;
+        let active = keys
+            .iter()
+            .rev()
+            .find(|k| k.retired_at.is_none())
+            .ok_or_else(|| Error::Internal("no signing key".into()))?;
+        active.signer.sign(claims)
+    }
+
+    /// Keys that may have signed an unexpired token, with the instant after
+    /// which they verify nothing (None while active).
+    pub async fn published(&self, now: DateTime<Utc>) -> Vec<(VerificationKey, Option<DateTime<Utc>>)> {
+        let grace = chrono::Duration::from_std(MAX_LIFETIME).unwrap_or_default() + chrono::Duration::seconds(60);
+        self.keys
+            .read()
+            .await
+            .iter()
+            .filter_map(|k| {
+                let not_after = k.retired_at.map(|r| r + grace);
+                (not_after.is_none_or(|n| n > now)).then(|| (k.signer.verification_key(), not_after))
+            })
+            .collect()
+    }
+}
+
+/// Identity verifies its own tokens straight from its key ring.
+#[derive(Clone, Debug)]
+pub struct OwnKeys(pub Arc<Signers>);
+
+impl KeySource for OwnKeys {
+    fn fetch(
+        &self,
+    ) -> std::pin::Pin<Box<dyn Future<Output = guardline_runtime::Result<Vec<VerificationKey>>> + Send + '_>> {
+        Box::pin(async move { Ok(self.0.published(Utc::now()).await.into_iter().map(|(k, _)| k).collect()) })
+    }
+}

@@ -1,0 +1,232 @@
+//! Identity started in-process on 127.0.0.1:0 over real mTLS, on SQLite or
+//! PostgreSQL, with the local keyring.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use guardline_proto::identity::v1 as pb;
+use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use guardline_runtime::GrpcChannel;
+use guardline_runtime::args::{DatabaseArgs, MeshArgs, ServerArgs, TelemetryArgs, TlsArgs};
+use guardline_runtime::devca::DevCa;
+use guardline_runtime::tls::{TlsMaterial, install_crypto_provider};
+use guardline_service::CommonArgs;
+use tokio_util::sync::CancellationToken;
+use tonic::Request;
+
+pub type Client = IdentityServiceClient<GrpcChannel>;
+
+pub struct Harness {
+    _dir: tempfile::TempDir,
+    pub database_url: String,
+    pub uri: String,
+    pub ca: DevCa,
+    stop: CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub async fn start(database_url: Option<String>) -> Harness {
+    install_crypto_provider();
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = DevCa::open_or_create(&dir.path().join("pki"), "guardline.local", "guardline").expect("ca");
+    let files = ca.issue("identity").expect("cert");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let database_url = database_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("identity.db").display()));
+    let master = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let args = guardline_identity::Args {
+        common: CommonArgs {
+            server: ServerArgs::on(addr),
+            tls: TlsArgs {
+                tls_cert: files.cert,
+                tls_key: files.key,
+                tls_ca: files.ca,
+                tls_reload_interval: Duration::from_secs(5),
+            },
+            mesh: MeshArgs { audit_endpoint: "https://localhost:1".into(), ..MeshArgs::default() },
+            database: DatabaseArgs {
+                database_url: database_url.clone(),
+                database_max_connections: 5,
+                database_schema: None,
+            },
+            telemetry: TelemetryArgs::default(),
+        },
+        keys: guardline_keys::args::KeysArgs {
+            keyring_path: Some(dir.path().join("keyring.json")),
+            master_key: Some(master),
+            ..Default::default()
+        },
+        platform_admins: vec!["platform-admin".into()],
+        access_token_ttl: Duration::from_secs(600),
+        refresh_token_ttl: Duration::from_secs(3600),
+        signing_key_rotation: Duration::from_secs(86_400),
+    };
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        if let Err(e) = guardline_identity::run(args, Some(listener), s).await {
+            panic!("identity failed: {e:#}");
+        }
+    });
+    Harness { _dir: dir, database_url, uri: format!("https://localhost:{}", addr.port()), ca, stop }
+}
+
+impl Harness {
+    /// A client presenting the certificate of service account `name`.
+    pub fn client(&self, name: &str) -> Client {
+        let tls: Arc<TlsMaterial> = TlsMaterial::load(self.ca.issue(name).expect("cert")).expect("tls");
+        IdentityServiceClient::new(guardline_runtime::connect(&self.uri, tls).expect("channel"))
+    }
+
+    /// Waits until the server answers.
+    pub async fn ready(&self) -> Client {
+        let mut c = self.client("platform-admin");
+        for _ in 0..100 {
+            if c.get_verification_keys(pb::GetVerificationKeysRequest {}).await.is_ok() {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("identity did not start");
+    }
+}
+
+/// `msg` with a bearer token.
+pub fn bearer<T>(msg: T, token: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    r
+}
+
+/// The base32 secret of an `otpauth://` URI, decoded.
+pub fn totp_secret(uri: &str) -> Vec<u8> {
+    let encoded = uri.split("secret=").nth(1).expect("secret").split('&').next().expect("value");
+    totp_rs::Secret::try_from_base32(encoded).expect("base32").as_ref().to_vec()
+}
+
+/// A code for the next time step (the current one may have been spent).
+pub fn next_code(secret: &[u8]) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    guardline_identity::domain::credentials::totp_code(secret, now + 30).expect("code")
+}
+
+pub fn ctx(ip: &str, device: &str, region: &str) -> Option<guardline_proto::common::v1::RequestContext> {
+    Some(guardline_proto::common::v1::RequestContext {
+        source_address: ip.into(),
+        device_id: device.into(),
+        region: region.into(),
+        user_agent: "test".into(),
+        trace_id: String::new(),
+    })
+}
+
+pub const PASSWORD: &str = "a long enough passphrase";
+
+/// A tenant with an admin (TOTP enrolled) and the admin's access token.
+pub struct Tenant {
+    pub id: String,
+    pub admin_token: String,
+    pub totp: Vec<u8>,
+}
+
+pub async fn tenant(platform: &mut Client, name: &str, policy: Option<pb::LoginRiskPolicy>) -> Tenant {
+    let t = platform
+        .create_tenant(pb::CreateTenantRequest {
+            name: name.into(),
+            time_zone: "Asia/Shanghai".into(),
+            working_hours: vec![],
+            login_risk_policy: policy,
+        })
+        .await
+        .expect("tenant")
+        .into_inner();
+    platform
+        .create_user(pb::CreateUserRequest {
+            tenant_id: t.id.clone(),
+            login: "admin".into(),
+            display_name: "Admin".into(),
+            password: PASSWORD.into(),
+            roles: vec!["admin".into()],
+            team_ids: vec![],
+        })
+        .await
+        .expect("admin");
+    let uri = platform
+        .enroll_totp(pb::EnrollTotpRequest {
+            tenant_id: t.id.clone(),
+            login: "admin".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect("enroll")
+        .into_inner()
+        .provisioning_uri;
+    let secret = totp_secret(&uri);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let code = guardline_identity::domain::credentials::totp_code(&secret, now).expect("code");
+    platform
+        .confirm_totp(pb::ConfirmTotpRequest {
+            code,
+            tenant_id: t.id.clone(),
+            login: "admin".into(),
+            password: PASSWORD.into(),
+        })
+        .await
+        .expect("confirm");
+    let login = platform
+        .login(pb::LoginRequest {
+            tenant_id: t.id.clone(),
+            login: "admin".into(),
+            password: PASSWORD.into(),
+            totp_code: next_code(&secret),
+            context: ctx("203.0.113.7", "admin-laptop", "CN-31"),
+        })
+        .await
+        .expect("admin login")
+        .into_inner();
+    Tenant { id: t.id, admin_token: login.access_token, totp: secret }
+}
+
+pub async fn user(c: &mut Client, t: &Tenant, login: &str, roles: &[&str], teams: &[String]) -> String {
+    c.create_user(bearer(
+        pb::CreateUserRequest {
+            tenant_id: t.id.clone(),
+            login: login.into(),
+            display_name: login.into(),
+            password: PASSWORD.into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            team_ids: teams.to_vec(),
+        },
+        &t.admin_token,
+    ))
+    .await
+    .expect("user")
+    .into_inner()
+    .id
+}
+
+pub async fn login(
+    c: &mut Client,
+    tenant: &str,
+    login: &str,
+    password: &str,
+    ip: &str,
+    device: &str,
+    region: &str,
+) -> Result<pb::LoginResponse, tonic::Status> {
+    c.login(pb::LoginRequest {
+        tenant_id: tenant.into(),
+        login: login.into(),
+        password: password.into(),
+        totp_code: String::new(),
+        context: ctx(ip, device, region),
+    })
+    .await
+    .map(tonic::Response::into_inner)
+}

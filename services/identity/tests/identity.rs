@@ -1,0 +1,354 @@
+//! Identity over real mTLS gRPC, every scenario on SQLite and on PostgreSQL.
+
+mod harness;
+
+use guardline_proto::identity::v1 as pb;
+use guardline_runtime::error::field_violations;
+use guardline_runtime::token::{IdentityKeys, TokenVerifier};
+use harness::{PASSWORD, bearer, login, tenant, user};
+use tonic::Code;
+
+fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, String) {
+    let s = r.expect_err("refused");
+    (s.code(), s.message().to_owned())
+}
+
+fn violated_field<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> String {
+    let s = r.expect_err("refused");
+    assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+    field_violations(&s).first().map(|v| v.field.clone()).expect("names the field")
+}
+
+async fn onboarding_with_totp_for_admins(url: Option<String>) {
+    let h = harness::start(url).await;
+    let mut platform = h.ready().await;
+    let t = tenant(&mut platform, "Acme", None).await;
+    let mut c = h.client("gateway");
+
+    // A second admin must enroll TOTP before logging in.
+    user(&mut c, &t, "admin2", &["admin"], &[]).await;
+    let (code2, msg) = code(login(&mut c, &t.id, "admin2", PASSWORD, "203.0.113.7", "d", "CN-31").await);
+    assert_eq!(code2, Code::FailedPrecondition, "{msg}");
+    assert!(msg.contains("EnrollTotp"));
+
+    // The first admin logged in with TOTP; without a code it is refused, and
+    // the code already spent on that login is not accepted twice.
+    let (c3, _) = code(login(&mut c, &t.id, "admin", PASSWORD, "203.0.113.7", "admin-laptop", "CN-31").await);
+    assert_eq!(c3, Code::Unauthenticated);
+    let replay = pb::LoginRequest {
+        tenant_id: t.id.clone(),
+        login: "admin".into(),
+        password: PASSWORD.into(),
+        totp_code: harness::next_code(&t.totp),
+        context: harness::ctx("203.0.113.7", "admin-laptop", "CN-31"),
+    };
+    assert_eq!(code(c.login(replay).await).0, Code::Unauthenticated, "a TOTP code is accepted once");
+
+    // Teams, an agent, and the agent's token carrying its permissions.
+    let team = c
+        .create_team(bearer(pb::CreateTeamRequest { tenant_id: t.id.clone(), name: "North".into() }, &t.admin_token))
+        .await
+        .expect("team")
+        .into_inner();
+    let agent = user(&mut c, &t, "agent1", &["agent"], std::slice::from_ref(&team.id)).await;
+    let lead = user(&mut c, &t, "lead1", &["team_lead"], &[]).await;
+    let set = pb::SetTeamMembersRequest {
+        tenant_id: t.id.clone(),
+        team_id: team.id.clone(),
+        member_ids: vec![agent.clone()],
+        lead_ids: vec![lead.clone()],
+    };
+    let team = c.set_team_members(bearer(set, &t.admin_token)).await.expect("members").into_inner();
+    assert_eq!((team.member_ids, team.lead_ids), (vec![agent.clone()], vec![lead.clone()]));
+    let tokens = login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.7", "phone", "CN-31").await.expect("agent login");
+
+    // Another service verifies the token locally with keys fetched from identity.
+    let verifier = TokenVerifier::new(IdentityKeys::new(
+        guardline_runtime::connect(
+            &h.uri,
+            guardline_runtime::tls::TlsMaterial::load(h.ca.issue("lead-vault").expect("cert")).expect("tls"),
+        )
+        .expect("ch"),
+    ));
+    let claims = verifier.verify(&tokens.access_token).await.expect("valid");
+    assert_eq!((claims.tenant.as_str(), claims.sub.as_str()), (t.id.as_str(), agent.as_str()));
+    assert!(claims.perms.contains(&"lead.read:own".to_owned()), "{:?}", claims.perms);
+    assert_eq!(claims.teams, vec![team.id.clone()]);
+    assert!(claims.exp - claims.iat <= 15 * 60);
+
+    // Authorize answers with the deciding rule.
+    let resource =
+        |owner: &str| Some(pb::Resource { tenant_id: t.id.clone(), owner_id: owner.into(), team_id: team.id.clone() });
+    let own = c
+        .authorize(pb::AuthorizeRequest {
+            subject: Some(pb::authorize_request::Subject::AccessToken(tokens.access_token.clone())),
+            action: "lead.read".into(),
+            resource: resource(&agent),
+        })
+        .await
+        .expect("authorize")
+        .into_inner();
+    assert!(own.allowed, "{}", own.rule);
+    let other = c
+        .authorize(pb::AuthorizeRequest {
+            subject: Some(pb::authorize_request::Subject::AccessToken(tokens.access_token.clone())),
+            action: "lead.read".into(),
+            resource: resource("someone-else"),
+        })
+        .await
+        .expect("authorize")
+        .into_inner();
+    assert!(!other.allowed);
+    let lead_sees_team = c
+        .authorize(pb::AuthorizeRequest {
+            subject: Some(pb::authorize_request::Subject::Principal(guardline_proto::common::v1::Principal {
+                tenant_id: t.id.clone(),
+                user_id: lead.clone(),
+                roles: vec!["team_lead".into()],
+                team_ids: vec![team.id.clone()],
+                service_identity: String::new(),
+            })),
+            action: "lead.read".into(),
+            resource: resource(&agent),
+        })
+        .await
+        .expect("authorize")
+        .into_inner();
+    assert!(lead_sees_team.allowed, "{}", lead_sees_team.rule);
+
+    // Every change went to the audit outbox in its transaction.
+    let db = guardline_runtime::storage::connect(&guardline_runtime::args::DatabaseArgs {
+        database_url: h.database_url.clone(),
+        database_max_connections: 1,
+        database_schema: None,
+    })
+    .await
+    .expect("db");
+    assert!(guardline_audit_client::outbox::pending(&db).await.expect("count") >= 8);
+}
+
+async fn wrong_role_wrong_tenant_and_bad_input_are_refused(url: Option<String>) {
+    let h = harness::start(url).await;
+    let mut platform = h.ready().await;
+    let a = tenant(&mut platform, "A", None).await;
+    let b = tenant(&mut platform, "B", None).await;
+    let mut c = h.client("gateway");
+    user(&mut c, &a, "agent1", &["agent"], &[]).await;
+    let agent =
+        login(&mut c, &a.id, "agent1", PASSWORD, "203.0.113.7", "d", "CN-31").await.expect("login").into_inner_token();
+    let new_user = |tenant: &str, login: &str, password: &str, roles: Vec<String>| pb::CreateUserRequest {
+        tenant_id: tenant.into(),
+        login: login.into(),
+        display_name: "X".into(),
+        password: password.into(),
+        roles,
+        team_ids: vec![],
+    };
+
+    // Wrong role: an agent cannot manage users.
+    let (k, msg) = code(c.create_user(bearer(new_user(&a.id, "x1", PASSWORD, vec![]), &agent)).await);
+    assert_eq!(k, Code::PermissionDenied, "{msg}");
+    // Wrong tenant: A's admin cannot touch B.
+    let (k, msg) = code(c.create_user(bearer(new_user(&b.id, "x2", PASSWORD, vec![]), &a.admin_token)).await);
+    assert_eq!((k, msg.as_str()), (Code::PermissionDenied, "cross-tenant access is never allowed"));
+    assert_eq!(
+        code(c.get_tenant(bearer(pb::GetTenantRequest { tenant_id: b.id.clone() }, &a.admin_token)).await).0,
+        Code::NotFound
+    );
+    // A service identity is not a platform admin.
+    let (k, _) = code(c.create_tenant(pb::CreateTenantRequest { name: "Evil".into(), ..Default::default() }).await);
+    assert_eq!(k, Code::PermissionDenied);
+    // A forged token is refused.
+    let (k, _) = code(
+        c.list_roles(bearer(pb::ListRolesRequest { tenant_id: a.id.clone() }, "eyJhbGciOiJFZERTQSJ9.e30.AAAA")).await,
+    );
+    assert_eq!(k, Code::Unauthenticated);
+
+    // Bad input names the field, and nothing is written.
+    let admin = &a.admin_token;
+    assert_eq!(
+        violated_field(c.create_user(bearer(new_user(&a.id, "No Spaces!", PASSWORD, vec![]), admin)).await),
+        "login"
+    );
+    assert_eq!(
+        violated_field(c.create_user(bearer(new_user(&a.id, "shorty", "short", vec![]), admin)).await),
+        "password"
+    );
+    assert_eq!(
+        violated_field(
+            c.create_user(bearer(new_user(&a.id, "ghost", PASSWORD, vec!["agent".into(), "wizard".into()]), admin))
+                .await
+        ),
+        "roles[1]"
+    );
+    assert_eq!(
+        violated_field(c.create_user(bearer(new_user(&a.id, "agent1", PASSWORD, vec![]), admin)).await),
+        "login"
+    );
+    let role = |perms: Vec<&str>| pb::CreateRoleRequest {
+        tenant_id: a.id.clone(),
+        name: "qa".into(),
+        permissions: perms.into_iter().map(Into::into).collect(),
+    };
+    assert_eq!(
+        violated_field(c.create_role(bearer(role(vec!["lead.read:team", "lead.read"]), admin)).await),
+        "permissions[1]"
+    );
+    let bad_tz = pb::CreateTenantRequest { name: "X".into(), time_zone: "Mars/Olympus".into(), ..Default::default() };
+    assert_eq!(violated_field(platform.create_tenant(bad_tz).await), "time_zone");
+    let users = c
+        .list_users(bearer(pb::ListUsersRequest { tenant_id: a.id.clone(), ..Default::default() }, admin))
+        .await
+        .expect("list")
+        .into_inner()
+        .users;
+    assert_eq!(
+        users.iter().map(|u| u.login.as_str()).collect::<Vec<_>>(),
+        vec!["admin", "agent1"],
+        "no half-written users"
+    );
+    let created =
+        c.create_role(bearer(role(vec!["lead.read:team", "audit.read"]), admin)).await.expect("role").into_inner();
+    assert_eq!(created.permissions, vec!["lead.read:team", "audit.read"]);
+}
+
+async fn lockout_after_repeated_failures(url: Option<String>) {
+    let h = harness::start(url).await;
+    let mut platform = h.ready().await;
+    let policy = pb::LoginRiskPolicy { low: 1, medium: 1, high: 3, max_failed_attempts: 3, lockout_seconds: 60 };
+    let t = tenant(&mut platform, "Locky", Some(policy)).await;
+    let mut c = h.client("gateway");
+    user(&mut c, &t, "agent1", &["agent"], &[]).await;
+    for _ in 0..3 {
+        let (k, msg) = code(login(&mut c, &t.id, "agent1", "wrong password!!", "203.0.113.7", "d", "CN-31").await);
+        assert_eq!((k, msg.as_str()), (Code::Unauthenticated, "invalid credentials"));
+    }
+    let (k, msg) = code(login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.7", "d", "CN-31").await);
+    assert_eq!(k, Code::ResourceExhausted, "locked even with the right password: {msg}");
+    let events = c
+        .list_login_events(bearer(
+            pb::ListLoginEventsRequest { tenant_id: t.id.clone(), ..Default::default() },
+            &t.admin_token,
+        ))
+        .await
+        .expect("events")
+        .into_inner()
+        .events;
+    let reasons: Vec<&str> = events.iter().filter(|e| !e.success).map(|e| e.failure_reason.as_str()).collect();
+    assert_eq!(reasons, vec!["locked", "bad_password", "bad_password", "bad_password"], "newest first");
+}
+
+async fn refresh_tokens_rotate_and_reuse_revokes_the_family(url: Option<String>) {
+    let h = harness::start(url).await;
+    let mut platform = h.ready().await;
+    let t = tenant(&mut platform, "Fresh", None).await;
+    let mut c = h.client("gateway");
+    user(&mut c, &t, "agent1", &["agent"], &[]).await;
+    let first = login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.7", "d", "CN-31").await.expect("login");
+    let second = c
+        .refresh(pb::RefreshRequest { refresh_token: first.refresh_token.clone(), context: None })
+        .await
+        .expect("refresh")
+        .into_inner();
+    assert_ne!(second.refresh_token, first.refresh_token);
+    let (k, msg) =
+        code(c.refresh(pb::RefreshRequest { refresh_token: first.refresh_token.clone(), context: None }).await);
+    assert_eq!(k, Code::Unauthenticated);
+    assert!(msg.contains("reuse"), "{msg}");
+    let (k, _) =
+        code(c.refresh(pb::RefreshRequest { refresh_token: second.refresh_token.clone(), context: None }).await);
+    assert_eq!(k, Code::Unauthenticated, "the whole family is revoked");
+    // Disabling a user ends its sessions.
+    let third = login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.7", "d", "CN-31").await.expect("login");
+    let uid = c
+        .list_users(bearer(pb::ListUsersRequest { tenant_id: t.id.clone(), ..Default::default() }, &t.admin_token))
+        .await
+        .expect("users")
+        .into_inner()
+        .users
+        .into_iter()
+        .find(|u| u.login == "agent1")
+        .expect("agent")
+        .id;
+    c.disable_user(bearer(pb::DisableUserRequest { tenant_id: t.id.clone(), user_id: uid }, &t.admin_token))
+        .await
+        .expect("disable");
+    assert_eq!(
+        code(c.refresh(pb::RefreshRequest { refresh_token: third.refresh_token, context: None }).await).0,
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        code(login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.7", "d", "CN-31").await).0,
+        Code::Unauthenticated
+    );
+}
+
+async fn unusual_logins_follow_the_tenant_policy(url: Option<String>) {
+    let h = harness::start(url).await;
+    let mut platform = h.ready().await;
+    // low: alert, medium: demand TOTP, high: deny.
+    let t = tenant(&mut platform, "Risky", None).await;
+    let mut c = h.client("gateway");
+    user(&mut c, &t, "agent1", &["agent"], &[]).await;
+    let first = login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.7", "laptop", "CN-31").await.expect("first login");
+    assert_eq!(first.risk.expect("risk").level, pb::RiskLevel::None as i32);
+    // New device only: low, allowed with an alert.
+    let low = login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.9", "phone", "CN-31")
+        .await
+        .expect("low risk is allowed")
+        .risk
+        .expect("risk");
+    assert_eq!(
+        (low.level, low.reasons, low.action),
+        (pb::RiskLevel::Low as i32, vec!["new_device".to_owned()], pb::RiskAction::AllowAndAlert as i32)
+    );
+    // New region (Hangzhou): medium, TOTP demanded but none enrolled.
+    let (k, msg) = code(login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.7", "laptop", "CN-33").await);
+    assert_eq!(k, Code::PermissionDenied, "{msg}");
+    // New York minutes after Shanghai: impossible travel, denied.
+    let (k, msg) = code(login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.7", "laptop", "US-NY").await);
+    assert_eq!((k, msg.as_str()), (Code::PermissionDenied, "login refused by the tenant's risk policy"));
+    let events = c
+        .list_login_events(bearer(
+            pb::ListLoginEventsRequest { tenant_id: t.id.clone(), ..Default::default() },
+            &t.admin_token,
+        ))
+        .await
+        .expect("events")
+        .into_inner()
+        .events;
+    let denied = events.iter().find(|e| e.failure_reason == "risk_denied").expect("recorded");
+    assert!(denied.risk.as_ref().expect("risk").reasons.contains(&"impossible_travel".to_owned()));
+}
+
+trait TokenOf {
+    fn into_inner_token(self) -> String;
+}
+
+impl TokenOf for pb::LoginResponse {
+    fn into_inner_token(self) -> String {
+        self.access_token
+    }
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(None).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
+                let pg = guardline_testkit::Postgres::shared().await.expect("postgres");
+                super::$name(Some(pg.database().await.expect("db"))).await;
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    onboarding_with_totp_for_admins,
+    wrong_role_wrong_tenant_and_bad_input_are_refused,
+    lockout_after_repeated_failures,
+    refresh_tokens_rotate_and_reuse_revokes_the_family,
+    unusual_logins_follow_the_tenant_policy,
+);
