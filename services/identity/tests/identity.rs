@@ -321,6 +321,67 @@ async fn unusual_logins_follow_the_tenant_policy(url: Option<String>) {
     assert!(denied.risk.as_ref().expect("risk").reasons.contains(&"impossible_travel".to_owned()));
 }
 
+async fn a_source_address_is_blocked_after_a_burst_of_failures(url: Option<String>) {
+    let h = harness::start(url).await;
+    let mut platform = h.ready().await;
+    let t = tenant(&mut platform, "Sprayed", None).await;
+    let mut c = h.client("gateway");
+    user(&mut c, &t, "agent1", &["agent"], &[]).await;
+    // Password spraying: many logins, one each, all from one address.
+    for i in 0..20 {
+        let r = login(&mut c, &t.id, &format!("guess{i}"), "wrong password!!", "198.51.100.66", "d", "CN-31").await;
+        assert_eq!(code(r).0, Code::Unauthenticated);
+    }
+    let (k, msg) = code(login(&mut c, &t.id, "agent1", PASSWORD, "198.51.100.66", "d", "CN-31").await);
+    assert_eq!(k, Code::ResourceExhausted, "{msg}");
+    assert!(
+        login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.7", "d", "CN-31").await.is_ok(),
+        "other addresses are unaffected"
+    );
+}
+
+async fn tokens_survive_a_signing_key_rotation_and_a_restart(url: Option<String>) {
+    use guardline_identity::service::keys::{OwnKeys, Signers};
+    use guardline_runtime::token::Claims;
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("keys.db").display()));
+    let args =
+        guardline_runtime::args::DatabaseArgs { database_url: url, database_max_connections: 2, database_schema: None };
+    let db = guardline_runtime::storage::open::<guardline_identity::store::Migrator>(&args).await.expect("db");
+    let master = guardline_keys::SecretKey::generate().expect("key");
+    let keyring = |m: guardline_keys::SecretKey| -> std::sync::Arc<dyn guardline_keys::KeyProvider> {
+        std::sync::Arc::new(
+            guardline_keys::local::LocalKeyring::open(&dir.path().join("keyring.json"), m).expect("keyring"),
+        )
+    };
+    let envelope = std::sync::Arc::new(guardline_keys::Envelope::new(
+        keyring(master.clone()),
+        db.clone(),
+        std::time::Duration::from_secs(60),
+    ));
+    let day = std::time::Duration::from_secs(86_400);
+    let signers = Signers::load(db.clone(), envelope, day).await.expect("signers");
+    let claims = Claims::new("t1", "u1", vec!["agent".into()], vec![], std::time::Duration::from_secs(600));
+    let before = signers.sign(&claims).await.expect("sign");
+    signers.rotate(chrono::Utc::now()).await.expect("rotate");
+    let after = signers.sign(&claims).await.expect("sign");
+    let verifier = TokenVerifier::new(OwnKeys(signers.clone()));
+    assert!(verifier.verify(&before).await.is_ok(), "an unexpired token of the retired key stays valid");
+    assert!(verifier.verify(&after).await.is_ok());
+    let later = chrono::Utc::now() + chrono::Duration::minutes(17);
+    assert_eq!(signers.published(later).await.len(), 1, "the retired key is withdrawn once its tokens expired");
+
+    // A restart unseals the stored keys and keeps verifying.
+    let envelope = std::sync::Arc::new(guardline_keys::Envelope::new(
+        keyring(master),
+        db.clone(),
+        std::time::Duration::from_secs(60),
+    ));
+    let reloaded = Signers::load(db, envelope, day).await.expect("reload");
+    let verifier = TokenVerifier::new(OwnKeys(reloaded));
+    assert!(verifier.verify(&before).await.is_ok() && verifier.verify(&after).await.is_ok());
+}
+
 trait TokenOf {
     fn into_inner_token(self) -> String;
 }
@@ -351,4 +412,6 @@ on_both_stores!(
     lockout_after_repeated_failures,
     refresh_tokens_rotate_and_reuse_revokes_the_family,
     unusual_logins_follow_the_tenant_policy,
+    a_source_address_is_blocked_after_a_burst_of_failures,
+    tokens_survive_a_signing_key_rotation_and_a_restart,
 );
