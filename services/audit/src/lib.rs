@@ -4,6 +4,7 @@
 //! history change undetected.
 
 pub mod args;
+pub mod domain;
 pub mod grpc;
 pub mod store;
 

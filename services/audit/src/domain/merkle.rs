@@ -1,0 +1,196 @@
+//! The RFC 9162 (Certificate Transparency 2.0) Merkle tree, section 2.1:
+//! leaf hash `SHA-256(0x00 || entry)`, interior hash `SHA-256(0x01 || l || r)`,
+//! and the inclusion (§2.1.3.1) and consistency (§2.1.4.1) proofs, for any
+//! tree size up to the current one.
+//!
+//! Complete subtrees are cached per level, so a root or proof at any size
+//! costs O(log² n) hash operations. Proofs follow the RFC's recursive
+//! definitions literally; the tests check them with `ct-merkle`, an
+//! independent implementation, for sizes 1, 2, 3, 2^k and 2^k+1.
+
+/// A SHA-256 digest.
+pub type Hash = [u8; 32];
+
+fn sha256(parts: &[&[u8]]) -> Hash {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for p in parts {
+        ctx.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// `SHA-256(0x00 || entry)`.
+pub fn leaf_hash(entry: &[u8]) -> Hash {
+    sha256(&[&[0x00], entry])
+}
+
+/// `SHA-256(0x01 || left || right)`.
+pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    sha256(&[&[0x01], left, right])
+}
+
+/// The root of the empty tree: `SHA-256()`.
+pub fn empty_root() -> Hash {
+    sha256(&[])
+}
+
+/// The largest power of two strictly smaller than `n` (n ≥ 2).
+fn split(n: u64) -> u64 {
+    debug_assert!(n >= 2);
+    1 << (63 - (n - 1).leading_zeros())
+}
+
+/// Why a proof cannot be produced.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProofError {
+    /// The tree size asked for is larger than the tree.
+    #[error("tree size {0} is larger than the log ({1})")]
+    SizeBeyondTree(u64, u64),
+    /// The leaf index is not below the tree size.
+    #[error("leaf {0} is not in a tree of size {1}")]
+    LeafBeyondSize(u64, u64),
+    /// A consistency proof needs 0 < first ≤ second.
+    #[error("consistency needs 0 < first size <= second size")]
+    BadRange,
+}
+
+/// An append-only tree of leaf hashes with cached complete subtrees.
+#[derive(Clone, Debug, Default)]
+pub struct Tree {
+    // levels[k][i]: the hash of the complete subtree of 2^k leaves starting at leaf i * 2^k.
+    levels: Vec<Vec<Hash>>,
+}
+
+impl Tree {
+    /// An empty tree.
+    pub fn new() -> Self {
+        Self { levels: vec![Vec::new()] }
+    }
+
+    /// A tree over `leaves`, in order.
+    pub fn from_leaves(leaves: impl IntoIterator<Item = Hash>) -> Self {
+        let mut t = Self::new();
+        for l in leaves {
+            t.push(l);
+        }
+        t
+    }
+
+    /// Number of leaves.
+    pub fn len(&self) -> u64 {
+        self.levels.first().map_or(0, |l| l.len() as u64)
+    }
+
+    /// Whether the tree has no leaf.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The leaf hash at `idx`.
+    pub fn leaf(&self, idx: u64) -> Option<Hash> {
+        self.levels.first()?.get(idx as usize).copied()
+    }
+
+    /// Appends a leaf hash, completing every subtree it closes.
+    pub fn push(&mut self, leaf: Hash) {
+        if self.levels.is_empty() {
+            self.levels.push(Vec::new());
+        }
+        self.levels[0].push(leaf);
+        let mut k = 0;
+        while self.levels[k].len() % 2 == 0 {
+            let n = self.levels[k].len();
+            let parent = node_hash(&self.levels[k][n - 2], &self.levels[k][n - 1]);
+            if self.levels.len() == k + 1 {
+                self.levels.push(Vec::new());
+            }
+            self.levels[k + 1].push(parent);
+            k += 1;
+        }
+    }
+
+    /// MTH(D[start : start + len]), len ≥ 1, within the tree.
+    fn subtree(&self, start: u64, len: u64) -> Hash {
+        if len.is_power_of_two() && start % len == 0 {
+            let level = len.trailing_zeros() as usize;
+            return self.levels[level][(start / len) as usize];
+        }
+        let k = split(len);
+        node_hash(&self.subtree(start, k), &self.subtree(start + k, len - k))
+    }
+
+    /// The root hash of the first `size` leaves.
+    pub fn root(&self, size: u64) -> Result<Hash, ProofError> {
+        match size {
+            0 => Ok(empty_root()),
+            s if s > self.len() => Err(ProofError::SizeBeyondTree(s, self.len())),
+            s => Ok(self.subtree(0, s)),
+        }
+    }
+
+    /// PATH(m, D[0:n]), leaf to root (RFC 9162 §2.1.3.1).
+    pub fn inclusion_proof(&self, m: u64, n: u64) -> Result<Vec<Hash>, ProofError> {
+        if n > self.len() {
+            return Err(ProofError::SizeBeyondTree(n, self.len()));
+        }
+        if m >= n {
+            return Err(ProofError::LeafBeyondSize(m, n));
+        }
+        let mut out = Vec::new();
+        self.path(m, 0, n, &mut out);
+        Ok(out)
+    }
+
+    // PATH(m, D[start : start + n]); pushes the deepest sibling first.
+    fn path(&self, m: u64, start: u64, n: u64, out: &mut Vec<Hash>) {
+        if n == 1 {
+            return;
+        }
+        let k = split(n);
+        if m < k {
+            self.path(m, start, k, out);
+            out.push(self.subtree(start + k, n - k));
+        } else {
+            self.path(m - k, start + k, n - k, out);
+            out.push(self.subtree(start, k));
+        }
+    }
+
+    /// PROOF(m, D[0:n]) (RFC 9162 §2.1.4.1); empty when m == n.
+    pub fn consistency_proof(&self, m: u64, n: u64) -> Result<Vec<Hash>, ProofError> {
+        if n > self.len() {
+            return Err(ProofError::SizeBeyondTree(n, self.len()));
+        }
+        if m == 0 || m > n {
+            return Err(ProofError::BadRange);
+        }
+        let mut out = Vec::new();
+        if m < n {
+            self.subproof(m, 0, n, true, &mut out);
+        }
+        Ok(out)
+    }
+
+    // SUBPROOF(m, D[start : start + n], b).
+    fn subproof(&self, m: u64, start: u64, n: u64, b: bool, out: &mut Vec<Hash>) {
+        if m == n {
+            if !b {
+                out.push(self.subtree(start, n));
+            }
+            return;
+        }
+        let k = split(n);
+        if m <= k {
+            self.subproof(m, start, k, b, out);
+            out.push(self.subtree(start + k, n - k));
+        } else {
+            self.subproof(m - k, start + k, n - k, false, out);
+            out.push(self.subtree(start, k));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
