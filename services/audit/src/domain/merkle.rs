@@ -100,7 +100,7 @@ impl Tree {
         }
         self.levels[0].push(leaf);
         let mut k = 0;
-        while self.levels[k].len() % 2 == 0 {
+        while self.levels[k].len().is_multiple_of(2) {
             let n = self.levels[k].len();
             let parent = node_hash(&self.levels[k][n - 2], &self.levels[k][n - 1]);
             if self.levels.len() == k + 1 {
@@ -113,7 +113,7 @@ impl Tree {
 
     /// MTH(D[start : start + len]), len ≥ 1, within the tree.
     fn subtree(&self, start: u64, len: u64) -> Hash {
-        if len.is_power_of_two() && start % len == 0 {
+        if len.is_power_of_two() && start.is_multiple_of(len) {
             let level = len.trailing_zeros() as usize;
             return self.levels[level][(start / len) as usize];
         }
