@@ -1,4 +1,8 @@
 //! Audit's rules: the canonical event encoding, the RFC 9162 tree, signed
-//! tree heads and event validation. No tonic, no sea-orm.
+//! tree heads, event validation and whole-log verification. No tonic, no sea-orm.
 
+pub mod canonical;
 pub mod merkle;
+pub mod sth;
+pub mod validate;
+pub mod verify;
