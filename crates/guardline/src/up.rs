@@ -182,7 +182,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
                 "recordings" => {
                     guardline_recordings::run(guardline_recordings::Args { common: c, keys }, Some(listener), s).await
                 }
-                _ => guardline_audit::run(guardline_audit::Args { common: c }, Some(listener), s).await,
+                _ => guardline_audit::run(guardline_audit::Args { common: c, keys }, Some(listener), s).await,
             };
             (name, res)
         });

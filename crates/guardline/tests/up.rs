@@ -76,6 +76,15 @@ impl Mesh {
     }
 }
 
+impl Mesh {
+    /// SIGKILL: no drain, no flush, no goodbye.
+    fn kill_9(mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill -9");
+        child.wait().expect("reaped");
+    }
+}
+
 fn cert(data_dir: &Path, name: &str) -> std::sync::Arc<TlsMaterial> {
     TlsMaterial::load(TlsFiles::in_dir(&data_dir.join("pki"), name)).expect("tls")
 }
@@ -103,6 +112,17 @@ async fn wait_serving(mesh: &Mesh, data_dir: &Path) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(last.is_none(), "{name} never became SERVING: {last:?}");
+    }
+}
+
+fn event(id: &str) -> guardline_proto::audit::v1::AuditEvent {
+    guardline_proto::audit::v1::AuditEvent {
+        id: id.into(),
+        tenant_id: "t-up".into(),
+        time: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+        action: "lead.update".into(),
+        outcome: guardline_proto::common::v1::Outcome::Allowed as i32,
+        ..Default::default()
     }
 }
 
@@ -151,8 +171,8 @@ async fn the_mesh_runs_on_embedded_defaults_and_refuses_strangers() {
     let mut as_vault = AuditServiceClient::new(
         guardline_runtime::connect(&mesh.uri(4), cert(dir.path(), "lead-vault")).expect("channel"),
     );
-    let passed = as_vault.append(AppendRequest::default()).await.expect_err("the audit issue has not landed");
-    assert_eq!(passed.code(), Code::Unimplemented, "lead-vault passes the allow-list: {passed:?}");
+    let stored = as_vault.append(AppendRequest { events: vec![event("e-1")] }).await.expect("lead-vault may append");
+    assert_eq!(stored.into_inner().stored_ids, vec!["e-1".to_owned()]);
     // Only dialer-policy may ask lead-vault about consent.
     let mut vault = LeadVaultServiceClient::new(guardline_runtime::connect(&mesh.uri(1), cli).expect("channel"));
     let denied = vault.check_consent(CheckConsentRequest::default()).await.expect_err("cli may not");
@@ -201,5 +221,29 @@ async fn the_mesh_runs_on_postgres_and_openbao() {
     }
     assert!(!dir.path().join("identity.db").exists(), "no SQLite file when PostgreSQL is configured");
     assert!(!dir.path().join("master.key").exists(), "no local keyring when Vault is configured");
+    mesh.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_audit_event_survives_kill_9() {
+    use guardline_proto::audit::v1::GetInclusionProofRequest;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = Mesh::start(dir.path(), &[]);
+    wait_serving(&mesh, dir.path()).await;
+    let mut as_vault = AuditServiceClient::new(
+        guardline_runtime::connect(&mesh.uri(4), cert(dir.path(), "lead-vault")).expect("channel"),
+    );
+    let ack = as_vault.append(AppendRequest { events: vec![event("durable-1")] }).await.expect("acknowledged");
+    assert_eq!(ack.into_inner().stored_ids, vec!["durable-1".to_owned()]);
+    mesh.kill_9();
+
+    let mesh = Mesh::start(dir.path(), &[]);
+    wait_serving(&mesh, dir.path()).await;
+    let mut as_vault = AuditServiceClient::new(
+        guardline_runtime::connect(&mesh.uri(4), cert(dir.path(), "lead-vault")).expect("channel"),
+    );
+    let req = GetInclusionProofRequest { tenant_id: "t-up".into(), event_id: "durable-1".into(), tree_size: 1 };
+    let proof = as_vault.get_inclusion_proof(req).await.expect("the event is still in the log").into_inner();
+    assert_eq!(proof.leaf_index, 0);
     mesh.stop().await;
 }

@@ -239,6 +239,33 @@ impl Envelope {
     }
 }
 
+/// The pseudo-tenant whose data key seals platform secrets (signing keys).
+pub const PLATFORM: &str = "_platform";
+
+impl Envelope {
+    /// Seals a small secret (a private key, a TOTP seed) of `tenant` under its
+    /// active data key, bound to `kind` and `id`. Returns the data key id and
+    /// the sealed bytes, both to store.
+    pub async fn seal_secret(&self, tenant: &str, kind: &str, id: &str, clear: &[u8]) -> Result<(String, Vec<u8>)> {
+        let (dk_id, dk) = self.active_data_key(tenant).await?;
+        let sealed = aead::seal(&dk, &Binding { kind, tenant, record: id, field: "secret", version: 0 }, clear)?;
+        Ok((dk_id, sealed))
+    }
+
+    /// Opens what [`Envelope::seal_secret`] sealed.
+    pub async fn open_secret(
+        &self,
+        tenant: &str,
+        kind: &str,
+        id: &str,
+        data_key_id: &str,
+        sealed: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let dk = self.data_key(tenant, data_key_id).await?;
+        aead::open(&dk, &Binding { kind, tenant, record: id, field: "secret", version: 0 }, sealed)
+    }
+}
+
 /// Encrypts one field under a record key, bound to tenant, record, field and version.
 pub fn seal_field(
     rk: &SecretKey,

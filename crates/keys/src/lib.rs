@@ -15,6 +15,6 @@ pub mod provider;
 pub mod store;
 pub mod vault;
 
-pub use envelope::{Envelope, SealedRecordKey, open_field, seal_field};
+pub use envelope::{Envelope, PLATFORM, SealedRecordKey, open_field, seal_field};
 pub use error::{Error, Result};
 pub use provider::{KeyProvider, KeyVersions, SecretKey, WrappedKey};

@@ -13,4 +13,7 @@ pub struct Args {
     /// Flags every service has.
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Where the key sealing the tree-head signing key lives.
+    #[command(flatten)]
+    pub keys: guardline_keys::args::KeysArgs,
 }

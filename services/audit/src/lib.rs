@@ -5,7 +5,9 @@
 
 pub mod args;
 pub mod domain;
+pub mod error;
 pub mod grpc;
+pub mod service;
 pub mod store;
 
 use guardline_runtime::server::GrpcServer;
@@ -17,6 +19,9 @@ pub use args::Args;
 /// The service's name: its certificate name, health entry and log field.
 pub const NAME: &str = "audit";
 
+/// How long an unwrapped data key stays in memory.
+pub const DATA_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Runs the service until `shutdown` fires, on `listener` if given (tests,
 /// `guardline up`) or else on `--listen`.
 pub async fn run(
@@ -24,9 +29,16 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Args { common } = args;
+    let Args { common, keys } = args;
     let base = Base::start::<store::Migrator>(&common, false, &shutdown).await?;
-    let api = grpc::Api;
+    let provider = keys.provider(false).await?;
+    let envelope = std::sync::Arc::new(guardline_keys::Envelope::new(provider, base.db.clone(), DATA_KEY_TTL));
+    let log = std::sync::Arc::new(service::Log::open(base.db.clone(), envelope).await?);
+    let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
+    let verifier = std::sync::Arc::new(guardline_runtime::token::TokenVerifier::new(
+        guardline_runtime::token::IdentityKeys::new(identity),
+    ));
+    let api = grpc::Api::new(log, verifier);
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))
         .allow_list(grpc::allow_list(&common.mesh));

@@ -1,0 +1,173 @@
+//! Audit's storage: the append-only event table (entry, leaf hash and the
+//! head signed at its size), the head-signing keys, per-tenant settings.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::{big_integer, binary, integer, string, timestamp_with_time_zone};
+
+/// Appended events.
+pub mod event {
+    use sea_orm::entity::prelude::*;
+    /// One leaf of a tenant's log.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_events")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub idx: i64,
+        pub event_id: String,
+        pub time: ChronoDateTimeUtc,
+        pub actor_user: String,
+        pub action: String,
+        pub resource_type: String,
+        pub resource_id: String,
+        pub outcome: String,
+        pub entry: Vec<u8>,
+        pub leaf_hash: Vec<u8>,
+        pub head_ts: i64,
+        pub head_kid: String,
+        pub head_sig: Vec<u8>,
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Tree-head signing keys.
+pub mod signing_key {
+    use sea_orm::entity::prelude::*;
+    /// An Ed25519 key, sealed under a platform data key.
+    #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_signing_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kid: String,
+        pub data_key_id: String,
+        pub sealed: Vec<u8>,
+        pub public_key: Vec<u8>,
+        pub created_at: ChronoDateTimeUtc,
+    }
+    impl std::fmt::Debug for Model {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("AuditSigningKey").field("kid", &self.kid).finish_non_exhaustive()
+        }
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Per-tenant settings.
+pub mod setting {
+    use sea_orm::entity::prelude::*;
+    /// Retention of a tenant's log.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_settings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        pub retention_days: i32,
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+fn t(name: &str) -> Alias {
+    Alias::new(name)
+}
+
+/// Creates audit's tables.
+#[derive(Debug)]
+struct CreateAuditTables;
+
+impl MigrationName for CreateAuditTables {
+    fn name(&self) -> &str {
+        "m20261128_000200_audit_tables"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateAuditTables {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(t("audit_events"))
+                .if_not_exists()
+                .col(string(t("tenant_id")))
+                .col(big_integer(t("idx")))
+                .col(string(t("event_id")))
+                .col(timestamp_with_time_zone(t("time")))
+                .col(string(t("actor_user")))
+                .col(string(t("action")))
+                .col(string(t("resource_type")))
+                .col(string(t("resource_id")))
+                .col(string(t("outcome")))
+                .col(binary(t("entry")))
+                .col(binary(t("leaf_hash")))
+                .col(big_integer(t("head_ts")))
+                .col(string(t("head_kid")))
+                .col(binary(t("head_sig")))
+                .primary_key(Index::create().col(t("tenant_id")).col(t("idx")))
+                .to_owned(),
+        )
+        .await?;
+        for (name, cols) in [
+            ("ux_audit_events_event_id", vec!["tenant_id", "event_id"]),
+            ("ix_audit_events_actor", vec!["tenant_id", "actor_user"]),
+            ("ix_audit_events_action", vec!["tenant_id", "action"]),
+            ("ix_audit_events_time", vec!["tenant_id", "time"]),
+        ] {
+            let mut idx = Index::create().if_not_exists().name(name).table(t("audit_events")).to_owned();
+            for c in cols {
+                idx.col(t(c));
+            }
+            if name.starts_with("ux_") {
+                idx.unique();
+            }
+            m.create_index(idx).await?;
+        }
+        m.create_table(
+            Table::create()
+                .table(t("audit_signing_keys"))
+                .if_not_exists()
+                .col(string(t("kid")).primary_key())
+                .col(string(t("data_key_id")))
+                .col(binary(t("sealed")))
+                .col(binary(t("public_key")))
+                .col(timestamp_with_time_zone(t("created_at")))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("audit_settings"))
+                .if_not_exists()
+                .col(string(t("tenant_id")).primary_key())
+                .col(integer(t("retention_days")))
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Migrations of audit, tracked in their own table.
+#[derive(Debug)]
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        let mut m = guardline_audit_client::migrations();
+        m.extend(guardline_keys::store::migrations());
+        m.push(Box::new(CreateAuditTables));
+        m
+    }
+
+    fn migration_table_name() -> DynIden {
+        "guardline_audit_migrations".into_iden()
+    }
+}
