@@ -1,0 +1,429 @@
+//! The audit service over real mTLS, with the real identity service for
+//! tokens; every scenario on SQLite and on PostgreSQL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use ct_merkle::{ConsistencyProof, HashableLeaf, InclusionProof, RootHash};
+use guardline_audit::domain::canonical::Event;
+use guardline_audit::domain::verify::Finding;
+use guardline_proto::audit::v1 as pb;
+use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
+use guardline_proto::identity::v1 as idpb;
+use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use guardline_runtime::GrpcChannel;
+use guardline_runtime::args::{DatabaseArgs, MeshArgs, ServerArgs, TelemetryArgs, TlsArgs};
+use guardline_runtime::devca::DevCa;
+use guardline_runtime::error::field_violations;
+use guardline_runtime::tls::{TlsMaterial, install_crypto_provider};
+use guardline_service::CommonArgs;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use sha2::Sha256;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request};
+
+struct Mesh {
+    _dir: tempfile::TempDir,
+    ca: DevCa,
+    audit_uri: String,
+    identity_uri: String,
+    audit_db: String,
+    keys: guardline_keys::args::KeysArgs,
+    stop: CancellationToken,
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn common(ca: &DevCa, name: &str, addr: std::net::SocketAddr, mesh: &MeshArgs, db: String) -> CommonArgs {
+    let f = ca.issue(name).expect("cert");
+    CommonArgs {
+        server: ServerArgs::on(addr),
+        tls: TlsArgs { tls_cert: f.cert, tls_key: f.key, tls_ca: f.ca, tls_reload_interval: Duration::from_secs(5) },
+        mesh: mesh.clone(),
+        database: DatabaseArgs { database_url: db, database_max_connections: 5, database_schema: None },
+        telemetry: TelemetryArgs::default(),
+    }
+}
+
+async fn start(postgres: bool) -> Mesh {
+    install_crypto_provider();
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = DevCa::open_or_create(&dir.path().join("pki"), "guardline.local", "guardline").expect("ca");
+    let (id_l, au_l) = (
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+    );
+    let (id_a, au_a) = (id_l.local_addr().expect("addr"), au_l.local_addr().expect("addr"));
+    let mesh = MeshArgs {
+        identity_endpoint: format!("https://localhost:{}", id_a.port()),
+        audit_endpoint: format!("https://localhost:{}", au_a.port()),
+        ..MeshArgs::default()
+    };
+    let (id_db, au_db) = if postgres {
+        let pg = guardline_testkit::Postgres::shared().await.expect("postgres");
+        (pg.database().await.expect("db"), pg.database().await.expect("db"))
+    } else {
+        (
+            format!("sqlite://{}", dir.path().join("identity.db").display()),
+            format!("sqlite://{}", dir.path().join("audit.db").display()),
+        )
+    };
+    let keys = guardline_keys::args::KeysArgs {
+        keyring_path: Some(dir.path().join("keyring.json")),
+        master_key: Some(base64::engine::general_purpose::STANDARD.encode([3u8; 32])),
+        ..Default::default()
+    };
+    let stop = CancellationToken::new();
+    let identity = guardline_identity::Args {
+        common: common(&ca, "identity", id_a, &mesh, id_db),
+        keys: keys.clone(),
+        platform_admins: vec!["platform-admin".into()],
+        access_token_ttl: Duration::from_secs(600),
+        refresh_token_ttl: Duration::from_secs(3600),
+        signing_key_rotation: Duration::from_secs(86_400),
+    };
+    let audit = guardline_audit::Args { common: common(&ca, "audit", au_a, &mesh, au_db.clone()), keys: keys.clone() };
+    let s = stop.clone();
+    tokio::spawn(async move { guardline_identity::run(identity, Some(id_l), s).await.expect("identity") });
+    let s = stop.clone();
+    tokio::spawn(async move { guardline_audit::run(audit, Some(au_l), s).await.expect("audit") });
+    let m = Mesh {
+        _dir: dir,
+        ca,
+        audit_uri: mesh.audit_endpoint.clone(),
+        identity_uri: mesh.identity_endpoint.clone(),
+        audit_db: au_db,
+        keys,
+        stop,
+    };
+    for _ in 0..100 {
+        let mut c = m.audit("lead-vault");
+        if c.append(pb::AppendRequest::default()).await.is_ok() {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("audit did not start");
+}
+
+impl Mesh {
+    fn channel(&self, uri: &str, name: &str) -> GrpcChannel {
+        let tls: Arc<TlsMaterial> = TlsMaterial::load(self.ca.issue(name).expect("cert")).expect("tls");
+        guardline_runtime::connect(uri, tls).expect("channel")
+    }
+    fn audit(&self, name: &str) -> AuditServiceClient<GrpcChannel> {
+        AuditServiceClient::new(self.channel(&self.audit_uri, name))
+    }
+    fn identity(&self, name: &str) -> IdentityServiceClient<GrpcChannel> {
+        IdentityServiceClient::new(self.channel(&self.identity_uri, name))
+    }
+}
+
+fn ev(tenant: &str, id: &str, details: &[(&str, &str)]) -> Event {
+    Event {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        time: chrono::DateTime::from_timestamp(1_790_000_000, 123_000_000).expect("time"),
+        actor_user: "u-1".into(),
+        actor_service: "spiffe://guardline.local/ns/guardline/sa/lead-vault".into(),
+        action: "lead.update".into(),
+        resource_type: "lead".into(),
+        resource_id: format!("lead-{id}"),
+        outcome: "allowed".into(),
+        details: details.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        ..Default::default()
+    }
+}
+
+fn to_pb(e: &Event) -> pb::AuditEvent {
+    pb::AuditEvent {
+        id: e.id.clone(),
+        tenant_id: e.tenant_id.clone(),
+        time: Some(prost_types::Timestamp {
+            seconds: e.time.timestamp(),
+            nanos: e.time.timestamp_subsec_nanos() as i32,
+        }),
+        actor: Some(pb::Actor { user_id: e.actor_user.clone(), service_identity: e.actor_service.clone() }),
+        action: e.action.clone(),
+        resource: Some(pb::ResourceRef { r#type: e.resource_type.clone(), id: e.resource_id.clone() }),
+        outcome: guardline_proto::common::v1::Outcome::Allowed as i32,
+        reason: String::new(),
+        context: Some(Default::default()),
+        details: e.details.clone(),
+    }
+}
+
+struct Leaf(Vec<u8>);
+impl HashableLeaf for Leaf {
+    fn hash<H: ct_merkle::digest::Update>(&self, h: &mut H) {
+        h.update(&self.0);
+    }
+}
+
+fn root(sth: &pb::SignedTreeHead) -> RootHash<Sha256> {
+    let bytes: [u8; 32] = sth.root_hash.clone().try_into().expect("32 bytes");
+    RootHash::new(bytes.into(), sth.tree_size)
+}
+
+async fn ingest_is_idempotent_atomic_and_provable(postgres: bool) {
+    let m = start(postgres).await;
+    let mut c = m.audit("lead-vault");
+    let events: Vec<Event> = (0..10).map(|i| ev("t1", &format!("e{i}"), &[("fields", "name")])).collect();
+    let first3 = c
+        .append(pb::AppendRequest { events: events[..3].iter().map(to_pb).collect() })
+        .await
+        .expect("append")
+        .into_inner();
+    assert_eq!(first3.stored_ids.len(), 3);
+    let sth3 = c
+        .get_signed_tree_head(pb::GetSignedTreeHeadRequest { tenant_id: "t1".into() })
+        .await
+        .expect("sth")
+        .into_inner();
+    let all =
+        c.append(pb::AppendRequest { events: events.iter().map(to_pb).collect() }).await.expect("append").into_inner();
+    assert_eq!(
+        (all.stored_ids.len(), all.duplicate_ids.len()),
+        (7, 3),
+        "duplicates are acknowledged, not stored twice"
+    );
+
+    // A batch with a phone number is refused whole, naming the field.
+    let bad = vec![
+        to_pb(&ev("t1", "x1", &[])),
+        to_pb(&ev("t1", "x2", &[])),
+        to_pb(&ev("t1", "x3", &[("note", "13812345678")])),
+    ];
+    let err = c.append(pb::AppendRequest { events: bad }).await.expect_err("refused");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(field_violations(&err)[0].field, "events[2].details.note");
+    assert!(!err.message().contains("13812345678"), "the value is never echoed");
+
+    let sth = c
+        .get_signed_tree_head(pb::GetSignedTreeHeadRequest { tenant_id: "t1".into() })
+        .await
+        .expect("sth")
+        .into_inner();
+    assert_eq!(sth.tree_size, 10, "nothing of the refused batch was stored");
+    for (i, e) in events.iter().enumerate() {
+        let p = c
+            .get_inclusion_proof(pb::GetInclusionProofRequest {
+                tenant_id: "t1".into(),
+                event_id: e.id.clone(),
+                tree_size: 10,
+            })
+            .await
+            .expect("proof")
+            .into_inner();
+        assert_eq!(p.leaf_index, i as u64);
+        let proof = InclusionProof::<Sha256>::from_digests(
+            p.path.iter().map(|h| <[u8; 32]>::try_from(h.as_slice()).expect("32").into()).collect::<Vec<_>>().iter(),
+        );
+        root(&sth)
+            .verify_inclusion(&Leaf(e.encode()), p.leaf_index, &proof)
+            .expect("an independent RFC 9162 verifier accepts it");
+    }
+    let cp = c
+        .get_consistency_proof(pb::GetConsistencyProofRequest {
+            tenant_id: "t1".into(),
+            first_size: 3,
+            second_size: 10,
+        })
+        .await
+        .expect("proof")
+        .into_inner();
+    let proof = ConsistencyProof::<Sha256>::from_digests(
+        cp.path.iter().map(|h| <[u8; 32]>::try_from(h.as_slice()).expect("32").into()).collect::<Vec<_>>().iter(),
+    );
+    root(&sth).verify_consistency(&root(&sth3), &proof).expect("the log only grew");
+    // Proof requests beyond the log are the caller's mistake.
+    let err = c
+        .get_inclusion_proof(pb::GetInclusionProofRequest {
+            tenant_id: "t1".into(),
+            event_id: "e1".into(),
+            tree_size: 11,
+        })
+        .await
+        .expect_err("beyond");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    // Tenants have separate trees.
+    c.append(pb::AppendRequest { events: vec![to_pb(&ev("t2", "e0", &[]))] }).await.expect("append");
+    let t2 = c
+        .get_signed_tree_head(pb::GetSignedTreeHeadRequest { tenant_id: "t2".into() })
+        .await
+        .expect("sth")
+        .into_inner();
+    assert_eq!(t2.tree_size, 1);
+}
+
+async fn queries_need_audit_read_and_are_audited(postgres: bool) {
+    let m = start(postgres).await;
+    let mut platform = m.identity("platform-admin");
+    let tenant = platform
+        .create_tenant(idpb::CreateTenantRequest { name: "Q".into(), ..Default::default() })
+        .await
+        .expect("tenant")
+        .into_inner()
+        .id;
+    let token = |login: &'static str, role: &'static str| {
+        let mut platform = m.identity("platform-admin");
+        let tenant = tenant.clone();
+        async move {
+            let pw = "a long enough passphrase".to_owned();
+            platform
+                .create_user(idpb::CreateUserRequest {
+                    tenant_id: tenant.clone(),
+                    login: login.into(),
+                    display_name: login.into(),
+                    password: pw.clone(),
+                    roles: vec![role.into()],
+                    team_ids: vec![],
+                })
+                .await
+                .expect("user");
+            platform
+                .login(idpb::LoginRequest {
+                    tenant_id: tenant,
+                    login: login.into(),
+                    password: pw,
+                    totp_code: String::new(),
+                    context: None,
+                })
+                .await
+                .expect("login")
+                .into_inner()
+                .access_token
+        }
+    };
+    let auditor = token("auditor1", "auditor").await;
+    let agent = token("agent1", "agent").await;
+    let mut c = m.audit("gateway");
+    m.audit("lead-vault")
+        .append(pb::AppendRequest { events: (0..3).map(|i| to_pb(&ev(&tenant, &format!("q{i}"), &[]))).collect() })
+        .await
+        .expect("append");
+    let query = |t: &str, action: &str| {
+        let mut r = Request::new(pb::QueryEventsRequest {
+            tenant_id: tenant.clone(),
+            action: action.into(),
+            ..Default::default()
+        });
+        r.metadata_mut().insert("authorization", format!("Bearer {t}").parse().expect("ascii"));
+        r
+    };
+    let bearer = |t: &str| query(t, "");
+    let denied = c.query_events(bearer(&agent)).await.expect_err("agents may not read the audit log");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert_eq!(
+        c.query_events(Request::new(pb::QueryEventsRequest { tenant_id: tenant.clone(), ..Default::default() }))
+            .await
+            .expect_err("no token")
+            .code(),
+        Code::PermissionDenied
+    );
+    let first = c.query_events(query(&auditor, "lead.update")).await.expect("auditor reads").into_inner().events;
+    assert_eq!(first.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), vec!["q2", "q1", "q0"], "newest first");
+    let reads = c.query_events(query(&auditor, "audit.query")).await.expect("auditor reads").into_inner().events;
+    assert_eq!(reads.len(), 1, "the first query is in the log");
+    assert_eq!(reads[0].details.get("results").map(String::as_str), Some("3"));
+    // Identity's logins reached this log through its outbox, over mTLS.
+    let mut logins = Vec::new();
+    for _ in 0..100 {
+        logins = c.query_events(query(&auditor, "identity.login")).await.expect("auditor reads").into_inner().events;
+        if logins.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(logins.len(), 2, "both logins were delivered by identity's outbox");
+}
+
+async fn tampering_is_named_by_index(postgres: bool) {
+    use guardline_audit::store::event;
+    let m = start(postgres).await;
+    let mut c = m.audit("recordings");
+    c.append(pb::AppendRequest { events: (0..10).map(|i| to_pb(&ev("t1", &format!("e{i}"), &[]))).collect() })
+        .await
+        .expect("append");
+    let args = DatabaseArgs { database_url: m.audit_db.clone(), database_max_connections: 2, database_schema: None };
+    let db = guardline_runtime::storage::connect(&args).await.expect("db");
+    let provider = m.keys.provider(false).await.expect("keys");
+    let log = guardline_audit::service::Log::open(
+        db.clone(),
+        Arc::new(guardline_keys::Envelope::new(provider, db.clone(), Duration::from_secs(60))),
+    )
+    .await
+    .expect("log");
+    assert_eq!(log.verify("t1").await.expect("verify"), Finding::Intact { size: 10 });
+    let row = |i: i64| event::Entity::find().filter(event::Column::TenantId.eq("t1")).filter(event::Column::Idx.eq(i));
+
+    // One byte of a stored entry, as a database administrator could change it.
+    let r5 = row(5).one(&db).await.expect("q").expect("row");
+    let mut entry = r5.entry.clone();
+    let at = entry.len() - 3;
+    entry[at] ^= 1;
+    event::ActiveModel { tenant_id: Set("t1".into()), idx: Set(5), entry: Set(entry), ..Default::default() }
+        .update(&db)
+        .await
+        .expect("tamper");
+    assert!(matches!(log.verify("t1").await.expect("verify"), Finding::Tampered { index: 5, .. }));
+    event::ActiveModel { tenant_id: Set("t1".into()), idx: Set(5), entry: Set(r5.entry.clone()), ..Default::default() }
+        .update(&db)
+        .await
+        .expect("restore");
+
+    // Two rows swapped.
+    let (r3, r7) = (row(3).one(&db).await.expect("q").expect("row"), row(7).one(&db).await.expect("q").expect("row"));
+    event::ActiveModel { tenant_id: Set("t1".into()), idx: Set(3), entry: Set(r7.entry.clone()), ..Default::default() }
+        .update(&db)
+        .await
+        .expect("swap");
+    event::ActiveModel { tenant_id: Set("t1".into()), idx: Set(7), entry: Set(r3.entry.clone()), ..Default::default() }
+        .update(&db)
+        .await
+        .expect("swap");
+    assert!(matches!(log.verify("t1").await.expect("verify"), Finding::Tampered { index: 3, .. }));
+    event::ActiveModel { tenant_id: Set("t1".into()), idx: Set(3), entry: Set(r3.entry), ..Default::default() }
+        .update(&db)
+        .await
+        .expect("restore");
+    event::ActiveModel { tenant_id: Set("t1".into()), idx: Set(7), entry: Set(r7.entry), ..Default::default() }
+        .update(&db)
+        .await
+        .expect("restore");
+    assert_eq!(log.verify("t1").await.expect("verify"), Finding::Intact { size: 10 });
+
+    // A row deleted.
+    event::Entity::delete_many()
+        .filter(event::Column::TenantId.eq("t1"))
+        .filter(event::Column::Idx.eq(4))
+        .exec(&db)
+        .await
+        .expect("delete");
+    assert_eq!(
+        log.verify("t1").await.expect("verify"),
+        Finding::Tampered { index: 4, problem: "entry removed".into() }
+    );
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(false).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(true).await; })*
+        }
+    };
+}
+
+on_both_stores!(
+    ingest_is_idempotent_atomic_and_provable,
+    queries_need_audit_read_and_are_audited,
+    tampering_is_named_by_index
+);
