@@ -3,7 +3,9 @@
 //! - `guardline up`: the whole mesh in one process on embedded defaults.
 //! - `guardline certs`: the dev CA and its certificates.
 //! - `guardline health`: gRPC health of every service, over mTLS.
+//! - `guardline audit verify`: a tenant's audit log checked offline.
 
+mod audit;
 mod health;
 mod up;
 
@@ -24,6 +26,9 @@ enum Command {
     Certs(up::CertsArgs),
     /// Check the gRPC health of every service over mTLS with the CLI certificate.
     Health(health::HealthArgs),
+    /// The audit log: `guardline audit verify`.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,6 +40,7 @@ fn main() -> anyhow::Result<()> {
             Command::Up(args) => up::run(*args).await,
             Command::Certs(args) => up::certs(&args),
             Command::Health(args) => health::run(&args).await,
+            Command::Audit(cmd) => audit::run(cmd).await,
         }
     })
 }

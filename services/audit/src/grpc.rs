@@ -141,6 +141,8 @@ fn to_pb(e: Event) -> pb::AuditEvent {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+type ChunkStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ExportChunk, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl AuditService for Api {
@@ -243,6 +245,83 @@ impl AuditService for Api {
             events: rows.into_iter().map(|(_, e)| to_pb(e)).collect(),
             page: Some(PageResponse { next_page_token: next }),
         }))
+    }
+
+    async fn export_events(&self, req: Request<pb::ExportEventsRequest>) -> Reply<ChunkStream> {
+        use crate::domain::export::{FORMAT, Line};
+        use base64::Engine;
+        let tenant = req.get_ref().tenant_id.clone();
+        let subject = self
+            .authorize(&req, &tenant, "audit.read", false)
+            .await?
+            .ok_or_else(|| Status::permission_denied("audit.read needs a user token"))?;
+        if req.get_ref().range.is_some() {
+            return Err(Error::invalid("range", "exports cover the whole log, so that they verify offline").into());
+        }
+        let mut read = Event {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: tenant.clone(),
+            time: Utc::now(),
+            actor_user: subject.user.clone(),
+            actor_service: "audit".into(),
+            action: "audit.export".into(),
+            resource_type: "audit_log".into(),
+            resource_id: tenant.clone(),
+            outcome: "allowed".into(),
+            ..Default::default()
+        };
+        read.details.insert("format".into(), FORMAT.into());
+        self.log.append(vec![read]).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let log = self.log.clone();
+        tokio::spawn(async move {
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let keys = log.public_keys().iter().map(|(k, v)| (k.clone(), b64.encode(v))).collect();
+            let mut chunk = Line::Header { format: FORMAT.into(), tenant_id: tenant.clone(), keys }.to_json_line();
+            let mut from = 0;
+            let mut last = None;
+            loop {
+                let page = match log.records_page(&tenant, from, Some(1000)).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                };
+                if page.is_empty() {
+                    break;
+                }
+                for r in &page {
+                    chunk.push_str(&Line::entry(r).to_json_line());
+                }
+                from = page.last().map_or(from, |r| r.index + 1);
+                last = page.last().cloned();
+                if tx.send(Ok(pb::ExportChunk { data: std::mem::take(&mut chunk).into_bytes() })).await.is_err() {
+                    return;
+                }
+            }
+            if let Some(r) = last {
+                let size = r.index + 1;
+                match log.root_at(&tenant, size).await {
+                    Ok(root) => chunk.push_str(
+                        &Line::TreeHead {
+                            tree_size: size,
+                            root_hash: b64.encode(root),
+                            timestamp_ms: r.head_timestamp_ms,
+                            key_id: r.head_kid.clone(),
+                            signature: b64.encode(&r.head_signature),
+                        }
+                        .to_json_line(),
+                    ),
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                }
+            }
+            let _ = tx.send(Ok(pb::ExportChunk { data: chunk.into_bytes() })).await;
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
     async fn set_retention(&self, req: Request<pb::SetRetentionRequest>) -> Reply<pb::SetRetentionResponse> {

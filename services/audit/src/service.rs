@@ -200,6 +200,11 @@ impl Log {
         Ok((stored, dups))
     }
 
+    /// The root of a tenant's tree at `size`.
+    pub async fn root_at(&self, tenant: &str, size: u64) -> Result<Hash> {
+        self.with_tree(tenant, |t| t.root(size)).await?.map_err(|e| Error::Internal(e.to_string()))
+    }
+
     /// The head signed with a tenant's newest entry.
     pub async fn head(&self, tenant: &str) -> Result<Option<SignedHead>> {
         let row = event::Entity::find()
@@ -287,9 +292,16 @@ impl Log {
 
     /// Every stored entry of a tenant with its signed head, in index order.
     pub async fn records(&self, tenant: &str) -> Result<Vec<Record>> {
+        self.records_page(tenant, 0, None).await
+    }
+
+    /// Up to `limit` (all when None) stored entries from index `from`, in index order.
+    pub async fn records_page(&self, tenant: &str, from: u64, limit: Option<u64>) -> Result<Vec<Record>> {
         let rows = event::Entity::find()
             .filter(event::Column::TenantId.eq(tenant))
+            .filter(event::Column::Idx.gte(from as i64))
             .order_by_asc(event::Column::Idx)
+            .limit(limit)
             .all(&self.db)
             .await?;
         Ok(rows

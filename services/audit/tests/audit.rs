@@ -341,6 +341,35 @@ async fn queries_need_audit_read_and_are_audited(postgres: bool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(logins.len(), 2, "both logins were delivered by identity's outbox");
+
+    // The export verifies offline; a changed entry in it is named by index.
+    let mut req = Request::new(pb::ExportEventsRequest { tenant_id: tenant.clone(), range: None });
+    req.metadata_mut().insert("authorization", format!("Bearer {auditor}").parse().expect("ascii"));
+    let mut stream = c.export_events(req).await.expect("export").into_inner();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.message().await.expect("chunk") {
+        bytes.extend_from_slice(&chunk.data);
+    }
+    let text = String::from_utf8(bytes).expect("utf8");
+    let verdict = guardline_audit::domain::export::verify_export(&text).expect("readable");
+    assert!(matches!(verdict, Finding::Intact { size } if size >= 8), "{verdict:?}");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let mut entry: serde_json::Value = serde_json::from_str(&lines[3]).expect("json");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut raw = b64.decode(entry["entry"].as_str().expect("entry")).expect("b64");
+    let at = raw.len() - 2;
+    raw[at] ^= 1;
+    entry["entry"] = serde_json::Value::String(b64.encode(raw));
+    lines[3] = entry.to_string();
+    let verdict = guardline_audit::domain::export::verify_export(&lines.join("\n")).expect("readable");
+    assert!(matches!(verdict, Finding::Tampered { index: 2, .. }), "{verdict:?}");
+    // Cutting the last entries is caught by the closing tree head.
+    let mut cut: Vec<String> = text.lines().map(str::to_owned).collect();
+    let closing = cut.pop().expect("closing head");
+    cut.pop();
+    cut.push(closing);
+    let verdict = guardline_audit::domain::export::verify_export(&cut.join("\n")).expect("readable");
+    assert!(matches!(verdict, Finding::Tampered { .. }), "{verdict:?}");
 }
 
 async fn tampering_is_named_by_index(postgres: bool) {

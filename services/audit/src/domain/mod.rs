@@ -2,6 +2,7 @@
 //! tree heads, event validation and whole-log verification. No tonic, no sea-orm.
 
 pub mod canonical;
+pub mod export;
 pub mod merkle;
 pub mod sth;
 pub mod validate;

@@ -1,0 +1,98 @@
+//! `guardline audit verify --file` as a user runs it.
+
+use std::process::Command;
+
+use aws_lc_rs::signature::Ed25519KeyPair;
+use base64::Engine;
+use guardline_audit::domain::canonical::Event;
+use guardline_audit::domain::export::{FORMAT, Line};
+use guardline_audit::domain::merkle::{Tree, leaf_hash};
+use guardline_audit::domain::sth::{HeadSigner, TreeHead};
+use guardline_audit::domain::verify::Record;
+
+fn export(n: u64) -> Vec<String> {
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("key");
+    let signer = HeadSigner::from_pkcs8("k1", pkcs8.as_ref()).expect("signer");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut lines = vec![
+        Line::Header {
+            format: FORMAT.into(),
+            tenant_id: "t1".into(),
+            keys: [("k1".to_owned(), b64.encode(signer.public_key()))].into(),
+        }
+        .to_json_line(),
+    ];
+    let mut tree = Tree::new();
+    let mut last = None;
+    for i in 0..n {
+        let e = Event {
+            id: format!("e{i}"),
+            tenant_id: "t1".into(),
+            action: "lead.update".into(),
+            outcome: "allowed".into(),
+            ..Default::default()
+        };
+        let entry = e.encode();
+        tree.push(leaf_hash(&entry));
+        let head = TreeHead {
+            tenant_id: "t1".into(),
+            tree_size: i + 1,
+            timestamp_ms: 1000 + i as i64,
+            root: tree.root(i + 1).expect("root"),
+        };
+        let r = Record {
+            index: i,
+            entry,
+            head_timestamp_ms: head.timestamp_ms,
+            head_kid: "k1".into(),
+            head_signature: signer.sign(&head),
+        };
+        lines.push(Line::entry(&r).to_json_line());
+        last = Some((head, r.head_signature));
+    }
+    let (head, sig) = last.expect("entries");
+    lines.push(
+        Line::TreeHead {
+            tree_size: head.tree_size,
+            root_hash: b64.encode(head.root),
+            timestamp_ms: head.timestamp_ms,
+            key_id: "k1".into(),
+            signature: b64.encode(sig),
+        }
+        .to_json_line(),
+    );
+    lines
+}
+
+fn verify(lines: &[String]) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("export.jsonl");
+    std::fs::write(&file, lines.concat()).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_guardline"))
+        .args(["audit", "verify", "--file"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn an_intact_export_verifies_and_a_swapped_one_names_the_index() {
+    let lines = export(6);
+    let (ok, out) = verify(&lines);
+    assert!(ok, "{out}");
+    assert!(out.contains("intact: 6 entries"), "{out}");
+
+    let mut swapped = lines.clone();
+    // Lines 1..=6 are entries 0..=5: swap the entries of index 2 and 4, keeping their heads.
+    let mut a: serde_json::Value = serde_json::from_str(&swapped[3]).expect("json");
+    let mut b: serde_json::Value = serde_json::from_str(&swapped[5]).expect("json");
+    let (ea, eb) = (a["entry"].clone(), b["entry"].clone());
+    a["entry"] = eb;
+    b["entry"] = ea;
+    swapped[3] = format!("{a}\n");
+    swapped[5] = format!("{b}\n");
+    let (ok, out) = verify(&swapped);
+    assert!(!ok, "a tampered export fails");
+    assert!(out.contains("TAMPERED at index 2"), "{out}");
+}

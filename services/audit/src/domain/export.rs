@@ -1,0 +1,136 @@
+//! The export format (JSON Lines, documented in `docs/audit-log-format.md`)
+//! and its offline verification.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+
+use super::merkle::Tree;
+use super::sth::{TreeHead, verify as verify_signature};
+use super::verify::{Finding, Record, verify_log};
+
+/// The format name in the header line.
+pub const FORMAT: &str = "guardline-audit-export/1";
+
+/// One line of an export.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Line {
+    /// First line: what follows, and the keys that signed it.
+    Header {
+        /// [`FORMAT`].
+        format: String,
+        /// Tenant id.
+        tenant_id: String,
+        /// Public keys (base64 Ed25519) by key id.
+        keys: HashMap<String, String>,
+    },
+    /// One log entry with the head signed when it was appended.
+    Entry {
+        /// Leaf index.
+        index: u64,
+        /// Canonical entry, base64.
+        entry: String,
+        /// Head time, ms.
+        head_timestamp_ms: i64,
+        /// Head key id.
+        head_kid: String,
+        /// Head signature, base64.
+        head_signature: String,
+    },
+    /// Last line: the signed tree head the export ends at.
+    TreeHead {
+        /// Tree size.
+        tree_size: u64,
+        /// Root hash, base64.
+        root_hash: String,
+        /// Time, ms.
+        timestamp_ms: i64,
+        /// Key id.
+        key_id: String,
+        /// Signature, base64.
+        signature: String,
+    },
+}
+
+impl Line {
+    /// The JSON line, with its newline.
+    pub fn to_json_line(&self) -> String {
+        let mut s = serde_json::to_string(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// An entry line from a stored record.
+    pub fn entry(r: &Record) -> Self {
+        Line::Entry {
+            index: r.index,
+            entry: B64.encode(&r.entry),
+            head_timestamp_ms: r.head_timestamp_ms,
+            head_kid: r.head_kid.clone(),
+            head_signature: B64.encode(&r.head_signature),
+        }
+    }
+}
+
+/// Verifies a whole export; the first failure names its index (or the line
+/// that cannot be read).
+pub fn verify_export(text: &str) -> Result<Finding, String> {
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let parse = |(n, l): (usize, &str)| serde_json::from_str::<Line>(l).map_err(|e| format!("line {}: {e}", n + 1));
+    let (tenant, keys) = match lines.next().map(parse).transpose()? {
+        Some(Line::Header { format, tenant_id, keys }) if format == FORMAT => {
+            let keys = keys
+                .into_iter()
+                .map(|(k, v)| B64.decode(v).map(|v| (k, v)).map_err(|_| "header: a key is not base64".to_owned()))
+                .collect::<Result<HashMap<_, _>, _>>()?;
+            (tenant_id, keys)
+        }
+        _ => return Err(format!("line 1: not a {FORMAT} header")),
+    };
+    let mut records = Vec::new();
+    let mut final_head = None;
+    for item in lines {
+        let n = item.0 + 1;
+        match parse(item)? {
+            Line::Entry { index, entry, head_timestamp_ms, head_kid, head_signature } => {
+                let entry = B64.decode(entry).map_err(|_| format!("line {n}: entry is not base64"))?;
+                let head_signature =
+                    B64.decode(head_signature).map_err(|_| format!("line {n}: signature is not base64"))?;
+                records.push(Record { index, entry, head_timestamp_ms, head_kid, head_signature });
+            }
+            Line::TreeHead { tree_size, root_hash, timestamp_ms, key_id, signature } => {
+                final_head = Some((tree_size, root_hash, timestamp_ms, key_id, signature));
+            }
+            Line::Header { .. } => return Err(format!("line {n}: a second header")),
+        }
+    }
+    let finding = verify_log(&tenant, Tree::new(), &records, &keys);
+    let Finding::Intact { size } = finding else { return Ok(finding) };
+    // The closing head must be signed and match the recomputed tree (no
+    // entries cut from the end).
+    let (tree_size, root_hash, timestamp_ms, key_id, signature) =
+        final_head.ok_or("the export has no closing tree head")?;
+    let tree = Tree::from_leaves(records.iter().map(|r| super::merkle::leaf_hash(&r.entry)));
+    let root = B64.decode(root_hash).map_err(|_| "closing head: root is not base64")?;
+    let head = TreeHead {
+        tenant_id: tenant,
+        tree_size,
+        timestamp_ms,
+        root: root.clone().try_into().map_err(|_| "closing head: root is not 32 bytes")?,
+    };
+    let signed =
+        keys.get(&key_id).is_some_and(|k| B64.decode(&signature).is_ok_and(|s| verify_signature(k, &head, &s)));
+    if !signed {
+        return Ok(Finding::Tampered { index: size, problem: "closing tree head is not validly signed".into() });
+    }
+    if tree_size != size || tree.root(size).ok().map(|r| r.to_vec()) != Some(root) {
+        return Ok(Finding::Tampered {
+            index: size.min(tree_size),
+            problem: "entries missing before the closing tree head".into(),
+        });
+    }
+    Ok(Finding::Intact { size })
+}
