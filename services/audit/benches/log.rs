@@ -37,9 +37,14 @@ fn per_sec(n: u64, d: Duration) -> f64 {
 async fn appends(batches: u64, batch: u64) {
     let dir = tempfile::tempdir().expect("tmp");
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let args = guardline_runtime::args::DatabaseArgs { database_url: url, database_max_connections: 4, database_schema: None };
+    let args =
+        guardline_runtime::args::DatabaseArgs { database_url: url, database_max_connections: 4, database_schema: None };
     let db = guardline_runtime::storage::open::<guardline_audit::store::Migrator>(&args).await.expect("db");
-    let keyring = guardline_keys::local::LocalKeyring::open(&dir.path().join("k.json"), guardline_keys::SecretKey::generate().expect("k")).expect("keyring");
+    let keyring = guardline_keys::local::LocalKeyring::open(
+        &dir.path().join("k.json"),
+        guardline_keys::SecretKey::generate().expect("k"),
+    )
+    .expect("keyring");
     let envelope = Arc::new(guardline_keys::Envelope::new(Arc::new(keyring), db.clone(), Duration::from_secs(60)));
     let log = Log::open(db.clone(), envelope).await.expect("log");
 
@@ -118,8 +123,16 @@ fn proofs(size: u64, samples: u64) {
     println!("proofs at {size} events ({sink:x}):");
     println!("  tree load (all leaves)            {:>10.2?}", build);
     println!("  one leaf hash (baseline)          {:>10.2?}", one_hash);
-    println!("  inclusion proof                   {:>10.2?}  = {:.1} leaf hashes", inclusion, inclusion.as_secs_f64() / one_hash.as_secs_f64());
-    println!("  consistency proof                 {:>10.2?}  = {:.1} leaf hashes", consistency, consistency.as_secs_f64() / one_hash.as_secs_f64());
+    println!(
+        "  inclusion proof                   {:>10.2?}  = {:.1} leaf hashes",
+        inclusion,
+        inclusion.as_secs_f64() / one_hash.as_secs_f64()
+    );
+    println!(
+        "  consistency proof                 {:>10.2?}  = {:.1} leaf hashes",
+        consistency,
+        consistency.as_secs_f64() / one_hash.as_secs_f64()
+    );
 }
 
 fn main() {
