@@ -14,21 +14,36 @@ use guardline_runtime::peer::PeerInfo;
 use guardline_runtime::token::TokenVerifier;
 use tonic::{Request, Response, Status};
 
+use crate::alerting::{Alerting, state};
+use crate::domain::alerts::Thresholds;
 use crate::domain::canonical::Event;
 use crate::error::Error;
 use crate::service::{Filter, Log};
+use crate::store::alert;
 
 /// The API.
 #[derive(Debug)]
 pub struct Api {
     log: Arc<Log>,
+    alerting: Arc<Alerting>,
     verifier: Arc<TokenVerifier>,
 }
 
 impl Api {
-    /// Serves `log`; user tokens are verified with `verifier`.
-    pub fn new(log: Arc<Log>, verifier: Arc<TokenVerifier>) -> Self {
-        Self { log, verifier }
+    /// Serves `log` and `alerting`; user tokens are verified with `verifier`.
+    pub fn new(log: Arc<Log>, alerting: Arc<Alerting>, verifier: Arc<TokenVerifier>) -> Self {
+        Self { log, alerting, verifier }
+    }
+
+    /// A user holding `alert.manage`, or else `audit.read`.
+    async fn alert_reader<T>(&self, req: &Request<T>, tenant: &str) -> Result<Subject, Status> {
+        match self.authorize(req, tenant, "alert.manage", false).await {
+            Ok(Some(s)) => Ok(s),
+            _ => self
+                .authorize(req, tenant, "audit.read", false)
+                .await?
+                .ok_or_else(|| Status::permission_denied("needs a user token")),
+        }
     }
 
     /// The user behind a request, who must hold `action` in `tenant`; or a
@@ -75,6 +90,53 @@ fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
 fn from_ts(field: &str, t: &prost_types::Timestamp) -> Result<DateTime<Utc>, Status> {
     DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
         .ok_or_else(|| Error::invalid(field, "out of range").into())
+}
+
+fn alert_pb(a: alert::Model) -> pb::Alert {
+    let st = match a.state.as_str() {
+        state::OPEN => pb::AlertState::Open,
+        state::ACKNOWLEDGED => pb::AlertState::Acknowledged,
+        _ => pb::AlertState::Resolved,
+    };
+    pb::Alert {
+        event_ids: serde_json::from_str(&a.event_ids).unwrap_or_default(),
+        id: a.id,
+        tenant_id: a.tenant_id,
+        rule: a.rule,
+        summary: a.summary,
+        actor: Some(pb::Actor { user_id: a.actor_user, service_identity: a.actor_service }),
+        state: st as i32,
+        raised_at: Some(ts(a.raised_at)),
+        updated_by: a.updated_by,
+        updated_at: a.updated_at.map(ts),
+    }
+}
+
+fn thresholds_pb(t: &Thresholds) -> pb::AlertThresholds {
+    let secs = |s: i64| u32::try_from(s).unwrap_or(u32::MAX);
+    pb::AlertThresholds {
+        bulk_records: t.bulk_records,
+        bulk_window_seconds: secs(t.bulk_window_secs),
+        failed_logins: t.failed_logins,
+        failed_login_window_seconds: secs(t.failed_login_window_secs),
+        modifications: t.modifications,
+        modification_window_seconds: secs(t.modification_window_secs),
+        delivery_gap_seconds: secs(t.delivery_gap_secs),
+    }
+}
+
+/// Applies the non-zero fields of `p` to `t`.
+fn merge_thresholds(mut t: Thresholds, p: &pb::AlertThresholds) -> Thresholds {
+    let pick = |new: u64, old: u64| if new == 0 { old } else { new };
+    let pick_s = |new: u32, old: i64| if new == 0 { old } else { i64::from(new) };
+    t.bulk_records = pick(p.bulk_records, t.bulk_records);
+    t.bulk_window_secs = pick_s(p.bulk_window_seconds, t.bulk_window_secs);
+    t.failed_logins = pick(p.failed_logins, t.failed_logins);
+    t.failed_login_window_secs = pick_s(p.failed_login_window_seconds, t.failed_login_window_secs);
+    t.modifications = pick(p.modifications, t.modifications);
+    t.modification_window_secs = pick_s(p.modification_window_seconds, t.modification_window_secs);
+    t.delivery_gap_secs = pick_s(p.delivery_gap_seconds, t.delivery_gap_secs);
+    t
 }
 
 fn outcome_str(o: i32) -> Option<&'static str> {
@@ -141,6 +203,7 @@ fn to_pb(e: Event) -> pb::AuditEvent {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+type AlertStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Alert, Status>> + Send + 'static>>;
 type ChunkStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ExportChunk, Status>> + Send + 'static>>;
 
@@ -152,7 +215,12 @@ impl AuditService for Api {
             return Err(Error::invalid("events", "at most 1000 per call").into());
         }
         let events = events.into_iter().enumerate().map(|(i, e)| from_pb(i, e)).collect::<Result<Vec<_>, _>>()?;
-        let (stored_ids, duplicate_ids) = self.log.append(events).await?;
+        let (stored_ids, duplicate_ids) = self.log.append(events.clone()).await?;
+        let stored: Vec<Event> = events.into_iter().filter(|e| stored_ids.contains(&e.id)).collect();
+        if let Err(error) = self.alerting.observe(&stored).await {
+            // The events are durable; a detection failure must not fail the append.
+            tracing::error!(%error, "alert detection failed");
+        }
         Ok(Response::new(pb::AppendResponse { stored_ids, duplicate_ids }))
     }
 
@@ -322,6 +390,83 @@ impl AuditService for Api {
             let _ = tx.send(Ok(pb::ExportChunk { data: chunk.into_bytes() })).await;
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn list_alerts(&self, req: Request<pb::ListAlertsRequest>) -> Reply<pb::ListAlertsResponse> {
+        let tenant = req.get_ref().tenant_id.clone();
+        self.alert_reader(&req, &tenant).await?;
+        let r = req.into_inner();
+        let st = match pb::AlertState::try_from(r.state) {
+            Ok(pb::AlertState::Open) => Some(state::OPEN),
+            Ok(pb::AlertState::Acknowledged) => Some(state::ACKNOWLEDGED),
+            Ok(pb::AlertState::Resolved) => Some(state::RESOLVED),
+            _ => None,
+        };
+        let page = r.page.unwrap_or_default();
+        let size = if page.page_size == 0 { 50 } else { u64::from(page.page_size).min(1000) };
+        let before = (!page.page_token.is_empty()).then_some(page.page_token.as_str());
+        let rows = self.alerting.list(&tenant, st, before, size).await?;
+        let next = if rows.len() as u64 == size {
+            rows.last().map(|a| a.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListAlertsResponse {
+            alerts: rows.into_iter().map(alert_pb).collect(),
+            page: Some(PageResponse { next_page_token: next }),
+        }))
+    }
+
+    async fn watch_alerts(&self, req: Request<pb::WatchAlertsRequest>) -> Reply<AlertStream> {
+        let tenant = req.get_ref().tenant_id.clone();
+        self.alert_reader(&req, &tenant).await?;
+        let mut rx = self.alerting.subscribe();
+        let (tx, out) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(a) if a.tenant_id == tenant => {
+                        if tx.send(Ok(alert_pb(a))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(skipped = n, "alert watcher lagged; ListAlerts has them all");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))))
+    }
+
+    async fn update_alert(&self, req: Request<pb::UpdateAlertRequest>) -> Reply<pb::Alert> {
+        let r = req.get_ref().clone();
+        let who = self
+            .authorize(&req, &r.tenant_id, "alert.manage", false)
+            .await?
+            .ok_or_else(|| Status::permission_denied("needs a user token"))?;
+        let st = match pb::AlertState::try_from(r.state) {
+            Ok(pb::AlertState::Acknowledged) => state::ACKNOWLEDGED,
+            Ok(pb::AlertState::Resolved) => state::RESOLVED,
+            _ => return Err(Error::invalid("state", "use ACKNOWLEDGED or RESOLVED").into()),
+        };
+        Ok(Response::new(alert_pb(self.alerting.update(&r.tenant_id, &r.alert_id, st, &who.user).await?)))
+    }
+
+    async fn configure_alerts(&self, req: Request<pb::ConfigureAlertsRequest>) -> Reply<pb::AlertSettings> {
+        let r = req.get_ref().clone();
+        self.authorize(&req, &r.tenant_id, "alert.manage", false).await?;
+        let (current, _) = self.alerting.settings(&r.tenant_id).await?;
+        let t = r.thresholds.as_ref().map_or(current.clone(), |p| merge_thresholds(current, p));
+        let hooks = r.webhooks.into_iter().map(|w| (w.url, w.secret)).collect();
+        let (t, urls) = self.alerting.configure(&r.tenant_id, t, hooks).await?;
+        Ok(Response::new(pb::AlertSettings {
+            tenant_id: r.tenant_id,
+            thresholds: Some(thresholds_pb(&t)),
+            webhook_urls: urls,
+        }))
     }
 
     async fn set_retention(&self, req: Request<pb::SetRetentionRequest>) -> Reply<pb::SetRetentionResponse> {

@@ -3,6 +3,7 @@
 //! alerts. It accepts events only from the mesh's services and never lets
 //! history change undetected.
 
+pub mod alerting;
 pub mod args;
 pub mod domain;
 pub mod error;
@@ -19,6 +20,9 @@ pub use args::Args;
 /// The service's name: its certificate name, health entry and log field.
 pub const NAME: &str = "audit";
 
+/// How often webhook deliveries and delivery gaps are checked.
+pub const ALERT_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How long an unwrapped data key stays in memory.
 pub const DATA_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -33,12 +37,15 @@ pub async fn run(
     let base = Base::start::<store::Migrator>(&common, false, &shutdown).await?;
     let provider = keys.provider(false).await?;
     let envelope = std::sync::Arc::new(guardline_keys::Envelope::new(provider, base.db.clone(), DATA_KEY_TTL));
-    let log = std::sync::Arc::new(service::Log::open(base.db.clone(), envelope).await?);
+    let log = std::sync::Arc::new(service::Log::open(base.db.clone(), envelope.clone()).await?);
     let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
     let verifier = std::sync::Arc::new(guardline_runtime::token::TokenVerifier::new(
-        guardline_runtime::token::IdentityKeys::new(identity),
+        guardline_runtime::token::IdentityKeys::new(identity.clone()),
     ));
-    let api = grpc::Api::new(log, verifier);
+    let identity_client = guardline_proto::identity::v1::identity_service_client::IdentityServiceClient::new(identity);
+    let alerting = std::sync::Arc::new(alerting::Alerting::new(base.db.clone(), envelope, Some(identity_client))?);
+    tokio::spawn(alerting.clone().run(ALERT_TICK, shutdown.clone()));
+    let api = grpc::Api::new(log, alerting, verifier);
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))
         .allow_list(grpc::allow_list(&common.mesh));

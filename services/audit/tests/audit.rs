@@ -440,6 +440,193 @@ async fn tampering_is_named_by_index(postgres: bool) {
     );
 }
 
+fn with<T>(token: &str, mut r: Request<T>) -> Request<T> {
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    r
+}
+
+/// A webhook receiver on 127.0.0.1: fails the first request with 500, then
+/// accepts; records (headers, body) of every request.
+async fn webhook_receiver() -> (String, Arc<std::sync::Mutex<Vec<(Vec<(String, String)>, String)>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://127.0.0.1:{}/hook", listener.local_addr().expect("addr").port());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut sock, _)) = listener.accept().await {
+            n += 1;
+            let mut buf = Vec::new();
+            let mut tmp = [0u8; 4096];
+            let (head, body) = loop {
+                let k = sock.read(&mut tmp).await.unwrap_or(0);
+                if k == 0 {
+                    break (String::new(), String::new());
+                }
+                buf.extend_from_slice(&tmp[..k]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some(i) = text.find("\r\n\r\n") {
+                    let head = text[..i].to_owned();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= i + 4 + len {
+                        break (head, String::from_utf8_lossy(&buf[i + 4..i + 4 + len]).into_owned());
+                    }
+                }
+            };
+            let headers = head
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned())))
+                .collect();
+            s.lock().expect("lock").push((headers, body));
+            let status = if n == 1 { "500 Internal Server Error" } else { "200 OK" };
+            let _ = sock
+                .write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes())
+                .await;
+        }
+    });
+    (url, seen)
+}
+
+async fn alerts_reach_watchers_and_signed_webhooks(postgres: bool) {
+    let m = start(postgres).await;
+    let mut platform = m.identity("platform-admin");
+    let tenant = platform
+        .create_tenant(idpb::CreateTenantRequest { name: "Alerts".into(), ..Default::default() })
+        .await
+        .expect("tenant")
+        .into_inner()
+        .id;
+    let pw = "a long enough passphrase".to_owned();
+    let mut token_for = async |login: &str, role: &str| {
+        platform
+            .create_user(idpb::CreateUserRequest {
+                tenant_id: tenant.clone(),
+                login: login.into(),
+                display_name: login.into(),
+                password: pw.clone(),
+                roles: vec![role.into()],
+                team_ids: vec![],
+            })
+            .await
+            .expect("user");
+        platform
+            .login(idpb::LoginRequest {
+                tenant_id: tenant.clone(),
+                login: login.into(),
+                password: pw.clone(),
+                totp_code: String::new(),
+                context: None,
+            })
+            .await
+            .expect("login")
+            .into_inner()
+            .access_token
+    };
+    let auditor = token_for("auditor1", "auditor").await;
+    let agent = token_for("agent1", "agent").await;
+    let mut c = m.audit("gateway");
+    let (url, seen) = webhook_receiver().await;
+    let secret = "0123456789abcdef-hook-secret";
+    let configure = |u: &str| pb::ConfigureAlertsRequest {
+        tenant_id: tenant.clone(),
+        thresholds: Some(pb::AlertThresholds { bulk_records: 10, ..Default::default() }),
+        webhooks: vec![pb::Webhook { url: u.into(), secret: secret.into() }],
+    };
+    assert_eq!(
+        c.configure_alerts(with(&agent, Request::new(configure(&url)))).await.expect_err("agent").code(),
+        Code::PermissionDenied
+    );
+    let bad = c.configure_alerts(with(&auditor, Request::new(configure("ftp://nope")))).await.expect_err("bad url");
+    assert_eq!(field_violations(&bad)[0].field, "webhooks[0].url");
+    let settings =
+        c.configure_alerts(with(&auditor, Request::new(configure(&url)))).await.expect("configure").into_inner();
+    assert_eq!(settings.webhook_urls, vec![url.clone()]);
+    assert_eq!(settings.thresholds.expect("thresholds").bulk_records, 10);
+
+    let mut watch = c
+        .watch_alerts(with(&auditor, Request::new(pb::WatchAlertsRequest { tenant_id: tenant.clone() })))
+        .await
+        .expect("watch")
+        .into_inner();
+    let export = |id: &str, count: &str| {
+        let mut e = ev(&tenant, id, &[("count", count)]);
+        e.action = "lead.export".into();
+        e.actor_user = "agent-x".into();
+        to_pb(&e)
+    };
+    let mut lv = m.audit("lead-vault");
+    lv.append(pb::AppendRequest { events: vec![export("x1", "10")] }).await.expect("append");
+    let list = |st: i32| {
+        with(&auditor, Request::new(pb::ListAlertsRequest { tenant_id: tenant.clone(), state: st, page: None }))
+    };
+    assert!(
+        c.list_alerts(list(0)).await.expect("list").into_inner().alerts.is_empty(),
+        "exactly at the threshold: quiet"
+    );
+    lv.append(pb::AppendRequest { events: vec![export("x2", "1")] }).await.expect("append");
+
+    let alert = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("in time")
+        .expect("stream")
+        .expect("an alert");
+    assert_eq!((alert.rule.as_str(), alert.event_ids.clone()), ("bulk_access", vec!["x1".to_owned(), "x2".to_owned()]));
+    assert_eq!(alert.actor.as_ref().expect("actor").user_id, "agent-x");
+
+    // The webhook got it, signed, after one failed attempt was retried.
+    let mut delivered = None;
+    for _ in 0..100 {
+        if let Some(last) = seen.lock().expect("lock").get(1).cloned() {
+            delivered = Some(last);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (headers, body) = delivered.expect("delivered on retry");
+    let header = |k: &str| headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.clone()).expect(k);
+    let ts: i64 = header("x-guardline-timestamp").parse().expect("timestamp");
+    assert_eq!(
+        header("x-guardline-signature"),
+        guardline_audit::alerting::signature(secret.as_bytes(), ts, body.as_bytes()),
+        "valid HMAC-SHA256"
+    );
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(json["rule"], "bulk_access");
+    assert_eq!(json["id"], alert.id.as_str());
+
+    let acked = c
+        .update_alert(with(
+            &auditor,
+            Request::new(pb::UpdateAlertRequest {
+                tenant_id: tenant.clone(),
+                alert_id: alert.id.clone(),
+                state: pb::AlertState::Acknowledged as i32,
+            }),
+        ))
+        .await
+        .expect("ack")
+        .into_inner();
+    assert_eq!(acked.state, pb::AlertState::Acknowledged as i32);
+    assert!(!acked.updated_by.is_empty());
+    let open = c.list_alerts(list(pb::AlertState::Open as i32)).await.expect("list").into_inner().alerts;
+    assert!(open.is_empty(), "{open:?}");
+    let not_mine = c
+        .update_alert(with(
+            &auditor,
+            Request::new(pb::UpdateAlertRequest { tenant_id: tenant.clone(), alert_id: "nope".into(), state: 2 }),
+        ))
+        .await
+        .expect_err("unknown");
+    assert_eq!(not_mine.code(), Code::NotFound);
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -454,5 +641,6 @@ macro_rules! on_both_stores {
 on_both_stores!(
     ingest_is_idempotent_atomic_and_provable,
     queries_need_audit_read_and_are_audited,
-    tampering_is_named_by_index
+    tampering_is_named_by_index,
+    alerts_reach_watchers_and_signed_webhooks,
 );

@@ -142,8 +142,16 @@ impl Detector {
         }
     }
 
-    /// Feeds one appended event; returns the alerts it raises.
-    pub fn observe(&mut self, e: &Event, t: &Thresholds, calendar: Option<&Calendar>) -> Vec<Raised> {
+    /// Feeds one event, appended at `received`; returns the alerts it raises.
+    /// Windows run on the events' own times; delivery gaps on arrival times
+    /// (a backlog replayed from an outbox is not a gap).
+    pub fn observe(
+        &mut self,
+        e: &Event,
+        received: DateTime<Utc>,
+        t: &Thresholds,
+        calendar: Option<&Calendar>,
+    ) -> Vec<Raised> {
         let mut out = Vec::new();
         let raise = |rule: &'static str, summary: String, ids: Vec<String>| Raised {
             tenant_id: e.tenant_id.clone(),
@@ -155,7 +163,7 @@ impl Detector {
         };
         if !e.actor_service.is_empty() {
             let k = (e.tenant_id.clone(), e.actor_service.clone());
-            self.last_seen.insert(k.clone(), e.time);
+            self.last_seen.insert(k.clone(), received);
             self.gap_alerted.insert(k, false);
         }
         let actor = e.actor_user.clone();

@@ -164,10 +164,154 @@ impl MigratorTrait for Migrator {
         let mut m = guardline_audit_client::migrations();
         m.extend(guardline_keys::store::migrations());
         m.push(Box::new(CreateAuditTables));
+        m.push(Box::new(CreateAlertTables));
         m
     }
 
     fn migration_table_name() -> DynIden {
         "guardline_audit_migrations".into_iden()
+    }
+}
+
+/// Stored alerts.
+pub mod alert {
+    use sea_orm::entity::prelude::*;
+    /// An alert and its handling.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_alerts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub rule: String,
+        pub summary: String,
+        pub actor_user: String,
+        pub actor_service: String,
+        pub event_ids: String,
+        pub state: String,
+        pub raised_at: ChronoDateTimeUtc,
+        pub updated_by: String,
+        pub updated_at: Option<ChronoDateTimeUtc>,
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Alert thresholds and webhooks per tenant.
+pub mod alert_setting {
+    use sea_orm::entity::prelude::*;
+    /// Settings; webhook secrets are sealed.
+    #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_alert_settings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        pub thresholds: String,
+        pub webhooks: String,
+    }
+    impl std::fmt::Debug for Model {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("AlertSetting").field("tenant_id", &self.tenant_id).finish_non_exhaustive()
+        }
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Webhook deliveries, retried until acknowledged.
+pub mod delivery {
+    use sea_orm::entity::prelude::*;
+    /// One alert to one webhook.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_webhook_deliveries")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub alert_id: String,
+        pub url: String,
+        pub payload: String,
+        pub attempts: i32,
+        pub next_attempt_at: ChronoDateTimeUtc,
+        pub delivered_at: Option<ChronoDateTimeUtc>,
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Creates the alert tables.
+#[derive(Debug)]
+struct CreateAlertTables;
+
+impl MigrationName for CreateAlertTables {
+    fn name(&self) -> &str {
+        "m20261128_000201_audit_alert_tables"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateAlertTables {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        use sea_orm_migration::schema::{text, timestamp_with_time_zone_null};
+        m.create_table(
+            Table::create()
+                .table(t("audit_alerts"))
+                .if_not_exists()
+                .col(string(t("id")).primary_key())
+                .col(string(t("tenant_id")))
+                .col(string(t("rule")))
+                .col(text(t("summary")))
+                .col(string(t("actor_user")))
+                .col(string(t("actor_service")))
+                .col(text(t("event_ids")))
+                .col(string(t("state")))
+                .col(timestamp_with_time_zone(t("raised_at")))
+                .col(string(t("updated_by")))
+                .col(timestamp_with_time_zone_null(t("updated_at")))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("ix_audit_alerts_tenant")
+                .table(t("audit_alerts"))
+                .col(t("tenant_id"))
+                .col(t("id"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("audit_alert_settings"))
+                .if_not_exists()
+                .col(string(t("tenant_id")).primary_key())
+                .col(text(t("thresholds")))
+                .col(text(t("webhooks")))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("audit_webhook_deliveries"))
+                .if_not_exists()
+                .col(string(t("id")).primary_key())
+                .col(string(t("tenant_id")))
+                .col(string(t("alert_id")))
+                .col(text(t("url")))
+                .col(text(t("payload")))
+                .col(integer(t("attempts")))
+                .col(timestamp_with_time_zone(t("next_attempt_at")))
+                .col(timestamp_with_time_zone_null(t("delivered_at")))
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
     }
 }

@@ -20,6 +20,9 @@ fn ev(action: &str, outcome: &str, t: i64, actor: &str) -> Event {
     }
 }
 
+/// Arrival times only matter for delivery gaps; elsewhere any instant does.
+const NOW: DateTime<Utc> = DateTime::<Utc>::MIN_UTC;
+
 fn small() -> Thresholds {
     Thresholds {
         bulk_records: 100,
@@ -45,9 +48,9 @@ fn export(t: i64, actor: &str, count: u64) -> Event {
 #[test]
 fn bulk_export_fires_above_the_threshold_and_not_at_it() {
     let mut d = Detector::new();
-    assert!(d.observe(&export(0, "u1", 60), &small(), None).is_empty());
-    assert!(d.observe(&export(10, "u1", 40), &small(), None).is_empty(), "exactly 100 records: quiet");
-    let fired = d.observe(&export(20, "u1", 1), &small(), None);
+    assert!(d.observe(&export(0, "u1", 60), NOW, &small(), None).is_empty());
+    assert!(d.observe(&export(10, "u1", 40), NOW, &small(), None).is_empty(), "exactly 100 records: quiet");
+    let fired = d.observe(&export(20, "u1", 1), NOW, &small(), None);
     assert_eq!(rules(&fired), vec!["bulk_access"]);
     assert_eq!(fired[0].event_ids.len(), 3);
     assert_eq!(fired[0].actor_user, "u1");
@@ -57,18 +60,18 @@ fn bulk_export_fires_above_the_threshold_and_not_at_it() {
 fn bulk_counts_reveals_per_actor_within_the_window() {
     let mut d = Detector::new();
     for i in 0..100 {
-        assert!(d.observe(&ev("lead.reveal", "allowed", i, "u1"), &small(), None).is_empty());
+        assert!(d.observe(&ev("lead.reveal", "allowed", i, "u1"), NOW, &small(), None).is_empty());
         assert!(
-            d.observe(&ev("lead.reveal", "allowed", i, "u2"), &small(), None).is_empty(),
+            d.observe(&ev("lead.reveal", "allowed", i, "u2"), NOW, &small(), None).is_empty(),
             "another actor's count is separate"
         );
     }
     // The first reveal left the window as this one came in: still 100.
-    assert!(d.observe(&ev("lead.reveal", "allowed", 3600, "u1"), &small(), None).is_empty());
+    assert!(d.observe(&ev("lead.reveal", "allowed", 3600, "u1"), NOW, &small(), None).is_empty());
     // A second one in the same second is the 101st within the hour.
     let mut extra = ev("lead.reveal", "allowed", 3600, "u1");
     extra.id = "extra".into();
-    assert_eq!(rules(&d.observe(&extra, &small(), None)), vec!["bulk_access"]);
+    assert_eq!(rules(&d.observe(&extra, NOW, &small(), None)), vec!["bulk_access"]);
 }
 
 #[test]
@@ -76,15 +79,23 @@ fn modification_bursts() {
     let mut d = Detector::new();
     for i in 0..10 {
         assert!(
-            d.observe(&ev(if i % 2 == 0 { "lead.update" } else { "lead.delete" }, "allowed", i, "u1"), &small(), None)
-                .is_empty()
+            d.observe(
+                &ev(if i % 2 == 0 { "lead.update" } else { "lead.delete" }, "allowed", i, "u1"),
+                NOW,
+                &small(),
+                None
+            )
+            .is_empty()
         );
     }
-    assert_eq!(rules(&d.observe(&ev("lead.update", "allowed", 11, "u1"), &small(), None)), vec!["modification_burst"]);
+    assert_eq!(
+        rules(&d.observe(&ev("lead.update", "allowed", 11, "u1"), NOW, &small(), None)),
+        vec!["modification_burst"]
+    );
     // Denied changes are not changes.
     let mut d = Detector::new();
     for i in 0..20 {
-        assert!(d.observe(&ev("lead.update", "denied", i, "u1"), &small(), None).is_empty());
+        assert!(d.observe(&ev("lead.update", "denied", i, "u1"), NOW, &small(), None).is_empty());
     }
 }
 
@@ -92,10 +103,16 @@ fn modification_bursts() {
 fn failed_login_bursts() {
     let mut d = Detector::new();
     for i in 0..5 {
-        assert!(d.observe(&ev("identity.login", "denied", i, &format!("u{i}")), &small(), None).is_empty());
+        assert!(d.observe(&ev("identity.login", "denied", i, &format!("u{i}")), NOW, &small(), None).is_empty());
     }
-    assert!(d.observe(&ev("identity.login", "allowed", 6, "u9"), &small(), None).is_empty(), "successes do not count");
-    assert_eq!(rules(&d.observe(&ev("identity.login", "denied", 7, "u7"), &small(), None)), vec!["failed_login_burst"]);
+    assert!(
+        d.observe(&ev("identity.login", "allowed", 6, "u9"), NOW, &small(), None).is_empty(),
+        "successes do not count"
+    );
+    assert_eq!(
+        rules(&d.observe(&ev("identity.login", "denied", 7, "u7"), NOW, &small(), None)),
+        vec!["failed_login_burst"]
+    );
 }
 
 #[test]
@@ -104,11 +121,11 @@ fn risky_logins_reported_by_identity() {
     let mut e = ev("identity.login.risky", "allowed", 0, "u1");
     e.details.insert("risk_level".into(), "low".into());
     e.details.insert("risk_reasons".into(), "new_device".into());
-    let fired = d.observe(&e, &small(), None);
+    let fired = d.observe(&e, NOW, &small(), None);
     assert_eq!(rules(&fired), vec!["risky_login"]);
     assert_eq!(fired[0].summary, "low risk login: new_device");
     assert!(
-        d.observe(&ev("identity.login", "allowed", 1, "u1"), &small(), None).is_empty(),
+        d.observe(&ev("identity.login", "allowed", 1, "u1"), NOW, &small(), None).is_empty(),
         "an ordinary login is quiet"
     );
 }
@@ -121,13 +138,13 @@ fn off_hours_access_in_the_tenants_time_zone() {
     };
     let mut d = Detector::new();
     // 11:59:59 UTC is 19:59:59 local: working; 12:00:00 UTC is 20:00 local: not.
-    assert!(d.observe(&ev("lead.read", "allowed", 10 * 3600 - 1, "u1"), &small(), Some(&cal)).is_empty());
+    assert!(d.observe(&ev("lead.read", "allowed", 10 * 3600 - 1, "u1"), NOW, &small(), Some(&cal)).is_empty());
     assert_eq!(
-        rules(&d.observe(&ev("lead.read", "allowed", 10 * 3600, "u1"), &small(), Some(&cal))),
+        rules(&d.observe(&ev("lead.read", "allowed", 10 * 3600, "u1"), NOW, &small(), Some(&cal))),
         vec!["off_hours_access"]
     );
     assert!(
-        d.observe(&ev("identity.login", "allowed", 10 * 3600, "u1"), &small(), Some(&cal)).is_empty(),
+        d.observe(&ev("identity.login", "allowed", 10 * 3600, "u1"), NOW, &small(), Some(&cal)).is_empty(),
         "not data access"
     );
 }
@@ -135,13 +152,14 @@ fn off_hours_access_in_the_tenants_time_zone() {
 #[test]
 fn delivery_gaps() {
     let mut d = Detector::new();
-    d.observe(&ev("lead.read", "allowed", 0, "u1"), &small(), None);
+    d.observe(&ev("lead.read", "allowed", 0, "u1"), at(0), &small(), None);
     assert!(d.check_gaps(at(900), |_| small()).is_empty(), "exactly the threshold: quiet");
     let fired = d.check_gaps(at(901), |_| small());
     assert_eq!(rules(&fired), vec!["delivery_gap"]);
     assert!(fired[0].actor_service.ends_with("/sa/lead-vault"));
     assert!(d.check_gaps(at(2000), |_| small()).is_empty(), "raised once");
-    d.observe(&ev("lead.read", "allowed", 2001, "u1"), &small(), None);
+    // Delivery resumes with an old event (a replayed backlog): arrival is what counts.
+    d.observe(&ev("lead.read", "allowed", 5, "u1"), at(2001), &small(), None);
     assert_eq!(
         rules(&d.check_gaps(at(2002 + 900), |_| small())),
         vec!["delivery_gap"],

@@ -1,0 +1,376 @@
+//! Alerts: the detector fed with every appended event, alerts stored and
+//! broadcast to `WatchAlerts`, and webhook deliveries, durable and retried
+//! with backoff, each signed with HMAC-SHA256 over `timestamp.body`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::{DateTime, Utc};
+use guardline_keys::Envelope;
+use guardline_proto::identity::v1::GetTenantRequest;
+use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use guardline_runtime::GrpcChannel;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, broadcast};
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::alerts::{Calendar, Detector, Hours, Raised, Thresholds};
+use crate::domain::canonical::Event;
+use crate::error::{Error, Result};
+use crate::store::{alert, alert_setting, delivery};
+
+/// Alert states as stored.
+pub mod state {
+    /// New.
+    pub const OPEN: &str = "open";
+    /// Seen.
+    pub const ACKNOWLEDGED: &str = "acknowledged";
+    /// Closed.
+    pub const RESOLVED: &str = "resolved";
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredWebhook {
+    url: String,
+    data_key_id: String,
+    sealed_secret: String,
+}
+
+/// The JSON a webhook receives.
+#[derive(Serialize)]
+struct Payload<'a> {
+    id: &'a str,
+    tenant_id: &'a str,
+    rule: &'a str,
+    summary: &'a str,
+    actor_user: &'a str,
+    actor_service: &'a str,
+    event_ids: Vec<String>,
+    raised_at: String,
+}
+
+const CALENDAR_TTL: Duration = Duration::from_secs(300);
+const SECRET_KIND: &str = "audit-webhook-secret";
+
+/// The HMAC-SHA256 signature header value for `body` sent at `timestamp`.
+pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    let mut ctx = aws_lc_rs::hmac::Context::with_key(&key);
+    ctx.update(timestamp.to_string().as_bytes());
+    ctx.update(b".");
+    ctx.update(body);
+    let tag = ctx.sign();
+    format!("sha256={}", tag.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// Detection, storage and delivery of alerts.
+pub struct Alerting {
+    db: DatabaseConnection,
+    envelope: Arc<Envelope>,
+    identity: Option<IdentityServiceClient<GrpcChannel>>,
+    detector: Mutex<Detector>,
+    thresholds: Mutex<HashMap<String, Thresholds>>,
+    calendars: Mutex<HashMap<String, (Option<Calendar>, std::time::Instant)>>,
+    tx: broadcast::Sender<alert::Model>,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Alerting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Alerting").finish_non_exhaustive()
+    }
+}
+
+impl Alerting {
+    /// Alerting over the audit database; working hours come from `identity`.
+    pub fn new(
+        db: DatabaseConnection,
+        envelope: Arc<Envelope>,
+        identity: Option<IdentityServiceClient<GrpcChannel>>,
+    ) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::Internal(format!("http client: {e}")))?;
+        Ok(Self {
+            db,
+            envelope,
+            identity,
+            detector: Mutex::new(Detector::new()),
+            thresholds: Mutex::new(HashMap::new()),
+            calendars: Mutex::new(HashMap::new()),
+            tx: broadcast::channel(1024).0,
+            http,
+        })
+    }
+
+    /// New alerts, as they are raised.
+    pub fn subscribe(&self) -> broadcast::Receiver<alert::Model> {
+        self.tx.subscribe()
+    }
+
+    async fn thresholds(&self, tenant: &str) -> Result<Thresholds> {
+        if let Some(t) = self.thresholds.lock().await.get(tenant) {
+            return Ok(t.clone());
+        }
+        let t: Thresholds = alert_setting::Entity::find_by_id(tenant.to_owned())
+            .one(&self.db)
+            .await?
+            .and_then(|s| serde_json::from_str(&s.thresholds).ok())
+            .unwrap_or_default();
+        self.thresholds.lock().await.insert(tenant.to_owned(), t.clone());
+        Ok(t)
+    }
+
+    async fn calendar(&self, tenant: &str) -> Option<Calendar> {
+        if let Some((c, at)) = self.calendars.lock().await.get(tenant)
+            && at.elapsed() < CALENDAR_TTL
+        {
+            return c.clone();
+        }
+        let mut client = self.identity.clone()?;
+        let c = match client.get_tenant(GetTenantRequest { tenant_id: tenant.to_owned() }).await {
+            Ok(t) => {
+                let t = t.into_inner();
+                t.time_zone.parse::<chrono_tz::Tz>().ok().map(|tz| Calendar {
+                    tz,
+                    hours: t
+                        .working_hours
+                        .into_iter()
+                        .map(|h| Hours { weekdays: h.weekdays, start_minute: h.start_minute, end_minute: h.end_minute })
+                        .collect(),
+                })
+            }
+            Err(s) => {
+                tracing::debug!(code = ?s.code(), "no working hours from identity; off-hours rule skipped");
+                None
+            }
+        };
+        self.calendars.lock().await.insert(tenant.to_owned(), (c.clone(), std::time::Instant::now()));
+        c
+    }
+
+    /// Feeds appended events to the rules and stores what they raise.
+    pub async fn observe(&self, events: &[Event]) -> Result<()> {
+        for e in events {
+            let t = self.thresholds(&e.tenant_id).await?;
+            let cal = self.calendar(&e.tenant_id).await;
+            let raised = self.detector.lock().await.observe(e, Utc::now(), &t, cal.as_ref());
+            for r in raised {
+                self.raise(r).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks services for delivery gaps at `now`.
+    pub async fn check_gaps(&self, now: DateTime<Utc>) -> Result<()> {
+        let known = self.thresholds.lock().await.clone();
+        let raised = self.detector.lock().await.check_gaps(now, |t| known.get(t).cloned().unwrap_or_default());
+        for r in raised {
+            self.raise(r).await?;
+        }
+        Ok(())
+    }
+
+    async fn raise(&self, r: Raised) -> Result<()> {
+        let now = Utc::now();
+        let row = alert::Model {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: r.tenant_id.clone(),
+            rule: r.rule.into(),
+            summary: r.summary.clone(),
+            actor_user: r.actor_user.clone(),
+            actor_service: r.actor_service.clone(),
+            event_ids: serde_json::to_string(&r.event_ids).unwrap_or_default(),
+            state: state::OPEN.into(),
+            raised_at: now,
+            updated_by: String::new(),
+            updated_at: None,
+        };
+        alert::Entity::insert(alert::ActiveModel::from(row.clone())).exec(&self.db).await?;
+        tracing::warn!(tenant = %row.tenant_id, rule = %row.rule, alert = %row.id, "alert raised");
+        let payload = serde_json::to_string(&Payload {
+            id: &row.id,
+            tenant_id: &row.tenant_id,
+            rule: &row.rule,
+            summary: &row.summary,
+            actor_user: &row.actor_user,
+            actor_service: &row.actor_service,
+            event_ids: r.event_ids,
+            raised_at: now.to_rfc3339(),
+        })
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        for hook in self.webhooks(&row.tenant_id).await? {
+            delivery::Entity::insert(delivery::ActiveModel::from(delivery::Model {
+                id: uuid::Uuid::now_v7().to_string(),
+                tenant_id: row.tenant_id.clone(),
+                alert_id: row.id.clone(),
+                url: hook.url,
+                payload: payload.clone(),
+                attempts: 0,
+                next_attempt_at: now,
+                delivered_at: None,
+            }))
+            .exec(&self.db)
+            .await?;
+        }
+        let _ = self.tx.send(row);
+        Ok(())
+    }
+
+    async fn webhooks(&self, tenant: &str) -> Result<Vec<StoredWebhook>> {
+        Ok(alert_setting::Entity::find_by_id(tenant.to_owned())
+            .one(&self.db)
+            .await?
+            .and_then(|s| serde_json::from_str(&s.webhooks).ok())
+            .unwrap_or_default())
+    }
+
+    /// Replaces a tenant's thresholds and webhooks (secrets sealed at rest).
+    pub async fn configure(
+        &self,
+        tenant: &str,
+        thresholds: Thresholds,
+        hooks: Vec<(String, String)>,
+    ) -> Result<(Thresholds, Vec<String>)> {
+        let mut stored = Vec::new();
+        for (i, (url, secret)) in hooks.iter().enumerate() {
+            if !(url.starts_with("https://") || url.starts_with("http://")) || reqwest::Url::parse(url).is_err() {
+                return Err(Error::invalid(format!("webhooks[{i}].url"), "must be an http(s) URL"));
+            }
+            if secret.len() < 16 {
+                return Err(Error::invalid(format!("webhooks[{i}].secret"), "must be at least 16 characters"));
+            }
+            let (dk, sealed) = self.envelope.seal_secret(tenant, SECRET_KIND, url, secret.as_bytes()).await?;
+            stored.push(StoredWebhook { url: url.clone(), data_key_id: dk, sealed_secret: B64.encode(sealed) });
+        }
+        let row = alert_setting::ActiveModel {
+            tenant_id: Set(tenant.to_owned()),
+            thresholds: Set(serde_json::to_string(&thresholds).map_err(|e| Error::Internal(e.to_string()))?),
+            webhooks: Set(serde_json::to_string(&stored).map_err(|e| Error::Internal(e.to_string()))?),
+        };
+        if alert_setting::Entity::find_by_id(tenant.to_owned()).one(&self.db).await?.is_some() {
+            row.update(&self.db).await?;
+        } else {
+            alert_setting::Entity::insert(row).exec(&self.db).await?;
+        }
+        self.thresholds.lock().await.insert(tenant.to_owned(), thresholds.clone());
+        Ok((thresholds, stored.into_iter().map(|h| h.url).collect()))
+    }
+
+    /// The thresholds in force for a tenant.
+    pub async fn settings(&self, tenant: &str) -> Result<(Thresholds, Vec<String>)> {
+        Ok((self.thresholds(tenant).await?, self.webhooks(tenant).await?.into_iter().map(|h| h.url).collect()))
+    }
+
+    /// Alerts of a tenant, newest first.
+    pub async fn list(
+        &self,
+        tenant: &str,
+        state: Option<&str>,
+        before: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<alert::Model>> {
+        let mut q = alert::Entity::find().filter(alert::Column::TenantId.eq(tenant)).order_by_desc(alert::Column::Id);
+        if let Some(s) = state {
+            q = q.filter(alert::Column::State.eq(s));
+        }
+        if let Some(b) = before {
+            q = q.filter(alert::Column::Id.lt(b));
+        }
+        Ok(q.limit(limit.clamp(1, 1000)).all(&self.db).await?)
+    }
+
+    /// Moves an alert to `state`, recording who and when.
+    pub async fn update(&self, tenant: &str, id: &str, state: &str, by: &str) -> Result<alert::Model> {
+        let row = alert::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await?
+            .filter(|a| a.tenant_id == tenant)
+            .ok_or(Error::NotFound)?;
+        let mut active: alert::ActiveModel = row.into();
+        active.state = Set(state.into());
+        active.updated_by = Set(by.into());
+        active.updated_at = Set(Some(Utc::now()));
+        Ok(active.update(&self.db).await?)
+    }
+
+    /// Sends due webhook deliveries once; returns how many succeeded.
+    pub async fn deliver_due(&self) -> Result<usize> {
+        let now = Utc::now();
+        let due = delivery::Entity::find()
+            .filter(delivery::Column::DeliveredAt.is_null())
+            .filter(delivery::Column::NextAttemptAt.lte(now))
+            .order_by_asc(delivery::Column::Id)
+            .limit(100)
+            .all(&self.db)
+            .await?;
+        let mut ok = 0;
+        for d in due {
+            let hook = self.webhooks(&d.tenant_id).await?.into_iter().find(|h| h.url == d.url);
+            let Some(hook) = hook else {
+                // The webhook was removed: nothing to deliver to.
+                delivery::Entity::delete_by_id(d.id.clone()).exec(&self.db).await?;
+                continue;
+            };
+            let sealed = B64.decode(&hook.sealed_secret).map_err(|_| Error::DataLoss("webhook secret".into()))?;
+            let secret =
+                self.envelope.open_secret(&d.tenant_id, SECRET_KIND, &hook.url, &hook.data_key_id, &sealed).await?;
+            let ts = Utc::now().timestamp();
+            let sent = self
+                .http
+                .post(&d.url)
+                .header("content-type", "application/json")
+                .header("x-guardline-timestamp", ts.to_string())
+                .header("x-guardline-signature", signature(&secret, ts, d.payload.as_bytes()))
+                .body(d.payload.clone())
+                .send()
+                .await;
+            let delivered = matches!(&sent, Ok(r) if r.status().is_success());
+            if delivered {
+                ok += 1;
+                delivery::Entity::update_many()
+                    .col_expr(delivery::Column::DeliveredAt, Expr::value(Utc::now()))
+                    .filter(delivery::Column::Id.eq(&d.id))
+                    .exec(&self.db)
+                    .await?;
+            } else {
+                let backoff = chrono::Duration::milliseconds(200 * (1i64 << d.attempts.clamp(0, 12)))
+                    .min(chrono::Duration::minutes(10));
+                tracing::warn!(alert = %d.alert_id, attempts = d.attempts + 1, status = ?sent.as_ref().map(reqwest::Response::status).ok(), "webhook delivery failed, will retry");
+                delivery::Entity::update_many()
+                    .col_expr(delivery::Column::Attempts, Expr::col(delivery::Column::Attempts).add(1))
+                    .col_expr(delivery::Column::NextAttemptAt, Expr::value(Utc::now() + backoff))
+                    .filter(delivery::Column::Id.eq(&d.id))
+                    .exec(&self.db)
+                    .await?;
+            }
+        }
+        Ok(ok)
+    }
+
+    /// Delivers webhooks and checks delivery gaps until `shutdown`.
+    pub async fn run(self: Arc<Self>, tick: Duration, shutdown: CancellationToken) {
+        loop {
+            if let Err(error) = self.deliver_due().await {
+                tracing::error!(%error, "webhook delivery round failed");
+            }
+            if let Err(error) = self.check_gaps(Utc::now()).await {
+                tracing::error!(%error, "gap check failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(tick) => {}
+            }
+        }
+    }
+}
