@@ -19,6 +19,8 @@ fn export(n: u64) -> Vec<String> {
             format: FORMAT.into(),
             tenant_id: "t1".into(),
             keys: [("k1".to_owned(), b64.encode(signer.public_key()))].into(),
+            pruned_before: 0,
+            frontier: vec![],
         }
         .to_json_line(),
     ];

@@ -345,8 +345,18 @@ impl AuditService for Api {
         tokio::spawn(async move {
             let b64 = base64::engine::general_purpose::STANDARD;
             let keys = log.public_keys().iter().map(|(k, v)| (k.clone(), b64.encode(v))).collect();
-            let mut chunk = Line::Header { format: FORMAT.into(), tenant_id: tenant.clone(), keys }.to_json_line();
-            let mut from = 0;
+            let (pruned_before, frontier) = match log.pruned(&tenant).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            };
+            let frontier = frontier.iter().map(|h| b64.encode(h)).collect();
+            let mut chunk =
+                Line::Header { format: FORMAT.into(), tenant_id: tenant.clone(), keys, pruned_before, frontier }
+                    .to_json_line();
+            let mut from = pruned_before;
             let mut last = None;
             loop {
                 let page = match log.records_page(&tenant, from, Some(1000)).await {
@@ -467,6 +477,20 @@ impl AuditService for Api {
             thresholds: Some(thresholds_pb(&t)),
             webhook_urls: urls,
         }))
+    }
+
+    async fn prune(&self, req: Request<pb::PruneRequest>) -> Reply<pb::PruneResponse> {
+        let r = req.get_ref().clone();
+        let operator = PeerInfo::of(&req)
+            .and_then(|p| p.identity.as_ref())
+            .and_then(|i| i.service_account().map(|s| s == "operator"))
+            .unwrap_or(false);
+        if !(operator && !req.metadata().contains_key("authorization")) {
+            self.authorize(&req, &r.tenant_id, "policy.manage", false).await?;
+        }
+        let as_of = r.as_of.as_ref().map(|t| from_ts("as_of", t)).transpose()?.unwrap_or_else(Utc::now);
+        let (pruned, first_index) = self.log.prune(&r.tenant_id, as_of).await?;
+        Ok(Response::new(pb::PruneResponse { pruned, first_index }))
     }
 
     async fn set_retention(&self, req: Request<pb::SetRetentionRequest>) -> Reply<pb::SetRetentionResponse> {

@@ -67,6 +67,10 @@ impl std::fmt::Debug for Log {
 }
 
 const KEY_KIND: &str = "audit-head-key";
+/// Retention when a tenant set none: three years.
+pub const DEFAULT_RETENTION_DAYS: i32 = 3 * 365;
+/// Retention is never shorter than this.
+pub const MIN_RETENTION_DAYS: i32 = 180;
 
 impl Log {
     /// Opens the log, creating the head-signing key on first start.
@@ -102,6 +106,75 @@ impl Log {
         &self.keys
     }
 
+    /// The tree of a tenant's pruned prefix (empty if nothing was pruned).
+    async fn base_tree(&self, tenant: &str) -> Result<Tree> {
+        let Some(p) = crate::store::pruned::Entity::find_by_id(tenant.to_owned()).one(&self.db).await? else {
+            return Ok(Tree::new());
+        };
+        let frontier: Vec<Hash> = p.frontier.chunks(32).filter_map(|c| c.try_into().ok()).collect();
+        Tree::with_frontier(p.first_index as u64, &frontier)
+            .ok_or_else(|| Error::DataLoss("the pruned frontier does not match its index".into()))
+    }
+
+    /// The first index still stored and the pruned frontier.
+    pub async fn pruned(&self, tenant: &str) -> Result<(u64, Vec<Hash>)> {
+        Ok(match crate::store::pruned::Entity::find_by_id(tenant.to_owned()).one(&self.db).await? {
+            Some(p) => (p.first_index as u64, p.frontier.chunks(32).filter_map(|c| c.try_into().ok()).collect()),
+            None => (0, vec![]),
+        })
+    }
+
+    /// Deletes the entries older than the retention as of `as_of` (a prefix of
+    /// the log), keeping the frontier hashes. Returns (pruned now, first index).
+    pub async fn prune(&self, tenant: &str, as_of: DateTime<Utc>) -> Result<(u64, u64)> {
+        use sea_orm::ActiveModelTrait;
+        let days = crate::store::setting::Entity::find_by_id(tenant.to_owned())
+            .one(&self.db)
+            .await?
+            .map_or(DEFAULT_RETENTION_DAYS, |s| s.retention_days);
+        let cutoff = as_of - chrono::Duration::days(i64::from(days.max(MIN_RETENTION_DAYS)));
+        let mut trees = self.trees.lock().await;
+        if !trees.contains_key(tenant) {
+            let t = self.load_tree(tenant).await?;
+            trees.insert(tenant.to_owned(), t);
+        }
+        let tree = trees.get(tenant).ok_or_else(|| Error::Internal("tree".into()))?;
+        let first_kept: Option<i64> = event::Entity::find()
+            .select_only()
+            .column(event::Column::Idx)
+            .filter(event::Column::TenantId.eq(tenant))
+            .filter(event::Column::Time.gte(cutoff))
+            .order_by_asc(event::Column::Idx)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        let k = first_kept.map_or(tree.len(), |i| i as u64);
+        let before = tree.pruned();
+        if k <= before {
+            return Ok((0, before));
+        }
+        let frontier = tree.frontier(k).map_err(|e| Error::Internal(e.to_string()))?;
+        let row = crate::store::pruned::ActiveModel {
+            tenant_id: Set(tenant.to_owned()),
+            first_index: Set(k as i64),
+            frontier: Set(frontier.concat()),
+        };
+        let txn = self.db.begin().await?;
+        if crate::store::pruned::Entity::find_by_id(tenant.to_owned()).one(&txn).await?.is_some() {
+            row.update(&txn).await?;
+        } else {
+            crate::store::pruned::Entity::insert(row).exec(&txn).await?;
+        }
+        event::Entity::delete_many()
+            .filter(event::Column::TenantId.eq(tenant))
+            .filter(event::Column::Idx.lt(k as i64))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        trees.remove(tenant);
+        Ok((k - before, k))
+    }
+
     async fn load_tree(&self, tenant: &str) -> Result<Tree> {
         let rows: Vec<Vec<u8>> = event::Entity::find()
             .select_only()
@@ -111,7 +184,7 @@ impl Log {
             .into_tuple()
             .all(&self.db)
             .await?;
-        let mut tree = Tree::new();
+        let mut tree = self.base_tree(tenant).await?;
         for h in rows {
             tree.push(h.try_into().map_err(|_| Error::DataLoss("stored leaf hash has the wrong length".into()))?);
         }
@@ -331,6 +404,6 @@ impl Log {
 
     /// Verifies a tenant's whole stored log against its signed heads.
     pub async fn verify(&self, tenant: &str) -> Result<Finding> {
-        Ok(verify_log(tenant, Tree::new(), &self.records(tenant).await?, &self.keys))
+        Ok(verify_log(tenant, self.base_tree(tenant).await?, &self.records(tenant).await?, &self.keys))
     }
 }

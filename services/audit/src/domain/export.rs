@@ -26,6 +26,12 @@ pub enum Line {
         tenant_id: String,
         /// Public keys (base64 Ed25519) by key id.
         keys: HashMap<String, String>,
+        /// Entries before this index were pruned under the retention policy.
+        #[serde(default)]
+        pruned_before: u64,
+        /// Hashes (base64) of the complete subtrees covering the pruned entries.
+        #[serde(default)]
+        frontier: Vec<String>,
     },
     /// One log entry with the head signed when it was appended.
     Entry {
@@ -80,13 +86,20 @@ impl Line {
 pub fn verify_export(text: &str) -> Result<Finding, String> {
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let parse = |(n, l): (usize, &str)| serde_json::from_str::<Line>(l).map_err(|e| format!("line {}: {e}", n + 1));
-    let (tenant, keys) = match lines.next().map(parse).transpose()? {
-        Some(Line::Header { format, tenant_id, keys }) if format == FORMAT => {
+    let (tenant, keys, base) = match lines.next().map(parse).transpose()? {
+        Some(Line::Header { format, tenant_id, keys, pruned_before, frontier }) if format == FORMAT => {
             let keys = keys
                 .into_iter()
                 .map(|(k, v)| B64.decode(v).map(|v| (k, v)).map_err(|_| "header: a key is not base64".to_owned()))
                 .collect::<Result<HashMap<_, _>, _>>()?;
-            (tenant_id, keys)
+            let frontier = frontier
+                .iter()
+                .map(|h| B64.decode(h).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()))
+                .collect::<Option<Vec<_>>>()
+                .ok_or("header: a frontier hash is not 32 bytes of base64")?;
+            let base = Tree::with_frontier(pruned_before, &frontier)
+                .ok_or("header: the frontier does not match pruned_before")?;
+            (tenant_id, keys, base)
         }
         _ => return Err(format!("line 1: not a {FORMAT} header")),
     };
@@ -107,13 +120,16 @@ pub fn verify_export(text: &str) -> Result<Finding, String> {
             Line::Header { .. } => return Err(format!("line {n}: a second header")),
         }
     }
-    let finding = verify_log(&tenant, Tree::new(), &records, &keys);
+    let finding = verify_log(&tenant, base.clone(), &records, &keys);
     let Finding::Intact { size } = finding else { return Ok(finding) };
     // The closing head must be signed and match the recomputed tree (no
     // entries cut from the end).
     let (tree_size, root_hash, timestamp_ms, key_id, signature) =
         final_head.ok_or("the export has no closing tree head")?;
-    let tree = Tree::from_leaves(records.iter().map(|r| super::merkle::leaf_hash(&r.entry)));
+    let mut tree = base;
+    for r in &records {
+        tree.push(super::merkle::leaf_hash(&r.entry));
+    }
     let root = B64.decode(root_hash).map_err(|_| "closing head: root is not base64")?;
     let head = TreeHead {
         tenant_id: tenant,

@@ -54,6 +54,9 @@ pub enum ProofError {
     /// A consistency proof needs 0 < first ≤ second.
     #[error("consistency needs 0 < first size <= second size")]
     BadRange,
+    /// The leaves asked about were pruned under the retention policy.
+    #[error("entries before index {0} were pruned under the retention policy")]
+    Pruned(u64),
 }
 
 /// An append-only tree of leaf hashes with cached complete subtrees.
@@ -61,12 +64,54 @@ pub enum ProofError {
 pub struct Tree {
     // levels[k][i]: the hash of the complete subtree of 2^k leaves starting at leaf i * 2^k.
     levels: Vec<Vec<Hash>>,
+    // Leaves before this index were pruned; their levels hold placeholders
+    // except the frontier nodes, which is all any later root or proof reads.
+    pruned: u64,
 }
 
 impl Tree {
     /// An empty tree.
     pub fn new() -> Self {
-        Self { levels: vec![Vec::new()] }
+        Self { levels: vec![Vec::new()], pruned: 0 }
+    }
+
+    /// A tree whose first `pruned` leaves are gone, represented only by the
+    /// hashes of the maximal complete subtrees covering them (left to right,
+    /// as [`Tree::frontier`] returns them). Roots and proofs for sizes and
+    /// leaves at or past `pruned` work as before.
+    pub fn with_frontier(pruned: u64, frontier: &[Hash]) -> Option<Self> {
+        let blocks: Vec<u32> = (0..64).rev().filter(|b| pruned & (1 << b) != 0).collect();
+        if blocks.len() != frontier.len() {
+            return None;
+        }
+        let top = blocks.first().map_or(0, |b| *b as usize);
+        let mut levels: Vec<Vec<Hash>> = (0..=top).map(|l| vec![[0u8; 32]; (pruned >> l) as usize]).collect();
+        for (bit, hash) in blocks.iter().zip(frontier) {
+            let level = &mut levels[*bit as usize];
+            let last = level.len() - 1;
+            level[last] = *hash;
+        }
+        Some(Self { levels, pruned })
+    }
+
+    /// The hashes of the maximal complete subtrees covering the first `k`
+    /// leaves, left to right: what must be kept to prune them.
+    pub fn frontier(&self, k: u64) -> Result<Vec<Hash>, ProofError> {
+        if k > self.len() {
+            return Err(ProofError::SizeBeyondTree(k, self.len()));
+        }
+        let mut out = Vec::new();
+        let mut start = 0;
+        for bit in (0..64u32).rev().filter(|b| k & (1 << b) != 0) {
+            out.push(self.subtree(start, 1 << bit));
+            start += 1 << bit;
+        }
+        Ok(out)
+    }
+
+    /// Leaves before this index were pruned.
+    pub fn pruned(&self) -> u64 {
+        self.pruned
     }
 
     /// A tree over `leaves`, in order.
@@ -126,6 +171,7 @@ impl Tree {
         match size {
             0 => Ok(empty_root()),
             s if s > self.len() => Err(ProofError::SizeBeyondTree(s, self.len())),
+            s if s < self.pruned => Err(ProofError::Pruned(self.pruned)),
             s => Ok(self.subtree(0, s)),
         }
     }
@@ -137,6 +183,9 @@ impl Tree {
         }
         if m >= n {
             return Err(ProofError::LeafBeyondSize(m, n));
+        }
+        if m < self.pruned {
+            return Err(ProofError::Pruned(self.pruned));
         }
         let mut out = Vec::new();
         self.path(m, 0, n, &mut out);
@@ -165,6 +214,9 @@ impl Tree {
         }
         if m == 0 || m > n {
             return Err(ProofError::BadRange);
+        }
+        if m < self.pruned {
+            return Err(ProofError::Pruned(self.pruned));
         }
         let mut out = Vec::new();
         if m < n {

@@ -59,6 +59,24 @@ pub mod signing_key {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// What remains of pruned entries: the frontier of complete-subtree hashes.
+pub mod pruned {
+    use sea_orm::entity::prelude::*;
+    /// The pruned prefix of a tenant's log.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_pruned")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        pub first_index: i64,
+        pub frontier: Vec<u8>,
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// Per-tenant settings.
 pub mod setting {
     use sea_orm::entity::prelude::*;
@@ -284,6 +302,16 @@ impl MigrationTrait for CreateAlertTables {
                 .table(t("audit_alerts"))
                 .col(t("tenant_id"))
                 .col(t("id"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("audit_pruned"))
+                .if_not_exists()
+                .col(string(t("tenant_id")).primary_key())
+                .col(big_integer(t("first_index")))
+                .col(binary(t("frontier")))
                 .to_owned(),
         )
         .await?;

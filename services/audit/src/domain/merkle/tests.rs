@@ -94,3 +94,30 @@ fn out_of_range_requests_are_refused() {
     assert_eq!(t.consistency_proof(4, 3), Err(ProofError::BadRange));
     assert_eq!(t.consistency_proof(3, 3).expect("empty"), Vec::<Hash>::new());
 }
+
+#[test]
+fn a_tree_pruned_to_its_frontier_proves_the_rest() {
+    let full = tree(65);
+    for k in [1, 2, 3, 5, 6, 8, 31, 32, 33, 64] {
+        let frontier = full.frontier(k).expect("frontier");
+        assert_eq!(frontier.len() as u32, k.count_ones());
+        let mut pruned = Tree::with_frontier(k, &frontier).expect("seeded");
+        for i in k..65 {
+            pruned.push(leaf_hash(&entry(i)));
+        }
+        assert_eq!(pruned.len(), 65);
+        for n in k.max(1)..=65 {
+            assert_eq!(pruned.root(n), full.root(n), "root {n} after pruning {k}");
+            for m in k..n {
+                assert_eq!(pruned.inclusion_proof(m, n), full.inclusion_proof(m, n), "leaf {m} of {n}, pruned {k}");
+            }
+            for m in k.max(1)..=n {
+                assert_eq!(pruned.consistency_proof(m, n), full.consistency_proof(m, n), "{m} -> {n}, pruned {k}");
+            }
+        }
+        if k > 1 {
+            assert_eq!(pruned.inclusion_proof(0, 65), Err(ProofError::Pruned(k)));
+        }
+    }
+    assert!(Tree::with_frontier(6, &[[0; 32]]).is_none(), "6 = 4 + 2 needs two hashes");
+}
