@@ -14,6 +14,9 @@ use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 use tokio_util::sync::CancellationToken;
 
+/// How long an unwrapped tenant data key stays in memory.
+pub const DATA_KEY_TTL: Duration = Duration::from_secs(300);
+
 /// How long a synchronous audit append may take before the operation is refused.
 pub const AUDIT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -69,6 +72,19 @@ impl Base {
             tokio::spawn(worker.run(shutdown.clone()));
         }
         Ok(Self { tls, db, audit, outbox_waker })
+    }
+}
+
+impl Base {
+    /// Envelope encryption over the key provider the flags select (Vault or
+    /// the local keyring) and this service's database. Built at start, so a
+    /// bad key configuration fails the start, not the first request.
+    pub async fn envelope(
+        &self,
+        keys: &guardline_keys::args::KeysArgs,
+    ) -> anyhow::Result<Arc<guardline_keys::Envelope>> {
+        let provider = keys.provider(false).await?;
+        Ok(Arc::new(guardline_keys::Envelope::new(provider, self.db.clone(), DATA_KEY_TTL)))
     }
 }
 

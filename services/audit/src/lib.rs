@@ -23,9 +23,6 @@ pub const NAME: &str = "audit";
 /// How often webhook deliveries and delivery gaps are checked.
 pub const ALERT_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// How long an unwrapped data key stays in memory.
-pub const DATA_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(300);
-
 /// Runs the service until `shutdown` fires, on `listener` if given (tests,
 /// `guardline up`) or else on `--listen`.
 pub async fn run(
@@ -35,8 +32,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let Args { common, keys } = args;
     let base = Base::start::<store::Migrator>(&common, false, &shutdown).await?;
-    let provider = keys.provider(false).await?;
-    let envelope = std::sync::Arc::new(guardline_keys::Envelope::new(provider, base.db.clone(), DATA_KEY_TTL));
+    let envelope = base.envelope(&keys).await?;
     let log = std::sync::Arc::new(service::Log::open(base.db.clone(), envelope.clone()).await?);
     let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
     let verifier = std::sync::Arc::new(guardline_runtime::token::TokenVerifier::new(

@@ -165,6 +165,10 @@ impl HashableLeaf for Leaf {
     }
 }
 
+fn digests(path: &[Vec<u8>]) -> Vec<ct_merkle::digest::Output<Sha256>> {
+    path.iter().map(|h| <[u8; 32]>::try_from(h.as_slice()).expect("32 bytes").into()).collect()
+}
+
 fn root(sth: &pb::SignedTreeHead) -> RootHash<Sha256> {
     let bytes: [u8; 32] = sth.root_hash.clone().try_into().expect("32 bytes");
     RootHash::new(bytes.into(), sth.tree_size)
@@ -221,9 +225,7 @@ async fn ingest_is_idempotent_atomic_and_provable(postgres: bool) {
             .expect("proof")
             .into_inner();
         assert_eq!(p.leaf_index, i as u64);
-        let proof = InclusionProof::<Sha256>::from_digests(
-            p.path.iter().map(|h| <[u8; 32]>::try_from(h.as_slice()).expect("32").into()).collect::<Vec<_>>().iter(),
-        );
+        let proof = InclusionProof::<Sha256>::from_digests(digests(&p.path).iter());
         root(&sth)
             .verify_inclusion(&Leaf(e.encode()), p.leaf_index, &proof)
             .expect("an independent RFC 9162 verifier accepts it");
@@ -237,9 +239,7 @@ async fn ingest_is_idempotent_atomic_and_provable(postgres: bool) {
         .await
         .expect("proof")
         .into_inner();
-    let proof = ConsistencyProof::<Sha256>::from_digests(
-        cp.path.iter().map(|h| <[u8; 32]>::try_from(h.as_slice()).expect("32").into()).collect::<Vec<_>>().iter(),
-    );
+    let proof = ConsistencyProof::<Sha256>::from_digests(digests(&cp.path).iter());
     root(&sth).verify_consistency(&root(&sth3), &proof).expect("the log only grew");
     // Proof requests beyond the log are the caller's mistake.
     let err = c
@@ -753,9 +753,7 @@ async fn retention_prunes_old_entries_and_the_rest_stays_provable(postgres: bool
             .await
             .expect("proof")
             .into_inner();
-        let proof = InclusionProof::<Sha256>::from_digests(
-            p.path.iter().map(|h| <[u8; 32]>::try_from(h.as_slice()).expect("32").into()).collect::<Vec<_>>().iter(),
-        );
+        let proof = InclusionProof::<Sha256>::from_digests(digests(&p.path).iter());
         root(&sth).verify_inclusion(&Leaf(e.encode()), p.leaf_index, &proof).expect("still provable");
     }
     let gone = op

@@ -30,8 +30,7 @@ pub async fn run(
     let Args { common, keys, platform_admins, access_token_ttl, refresh_token_ttl, signing_key_rotation } = args;
     anyhow::ensure!(access_token_ttl <= guardline_runtime::token::MAX_LIFETIME, "--access-token-ttl: at most 15m");
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
-    let provider = keys.provider(false).await?;
-    let envelope = std::sync::Arc::new(guardline_keys::Envelope::new(provider, base.db.clone(), DATA_KEY_TTL));
+    let envelope = base.envelope(&keys).await?;
     let signers = service::keys::Signers::load(base.db.clone(), envelope.clone(), signing_key_rotation).await?;
     let config = service::Config { access_ttl: access_token_ttl, refresh_ttl: refresh_token_ttl, ..Default::default() };
     let identity = std::sync::Arc::new(service::Identity::new(
@@ -48,6 +47,3 @@ pub async fn run(
         .allow_list(grpc::allow_list(&common.mesh));
     guardline_service::serve(server, &base, &common, listener, shutdown).await
 }
-
-/// How long an unwrapped tenant data key stays in memory.
-pub const DATA_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(300);

@@ -17,9 +17,6 @@ pub use args::Args;
 /// The service's name: its certificate name, health entry and log field.
 pub const NAME: &str = "lead-vault";
 
-/// How long an unwrapped tenant data key stays in memory.
-pub const DATA_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(300);
-
 /// Runs the service until `shutdown` fires, on `listener` if given (tests,
 /// `guardline up`) or else on `--listen`.
 pub async fn run(
@@ -29,8 +26,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let Args { common, keys } = args;
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
-    let provider = keys.provider(false).await?;
-    let envelope = std::sync::Arc::new(guardline_keys::Envelope::new(provider, base.db.clone(), DATA_KEY_TTL));
+    let envelope = base.envelope(&keys).await?;
     let api = grpc::Api { envelope };
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))
