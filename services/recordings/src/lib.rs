@@ -3,6 +3,7 @@
 //! erasure. It never stores or logs audio in clear.
 
 pub mod args;
+pub mod domain;
 pub mod grpc;
 pub mod store;
 

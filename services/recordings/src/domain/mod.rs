@@ -1,0 +1,4 @@
+//! Recordings' rules: the STREAM encryption of audio. No tonic, no sea-orm,
+//! no object store.
+
+pub mod stream;
