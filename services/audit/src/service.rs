@@ -215,20 +215,26 @@ impl Log {
         events: Vec<Event>,
     ) -> Result<(Vec<String>, Vec<String>)> {
         let (mut stored, mut dups) = (Vec::new(), Vec::new());
-        let mut seen = HashSet::new();
         let txn = self.db.begin().await?;
+        // One query per tenant of the batch finds the ids already stored.
+        let mut by_tenant: HashMap<&str, Vec<String>> = HashMap::new();
+        for e in &events {
+            by_tenant.entry(e.tenant_id.as_str()).or_default().push(e.id.clone());
+        }
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        for (tenant, ids) in by_tenant {
+            let existing: Vec<String> = event::Entity::find()
+                .select_only()
+                .column(event::Column::EventId)
+                .filter(event::Column::TenantId.eq(tenant))
+                .filter(event::Column::EventId.is_in(ids))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            seen.extend(existing.into_iter().map(|id| (tenant.to_owned(), id)));
+        }
         for e in events {
             if !seen.insert((e.tenant_id.clone(), e.id.clone())) {
-                dups.push(e.id);
-                continue;
-            }
-            let exists = event::Entity::find()
-                .filter(event::Column::TenantId.eq(&e.tenant_id))
-                .filter(event::Column::EventId.eq(&e.id))
-                .one(&txn)
-                .await?
-                .is_some();
-            if exists {
                 dups.push(e.id);
                 continue;
             }
