@@ -159,6 +159,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         let c = common(&args, name, addr, &mesh, &pki);
         let s = shutdown.clone();
         let keys = args.keys.clone();
+        let recordings_dir = args.data_dir.join("recordings");
         tasks.spawn(async move {
             let res = match name {
                 "identity" => {
@@ -180,7 +181,16 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
                     guardline_dialer_policy::run(guardline_dialer_policy::Args { common: c }, Some(listener), s).await
                 }
                 "recordings" => {
-                    guardline_recordings::run(guardline_recordings::Args { common: c, keys }, Some(listener), s).await
+                    let objects = guardline_recordings::args::ObjectStoreArgs {
+                        recordings_dir: Some(recordings_dir),
+                        ..Default::default()
+                    };
+                    guardline_recordings::run(
+                        guardline_recordings::Args { common: c, keys, objects },
+                        Some(listener),
+                        s,
+                    )
+                    .await
                 }
                 _ => guardline_audit::run(guardline_audit::Args { common: c, keys }, Some(listener), s).await,
             };

@@ -1,22 +1,61 @@
-//! The gRPC face of recordings: validates, converts proto to domain and back, and
-//! calls the domain. Until the service's own issue lands, every RPC answers
-//! UNIMPLEMENTED (the generated default); health and reflection serve.
+//! The gRPC face of recordings: resolves the caller, checks permission and
+//! scope (outside the caller's scope a recording does not exist), converts
+//! proto to domain and back. Proto types stop here.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use guardline_authz::{Resource, Scope, Subject, decide, widest_scope};
+use guardline_proto::recordings::v1 as pb;
 use guardline_proto::recordings::v1::recordings_service_server::{RecordingsService, RecordingsServiceServer};
 use guardline_runtime::args::MeshArgs;
 use guardline_runtime::authz::AllowList;
+use guardline_runtime::peer::PeerInfo;
+use guardline_runtime::token::TokenVerifier;
+use tonic::{Request, Response, Status, Streaming};
 
-/// The API. Holds what the domain RPCs will need.
+use crate::error::Error;
+use crate::service::{Header, ListFilter, Recordings};
+use crate::store::recording;
+
+/// The API.
 #[derive(Debug)]
 pub struct Api {
-    // Read by the RPCs the service's own issue adds; built now so that a bad
-    // key configuration fails at start-up, not at the first request.
-    #[expect(dead_code, reason = "the domain RPCs of this service land in its own issue")]
-    pub(crate) envelope: std::sync::Arc<guardline_keys::Envelope>,
+    recordings: Arc<Recordings>,
+    verifier: Arc<TokenVerifier>,
 }
 
-#[tonic::async_trait]
-impl RecordingsService for Api {}
+impl Api {
+    /// Serves `recordings`; user tokens verified with `verifier`.
+    pub fn new(recordings: Arc<Recordings>, verifier: Arc<TokenVerifier>) -> Self {
+        Self { recordings, verifier }
+    }
+
+    async fn user<T>(&self, req: &Request<T>) -> Result<Subject, Status> {
+        let c = self.verifier.authenticate(req).await?;
+        Ok(Subject::from_claims(&c.tenant, &c.sub, &c.teams, &c.perms))
+    }
+
+    /// The recording, if `who` may perform `action` on it; NOT_FOUND otherwise
+    /// for scope (so ids cannot be probed), PERMISSION_DENIED without the permission.
+    async fn scoped(&self, who: &Subject, action: &str, tenant: &str, id: &str) -> Result<recording::Model, Status> {
+        if widest_scope(who, action).is_none() || who.tenant != tenant {
+            return Err(Status::permission_denied(format!("no role grants {action} in this tenant")));
+        }
+        let row = self.recordings.get(tenant, id).await?;
+        let res = Resource {
+            tenant: row.tenant_id.clone(),
+            owner: Some(row.agent_id.clone()),
+            team: Some(row.team_id.clone()),
+        };
+        if !decide(who, action, &res).allowed {
+            return Err(Error::NotFound.into());
+        }
+        Ok(row)
+    }
+}
 
 /// The generated server with the message size limits applied.
 pub fn server(api: Api, max_message_bytes: usize) -> RecordingsServiceServer<Api> {
@@ -25,10 +64,216 @@ pub fn server(api: Api, max_message_bytes: usize) -> RecordingsServiceServer<Api
         .max_encoding_message_size(max_message_bytes)
 }
 
-/// Which service identities may call which RPC.
+/// Uploads come from the telephony bridge; erasures from lead-vault and the operator.
 pub fn allow_list(mesh: &MeshArgs) -> AllowList {
-    AllowList::new().allow(
-        "/guardline.recordings.v1.RecordingsService/EraseLeadRecordings",
-        [mesh.identity_of("lead-vault"), mesh.identity_of("operator")],
-    )
+    AllowList::new()
+        .allow("/guardline.recordings.v1.RecordingsService/UploadRecording", [mesh.identity_of("telephony-bridge")])
+        .allow(
+            "/guardline.recordings.v1.RecordingsService/EraseLeadRecordings",
+            [mesh.identity_of("lead-vault"), mesh.identity_of("operator")],
+        )
+}
+
+fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+}
+
+fn from_ts(field: &str, t: Option<&prost_types::Timestamp>) -> Result<Option<DateTime<Utc>>, Status> {
+    t.map(|t| {
+        DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+            .ok_or_else(|| Status::from(Error::invalid(field, "out of range")))
+    })
+    .transpose()
+}
+
+fn to_pb(r: recording::Model) -> pb::Recording {
+    pb::Recording {
+        header: Some(pb::RecordingHeader {
+            tenant_id: r.tenant_id,
+            call_id: r.call_id,
+            lead_id: r.lead_id,
+            agent_id: r.agent_id,
+            caller_line: r.caller_line,
+            started_at: Some(ts(r.started_at)),
+            duration_seconds: u32::try_from(r.duration_seconds).unwrap_or(0),
+            format: r.format,
+            consent_offset_ms: r.consent_offset_ms.map(|v| v as u64),
+            consent_length_ms: r.consent_length_ms.map(|v| v as u64),
+            team_id: r.team_id,
+            retention_class: r.retention_class,
+        }),
+        id: r.id,
+        size_bytes: r.size_bytes as u64,
+        sha256: r.sha256.unwrap_or_default(),
+        stored_at: r.stored_at.map(ts),
+        retain_until: Some(ts(r.retain_until)),
+        legal_hold: r.legal_hold,
+        legal_hold_reason: r.legal_hold_reason,
+    }
+}
+
+fn service_caller<T>(req: &Request<T>) -> Option<String> {
+    PeerInfo::of(req).and_then(|p| p.identity.as_ref()).map(ToString::to_string)
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+type AudioStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::DownloadRecordingResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl RecordingsService for Api {
+    async fn upload_recording(&self, req: Request<Streaming<pb::UploadRecordingRequest>>) -> Reply<pb::Recording> {
+        let uploader = service_caller(&req).unwrap_or_default();
+        let mut stream = req.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::from(Error::invalid("header", "the first message must be the header")))?;
+        let Some(pb::upload_recording_request::Item::Header(h)) = first.item else {
+            return Err(Error::invalid("header", "the first message must be the header").into());
+        };
+        let consent = match (h.consent_offset_ms, h.consent_length_ms) {
+            (Some(o), Some(l)) => Some((o, l)),
+            (None, None) => None,
+            _ => {
+                return Err(Error::invalid(
+                    "header.consent_length_ms",
+                    "give both the offset and the length of the consent segment",
+                )
+                .into());
+            }
+        };
+        let header = Header {
+            tenant: h.tenant_id,
+            call_id: h.call_id,
+            lead_id: h.lead_id,
+            agent_id: h.agent_id,
+            team_id: h.team_id,
+            caller_line: h.caller_line,
+            started_at: from_ts("header.started_at", h.started_at.as_ref())?
+                .ok_or_else(|| Status::from(Error::invalid("header.started_at", "required")))?,
+            duration_seconds: h.duration_seconds,
+            format: h.format,
+            consent,
+        };
+        let audio = stream.map(|m| match m {
+            Ok(pb::UploadRecordingRequest { item: Some(pb::upload_recording_request::Item::Chunk(c)) }) => {
+                Ok(Bytes::from(c))
+            }
+            Ok(_) => Err(Error::invalid("chunk", "only audio chunks may follow the header")),
+            Err(s) => Err(Error::Unavailable(format!("upload interrupted: {}", s.code()))),
+        });
+        let row = self.recordings.upload(&uploader, header, Box::pin(audio)).await?;
+        Ok(Response::new(to_pb(row)))
+    }
+
+    async fn download_recording(&self, req: Request<pb::DownloadRecordingRequest>) -> Reply<AudioStream> {
+        let who = self.user(&req).await?;
+        let r = req.into_inner();
+        let row = self.scoped(&who, "recording.play", &r.tenant_id, &r.recording_id).await?;
+        let pieces = self.recordings.read_range(&row, &who.user, r.offset, r.length).await?;
+        self.recordings.audit_play(&row, &who.user, r.offset, r.length).await?;
+        let out =
+            tokio_stream::iter(pieces.into_iter().map(|b| Ok(pb::DownloadRecordingResponse { chunk: b.to_vec() })));
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn get_recording(&self, req: Request<pb::GetRecordingRequest>) -> Reply<pb::Recording> {
+        let who = self.user(&req).await?;
+        let r = req.get_ref();
+        Ok(Response::new(to_pb(self.scoped(&who, "recording.play", &r.tenant_id, &r.recording_id).await?)))
+    }
+
+    async fn list_recordings(&self, req: Request<pb::ListRecordingsRequest>) -> Reply<pb::ListRecordingsResponse> {
+        let who = self.user(&req).await?;
+        let r = req.into_inner();
+        if who.tenant != r.tenant_id {
+            return Err(Status::permission_denied("cross-tenant access is never allowed"));
+        }
+        let scope = widest_scope(&who, "recording.play")
+            .ok_or_else(|| Status::permission_denied("no role grants recording.play"))?;
+        let some = |s: String| (!s.is_empty()).then_some(s);
+        let mut filter = ListFilter {
+            lead: some(r.lead_id),
+            agent: some(r.agent_id),
+            call: some(r.call_id),
+            from: from_ts("from", r.from.as_ref())?,
+            to: from_ts("to", r.to.as_ref())?,
+            before: some(r.page_token),
+            ..Default::default()
+        };
+        match scope {
+            Scope::Own => filter.owners = Some(vec![who.user.clone()]),
+            Scope::Team => filter.teams = Some(who.teams.iter().cloned().collect()),
+            Scope::Tenant => {}
+        }
+        let size = if r.page_size == 0 { 50 } else { u64::from(r.page_size).min(1000) };
+        let rows = self.recordings.list(&r.tenant_id, &filter, size).await?;
+        let next = if rows.len() as u64 == size {
+            rows.last().map(|x| x.id.clone()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListRecordingsResponse {
+            recordings: rows.into_iter().map(to_pb).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn verify_recording(&self, req: Request<pb::VerifyRecordingRequest>) -> Reply<pb::VerifyRecordingResponse> {
+        let who = self.user(&req).await?;
+        let r = req.get_ref();
+        let row = self.scoped(&who, "recording.play", &r.tenant_id, &r.recording_id).await?;
+        let (ok, problem) = self.recordings.verify(&row, &who.user).await?;
+        Ok(Response::new(pb::VerifyRecordingResponse { ok, problem }))
+    }
+
+    async fn set_legal_hold(&self, req: Request<pb::SetLegalHoldRequest>) -> Reply<pb::Recording> {
+        let who = self.user(&req).await?;
+        let r = req.get_ref();
+        require(&who, "policy.manage", &r.tenant_id)?;
+        Ok(Response::new(to_pb(
+            self.recordings.set_hold(&r.tenant_id, &r.recording_id, true, &r.reason, &who.user).await?,
+        )))
+    }
+
+    async fn clear_legal_hold(&self, req: Request<pb::ClearLegalHoldRequest>) -> Reply<pb::Recording> {
+        let who = self.user(&req).await?;
+        let r = req.get_ref();
+        require(&who, "policy.manage", &r.tenant_id)?;
+        Ok(Response::new(to_pb(
+            self.recordings.set_hold(&r.tenant_id, &r.recording_id, false, &r.reason, &who.user).await?,
+        )))
+    }
+
+    async fn purge_expired(&self, req: Request<pb::PurgeExpiredRequest>) -> Reply<pb::PurgeExpiredResponse> {
+        let r = req.get_ref().clone();
+        let service = service_caller(&req).unwrap_or_default();
+        let operator = !req.metadata().contains_key("authorization") && service.ends_with("/sa/operator");
+        let actor = if operator {
+            (String::new(), service)
+        } else {
+            let who = self.user(&req).await?;
+            require(&who, "policy.manage", &r.tenant_id)?;
+            (who.user, String::new())
+        };
+        let as_of = from_ts("as_of", r.as_of.as_ref())?.unwrap_or_else(Utc::now);
+        let (purged, held, kept_for_consent) = self.recordings.purge(&r.tenant_id, as_of, (&actor.0, &actor.1)).await?;
+        Ok(Response::new(pb::PurgeExpiredResponse { purged, held, kept_for_consent }))
+    }
+
+    async fn erase_lead_recordings(
+        &self,
+        req: Request<pb::EraseLeadRecordingsRequest>,
+    ) -> Reply<pb::EraseLeadRecordingsResponse> {
+        let service = service_caller(&req).unwrap_or_default();
+        let r = req.into_inner();
+        let (erased, held_recording_ids) = self.recordings.erase_lead(&r.tenant_id, &r.lead_id, ("", &service)).await?;
+        Ok(Response::new(pb::EraseLeadRecordingsResponse { erased, held_recording_ids }))
+    }
+}
+
+fn require(who: &Subject, action: &str, tenant: &str) -> Result<(), Status> {
+    let d = decide(who, action, &Resource { tenant: tenant.to_owned(), ..Default::default() });
+    if d.allowed { Ok(()) } else { Err(Status::permission_denied(d.rule)) }
 }

@@ -4,7 +4,9 @@
 
 pub mod args;
 pub mod domain;
+pub mod error;
 pub mod grpc;
+pub mod service;
 pub mod store;
 
 use guardline_runtime::server::GrpcServer;
@@ -23,10 +25,21 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Args { common, keys } = args;
+    let Args { common, keys, objects } = args;
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
-    let api = grpc::Api { envelope };
+    let recordings = std::sync::Arc::new(service::Recordings::new(
+        base.db.clone(),
+        envelope,
+        objects.build()?,
+        base.outbox_waker.clone(),
+    ));
+    recordings.sweep().await?;
+    let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
+    let verifier = std::sync::Arc::new(guardline_runtime::token::TokenVerifier::new(
+        guardline_runtime::token::IdentityKeys::new(identity),
+    ));
+    let api = grpc::Api::new(recordings, verifier);
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))
         .allow_list(grpc::allow_list(&common.mesh));

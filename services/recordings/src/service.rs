@@ -1,0 +1,484 @@
+//! Recordings' operations: streaming encrypted upload to object storage,
+//! ranged decrypting reads, verification, legal hold, retention purge and
+//! erasure. Metadata and audit events commit together; audio never leaves
+//! this module in clear except to an authorized reader.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
+use futures::{Stream, StreamExt};
+use guardline_audit_client::EventBuilder;
+use guardline_keys::{Envelope, SealedRecordKey};
+use guardline_proto::common::v1::Outcome;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+use tokio::sync::Notify;
+
+use crate::domain::stream::{self, Binding, Encryptor};
+use crate::error::{Error, Result};
+use crate::store::{recording, state};
+
+/// Retention when the tenant configured no class: delete after three years.
+pub const DEFAULT_DELETE_AFTER_DAYS: i64 = 3 * 365;
+/// Consent records are kept four years; recordings that carry one as long.
+pub const CONSENT_RETENTION_DAYS: i64 = 4 * 365;
+
+/// What an upload's first message says.
+#[derive(Clone, Debug, Default)]
+pub struct Header {
+    /// Tenant.
+    pub tenant: String,
+    /// Telephony call id.
+    pub call_id: String,
+    /// Lead.
+    pub lead_id: String,
+    /// Agent (the lead's owner for scope).
+    pub agent_id: String,
+    /// Team of the lead's owner.
+    pub team_id: String,
+    /// Caller line.
+    pub caller_line: String,
+    /// Call start.
+    pub started_at: DateTime<Utc>,
+    /// Duration.
+    pub duration_seconds: u32,
+    /// Codec or container.
+    pub format: String,
+    /// Spoken-consent segment (offset, length) in ms.
+    pub consent: Option<(u64, u64)>,
+}
+
+impl Header {
+    fn validate(&self) -> Result<()> {
+        for (field, v) in [
+            ("header.tenant_id", &self.tenant),
+            ("header.call_id", &self.call_id),
+            ("header.lead_id", &self.lead_id),
+            ("header.agent_id", &self.agent_id),
+            ("header.format", &self.format),
+        ] {
+            if v.is_empty() || v.len() > 128 {
+                return Err(Error::invalid(field, "required, at most 128 characters"));
+            }
+        }
+        if let Some((offset, len)) = self.consent
+            && (len == 0 || offset + len > u64::from(self.duration_seconds) * 1000)
+        {
+            return Err(Error::invalid("header.consent_offset_ms", "the consent segment must lie within the call"));
+        }
+        Ok(())
+    }
+}
+
+/// The recordings service's state.
+pub struct Recordings {
+    db: DatabaseConnection,
+    envelope: Arc<Envelope>,
+    objects: Arc<dyn ObjectStore>,
+    outbox: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Recordings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recordings").field("objects", &self.objects.to_string()).finish_non_exhaustive()
+    }
+}
+
+fn object_error(e: object_store::Error) -> Error {
+    Error::Unavailable(format!("object storage: {}", e.to_string().chars().take(200).collect::<String>()))
+}
+
+fn sealed_key(row: &recording::Model) -> Option<SealedRecordKey> {
+    Some(SealedRecordKey { data_key_id: row.key_data_key_id.clone(), sealed: row.key_sealed.clone()? })
+}
+
+impl Recordings {
+    /// Assembles the service.
+    pub fn new(
+        db: DatabaseConnection,
+        envelope: Arc<Envelope>,
+        objects: Arc<dyn ObjectStore>,
+        outbox: Arc<Notify>,
+    ) -> Self {
+        Self { db, envelope, objects, outbox }
+    }
+
+    /// After a restart: uploads that were in flight died with the process;
+    /// their objects (if any) and rows go, so nothing is left orphaned.
+    pub async fn sweep(&self) -> Result<usize> {
+        let stale =
+            recording::Entity::find().filter(recording::Column::State.eq(state::UPLOADING)).all(&self.db).await?;
+        for r in &stale {
+            match self.objects.delete(&Path::from(r.object_path.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(object_error(e)),
+            }
+            recording::Entity::delete_by_id(r.id.clone()).exec(&self.db).await?;
+        }
+        if !stale.is_empty() {
+            tracing::warn!(count = stale.len(), "removed uploads interrupted by a restart");
+        }
+        Ok(stale.len())
+    }
+
+    /// Receives, encrypts and stores a recording. Nothing is visible until the
+    /// object is complete; a failed upload leaves nothing behind.
+    pub async fn upload<S>(&self, uploader: &str, h: Header, mut audio: S) -> Result<recording::Model>
+    where
+        S: Stream<Item = Result<Bytes>> + Unpin,
+    {
+        h.validate()?;
+        let id = format!("rec-{}", uuid::Uuid::now_v7().simple());
+        let (rk, sealed) = self.envelope.new_record_key(&h.tenant, &id).await?;
+        let prefix = stream::new_prefix().map_err(|e| Error::Internal(e.to_string()))?;
+        let path = format!("recordings/{}/{id}", h.tenant);
+        let row = recording::Model {
+            id: id.clone(),
+            tenant_id: h.tenant.clone(),
+            call_id: h.call_id.clone(),
+            lead_id: h.lead_id.clone(),
+            agent_id: h.agent_id.clone(),
+            team_id: h.team_id.clone(),
+            caller_line: h.caller_line.clone(),
+            started_at: h.started_at,
+            duration_seconds: i64::from(h.duration_seconds),
+            format: h.format.clone(),
+            consent_offset_ms: h.consent.map(|c| c.0 as i64),
+            consent_length_ms: h.consent.map(|c| c.1 as i64),
+            size_bytes: 0,
+            sha256: None,
+            nonce_prefix: prefix.to_vec(),
+            key_data_key_id: sealed.data_key_id,
+            key_sealed: Some(sealed.sealed),
+            object_path: path.clone(),
+            state: state::UPLOADING.into(),
+            stored_at: None,
+            retain_until: h.started_at,
+            retention_class: "default".into(),
+            legal_hold: false,
+            legal_hold_reason: String::new(),
+        };
+        recording::Entity::insert(recording::ActiveModel::from(row.clone())).exec(&self.db).await?;
+        let result = self.receive(&rk, &row, &mut audio).await;
+        let (size, sha) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                recording::Entity::delete_by_id(id.clone()).exec(&self.db).await?;
+                return Err(e);
+            }
+        };
+        let now = Utc::now();
+        let mut retain = now + Duration::days(DEFAULT_DELETE_AFTER_DAYS);
+        if h.consent.is_some() {
+            retain = retain.max(h.started_at + Duration::days(CONSENT_RETENTION_DAYS));
+        }
+        let mut active: recording::ActiveModel = row.into();
+        active.state = Set(state::STORED.into());
+        active.size_bytes = Set(size as i64);
+        active.sha256 = Set(Some(sha.to_vec()));
+        active.stored_at = Set(Some(now));
+        active.retain_until = Set(retain);
+        let txn = self.db.begin().await?;
+        let stored = active.update(&txn).await?;
+        let event = EventBuilder::new(&h.tenant, "recording.upload")
+            .actor("", uploader)
+            .resource("recording", &id)
+            .detail("lead", &h.lead_id)
+            .detail("bytes", size);
+        guardline_audit_client::enqueue(&txn, &event.build()).await?;
+        txn.commit().await?;
+        self.outbox.notify_one();
+        Ok(stored)
+    }
+
+    async fn receive<S>(
+        &self,
+        rk: &guardline_keys::SecretKey,
+        row: &recording::Model,
+        audio: &mut S,
+    ) -> Result<(u64, [u8; 32])>
+    where
+        S: Stream<Item = Result<Bytes>> + Unpin,
+    {
+        let prefix: [u8; 8] =
+            row.nonce_prefix.clone().try_into().map_err(|_| Error::Internal("nonce prefix".into()))?;
+        let binding = Binding { tenant: &row.tenant_id, recording: &row.id, prefix };
+        let mut enc = Encryptor::new(rk, binding).map_err(|e| Error::Internal(e.to_string()))?;
+        let upload = self.objects.put_multipart(&Path::from(row.object_path.as_str())).await.map_err(object_error)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, 5 * 1024 * 1024);
+        let outcome: Result<()> = async {
+            while let Some(data) = audio.next().await {
+                for sealed in enc.push(&data?).map_err(|e| Error::Internal(e.to_string()))? {
+                    writer.wait_for_capacity(4).await.map_err(object_error)?;
+                    writer.write(&sealed);
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = outcome {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        let (last, sha, size) = enc.finish().map_err(|e| Error::Internal(e.to_string()))?;
+        writer.write(&last);
+        writer.finish().await.map_err(object_error)?;
+        Ok((size, sha))
+    }
+
+    /// A stored recording of the tenant (tombstones and uploads are not found).
+    pub async fn get(&self, tenant: &str, id: &str) -> Result<recording::Model> {
+        recording::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await?
+            .filter(|r| r.tenant_id == tenant && r.state == state::STORED)
+            .ok_or(Error::NotFound)
+    }
+
+    /// Stored recordings matching the filters, newest first.
+    pub async fn list(&self, tenant: &str, filter: &ListFilter, limit: u64) -> Result<Vec<recording::Model>> {
+        let mut q = recording::Entity::find()
+            .filter(recording::Column::TenantId.eq(tenant))
+            .filter(recording::Column::State.eq(state::STORED))
+            .order_by_desc(recording::Column::Id);
+        for (col, v) in [
+            (recording::Column::LeadId, &filter.lead),
+            (recording::Column::AgentId, &filter.agent),
+            (recording::Column::CallId, &filter.call),
+        ] {
+            if let Some(v) = v {
+                q = q.filter(col.eq(v.clone()));
+            }
+        }
+        if let Some(owners) = &filter.owners {
+            q = q.filter(recording::Column::AgentId.is_in(owners.clone()));
+        }
+        if let Some(teams) = &filter.teams {
+            q = q.filter(recording::Column::TeamId.is_in(teams.clone()));
+        }
+        if let Some(f) = filter.from {
+            q = q.filter(recording::Column::StartedAt.gte(f));
+        }
+        if let Some(t) = filter.to {
+            q = q.filter(recording::Column::StartedAt.lt(t));
+        }
+        if let Some(b) = &filter.before {
+            q = q.filter(recording::Column::Id.lt(b.clone()));
+        }
+        Ok(q.limit(limit.clamp(1, 1000)).all(&self.db).await?)
+    }
+
+    async fn key(&self, row: &recording::Model) -> Result<(guardline_keys::SecretKey, [u8; 8])> {
+        let sealed = sealed_key(row).ok_or(Error::NotFound)?;
+        let rk = self
+            .envelope
+            .open_record_key(&row.tenant_id, &row.id, &sealed)
+            .await
+            .map_err(|_| Error::DataLoss("recording key does not open".into()))?;
+        let prefix = row.nonce_prefix.clone().try_into().map_err(|_| Error::DataLoss("nonce prefix".into()))?;
+        Ok((rk, prefix))
+    }
+
+    async fn tampered(&self, row: &recording::Model, actor: &str, problem: &str) -> Error {
+        let event = EventBuilder::new(&row.tenant_id, "recording.tamper_detected")
+            .actor(actor, "")
+            .resource("recording", &row.id)
+            .outcome(Outcome::Failed, problem);
+        let txn = self.db.begin().await;
+        if let Ok(txn) = txn
+            && guardline_audit_client::enqueue(&txn, &event.build()).await.is_ok()
+        {
+            let _ = txn.commit().await;
+            self.outbox.notify_one();
+        }
+        tracing::error!(recording = %row.id, %problem, "recording failed authentication");
+        Error::DataLoss("the recording failed its integrity check".into())
+    }
+
+    /// Decrypted audio bytes `[offset, offset + len)` (to the end when len = 0),
+    /// one piece per sealed chunk read.
+    pub async fn read_range(&self, row: &recording::Model, actor: &str, offset: u64, len: u64) -> Result<Vec<Bytes>> {
+        let (rk, prefix) = self.key(row).await?;
+        let size = row.size_bytes as u64;
+        let len = if len == 0 { size.saturating_sub(offset) } else { len };
+        let binding = Binding { tenant: &row.tenant_id, recording: &row.id, prefix };
+        let path = Path::from(row.object_path.as_str());
+        let meta = self.objects.head(&path).await.map_err(object_error)?;
+        if meta.size != stream::sealed_len(size) {
+            return Err(self.tampered(row, actor, "object length differs from the recorded size").await);
+        }
+        let mut out = Vec::new();
+        for i in stream::chunks_for(size, offset, len) {
+            let r = stream::sealed_range(size, i);
+            let sealed = self.objects.get_range(&path, r).await.map_err(object_error)?;
+            let plain = match stream::open_chunk(&rk, &binding, size, i, &sealed) {
+                Ok(p) => p,
+                Err(e) => return Err(self.tampered(row, actor, &e.to_string()).await),
+            };
+            let chunk_start = i * stream::CHUNK as u64;
+            let from = offset.saturating_sub(chunk_start) as usize;
+            let to = ((offset + len).min(chunk_start + plain.len() as u64) - chunk_start) as usize;
+            out.push(Bytes::copy_from_slice(&plain[from.min(to)..to]));
+        }
+        Ok(out)
+    }
+
+    /// Records that `actor` played (part of) a recording.
+    pub async fn audit_play(&self, row: &recording::Model, actor: &str, offset: u64, len: u64) -> Result<()> {
+        let event = EventBuilder::new(&row.tenant_id, "recording.play")
+            .actor(actor, "")
+            .resource("recording", &row.id)
+            .detail("lead", &row.lead_id)
+            .detail("offset", offset)
+            .detail("length", len);
+        let txn = self.db.begin().await?;
+        guardline_audit_client::enqueue(&txn, &event.build()).await?;
+        txn.commit().await?;
+        self.outbox.notify_one();
+        Ok(())
+    }
+
+    /// Re-reads a whole recording and checks every chunk and the SHA-256.
+    pub async fn verify(&self, row: &recording::Model, actor: &str) -> Result<(bool, String)> {
+        let pieces = match self.read_range(row, actor, 0, 0).await {
+            Ok(p) => p,
+            Err(Error::DataLoss(m)) => return Ok((false, m)),
+            Err(e) => return Err(e),
+        };
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for p in &pieces {
+            ctx.update(p);
+        }
+        if row.sha256.as_deref() != Some(ctx.finish().as_ref()) {
+            return Ok((false, self.tampered(row, actor, "plaintext hash differs").await.to_string()));
+        }
+        Ok((true, String::new()))
+    }
+
+    /// Places or clears a legal hold, with a reason; audited.
+    pub async fn set_hold(
+        &self,
+        tenant: &str,
+        id: &str,
+        hold: bool,
+        reason: &str,
+        actor: &str,
+    ) -> Result<recording::Model> {
+        if reason.trim().is_empty() || reason.len() > 500 {
+            return Err(Error::invalid("reason", "required, at most 500 characters"));
+        }
+        let row = self.get(tenant, id).await?;
+        let mut active: recording::ActiveModel = row.into();
+        active.legal_hold = Set(hold);
+        active.legal_hold_reason = Set(if hold { reason.to_owned() } else { String::new() });
+        let txn = self.db.begin().await?;
+        let updated = active.update(&txn).await?;
+        let action = if hold { "recording.legal_hold.set" } else { "recording.legal_hold.clear" };
+        let event = EventBuilder::new(tenant, action)
+            .actor(actor, "")
+            .resource("recording", id)
+            .outcome(Outcome::Allowed, reason);
+        guardline_audit_client::enqueue(&txn, &event.build()).await?;
+        txn.commit().await?;
+        self.outbox.notify_one();
+        Ok(updated)
+    }
+
+    /// Destroys a recording: key first (crypto-shredding), then the object;
+    /// the row stays as a tombstone.
+    async fn destroy(&self, row: recording::Model, new_state: &str, action: &str, actor: (&str, &str)) -> Result<()> {
+        let path = row.object_path.clone();
+        let (tenant, id) = (row.tenant_id.clone(), row.id.clone());
+        let mut active: recording::ActiveModel = row.into();
+        active.key_sealed = Set(None);
+        active.state = Set(new_state.into());
+        let txn = self.db.begin().await?;
+        active.update(&txn).await?;
+        let event = EventBuilder::new(&tenant, action).actor(actor.0, actor.1).resource("recording", &id);
+        guardline_audit_client::enqueue(&txn, &event.build()).await?;
+        txn.commit().await?;
+        self.outbox.notify_one();
+        match self.objects.delete(&Path::from(path.as_str())).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(object_error(e)),
+        }
+    }
+
+    /// Deletes what is due at `as_of`. Returns (purged, held, kept for consent).
+    pub async fn purge(&self, tenant: &str, as_of: DateTime<Utc>, actor: (&str, &str)) -> Result<(u64, u64, u64)> {
+        let rows = recording::Entity::find()
+            .filter(recording::Column::TenantId.eq(tenant))
+            .filter(recording::Column::State.eq(state::STORED))
+            .all(&self.db)
+            .await?;
+        let (mut purged, mut held, mut consent) = (0, 0, 0);
+        for r in rows {
+            let base_due = r.stored_at.unwrap_or(r.started_at) + Duration::days(DEFAULT_DELETE_AFTER_DAYS);
+            if r.retain_until > as_of {
+                if base_due <= as_of && r.consent_length_ms.is_some() {
+                    consent += 1;
+                }
+                continue;
+            }
+            if r.legal_hold {
+                held += 1;
+                continue;
+            }
+            self.destroy(r, state::PURGED, "recording.purge", actor).await?;
+            purged += 1;
+        }
+        Ok((purged, held, consent))
+    }
+
+    /// Erases a lead's recordings, except those under legal hold, which are
+    /// reported back. Returns (erased, held ids).
+    pub async fn erase_lead(&self, tenant: &str, lead: &str, actor: (&str, &str)) -> Result<(u64, Vec<String>)> {
+        let rows = recording::Entity::find()
+            .filter(recording::Column::TenantId.eq(tenant))
+            .filter(recording::Column::LeadId.eq(lead))
+            .filter(recording::Column::State.eq(state::STORED))
+            .all(&self.db)
+            .await?;
+        let (mut erased, mut held) = (0, Vec::new());
+        for r in rows {
+            if r.legal_hold {
+                held.push(r.id.clone());
+                continue;
+            }
+            self.destroy(r, state::ERASED, "recording.erase", actor).await?;
+            erased += 1;
+        }
+        Ok((erased, held))
+    }
+}
+
+/// Filters of `list`; `owners`/`teams` restrict to the caller's scope.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    /// By lead.
+    pub lead: Option<String>,
+    /// By agent.
+    pub agent: Option<String>,
+    /// By call.
+    pub call: Option<String>,
+    /// Started at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Started before.
+    pub to: Option<DateTime<Utc>>,
+    /// Page: ids below this.
+    pub before: Option<String>,
+    /// Scope: only these owners.
+    pub owners: Option<Vec<String>>,
+    /// Scope: only these teams.
+    pub teams: Option<Vec<String>>,
+}
+
+/// A payload for object stores (used by the benchmark's baseline).
+pub fn payload(bytes: Vec<u8>) -> PutPayload {
+    PutPayload::from(bytes)
+}

@@ -1,0 +1,147 @@
+//! Recordings' storage: metadata (never audio) with each recording's sealed
+//! key, its state (uploading, stored, purged, erased — tombstones stay), and
+//! the shared outbox and data-key tables.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::{
+    big_integer, big_integer_null, binary, binary_null, boolean, string, text, timestamp_with_time_zone,
+    timestamp_with_time_zone_null,
+};
+
+/// Recording metadata.
+pub mod recording {
+    use sea_orm::entity::prelude::*;
+    /// One recording.
+    #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "recordings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub call_id: String,
+        pub lead_id: String,
+        pub agent_id: String,
+        pub team_id: String,
+        pub caller_line: String,
+        pub started_at: ChronoDateTimeUtc,
+        pub duration_seconds: i64,
+        pub format: String,
+        pub consent_offset_ms: Option<i64>,
+        pub consent_length_ms: Option<i64>,
+        pub size_bytes: i64,
+        pub sha256: Option<Vec<u8>>,
+        pub nonce_prefix: Vec<u8>,
+        pub key_data_key_id: String,
+        pub key_sealed: Option<Vec<u8>>,
+        pub object_path: String,
+        pub state: String,
+        pub stored_at: Option<ChronoDateTimeUtc>,
+        pub retain_until: ChronoDateTimeUtc,
+        pub retention_class: String,
+        pub legal_hold: bool,
+        pub legal_hold_reason: String,
+    }
+    impl std::fmt::Debug for Model {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Recording").field("id", &self.id).field("state", &self.state).finish_non_exhaustive()
+        }
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Recording states.
+pub mod state {
+    /// Audio is being received; invisible.
+    pub const UPLOADING: &str = "uploading";
+    /// Complete and readable.
+    pub const STORED: &str = "stored";
+    /// Deleted under retention; key destroyed; tombstone.
+    pub const PURGED: &str = "purged";
+    /// Deleted on an erasure request; key destroyed; tombstone.
+    pub const ERASED: &str = "erased";
+}
+
+fn t(n: &str) -> Alias {
+    Alias::new(n)
+}
+
+#[derive(Debug)]
+struct CreateRecordings;
+
+impl MigrationName for CreateRecordings {
+    fn name(&self) -> &str {
+        "m20261128_000300_recordings"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateRecordings {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(t("recordings"))
+                .if_not_exists()
+                .col(string(t("id")).primary_key())
+                .col(string(t("tenant_id")))
+                .col(string(t("call_id")))
+                .col(string(t("lead_id")))
+                .col(string(t("agent_id")))
+                .col(string(t("team_id")))
+                .col(string(t("caller_line")))
+                .col(timestamp_with_time_zone(t("started_at")))
+                .col(big_integer(t("duration_seconds")))
+                .col(string(t("format")))
+                .col(big_integer_null(t("consent_offset_ms")))
+                .col(big_integer_null(t("consent_length_ms")))
+                .col(big_integer(t("size_bytes")))
+                .col(binary_null(t("sha256")))
+                .col(binary(t("nonce_prefix")))
+                .col(string(t("key_data_key_id")))
+                .col(binary_null(t("key_sealed")))
+                .col(text(t("object_path")))
+                .col(string(t("state")))
+                .col(timestamp_with_time_zone_null(t("stored_at")))
+                .col(timestamp_with_time_zone(t("retain_until")))
+                .col(string(t("retention_class")))
+                .col(boolean(t("legal_hold")))
+                .col(string(t("legal_hold_reason")))
+                .to_owned(),
+        )
+        .await?;
+        for (name, col) in
+            [("ix_recordings_lead", "lead_id"), ("ix_recordings_agent", "agent_id"), ("ix_recordings_call", "call_id")]
+        {
+            m.create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name(name)
+                    .table(t("recordings"))
+                    .col(t("tenant_id"))
+                    .col(t(col))
+                    .to_owned(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Migrations of recordings, tracked in their own table.
+#[derive(Debug)]
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        let mut m = guardline_audit_client::migrations();
+        m.extend(guardline_keys::store::migrations());
+        m.push(Box::new(CreateRecordings));
+        m
+    }
+
+    fn migration_table_name() -> DynIden {
+        "guardline_recordings_migrations".into_iden()
+    }
+}
