@@ -186,7 +186,12 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
                         ..Default::default()
                     };
                     guardline_recordings::run(
-                        guardline_recordings::Args { common: c, keys, objects },
+                        guardline_recordings::Args {
+                            common: c,
+                            keys,
+                            objects,
+                            upload_idle_timeout: Duration::from_secs(60),
+                        },
                         Some(listener),
                         s,
                     )

@@ -23,6 +23,9 @@ pub struct Args {
     /// Where encrypted audio is stored.
     #[command(flatten)]
     pub objects: ObjectStoreArgs,
+    /// An upload that sends nothing for this long is abandoned and removed.
+    #[arg(long, env = "GUARDLINE_UPLOAD_IDLE_TIMEOUT", default_value = "60s", value_parser = guardline_runtime::args::parse_duration)]
+    pub upload_idle_timeout: std::time::Duration,
 }
 
 /// Object storage: a local directory by default, S3-compatible by configuration.

@@ -50,7 +50,8 @@ impl Api {
             owner: Some(row.agent_id.clone()),
             team: Some(row.team_id.clone()),
         };
-        if !decide(who, action, &res).allowed {
+        // Playing needs the lead within the caller's lead.read scope too.
+        if !(decide(who, action, &res).allowed && decide(who, "lead.read", &res).allowed) {
             return Err(Error::NotFound.into());
         }
         Ok(row)
@@ -156,14 +157,36 @@ impl RecordingsService for Api {
             format: h.format,
             consent,
         };
-        let audio = stream.map(|m| match m {
-            Ok(pb::UploadRecordingRequest { item: Some(pb::upload_recording_request::Item::Chunk(c)) }) => {
-                Ok(Bytes::from(c))
+        // Audio until the end message; the end's size and hash are checked
+        // against what arrived, and a stream without one is an interrupted upload.
+        let end: std::sync::Arc<std::sync::Mutex<Option<pb::UploadEnd>>> = Default::default();
+        let seen_end = end.clone();
+        let audio = stream.filter_map(move |m| {
+            let seen_end = seen_end.clone();
+            async move {
+                match m {
+                    Ok(pb::UploadRecordingRequest { item: Some(pb::upload_recording_request::Item::Chunk(c)) }) => {
+                        Some(Ok(Bytes::from(c)))
+                    }
+                    Ok(pb::UploadRecordingRequest { item: Some(pb::upload_recording_request::Item::End(e)) }) => {
+                        *seen_end.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                        None
+                    }
+                    Ok(_) => Some(Err(Error::invalid("chunk", "only audio chunks and the end may follow the header"))),
+                    Err(s) => Some(Err(Error::Unavailable(format!("upload interrupted: {}", s.code())))),
+                }
             }
-            Ok(_) => Err(Error::invalid("chunk", "only audio chunks may follow the header")),
-            Err(s) => Err(Error::Unavailable(format!("upload interrupted: {}", s.code()))),
         });
-        let row = self.recordings.upload(&uploader, header, Box::pin(audio)).await?;
+        let closing = move || {
+            end.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take().map(|e| (e.size_bytes, e.sha256))
+        };
+        // The upload runs in its own task: if the client disconnects, the
+        // handler is dropped, but the task still sees the broken stream and
+        // cleans up.
+        let recordings = self.recordings.clone();
+        let row = tokio::spawn(async move { recordings.upload(&uploader, header, Box::pin(audio), closing).await })
+            .await
+            .map_err(|_| Status::internal("internal error"))??;
         Ok(Response::new(to_pb(row)))
     }
 
@@ -190,8 +213,11 @@ impl RecordingsService for Api {
         if who.tenant != r.tenant_id {
             return Err(Status::permission_denied("cross-tenant access is never allowed"));
         }
-        let scope = widest_scope(&who, "recording.play")
+        widest_scope(&who, "recording.play")
             .ok_or_else(|| Status::permission_denied("no role grants recording.play"))?;
+        // What a caller may list is what its lead.read scope reaches.
+        let scope =
+            widest_scope(&who, "lead.read").ok_or_else(|| Status::permission_denied("no role grants lead.read"))?;
         let some = |s: String| (!s.is_empty()).then_some(s);
         let mut filter = ListFilter {
             lead: some(r.lead_id),

@@ -25,15 +25,18 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Args { common, keys, objects } = args;
+    let Args { common, keys, objects, upload_idle_timeout } = args;
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
-    let recordings = std::sync::Arc::new(service::Recordings::new(
-        base.db.clone(),
-        envelope,
-        objects.build()?,
-        base.outbox_waker.clone(),
-    ));
+    let mut recordings =
+        service::Recordings::new(base.db.clone(), envelope, objects.build()?, base.outbox_waker.clone());
+    if objects.s3_bucket.is_none()
+        && let Some(dir) = &objects.recordings_dir
+    {
+        recordings = recordings.with_local_root(dir.clone());
+    }
+    let recordings = recordings.with_idle_timeout(upload_idle_timeout);
+    let recordings = std::sync::Arc::new(recordings);
     recordings.sweep().await?;
     let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
     let verifier = std::sync::Arc::new(guardline_runtime::token::TokenVerifier::new(

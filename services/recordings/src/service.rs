@@ -81,6 +81,11 @@ pub struct Recordings {
     envelope: Arc<Envelope>,
     objects: Arc<dyn ObjectStore>,
     outbox: Arc<Notify>,
+    // The directory of a local-filesystem store, whose interrupted multipart
+    // uploads leave `<object>#<n>` staging files behind.
+    local_root: Option<std::path::PathBuf>,
+    // An upload that sends nothing for this long is abandoned and removed.
+    idle_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Recordings {
@@ -105,7 +110,19 @@ impl Recordings {
         objects: Arc<dyn ObjectStore>,
         outbox: Arc<Notify>,
     ) -> Self {
-        Self { db, envelope, objects, outbox }
+        Self { db, envelope, objects, outbox, local_root: None, idle_timeout: std::time::Duration::from_secs(60) }
+    }
+
+    /// Abandons uploads that send nothing for `timeout`.
+    pub fn with_idle_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Declares the store a local directory, so the sweep can remove staging files.
+    pub fn with_local_root(mut self, dir: std::path::PathBuf) -> Self {
+        self.local_root = Some(dir);
+        self
     }
 
     /// After a restart: uploads that were in flight died with the process;
@@ -118,6 +135,16 @@ impl Recordings {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(object_error(e)),
             }
+            if let Some(root) = &self.local_root {
+                let dest = root.join(&r.object_path);
+                if let (Some(dir), Some(name)) = (dest.parent(), dest.file_name().and_then(|n| n.to_str())) {
+                    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                        if entry.file_name().to_str().is_some_and(|f| f.starts_with(&format!("{name}#"))) {
+                            let _ = std::fs::remove_file(entry.path());
+                        }
+                    }
+                }
+            }
             recording::Entity::delete_by_id(r.id.clone()).exec(&self.db).await?;
         }
         if !stale.is_empty() {
@@ -128,9 +155,10 @@ impl Recordings {
 
     /// Receives, encrypts and stores a recording. Nothing is visible until the
     /// object is complete; a failed upload leaves nothing behind.
-    pub async fn upload<S>(&self, uploader: &str, h: Header, mut audio: S) -> Result<recording::Model>
+    pub async fn upload<S, E>(&self, uploader: &str, h: Header, mut audio: S, closing: E) -> Result<recording::Model>
     where
         S: Stream<Item = Result<Bytes>> + Unpin,
+        E: FnOnce() -> Option<(u64, Vec<u8>)>,
     {
         h.validate()?;
         let id = format!("rec-{}", uuid::Uuid::now_v7().simple());
@@ -164,7 +192,7 @@ impl Recordings {
             legal_hold_reason: String::new(),
         };
         recording::Entity::insert(recording::ActiveModel::from(row.clone())).exec(&self.db).await?;
-        let result = self.receive(&rk, &row, &mut audio).await;
+        let result = self.receive(&rk, &row, &mut audio, closing).await;
         let (size, sha) = match result {
             Ok(v) => v,
             Err(e) => {
@@ -196,14 +224,16 @@ impl Recordings {
         Ok(stored)
     }
 
-    async fn receive<S>(
+    async fn receive<S, E>(
         &self,
         rk: &guardline_keys::SecretKey,
         row: &recording::Model,
         audio: &mut S,
+        closing: E,
     ) -> Result<(u64, [u8; 32])>
     where
         S: Stream<Item = Result<Bytes>> + Unpin,
+        E: FnOnce() -> Option<(u64, Vec<u8>)>,
     {
         let prefix: [u8; 8] =
             row.nonce_prefix.clone().try_into().map_err(|_| Error::Internal("nonce prefix".into()))?;
@@ -212,7 +242,11 @@ impl Recordings {
         let upload = self.objects.put_multipart(&Path::from(row.object_path.as_str())).await.map_err(object_error)?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, 5 * 1024 * 1024);
         let outcome: Result<()> = async {
-            while let Some(data) = audio.next().await {
+            loop {
+                let next = tokio::time::timeout(self.idle_timeout, audio.next())
+                    .await
+                    .map_err(|_| Error::Unavailable("the upload stalled; start it again".into()))?;
+                let Some(data) = next else { break };
                 for sealed in enc.push(&data?).map_err(|e| Error::Internal(e.to_string()))? {
                     writer.wait_for_capacity(4).await.map_err(object_error)?;
                     writer.write(&sealed);
@@ -226,6 +260,18 @@ impl Recordings {
             return Err(e);
         }
         let (last, sha, size) = enc.finish().map_err(|e| Error::Internal(e.to_string()))?;
+        let checked = match closing() {
+            None => Err(Error::Unavailable("the upload ended without its end message; nothing was stored".into())),
+            Some((n, _)) if n != size => Err(Error::invalid("end.size_bytes", "differs from the bytes received")),
+            Some((_, h)) if !h.is_empty() && h != sha => {
+                Err(Error::invalid("end.sha256", "differs from the audio received"))
+            }
+            Some(_) => Ok(()),
+        };
+        if let Err(e) = checked {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
         writer.write(&last);
         writer.finish().await.map_err(object_error)?;
         Ok((size, sha))

@@ -1,0 +1,565 @@
+//! Recordings over real mTLS with the real identity service; every scenario
+//! on SQLite and PostgreSQL, with the filesystem object store.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine;
+use guardline_proto::identity::v1 as idpb;
+use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use guardline_proto::recordings::v1 as pb;
+use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
+use guardline_runtime::GrpcChannel;
+use guardline_runtime::args::{DatabaseArgs, MeshArgs, ServerArgs, TelemetryArgs, TlsArgs};
+use guardline_runtime::devca::DevCa;
+use guardline_runtime::error::field_violations;
+use guardline_runtime::tls::{TlsMaterial, install_crypto_provider};
+use guardline_service::CommonArgs;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request};
+
+struct Mesh {
+    dir: tempfile::TempDir,
+    ca: DevCa,
+    rec_uri: String,
+    id_uri: String,
+    rec_db: String,
+    stop: CancellationToken,
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn common(ca: &DevCa, name: &str, addr: std::net::SocketAddr, mesh: &MeshArgs, db: String) -> CommonArgs {
+    let f = ca.issue(name).expect("cert");
+    CommonArgs {
+        server: ServerArgs::on(addr),
+        tls: TlsArgs { tls_cert: f.cert, tls_key: f.key, tls_ca: f.ca, tls_reload_interval: Duration::from_secs(5) },
+        mesh: mesh.clone(),
+        database: DatabaseArgs { database_url: db, database_max_connections: 5, database_schema: None },
+        telemetry: TelemetryArgs::default(),
+    }
+}
+
+async fn start(postgres: bool) -> Mesh {
+    install_crypto_provider();
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = DevCa::open_or_create(&dir.path().join("pki"), "guardline.local", "guardline").expect("ca");
+    let id_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let rec_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let (id_a, rec_a) = (id_l.local_addr().expect("addr"), rec_l.local_addr().expect("addr"));
+    let mesh = MeshArgs {
+        identity_endpoint: format!("https://localhost:{}", id_a.port()),
+        audit_endpoint: "https://localhost:1".into(),
+        ..MeshArgs::default()
+    };
+    let (id_db, rec_db) = if postgres {
+        let pg = guardline_testkit::Postgres::shared().await.expect("postgres");
+        (pg.database().await.expect("db"), pg.database().await.expect("db"))
+    } else {
+        (
+            format!("sqlite://{}", dir.path().join("identity.db").display()),
+            format!("sqlite://{}", dir.path().join("recordings.db").display()),
+        )
+    };
+    let keys = guardline_keys::args::KeysArgs {
+        keyring_path: Some(dir.path().join("keyring.json")),
+        master_key: Some(base64::engine::general_purpose::STANDARD.encode([5u8; 32])),
+        ..Default::default()
+    };
+    let stop = CancellationToken::new();
+    let identity = guardline_identity::Args {
+        common: common(&ca, "identity", id_a, &mesh, id_db),
+        keys: keys.clone(),
+        platform_admins: vec!["platform-admin".into()],
+        access_token_ttl: Duration::from_secs(600),
+        refresh_token_ttl: Duration::from_secs(3600),
+        signing_key_rotation: Duration::from_secs(86_400),
+    };
+    let objects = guardline_recordings::args::ObjectStoreArgs {
+        recordings_dir: Some(dir.path().join("objects")),
+        ..Default::default()
+    };
+    let recordings = guardline_recordings::Args {
+        common: common(&ca, "recordings", rec_a, &mesh, rec_db.clone()),
+        keys,
+        objects,
+        upload_idle_timeout: Duration::from_secs(1),
+    };
+    let s = stop.clone();
+    tokio::spawn(async move { guardline_identity::run(identity, Some(id_l), s).await.expect("identity") });
+    let s = stop.clone();
+    tokio::spawn(async move { guardline_recordings::run(recordings, Some(rec_l), s).await.expect("recordings") });
+    let m = Mesh {
+        dir,
+        ca,
+        rec_uri: format!("https://localhost:{}", rec_a.port()),
+        id_uri: mesh.identity_endpoint.clone(),
+        rec_db,
+        stop,
+    };
+    for _ in 0..100 {
+        let mut c = m.identity("platform-admin");
+        if c.get_verification_keys(idpb::GetVerificationKeysRequest {}).await.is_ok()
+            && m.rec("x")
+                .list_recordings(pb::ListRecordingsRequest::default())
+                .await
+                .is_err_and(|s| s.code() != Code::Unavailable)
+        {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("services did not start");
+}
+
+impl Mesh {
+    fn channel(&self, uri: &str, name: &str) -> GrpcChannel {
+        guardline_runtime::connect(uri, TlsMaterial::load(self.ca.issue(name).expect("cert")).expect("tls"))
+            .expect("channel")
+    }
+    fn rec(&self, name: &str) -> RecordingsServiceClient<GrpcChannel> {
+        RecordingsServiceClient::new(self.channel(&self.rec_uri, name))
+    }
+    fn identity(&self, name: &str) -> IdentityServiceClient<GrpcChannel> {
+        IdentityServiceClient::new(self.channel(&self.id_uri, name))
+    }
+    fn objects(&self) -> PathBuf {
+        self.dir.path().join("objects")
+    }
+}
+
+/// A tenant with users (login, role, team index); returns tenant, team ids, user ids and tokens.
+struct Tenant {
+    id: String,
+    teams: Vec<String>,
+    users: Vec<String>,
+    tokens: Vec<String>,
+}
+
+async fn tenant(m: &Mesh, users: &[(&str, &str, usize)]) -> Tenant {
+    let mut p = m.identity("platform-admin");
+    let id = p
+        .create_tenant(idpb::CreateTenantRequest { name: "R".into(), ..Default::default() })
+        .await
+        .expect("tenant")
+        .into_inner()
+        .id;
+    let mut teams = Vec::new();
+    for name in ["A", "B"] {
+        teams.push(
+            p.create_team(idpb::CreateTeamRequest { tenant_id: id.clone(), name: name.into() })
+                .await
+                .expect("team")
+                .into_inner()
+                .id,
+        );
+    }
+    let pw = "a long enough passphrase".to_owned();
+    let (mut ids, mut tokens) = (Vec::new(), Vec::new());
+    for (login, role, team) in users {
+        let u = p
+            .create_user(idpb::CreateUserRequest {
+                tenant_id: id.clone(),
+                login: (*login).into(),
+                display_name: (*login).into(),
+                password: pw.clone(),
+                roles: vec![(*role).into()],
+                team_ids: vec![teams[*team].clone()],
+            })
+            .await
+            .expect("user")
+            .into_inner();
+        ids.push(u.id);
+    }
+    // A team lead leads the team it is in.
+    for (i, (_, role, team)) in users.iter().enumerate() {
+        if *role == "team_lead" {
+            let members: Vec<String> = users
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| u.2 == *team && u.1 != "team_lead")
+                .map(|(j, _)| ids[j].clone())
+                .collect();
+            p.set_team_members(idpb::SetTeamMembersRequest {
+                tenant_id: id.clone(),
+                team_id: teams[*team].clone(),
+                member_ids: members,
+                lead_ids: vec![ids[i].clone()],
+            })
+            .await
+            .expect("lead");
+        }
+    }
+    for (login, ..) in users {
+        tokens.push(
+            p.login(idpb::LoginRequest {
+                tenant_id: id.clone(),
+                login: (*login).into(),
+                password: pw.clone(),
+                totp_code: String::new(),
+                context: None,
+            })
+            .await
+            .expect("login")
+            .into_inner()
+            .access_token,
+        );
+    }
+    Tenant { id, teams, users: ids, tokens }
+}
+
+fn with<T>(token: &str, mut r: Request<T>) -> Request<T> {
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    r
+}
+
+fn audio(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 % 253) as u8).collect()
+}
+
+fn header(t: &Tenant, lead: &str, agent: usize, team: usize, consent: bool) -> pb::RecordingHeader {
+    pb::RecordingHeader {
+        tenant_id: t.id.clone(),
+        call_id: format!("call-{lead}"),
+        lead_id: lead.into(),
+        agent_id: t.users[agent].clone(),
+        team_id: t.teams[team].clone(),
+        caller_line: "+12025550100".into(),
+        started_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+        duration_seconds: 120,
+        format: "audio/wav".into(),
+        consent_offset_ms: consent.then_some(5_000),
+        consent_length_ms: consent.then_some(8_000),
+        retention_class: String::new(),
+    }
+}
+
+async fn upload(m: &Mesh, as_name: &str, h: pb::RecordingHeader, data: &[u8]) -> Result<pb::Recording, tonic::Status> {
+    let mut msgs = vec![pb::UploadRecordingRequest { item: Some(pb::upload_recording_request::Item::Header(h)) }];
+    for c in data.chunks(40_000) {
+        msgs.push(pb::UploadRecordingRequest { item: Some(pb::upload_recording_request::Item::Chunk(c.to_vec())) });
+    }
+    let end = pb::UploadEnd { size_bytes: data.len() as u64, sha256: vec![] };
+    msgs.push(pb::UploadRecordingRequest { item: Some(pb::upload_recording_request::Item::End(end)) });
+    m.rec(as_name).upload_recording(tokio_stream::iter(msgs)).await.map(tonic::Response::into_inner)
+}
+
+async fn download(
+    m: &Mesh,
+    token: &str,
+    tenant: &str,
+    id: &str,
+    offset: u64,
+    length: u64,
+) -> Result<Vec<u8>, tonic::Status> {
+    let req = pb::DownloadRecordingRequest { tenant_id: tenant.into(), recording_id: id.into(), offset, length };
+    let mut s = m.rec("gateway").download_recording(with(token, Request::new(req))).await?.into_inner();
+    let mut out = Vec::new();
+    while let Some(c) = s.message().await? {
+        out.extend(c.chunk);
+    }
+    Ok(out)
+}
+
+/// Users: agent1 (team A), agent2 (team B), lead1 (leads A), auditor, compliance.
+async fn standard(m: &Mesh) -> Tenant {
+    tenant(
+        m,
+        &[
+            ("agent1", "agent", 0),
+            ("agent2", "agent", 1),
+            ("lead1", "team_lead", 0),
+            ("auditor1", "auditor", 0),
+            ("comp1", "compliance_officer", 0),
+        ],
+    )
+    .await
+}
+
+async fn upload_read_and_scope(postgres: bool) {
+    let m = start(postgres).await;
+    let t = standard(&m).await;
+    let data = audio(200_000);
+    let rec = upload(&m, "telephony-bridge", header(&t, "lead-1", 0, 0, true), &data).await.expect("upload");
+    assert_eq!(rec.size_bytes, 200_000);
+    assert_eq!(rec.sha256, aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &data).as_ref());
+
+    // The owner reads it whole and in ranges; the object on disk is ciphertext.
+    assert_eq!(download(&m, &t.tokens[0], &t.id, &rec.id, 0, 0).await.expect("whole"), data);
+    assert_eq!(
+        download(&m, &t.tokens[0], &t.id, &rec.id, 70_000, 100_000).await.expect("range"),
+        &data[70_000..170_000]
+    );
+    assert_eq!(download(&m, &t.tokens[0], &t.id, &rec.id, 199_990, 100).await.expect("tail"), &data[199_990..]);
+    let object = std::fs::read(m.objects().join("recordings").join(&t.id).join(&rec.id)).expect("object");
+    assert!(!object.windows(64).any(|w| w == &data[1000..1064]), "no clear audio at rest");
+
+    // Scope: another team's agent does not see it; the team lead does; no permission, no access.
+    assert_eq!(download(&m, &t.tokens[1], &t.id, &rec.id, 0, 0).await.expect_err("other team").code(), Code::NotFound);
+    assert_eq!(download(&m, &t.tokens[2], &t.id, &rec.id, 0, 10).await.expect("team lead").len(), 10);
+    assert_eq!(
+        download(&m, &t.tokens[3], &t.id, &rec.id, 0, 10).await.expect_err("auditor").code(),
+        Code::PermissionDenied
+    );
+    let other = tenant(&m, &[("agent9", "agent", 0)]).await;
+    assert_eq!(
+        download(&m, &other.tokens[0], &t.id, &rec.id, 0, 0).await.expect_err("other tenant").code(),
+        Code::PermissionDenied
+    );
+    let list = |tok: &str| {
+        with(tok, Request::new(pb::ListRecordingsRequest { tenant_id: t.id.clone(), ..Default::default() }))
+    };
+    assert_eq!(
+        m.rec("gateway").list_recordings(list(&t.tokens[0])).await.expect("list").into_inner().recordings.len(),
+        1
+    );
+    assert_eq!(
+        m.rec("gateway").list_recordings(list(&t.tokens[1])).await.expect("list").into_inner().recordings.len(),
+        0
+    );
+    let verify = pb::VerifyRecordingRequest { tenant_id: t.id.clone(), recording_id: rec.id.clone() };
+    assert!(
+        m.rec("gateway")
+            .verify_recording(with(&t.tokens[0], Request::new(verify)))
+            .await
+            .expect("verify")
+            .into_inner()
+            .ok
+    );
+
+    // An end that does not match what arrived stores nothing.
+    let bad_end = vec![
+        pb::UploadRecordingRequest {
+            item: Some(pb::upload_recording_request::Item::Header(header(&t, "lead-3", 0, 0, false))),
+        },
+        pb::UploadRecordingRequest { item: Some(pb::upload_recording_request::Item::Chunk(data[..1000].to_vec())) },
+        pb::UploadRecordingRequest {
+            item: Some(pb::upload_recording_request::Item::End(pb::UploadEnd { size_bytes: 999, sha256: vec![] })),
+        },
+    ];
+    let err = m.rec("telephony-bridge").upload_recording(tokio_stream::iter(bad_end)).await.expect_err("size mismatch");
+    assert_eq!(field_violations(&err)[0].field, "end.size_bytes");
+    let listed = m.rec("gateway").list_recordings(list(&t.tokens[0])).await.expect("list").into_inner().recordings;
+    assert_eq!(listed.len(), 1, "the refused upload is not visible");
+
+    // Only the telephony bridge uploads; bad headers name the field.
+    assert_eq!(
+        upload(&m, "cli", header(&t, "lead-2", 0, 0, false), &data).await.expect_err("cli").code(),
+        Code::PermissionDenied
+    );
+    let mut h = header(&t, "lead-2", 0, 0, false);
+    h.started_at = None;
+    assert_eq!(
+        field_violations(&upload(&m, "telephony-bridge", h, &data).await.expect_err("no start"))[0].field,
+        "header.started_at"
+    );
+    let mut h = header(&t, "lead-2", 0, 0, true);
+    h.consent_offset_ms = Some(119_000);
+    assert_eq!(
+        field_violations(&upload(&m, "telephony-bridge", h, &data).await.expect_err("consent"))[0].field,
+        "header.consent_offset_ms"
+    );
+}
+
+async fn tampering_fails_with_data_loss(postgres: bool) {
+    let m = start(postgres).await;
+    let t = standard(&m).await;
+    let data = audio(3 * 65_536 + 100);
+    let a = upload(&m, "telephony-bridge", header(&t, "lead-a", 0, 0, false), &data).await.expect("upload");
+    let b = upload(&m, "telephony-bridge", header(&t, "lead-b", 0, 0, false), &data).await.expect("upload");
+    let path = |id: &str| m.objects().join("recordings").join(&t.id).join(id);
+    let original = std::fs::read(path(&a.id)).expect("object");
+    let check = async |what: &str| {
+        let err = download(&m, &t.tokens[0], &t.id, &a.id, 0, 0).await.expect_err(what);
+        assert_eq!(err.code(), Code::DataLoss, "{what}: {err:?}");
+        let verify = pb::VerifyRecordingRequest { tenant_id: t.id.clone(), recording_id: a.id.clone() };
+        assert!(
+            !m.rec("gateway")
+                .verify_recording(with(&t.tokens[0], Request::new(verify)))
+                .await
+                .expect("verify")
+                .into_inner()
+                .ok,
+            "{what}"
+        );
+    };
+    let mut flipped = original.clone();
+    flipped[70_000] ^= 1;
+    std::fs::write(path(&a.id), &flipped).expect("write");
+    check("a flipped byte").await;
+    let sealed = 65_536 + 16;
+    let dropped = [&original[..sealed], &original[2 * sealed..]].concat();
+    std::fs::write(path(&a.id), &dropped).expect("write");
+    check("a dropped chunk").await;
+    std::fs::write(path(&a.id), &original[..2 * sealed]).expect("write");
+    check("a truncated object").await;
+    std::fs::copy(path(&b.id), path(&a.id)).expect("swap");
+    check("another recording's object").await;
+    std::fs::write(path(&a.id), &original).expect("restore");
+    assert_eq!(download(&m, &t.tokens[0], &t.id, &a.id, 0, 0).await.expect("restored"), data);
+
+    // Each failed read was audited (in the outbox, audit being unreachable here).
+    let db = guardline_runtime::storage::connect(&DatabaseArgs {
+        database_url: m.rec_db.clone(),
+        database_max_connections: 1,
+        database_schema: None,
+    })
+    .await
+    .expect("db");
+    use sea_orm::{ConnectionTrait, Statement};
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT payload FROM guardline_audit_outbox"))
+        .await
+        .expect("outbox");
+    let tamper = rows
+        .iter()
+        .filter(|r| {
+            r.try_get::<Vec<u8>>("", "payload").is_ok_and(|p| p.windows(25).any(|w| w == b"recording.tamper_detected"))
+        })
+        .count();
+    assert!(tamper >= 4, "{tamper} tamper events");
+}
+
+async fn legal_hold_purge_and_erasure(postgres: bool) {
+    let m = start(postgres).await;
+    let t = standard(&m).await;
+    let data = audio(1000);
+    let held = upload(&m, "telephony-bridge", header(&t, "lead-h", 0, 0, false), &data).await.expect("upload");
+    let plain = upload(&m, "telephony-bridge", header(&t, "lead-p", 0, 0, false), &data).await.expect("upload");
+    let consent = upload(&m, "telephony-bridge", header(&t, "lead-c", 0, 0, true), &data).await.expect("upload");
+    let comp = &t.tokens[4];
+    let hold = |reason: &str| {
+        with(
+            comp,
+            Request::new(pb::SetLegalHoldRequest {
+                tenant_id: t.id.clone(),
+                recording_id: held.id.clone(),
+                reason: reason.into(),
+            }),
+        )
+    };
+    assert_eq!(
+        field_violations(&m.rec("gateway").set_legal_hold(hold("")).await.expect_err("no reason"))[0].field,
+        "reason"
+    );
+    let agent_hold = with(
+        &t.tokens[0],
+        Request::new(pb::SetLegalHoldRequest {
+            tenant_id: t.id.clone(),
+            recording_id: held.id.clone(),
+            reason: "x".into(),
+        }),
+    );
+    assert_eq!(m.rec("gateway").set_legal_hold(agent_hold).await.expect_err("agent").code(), Code::PermissionDenied);
+    assert!(m.rec("gateway").set_legal_hold(hold("case 2026-114")).await.expect("hold").into_inner().legal_hold);
+
+    // Purge boundaries: one second before retain_until nothing goes; at it, it goes.
+    let until = plain.retain_until.expect("retention");
+    let at = |secs: i64| pb::PurgeExpiredRequest {
+        tenant_id: t.id.clone(),
+        as_of: Some(prost_types::Timestamp { seconds: secs, nanos: until.nanos }),
+    };
+    let mut op = m.rec("operator");
+    let before = op.purge_expired(at(until.seconds - 1)).await.expect("purge").into_inner();
+    assert_eq!((before.purged, before.held), (0, 0));
+    let due = op.purge_expired(at(until.seconds + 1)).await.expect("purge").into_inner();
+    assert_eq!((due.purged, due.held, due.kept_for_consent), (1, 1, 1), "plain purged, held kept, consent kept");
+    assert_eq!(download(&m, &t.tokens[0], &t.id, &plain.id, 0, 0).await.expect_err("purged").code(), Code::NotFound);
+    assert!(!m.objects().join("recordings").join(&t.id).join(&plain.id).exists(), "object deleted");
+    assert_eq!(
+        m.rec("gateway").purge_expired(at(until.seconds + 1)).await.expect_err("not the operator").code(),
+        Code::Unauthenticated
+    );
+
+    // Erasure reports held recordings and erases the rest.
+    let erase = |lead: &str| pb::EraseLeadRecordingsRequest { tenant_id: t.id.clone(), lead_id: lead.into() };
+    assert_eq!(
+        m.rec("cli").erase_lead_recordings(erase("lead-c")).await.expect_err("cli").code(),
+        Code::PermissionDenied
+    );
+    let e = m.rec("lead-vault").erase_lead_recordings(erase("lead-h")).await.expect("erase").into_inner();
+    assert_eq!((e.erased, e.held_recording_ids), (0, vec![held.id.clone()]));
+    let e = m.rec("lead-vault").erase_lead_recordings(erase("lead-c")).await.expect("erase").into_inner();
+    assert_eq!(e.erased, 1);
+    assert_eq!(download(&m, &t.tokens[0], &t.id, &consent.id, 0, 0).await.expect_err("erased").code(), Code::NotFound);
+}
+
+async fn an_interrupted_upload_leaves_nothing(postgres: bool) {
+    let m = start(postgres).await;
+    let t = standard(&m).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(pb::UploadRecordingRequest {
+        item: Some(pb::upload_recording_request::Item::Header(header(&t, "lead-x", 0, 0, false))),
+    })
+    .await
+    .expect("send");
+    for _ in 0..3 {
+        tx.send(pb::UploadRecordingRequest { item: Some(pb::upload_recording_request::Item::Chunk(audio(100_000))) })
+            .await
+            .expect("send");
+    }
+    let mut client = m.rec("telephony-bridge");
+    let task =
+        tokio::spawn(async move { client.upload_recording(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The client goes away mid-upload (its connection closes); the sender is
+    // kept, so the stream never ends cleanly.
+    task.abort();
+    let db = guardline_runtime::storage::connect(&DatabaseArgs {
+        database_url: m.rec_db.clone(),
+        database_max_connections: 1,
+        database_schema: None,
+    })
+    .await
+    .expect("db");
+    use sea_orm::{ConnectionTrait, Statement};
+    let mut left = usize::MAX;
+    for _ in 0..100 {
+        let rows = db
+            .query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT state FROM recordings"))
+            .await
+            .expect("q");
+        left = rows.len();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "no recording row survives a client disconnect");
+    let files: Vec<_> = walk(&m.objects());
+    assert!(files.is_empty(), "no object or staging file left: {files:?}");
+    drop(tx);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        }
+    }
+    out
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(false).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(true).await; })*
+        }
+    };
+}
+
+on_both_stores!(
+    upload_read_and_scope,
+    tampering_fails_with_data_loss,
+    legal_hold_purge_and_erasure,
+    an_interrupted_upload_leaves_nothing
+);
