@@ -247,3 +247,84 @@ async fn an_acknowledged_audit_event_survives_kill_9() {
     assert_eq!(proof.leaf_index, 0);
     mesh.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_upload_killed_mid_way_leaves_nothing_after_restart() {
+    use guardline_proto::recordings::v1 as rpb;
+    use sea_orm::{ConnectionTrait, Statement};
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = Mesh::start(dir.path(), &[]);
+    wait_serving(&mesh, dir.path()).await;
+    let ca = DevCa::open_or_create(&dir.path().join("pki"), "guardline.local", "guardline").expect("ca");
+    let bridge = TlsMaterial::load(ca.issue("telephony-bridge").expect("cert")).expect("tls");
+    let mut client = rpb::recordings_service_client::RecordingsServiceClient::new(
+        guardline_runtime::connect(&mesh.uri(3), bridge).expect("channel"),
+    );
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let header = rpb::RecordingHeader {
+        tenant_id: "t-up".into(),
+        call_id: "call-1".into(),
+        lead_id: "lead-1".into(),
+        agent_id: "u-1".into(),
+        started_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+        duration_seconds: 60,
+        format: "audio/wav".into(),
+        ..Default::default()
+    };
+    tx.send(rpb::UploadRecordingRequest { item: Some(rpb::upload_recording_request::Item::Header(header)) })
+        .await
+        .expect("send");
+    let upload =
+        tokio::spawn(async move { client.upload_recording(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+    for _ in 0..8 {
+        tx.send(rpb::UploadRecordingRequest {
+            item: Some(rpb::upload_recording_request::Item::Chunk(vec![7u8; 1 << 20])),
+        })
+        .await
+        .expect("send");
+    }
+    let db_url = format!("sqlite://{}", dir.path().join("recordings.db").display());
+    let rows = async |state: &str| {
+        let args = guardline_runtime::args::DatabaseArgs {
+            database_url: db_url.clone(),
+            database_max_connections: 1,
+            database_schema: None,
+        };
+        let db = guardline_runtime::storage::connect(&args).await.expect("db");
+        let sql = format!("SELECT id FROM recordings WHERE state = '{state}'");
+        db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.expect("query").len()
+    };
+    for _ in 0..100 {
+        if rows("uploading").await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rows("uploading").await, 1, "the upload is in flight");
+    let files = || {
+        let mut found = Vec::new();
+        let mut stack = vec![dir.path().join("recordings")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() { stack.push(e.path()) } else { found.push(e.path()) }
+            }
+        }
+        found
+    };
+    for _ in 0..100 {
+        if files().iter().any(|f| f.to_string_lossy().contains('#')) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(files().iter().any(|f| f.to_string_lossy().contains('#')), "a staging file is on disk: {:?}", files());
+    mesh.kill_9();
+    upload.abort();
+
+    let mesh = Mesh::start(dir.path(), &[]);
+    wait_serving(&mesh, dir.path()).await;
+    assert_eq!(rows("uploading").await + rows("stored").await, 0, "the interrupted upload was swept");
+    assert!(files().is_empty(), "no object or staging file is left: {:?}", files());
+    drop(tx);
+    mesh.stop().await;
+}
