@@ -156,6 +156,7 @@ impl RecordingsService for Api {
             duration_seconds: h.duration_seconds,
             format: h.format,
             consent,
+            retention_class: h.retention_class,
         };
         // Audio until the end message; the end's size and hash are checked
         // against what arrived, and a stream without one is an interrupted upload.
@@ -286,6 +287,15 @@ impl RecordingsService for Api {
         let as_of = from_ts("as_of", r.as_of.as_ref())?.unwrap_or_else(Utc::now);
         let (purged, held, kept_for_consent) = self.recordings.purge(&r.tenant_id, as_of, (&actor.0, &actor.1)).await?;
         Ok(Response::new(pb::PurgeExpiredResponse { purged, held, kept_for_consent }))
+    }
+
+    async fn set_retention_class(&self, req: Request<pb::SetRetentionClassRequest>) -> Reply<pb::RetentionClass> {
+        let who = self.user(&req).await?;
+        let class = req.into_inner().class.ok_or_else(|| Status::from(Error::invalid("class", "required")))?;
+        require(&who, "policy.manage", &class.tenant_id)?;
+        let c = &class;
+        self.recordings.set_retention_class(&c.tenant_id, &c.name, c.min_days, c.delete_after_days, &who.user).await?;
+        Ok(Response::new(class))
     }
 
     async fn erase_lead_recordings(

@@ -21,9 +21,11 @@ use tokio::sync::Notify;
 
 use crate::domain::stream::{self, Binding, Encryptor};
 use crate::error::{Error, Result};
-use crate::store::{recording, state};
+use crate::store::{recording, retention_class, state};
 
-/// Retention when the tenant configured no class: delete after three years.
+/// The built-in `default` class: kept at least 180 days...
+pub const DEFAULT_MIN_DAYS: i64 = 180;
+/// ...and deleted after three years.
 pub const DEFAULT_DELETE_AFTER_DAYS: i64 = 3 * 365;
 /// Consent records are kept four years; recordings that carry one as long.
 pub const CONSENT_RETENTION_DAYS: i64 = 4 * 365;
@@ -51,6 +53,8 @@ pub struct Header {
     pub format: String,
     /// Spoken-consent segment (offset, length) in ms.
     pub consent: Option<(u64, u64)>,
+    /// Retention class; `default` when empty.
+    pub retention_class: String,
 }
 
 impl Header {
@@ -161,6 +165,8 @@ impl Recordings {
         E: FnOnce() -> Option<(u64, Vec<u8>)>,
     {
         h.validate()?;
+        let class_name = if h.retention_class.is_empty() { "default".to_owned() } else { h.retention_class.clone() };
+        let (_, delete_after) = self.retention_class(&h.tenant, &class_name).await?;
         let id = format!("rec-{}", uuid::Uuid::now_v7().simple());
         let (rk, sealed) = self.envelope.new_record_key(&h.tenant, &id).await?;
         let prefix = stream::new_prefix().map_err(|e| Error::Internal(e.to_string()))?;
@@ -187,7 +193,7 @@ impl Recordings {
             state: state::UPLOADING.into(),
             stored_at: None,
             retain_until: h.started_at,
-            retention_class: "default".into(),
+            retention_class: class_name.clone(),
             legal_hold: false,
             legal_hold_reason: String::new(),
         };
@@ -201,7 +207,7 @@ impl Recordings {
             }
         };
         let now = Utc::now();
-        let mut retain = now + Duration::days(DEFAULT_DELETE_AFTER_DAYS);
+        let mut retain = now + Duration::days(delete_after);
         if h.consent.is_some() {
             retain = retain.max(h.started_at + Duration::days(CONSENT_RETENTION_DAYS));
         }
@@ -275,6 +281,60 @@ impl Recordings {
         writer.write(&last);
         writer.finish().await.map_err(object_error)?;
         Ok((size, sha))
+    }
+
+    /// (min days, delete-after days) of a tenant's class; `default` exists always.
+    pub async fn retention_class(&self, tenant: &str, name: &str) -> Result<(i64, i64)> {
+        let row = retention_class::Entity::find_by_id((tenant.to_owned(), name.to_owned())).one(&self.db).await?;
+        match row {
+            Some(c) => Ok((i64::from(c.min_days), i64::from(c.delete_after_days))),
+            None if name == "default" => Ok((DEFAULT_MIN_DAYS, DEFAULT_DELETE_AFTER_DAYS)),
+            None => Err(Error::invalid("header.retention_class", "no such retention class in the tenant")),
+        }
+    }
+
+    /// Defines or changes a retention class (existing recordings keep their dates).
+    pub async fn set_retention_class(
+        &self,
+        tenant: &str,
+        name: &str,
+        min_days: u32,
+        delete_after_days: u32,
+        actor: &str,
+    ) -> Result<()> {
+        let valid_name = !name.is_empty()
+            && name.len() <= 48
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid_name {
+            return Err(Error::invalid("class.name", "use 1-48 characters of a-z, 0-9 and '_'"));
+        }
+        if min_days == 0 {
+            return Err(Error::invalid("class.min_days", "must be at least 1"));
+        }
+        if delete_after_days < min_days {
+            return Err(Error::invalid("class.delete_after_days", "must not be shorter than min_days"));
+        }
+        let row = retention_class::ActiveModel {
+            tenant_id: Set(tenant.to_owned()),
+            name: Set(name.to_owned()),
+            min_days: Set(min_days as i32),
+            delete_after_days: Set(delete_after_days as i32),
+        };
+        let txn = self.db.begin().await?;
+        if retention_class::Entity::find_by_id((tenant.to_owned(), name.to_owned())).one(&txn).await?.is_some() {
+            row.update(&txn).await?;
+        } else {
+            retention_class::Entity::insert(row).exec(&txn).await?;
+        }
+        let event = EventBuilder::new(tenant, "recording.retention_class")
+            .actor(actor, "")
+            .resource("retention_class", name)
+            .detail("min_days", min_days)
+            .detail("delete_after_days", delete_after_days);
+        guardline_audit_client::enqueue(&txn, &event.build()).await?;
+        txn.commit().await?;
+        self.outbox.notify_one();
+        Ok(())
     }
 
     /// A stored recording of the tenant (tombstones and uploads are not found).

@@ -594,6 +594,49 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     out
 }
 
+async fn retention_classes_per_tenant(postgres: bool, backend: Backend) {
+    let m = start_on(postgres, backend).await;
+    let t = standard(&m).await;
+    let class = |name: &str, min: u32, after: u32| pb::SetRetentionClassRequest {
+        class: Some(pb::RetentionClass {
+            tenant_id: t.id.clone(),
+            name: name.into(),
+            min_days: min,
+            delete_after_days: after,
+        }),
+    };
+    let mut c = m.rec("gateway");
+    assert_eq!(
+        c.set_retention_class(with(&t.tokens[0], Request::new(class("short", 180, 200))))
+            .await
+            .expect_err("agent")
+            .code(),
+        Code::PermissionDenied
+    );
+    let bad = c
+        .set_retention_class(with(&t.tokens[4], Request::new(class("short", 180, 100))))
+        .await
+        .expect_err("shorter than min");
+    assert_eq!(field_violations(&bad)[0].field, "class.delete_after_days");
+    let bad =
+        c.set_retention_class(with(&t.tokens[4], Request::new(class("Bad Name", 180, 200)))).await.expect_err("name");
+    assert_eq!(field_violations(&bad)[0].field, "class.name");
+    c.set_retention_class(with(&t.tokens[4], Request::new(class("short", 180, 200)))).await.expect("set");
+
+    let mut h = header(&t, "lead-s", 0, 0, false);
+    h.retention_class = "short".into();
+    let rec = upload(&m, "telephony-bridge", h, &audio(100)).await.expect("upload");
+    let days = (rec.retain_until.expect("until").seconds - rec.stored_at.expect("stored").seconds) / 86_400;
+    assert_eq!(days, 200, "deleted after the class's 200 days");
+    let mut h = header(&t, "lead-u", 0, 0, false);
+    h.retention_class = "forever".into();
+    let err = upload(&m, "telephony-bridge", h, &audio(100)).await.expect_err("unknown class");
+    assert_eq!(field_violations(&err)[0].field, "header.retention_class");
+    let default = upload(&m, "telephony-bridge", header(&t, "lead-d", 0, 0, false), &audio(100)).await.expect("upload");
+    let days = (default.retain_until.expect("until").seconds - default.stored_at.expect("stored").seconds) / 86_400;
+    assert_eq!(days, 3 * 365, "the built-in default class");
+}
+
 macro_rules! on_every_store {
     ($($name:ident),* $(,)?) => {
         mod sqlite_fs {
@@ -612,5 +655,6 @@ on_every_store!(
     upload_read_and_scope,
     tampering_fails_with_data_loss,
     legal_hold_purge_and_erasure,
-    an_interrupted_upload_leaves_nothing
+    an_interrupted_upload_leaves_nothing,
+    retention_classes_per_tenant,
 );

@@ -52,6 +52,26 @@ pub mod recording {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// A tenant's retention classes.
+pub mod retention_class {
+    use sea_orm::entity::prelude::*;
+    /// One class.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "recordings_retention_classes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        pub min_days: i32,
+        pub delete_after_days: i32,
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// Recording states.
 pub mod state {
     /// Audio is being received; invisible.
@@ -108,6 +128,18 @@ impl MigrationTrait for CreateRecordings {
                 .col(string(t("retention_class")))
                 .col(boolean(t("legal_hold")))
                 .col(string(t("legal_hold_reason")))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("recordings_retention_classes"))
+                .if_not_exists()
+                .col(string(t("tenant_id")))
+                .col(string(t("name")))
+                .col(sea_orm_migration::schema::integer(t("min_days")))
+                .col(sea_orm_migration::schema::integer(t("delete_after_days")))
+                .primary_key(Index::create().col(t("tenant_id")).col(t("name")))
                 .to_owned(),
         )
         .await?;
