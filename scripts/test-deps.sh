@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and a fresh machine may lack:
-# PostgreSQL 15 (the production store) and OpenBao (the Vault API).
+# PostgreSQL 15 (the production store), OpenBao (the Vault API) and an
+# S3-protocol server (moto) for the recordings tests.
 # Idempotent; safe to run before every test run.
 set -euo pipefail
 
