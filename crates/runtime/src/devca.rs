@@ -135,14 +135,23 @@ impl DevCa {
         Ok(files)
     }
 
-    /// Issues a certificate for `name` unless a readable one is already there.
+    /// Issues a certificate for `name` unless a readable one is already
+    /// there with more than a week of validity left.
     pub fn ensure(&self, name: &str) -> Result<TlsFiles> {
         let files = TlsFiles::in_dir(&self.dir, name);
-        if !self.fresh && crate::tls::TlsMaterial::load(files.clone()).is_ok() {
+        if !self.fresh && crate::tls::TlsMaterial::load(files.clone()).is_ok() && valid_for_a_week(&files.cert) {
             return Ok(files);
         }
         self.issue(name)
     }
+}
+
+fn valid_for_a_week(cert: &Path) -> bool {
+    use rustls_pki_types::pem::PemObject;
+    let Ok(der) = rustls_pki_types::CertificateDer::from_pem_file(cert) else { return false };
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(der.as_ref()) else { return false };
+    let week = time::Duration::days(7).whole_seconds();
+    parsed.validity().not_after.timestamp() - OffsetDateTime::now_utc().unix_timestamp() > week
 }
 
 /// Creates (or reuses) the dev CA in `dir` with a certificate for every

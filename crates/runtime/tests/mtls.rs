@@ -227,3 +227,16 @@ async fn shutdown_drains_and_stops_accepting() {
     tokio::time::timeout(Duration::from_secs(10), s.task).await.expect("stops in time").expect("join").expect("clean");
     assert!(check(channel(s.addr, &cli)).await.is_err(), "no longer accepting");
 }
+
+#[test]
+fn the_dev_ca_reuses_valid_certificates_and_reissues_missing_ones() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let first = guardline_runtime::devca::ensure_dev_pki(dir.path(), TD, NS).expect("pki");
+    let pem = std::fs::read(&first[0].1.cert).expect("cert");
+    let again = guardline_runtime::devca::ensure_dev_pki(dir.path(), TD, NS).expect("pki");
+    assert_eq!(std::fs::read(&again[0].1.cert).expect("cert"), pem, "a valid certificate is kept");
+    std::fs::write(&first[0].1.cert, "not a certificate").expect("break");
+    let third = guardline_runtime::devca::ensure_dev_pki(dir.path(), TD, NS).expect("pki");
+    let reissued = std::fs::read(&third[0].1.cert).expect("cert");
+    assert!(reissued.starts_with(b"-----BEGIN CERTIFICATE-----") && reissued != pem, "a broken one is reissued");
+}
