@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use guardline_keys::args::KeysArgs;
-use guardline_runtime::args::{DatabaseArgs, MeshArgs, ServerArgs, TelemetryArgs, TlsArgs};
+use guardline_runtime::args::{DatabaseArgs, MeshArgs, TelemetryArgs};
 use guardline_runtime::devca::{CLI, SERVICES, ensure_dev_pki};
 use guardline_service::CommonArgs;
 use tokio::net::TcpListener;
@@ -93,30 +93,11 @@ pub fn certs(args: &CertsArgs) -> anyhow::Result<()> {
 
 fn common(args: &UpArgs, name: &str, addr: SocketAddr, mesh: &MeshArgs, pki: &Path) -> CommonArgs {
     let database = match &args.database_url {
-        Some(url) => DatabaseArgs {
-            database_url: url.clone(),
-            database_max_connections: 5,
-            database_schema: Some(name.replace('-', "_")),
-        },
-        None => DatabaseArgs {
-            database_url: format!("sqlite://{}", args.data_dir.join(format!("{name}.db")).display()),
-            database_max_connections: 5,
-            database_schema: None,
-        },
+        Some(url) => DatabaseArgs { database_schema: Some(name.replace('-', "_")), ..DatabaseArgs::url(url.clone()) },
+        None => DatabaseArgs::url(format!("sqlite://{}", args.data_dir.join(format!("{name}.db")).display())),
     };
     let tls = guardline_runtime::tls::TlsFiles::in_dir(pki, name);
-    CommonArgs {
-        server: ServerArgs::on(addr),
-        tls: TlsArgs {
-            tls_cert: tls.cert,
-            tls_key: tls.key,
-            tls_ca: tls.ca,
-            tls_reload_interval: Duration::from_secs(5),
-        },
-        mesh: mesh.clone(),
-        database,
-        telemetry: args.telemetry.clone(),
-    }
+    CommonArgs { telemetry: args.telemetry.clone(), ..CommonArgs::new(addr, tls, mesh.clone(), database) }
 }
 
 pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {

@@ -72,6 +72,11 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
+    /// Flags for these files, checked every 5 s.
+    pub fn from_files(files: TlsFiles) -> Self {
+        Self { tls_cert: files.cert, tls_key: files.key, tls_ca: files.ca, tls_reload_interval: Duration::from_secs(5) }
+    }
+
     /// The files named by the flags.
     pub fn files(&self) -> TlsFiles {
         TlsFiles { cert: self.tls_cert.clone(), key: self.tls_key.clone(), ca: self.tls_ca.clone() }
@@ -174,6 +179,11 @@ pub struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
+    /// `url` with a pool of 5 and no schema.
+    pub fn url(url: impl Into<String>) -> Self {
+        Self { database_url: url.into(), database_max_connections: 5, database_schema: None }
+    }
+
     /// Checks the URL's scheme, naming the flag on error.
     pub fn validate(&self) -> Result<()> {
         let ok = ["sqlite:", "postgres://", "postgresql://"].iter().any(|p| self.database_url.starts_with(p));

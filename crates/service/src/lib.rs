@@ -40,6 +40,25 @@ pub struct CommonArgs {
     pub telemetry: TelemetryArgs,
 }
 
+impl CommonArgs {
+    /// A service on `addr` with these certificates, peers and database, and
+    /// default limits and telemetry (`guardline up`, tests).
+    pub fn new(
+        addr: std::net::SocketAddr,
+        tls: guardline_runtime::tls::TlsFiles,
+        mesh: MeshArgs,
+        database: DatabaseArgs,
+    ) -> Self {
+        Self {
+            server: ServerArgs::on(addr),
+            tls: TlsArgs::from_files(tls),
+            mesh,
+            database,
+            telemetry: TelemetryArgs::default(),
+        }
+    }
+}
+
 /// The running parts shared by every service.
 #[derive(Debug)]
 pub struct Base {

@@ -13,7 +13,7 @@ use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
 use guardline_proto::identity::v1 as idpb;
 use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use guardline_runtime::GrpcChannel;
-use guardline_runtime::args::{DatabaseArgs, MeshArgs, ServerArgs, TelemetryArgs, TlsArgs};
+use guardline_runtime::args::{DatabaseArgs, MeshArgs};
 use guardline_runtime::devca::DevCa;
 use guardline_runtime::error::field_violations;
 use guardline_runtime::tls::{TlsMaterial, install_crypto_provider};
@@ -40,14 +40,7 @@ impl Drop for Mesh {
 }
 
 fn common(ca: &DevCa, name: &str, addr: std::net::SocketAddr, mesh: &MeshArgs, db: String) -> CommonArgs {
-    let f = ca.issue(name).expect("cert");
-    CommonArgs {
-        server: ServerArgs::on(addr),
-        tls: TlsArgs { tls_cert: f.cert, tls_key: f.key, tls_ca: f.ca, tls_reload_interval: Duration::from_secs(5) },
-        mesh: mesh.clone(),
-        database: DatabaseArgs { database_url: db, database_max_connections: 5, database_schema: None },
-        telemetry: TelemetryArgs::default(),
-    }
+    CommonArgs::new(addr, ca.issue(name).expect("cert"), mesh.clone(), DatabaseArgs::url(db))
 }
 
 async fn start(postgres: bool) -> Mesh {

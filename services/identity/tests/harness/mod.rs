@@ -8,7 +8,7 @@ use base64::Engine;
 use guardline_proto::identity::v1 as pb;
 use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use guardline_runtime::GrpcChannel;
-use guardline_runtime::args::{DatabaseArgs, MeshArgs, ServerArgs, TelemetryArgs, TlsArgs};
+use guardline_runtime::args::{DatabaseArgs, MeshArgs};
 use guardline_runtime::devca::DevCa;
 use guardline_runtime::tls::{TlsMaterial, install_crypto_provider};
 use guardline_service::CommonArgs;
@@ -41,22 +41,12 @@ pub async fn start(database_url: Option<String>) -> Harness {
     let database_url = database_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("identity.db").display()));
     let master = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
     let args = guardline_identity::Args {
-        common: CommonArgs {
-            server: ServerArgs::on(addr),
-            tls: TlsArgs {
-                tls_cert: files.cert,
-                tls_key: files.key,
-                tls_ca: files.ca,
-                tls_reload_interval: Duration::from_secs(5),
-            },
-            mesh: MeshArgs { audit_endpoint: "https://localhost:1".into(), ..MeshArgs::default() },
-            database: DatabaseArgs {
-                database_url: database_url.clone(),
-                database_max_connections: 5,
-                database_schema: None,
-            },
-            telemetry: TelemetryArgs::default(),
-        },
+        common: CommonArgs::new(
+            addr,
+            files,
+            MeshArgs { audit_endpoint: "https://localhost:1".into(), ..MeshArgs::default() },
+            DatabaseArgs::url(database_url.clone()),
+        ),
         keys: guardline_keys::args::KeysArgs {
             keyring_path: Some(dir.path().join("keyring.json")),
             master_key: Some(master),
