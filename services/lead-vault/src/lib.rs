@@ -5,6 +5,7 @@
 //! `RevealField` and a clear export.
 
 pub mod args;
+pub mod domain;
 pub mod grpc;
 pub mod store;
 

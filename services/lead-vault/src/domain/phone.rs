@@ -1,0 +1,117 @@
+//! Phone numbers: parsed and normalised to E.164 with libphonenumber's rules
+//! (the `phonenumber` crate), and indexed blindly for exact lookup.
+
+use phonenumber::country::Id;
+use phonenumber::{Mode, PhoneNumber};
+
+/// A valid phone number in E.164 with its national digits.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Phone {
+    e164: String,
+    country_code: u16,
+    national: String,
+}
+
+impl std::fmt::Debug for Phone {
+    // A phone number is PII: never formatted by accident.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Phone(..)")
+    }
+}
+
+/// Why a number was refused (never repeating it).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    /// The default region is not an ISO 3166 code.
+    #[error("unknown region code")]
+    Region,
+    /// Not a phone number, or not a valid one.
+    #[error("not a valid phone number")]
+    Invalid,
+}
+
+impl Phone {
+    /// Parses `input` (E.164, or national in `default_region` such as `CN`, `US`).
+    pub fn parse(input: &str, default_region: Option<&str>) -> Result<Self, PhoneError> {
+        let region = match default_region.filter(|r| !r.is_empty()) {
+            Some(r) => Some(r.to_ascii_uppercase().parse::<Id>().map_err(|_| PhoneError::Region)?),
+            None => None,
+        };
+        let n: PhoneNumber = phonenumber::parse(region, input.trim()).map_err(|_| PhoneError::Invalid)?;
+        if !phonenumber::is_valid(&n) {
+            return Err(PhoneError::Invalid);
+        }
+        let national = n.national().to_string();
+        Ok(Self { e164: n.format().mode(Mode::E164).to_string(), country_code: n.code().value(), national })
+    }
+
+    /// `+<country><national>`.
+    pub fn e164(&self) -> &str {
+        &self.e164
+    }
+
+    /// Masked for display: the country code, the first three and the last
+    /// four national digits, e.g. `+86 138****5678`, `+1 415***2671`.
+    pub fn masked(&self) -> String {
+        let d: Vec<char> = self.national.chars().collect();
+        let body = if d.len() >= 8 {
+            let head: String = d[..3].iter().collect();
+            let tail: String = d[d.len() - 4..].iter().collect();
+            format!("{head}{}{tail}", "*".repeat(d.len() - 7))
+        } else {
+            let keep = d.len().saturating_sub(2);
+            let tail: String = d[keep..].iter().collect();
+            format!("{}{tail}", "*".repeat(keep))
+        };
+        format!("+{} {body}", self.country_code)
+    }
+
+    /// The keyed blind index of the number: HMAC-SHA256 under the tenant's
+    /// index key, so equal numbers are found without storing them in clear.
+    pub fn blind_index(&self, index_key: &[u8]) -> [u8; 32] {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, index_key);
+        let tag = aws_lc_rs::hmac::sign(&key, format!("guardline/phone/v1:{}", self.e164).as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chinese_and_us_numbers_normalise_to_e164() {
+        let cn = Phone::parse("138 1234 5678", Some("CN")).expect("valid");
+        assert_eq!(cn.e164(), "+8613812345678");
+        assert_eq!(Phone::parse("+86 138-1234-5678", None).expect("valid"), cn, "same number, other spelling");
+        let us = Phone::parse("(415) 555-2671", Some("us")).expect("valid");
+        assert_eq!(us.e164(), "+14155552671");
+    }
+
+    #[test]
+    fn invalid_input_is_refused_without_echo() {
+        assert_eq!(Phone::parse("12345", Some("CN")), Err(PhoneError::Invalid));
+        assert_eq!(Phone::parse("call me", Some("US")), Err(PhoneError::Invalid));
+        assert_eq!(Phone::parse("13812345678", Some("ZZ")), Err(PhoneError::Region));
+        assert_eq!(Phone::parse("13812345678", None), Err(PhoneError::Invalid), "national without a region");
+        assert_eq!(format!("{:?}", Phone::parse("+8613812345678", None).expect("valid")), "Phone(..)");
+    }
+
+    #[test]
+    fn masks_keep_the_first_three_and_last_four_national_digits() {
+        assert_eq!(Phone::parse("+8613812345678", None).expect("valid").masked(), "+86 138****5678");
+        assert_eq!(Phone::parse("+14155552671", None).expect("valid").masked(), "+1 415***2671");
+    }
+
+    #[test]
+    fn blind_indexes_match_equal_numbers_only_under_one_key() {
+        let a = Phone::parse("138 1234 5678", Some("CN")).expect("valid");
+        let b = Phone::parse("+8613812345678", None).expect("valid");
+        let c = Phone::parse("+8613812345679", None).expect("valid");
+        assert_eq!(a.blind_index(b"tenant-1"), b.blind_index(b"tenant-1"));
+        assert_ne!(a.blind_index(b"tenant-1"), c.blind_index(b"tenant-1"));
+        assert_ne!(a.blind_index(b"tenant-1"), a.blind_index(b"tenant-2"), "another tenant's index differs");
+    }
+}
