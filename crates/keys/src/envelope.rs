@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use tokio::sync::Mutex;
 
 use crate::aead::{self, Binding};
@@ -197,7 +197,7 @@ impl Envelope {
         self.provider.ensure_tenant_key(tenant).await?;
         let (key, wrapped) = self.provider.generate_data_key(tenant).await?;
         let id = uuid::Uuid::now_v7().to_string();
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         entity::Entity::update_many()
             .col_expr(entity::Column::State, sea_orm::sea_query::Expr::value(state::RETIRING))
             .filter(entity::Column::TenantId.eq(tenant))

@@ -48,6 +48,19 @@ pub async fn connect(args: &DatabaseArgs) -> Result<DatabaseConnection> {
     Ok(db)
 }
 
+/// Begins a transaction that will write. On SQLite it takes the write lock
+/// up front (`BEGIN IMMEDIATE`): a deferred transaction that reads and then
+/// writes fails with SQLITE_BUSY_SNAPSHOT when another connection committed in
+/// between, which busy timeouts cannot cure. PostgreSQL ignores the mode.
+pub async fn write_txn(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::TransactionTrait;
+    db.begin_with_options(sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
 /// Connects and brings the service's schema up to date with its migrator.
 /// Each service names its own migration table, so services may share a database.
 pub async fn open<M: sea_orm_migration::MigratorTrait>(args: &DatabaseArgs) -> Result<DatabaseConnection> {

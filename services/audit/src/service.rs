@@ -8,10 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use guardline_keys::{Envelope, PLATFORM};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::Mutex;
 
 use crate::domain::canonical::Event;
@@ -159,7 +156,7 @@ impl Log {
             first_index: Set(k as i64),
             frontier: Set(frontier.concat()),
         };
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         if crate::store::pruned::Entity::find_by_id(tenant.to_owned()).one(&txn).await?.is_some() {
             row.update(&txn).await?;
         } else {
@@ -215,7 +212,7 @@ impl Log {
         events: Vec<Event>,
     ) -> Result<(Vec<String>, Vec<String>)> {
         let (mut stored, mut dups) = (Vec::new(), Vec::new());
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         // One query per tenant of the batch finds the ids already stored.
         let mut by_tenant: HashMap<&str, Vec<String>> = HashMap::new();
         for e in &events {

@@ -15,7 +15,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
 };
 use tokio::sync::Notify;
 
@@ -217,7 +217,7 @@ impl Recordings {
         active.sha256 = Set(Some(sha.to_vec()));
         active.stored_at = Set(Some(now));
         active.retain_until = Set(retain);
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         let stored = active.update(&txn).await?;
         let event = EventBuilder::new(&h.tenant, "recording.upload")
             .actor("", uploader)
@@ -320,7 +320,7 @@ impl Recordings {
             min_days: Set(min_days as i32),
             delete_after_days: Set(delete_after_days as i32),
         };
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         if retention_class::Entity::find_by_id((tenant.to_owned(), name.to_owned())).one(&txn).await?.is_some() {
             row.update(&txn).await?;
         } else {
@@ -395,7 +395,7 @@ impl Recordings {
             .actor(actor, "")
             .resource("recording", &row.id)
             .outcome(Outcome::Failed, problem);
-        let txn = self.db.begin().await;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await;
         if let Ok(txn) = txn
             && guardline_audit_client::enqueue(&txn, &event.build()).await.is_ok()
         {
@@ -442,7 +442,7 @@ impl Recordings {
             .detail("lead", &row.lead_id)
             .detail("offset", offset)
             .detail("length", len);
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         guardline_audit_client::enqueue(&txn, &event.build()).await?;
         txn.commit().await?;
         self.outbox.notify_one();
@@ -482,7 +482,7 @@ impl Recordings {
         let mut active: recording::ActiveModel = row.into();
         active.legal_hold = Set(hold);
         active.legal_hold_reason = Set(if hold { reason.to_owned() } else { String::new() });
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         let updated = active.update(&txn).await?;
         let action = if hold { "recording.legal_hold.set" } else { "recording.legal_hold.clear" };
         let event = EventBuilder::new(tenant, action)
@@ -503,7 +503,7 @@ impl Recordings {
         let mut active: recording::ActiveModel = row.into();
         active.key_sealed = Set(None);
         active.state = Set(new_state.into());
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         active.update(&txn).await?;
         let event = EventBuilder::new(&tenant, action).actor(actor.0, actor.1).resource("recording", &id);
         guardline_audit_client::enqueue(&txn, &event.build()).await?;

@@ -2,10 +2,7 @@
 
 use chrono::Utc;
 use guardline_authz::{BUILTIN_ROLES, parse_permissions};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{Caller, Identity};
 use crate::domain::credentials::{hash_password, validate_password};
@@ -78,7 +75,7 @@ impl Identity {
             risk_policy: json(&policy)?,
             created_at: Utc::now(),
         };
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         tenant::Entity::insert(tenant::ActiveModel::from(model.clone())).exec(&txn).await?;
         for (role_name, perms) in BUILTIN_ROLES {
             role::Entity::insert(role::ActiveModel {
@@ -127,7 +124,7 @@ impl Identity {
             active.risk_policy = Set(json(&policy)?);
             changed.push("login_risk_policy");
         }
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         let updated = active.update(&txn).await?;
         Self::audit(
             &txn,
@@ -197,7 +194,7 @@ impl Identity {
             locked_until: None,
             created_at: Utc::now(),
         };
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         user::Entity::insert(user::ActiveModel::from(model.clone())).exec(&txn).await?;
         for t in &new.team_ids {
             team_member::Entity::insert(team_member::ActiveModel {
@@ -257,7 +254,7 @@ impl Identity {
             }
             fields.push("status");
         }
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         let updated = active.update(&txn).await?;
         if disable {
             self.revoke_user_sessions(&txn, id).await?;
@@ -311,7 +308,7 @@ impl Identity {
         self.check_roles(tenant, &roles).await?;
         let mut active: user::ActiveModel = self.user(tenant, id).await?.into();
         active.roles = Set(json(&roles)?);
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         let updated = active.update(&txn).await?;
         let event = Self::event(caller, tenant, "user.roles").resource("user", id).detail("roles", roles.join(","));
         Self::audit(&txn, event).await?;
@@ -347,7 +344,7 @@ impl Identity {
             permissions: json(&canonical)?,
             built_in: false,
         };
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         role::Entity::insert(role::ActiveModel::from(model.clone())).exec(&txn).await?;
         let event = Self::event(caller, tenant, "role.create")
             .resource("role", name)
@@ -378,7 +375,7 @@ impl Identity {
             tenant_id: tenant.into(),
             name: name.trim().into(),
         };
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         team::Entity::insert(team::ActiveModel::from(model.clone())).exec(&txn).await?;
         Self::audit(&txn, Self::event(caller, tenant, "team.create").resource("team", &model.id)).await?;
         txn.commit().await?;
@@ -408,7 +405,7 @@ impl Identity {
                 }
             }
         }
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         team_member::Entity::delete_many().filter(team_member::Column::TeamId.eq(team_id)).exec(&txn).await?;
         let mut rows = Vec::new();
         for (u, lead) in members.iter().map(|m| (m, false)).chain(leads.iter().map(|l| (l, true))) {

@@ -6,8 +6,7 @@ use guardline_proto::common::v1::Outcome;
 use guardline_runtime::token::Claims;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::admin::json;
@@ -214,8 +213,10 @@ impl Identity {
             .filter(user::Column::Login.eq(&creds.login))
             .one(&self.db)
             .await?;
+        // Before the transaction: a rotation writes through another connection.
+        self.signers.rotate_if_due(now).await?;
         let attempt = self.attempt(&tenant, user.as_ref(), &creds, &ctx, now).await;
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         let result = match attempt {
             Ok((user, risk, step)) => {
                 let outcome = self.issue(&txn, &user, None, now, risk.clone()).await?;
@@ -357,7 +358,6 @@ impl Identity {
         now: DateTime<Utc>,
         risk: (Assessment, RiskAction),
     ) -> Result<LoginOutcome> {
-        self.signers.rotate_if_due(now).await?;
         let roles = store::roles_of(user);
         let perms = store::permissions_of(txn, &user.tenant_id, &roles).await?;
         let teams = store::teams_of(txn, &user.tenant_id, &user.id).await?;
@@ -386,12 +386,13 @@ impl Identity {
     /// whole family: a stolen token and the genuine one cannot both live.
     pub async fn refresh(&self, token: &str) -> Result<LoginOutcome> {
         let now = Utc::now();
+        self.signers.rotate_if_due(now).await?;
         let hash = refresh_token_hash(token);
         let row = refresh_token::Entity::find_by_id(hash.clone())
             .one(&self.db)
             .await?
             .ok_or_else(|| Error::Unauthenticated("invalid refresh token".into()))?;
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         // Conditional update: of two concurrent spends, exactly one wins.
         let spent = refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
@@ -450,7 +451,7 @@ impl Identity {
     /// Revokes the family of a refresh token; unknown tokens are ignored.
     pub async fn logout(&self, token: &str) -> Result<()> {
         if let Some(row) = refresh_token::Entity::find_by_id(refresh_token_hash(token)).one(&self.db).await? {
-            let txn = self.db.begin().await?;
+            let txn = guardline_runtime::storage::write_txn(&self.db).await?;
             self.revoke_family(&txn, &row.family_id).await?;
             let caller = Caller::User(Claims { sub: row.user_id.clone(), ..blank_claims(&row.tenant_id) });
             Self::audit(&txn, Self::event(&caller, &row.tenant_id, "identity.logout").resource("user", &row.user_id))
@@ -526,7 +527,7 @@ impl Identity {
         active.totp_sealed = Set(Some(sealed));
         active.totp_pending_sealed = Set(None);
         active.totp_last_step = Set(Some(step as i64));
-        let txn = self.db.begin().await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         active.update(&txn).await?;
         let caller = Caller::User(Claims { sub: user.id.clone(), ..blank_claims(&user.tenant_id) });
         Self::audit(&txn, Self::event(&caller, &user.tenant_id, "identity.totp.enroll").resource("user", &user.id))
