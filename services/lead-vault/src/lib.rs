@@ -6,7 +6,9 @@
 
 pub mod args;
 pub mod domain;
+pub mod error;
 pub mod grpc;
+pub mod service;
 pub mod store;
 
 use guardline_runtime::server::GrpcServer;
@@ -28,7 +30,17 @@ pub async fn run(
     let Args { common, keys } = args;
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
-    let api = grpc::Api { envelope };
+    let vault = std::sync::Arc::new(service::Vault::new(
+        base.db.clone(),
+        envelope,
+        base.audit.clone(),
+        base.outbox_waker.clone(),
+    ));
+    let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
+    let verifier = std::sync::Arc::new(guardline_runtime::token::TokenVerifier::new(
+        guardline_runtime::token::IdentityKeys::new(identity),
+    ));
+    let api = grpc::Api::new(vault, verifier);
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))
         .allow_list(grpc::allow_list(&common.mesh));

@@ -1,0 +1,436 @@
+//! The lead vault's operations: encrypted records, scoped masked reads, and
+//! reveal behind a synchronous audit event. Every PII field is sealed under
+//! the lead's record key with associated data binding tenant, lead, field and
+//! version; phone numbers are also indexed blindly for exact lookup.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use guardline_audit_client::{AuditClient, EventBuilder};
+use guardline_authz::{Resource, Scope, Subject, decide, widest_scope};
+use guardline_keys::{Envelope, SealedRecordKey, open_field, seal_field};
+use guardline_proto::common::v1::Outcome;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::domain::mask;
+use crate::domain::phone::{Phone, PhoneError};
+use crate::error::{Error, Result};
+use crate::store::{lead, phone_index, reveal_count, tenant_secret};
+
+/// A structured address.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct Address {
+    /// Province or state.
+    pub province: String,
+    /// City.
+    pub city: String,
+    /// District.
+    pub district: String,
+    /// Street.
+    pub street: String,
+}
+
+/// What a caller submits for a lead, in clear.
+#[derive(Clone, Default)]
+pub struct LeadInput {
+    /// Raw phone numbers.
+    pub phones: Vec<String>,
+    /// Region for national numbers.
+    pub default_region: String,
+    /// Name.
+    pub name: String,
+    /// Address.
+    pub address: Address,
+    /// Needs.
+    pub needs: String,
+    /// Notes.
+    pub notes: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Source.
+    pub source: String,
+    /// Time zone.
+    pub time_zone: String,
+    /// Owner (the caller when empty).
+    pub owner_id: String,
+    /// Team (the caller's first team when empty).
+    pub team_id: String,
+}
+
+/// The decrypted PII of a lead.
+#[derive(Clone, Default)]
+pub struct Pii {
+    /// E.164 numbers.
+    pub phones: Vec<String>,
+    /// Name.
+    pub name: String,
+    /// Address.
+    pub address: Address,
+    /// Needs.
+    pub needs: String,
+    /// Notes.
+    pub notes: String,
+}
+
+/// A lead as a caller may see it.
+pub struct View {
+    /// Stored row (ids, scope, status).
+    pub row: lead::Model,
+    /// Decrypted PII; the API layer masks it.
+    pub pii: Pii,
+}
+
+/// A revealable field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    /// A phone, by position.
+    Phone(usize),
+    /// Name.
+    Name,
+    /// Full address.
+    Address,
+    /// Needs.
+    Needs,
+    /// Notes.
+    Notes,
+}
+
+impl Field {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Phone(_) => "phone",
+            Self::Name => "name",
+            Self::Address => "address",
+            Self::Needs => "needs",
+            Self::Notes => "notes",
+        }
+    }
+}
+
+const FIELDS: [&str; 5] = ["phones", "name", "address", "needs", "notes"];
+const INDEX_KEY: &str = "phone-blind-index";
+
+/// The lead vault's state.
+pub struct Vault {
+    db: DatabaseConnection,
+    envelope: Arc<Envelope>,
+    audit: AuditClient,
+    outbox: Arc<Notify>,
+    /// Reveals per user per day.
+    pub reveal_quota: u32,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").field("reveal_quota", &self.reveal_quota).finish_non_exhaustive()
+    }
+}
+
+fn text(field: &str, v: &str, max: usize) -> Result<()> {
+    if v.chars().count() > max || v.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Error::invalid(field, format!("at most {max} printable characters")));
+    }
+    Ok(())
+}
+
+impl Vault {
+    /// Assembles the vault.
+    pub fn new(db: DatabaseConnection, envelope: Arc<Envelope>, audit: AuditClient, outbox: Arc<Notify>) -> Self {
+        Self { db, envelope, audit, outbox, reveal_quota: 50 }
+    }
+
+    async fn index_key(&self, tenant: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        if let Some(s) =
+            tenant_secret::Entity::find_by_id((tenant.to_owned(), INDEX_KEY.to_owned())).one(&self.db).await?
+        {
+            return Ok(self.envelope.open_secret(tenant, INDEX_KEY, tenant, &s.data_key_id, &s.sealed).await?);
+        }
+        let mut key = vec![0u8; 32];
+        aws_lc_rs::rand::fill(&mut key).map_err(|_| Error::Internal("random".into()))?;
+        let (dk, sealed) = self.envelope.seal_secret(tenant, INDEX_KEY, tenant, &key).await?;
+        let row = tenant_secret::ActiveModel {
+            tenant_id: Set(tenant.into()),
+            kind: Set(INDEX_KEY.into()),
+            data_key_id: Set(dk),
+            sealed: Set(sealed),
+        };
+        if tenant_secret::Entity::insert(row).exec(&self.db).await.is_err() {
+            // Another replica created it first.
+            return Box::pin(self.index_key(tenant)).await;
+        }
+        Ok(zeroize::Zeroizing::new(key))
+    }
+
+    /// Creates a lead. Nothing is written unless every field is valid and no
+    /// number belongs to another lead of the tenant.
+    pub async fn create(&self, who: &Subject, tenant: &str, input: LeadInput) -> Result<View> {
+        let owner = if input.owner_id.is_empty() { who.user.clone() } else { input.owner_id.clone() };
+        let team = if input.team_id.is_empty() {
+            who.teams.iter().next().cloned().unwrap_or_default()
+        } else {
+            input.team_id.clone()
+        };
+        let res = Resource { tenant: tenant.into(), owner: Some(owner.clone()), team: Some(team.clone()) };
+        let d = decide(who, "lead.write", &res);
+        if !d.allowed {
+            return Err(Error::PermissionDenied(d.rule));
+        }
+        if input.phones.is_empty() {
+            return Err(Error::invalid("lead.phones", "at least one phone number"));
+        }
+        let region = (!input.default_region.is_empty()).then_some(input.default_region.as_str());
+        let mut phones = Vec::new();
+        for (i, raw) in input.phones.iter().enumerate() {
+            let p = Phone::parse(raw, region).map_err(|e| match e {
+                PhoneError::Region => Error::invalid("lead.default_region", "not an ISO 3166 region code"),
+                PhoneError::Invalid => Error::invalid(format!("lead.phones[{i}]"), "not a valid phone number"),
+            })?;
+            phones.push(p);
+        }
+        text("lead.name", &input.name, 200)?;
+        text("lead.needs", &input.needs, 4000)?;
+        text("lead.notes", &input.notes, 4000)?;
+        for (f, v) in [
+            ("lead.address.province", &input.address.province),
+            ("lead.address.city", &input.address.city),
+            ("lead.address.district", &input.address.district),
+            ("lead.address.street", &input.address.street),
+        ] {
+            text(f, v, 200)?;
+        }
+        if !input.time_zone.is_empty() && input.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(Error::invalid("lead.time_zone", "not an IANA time zone"));
+        }
+        let key = self.index_key(tenant).await?;
+        let id = format!("lead-{}", uuid::Uuid::now_v7().simple());
+        let (rk, sealed_rk) = self.envelope.new_record_key(tenant, &id).await?;
+        let version = 1u64;
+        let seal = |field: &str, clear: &[u8]| seal_field(&rk, tenant, &id, field, version, clear);
+        let e164: Vec<String> = phones.iter().map(|p| p.e164().to_owned()).collect();
+        let row = lead::Model {
+            id: id.clone(),
+            tenant_id: tenant.into(),
+            owner_id: owner,
+            team_id: team,
+            status: "new".into(),
+            version: version as i64,
+            source: input.source.clone(),
+            region: region.unwrap_or_default().to_owned(),
+            time_zone: input.time_zone.clone(),
+            tags: serde_json::to_string(&input.tags).unwrap_or_default(),
+            key_data_key_id: sealed_rk.data_key_id.clone(),
+            key_sealed: Some(sealed_rk.sealed.clone()),
+            phones_sealed: seal("phones", to_json(&e164).as_bytes())?,
+            name_sealed: seal("name", input.name.as_bytes())?,
+            address_sealed: seal("address", to_json(&input.address).as_bytes())?,
+            needs_sealed: seal("needs", input.needs.as_bytes())?,
+            notes_sealed: seal("notes", input.notes.as_bytes())?,
+            created_at: Utc::now(),
+        };
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
+        for (i, p) in phones.iter().enumerate() {
+            let bi = p.blind_index(&key).to_vec();
+            let taken = phone_index::Entity::find_by_id((tenant.to_owned(), bi.clone())).one(&txn).await?;
+            if taken.is_some() {
+                return Err(Error::invalid(format!("lead.phones[{i}]"), "already belongs to a lead of this tenant"));
+            }
+            phone_index::Entity::insert(phone_index::ActiveModel {
+                tenant_id: Set(tenant.into()),
+                blind_index: Set(bi),
+                lead_id: Set(id.clone()),
+                position: Set(i as i32),
+            })
+            .exec(&txn)
+            .await?;
+        }
+        lead::Entity::insert(lead::ActiveModel::from(row.clone())).exec(&txn).await?;
+        let event = EventBuilder::new(tenant, "lead.create")
+            .actor(&who.user, "")
+            .resource("lead", &id)
+            .detail("fields", FIELDS.join(","));
+        guardline_audit_client::enqueue(&txn, &event.build()).await?;
+        txn.commit().await?;
+        self.outbox.notify_one();
+        Ok(View {
+            row,
+            pii: Pii { phones: e164, name: input.name, address: input.address, needs: input.needs, notes: input.notes },
+        })
+    }
+
+    async fn open(&self, row: &lead::Model) -> Result<Pii> {
+        let sealed = SealedRecordKey {
+            data_key_id: row.key_data_key_id.clone(),
+            sealed: row.key_sealed.clone().ok_or(Error::NotFound)?,
+        };
+        let rk = self.envelope.open_record_key(&row.tenant_id, &row.id, &sealed).await?;
+        let v = row.version as u64;
+        let field = |name: &str, sealed: &[u8]| -> Result<String> {
+            let clear = open_field(&rk, &row.tenant_id, &row.id, name, v, sealed)
+                .map_err(|_| Error::DataLoss("a lead field failed authentication".into()))?;
+            String::from_utf8(clear.to_vec()).map_err(|_| Error::DataLoss("a lead field is not text".into()))
+        };
+        Ok(Pii {
+            phones: serde_json::from_str(&field("phones", &row.phones_sealed)?)
+                .map_err(|_| Error::DataLoss("phones".into()))?,
+            name: field("name", &row.name_sealed)?,
+            address: serde_json::from_str(&field("address", &row.address_sealed)?)
+                .map_err(|_| Error::DataLoss("address".into()))?,
+            needs: field("needs", &row.needs_sealed)?,
+            notes: field("notes", &row.notes_sealed)?,
+        })
+    }
+
+    /// A lead within the caller's `lead.read` scope; NOT_FOUND otherwise.
+    pub async fn get(&self, who: &Subject, tenant: &str, id: &str) -> Result<View> {
+        if who.tenant != tenant || widest_scope(who, "lead.read").is_none() {
+            return Err(Error::PermissionDenied("no role grants lead.read in this tenant".into()));
+        }
+        let row = lead::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await?
+            .filter(|l| l.tenant_id == tenant)
+            .ok_or(Error::NotFound)?;
+        let res =
+            Resource { tenant: tenant.into(), owner: Some(row.owner_id.clone()), team: Some(row.team_id.clone()) };
+        if !decide(who, "lead.read", &res).allowed {
+            return Err(Error::NotFound);
+        }
+        let pii = self.open(&row).await?;
+        Ok(View { row, pii })
+    }
+
+    /// Leads within the caller's scope, newest first.
+    pub async fn list(&self, who: &Subject, tenant: &str, before: Option<&str>, limit: u64) -> Result<Vec<View>> {
+        if who.tenant != tenant {
+            return Err(Error::PermissionDenied("cross-tenant access is never allowed".into()));
+        }
+        let scope =
+            widest_scope(who, "lead.read").ok_or_else(|| Error::PermissionDenied("no role grants lead.read".into()))?;
+        let mut q = lead::Entity::find().filter(lead::Column::TenantId.eq(tenant)).order_by_desc(lead::Column::Id);
+        q = match scope {
+            Scope::Own => q.filter(lead::Column::OwnerId.eq(&who.user)),
+            Scope::Team => q.filter(lead::Column::TeamId.is_in(who.teams.iter().cloned().collect::<Vec<_>>())),
+            Scope::Tenant => q,
+        };
+        if let Some(b) = before {
+            q = q.filter(lead::Column::Id.lt(b));
+        }
+        let rows = q.limit(limit.clamp(1, 1000)).all(&self.db).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let pii = self.open(&row).await?;
+            out.push(View { row, pii });
+        }
+        Ok(out)
+    }
+
+    /// One field in clear, after a synchronous audit event: refused
+    /// (UNAVAILABLE) when audit cannot acknowledge it. Returns the value and
+    /// the reveals left today.
+    pub async fn reveal(
+        &self,
+        who: &Subject,
+        tenant: &str,
+        id: &str,
+        field: Field,
+        reason: &str,
+    ) -> Result<(String, u32)> {
+        if reason.trim().len() < 4 || reason.len() > 500 {
+            return Err(Error::invalid("reason", "say why, in 4 to 500 characters"));
+        }
+        let view = self.get(who, tenant, id).await?;
+        let d = decide(
+            who,
+            "lead.reveal",
+            &Resource {
+                tenant: tenant.into(),
+                owner: Some(view.row.owner_id.clone()),
+                team: Some(view.row.team_id.clone()),
+            },
+        );
+        if !d.allowed {
+            return Err(Error::PermissionDenied(d.rule));
+        }
+        let value = match field {
+            Field::Phone(i) => {
+                view.pii.phones.get(i).cloned().ok_or_else(|| Error::invalid("index", "no phone at that position"))?
+            }
+            Field::Name => view.pii.name.clone(),
+            Field::Address => {
+                let a = &view.pii.address;
+                [&a.province, &a.city, &a.district, &a.street]
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+            Field::Needs => view.pii.needs.clone(),
+            Field::Notes => view.pii.notes.clone(),
+        };
+        let used = self.count_reveal(tenant, &who.user).await?;
+        if used > self.reveal_quota {
+            return Err(Error::ResourceExhausted("daily reveal quota used up".into()));
+        }
+        let event = EventBuilder::new(tenant, "lead.reveal")
+            .actor(&who.user, "")
+            .resource("lead", id)
+            .outcome(Outcome::Allowed, reason.trim())
+            .detail("field", field.name())
+            .detail("count", 1);
+        self.audit.append_now(vec![event.build()]).await?;
+        Ok((value, self.reveal_quota - used))
+    }
+
+    /// Counts one reveal for `user` today; returns the count including it.
+    async fn count_reveal(&self, tenant: &str, user: &str) -> Result<u32> {
+        let day = Utc::now().format("%Y-%m-%d").to_string();
+        let key = (tenant.to_owned(), user.to_owned(), day.clone());
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
+        let n = match reveal_count::Entity::find_by_id(key.clone()).one(&txn).await? {
+            Some(r) => {
+                reveal_count::Entity::update_many()
+                    .col_expr(reveal_count::Column::Count, Expr::value(r.count + 1))
+                    .filter(reveal_count::Column::TenantId.eq(tenant))
+                    .filter(reveal_count::Column::UserId.eq(user))
+                    .filter(reveal_count::Column::Day.eq(&day))
+                    .filter(reveal_count::Column::Count.eq(r.count))
+                    .exec(&txn)
+                    .await?;
+                r.count + 1
+            }
+            None => {
+                reveal_count::Entity::insert(reveal_count::ActiveModel {
+                    tenant_id: Set(key.0),
+                    user_id: Set(key.1),
+                    day: Set(key.2),
+                    count: Set(1),
+                })
+                .exec(&txn)
+                .await?;
+                1
+            }
+        };
+        txn.commit().await?;
+        Ok(n as u32)
+    }
+
+    /// The masked rendering of a view's PII: (phones, name, address).
+    pub fn masked(view: &View) -> (Vec<String>, String, String) {
+        let phones = view
+            .pii
+            .phones
+            .iter()
+            .map(|p| Phone::parse(p, None).map(|p| p.masked()).unwrap_or_else(|_| "***".into()))
+            .collect();
+        (phones, mask::name(&view.pii.name), mask::address(&view.pii.address.province, &view.pii.address.city))
+    }
+}
+
+/// JSON of a plain value (serializing strings and structs of strings cannot fail).
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}

@@ -1,0 +1,220 @@
+//! The lead vault's storage: leads with every PII field sealed under the
+//! lead's record key (itself wrapped by the tenant data key), phone blind
+//! indexes for exact lookup, and the shared outbox and data-key tables.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::{big_integer, binary, binary_null, integer, string, text, timestamp_with_time_zone};
+
+/// Leads.
+pub mod lead {
+    use sea_orm::entity::prelude::*;
+    /// A lead. Only ids, scope and status are in clear.
+    #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "vault_leads")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub owner_id: String,
+        pub team_id: String,
+        pub status: String,
+        pub version: i64,
+        pub source: String,
+        pub region: String,
+        pub time_zone: String,
+        pub tags: String,
+        pub key_data_key_id: String,
+        pub key_sealed: Option<Vec<u8>>,
+        pub phones_sealed: Vec<u8>,
+        pub name_sealed: Vec<u8>,
+        pub address_sealed: Vec<u8>,
+        pub needs_sealed: Vec<u8>,
+        pub notes_sealed: Vec<u8>,
+        pub created_at: ChronoDateTimeUtc,
+    }
+    impl std::fmt::Debug for Model {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Lead").field("id", &self.id).field("version", &self.version).finish_non_exhaustive()
+        }
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Blind indexes of leads' phone numbers.
+pub mod phone_index {
+    use sea_orm::entity::prelude::*;
+    /// One phone of one lead.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "vault_phone_index")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub blind_index: Vec<u8>,
+        pub lead_id: String,
+        pub position: i32,
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Per-tenant secrets of the vault (the blind-index key), sealed.
+pub mod tenant_secret {
+    use sea_orm::entity::prelude::*;
+    /// A sealed secret.
+    #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "vault_tenant_secrets")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kind: String,
+        pub data_key_id: String,
+        pub sealed: Vec<u8>,
+    }
+    impl std::fmt::Debug for Model {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("TenantSecret").field("tenant_id", &self.tenant_id).finish_non_exhaustive()
+        }
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Reveals per user per day, for the quota.
+pub mod reveal_count {
+    use sea_orm::entity::prelude::*;
+    /// A counter.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "vault_reveal_counts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub day: String,
+        pub count: i32,
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+fn t(n: &str) -> Alias {
+    Alias::new(n)
+}
+
+#[derive(Debug)]
+struct CreateLeads;
+
+impl MigrationName for CreateLeads {
+    fn name(&self) -> &str {
+        "m20261128_000400_vault_leads"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateLeads {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(t("vault_leads"))
+                .if_not_exists()
+                .col(string(t("id")).primary_key())
+                .col(string(t("tenant_id")))
+                .col(string(t("owner_id")))
+                .col(string(t("team_id")))
+                .col(string(t("status")))
+                .col(big_integer(t("version")))
+                .col(string(t("source")))
+                .col(string(t("region")))
+                .col(string(t("time_zone")))
+                .col(text(t("tags")))
+                .col(string(t("key_data_key_id")))
+                .col(binary_null(t("key_sealed")))
+                .col(binary(t("phones_sealed")))
+                .col(binary(t("name_sealed")))
+                .col(binary(t("address_sealed")))
+                .col(binary(t("needs_sealed")))
+                .col(binary(t("notes_sealed")))
+                .col(timestamp_with_time_zone(t("created_at")))
+                .to_owned(),
+        )
+        .await?;
+        for (name, col) in [("ix_vault_leads_owner", "owner_id"), ("ix_vault_leads_team", "team_id")] {
+            m.create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name(name)
+                    .table(t("vault_leads"))
+                    .col(t("tenant_id"))
+                    .col(t(col))
+                    .to_owned(),
+            )
+            .await?;
+        }
+        m.create_table(
+            Table::create()
+                .table(t("vault_phone_index"))
+                .if_not_exists()
+                .col(string(t("tenant_id")))
+                .col(binary(t("blind_index")))
+                .col(string(t("lead_id")))
+                .col(integer(t("position")))
+                .primary_key(Index::create().col(t("tenant_id")).col(t("blind_index")))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("vault_tenant_secrets"))
+                .if_not_exists()
+                .col(string(t("tenant_id")))
+                .col(string(t("kind")))
+                .col(string(t("data_key_id")))
+                .col(binary(t("sealed")))
+                .primary_key(Index::create().col(t("tenant_id")).col(t("kind")))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("vault_reveal_counts"))
+                .if_not_exists()
+                .col(string(t("tenant_id")))
+                .col(string(t("user_id")))
+                .col(string(t("day")))
+                .col(integer(t("count")))
+                .primary_key(Index::create().col(t("tenant_id")).col(t("user_id")).col(t("day")))
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Migrations of the lead vault, tracked in their own table.
+#[derive(Debug)]
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        let mut m = guardline_audit_client::migrations();
+        m.extend(guardline_keys::store::migrations());
+        m.push(Box::new(CreateLeads));
+        m
+    }
+
+    fn migration_table_name() -> DynIden {
+        "guardline_lead_vault_migrations".into_iden()
+    }
+}

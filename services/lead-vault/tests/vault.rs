@@ -1,0 +1,359 @@
+//! The lead vault over real mTLS with the real identity and audit services,
+//! on SQLite and PostgreSQL.
+
+use std::time::Duration;
+
+use base64::Engine;
+use guardline_proto::identity::v1 as idpb;
+use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use guardline_proto::vault::v1 as pb;
+use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
+use guardline_runtime::GrpcChannel;
+use guardline_runtime::args::{DatabaseArgs, MeshArgs};
+use guardline_runtime::devca::DevCa;
+use guardline_runtime::error::field_violations;
+use guardline_runtime::tls::{TlsMaterial, install_crypto_provider};
+use guardline_service::CommonArgs;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request};
+
+struct Mesh {
+    _dir: tempfile::TempDir,
+    ca: DevCa,
+    vault_uri: String,
+    id_uri: String,
+    vault_db: String,
+    stop: CancellationToken,
+    audit_stop: CancellationToken,
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.audit_stop.cancel();
+    }
+}
+
+async fn start(postgres: bool) -> Mesh {
+    install_crypto_provider();
+    let _ = tracing_subscriber::fmt().with_env_filter("error").with_test_writer().try_init();
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = DevCa::open_or_create(&dir.path().join("pki"), "guardline.local", "guardline").expect("ca");
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    }
+    let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().expect("addr")).collect();
+    let mesh = MeshArgs {
+        identity_endpoint: format!("https://localhost:{}", addrs[0].port()),
+        audit_endpoint: format!("https://localhost:{}", addrs[1].port()),
+        lead_vault_endpoint: format!("https://localhost:{}", addrs[2].port()),
+        ..MeshArgs::default()
+    };
+    let mut dbs = Vec::new();
+    for name in ["identity", "audit", "vault"] {
+        dbs.push(if postgres {
+            guardline_testkit::Postgres::shared().await.expect("pg").database().await.expect("db")
+        } else {
+            format!("sqlite://{}", dir.path().join(format!("{name}.db")).display())
+        });
+    }
+    let keys = guardline_keys::args::KeysArgs {
+        keyring_path: Some(dir.path().join("keyring.json")),
+        master_key: Some(base64::engine::general_purpose::STANDARD.encode([9u8; 32])),
+        ..Default::default()
+    };
+    let common = |name: &str, i: usize| {
+        CommonArgs::new(addrs[i], ca.issue(name).expect("cert"), mesh.clone(), DatabaseArgs::url(dbs[i].clone()))
+    };
+    let identity = guardline_identity::Args {
+        common: common("identity", 0),
+        keys: keys.clone(),
+        platform_admins: vec!["platform-admin".into()],
+        access_token_ttl: Duration::from_secs(600),
+        refresh_token_ttl: Duration::from_secs(3600),
+        signing_key_rotation: Duration::from_secs(86_400),
+    };
+    let audit = guardline_audit::Args { common: common("audit", 1), keys: keys.clone() };
+    let vault = guardline_lead_vault::Args { common: common("lead-vault", 2), keys };
+    let (stop, audit_stop) = (CancellationToken::new(), CancellationToken::new());
+    let mut ls = listeners.into_iter();
+    let (l0, l1, l2) = (ls.next(), ls.next(), ls.next());
+    let s = stop.clone();
+    tokio::spawn(async move { guardline_identity::run(identity, l0, s).await.expect("identity") });
+    let s = audit_stop.clone();
+    tokio::spawn(async move { guardline_audit::run(audit, l1, s).await.expect("audit") });
+    let s = stop.clone();
+    tokio::spawn(async move { guardline_lead_vault::run(vault, l2, s).await.expect("vault") });
+    let m = Mesh {
+        _dir: dir,
+        ca,
+        vault_uri: mesh.lead_vault_endpoint.clone(),
+        id_uri: mesh.identity_endpoint.clone(),
+        vault_db: dbs[2].clone(),
+        stop,
+        audit_stop,
+    };
+    for _ in 0..100 {
+        let ok = m.identity().get_verification_keys(idpb::GetVerificationKeysRequest {}).await.is_ok()
+            && m.vault()
+                .get_lead(pb::GetLeadRequest::default())
+                .await
+                .is_err_and(|s| s.code() == Code::Unauthenticated);
+        if ok {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("services did not start");
+}
+
+impl Mesh {
+    fn channel(&self, uri: &str, name: &str) -> GrpcChannel {
+        guardline_runtime::connect(uri, TlsMaterial::load(self.ca.issue(name).expect("cert")).expect("tls"))
+            .expect("channel")
+    }
+    fn vault(&self) -> LeadVaultServiceClient<GrpcChannel> {
+        LeadVaultServiceClient::new(self.channel(&self.vault_uri, "gateway"))
+    }
+    fn identity(&self) -> IdentityServiceClient<GrpcChannel> {
+        IdentityServiceClient::new(self.channel(&self.id_uri, "platform-admin"))
+    }
+}
+
+struct Tenant {
+    id: String,
+    tokens: Vec<String>,
+}
+
+/// agent1 (team A), agent2 (team B), lead1 (leads A), comp1 (tenant-wide reader).
+async fn tenant(m: &Mesh) -> Tenant {
+    let mut p = m.identity();
+    let id = p
+        .create_tenant(idpb::CreateTenantRequest { name: "V".into(), ..Default::default() })
+        .await
+        .expect("tenant")
+        .into_inner()
+        .id;
+    let mut teams = Vec::new();
+    for n in ["A", "B"] {
+        teams.push(
+            p.create_team(idpb::CreateTeamRequest { tenant_id: id.clone(), name: n.into() })
+                .await
+                .expect("team")
+                .into_inner()
+                .id,
+        );
+    }
+    let pw = "a long enough passphrase".to_owned();
+    let users =
+        [("agent1", "agent", 0), ("agent2", "agent", 1), ("lead1", "team_lead", 0), ("comp1", "compliance_officer", 0)];
+    let mut ids = Vec::new();
+    for (login, role, team) in users {
+        let u = p
+            .create_user(idpb::CreateUserRequest {
+                tenant_id: id.clone(),
+                login: login.into(),
+                display_name: login.into(),
+                password: pw.clone(),
+                roles: vec![role.into()],
+                team_ids: vec![teams[team].clone()],
+            })
+            .await
+            .expect("user");
+        ids.push(u.into_inner().id);
+    }
+    p.set_team_members(idpb::SetTeamMembersRequest {
+        tenant_id: id.clone(),
+        team_id: teams[0].clone(),
+        member_ids: vec![ids[0].clone()],
+        lead_ids: vec![ids[2].clone()],
+    })
+    .await
+    .expect("lead");
+    let mut tokens = Vec::new();
+    for (login, ..) in users {
+        tokens.push(
+            p.login(idpb::LoginRequest {
+                tenant_id: id.clone(),
+                login: login.into(),
+                password: pw.clone(),
+                totp_code: String::new(),
+                context: None,
+            })
+            .await
+            .expect("login")
+            .into_inner()
+            .access_token,
+        );
+    }
+    Tenant { id, tokens }
+}
+
+fn with<T>(token: &str, mut r: Request<T>) -> Request<T> {
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    r
+}
+
+fn lead(phones: &[&str]) -> pb::LeadInput {
+    pb::LeadInput {
+        phones: phones.iter().map(|p| (*p).to_owned()).collect(),
+        default_region: "CN".into(),
+        name: "张三".into(),
+        address: Some(pb::Address {
+            province: "广东省".into(),
+            city: "深圳市".into(),
+            district: "南山区".into(),
+            street: "科技园路1号".into(),
+        }),
+        needs: "wants a quote for car insurance".into(),
+        notes: "call after 6pm".into(),
+        ..Default::default()
+    }
+}
+
+async fn create(m: &Mesh, t: &Tenant, who: usize, input: pb::LeadInput) -> Result<pb::Lead, tonic::Status> {
+    m.vault()
+        .create_lead(with(
+            &t.tokens[who],
+            Request::new(pb::CreateLeadRequest { tenant_id: t.id.clone(), lead: Some(input) }),
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn get(m: &Mesh, t: &Tenant, who: &str, id: &str) -> Result<pb::Lead, tonic::Status> {
+    m.vault()
+        .get_lead(with(who, Request::new(pb::GetLeadRequest { tenant_id: t.id.clone(), lead_id: id.into() })))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn reveal(
+    m: &Mesh,
+    t: &Tenant,
+    who: usize,
+    id: &str,
+    field: pb::LeadField,
+    reason: &str,
+) -> Result<String, tonic::Status> {
+    let r = pb::RevealFieldRequest {
+        tenant_id: t.id.clone(),
+        lead_id: id.into(),
+        field: field as i32,
+        index: 0,
+        reason: reason.into(),
+    };
+    m.vault().reveal_field(with(&t.tokens[who], Request::new(r))).await.map(|r| r.into_inner().value)
+}
+
+async fn leads_are_encrypted_masked_and_scoped(postgres: bool) {
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    let l = create(&m, &t, 0, lead(&["138 1234 5678"])).await.expect("create");
+    assert_eq!(l.phones[0].masked, "+86 138****5678");
+    let read = get(&m, &t, &t.tokens[0], &l.id).await.expect("owner reads");
+    assert_eq!(read.name.expect("name").masked, "张*");
+    assert_eq!(read.address.expect("address").masked, "广东省 深圳市");
+    assert_eq!(read.needs.expect("needs").masked, "[withheld]");
+    assert_eq!(get(&m, &t, &t.tokens[1], &l.id).await.expect_err("another team's agent").code(), Code::NotFound);
+    assert!(get(&m, &t, &t.tokens[2], &l.id).await.is_ok(), "the team lead");
+    assert!(get(&m, &t, &t.tokens[3], &l.id).await.is_ok(), "a tenant-wide reader");
+    let other = tenant(&m).await;
+    assert_eq!(get(&m, &t, &other.tokens[3], &l.id).await.expect_err("other tenant").code(), Code::PermissionDenied);
+    let list =
+        |who: &str| with(who, Request::new(pb::ListLeadsRequest { tenant_id: t.id.clone(), ..Default::default() }));
+    assert_eq!(m.vault().list_leads(list(&t.tokens[0])).await.expect("list").into_inner().leads.len(), 1);
+    assert_eq!(m.vault().list_leads(list(&t.tokens[1])).await.expect("list").into_inner().leads.len(), 0);
+
+    // Bad input names the field and writes nothing.
+    let f = |r: Result<pb::Lead, tonic::Status>| field_violations(&r.expect_err("refused"))[0].field.clone();
+    assert_eq!(f(create(&m, &t, 0, lead(&["+8613912345678", "not a number"])).await), "lead.phones[1]");
+    assert_eq!(
+        f(create(&m, &t, 0, lead(&["+8613812345678"])).await),
+        "lead.phones[0]",
+        "a duplicate of the first lead"
+    );
+    let mut bad_tz = lead(&["+8613712345678"]);
+    bad_tz.time_zone = "Mars/Olympus".into();
+    assert_eq!(f(create(&m, &t, 0, bad_tz).await), "lead.time_zone");
+    assert_eq!(
+        m.vault().list_leads(list(&t.tokens[3])).await.expect("list").into_inner().leads.len(),
+        1,
+        "nothing half-written"
+    );
+    let mut not_mine = lead(&["+8613612345678"]);
+    not_mine.owner_id = "someone-else".into();
+    assert_eq!(create(&m, &t, 0, not_mine).await.expect_err("agent for another owner").code(), Code::PermissionDenied);
+
+    // The database holds no clear phone, name or address.
+    let db = guardline_runtime::storage::connect(&DatabaseArgs::url(m.vault_db.clone())).await.expect("db");
+    use sea_orm::{ConnectionTrait, Statement};
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT * FROM vault_leads"))
+        .await
+        .expect("rows");
+    let dump = format!("{rows:?}");
+    for clear in ["13812345678", "张三", "深圳", "insurance"] {
+        assert!(!dump.contains(clear), "{clear} found in clear");
+    }
+}
+
+async fn reveal_needs_permission_a_reason_and_audit(postgres: bool) {
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    let l = create(&m, &t, 0, lead(&["+8613812345678"])).await.expect("create");
+    assert_eq!(
+        reveal(&m, &t, 0, &l.id, pb::LeadField::Phone, "customer asked").await.expect_err("agent").code(),
+        Code::PermissionDenied
+    );
+    let short = reveal(&m, &t, 2, &l.id, pb::LeadField::Phone, "").await.expect_err("no reason");
+    assert_eq!(field_violations(&short)[0].field, "reason");
+    assert_eq!(
+        reveal(&m, &t, 2, &l.id, pb::LeadField::Phone, "customer asked for a call back").await.expect("team lead"),
+        "+8613812345678"
+    );
+    assert_eq!(reveal(&m, &t, 2, &l.id, pb::LeadField::Name, "to address the customer").await.expect("name"), "张三");
+    let outside = reveal(&m, &t, 1, &l.id, pb::LeadField::Phone, "curious").await.expect_err("other team");
+    assert_eq!(outside.code(), Code::NotFound, "outside the caller's scope the lead does not exist");
+
+    // With audit down, nothing is revealed.
+    m.audit_stop.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let down = reveal(&m, &t, 2, &l.id, pb::LeadField::Phone, "customer asked again").await.expect_err("audit down");
+    assert_eq!(down.code(), Code::Unavailable);
+}
+
+async fn a_ciphertext_moved_to_another_lead_does_not_open(postgres: bool) {
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    let a = create(&m, &t, 0, lead(&["+8613812345678"])).await.expect("create");
+    let b = create(&m, &t, 0, lead(&["+8613912345678"])).await.expect("create");
+    let db = guardline_runtime::storage::connect(&DatabaseArgs::url(m.vault_db.clone())).await.expect("db");
+    use guardline_lead_vault::store::lead as entity;
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+    let row_a = entity::Entity::find_by_id(a.id.clone()).one(&db).await.expect("q").expect("row");
+    entity::ActiveModel { id: Set(b.id.clone()), name_sealed: Set(row_a.name_sealed.clone()), ..Default::default() }
+        .update(&db)
+        .await
+        .expect("move");
+    assert_eq!(get(&m, &t, &t.tokens[0], &b.id).await.expect_err("moved ciphertext").code(), Code::DataLoss);
+    assert!(get(&m, &t, &t.tokens[0], &a.id).await.is_ok(), "the original still opens");
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(false).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(true).await; })*
+        }
+    };
+}
+
+on_both_stores!(
+    leads_are_encrypted_masked_and_scoped,
+    reveal_needs_permission_a_reason_and_audit,
+    a_ciphertext_moved_to_another_lead_does_not_open
+);
