@@ -156,7 +156,12 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
                     guardline_identity::run(args, Some(listener), s).await
                 }
                 "lead-vault" => {
-                    guardline_lead_vault::run(guardline_lead_vault::Args { common: c, keys }, Some(listener), s).await
+                    guardline_lead_vault::run(
+                        guardline_lead_vault::Args { common: c, keys, reveal_quota: 50 },
+                        Some(listener),
+                        s,
+                    )
+                    .await
                 }
                 "dialer-policy" => {
                     guardline_dialer_policy::run(guardline_dialer_policy::Args { common: c }, Some(listener), s).await

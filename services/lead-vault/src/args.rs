@@ -16,4 +16,7 @@ pub struct Args {
     /// Where tenant keys live.
     #[command(flatten)]
     pub keys: guardline_keys::args::KeysArgs,
+    /// Fields one user may reveal per day.
+    #[arg(long, env = "GUARDLINE_REVEAL_QUOTA", default_value_t = 50)]
+    pub reveal_quota: u32,
 }

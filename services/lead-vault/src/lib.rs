@@ -27,15 +27,12 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Args { common, keys } = args;
+    let Args { common, keys, reveal_quota } = args;
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
-    let vault = std::sync::Arc::new(service::Vault::new(
-        base.db.clone(),
-        envelope,
-        base.audit.clone(),
-        base.outbox_waker.clone(),
-    ));
+    let mut vault = service::Vault::new(base.db.clone(), envelope, base.audit.clone(), base.outbox_waker.clone());
+    vault.reveal_quota = reveal_quota;
+    let vault = std::sync::Arc::new(vault);
     let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
     let verifier = std::sync::Arc::new(guardline_runtime::token::TokenVerifier::new(
         guardline_runtime::token::IdentityKeys::new(identity),

@@ -371,8 +371,9 @@ impl Vault {
             Field::Needs => view.pii.needs.clone(),
             Field::Notes => view.pii.notes.clone(),
         };
-        let used = self.count_reveal(tenant, &who.user).await?;
-        if used > self.reveal_quota {
+        // Quota first, audit second, count last: a reveal refused because
+        // audit is down costs the user nothing.
+        if self.reveals_today(tenant, &who.user).await? >= self.reveal_quota {
             return Err(Error::ResourceExhausted("daily reveal quota used up".into()));
         }
         let event = EventBuilder::new(tenant, "lead.reveal")
@@ -382,12 +383,22 @@ impl Vault {
             .detail("field", field.name())
             .detail("count", 1);
         self.audit.append_now(vec![event.build()]).await?;
-        Ok((value, self.reveal_quota - used))
+        let used = self.count_reveal(tenant, &who.user).await?;
+        Ok((value, self.reveal_quota.saturating_sub(used)))
+    }
+
+    fn today() -> String {
+        Utc::now().format("%Y-%m-%d").to_string()
+    }
+
+    async fn reveals_today(&self, tenant: &str, user: &str) -> Result<u32> {
+        let key = (tenant.to_owned(), user.to_owned(), Self::today());
+        Ok(reveal_count::Entity::find_by_id(key).one(&self.db).await?.map_or(0, |r| r.count as u32))
     }
 
     /// Counts one reveal for `user` today; returns the count including it.
     async fn count_reveal(&self, tenant: &str, user: &str) -> Result<u32> {
-        let day = Utc::now().format("%Y-%m-%d").to_string();
+        let day = Self::today();
         let key = (tenant.to_owned(), user.to_owned(), day.clone());
         let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         let n = match reveal_count::Entity::find_by_id(key.clone()).one(&txn).await? {

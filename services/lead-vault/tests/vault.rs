@@ -75,7 +75,7 @@ async fn start(postgres: bool) -> Mesh {
         signing_key_rotation: Duration::from_secs(86_400),
     };
     let audit = guardline_audit::Args { common: common("audit", 1), keys: keys.clone() };
-    let vault = guardline_lead_vault::Args { common: common("lead-vault", 2), keys };
+    let vault = guardline_lead_vault::Args { common: common("lead-vault", 2), keys, reveal_quota: 3 };
     let (stop, audit_stop) = (CancellationToken::new(), CancellationToken::new());
     let mut ls = listeners.into_iter();
     let (l0, l1, l2) = (ls.next(), ls.next(), ls.next());
@@ -146,8 +146,13 @@ async fn tenant(m: &Mesh) -> Tenant {
         );
     }
     let pw = "a long enough passphrase".to_owned();
-    let users =
-        [("agent1", "agent", 0), ("agent2", "agent", 1), ("lead1", "team_lead", 0), ("comp1", "compliance_officer", 0)];
+    let users = [
+        ("agent1", "agent", 0),
+        ("agent2", "agent", 1),
+        ("lead1", "team_lead", 0),
+        ("comp1", "compliance_officer", 0),
+        ("lead2", "team_lead", 0),
+    ];
     let mut ids = Vec::new();
     for (login, role, team) in users {
         let u = p
@@ -167,7 +172,7 @@ async fn tenant(m: &Mesh) -> Tenant {
         tenant_id: id.clone(),
         team_id: teams[0].clone(),
         member_ids: vec![ids[0].clone()],
-        lead_ids: vec![ids[2].clone()],
+        lead_ids: vec![ids[2].clone(), ids[4].clone()],
     })
     .await
     .expect("lead");
@@ -317,11 +322,22 @@ async fn reveal_needs_permission_a_reason_and_audit(postgres: bool) {
     let outside = reveal(&m, &t, 1, &l.id, pb::LeadField::Phone, "curious").await.expect_err("other team");
     assert_eq!(outside.code(), Code::NotFound, "outside the caller's scope the lead does not exist");
 
+    // The third reveal of the day is the last one (quota 3 in this mesh).
+    assert!(reveal(&m, &t, 2, &l.id, pb::LeadField::Address, "to send the contract").await.is_ok());
+    let spent = reveal(&m, &t, 2, &l.id, pb::LeadField::Needs, "one too many").await.expect_err("quota");
+    assert_eq!(spent.code(), Code::ResourceExhausted);
+
     // With audit down, nothing is revealed.
     m.audit_stop.cancel();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let down = reveal(&m, &t, 2, &l.id, pb::LeadField::Phone, "customer asked again").await.expect_err("audit down");
+    let down = reveal(&m, &t, 4, &l.id, pb::LeadField::Phone, "customer asked again").await.expect_err("audit down");
     assert_eq!(down.code(), Code::Unavailable);
+    // More refused reveals than the quota of 3: none of them used it up.
+    for _ in 0..4 {
+        let again =
+            reveal(&m, &t, 4, &l.id, pb::LeadField::Phone, "customer asked again").await.expect_err("still down");
+        assert_eq!(again.code(), Code::Unavailable, "a refused reveal does not use up quota");
+    }
 }
 
 async fn a_ciphertext_moved_to_another_lead_does_not_open(postgres: bool) {
