@@ -95,6 +95,39 @@ fn input(i: pb::LeadInput) -> LeadInput {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+fn ts(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+}
+
+fn from_ts(field: &str, t: Option<&prost_types::Timestamp>) -> Result<Option<chrono::DateTime<chrono::Utc>>, Status> {
+    t.map(|t| {
+        chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
+            .ok_or_else(|| Status::from(Error::invalid(field, "out of range")))
+    })
+    .transpose()
+}
+
+fn consent_pb(c: crate::store::consent::Model) -> pb::ConsentRecord {
+    pb::ConsentRecord {
+        id: c.id,
+        tenant_id: c.tenant_id,
+        lead_id: c.lead_id,
+        purpose: c.purpose,
+        channel: c.channel,
+        evidence: Some(pb::ConsentEvidence {
+            form_sha256: c.form_sha256,
+            disclosure_version: c.disclosure_version,
+            page_url: c.page_url,
+            recording_id: c.recording_id,
+            recording_offset_ms: c.recording_offset_ms as u64,
+            recording_length_ms: c.recording_length_ms as u64,
+        }),
+        granted_at: Some(ts(c.granted_at)),
+        expires_at: c.expires_at.map(ts),
+        withdrawn_at: c.withdrawn_at.map(ts),
+    }
+}
+
 #[tonic::async_trait]
 impl LeadVaultService for Api {
     async fn create_lead(&self, req: Request<pb::CreateLeadRequest>) -> Reply<pb::Lead> {
@@ -126,6 +159,52 @@ impl LeadVaultService for Api {
             leads: views.into_iter().map(to_pb).collect(),
             page: Some(PageResponse { next_page_token: next }),
         }))
+    }
+
+    async fn record_consent(&self, req: Request<pb::RecordConsentRequest>) -> Reply<pb::ConsentRecord> {
+        let who = self.user(&req).await?;
+        let r = req.into_inner();
+        let e = r.evidence.unwrap_or_default();
+        let c = crate::consent::NewConsent {
+            purpose: r.purpose,
+            channel: r.channel,
+            form_sha256: e.form_sha256,
+            disclosure_version: e.disclosure_version,
+            page_url: e.page_url,
+            recording: (!e.recording_id.is_empty()).then_some((
+                e.recording_id,
+                e.recording_offset_ms,
+                e.recording_length_ms,
+            )),
+            granted_at: from_ts("granted_at", r.granted_at.as_ref())?
+                .ok_or_else(|| Status::from(Error::invalid("granted_at", "required")))?,
+            expires_at: from_ts("expires_at", r.expires_at.as_ref())?,
+        };
+        Ok(Response::new(consent_pb(self.vault.record_consent(&who, &r.tenant_id, &r.lead_id, c).await?)))
+    }
+
+    async fn withdraw_consent(&self, req: Request<pb::WithdrawConsentRequest>) -> Reply<pb::ConsentRecord> {
+        let who = self.user(&req).await?;
+        let r = req.get_ref();
+        Ok(Response::new(consent_pb(self.vault.withdraw_consent(&who, &r.tenant_id, &r.consent_id).await?)))
+    }
+
+    async fn get_consent_history(
+        &self,
+        req: Request<pb::GetConsentHistoryRequest>,
+    ) -> Reply<pb::GetConsentHistoryResponse> {
+        let who = self.user(&req).await?;
+        let r = req.get_ref();
+        let records = self.vault.consent_history(&who, &r.tenant_id, &r.lead_id).await?;
+        Ok(Response::new(pb::GetConsentHistoryResponse { records: records.into_iter().map(consent_pb).collect() }))
+    }
+
+    async fn check_consent(&self, req: Request<pb::CheckConsentRequest>) -> Reply<pb::CheckConsentResponse> {
+        // Only dialer-policy reaches this (allow-list).
+        let r = req.into_inner();
+        let at = from_ts("at", r.at.as_ref())?.unwrap_or_else(chrono::Utc::now);
+        let found = self.vault.check_consent(&r.tenant_id, &r.lead_id, &r.purpose, at).await?;
+        Ok(Response::new(pb::CheckConsentResponse { active: found.is_some(), consent_id: found.unwrap_or_default() }))
     }
 
     async fn reveal_field(&self, req: Request<pb::RevealFieldRequest>) -> Reply<pb::RevealFieldResponse> {

@@ -5,6 +5,7 @@
 //! `RevealField` and a clear export.
 
 pub mod args;
+pub mod consent;
 pub mod domain;
 pub mod error;
 pub mod grpc;

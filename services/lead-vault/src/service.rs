@@ -115,10 +115,10 @@ const INDEX_KEY: &str = "phone-blind-index";
 
 /// The lead vault's state.
 pub struct Vault {
-    db: DatabaseConnection,
+    pub(crate) db: DatabaseConnection,
     envelope: Arc<Envelope>,
     audit: AuditClient,
-    outbox: Arc<Notify>,
+    pub(crate) outbox: Arc<Notify>,
     /// Reveals per user per day.
     pub reveal_quota: u32,
 }

@@ -357,6 +357,69 @@ async fn a_ciphertext_moved_to_another_lead_does_not_open(postgres: bool) {
     assert!(get(&m, &t, &t.tokens[0], &a.id).await.is_ok(), "the original still opens");
 }
 
+async fn the_consent_ledger(postgres: bool) {
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    let l = create(&m, &t, 0, lead(&["+8613812345678"])).await.expect("create");
+    let now = prost_types::Timestamp::from(std::time::SystemTime::now());
+    let record = |channel: &str| pb::RecordConsentRequest {
+        tenant_id: t.id.clone(),
+        lead_id: l.id.clone(),
+        purpose: "marketing".into(),
+        channel: channel.into(),
+        evidence: Some(pb::ConsentEvidence {
+            form_sha256: vec![7; 32],
+            disclosure_version: "v3".into(),
+            ..Default::default()
+        }),
+        granted_at: Some(now),
+        expires_at: None,
+    };
+    let c = m
+        .vault()
+        .record_consent(with(&t.tokens[0], Request::new(record("web_form"))))
+        .await
+        .expect("owner records")
+        .into_inner();
+    assert_eq!(
+        m.vault()
+            .record_consent(with(&t.tokens[1], Request::new(record("web_form"))))
+            .await
+            .expect_err("other team")
+            .code(),
+        Code::NotFound
+    );
+    let bad = m
+        .vault()
+        .record_consent(with(&t.tokens[0], Request::new(record("carrier_pigeon"))))
+        .await
+        .expect_err("channel");
+    assert_eq!(field_violations(&bad)[0].field, "channel");
+
+    // Only dialer-policy asks; the answer follows withdrawal at once.
+    let check = || pb::CheckConsentRequest {
+        tenant_id: t.id.clone(),
+        lead_id: l.id.clone(),
+        purpose: "marketing".into(),
+        at: None,
+    };
+    let dialer = || LeadVaultServiceClient::new(m.channel(&m.vault_uri, "dialer-policy"));
+    assert!(dialer().check_consent(check()).await.expect("check").into_inner().active);
+    assert_eq!(m.vault().check_consent(check()).await.expect_err("not the dialer").code(), Code::PermissionDenied);
+    let w = pb::WithdrawConsentRequest { tenant_id: t.id.clone(), consent_id: c.id.clone() };
+    m.vault().withdraw_consent(with(&t.tokens[0], Request::new(w))).await.expect("withdraw");
+    assert!(
+        !dialer().check_consent(check()).await.expect("check").into_inner().active,
+        "withdrawal is effective at once"
+    );
+    let h = pb::GetConsentHistoryRequest { tenant_id: t.id.clone(), lead_id: l.id.clone() };
+    let history =
+        m.vault().get_consent_history(with(&t.tokens[0], Request::new(h))).await.expect("history").into_inner().records;
+    assert_eq!(history.len(), 1);
+    assert!(history[0].withdrawn_at.is_some());
+    assert_eq!(history[0].evidence.as_ref().expect("evidence").form_sha256, vec![7; 32]);
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -371,5 +434,6 @@ macro_rules! on_both_stores {
 on_both_stores!(
     leads_are_encrypted_masked_and_scoped,
     reveal_needs_permission_a_reason_and_audit,
-    a_ciphertext_moved_to_another_lead_does_not_open
+    a_ciphertext_moved_to_another_lead_does_not_open,
+    the_consent_ledger,
 );

@@ -109,6 +109,36 @@ pub mod reveal_count {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// The consent ledger: kept for years, and after erasure without PII.
+pub mod consent {
+    use sea_orm::entity::prelude::*;
+    /// One consent and its evidence.
+    #[derive(Clone, Debug, Default, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "vault_consents")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub lead_id: String,
+        pub blind_index: Vec<u8>,
+        pub purpose: String,
+        pub channel: String,
+        pub form_sha256: Vec<u8>,
+        pub disclosure_version: String,
+        pub page_url: String,
+        pub recording_id: String,
+        pub recording_offset_ms: i64,
+        pub recording_length_ms: i64,
+        pub granted_at: ChronoDateTimeUtc,
+        pub expires_at: Option<ChronoDateTimeUtc>,
+        pub withdrawn_at: Option<ChronoDateTimeUtc>,
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 fn t(n: &str) -> Alias {
     Alias::new(n)
 }
@@ -183,6 +213,38 @@ impl MigrationTrait for CreateLeads {
                 .col(string(t("data_key_id")))
                 .col(binary(t("sealed")))
                 .primary_key(Index::create().col(t("tenant_id")).col(t("kind")))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("vault_consents"))
+                .if_not_exists()
+                .col(string(t("id")).primary_key())
+                .col(string(t("tenant_id")))
+                .col(string(t("lead_id")))
+                .col(binary(t("blind_index")))
+                .col(string(t("purpose")))
+                .col(string(t("channel")))
+                .col(binary(t("form_sha256")))
+                .col(string(t("disclosure_version")))
+                .col(text(t("page_url")))
+                .col(string(t("recording_id")))
+                .col(big_integer(t("recording_offset_ms")))
+                .col(big_integer(t("recording_length_ms")))
+                .col(timestamp_with_time_zone(t("granted_at")))
+                .col(sea_orm_migration::schema::timestamp_with_time_zone_null(t("expires_at")))
+                .col(sea_orm_migration::schema::timestamp_with_time_zone_null(t("withdrawn_at")))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("ix_vault_consents_lead")
+                .table(t("vault_consents"))
+                .col(t("tenant_id"))
+                .col(t("lead_id"))
                 .to_owned(),
         )
         .await?;
