@@ -207,6 +207,16 @@ impl LeadVaultService for Api {
         Ok(Response::new(pb::CheckConsentResponse { active: found.is_some(), consent_id: found.unwrap_or_default() }))
     }
 
+    async fn verify_integrity(&self, req: Request<pb::VerifyIntegrityRequest>) -> Reply<pb::VerifyIntegrityResponse> {
+        let who = self.user(&req).await?;
+        let (scanned, findings) = self.vault.verify_integrity(&who, &req.get_ref().tenant_id).await?;
+        let findings = findings
+            .into_iter()
+            .map(|(lead_id, problem)| pb::IntegrityFinding { lead_id, problem: problem.into() })
+            .collect();
+        Ok(Response::new(pb::VerifyIntegrityResponse { scanned, findings }))
+    }
+
     async fn reveal_field(&self, req: Request<pb::RevealFieldRequest>) -> Reply<pb::RevealFieldResponse> {
         let who = self.user(&req).await?;
         let r = req.into_inner();

@@ -112,6 +112,7 @@ impl Field {
 
 const FIELDS: [&str; 5] = ["phones", "name", "address", "needs", "notes"];
 const INDEX_KEY: &str = "phone-blind-index";
+const MAC_KEY: &str = "lead-mac";
 
 /// The lead vault's state.
 pub struct Vault {
@@ -142,26 +143,56 @@ impl Vault {
         Self { db, envelope, audit, outbox, reveal_quota: 50 }
     }
 
-    async fn index_key(&self, tenant: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-        if let Some(s) =
-            tenant_secret::Entity::find_by_id((tenant.to_owned(), INDEX_KEY.to_owned())).one(&self.db).await?
-        {
-            return Ok(self.envelope.open_secret(tenant, INDEX_KEY, tenant, &s.data_key_id, &s.sealed).await?);
+    /// A per-tenant 256-bit secret of `kind` (blind-index key, MAC key),
+    /// created on first use and stored sealed under the tenant data key.
+    async fn tenant_secret(&self, tenant: &str, kind: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        if let Some(s) = tenant_secret::Entity::find_by_id((tenant.to_owned(), kind.to_owned())).one(&self.db).await? {
+            return Ok(self.envelope.open_secret(tenant, kind, tenant, &s.data_key_id, &s.sealed).await?);
         }
         let mut key = vec![0u8; 32];
         aws_lc_rs::rand::fill(&mut key).map_err(|_| Error::Internal("random".into()))?;
-        let (dk, sealed) = self.envelope.seal_secret(tenant, INDEX_KEY, tenant, &key).await?;
+        let (dk, sealed) = self.envelope.seal_secret(tenant, kind, tenant, &key).await?;
         let row = tenant_secret::ActiveModel {
             tenant_id: Set(tenant.into()),
-            kind: Set(INDEX_KEY.into()),
+            kind: Set(kind.into()),
             data_key_id: Set(dk),
             sealed: Set(sealed),
         };
         if tenant_secret::Entity::insert(row).exec(&self.db).await.is_err() {
             // Another replica created it first.
-            return Box::pin(self.index_key(tenant)).await;
+            return Box::pin(self.tenant_secret(tenant, kind)).await;
         }
         Ok(zeroize::Zeroizing::new(key))
+    }
+
+    /// The record MAC: HMAC-SHA256 over the metadata a database edit could
+    /// use to widen access or hide changes.
+    async fn mac(&self, row: &lead::Model) -> Result<Vec<u8>> {
+        let key = self.tenant_secret(&row.tenant_id, MAC_KEY).await?;
+        let mut msg = b"guardline/lead-mac/v1".to_vec();
+        for part in [
+            &row.id,
+            &row.tenant_id,
+            &row.owner_id,
+            &row.team_id,
+            &row.status,
+            &row.version.to_string(),
+            &row.key_data_key_id,
+        ] {
+            msg.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            msg.extend_from_slice(part.as_bytes());
+        }
+        let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key);
+        Ok(aws_lc_rs::hmac::sign(&k, &msg).as_ref().to_vec())
+    }
+
+    async fn check_mac(&self, row: &lead::Model) -> Result<()> {
+        let expected = self.mac(row).await?;
+        if aws_lc_rs::constant_time::verify_slices_are_equal(&expected, &row.mac).is_err() {
+            tracing::error!(lead = %row.id, "lead metadata changed outside the service");
+            return Err(Error::DataLoss("the lead failed its integrity check".into()));
+        }
+        Ok(())
     }
 
     /// Creates a lead. Nothing is written unless every field is valid and no
@@ -204,13 +235,13 @@ impl Vault {
         if !input.time_zone.is_empty() && input.time_zone.parse::<chrono_tz::Tz>().is_err() {
             return Err(Error::invalid("lead.time_zone", "not an IANA time zone"));
         }
-        let key = self.index_key(tenant).await?;
+        let key = self.tenant_secret(tenant, INDEX_KEY).await?;
         let id = format!("lead-{}", uuid::Uuid::now_v7().simple());
         let (rk, sealed_rk) = self.envelope.new_record_key(tenant, &id).await?;
         let version = 1u64;
         let seal = |field: &str, clear: &[u8]| seal_field(&rk, tenant, &id, field, version, clear);
         let e164: Vec<String> = phones.iter().map(|p| p.e164().to_owned()).collect();
-        let row = lead::Model {
+        let mut row = lead::Model {
             id: id.clone(),
             tenant_id: tenant.into(),
             owner_id: owner,
@@ -228,8 +259,10 @@ impl Vault {
             address_sealed: seal("address", to_json(&input.address).as_bytes())?,
             needs_sealed: seal("needs", input.needs.as_bytes())?,
             notes_sealed: seal("notes", input.notes.as_bytes())?,
+            mac: Vec::new(),
             created_at: Utc::now(),
         };
+        row.mac = self.mac(&row).await?;
         let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         for (i, p) in phones.iter().enumerate() {
             let bi = p.blind_index(&key).to_vec();
@@ -293,6 +326,8 @@ impl Vault {
             .await?
             .filter(|l| l.tenant_id == tenant)
             .ok_or(Error::NotFound)?;
+        // The metadata that decides access is trusted only once its MAC checks.
+        self.check_mac(&row).await?;
         let res =
             Resource { tenant: tenant.into(), owner: Some(row.owner_id.clone()), team: Some(row.team_id.clone()) };
         if !decide(who, "lead.read", &res).allowed {
@@ -321,6 +356,7 @@ impl Vault {
         let rows = q.limit(limit.clamp(1, 1000)).all(&self.db).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
+            self.check_mac(&row).await?;
             let pii = self.open(&row).await?;
             out.push(View { row, pii });
         }
@@ -427,6 +463,37 @@ impl Vault {
         };
         txn.commit().await?;
         Ok(n as u32)
+    }
+
+    /// Scans a tenant (`audit.read`): leads whose metadata MAC fails or whose
+    /// fields do not open. Returns (scanned, [(lead, problem)]).
+    pub async fn verify_integrity(&self, who: &Subject, tenant: &str) -> Result<(u64, Vec<(String, &'static str)>)> {
+        let d = decide(who, "audit.read", &Resource { tenant: tenant.into(), ..Default::default() });
+        if !d.allowed {
+            return Err(Error::PermissionDenied(d.rule));
+        }
+        let rows = lead::Entity::find()
+            .filter(lead::Column::TenantId.eq(tenant))
+            .order_by_asc(lead::Column::Id)
+            .all(&self.db)
+            .await?;
+        let mut findings = Vec::new();
+        for row in &rows {
+            if self.check_mac(row).await.is_err() {
+                findings.push((row.id.clone(), "mac_mismatch"));
+            } else if self.open(row).await.is_err() {
+                findings.push((row.id.clone(), "undecryptable"));
+            }
+        }
+        let event = EventBuilder::new(tenant, "lead.verify_integrity")
+            .actor(&who.user, "")
+            .detail("scanned", rows.len())
+            .detail("findings", findings.len());
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
+        guardline_audit_client::enqueue(&txn, &event.build()).await?;
+        txn.commit().await?;
+        self.outbox.notify_one();
+        Ok((rows.len() as u64, findings))
     }
 
     /// The masked rendering of a view's PII: (phones, name, address).

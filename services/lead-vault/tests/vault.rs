@@ -355,6 +355,23 @@ async fn a_ciphertext_moved_to_another_lead_does_not_open(postgres: bool) {
         .expect("move");
     assert_eq!(get(&m, &t, &t.tokens[0], &b.id).await.expect_err("moved ciphertext").code(), Code::DataLoss);
     assert!(get(&m, &t, &t.tokens[0], &a.id).await.is_ok(), "the original still opens");
+
+    // An owner column edited in the database is caught by the record MAC: the
+    // edit does not hand the lead to anyone, and the scan names it.
+    entity::ActiveModel { id: Set(a.id.clone()), owner_id: Set("intruder".into()), ..Default::default() }
+        .update(&db)
+        .await
+        .expect("tamper");
+    assert_eq!(get(&m, &t, &t.tokens[3], &a.id).await.expect_err("tampered metadata").code(), Code::DataLoss);
+    let scan = |who: &str| with(who, Request::new(pb::VerifyIntegrityRequest { tenant_id: t.id.clone() }));
+    assert_eq!(m.vault().verify_integrity(scan(&t.tokens[0])).await.expect_err("agent").code(), Code::PermissionDenied);
+    let report = m.vault().verify_integrity(scan(&t.tokens[3])).await.expect("scan").into_inner();
+    assert_eq!(report.scanned, 2);
+    let mut found: Vec<(String, String)> = report.findings.into_iter().map(|f| (f.lead_id, f.problem)).collect();
+    found.sort();
+    let mut want = vec![(a.id.clone(), "mac_mismatch".to_owned()), (b.id.clone(), "undecryptable".to_owned())];
+    want.sort();
+    assert_eq!(found, want);
 }
 
 async fn the_consent_ledger(postgres: bool) {

@@ -30,6 +30,7 @@ pub mod lead {
         pub address_sealed: Vec<u8>,
         pub needs_sealed: Vec<u8>,
         pub notes_sealed: Vec<u8>,
+        pub mac: Vec<u8>,
         pub created_at: ChronoDateTimeUtc,
     }
     impl std::fmt::Debug for Model {
@@ -176,6 +177,7 @@ impl MigrationTrait for CreateLeads {
                 .col(binary(t("address_sealed")))
                 .col(binary(t("needs_sealed")))
                 .col(binary(t("notes_sealed")))
+                .col(binary(t("mac")))
                 .col(timestamp_with_time_zone(t("created_at")))
                 .to_owned(),
         )
