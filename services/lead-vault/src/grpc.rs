@@ -217,6 +217,26 @@ impl LeadVaultService for Api {
         Ok(Response::new(pb::VerifyIntegrityResponse { scanned, findings }))
     }
 
+    async fn update_lead(&self, req: Request<pb::UpdateLeadRequest>) -> Reply<pb::Lead> {
+        let who = self.user(&req).await?;
+        let r = req.into_inner();
+        let lead = input(r.lead.unwrap_or_default());
+        let view =
+            self.vault.update(&who, &r.tenant_id, &r.lead_id, r.expected_version, lead, &r.update_fields).await?;
+        Ok(Response::new(to_pb(view)))
+    }
+
+    async fn transfer_ownership(
+        &self,
+        req: Request<pb::TransferOwnershipRequest>,
+    ) -> Reply<pb::TransferOwnershipResponse> {
+        let who = self.user(&req).await?;
+        let r = req.into_inner();
+        let transferred =
+            self.vault.transfer(&who, &r.tenant_id, &r.from_owner_id, &r.to_owner_id, &r.lead_ids).await?;
+        Ok(Response::new(pb::TransferOwnershipResponse { transferred }))
+    }
+
     async fn reveal_field(&self, req: Request<pb::RevealFieldRequest>) -> Reply<pb::RevealFieldResponse> {
         let who = self.user(&req).await?;
         let r = req.into_inner();

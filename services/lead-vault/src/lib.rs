@@ -11,6 +11,7 @@ pub mod error;
 pub mod grpc;
 pub mod service;
 pub mod store;
+pub mod update;
 
 use guardline_runtime::server::GrpcServer;
 use guardline_service::Base;

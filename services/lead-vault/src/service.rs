@@ -130,7 +130,8 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-fn text(field: &str, v: &str, max: usize) -> Result<()> {
+/// Checks free text: length and no control characters (newlines allowed).
+pub(crate) fn check_text(field: &str, v: &str, max: usize) -> Result<()> {
     if v.chars().count() > max || v.chars().any(|c| c.is_control() && c != '\n') {
         return Err(Error::invalid(field, format!("at most {max} printable characters")));
     }
@@ -145,7 +146,7 @@ impl Vault {
 
     /// A per-tenant 256-bit secret of `kind` (blind-index key, MAC key),
     /// created on first use and stored sealed under the tenant data key.
-    async fn tenant_secret(&self, tenant: &str, kind: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    pub(crate) async fn tenant_secret(&self, tenant: &str, kind: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
         if let Some(s) = tenant_secret::Entity::find_by_id((tenant.to_owned(), kind.to_owned())).one(&self.db).await? {
             return Ok(self.envelope.open_secret(tenant, kind, tenant, &s.data_key_id, &s.sealed).await?);
         }
@@ -167,7 +168,7 @@ impl Vault {
 
     /// The record MAC: HMAC-SHA256 over the metadata a database edit could
     /// use to widen access or hide changes.
-    async fn mac(&self, row: &lead::Model) -> Result<Vec<u8>> {
+    pub(crate) async fn mac(&self, row: &lead::Model) -> Result<Vec<u8>> {
         let key = self.tenant_secret(&row.tenant_id, MAC_KEY).await?;
         let mut msg = b"guardline/lead-mac/v1".to_vec();
         for part in [
@@ -186,7 +187,7 @@ impl Vault {
         Ok(aws_lc_rs::hmac::sign(&k, &msg).as_ref().to_vec())
     }
 
-    async fn check_mac(&self, row: &lead::Model) -> Result<()> {
+    pub(crate) async fn check_mac(&self, row: &lead::Model) -> Result<()> {
         let expected = self.mac(row).await?;
         if aws_lc_rs::constant_time::verify_slices_are_equal(&expected, &row.mac).is_err() {
             tracing::error!(lead = %row.id, "lead metadata changed outside the service");
@@ -221,16 +222,16 @@ impl Vault {
             })?;
             phones.push(p);
         }
-        text("lead.name", &input.name, 200)?;
-        text("lead.needs", &input.needs, 4000)?;
-        text("lead.notes", &input.notes, 4000)?;
+        check_text("lead.name", &input.name, 200)?;
+        check_text("lead.needs", &input.needs, 4000)?;
+        check_text("lead.notes", &input.notes, 4000)?;
         for (f, v) in [
             ("lead.address.province", &input.address.province),
             ("lead.address.city", &input.address.city),
             ("lead.address.district", &input.address.district),
             ("lead.address.street", &input.address.street),
         ] {
-            text(f, v, 200)?;
+            check_text(f, v, 200)?;
         }
         if !input.time_zone.is_empty() && input.time_zone.parse::<chrono_tz::Tz>().is_err() {
             return Err(Error::invalid("lead.time_zone", "not an IANA time zone"));
@@ -293,7 +294,7 @@ impl Vault {
         })
     }
 
-    async fn open(&self, row: &lead::Model) -> Result<Pii> {
+    pub(crate) async fn open(&self, row: &lead::Model) -> Result<Pii> {
         let sealed = SealedRecordKey {
             data_key_id: row.key_data_key_id.clone(),
             sealed: row.key_sealed.clone().ok_or(Error::NotFound)?,
@@ -494,6 +495,16 @@ impl Vault {
         txn.commit().await?;
         self.outbox.notify_one();
         Ok((rows.len() as u64, findings))
+    }
+
+    /// The envelope (for changes that re-seal).
+    pub(crate) fn envelope(&self) -> &Arc<Envelope> {
+        &self.envelope
+    }
+
+    /// The tenant's blind-index key.
+    pub(crate) async fn index_key(&self, tenant: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        self.tenant_secret(tenant, INDEX_KEY).await
     }
 
     /// The masked rendering of a view's PII: (phones, name, address).

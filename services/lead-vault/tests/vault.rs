@@ -437,6 +437,89 @@ async fn the_consent_ledger(postgres: bool) {
     assert_eq!(history[0].evidence.as_ref().expect("evidence").form_sha256, vec![7; 32]);
 }
 
+async fn lead_ids(m: &Mesh, t: &Tenant, token: &str) -> Vec<String> {
+    let r = pb::ListLeadsRequest { tenant_id: t.id.clone(), ..Default::default() };
+    m.vault()
+        .list_leads(with(token, Request::new(r)))
+        .await
+        .expect("list")
+        .into_inner()
+        .leads
+        .into_iter()
+        .map(|l| l.id)
+        .collect()
+}
+
+async fn updates_and_transfers(postgres: bool) {
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    let l = create(&m, &t, 0, lead(&["+8613812345678"])).await.expect("create");
+    let update = |who: &str, version: u64, fields: &[&str], name: &str| {
+        let mut input = lead(&[]);
+        input.name = name.into();
+        with(
+            who,
+            Request::new(pb::UpdateLeadRequest {
+                tenant_id: t.id.clone(),
+                lead_id: l.id.clone(),
+                expected_version: version,
+                lead: Some(input),
+                update_fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+                status: 0,
+            }),
+        )
+    };
+    let v2 =
+        m.vault().update_lead(update(&t.tokens[0], 1, &["name"], "李四")).await.expect("owner updates").into_inner();
+    assert_eq!((v2.version, v2.name.expect("name").masked.as_str()), (2, "李*"));
+    assert_eq!(v2.phones[0].masked, "+86 138****5678", "untouched fields still open under the new version");
+    assert_eq!(
+        m.vault().update_lead(update(&t.tokens[0], 1, &["name"], "王五")).await.expect_err("stale").code(),
+        Code::Aborted
+    );
+    let bad = m.vault().update_lead(update(&t.tokens[0], 2, &["salary"], "x")).await.expect_err("unknown field");
+    assert_eq!(field_violations(&bad)[0].field, "update_fields[0]");
+    assert_eq!(
+        m.vault().update_lead(update(&t.tokens[1], 2, &["name"], "x")).await.expect_err("other team").code(),
+        Code::NotFound
+    );
+
+    // An agent leaves: the team lead hands the leads to another agent.
+    let agent1 = l.owner_id.clone();
+    let agent2_id = {
+        let mut p = m.identity();
+        let users = p
+            .list_users(idpb::ListUsersRequest { tenant_id: t.id.clone(), ..Default::default() })
+            .await
+            .expect("users")
+            .into_inner()
+            .users;
+        users.into_iter().find(|u| u.login == "agent2").expect("agent2").id
+    };
+    let transfer = |who: &str| {
+        with(
+            who,
+            Request::new(pb::TransferOwnershipRequest {
+                tenant_id: t.id.clone(),
+                from_owner_id: agent1.clone(),
+                to_owner_id: agent2_id.clone(),
+                lead_ids: vec![],
+            }),
+        )
+    };
+    assert_eq!(
+        m.vault().transfer_ownership(transfer(&t.tokens[0])).await.expect_err("agent").code(),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        m.vault().transfer_ownership(transfer(&t.tokens[2])).await.expect("team lead").into_inner().transferred,
+        1
+    );
+    assert!(lead_ids(&m, &t, &t.tokens[0]).await.is_empty(), "the leaver no longer sees it");
+    assert_eq!(lead_ids(&m, &t, &t.tokens[1]).await, vec![l.id.clone()], "the new owner does");
+    assert_eq!(get(&m, &t, &t.tokens[1], &l.id).await.expect("opens").version, 3);
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -453,4 +536,5 @@ on_both_stores!(
     reveal_needs_permission_a_reason_and_audit,
     a_ciphertext_moved_to_another_lead_does_not_open,
     the_consent_ledger,
+    updates_and_transfers,
 );
