@@ -157,7 +157,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
                 }
                 "lead-vault" => {
                     guardline_lead_vault::run(
-                        guardline_lead_vault::Args { common: c, keys, reveal_quota: 50 },
+                        guardline_lead_vault::Args { common: c, keys, reveal_quota: 50, export_quota: 10_000 },
                         Some(listener),
                         s,
                     )

@@ -19,4 +19,7 @@ pub struct Args {
     /// Fields one user may reveal per day.
     #[arg(long, env = "GUARDLINE_REVEAL_QUOTA", default_value_t = 50)]
     pub reveal_quota: u32,
+    /// Leads one tenant may export per day.
+    #[arg(long, env = "GUARDLINE_EXPORT_QUOTA", default_value_t = 10_000)]
+    pub export_quota: u64,
 }

@@ -94,6 +94,8 @@ fn input(i: pb::LeadInput) -> LeadInput {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+type ExportStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ExportLeadsResponse, Status>> + Send + 'static>>;
 
 fn ts(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
@@ -235,6 +237,57 @@ impl LeadVaultService for Api {
         let transferred =
             self.vault.transfer(&who, &r.tenant_id, &r.from_owner_id, &r.to_owner_id, &r.lead_ids).await?;
         Ok(Response::new(pb::TransferOwnershipResponse { transferred }))
+    }
+
+    async fn export_leads(&self, req: Request<pb::ExportLeadsRequest>) -> Reply<ExportStream> {
+        let who = self.user(&req).await?;
+        let r = req.into_inner();
+        let views = self.vault.export(&who, &r.tenant_id, r.clear, &r.reason).await?;
+        let clear = r.clear;
+        let out = tokio_stream::iter(views.into_iter().map(move |v| {
+            let clear_phones = if clear { v.pii.phones.clone() } else { Vec::new() };
+            Ok(pb::ExportLeadsResponse { lead: Some(to_pb(v)), clear_phones })
+        }));
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn import_leads(
+        &self,
+        req: Request<tonic::Streaming<pb::ImportLeadsRequest>>,
+    ) -> Reply<pb::ImportLeadsResponse> {
+        let who = self.user(&req).await?;
+        let mut stream = req.into_inner();
+        let Some(pb::ImportLeadsRequest { item: Some(pb::import_leads_request::Item::Header(h)) }) =
+            stream.message().await?
+        else {
+            return Err(Error::invalid("header", "the first message must be the header").into());
+        };
+        let mut rows = Vec::new();
+        while let Some(m) = stream.message().await? {
+            match m.item {
+                Some(pb::import_leads_request::Item::Row(row)) => {
+                    let mut lead = input(row.lead.unwrap_or_default());
+                    if lead.default_region.is_empty() {
+                        lead.default_region = h.default_region.clone();
+                    }
+                    if lead.owner_id.is_empty() {
+                        lead.owner_id = h.default_owner_id.clone();
+                    }
+                    rows.push((row.row_number, lead));
+                }
+                _ => return Err(Error::invalid("row", "only rows may follow the header").into()),
+            }
+        }
+        let report = self.vault.import(&who, &h.tenant_id, rows).await?;
+        Ok(Response::new(pb::ImportLeadsResponse {
+            imported: report.imported,
+            duplicates: report.duplicates,
+            errors: report
+                .errors
+                .into_iter()
+                .map(|e| pb::RowError { row_number: e.row, field: e.field, description: e.reason })
+                .collect(),
+        }))
     }
 
     async fn reveal_field(&self, req: Request<pb::RevealFieldRequest>) -> Reply<pb::RevealFieldResponse> {

@@ -5,6 +5,7 @@
 //! `RevealField` and a clear export.
 
 pub mod args;
+pub mod bulk;
 pub mod consent;
 pub mod domain;
 pub mod error;
@@ -29,11 +30,12 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Args { common, keys, reveal_quota } = args;
+    let Args { common, keys, reveal_quota, export_quota } = args;
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
     let mut vault = service::Vault::new(base.db.clone(), envelope, base.audit.clone(), base.outbox_waker.clone());
     vault.reveal_quota = reveal_quota;
+    vault.export_quota = export_quota;
     let vault = std::sync::Arc::new(vault);
     let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
     let verifier = std::sync::Arc::new(guardline_runtime::token::TokenVerifier::new(

@@ -112,6 +112,8 @@ impl Field {
 
 const FIELDS: [&str; 5] = ["phones", "name", "address", "needs", "notes"];
 const INDEX_KEY: &str = "phone-blind-index";
+/// The reason given for a number that already belongs to a lead of the tenant.
+pub(crate) const DUPLICATE: &str = "already belongs to a lead of this tenant";
 const MAC_KEY: &str = "lead-mac";
 
 /// The lead vault's state.
@@ -122,6 +124,8 @@ pub struct Vault {
     pub(crate) outbox: Arc<Notify>,
     /// Reveals per user per day.
     pub reveal_quota: u32,
+    /// Leads exported per tenant per day.
+    pub export_quota: u64,
 }
 
 impl std::fmt::Debug for Vault {
@@ -141,7 +145,7 @@ pub(crate) fn check_text(field: &str, v: &str, max: usize) -> Result<()> {
 impl Vault {
     /// Assembles the vault.
     pub fn new(db: DatabaseConnection, envelope: Arc<Envelope>, audit: AuditClient, outbox: Arc<Notify>) -> Self {
-        Self { db, envelope, audit, outbox, reveal_quota: 50 }
+        Self { db, envelope, audit, outbox, reveal_quota: 50, export_quota: 10_000 }
     }
 
     /// A per-tenant 256-bit secret of `kind` (blind-index key, MAC key),
@@ -269,7 +273,7 @@ impl Vault {
             let bi = p.blind_index(&key).to_vec();
             let taken = phone_index::Entity::find_by_id((tenant.to_owned(), bi.clone())).one(&txn).await?;
             if taken.is_some() {
-                return Err(Error::invalid(format!("lead.phones[{i}]"), "already belongs to a lead of this tenant"));
+                return Err(Error::invalid(format!("lead.phones[{i}]"), DUPLICATE));
             }
             phone_index::Entity::insert(phone_index::ActiveModel {
                 tenant_id: Set(tenant.into()),
@@ -495,6 +499,11 @@ impl Vault {
         txn.commit().await?;
         self.outbox.notify_one();
         Ok((rows.len() as u64, findings))
+    }
+
+    /// The audit client (synchronous appends).
+    pub(crate) fn audit(&self) -> &AuditClient {
+        &self.audit
     }
 
     /// The envelope (for changes that re-seal).

@@ -141,10 +141,7 @@ impl Vault {
             for (i, p) in parsed.iter().enumerate() {
                 let bi = p.blind_index(&key).to_vec();
                 if phone_index::Entity::find_by_id((tenant.to_owned(), bi.clone())).one(&txn).await?.is_some() {
-                    return Err(Error::invalid(
-                        format!("lead.phones[{i}]"),
-                        "already belongs to a lead of this tenant",
-                    ));
+                    return Err(Error::invalid(format!("lead.phones[{i}]"), crate::service::DUPLICATE));
                 }
                 phone_index::Entity::insert(phone_index::ActiveModel {
                     tenant_id: Set(tenant.into()),

@@ -75,7 +75,7 @@ async fn start(postgres: bool) -> Mesh {
         signing_key_rotation: Duration::from_secs(86_400),
     };
     let audit = guardline_audit::Args { common: common("audit", 1), keys: keys.clone() };
-    let vault = guardline_lead_vault::Args { common: common("lead-vault", 2), keys, reveal_quota: 3 };
+    let vault = guardline_lead_vault::Args { common: common("lead-vault", 2), keys, reveal_quota: 3, export_quota: 3 };
     let (stop, audit_stop) = (CancellationToken::new(), CancellationToken::new());
     let mut ls = listeners.into_iter();
     let (l0, l1, l2) = (ls.next(), ls.next(), ls.next());
@@ -520,6 +520,116 @@ async fn updates_and_transfers(postgres: bool) {
     assert_eq!(get(&m, &t, &t.tokens[1], &l.id).await.expect("opens").version, 3);
 }
 
+/// A user of `t` with a custom role of `perms`, logged in.
+async fn custom_user(m: &Mesh, t: &Tenant, login: &str, perms: &[&str]) -> String {
+    let mut p = m.identity();
+    let role = format!("role_{login}");
+    p.create_role(idpb::CreateRoleRequest {
+        tenant_id: t.id.clone(),
+        name: role.clone(),
+        permissions: perms.iter().map(|x| (*x).to_owned()).collect(),
+    })
+    .await
+    .expect("role");
+    let pw = "a long enough passphrase".to_owned();
+    p.create_user(idpb::CreateUserRequest {
+        tenant_id: t.id.clone(),
+        login: login.into(),
+        display_name: login.into(),
+        password: pw.clone(),
+        roles: vec![role],
+        team_ids: vec![],
+    })
+    .await
+    .expect("user");
+    p.login(idpb::LoginRequest {
+        tenant_id: t.id.clone(),
+        login: login.into(),
+        password: pw,
+        totp_code: String::new(),
+        context: None,
+    })
+    .await
+    .expect("login")
+    .into_inner()
+    .access_token
+}
+
+async fn export(
+    m: &Mesh,
+    t: &Tenant,
+    token: &str,
+    clear: bool,
+    reason: &str,
+) -> Result<Vec<pb::ExportLeadsResponse>, tonic::Status> {
+    let req = pb::ExportLeadsRequest { tenant_id: t.id.clone(), filter: None, clear, reason: reason.into() };
+    let mut s = m.vault().export_leads(with(token, Request::new(req))).await?.into_inner();
+    let mut out = Vec::new();
+    while let Some(x) = s.message().await? {
+        out.push(x);
+    }
+    Ok(out)
+}
+
+async fn guarded_export_and_validated_import(postgres: bool) {
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    let exporter = custom_user(&m, &t, "exporter1", &["lead.read:tenant", "lead.export"]).await;
+    let clear_exporter = custom_user(&m, &t, "exporter2", &["lead.read:tenant", "lead.export", "lead.reveal"]).await;
+
+    // Import: three good rows, a bad number, a duplicate of an earlier row.
+    let row = |n: u64, phone: &str| pb::ImportLeadsRequest {
+        item: Some(pb::import_leads_request::Item::Row(pb::ImportRow { row_number: n, lead: Some(lead(&[phone])) })),
+    };
+    let header = pb::ImportLeadsRequest {
+        item: Some(pb::import_leads_request::Item::Header(pb::ImportHeader {
+            tenant_id: t.id.clone(),
+            default_region: "CN".into(),
+            default_owner_id: String::new(),
+        })),
+    };
+    let msgs = vec![
+        header,
+        row(1, "13812345671"),
+        row(2, "13812345672"),
+        row(3, "not a phone"),
+        row(4, "13812345671"),
+        row(5, "13812345673"),
+    ];
+    let report = m
+        .vault()
+        .import_leads(with(&t.tokens[0], Request::new(tokio_stream::iter(msgs))))
+        .await
+        .expect("import")
+        .into_inner();
+    assert_eq!((report.imported, report.duplicates), (3, 1));
+    assert_eq!(
+        report.errors.iter().map(|e| (e.row_number, e.field.as_str())).collect::<Vec<_>>(),
+        vec![(3, "lead.phones[0]")]
+    );
+    assert_eq!(lead_ids(&m, &t, &t.tokens[0]).await.len(), 3, "the bad row wrote nothing");
+
+    // Export: permission, masking, clear values with a reason, the quota (3 a day here).
+    assert_eq!(export(&m, &t, &t.tokens[0], false, "").await.expect_err("agent").code(), Code::PermissionDenied);
+    assert_eq!(
+        export(&m, &t, &exporter, true, "for the call center").await.expect_err("no reveal").code(),
+        Code::PermissionDenied
+    );
+    let no_reason = export(&m, &t, &clear_exporter, true, "").await.expect_err("no reason");
+    assert_eq!(field_violations(&no_reason)[0].field, "reason");
+    let clear = export(&m, &t, &clear_exporter, true, "quarterly review").await.expect("clear export");
+    assert_eq!(clear.len(), 3);
+    assert!(
+        clear.iter().all(|x| x.lead.as_ref().expect("lead").phones[0].masked.contains("****")),
+        "the record stays masked"
+    );
+    let mut phones: Vec<String> = clear.iter().flat_map(|x| x.clear_phones.clone()).collect();
+    phones.sort();
+    assert_eq!(phones, vec!["+8613812345671", "+8613812345672", "+8613812345673"]);
+    let over = export(&m, &t, &exporter, false, "").await.expect_err("quota");
+    assert_eq!(over.code(), Code::ResourceExhausted, "3 of 3 leads already exported today");
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -537,4 +647,5 @@ on_both_stores!(
     a_ciphertext_moved_to_another_lead_does_not_open,
     the_consent_ledger,
     updates_and_transfers,
+    guarded_export_and_validated_import,
 );

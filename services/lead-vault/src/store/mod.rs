@@ -140,6 +140,25 @@ pub mod consent {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// Leads exported per tenant per day, for the export quota.
+pub mod export_count {
+    use sea_orm::entity::prelude::*;
+    /// A counter.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "vault_export_counts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub day: String,
+        pub count: i64,
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 fn t(n: &str) -> Alias {
     Alias::new(n)
 }
@@ -247,6 +266,17 @@ impl MigrationTrait for CreateLeads {
                 .table(t("vault_consents"))
                 .col(t("tenant_id"))
                 .col(t("lead_id"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("vault_export_counts"))
+                .if_not_exists()
+                .col(string(t("tenant_id")))
+                .col(string(t("day")))
+                .col(big_integer(t("count")))
+                .primary_key(Index::create().col(t("tenant_id")).col(t("day")))
                 .to_owned(),
         )
         .await?;
