@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
-use guardline_authz::Subject;
+use guardline_authz::{Resource, Subject, decide};
 use guardline_proto::common::v1::{MaskedValue, PageResponse};
 use guardline_proto::vault::v1 as pb;
 use guardline_proto::vault::v1::lead_vault_service_server::{LeadVaultService, LeadVaultServiceServer};
 use guardline_runtime::args::MeshArgs;
 use guardline_runtime::authz::AllowList;
+use guardline_runtime::peer::PeerInfo;
 use guardline_runtime::token::TokenVerifier;
 use tonic::{Request, Response, Status};
 
@@ -33,6 +34,27 @@ impl Api {
     async fn user<T>(&self, req: &Request<T>) -> Result<Subject, Status> {
         let c = self.verifier.authenticate(req).await?;
         Ok(Subject::from_claims(&c.tenant, &c.sub, &c.teams, &c.perms))
+    }
+
+    /// Who may run a key operation on `tenant`: the operator's service
+    /// identity (no user token), or a user allowed `key.rotate` there.
+    /// Returns the audit actor (user id, service identity).
+    async fn key_operator<T>(&self, req: &Request<T>, tenant: &str) -> Result<(String, String), Status> {
+        if tenant.is_empty() {
+            return Err(Error::invalid("tenant_id", "required").into());
+        }
+        let operator = PeerInfo::of(req)
+            .and_then(|p| p.identity.as_ref())
+            .is_some_and(|i| i.service_account() == Some("operator"));
+        if operator && !req.metadata().contains_key("authorization") {
+            return Ok((String::new(), "operator".into()));
+        }
+        let who = self.user(req).await?;
+        let d = decide(&who, "key.rotate", &Resource { tenant: tenant.into(), ..Default::default() });
+        if !d.allowed {
+            return Err(Error::PermissionDenied(d.rule).into());
+        }
+        Ok((who.user, String::new()))
     }
 }
 
@@ -127,6 +149,17 @@ fn consent_pb(c: crate::store::consent::Model) -> pb::ConsentRecord {
         granted_at: Some(ts(c.granted_at)),
         expires_at: c.expires_at.map(ts),
         withdrawn_at: c.withdrawn_at.map(ts),
+    }
+}
+
+fn key_status_pb(tenant_id: String, s: crate::rotation::KeyStatus) -> pb::KeyStatus {
+    pb::KeyStatus {
+        tenant_id,
+        active_data_key_id: s.active,
+        retiring_data_key_ids: s.retiring,
+        rewrapped: s.rewrapped,
+        total: s.total,
+        in_progress: s.in_progress,
     }
 }
 
@@ -303,5 +336,29 @@ impl LeadVaultService for Api {
         };
         let (value, remaining_quota) = self.vault.reveal(&who, &r.tenant_id, &r.lead_id, field, &r.reason).await?;
         Ok(Response::new(pb::RevealFieldResponse { value, remaining_quota }))
+    }
+
+    async fn rewrap_tenant_keys(
+        &self,
+        req: Request<pb::RewrapTenantKeysRequest>,
+    ) -> Reply<pb::RewrapTenantKeysResponse> {
+        let tenant = req.get_ref().tenant_id.clone();
+        let (user, service) = self.key_operator(&req, &tenant).await?;
+        let (rewrapped, version) = self.vault.rewrap_tenant_keys(&tenant, (&user, &service)).await?;
+        Ok(Response::new(pb::RewrapTenantKeysResponse { rewrapped, tenant_key_version: version }))
+    }
+
+    async fn rotate_data_key(&self, req: Request<pb::RotateDataKeyRequest>) -> Reply<pb::KeyStatus> {
+        let tenant = req.get_ref().tenant_id.clone();
+        let (user, service) = self.key_operator(&req, &tenant).await?;
+        let status = self.vault.rotate_data_key(&tenant, (&user, &service)).await?;
+        Ok(Response::new(key_status_pb(tenant, status)))
+    }
+
+    async fn get_key_status(&self, req: Request<pb::GetKeyStatusRequest>) -> Reply<pb::KeyStatus> {
+        let tenant = req.get_ref().tenant_id.clone();
+        self.key_operator(&req, &tenant).await?;
+        let status = self.vault.key_status(&tenant).await?;
+        Ok(Response::new(key_status_pb(tenant, status)))
     }
 }

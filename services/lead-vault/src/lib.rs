@@ -10,6 +10,7 @@ pub mod consent;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod rotation;
 pub mod service;
 pub mod store;
 pub mod update;
@@ -37,6 +38,10 @@ pub async fn run(
     vault.reveal_quota = reveal_quota;
     vault.export_quota = export_quota;
     let vault = std::sync::Arc::new(vault);
+    let resumed = vault.resume_rotations().await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resuming interrupted data key rotations");
+    }
     let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
     let verifier = std::sync::Arc::new(guardline_runtime::token::TokenVerifier::new(
         guardline_runtime::token::IdentityKeys::new(identity),

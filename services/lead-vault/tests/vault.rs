@@ -630,6 +630,96 @@ async fn guarded_export_and_validated_import(postgres: bool) {
     assert_eq!(over.code(), Code::ResourceExhausted, "3 of 3 leads already exported today");
 }
 
+async fn key_status(m: &Mesh, t: &Tenant) -> pb::KeyStatus {
+    let mut op = LeadVaultServiceClient::new(m.channel(&m.vault_uri, "operator"));
+    op.get_key_status(pb::GetKeyStatusRequest { tenant_id: t.id.clone() }).await.expect("status").into_inner()
+}
+
+async fn every_lead_opens(m: &Mesh, t: &Tenant, ids: &[String]) {
+    // Masking needs the clear value: a read opens the record.
+    for id in ids {
+        let l = get(m, t, &t.tokens[0], id).await.expect("opens");
+        assert!(l.phones[0].masked.starts_with("+86 138****567"), "{}", l.phones[0].masked);
+    }
+}
+
+async fn key_rotation_keeps_every_record_open(postgres: bool) {
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        ids.push(create(&m, &t, 0, lead(&[&format!("1381234567{i}")])).await.expect("create").id);
+    }
+    let mut op = LeadVaultServiceClient::new(m.channel(&m.vault_uri, "operator"));
+
+    // Rejections: a user without key.rotate, a service without a token, no tenant.
+    let denied = m
+        .vault()
+        .rotate_data_key(with(&t.tokens[3], Request::new(pb::RotateDataKeyRequest { tenant_id: t.id.clone() })))
+        .await
+        .expect_err("compliance officer");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let anon = m.vault().rewrap_tenant_keys(pb::RewrapTenantKeysRequest { tenant_id: t.id.clone() }).await;
+    assert_eq!(anon.expect_err("gateway, no token").code(), Code::Unauthenticated);
+    let empty = op.get_key_status(pb::GetKeyStatusRequest::default()).await.expect_err("no tenant");
+    assert_eq!(empty.code(), Code::InvalidArgument);
+    assert_eq!(field_violations(&empty)[0].field, "tenant_id");
+
+    let before = key_status(&m, &t).await;
+    assert!(!before.active_data_key_id.is_empty() && before.retiring_data_key_ids.is_empty());
+
+    // The tenant key is rotated in the keyring (as Vault would), then the
+    // stored data keys are rewrapped and the old version disabled.
+    let keyring = guardline_keys::local::LocalKeyring::open(
+        &m._dir.path().join("keyring.json"),
+        guardline_keys::local::master_key_from_base64(&base64::engine::general_purpose::STANDARD.encode([9u8; 32]))
+            .expect("master"),
+    )
+    .expect("keyring");
+    use guardline_keys::provider::KeyProvider;
+    let v2 = keyring.rotate(&t.id).await.expect("rotate tenant key");
+    let r = op.rewrap_tenant_keys(pb::RewrapTenantKeysRequest { tenant_id: t.id.clone() }).await.expect("rewrap");
+    let r = r.into_inner();
+    assert_eq!((r.rewrapped, u64::from(r.tenant_key_version)), (1, v2));
+    keyring.set_min_decryption_version(&t.id, v2).await.expect("min version");
+    use guardline_keys::store::entity as dk;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let db = sea_orm::Database::connect(&m.vault_db).await.expect("db");
+    let stored = dk::Entity::find().filter(dk::Column::TenantId.eq(&t.id)).all(&db).await.expect("keys");
+    for k in &stored {
+        // Opens under the new version only: the old one is disabled now.
+        keyring.unwrap(&t.id, &guardline_keys::provider::WrappedKey(k.wrapped.clone())).await.expect("rewrapped");
+    }
+    every_lead_opens(&m, &t, &ids).await;
+
+    // A new data key; every record key is re-wrapped in the background.
+    let started = op.rotate_data_key(pb::RotateDataKeyRequest { tenant_id: t.id.clone() }).await.expect("rotate");
+    let started = started.into_inner();
+    assert_ne!(started.active_data_key_id, before.active_data_key_id);
+    assert_eq!(started.total, 3);
+    let mut status = started;
+    for _ in 0..200 {
+        if !status.in_progress {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        status = key_status(&m, &t).await;
+    }
+    assert!(!status.in_progress, "the re-wrap finishes");
+    assert_eq!((status.rewrapped, status.total), (3, 3));
+    assert!(status.retiring_data_key_ids.is_empty(), "the old data key is retired once unused");
+    let old = dk::Entity::find_by_id(before.active_data_key_id.clone()).one(&db).await.expect("q").expect("row");
+    assert_eq!(old.state, guardline_keys::store::state::RETIRED);
+    every_lead_opens(&m, &t, &ids).await;
+    let checked = m
+        .vault()
+        .verify_integrity(with(&t.tokens[3], Request::new(pb::VerifyIntegrityRequest { tenant_id: t.id.clone() })))
+        .await
+        .expect("verify")
+        .into_inner();
+    assert_eq!((checked.scanned, checked.findings.len()), (3, 0));
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -648,4 +738,5 @@ on_both_stores!(
     the_consent_ledger,
     updates_and_transfers,
     guarded_export_and_validated_import,
+    key_rotation_keeps_every_record_open,
 );

@@ -159,6 +159,26 @@ pub mod export_count {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// Data-key rotations: record keys re-wrapped in batches, resumable.
+pub mod rotation {
+    use sea_orm::entity::prelude::*;
+    /// One rotation of a tenant's data key.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "vault_key_rotations")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        pub new_data_key_id: String,
+        pub total: i64,
+        pub rewrapped: i64,
+        pub state: String,
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 fn t(n: &str) -> Alias {
     Alias::new(n)
 }
@@ -266,6 +286,18 @@ impl MigrationTrait for CreateLeads {
                 .table(t("vault_consents"))
                 .col(t("tenant_id"))
                 .col(t("lead_id"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("vault_key_rotations"))
+                .if_not_exists()
+                .col(string(t("tenant_id")).primary_key())
+                .col(string(t("new_data_key_id")))
+                .col(big_integer(t("total")))
+                .col(big_integer(t("rewrapped")))
+                .col(string(t("state")))
                 .to_owned(),
         )
         .await?;
