@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use guardline_audit_client::EventBuilder;
 use guardline_keys::SealedRecordKey;
-use sea_orm::sea_query::ExprTrait;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
 
 use crate::error::{Error, Result};
 use crate::service::Vault;
-use crate::store::{lead, rotation};
+use crate::store::{lead, rotation, tenant_secret};
 
 const BATCH: u64 = 100;
 
@@ -119,6 +119,7 @@ impl Vault {
                 break;
             }
             let txn = guardline_runtime::storage::write_txn(&self.db).await?;
+            let mut moved_now = 0i64;
             for row in &batch {
                 self.check_mac(row).await?;
                 let sealed = SealedRecordKey {
@@ -130,32 +131,49 @@ impl Vault {
                 next.key_data_key_id = moved.data_key_id;
                 next.key_sealed = Some(moved.sealed);
                 next.mac = self.mac(&next).await?;
-                lead::Entity::update(lead::ActiveModel {
-                    id: sea_orm::ActiveValue::Unchanged(next.id.clone()),
-                    key_data_key_id: Set(next.key_data_key_id.clone()),
-                    key_sealed: Set(next.key_sealed.clone()),
-                    mac: Set(next.mac.clone()),
-                    ..Default::default()
-                })
-                .exec(&txn)
-                .await?;
+                // Only if nobody changed the lead since it was read; a lead
+                // updated meanwhile is picked up again by the next batch.
+                let done = lead::Entity::update_many()
+                    .col_expr(lead::Column::KeyDataKeyId, Expr::value(next.key_data_key_id.clone()))
+                    .col_expr(lead::Column::KeySealed, Expr::value(next.key_sealed.clone()))
+                    .col_expr(lead::Column::Mac, Expr::value(next.mac.clone()))
+                    .filter(lead::Column::Id.eq(&row.id))
+                    .filter(lead::Column::Version.eq(row.version))
+                    .filter(lead::Column::KeyDataKeyId.eq(&row.key_data_key_id))
+                    .exec(&txn)
+                    .await?;
+                moved_now += done.rows_affected as i64;
             }
             rotation::Entity::update_many()
-                .col_expr(
-                    rotation::Column::Rewrapped,
-                    sea_orm::sea_query::Expr::col(rotation::Column::Rewrapped).add(batch.len() as i64),
-                )
+                .col_expr(rotation::Column::Rewrapped, Expr::col(rotation::Column::Rewrapped).add(moved_now))
                 .filter(rotation::Column::TenantId.eq(tenant))
                 .exec(&txn)
                 .await?;
             txn.commit().await?;
         }
-        // No record uses an older data key any more: retire them.
+        // The tenant's own secrets (blind-index and MAC keys) move too.
+        let secrets = tenant_secret::Entity::find()
+            .filter(tenant_secret::Column::TenantId.eq(tenant))
+            .filter(tenant_secret::Column::DataKeyId.ne(&job.new_data_key_id))
+            .all(&self.db)
+            .await?;
+        for sec in secrets {
+            let clear = self.envelope().open_secret(tenant, &sec.kind, tenant, &sec.data_key_id, &sec.sealed).await?;
+            let (dk, sealed) = self.envelope().seal_secret(tenant, &sec.kind, tenant, &clear).await?;
+            tenant_secret::Entity::update_many()
+                .col_expr(tenant_secret::Column::DataKeyId, Expr::value(dk))
+                .col_expr(tenant_secret::Column::Sealed, Expr::value(sealed))
+                .filter(tenant_secret::Column::TenantId.eq(tenant))
+                .filter(tenant_secret::Column::Kind.eq(&sec.kind))
+                .exec(&self.db)
+                .await?;
+        }
+        // No record or secret uses an older data key any more: retire them.
         for old in self.key_status(tenant).await?.retiring {
             self.envelope().retire_data_key(tenant, &old).await?;
         }
         rotation::Entity::update_many()
-            .col_expr(rotation::Column::State, sea_orm::sea_query::Expr::value("done"))
+            .col_expr(rotation::Column::State, Expr::value("done"))
             .filter(rotation::Column::TenantId.eq(tenant))
             .exec(&self.db)
             .await?;

@@ -23,6 +23,9 @@ struct Mesh {
     vault_uri: String,
     id_uri: String,
     vault_db: String,
+    vault_args: guardline_lead_vault::Args,
+    vault_stop: CancellationToken,
+    vault_task: tokio::task::JoinHandle<()>,
     stop: CancellationToken,
     audit_stop: CancellationToken,
 }
@@ -30,6 +33,7 @@ struct Mesh {
 impl Drop for Mesh {
     fn drop(&mut self) {
         self.stop.cancel();
+        self.vault_stop.cancel();
         self.audit_stop.cancel();
     }
 }
@@ -83,14 +87,18 @@ async fn start(postgres: bool) -> Mesh {
     tokio::spawn(async move { guardline_identity::run(identity, l0, s).await.expect("identity") });
     let s = audit_stop.clone();
     tokio::spawn(async move { guardline_audit::run(audit, l1, s).await.expect("audit") });
-    let s = stop.clone();
-    tokio::spawn(async move { guardline_lead_vault::run(vault, l2, s).await.expect("vault") });
+    let vault_stop = CancellationToken::new();
+    let (s, args) = (vault_stop.clone(), vault.clone());
+    let vault_task = tokio::spawn(async move { guardline_lead_vault::run(args, l2, s).await.expect("vault") });
     let m = Mesh {
         _dir: dir,
         ca,
         vault_uri: mesh.lead_vault_endpoint.clone(),
         id_uri: mesh.identity_endpoint.clone(),
         vault_db: dbs[2].clone(),
+        vault_args: vault,
+        vault_stop,
+        vault_task,
         stop,
         audit_stop,
     };
@@ -109,6 +117,22 @@ async fn start(postgres: bool) -> Mesh {
 }
 
 impl Mesh {
+    /// Stops the lead vault (the process is gone; what it committed stays).
+    async fn stop_vault(&mut self) {
+        self.vault_stop.cancel();
+        (&mut self.vault_task).await.expect("vault stopped");
+    }
+
+    /// Starts the lead vault again on the same address and database.
+    async fn start_vault(&mut self) {
+        let addr = self.vault_args.common.server.listen;
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
+        self.vault_stop = CancellationToken::new();
+        let (s, args) = (self.vault_stop.clone(), self.vault_args.clone());
+        self.vault_task =
+            tokio::spawn(async move { guardline_lead_vault::run(args, Some(listener), s).await.expect("vault") });
+    }
+
     fn channel(&self, uri: &str, name: &str) -> GrpcChannel {
         guardline_runtime::connect(uri, TlsMaterial::load(self.ca.issue(name).expect("cert")).expect("tls"))
             .expect("channel")
@@ -710,6 +734,12 @@ async fn key_rotation_keeps_every_record_open(postgres: bool) {
     assert!(status.retiring_data_key_ids.is_empty(), "the old data key is retired once unused");
     let old = dk::Entity::find_by_id(before.active_data_key_id.clone()).one(&db).await.expect("q").expect("row");
     assert_eq!(old.state, guardline_keys::store::state::RETIRED);
+    // The blind-index and MAC keys moved to the new data key as well.
+    use guardline_lead_vault::store::tenant_secret;
+    let secrets = tenant_secret::Entity::find().filter(tenant_secret::Column::TenantId.eq(&t.id)).all(&db).await;
+    let secrets = secrets.expect("secrets");
+    assert!(!secrets.is_empty());
+    assert!(secrets.iter().all(|s| s.data_key_id == status.active_data_key_id), "no secret left on a retired key");
     every_lead_opens(&m, &t, &ids).await;
     let checked = m
         .vault()
@@ -718,6 +748,60 @@ async fn key_rotation_keeps_every_record_open(postgres: bool) {
         .expect("verify")
         .into_inner();
     assert_eq!((checked.scanned, checked.findings.len()), (3, 0));
+}
+
+async fn an_interrupted_rotation_resumes_at_start(postgres: bool) {
+    let mut m = start(postgres).await;
+    let t = tenant(&m).await;
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        ids.push(create(&m, &t, 0, lead(&[&format!("1381234567{i}")])).await.expect("create").id);
+    }
+    let before = key_status(&m, &t).await;
+    m.stop_vault().await;
+
+    // What a kill -9 right after RotateDataKey committed leaves on disk: a new
+    // active data key, every record still under the old one, the job running.
+    let keyring = guardline_keys::local::LocalKeyring::open(
+        &m._dir.path().join("keyring.json"),
+        guardline_keys::local::master_key_from_base64(&base64::engine::general_purpose::STANDARD.encode([9u8; 32]))
+            .expect("master"),
+    )
+    .expect("keyring");
+    let db = sea_orm::Database::connect(&m.vault_db).await.expect("db");
+    let envelope =
+        guardline_keys::envelope::Envelope::new(std::sync::Arc::new(keyring), db.clone(), Duration::from_secs(1));
+    let new_dk = envelope.rotate_data_key(&t.id).await.expect("new data key");
+    use guardline_lead_vault::store::rotation;
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    rotation::Entity::insert(rotation::ActiveModel {
+        tenant_id: Set(t.id.clone()),
+        new_data_key_id: Set(new_dk.clone()),
+        total: Set(3),
+        rewrapped: Set(0),
+        state: Set("running".into()),
+    })
+    .exec(&db)
+    .await
+    .expect("job");
+
+    m.start_vault().await;
+    let mut status = pb::KeyStatus { in_progress: true, ..Default::default() };
+    for _ in 0..200 {
+        let mut op = LeadVaultServiceClient::new(m.channel(&m.vault_uri, "operator"));
+        if let Ok(s) = op.get_key_status(pb::GetKeyStatusRequest { tenant_id: t.id.clone() }).await {
+            status = s.into_inner();
+            if !status.in_progress {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(!status.in_progress, "the restarted service finished the job");
+    assert_eq!((status.active_data_key_id.as_str(), status.rewrapped, status.total), (new_dk.as_str(), 3, 3));
+    assert!(status.retiring_data_key_ids.is_empty());
+    assert_ne!(before.active_data_key_id, new_dk);
+    every_lead_opens(&m, &t, &ids).await;
 }
 
 macro_rules! on_both_stores {
@@ -739,4 +823,5 @@ on_both_stores!(
     updates_and_transfers,
     guarded_export_and_validated_import,
     key_rotation_keeps_every_record_open,
+    an_interrupted_rotation_resumes_at_start,
 );
