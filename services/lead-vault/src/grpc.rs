@@ -152,6 +152,26 @@ fn consent_pb(c: crate::store::consent::Model) -> pb::ConsentRecord {
     }
 }
 
+fn erasure_pb(c: crate::store::erasure_case::Model) -> pb::ErasureCase {
+    use crate::erasure::state;
+    let st = match c.state.as_str() {
+        state::OPEN => pb::ErasureState::Open,
+        state::DONE => pb::ErasureState::Done,
+        state::BLOCKED => pb::ErasureState::Blocked,
+        _ => pb::ErasureState::Unspecified,
+    };
+    pb::ErasureCase {
+        id: c.id,
+        tenant_id: c.tenant_id,
+        lead_id: c.lead_id,
+        state: st as i32,
+        requested_at: Some(ts(c.requested_at)),
+        due_at: Some(ts(c.due_at)),
+        executed_at: c.executed_at.map(ts),
+        blocked_reason: c.blocked_reason,
+    }
+}
+
 fn key_status_pb(tenant_id: String, s: crate::rotation::KeyStatus) -> pb::KeyStatus {
     pb::KeyStatus {
         tenant_id,
@@ -336,6 +356,43 @@ impl LeadVaultService for Api {
         };
         let (value, remaining_quota) = self.vault.reveal(&who, &r.tenant_id, &r.lead_id, field, &r.reason).await?;
         Ok(Response::new(pb::RevealFieldResponse { value, remaining_quota }))
+    }
+
+    async fn request_erasure(&self, req: Request<pb::RequestErasureRequest>) -> Reply<pb::ErasureCase> {
+        use crate::erasure::ErasureSubject;
+        use pb::request_erasure_request::Subject as S;
+        let who = self.user(&req).await?;
+        let r = req.into_inner();
+        let subject = match r.subject {
+            Some(S::LeadId(id)) => ErasureSubject::Lead(id),
+            Some(S::Phone(p)) => ErasureSubject::Phone(p),
+            None => return Err(Error::invalid("subject", "give a lead_id or a phone").into()),
+        };
+        Ok(Response::new(erasure_pb(self.vault.request_erasure(&who, &r.tenant_id, subject).await?)))
+    }
+
+    async fn execute_erasure(&self, req: Request<pb::ExecuteErasureRequest>) -> Reply<pb::ErasureCase> {
+        let who = self.user(&req).await?;
+        let r = req.into_inner();
+        Ok(Response::new(erasure_pb(self.vault.execute_erasure(&who, &r.tenant_id, &r.case_id).await?)))
+    }
+
+    async fn list_erasure_cases(
+        &self,
+        req: Request<pb::ListErasureCasesRequest>,
+    ) -> Reply<pb::ListErasureCasesResponse> {
+        use crate::erasure::state;
+        let who = self.user(&req).await?;
+        let r = req.into_inner();
+        let filter = match pb::ErasureState::try_from(r.state) {
+            Ok(pb::ErasureState::Unspecified) => None,
+            Ok(pb::ErasureState::Open) => Some(state::OPEN),
+            Ok(pb::ErasureState::Done) => Some(state::DONE),
+            Ok(pb::ErasureState::Blocked) => Some(state::BLOCKED),
+            Err(_) => return Err(Error::invalid("state", "unknown erasure state").into()),
+        };
+        let cases = self.vault.list_erasure_cases(&who, &r.tenant_id, filter, r.overdue_only).await?;
+        Ok(Response::new(pb::ListErasureCasesResponse { cases: cases.into_iter().map(erasure_pb).collect() }))
     }
 
     async fn rewrap_tenant_keys(

@@ -8,6 +8,7 @@ pub mod args;
 pub mod bulk;
 pub mod consent;
 pub mod domain;
+pub mod erasure;
 pub mod error;
 pub mod grpc;
 pub mod rotation;
@@ -37,6 +38,9 @@ pub async fn run(
     let mut vault = service::Vault::new(base.db.clone(), envelope, base.audit.clone(), base.outbox_waker.clone());
     vault.reveal_quota = reveal_quota;
     vault.export_quota = export_quota;
+    let recordings = guardline_runtime::connect(&common.mesh.recordings_endpoint, base.tls.clone())?;
+    vault.recordings =
+        Some(guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient::new(recordings));
     let vault = std::sync::Arc::new(vault);
     let resumed = vault.resume_rotations().await?;
     if resumed > 0 {

@@ -10,6 +10,7 @@ use guardline_audit_client::{AuditClient, EventBuilder};
 use guardline_authz::{Resource, Scope, Subject, decide, widest_scope};
 use guardline_keys::{Envelope, SealedRecordKey, open_field, seal_field};
 use guardline_proto::common::v1::Outcome;
+use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
@@ -126,6 +127,8 @@ pub struct Vault {
     pub reveal_quota: u32,
     /// Leads exported per tenant per day.
     pub export_quota: u64,
+    /// The recordings service, asked to erase a lead's recordings on erasure.
+    pub recordings: Option<RecordingsServiceClient<guardline_runtime::GrpcChannel>>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -145,7 +148,7 @@ pub(crate) fn check_text(field: &str, v: &str, max: usize) -> Result<()> {
 impl Vault {
     /// Assembles the vault.
     pub fn new(db: DatabaseConnection, envelope: Arc<Envelope>, audit: AuditClient, outbox: Arc<Notify>) -> Self {
-        Self { db, envelope, audit, outbox, reveal_quota: 50, export_quota: 10_000 }
+        Self { db, envelope, audit, outbox, reveal_quota: 50, export_quota: 10_000, recordings: None }
     }
 
     /// A per-tenant 256-bit secret of `kind` (blind-index key, MAC key),

@@ -22,6 +22,8 @@ struct Mesh {
     ca: DevCa,
     vault_uri: String,
     id_uri: String,
+    audit_uri: String,
+    rec_uri: String,
     vault_db: String,
     vault_args: guardline_lead_vault::Args,
     vault_stop: CancellationToken,
@@ -44,7 +46,7 @@ async fn start(postgres: bool) -> Mesh {
     let dir = tempfile::tempdir().expect("tmp");
     let ca = DevCa::open_or_create(&dir.path().join("pki"), "guardline.local", "guardline").expect("ca");
     let mut listeners = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"));
     }
     let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().expect("addr")).collect();
@@ -52,10 +54,11 @@ async fn start(postgres: bool) -> Mesh {
         identity_endpoint: format!("https://localhost:{}", addrs[0].port()),
         audit_endpoint: format!("https://localhost:{}", addrs[1].port()),
         lead_vault_endpoint: format!("https://localhost:{}", addrs[2].port()),
+        recordings_endpoint: format!("https://localhost:{}", addrs[3].port()),
         ..MeshArgs::default()
     };
     let mut dbs = Vec::new();
-    for name in ["identity", "audit", "vault"] {
+    for name in ["identity", "audit", "vault", "recordings"] {
         dbs.push(if postgres {
             guardline_testkit::Postgres::shared().await.expect("pg").database().await.expect("db")
         } else {
@@ -79,10 +82,21 @@ async fn start(postgres: bool) -> Mesh {
         signing_key_rotation: Duration::from_secs(86_400),
     };
     let audit = guardline_audit::Args { common: common("audit", 1), keys: keys.clone() };
+    let recordings = guardline_recordings::Args {
+        common: common("recordings", 3),
+        keys: keys.clone(),
+        objects: guardline_recordings::args::ObjectStoreArgs {
+            recordings_dir: Some(dir.path().join("recordings")),
+            ..Default::default()
+        },
+        upload_idle_timeout: Duration::from_secs(5),
+    };
     let vault = guardline_lead_vault::Args { common: common("lead-vault", 2), keys, reveal_quota: 3, export_quota: 3 };
     let (stop, audit_stop) = (CancellationToken::new(), CancellationToken::new());
     let mut ls = listeners.into_iter();
-    let (l0, l1, l2) = (ls.next(), ls.next(), ls.next());
+    let (l0, l1, l2, l3) = (ls.next(), ls.next(), ls.next(), ls.next());
+    let s = stop.clone();
+    tokio::spawn(async move { guardline_recordings::run(recordings, l3, s).await.expect("recordings") });
     let s = stop.clone();
     tokio::spawn(async move { guardline_identity::run(identity, l0, s).await.expect("identity") });
     let s = audit_stop.clone();
@@ -95,6 +109,8 @@ async fn start(postgres: bool) -> Mesh {
         ca,
         vault_uri: mesh.lead_vault_endpoint.clone(),
         id_uri: mesh.identity_endpoint.clone(),
+        audit_uri: mesh.audit_endpoint.clone(),
+        rec_uri: mesh.recordings_endpoint.clone(),
         vault_db: dbs[2].clone(),
         vault_args: vault,
         vault_stop,
@@ -804,6 +820,190 @@ async fn an_interrupted_rotation_resumes_at_start(postgres: bool) {
     every_lead_opens(&m, &t, &ids).await;
 }
 
+async fn upload_recording(m: &Mesh, t: &Tenant, lead: &pb::Lead) -> guardline_proto::recordings::v1::Recording {
+    use guardline_proto::recordings::v1 as recpb;
+    use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
+    let header = recpb::RecordingHeader {
+        tenant_id: t.id.clone(),
+        call_id: format!("call-{}", lead.id),
+        lead_id: lead.id.clone(),
+        agent_id: lead.owner_id.clone(),
+        team_id: lead.team_id.clone(),
+        caller_line: "+12025550100".into(),
+        started_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+        duration_seconds: 30,
+        format: "audio/wav".into(),
+        ..Default::default()
+    };
+    let audio = vec![1u8; 10_000];
+    let msgs = vec![
+        recpb::UploadRecordingRequest { item: Some(recpb::upload_recording_request::Item::Header(header)) },
+        recpb::UploadRecordingRequest { item: Some(recpb::upload_recording_request::Item::Chunk(audio.clone())) },
+        recpb::UploadRecordingRequest {
+            item: Some(recpb::upload_recording_request::Item::End(recpb::UploadEnd {
+                size_bytes: audio.len() as u64,
+                sha256: vec![],
+            })),
+        },
+    ];
+    let mut bridge = RecordingsServiceClient::new(m.channel(&m.rec_uri, "telephony-bridge"));
+    bridge.upload_recording(tokio_stream::iter(msgs)).await.expect("upload").into_inner()
+}
+
+async fn erasure_shreds_the_lead_and_keeps_the_consent(postgres: bool) {
+    use guardline_proto::recordings::v1 as recpb;
+    use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
+    use pb::request_erasure_request::Subject as S;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    let gone = create(&m, &t, 0, lead(&["13812345671", "13812345679"])).await.expect("create");
+    let kept = create(&m, &t, 0, lead(&["13812345672"])).await.expect("create");
+    let consent = pb::RecordConsentRequest {
+        tenant_id: t.id.clone(),
+        lead_id: gone.id.clone(),
+        purpose: "marketing".into(),
+        channel: "web_form".into(),
+        evidence: Some(pb::ConsentEvidence {
+            form_sha256: vec![7; 32],
+            disclosure_version: "v3".into(),
+            ..Default::default()
+        }),
+        granted_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+        expires_at: None,
+    };
+    m.vault().record_consent(with(&t.tokens[0], Request::new(consent))).await.expect("consent");
+    // A recording of the call, uploaded by the telephony bridge.
+    let rec = upload_recording(&m, &t, &gone).await;
+    let get_rec = recpb::GetRecordingRequest { tenant_id: t.id.clone(), recording_id: rec.id.clone() };
+    let mut player = RecordingsServiceClient::new(m.channel(&m.rec_uri, "gateway"));
+    player.get_recording(with(&t.tokens[3], Request::new(get_rec.clone()))).await.expect("recording readable");
+    let db = sea_orm::Database::connect(&m.vault_db).await.expect("db");
+    use guardline_lead_vault::store::{consent as consent_rows, internal_dnc, lead as lead_rows};
+    let backup = lead_rows::Entity::find_by_id(gone.id.clone()).one(&db).await.expect("q").expect("row");
+
+    // Rejections: an agent, no subject, a bad number, no case id.
+    let ask = |s: Option<S>| pb::RequestErasureRequest { tenant_id: t.id.clone(), subject: s };
+    let by_phone = || Some(S::Phone("+8613812345671".into()));
+    let agent = m.vault().request_erasure(with(&t.tokens[0], Request::new(ask(by_phone())))).await;
+    assert_eq!(agent.expect_err("agent").code(), Code::PermissionDenied);
+    let none = m.vault().request_erasure(with(&t.tokens[3], Request::new(ask(None)))).await.expect_err("none");
+    assert_eq!(field_violations(&none)[0].field, "subject");
+    let bad = ask(Some(S::Phone("12".into())));
+    let bad = m.vault().request_erasure(with(&t.tokens[3], Request::new(bad))).await.expect_err("bad number");
+    assert_eq!(field_violations(&bad)[0].field, "phone");
+    let unknown = ask(Some(S::Phone("+8613900000000".into())));
+    let unknown = m.vault().request_erasure(with(&t.tokens[3], Request::new(unknown))).await;
+    assert_eq!(unknown.expect_err("no such lead").code(), Code::NotFound);
+    let no_case = pb::ExecuteErasureRequest { tenant_id: t.id.clone(), case_id: String::new() };
+    let no_case = m.vault().execute_erasure(with(&t.tokens[3], Request::new(no_case))).await.expect_err("no id");
+    assert_eq!(field_violations(&no_case)[0].field, "case_id");
+
+    // Opened by phone number, once.
+    let case = m.vault().request_erasure(with(&t.tokens[3], Request::new(ask(by_phone())))).await.expect("open");
+    let case = case.into_inner();
+    assert_eq!((case.lead_id.as_str(), case.state), (gone.id.as_str(), pb::ErasureState::Open as i32));
+    let days = (case.due_at.expect("due").seconds - case.requested_at.expect("at").seconds) / 86_400;
+    assert_eq!(days, 30);
+    let again = ask(Some(S::LeadId(gone.id.clone())));
+    let again = m.vault().request_erasure(with(&t.tokens[3], Request::new(again))).await.expect("again");
+    assert_eq!(again.into_inner().id, case.id, "one open case per lead");
+    let list = |state: pb::ErasureState, overdue_only: bool| pb::ListErasureCasesRequest {
+        tenant_id: t.id.clone(),
+        state: state as i32,
+        overdue_only,
+    };
+    let mut v = m.vault();
+    let open = v.list_erasure_cases(with(&t.tokens[3], Request::new(list(pb::ErasureState::Open, false)))).await;
+    assert_eq!(open.expect("list").into_inner().cases.len(), 1);
+    let overdue = v.list_erasure_cases(with(&t.tokens[3], Request::new(list(pb::ErasureState::Unspecified, true))));
+    assert!(overdue.await.expect("list").into_inner().cases.is_empty());
+
+    let exec = pb::ExecuteErasureRequest { tenant_id: t.id.clone(), case_id: case.id.clone() };
+    let agent = m.vault().execute_erasure(with(&t.tokens[0], Request::new(exec.clone()))).await;
+    assert_eq!(agent.expect_err("agent").code(), Code::PermissionDenied);
+    let done = m.vault().execute_erasure(with(&t.tokens[3], Request::new(exec.clone()))).await.expect("execute");
+    let done = done.into_inner();
+    assert_eq!(done.state, pb::ErasureState::Done as i32);
+    assert!(done.executed_at.is_some());
+    let twice = m.vault().execute_erasure(with(&t.tokens[3], Request::new(exec))).await.expect_err("twice");
+    assert_eq!(twice.code(), Code::FailedPrecondition);
+
+    // The lead is gone, the other one is not.
+    assert_eq!(get(&m, &t, &t.tokens[3], &gone.id).await.expect_err("erased").code(), Code::NotFound);
+    get(&m, &t, &t.tokens[3], &kept.id).await.expect("kept");
+    assert!(lead_rows::Entity::find_by_id(gone.id.clone()).one(&db).await.expect("q").is_none());
+    // Its recording too.
+    let rec_gone = player.get_recording(with(&t.tokens[3], Request::new(get_rec))).await.expect_err("recording erased");
+    assert_eq!(rec_gone.code(), Code::NotFound);
+    // Both numbers are on the internal do-not-call list.
+    let dnc =
+        internal_dnc::Entity::find().filter(internal_dnc::Column::TenantId.eq(&t.id)).all(&db).await.expect("dnc");
+    assert_eq!(dnc.len(), 2);
+    // The consent history survives, with the blind index and hashes only.
+    let consents = consent_rows::Entity::find().filter(consent_rows::Column::LeadId.eq(&gone.id)).all(&db).await;
+    let consents = consents.expect("consents");
+    assert_eq!(consents.len(), 1);
+    assert_eq!(consents[0].form_sha256, vec![7; 32]);
+    assert!(dnc.iter().any(|d| d.blind_index == consents[0].blind_index));
+    // The ciphertext copied out before erasure opens with no record key the system still has.
+    let keyring = guardline_keys::local::LocalKeyring::open(
+        &m._dir.path().join("keyring.json"),
+        guardline_keys::local::master_key_from_base64(&base64::engine::general_purpose::STANDARD.encode([9u8; 32]))
+            .expect("master"),
+    )
+    .expect("keyring");
+    let envelope =
+        guardline_keys::envelope::Envelope::new(std::sync::Arc::new(keyring), db.clone(), Duration::from_secs(1));
+    let remaining =
+        lead_rows::Entity::find().filter(lead_rows::Column::TenantId.eq(&t.id)).all(&db).await.expect("rows");
+    assert!(!remaining.is_empty());
+    for r in &remaining {
+        assert_ne!(r.key_sealed, backup.key_sealed);
+        let sealed = guardline_keys::SealedRecordKey {
+            data_key_id: r.key_data_key_id.clone(),
+            sealed: r.key_sealed.clone().expect("sealed"),
+        };
+        let rk = envelope.open_record_key(&t.id, &r.id, &sealed).await.expect("a live record key");
+        let v = backup.version as u64;
+        assert!(guardline_keys::open_field(&rk, &t.id, &gone.id, "phones", v, &backup.phones_sealed).is_err());
+    }
+    // The receipt is in audit.
+    use guardline_proto::audit::v1 as apb;
+    let mut audit = apb::audit_service_client::AuditServiceClient::new(m.channel(&m.audit_uri, "gateway"));
+    let q = apb::QueryEventsRequest { tenant_id: t.id.clone(), action: "erasure.execute".into(), ..Default::default() };
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found =
+            audit.query_events(with(&t.tokens[3], Request::new(q.clone()))).await.expect("query").into_inner().events;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(found.len(), 1, "one erasure receipt");
+    assert_eq!(found[0].details.get("lead_id"), Some(&gone.id));
+    assert_eq!(found[0].details.get("recordings_erased").map(String::as_str), Some("1"));
+    assert_eq!(found[0].details.get("dnc_added").map(String::as_str), Some("2"));
+
+    // A recording under legal hold blocks the case; the lead stays whole.
+    let held_lead = create(&m, &t, 0, lead(&["13812345673"])).await.expect("create");
+    let held = upload_recording(&m, &t, &held_lead).await;
+    let hold =
+        recpb::SetLegalHoldRequest { tenant_id: t.id.clone(), recording_id: held.id, reason: "litigation 42".into() };
+    player.set_legal_hold(with(&t.tokens[3], Request::new(hold))).await.expect("hold");
+    let ask_held = ask(Some(S::LeadId(held_lead.id.clone())));
+    let case = m.vault().request_erasure(with(&t.tokens[3], Request::new(ask_held))).await.expect("open").into_inner();
+    let exec = pb::ExecuteErasureRequest { tenant_id: t.id.clone(), case_id: case.id.clone() };
+    let blocked = m.vault().execute_erasure(with(&t.tokens[3], Request::new(exec))).await.expect("execute");
+    let blocked = blocked.into_inner();
+    assert_eq!(blocked.state, pb::ErasureState::Blocked as i32);
+    assert!(blocked.blocked_reason.contains("legal hold"), "{}", blocked.blocked_reason);
+    get(&m, &t, &t.tokens[3], &held_lead.id).await.expect("still whole");
+    let listed = v.list_erasure_cases(with(&t.tokens[3], Request::new(list(pb::ErasureState::Blocked, false)))).await;
+    assert_eq!(listed.expect("list").into_inner().cases.len(), 1);
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -824,4 +1024,5 @@ on_both_stores!(
     guarded_export_and_validated_import,
     key_rotation_keeps_every_record_open,
     an_interrupted_rotation_resumes_at_start,
+    erasure_shreds_the_lead_and_keeps_the_consent,
 );

@@ -179,6 +179,49 @@ pub mod rotation {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod erasure_case {
+    use sea_orm::entity::prelude::*;
+    /// A data subject's erasure case.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "vault_erasure_cases")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub lead_id: String,
+        pub state: String,
+        pub requested_at: ChronoDateTimeUtc,
+        pub due_at: ChronoDateTimeUtc,
+        pub executed_at: Option<ChronoDateTimeUtc>,
+        pub blocked_reason: String,
+        pub requested_by: String,
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The tenant's internal do-not-call list: blind indexes only.
+pub mod internal_dnc {
+    use sea_orm::entity::prelude::*;
+    /// One number that must not be called again.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "vault_internal_dnc")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub blind_index: Vec<u8>,
+        pub reason: String,
+        pub added_at: ChronoDateTimeUtc,
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 fn t(n: &str) -> Alias {
     Alias::new(n)
 }
@@ -298,6 +341,44 @@ impl MigrationTrait for CreateLeads {
                 .col(big_integer(t("total")))
                 .col(big_integer(t("rewrapped")))
                 .col(string(t("state")))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("vault_erasure_cases"))
+                .if_not_exists()
+                .col(string(t("id")).primary_key())
+                .col(string(t("tenant_id")))
+                .col(string(t("lead_id")))
+                .col(string(t("state")))
+                .col(timestamp_with_time_zone(t("requested_at")))
+                .col(timestamp_with_time_zone(t("due_at")))
+                .col(sea_orm_migration::schema::timestamp_with_time_zone_null(t("executed_at")))
+                .col(string(t("blocked_reason")))
+                .col(string(t("requested_by")))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("ix_vault_erasure_cases_tenant")
+                .table(t("vault_erasure_cases"))
+                .col(t("tenant_id"))
+                .col(t("state"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("vault_internal_dnc"))
+                .if_not_exists()
+                .col(string(t("tenant_id")))
+                .col(binary(t("blind_index")))
+                .col(string(t("reason")))
+                .col(timestamp_with_time_zone(t("added_at")))
+                .primary_key(Index::create().col(t("tenant_id")).col(t("blind_index")))
                 .to_owned(),
         )
         .await?;
