@@ -1,5 +1,5 @@
 //! The lead vault over real mTLS with the real identity and audit services,
-//! on SQLite and PostgreSQL.
+//! on SQLite with the local keyring and on PostgreSQL with OpenBao.
 
 use std::time::Duration;
 
@@ -65,10 +65,22 @@ async fn start(postgres: bool) -> Mesh {
             format!("sqlite://{}", dir.path().join(format!("{name}.db")).display())
         });
     }
-    let keys = guardline_keys::args::KeysArgs {
-        keyring_path: Some(dir.path().join("keyring.json")),
-        master_key: Some(base64::engine::general_purpose::STANDARD.encode([9u8; 32])),
-        ..Default::default()
+    // The production pairing (PostgreSQL, OpenBao transit) and the embedded one
+    // (SQLite, local keyring).
+    let keys = if postgres {
+        let bao = guardline_testkit::OpenBao::shared().await.expect("openbao");
+        guardline_keys::args::KeysArgs {
+            vault_addr: Some(bao.addr.clone()),
+            vault_token: Some(bao.token.clone()),
+            vault_transit_mount: bao.transit_mount().await.expect("transit"),
+            ..Default::default()
+        }
+    } else {
+        guardline_keys::args::KeysArgs {
+            keyring_path: Some(dir.path().join("keyring.json")),
+            master_key: Some(base64::engine::general_purpose::STANDARD.encode([9u8; 32])),
+            ..Default::default()
+        }
     };
     let common = |name: &str, i: usize| {
         CommonArgs::new(addrs[i], ca.issue(name).expect("cert"), mesh.clone(), DatabaseArgs::url(dbs[i].clone()))
@@ -708,15 +720,9 @@ async fn key_rotation_keeps_every_record_open(postgres: bool) {
     let before = key_status(&m, &t).await;
     assert!(!before.active_data_key_id.is_empty() && before.retiring_data_key_ids.is_empty());
 
-    // The tenant key is rotated in the keyring (as Vault would), then the
+    // The tenant key is rotated in OpenBao or the local keyring, then the
     // stored data keys are rewrapped and the old version disabled.
-    let keyring = guardline_keys::local::LocalKeyring::open(
-        &m._dir.path().join("keyring.json"),
-        guardline_keys::local::master_key_from_base64(&base64::engine::general_purpose::STANDARD.encode([9u8; 32]))
-            .expect("master"),
-    )
-    .expect("keyring");
-    use guardline_keys::provider::KeyProvider;
+    let keyring = m.vault_args.keys.provider(false).await.expect("key provider");
     let v2 = keyring.rotate(&t.id).await.expect("rotate tenant key");
     let r = op.rewrap_tenant_keys(pb::RewrapTenantKeysRequest { tenant_id: t.id.clone() }).await.expect("rewrap");
     let r = r.into_inner();
@@ -778,15 +784,9 @@ async fn an_interrupted_rotation_resumes_at_start(postgres: bool) {
 
     // What a kill -9 right after RotateDataKey committed leaves on disk: a new
     // active data key, every record still under the old one, the job running.
-    let keyring = guardline_keys::local::LocalKeyring::open(
-        &m._dir.path().join("keyring.json"),
-        guardline_keys::local::master_key_from_base64(&base64::engine::general_purpose::STANDARD.encode([9u8; 32]))
-            .expect("master"),
-    )
-    .expect("keyring");
+    let keyring = m.vault_args.keys.provider(false).await.expect("key provider");
     let db = sea_orm::Database::connect(&m.vault_db).await.expect("db");
-    let envelope =
-        guardline_keys::envelope::Envelope::new(std::sync::Arc::new(keyring), db.clone(), Duration::from_secs(1));
+    let envelope = guardline_keys::envelope::Envelope::new(keyring, db.clone(), Duration::from_secs(1));
     let new_dk = envelope.rotate_data_key(&t.id).await.expect("new data key");
     use guardline_lead_vault::store::rotation;
     use sea_orm::{ActiveValue::Set, EntityTrait};
@@ -947,14 +947,8 @@ async fn erasure_shreds_the_lead_and_keeps_the_consent(postgres: bool) {
     assert_eq!(consents[0].form_sha256, vec![7; 32]);
     assert!(dnc.iter().any(|d| d.blind_index == consents[0].blind_index));
     // The ciphertext copied out before erasure opens with no record key the system still has.
-    let keyring = guardline_keys::local::LocalKeyring::open(
-        &m._dir.path().join("keyring.json"),
-        guardline_keys::local::master_key_from_base64(&base64::engine::general_purpose::STANDARD.encode([9u8; 32]))
-            .expect("master"),
-    )
-    .expect("keyring");
-    let envelope =
-        guardline_keys::envelope::Envelope::new(std::sync::Arc::new(keyring), db.clone(), Duration::from_secs(1));
+    let keyring = m.vault_args.keys.provider(false).await.expect("key provider");
+    let envelope = guardline_keys::envelope::Envelope::new(keyring, db.clone(), Duration::from_secs(1));
     let remaining =
         lead_rows::Entity::find().filter(lead_rows::Column::TenantId.eq(&t.id)).all(&db).await.expect("rows");
     assert!(!remaining.is_empty());
@@ -1006,10 +1000,10 @@ async fn erasure_shreds_the_lead_and_keeps_the_consent(postgres: bool) {
 
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
+        mod sqlite_keyring {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(false).await; })*
         }
-        mod postgres {
+        mod postgres_openbao {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(true).await; })*
         }
     };
