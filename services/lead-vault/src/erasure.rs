@@ -9,7 +9,6 @@
 use chrono::{Duration, Utc};
 use guardline_audit_client::EventBuilder;
 use guardline_authz::{Resource, Subject, decide};
-use guardline_proto::recordings::v1 as recpb;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::domain::phone::Phone;
@@ -28,6 +27,14 @@ pub mod state {
     pub const DONE: &str = "done";
     /// Blocked by a legal hold.
     pub const BLOCKED: &str = "blocked";
+}
+
+/// The recordings service as erasure needs it: erase every recording of a
+/// lead, except those under legal hold. Returns (erased, held recording ids).
+#[async_trait::async_trait]
+pub trait RecordingsEraser: Send + Sync {
+    /// Erases the lead's recordings.
+    async fn erase_lead(&self, tenant: &str, lead: &str) -> Result<(u64, Vec<String>)>;
 }
 
 /// Whom the data subject names.
@@ -120,17 +127,10 @@ impl Vault {
         if case.state == state::DONE {
             return Err(Error::FailedPrecondition("the case was already executed".into()));
         }
-        let mut recordings = self.recordings.clone().ok_or_else(|| Error::Unavailable("recordings".into()))?;
-        let erased = recordings
-            .erase_lead_recordings(recpb::EraseLeadRecordingsRequest {
-                tenant_id: tenant.into(),
-                lead_id: case.lead_id.clone(),
-            })
-            .await
-            .map_err(|s| Error::Unavailable(format!("recordings could not erase the lead's recordings: {}", s.code())))?
-            .into_inner();
-        if !erased.held_recording_ids.is_empty() {
-            let reason = format!("{} recording(s) under legal hold", erased.held_recording_ids.len());
+        let recordings = self.recordings.as_ref().ok_or_else(|| Error::Unavailable("recordings".into()))?;
+        let (recordings_erased, held) = recordings.erase_lead(tenant, &case.lead_id).await?;
+        if !held.is_empty() {
+            let reason = format!("{} recording(s) under legal hold", held.len());
             erasure_case::Entity::update_many()
                 .col_expr(erasure_case::Column::State, state::BLOCKED.into())
                 .col_expr(erasure_case::Column::BlockedReason, reason.clone().into())
@@ -186,7 +186,7 @@ impl Vault {
             .detail("record_key_destroyed", removed == 1)
             .detail("fields", "phones,name,address,needs,notes")
             .detail("dnc_added", indexes.len())
-            .detail("recordings_erased", erased.erased)
+            .detail("recordings_erased", recordings_erased)
             .detail("executed_at", now.to_rfc3339());
         guardline_audit_client::enqueue(&txn, &receipt.build()).await?;
         txn.commit().await?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use guardline_authz::{Resource, Subject, decide};
 use guardline_proto::common::v1::{MaskedValue, PageResponse};
+use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
 use guardline_proto::vault::v1 as pb;
 use guardline_proto::vault::v1::lead_vault_service_server::{LeadVaultService, LeadVaultServiceServer};
 use guardline_runtime::args::MeshArgs;
@@ -149,6 +150,25 @@ fn consent_pb(c: crate::store::consent::Model) -> pb::ConsentRecord {
         granted_at: Some(ts(c.granted_at)),
         expires_at: c.expires_at.map(ts),
         withdrawn_at: c.withdrawn_at.map(ts),
+    }
+}
+
+/// Erasure's view of the recordings service, over mTLS as `lead-vault`.
+#[derive(Clone, Debug)]
+pub struct RecordingsClient(pub RecordingsServiceClient<guardline_runtime::GrpcChannel>);
+
+#[tonic::async_trait]
+impl crate::erasure::RecordingsEraser for RecordingsClient {
+    async fn erase_lead(&self, tenant: &str, lead: &str) -> crate::error::Result<(u64, Vec<String>)> {
+        let req = guardline_proto::recordings::v1::EraseLeadRecordingsRequest {
+            tenant_id: tenant.into(),
+            lead_id: lead.into(),
+        };
+        let r = self.0.clone().erase_lead_recordings(req).await.map_err(|s| {
+            Error::Unavailable(format!("recordings could not erase the lead's recordings: {}", s.code()))
+        })?;
+        let r = r.into_inner();
+        Ok((r.erased, r.held_recording_ids))
     }
 }
 

@@ -39,8 +39,9 @@ pub async fn run(
     vault.reveal_quota = reveal_quota;
     vault.export_quota = export_quota;
     let recordings = guardline_runtime::connect(&common.mesh.recordings_endpoint, base.tls.clone())?;
-    vault.recordings =
-        Some(guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient::new(recordings));
+    let recordings =
+        guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient::new(recordings);
+    vault.recordings = Some(std::sync::Arc::new(grpc::RecordingsClient(recordings)));
     let vault = std::sync::Arc::new(vault);
     let resumed = vault.resume_rotations().await?;
     if resumed > 0 {

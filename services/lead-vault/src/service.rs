@@ -10,7 +10,6 @@ use guardline_audit_client::{AuditClient, EventBuilder};
 use guardline_authz::{Resource, Scope, Subject, decide, widest_scope};
 use guardline_keys::{Envelope, SealedRecordKey, open_field, seal_field};
 use guardline_proto::common::v1::Outcome;
-use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
@@ -128,7 +127,7 @@ pub struct Vault {
     /// Leads exported per tenant per day.
     pub export_quota: u64,
     /// The recordings service, asked to erase a lead's recordings on erasure.
-    pub recordings: Option<RecordingsServiceClient<guardline_runtime::GrpcChannel>>,
+    pub recordings: Option<Arc<dyn crate::erasure::RecordingsEraser>>,
 }
 
 impl std::fmt::Debug for Vault {
