@@ -1,6 +1,7 @@
 //! The gRPC face of the lead vault: resolves the caller, converts proto to
 //! domain and back, and masks every value it returns (clear values leave only
-//! through `RevealField`). RPCs not built yet answer UNIMPLEMENTED.
+//! through `RevealField`, a clear export, and `GetDialTarget` for
+//! dialer-policy alone).
 
 use std::sync::Arc;
 
@@ -280,6 +281,18 @@ impl LeadVaultService for Api {
         let at = from_ts("at", r.at.as_ref())?.unwrap_or_else(chrono::Utc::now);
         let found = self.vault.check_consent(&r.tenant_id, &r.lead_id, &r.purpose, at).await?;
         Ok(Response::new(pb::CheckConsentResponse { active: found.is_some(), consent_id: found.unwrap_or_default() }))
+    }
+
+    async fn get_dial_target(&self, req: Request<pb::GetDialTargetRequest>) -> Reply<pb::DialTarget> {
+        // Only dialer-policy reaches this (allow-list).
+        let r = req.into_inner();
+        let t = self.vault.dial_target(&r.tenant_id, &r.lead_id, r.phone_index).await?;
+        Ok(Response::new(pb::DialTarget {
+            e164: t.e164,
+            blind_index: t.blind_index,
+            time_zone: t.time_zone,
+            owner_id: t.owner_id,
+        }))
     }
 
     async fn verify_integrity(&self, req: Request<pb::VerifyIntegrityRequest>) -> Reply<pb::VerifyIntegrityResponse> {

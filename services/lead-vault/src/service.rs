@@ -33,6 +33,19 @@ pub struct Address {
     pub street: String,
 }
 
+/// What dialer-policy needs to decide on a call.
+#[derive(Clone)]
+pub struct DialTarget {
+    /// E.164 number.
+    pub e164: String,
+    /// Its blind index.
+    pub blind_index: Vec<u8>,
+    /// The callee's IANA time zone (empty when unknown).
+    pub time_zone: String,
+    /// Owning agent.
+    pub owner_id: String,
+}
+
 /// What a caller submits for a lead, in clear.
 #[derive(Clone, Default)]
 pub struct LeadInput {
@@ -321,6 +334,43 @@ impl Vault {
             needs: field("needs", &row.needs_sealed)?,
             notes: field("notes", &row.notes_sealed)?,
         })
+    }
+
+    /// For dialer-policy only (allow-listed): the number to dial, its blind
+    /// index, the callee's time zone and the owner. Audited through the outbox.
+    pub async fn dial_target(&self, tenant: &str, id: &str, index: u32) -> Result<DialTarget> {
+        if tenant.is_empty() {
+            return Err(Error::invalid("tenant_id", "required"));
+        }
+        let row = lead::Entity::find_by_id(id.to_owned())
+            .filter(lead::Column::TenantId.eq(tenant))
+            .one(&self.db)
+            .await?
+            .ok_or(Error::NotFound)?;
+        self.check_mac(&row).await?;
+        let pii = self.open(&row).await?;
+        let e164 = pii
+            .phones
+            .get(index as usize)
+            .cloned()
+            .ok_or_else(|| Error::invalid("phone_index", format!("the lead has {} number(s)", pii.phones.len())))?;
+        let blind_index = phone_index::Entity::find()
+            .filter(phone_index::Column::TenantId.eq(tenant))
+            .filter(phone_index::Column::LeadId.eq(id))
+            .filter(phone_index::Column::Position.eq(index as i32))
+            .one(&self.db)
+            .await?
+            .ok_or(Error::NotFound)?
+            .blind_index;
+        let event = EventBuilder::new(tenant, "lead.dial_target")
+            .actor("", "dialer-policy")
+            .resource("lead", id)
+            .detail("phone_index", index);
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
+        guardline_audit_client::enqueue(&txn, &event.build()).await?;
+        txn.commit().await?;
+        self.outbox.notify_one();
+        Ok(DialTarget { e164, blind_index, time_zone: row.time_zone, owner_id: row.owner_id })
     }
 
     /// A lead within the caller's `lead.read` scope; NOT_FOUND otherwise.

@@ -998,6 +998,36 @@ async fn erasure_shreds_the_lead_and_keeps_the_consent(postgres: bool) {
     assert_eq!(listed.expect("list").into_inner().cases.len(), 1);
 }
 
+async fn dial_target_is_for_dialer_policy_only(postgres: bool) {
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    let other = tenant(&m).await;
+    let mut input = lead(&["13812345671", "+1 202 555 0143"]);
+    input.time_zone = "Asia/Shanghai".into();
+    let l = create(&m, &t, 0, input).await.expect("create");
+    let mut dialer = LeadVaultServiceClient::new(m.channel(&m.vault_uri, "dialer-policy"));
+    let ask = |tenant: &str, lead: &str, phone_index: u32| pb::GetDialTargetRequest {
+        tenant_id: tenant.into(),
+        lead_id: lead.into(),
+        phone_index,
+    };
+    let second = dialer.get_dial_target(ask(&t.id, &l.id, 1)).await.expect("target").into_inner();
+    assert_eq!(second.e164, "+12025550143");
+    assert_eq!((second.time_zone.as_str(), second.owner_id.as_str()), ("Asia/Shanghai", l.owner_id.as_str()));
+    let first = dialer.get_dial_target(ask(&t.id, &l.id, 0)).await.expect("target").into_inner();
+    assert_eq!(first.e164, "+8613812345671");
+    assert_eq!(first.blind_index.len(), 32);
+    assert_ne!(first.blind_index, second.blind_index);
+
+    // Rejections: another service (even with a user token), a bad index, another tenant.
+    let gateway = m.vault().get_dial_target(with(&t.tokens[3], Request::new(ask(&t.id, &l.id, 0)))).await;
+    assert_eq!(gateway.expect_err("not dialer-policy").code(), Code::PermissionDenied);
+    let bad = dialer.get_dial_target(ask(&t.id, &l.id, 2)).await.expect_err("no third number");
+    assert_eq!(field_violations(&bad)[0].field, "phone_index");
+    let elsewhere = dialer.get_dial_target(ask(&other.id, &l.id, 0)).await.expect_err("other tenant");
+    assert_eq!(elsewhere.code(), Code::NotFound);
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite_keyring {
@@ -1019,4 +1049,5 @@ on_both_stores!(
     key_rotation_keeps_every_record_open,
     an_interrupted_rotation_resumes_at_start,
     erasure_shreds_the_lead_and_keeps_the_consent,
+    dial_target_is_for_dialer_policy_only,
 );
