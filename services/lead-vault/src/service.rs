@@ -269,7 +269,12 @@ impl Vault {
             status: "new".into(),
             version: version as i64,
             source: input.source.clone(),
-            region: region.unwrap_or_default().to_owned(),
+            // The region of the first number; the default region only for
+            // numbers that belong to none (non-geographic).
+            region: match phones[0].region() {
+                "" => region.unwrap_or_default().to_owned(),
+                r => r.to_owned(),
+            },
             time_zone: input.time_zone.clone(),
             tags: serde_json::to_string(&input.tags).unwrap_or_default(),
             key_data_key_id: sealed_rk.data_key_id.clone(),

@@ -100,6 +100,9 @@ impl Vault {
                 return Err(Error::invalid("lead.phones", "at least one phone number"));
             }
             pii.phones = parsed.iter().map(|p| p.e164().to_owned()).collect();
+            if !parsed[0].region().is_empty() {
+                next.region = parsed[0].region().to_owned();
+            }
             new_phones = Some(parsed);
         }
         if has("name") {

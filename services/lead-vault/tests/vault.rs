@@ -1005,6 +1005,9 @@ async fn dial_target_is_for_dialer_policy_only(postgres: bool) {
     let mut input = lead(&["13812345671", "+1 202 555 0143"]);
     input.time_zone = "Asia/Shanghai".into();
     let l = create(&m, &t, 0, input).await.expect("create");
+    assert_eq!(l.region, "CN", "the region of the first number");
+    let us = create(&m, &t, 0, lead(&["+1 202 555 0144"])).await.expect("create");
+    assert_eq!(us.region, "US", "derived from the number, not the default region");
     let mut dialer = LeadVaultServiceClient::new(m.channel(&m.vault_uri, "dialer-policy"));
     let ask = |tenant: &str, lead: &str, phone_index: u32| pb::GetDialTargetRequest {
         tenant_id: tenant.into(),

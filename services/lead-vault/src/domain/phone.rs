@@ -10,6 +10,7 @@ pub struct Phone {
     e164: String,
     country_code: u16,
     national: String,
+    region: String,
 }
 
 impl std::fmt::Debug for Phone {
@@ -42,7 +43,14 @@ impl Phone {
             return Err(PhoneError::Invalid);
         }
         let national = n.national().to_string();
-        Ok(Self { e164: n.format().mode(Mode::E164).to_string(), country_code: n.code().value(), national })
+        let region = n.country().id().map(|id| id.as_ref().to_owned()).unwrap_or_default();
+        Ok(Self { e164: n.format().mode(Mode::E164).to_string(), country_code: n.code().value(), national, region })
+    }
+
+    /// The ISO 3166 region the number belongs to (`CN`, `US`), from its
+    /// country code and national prefix; empty for non-geographic numbers.
+    pub fn region(&self) -> &str {
+        &self.region
     }
 
     /// `+<country><national>`.
@@ -88,6 +96,15 @@ mod tests {
         assert_eq!(Phone::parse("+86 138-1234-5678", None).expect("valid"), cn, "same number, other spelling");
         let us = Phone::parse("(415) 555-2671", Some("us")).expect("valid");
         assert_eq!(us.e164(), "+14155552671");
+    }
+
+    #[test]
+    fn the_region_comes_from_the_number_not_the_default() {
+        let us = Phone::parse("+1 202 555 0143", Some("CN")).expect("valid");
+        assert_eq!(us.region(), "US");
+        assert_eq!(Phone::parse("138 1234 5678", Some("CN")).expect("valid").region(), "CN");
+        assert_eq!(Phone::parse("+44 20 7946 0958", Some("US")).expect("valid").region(), "GB");
+        assert_eq!(Phone::parse("+1 416 555 0123", None).expect("valid").region(), "CA", "by national prefix");
     }
 
     #[test]
