@@ -108,6 +108,15 @@ impl Vault {
     async fn run_rotation(&self, tenant: &str) -> Result<()> {
         let job = rotation::Entity::find_by_id(tenant.to_owned()).one(&self.db).await?.ok_or(Error::NotFound)?;
         loop {
+            // A newer rotation (two starts racing) supersedes this worker: its
+            // own worker moves every record to the newer key.
+            let current = rotation::Entity::find_by_id(tenant.to_owned()).one(&self.db).await?;
+            let (active, _) = self.envelope().active_data_key(tenant).await?;
+            if current.is_none_or(|c| c.new_data_key_id != job.new_data_key_id || c.state != "running")
+                || active != job.new_data_key_id
+            {
+                return Ok(());
+            }
             let batch = lead::Entity::find()
                 .filter(lead::Column::TenantId.eq(tenant))
                 .filter(lead::Column::KeyDataKeyId.ne(&job.new_data_key_id))
