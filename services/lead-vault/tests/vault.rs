@@ -895,6 +895,13 @@ async fn erasure_shreds_the_lead_and_keeps_the_consent(postgres: bool) {
     let unknown = ask(Some(S::Phone("+8613900000000".into())));
     let unknown = m.vault().request_erasure(with(&t.tokens[3], Request::new(unknown))).await;
     assert_eq!(unknown.expect_err("no such lead").code(), Code::NotFound);
+    let other = tenant(&m).await;
+    let foreign = pb::RequestErasureRequest { tenant_id: other.id.clone(), subject: Some(S::LeadId(gone.id.clone())) };
+    let foreign = m.vault().request_erasure(with(&t.tokens[3], Request::new(foreign))).await;
+    assert_eq!(foreign.expect_err("another tenant").code(), Code::PermissionDenied);
+    let unseen = pb::RequestErasureRequest { tenant_id: other.id.clone(), subject: Some(S::LeadId(gone.id.clone())) };
+    let unseen = m.vault().request_erasure(with(&other.tokens[3], Request::new(unseen))).await;
+    assert_eq!(unseen.expect_err("not that tenant's lead").code(), Code::NotFound);
     let no_case = pb::ExecuteErasureRequest { tenant_id: t.id.clone(), case_id: String::new() };
     let no_case = m.vault().execute_erasure(with(&t.tokens[3], Request::new(no_case))).await.expect_err("no id");
     assert_eq!(field_violations(&no_case)[0].field, "case_id");
