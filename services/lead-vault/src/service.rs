@@ -141,6 +141,14 @@ pub struct Vault {
     pub export_quota: u64,
     /// The recordings service, asked to erase a lead's recordings on erasure.
     pub recordings: Option<Arc<dyn crate::erasure::RecordingsEraser>>,
+    /// Opened tenant secrets, kept as long as data keys are
+    /// (`DATA_KEY_TTL`); their clear value never changes, only their sealing.
+    secrets: tokio::sync::Mutex<std::collections::HashMap<(String, String), CachedSecret>>,
+}
+
+struct CachedSecret {
+    key: zeroize::Zeroizing<Vec<u8>>,
+    opened: std::time::Instant,
 }
 
 impl std::fmt::Debug for Vault {
@@ -160,14 +168,34 @@ pub(crate) fn check_text(field: &str, v: &str, max: usize) -> Result<()> {
 impl Vault {
     /// Assembles the vault.
     pub fn new(db: DatabaseConnection, envelope: Arc<Envelope>, audit: AuditClient, outbox: Arc<Notify>) -> Self {
-        Self { db, envelope, audit, outbox, reveal_quota: 50, export_quota: 10_000, recordings: None }
+        Self {
+            db,
+            envelope,
+            audit,
+            outbox,
+            reveal_quota: 50,
+            export_quota: 10_000,
+            recordings: None,
+            secrets: Default::default(),
+        }
     }
 
     /// A per-tenant 256-bit secret of `kind` (blind-index key, MAC key),
     /// created on first use and stored sealed under the tenant data key.
     pub(crate) async fn tenant_secret(&self, tenant: &str, kind: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
-        if let Some(s) = tenant_secret::Entity::find_by_id((tenant.to_owned(), kind.to_owned())).one(&self.db).await? {
-            return Ok(self.envelope.open_secret(tenant, kind, tenant, &s.data_key_id, &s.sealed).await?);
+        let id = (tenant.to_owned(), kind.to_owned());
+        if let Some(c) = self.secrets.lock().await.get(&id)
+            && c.opened.elapsed() < guardline_service::DATA_KEY_TTL
+        {
+            return Ok(c.key.clone());
+        }
+        if let Some(s) = tenant_secret::Entity::find_by_id(id.clone()).one(&self.db).await? {
+            let key = self.envelope.open_secret(tenant, kind, tenant, &s.data_key_id, &s.sealed).await?;
+            let cached = CachedSecret { key: key.clone(), opened: std::time::Instant::now() };
+            let mut secrets = self.secrets.lock().await;
+            secrets.retain(|_, c| c.opened.elapsed() < guardline_service::DATA_KEY_TTL);
+            secrets.insert(id, cached);
+            return Ok(key);
         }
         let mut key = vec![0u8; 32];
         aws_lc_rs::rand::fill(&mut key).map_err(|_| Error::Internal("random".into()))?;
