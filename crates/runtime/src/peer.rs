@@ -65,6 +65,16 @@ impl PeerInfo {
     pub fn of<T>(request: &tonic::Request<T>) -> Option<&PeerInfo> {
         request.extensions().get::<PeerInfo>()
     }
+
+    /// Whether `request` comes from the mesh service `service_account`
+    /// acting for itself: its verified certificate names that service
+    /// account and it carries no user token (a token means a user acts).
+    pub fn is_service_acting_alone<T>(request: &tonic::Request<T>, service_account: &str) -> bool {
+        let named = Self::of(request)
+            .and_then(|p| p.identity.as_ref())
+            .is_some_and(|i| i.service_account() == Some(service_account));
+        named && !request.metadata().contains_key("authorization")
+    }
 }
 
 /// Reads the first SPIFFE URI SAN of a DER certificate.

@@ -481,12 +481,8 @@ impl AuditService for Api {
 
     async fn prune(&self, req: Request<pb::PruneRequest>) -> Reply<pb::PruneResponse> {
         let r = req.get_ref().clone();
-        let operator = PeerInfo::of(&req)
-            .and_then(|p| p.identity.as_ref())
-            .and_then(|i| i.service_account().map(|s| s == "operator"))
-            .unwrap_or(false);
         // The operator (service identity, no user token) prunes on schedule; users need policy.manage.
-        if !operator || req.metadata().contains_key("authorization") {
+        if !PeerInfo::is_service_acting_alone(&req, "operator") {
             self.authorize(&req, &r.tenant_id, "policy.manage", false).await?;
         }
         let as_of = r.as_of.as_ref().map(|t| from_ts("as_of", t)).transpose()?.unwrap_or_else(Utc::now);

@@ -219,9 +219,4 @@ impl Vault {
         }
         Ok(q.order_by_desc(erasure_case::Column::RequestedAt).all(&self.db).await?)
     }
-
-    /// Whether a blind index is on the tenant's internal do-not-call list.
-    pub async fn on_internal_dnc(&self, tenant: &str, blind_index: &[u8]) -> Result<bool> {
-        Ok(internal_dnc::Entity::find_by_id((tenant.to_owned(), blind_index.to_vec())).one(&self.db).await?.is_some())
-    }
 }

@@ -45,10 +45,7 @@ impl Api {
         if tenant.is_empty() {
             return Err(Error::invalid("tenant_id", "required").into());
         }
-        let operator = PeerInfo::of(req)
-            .and_then(|p| p.identity.as_ref())
-            .is_some_and(|i| i.service_account() == Some("operator"));
-        if operator && !req.metadata().contains_key("authorization") {
+        if PeerInfo::is_service_acting_alone(req, "operator") {
             return Ok((String::new(), "operator".into()));
         }
         let who = self.user(req).await?;

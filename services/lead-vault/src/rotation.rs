@@ -17,6 +17,12 @@ use crate::store::{lead, rotation, tenant_secret};
 
 const BATCH: u64 = 100;
 
+/// Rotation job states as stored.
+mod job_state {
+    pub const RUNNING: &str = "running";
+    pub const DONE: &str = "done";
+}
+
 /// Where a tenant's keys stand.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeyStatus {
@@ -51,8 +57,10 @@ impl Vault {
 
     /// Starts a data-key rotation (or returns the running one) and spawns its worker.
     pub async fn rotate_data_key(self: &Arc<Self>, tenant: &str, actor: (&str, &str)) -> Result<KeyStatus> {
-        let running =
-            rotation::Entity::find_by_id(tenant.to_owned()).one(&self.db).await?.filter(|r| r.state == "running");
+        let running = rotation::Entity::find_by_id(tenant.to_owned())
+            .one(&self.db)
+            .await?
+            .filter(|r| r.state == job_state::RUNNING);
         if running.is_none() {
             let new_dk = self.envelope().rotate_data_key(tenant).await?;
             let total = lead::Entity::find()
@@ -66,7 +74,7 @@ impl Vault {
                 new_data_key_id: Set(new_dk),
                 total: Set(total as i64),
                 rewrapped: Set(0),
-                state: Set("running".into()),
+                state: Set(job_state::RUNNING.into()),
             };
             let txn = guardline_runtime::storage::write_txn(&self.db).await?;
             rotation::Entity::delete_by_id(tenant.to_owned()).exec(&txn).await?;
@@ -79,30 +87,28 @@ impl Vault {
             txn.commit().await?;
             self.outbox.notify_one();
             // Only the call that started the job runs it; a second call reports progress.
-            let this = self.clone();
-            let t = tenant.to_owned();
-            tokio::spawn(async move {
-                if let Err(error) = this.run_rotation(&t).await {
-                    tracing::error!(%error, "data key rotation stopped; it resumes at the next start");
-                }
-            });
+            self.spawn_rotation(tenant);
         }
         self.key_status(tenant).await
     }
 
     /// Resumes rotations a restart interrupted.
     pub async fn resume_rotations(self: &Arc<Self>) -> Result<usize> {
-        let running = rotation::Entity::find().filter(rotation::Column::State.eq("running")).all(&self.db).await?;
+        let running =
+            rotation::Entity::find().filter(rotation::Column::State.eq(job_state::RUNNING)).all(&self.db).await?;
         for r in &running {
-            let this = self.clone();
-            let t = r.tenant_id.clone();
-            tokio::spawn(async move {
-                if let Err(error) = this.run_rotation(&t).await {
-                    tracing::error!(%error, "data key rotation stopped; it resumes at the next start");
-                }
-            });
+            self.spawn_rotation(&r.tenant_id);
         }
         Ok(running.len())
+    }
+
+    fn spawn_rotation(self: &Arc<Self>, tenant: &str) {
+        let (this, tenant) = (self.clone(), tenant.to_owned());
+        tokio::spawn(async move {
+            if let Err(error) = this.run_rotation(&tenant).await {
+                tracing::error!(%error, "data key rotation stopped; it resumes at the next start");
+            }
+        });
     }
 
     async fn run_rotation(&self, tenant: &str) -> Result<()> {
@@ -112,7 +118,7 @@ impl Vault {
             // own worker moves every record to the newer key.
             let current = rotation::Entity::find_by_id(tenant.to_owned()).one(&self.db).await?;
             let (active, _) = self.envelope().active_data_key(tenant).await?;
-            if current.is_none_or(|c| c.new_data_key_id != job.new_data_key_id || c.state != "running")
+            if current.is_none_or(|c| c.new_data_key_id != job.new_data_key_id || c.state != job_state::RUNNING)
                 || active != job.new_data_key_id
             {
                 return Ok(());
@@ -182,7 +188,7 @@ impl Vault {
             self.envelope().retire_data_key(tenant, &old).await?;
         }
         rotation::Entity::update_many()
-            .col_expr(rotation::Column::State, Expr::value("done"))
+            .col_expr(rotation::Column::State, Expr::value(job_state::DONE))
             .filter(rotation::Column::TenantId.eq(tenant))
             .exec(&self.db)
             .await?;
@@ -201,7 +207,7 @@ impl Vault {
             retiring,
             rewrapped: job.as_ref().map_or(0, |j| j.rewrapped as u64),
             total: job.as_ref().map_or(0, |j| j.total as u64),
-            in_progress: job.is_some_and(|j| j.state == "running"),
+            in_progress: job.is_some_and(|j| j.state == job_state::RUNNING),
         })
     }
 }
