@@ -11,10 +11,10 @@ use guardline_audit_client::EventBuilder;
 use guardline_authz::{Resource, Subject, decide};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use crate::domain::phone::Phone;
 use crate::error::{Error, Result};
 use crate::service::Vault;
 use crate::store::{erasure_case, internal_dnc, lead, phone_index};
+use guardline_phone::Phone;
 
 /// Days a case may stay open before it is overdue.
 pub const DEFAULT_DEADLINE_DAYS: i64 = 30;

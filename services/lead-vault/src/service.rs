@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::domain::mask;
-use crate::domain::phone::{Phone, PhoneError};
 use crate::error::{Error, Result};
 use crate::store::{lead, phone_index, reveal_count, tenant_secret};
+use guardline_phone::{Phone, PhoneError};
 
 /// A structured address.
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -158,6 +158,17 @@ impl std::fmt::Debug for Vault {
 }
 
 /// Checks free text: length and no control characters (newlines allowed).
+/// The lead's IANA time zone: the one given, else the one its primary number
+/// determines (see [`Phone::derived_time_zone`]); empty when the number's
+/// country has several zones, so that the dialer respects all of them.
+pub(crate) fn time_zone_or_derived(given: &str, primary: &Phone) -> Result<String> {
+    if given.is_empty() {
+        return Ok(primary.derived_time_zone().map(|tz| tz.name().to_owned()).unwrap_or_default());
+    }
+    given.parse::<chrono_tz::Tz>().map_err(|_| Error::invalid("lead.time_zone", "not an IANA time zone"))?;
+    Ok(given.to_owned())
+}
+
 pub(crate) fn check_text(field: &str, v: &str, max: usize) -> Result<()> {
     if v.chars().count() > max || v.chars().any(|c| c.is_control() && c != '\n') {
         return Err(Error::invalid(field, format!("at most {max} printable characters")));
@@ -280,9 +291,7 @@ impl Vault {
         ] {
             check_text(f, v, 200)?;
         }
-        if !input.time_zone.is_empty() && input.time_zone.parse::<chrono_tz::Tz>().is_err() {
-            return Err(Error::invalid("lead.time_zone", "not an IANA time zone"));
-        }
+        let time_zone = time_zone_or_derived(&input.time_zone, &phones[0])?;
         let key = self.tenant_secret(tenant, INDEX_KEY).await?;
         let id = format!("lead-{}", uuid::Uuid::now_v7().simple());
         let (rk, sealed_rk) = self.envelope.new_record_key(tenant, &id).await?;
@@ -303,7 +312,7 @@ impl Vault {
                 "" => region.unwrap_or_default().to_owned(),
                 r => r.to_owned(),
             },
-            time_zone: input.time_zone.clone(),
+            time_zone,
             tags: serde_json::to_string(&input.tags).unwrap_or_default(),
             key_data_key_id: sealed_rk.data_key_id.clone(),
             key_sealed: Some(sealed_rk.sealed.clone()),

@@ -9,10 +9,10 @@ use guardline_authz::{Resource, Subject, decide};
 use guardline_keys::{SealedRecordKey, seal_field};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
-use crate::domain::phone::Phone;
 use crate::error::{Error, Result};
 use crate::service::{LeadInput, Pii, Vault, View};
 use crate::store::{lead, phone_index};
+use guardline_phone::Phone;
 
 /// Fields an update may name.
 pub const UPDATABLE: &[&str] = &["phones", "name", "address", "needs", "notes", "tags", "source", "time_zone"];
@@ -127,10 +127,14 @@ impl Vault {
             next.source = input.source.clone();
         }
         if has("time_zone") {
-            if !input.time_zone.is_empty() && input.time_zone.parse::<chrono_tz::Tz>().is_err() {
-                return Err(Error::invalid("lead.time_zone", "not an IANA time zone"));
-            }
-            next.time_zone = input.time_zone.clone();
+            // Empty means "derive it from the primary number" (the new one
+            // when the phones change in the same update).
+            let primary = match &new_phones {
+                Some(parsed) => parsed[0].clone(),
+                None => Phone::parse(pii.phones.first().map(String::as_str).unwrap_or_default(), None)
+                    .map_err(|_| Error::DataLoss("the stored primary number does not parse".into()))?,
+            };
+            next.time_zone = crate::service::time_zone_or_derived(&input.time_zone, &primary)?;
         }
         next.version = row.version + 1;
         let txn = guardline_runtime::storage::write_txn(&self.db).await?;

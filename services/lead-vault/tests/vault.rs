@@ -309,6 +309,9 @@ async fn leads_are_encrypted_masked_and_scoped(postgres: bool) {
     let t = tenant(&m).await;
     let l = create(&m, &t, 0, lead(&["138 1234 5678"])).await.expect("create");
     assert_eq!(l.phones[0].masked, "+86 138****5678");
+    assert_eq!(l.time_zone, "Asia/Shanghai", "derived from a Chinese number");
+    let us = create(&m, &t, 0, lead(&["+1 202 555 0143"])).await.expect("a US lead");
+    assert_eq!((us.region.as_str(), us.time_zone.as_str()), ("US", ""), "the US has many zones: left to the dialer");
     let read = get(&m, &t, &t.tokens[0], &l.id).await.expect("owner reads");
     assert_eq!(read.name.expect("name").masked, "张*");
     assert_eq!(read.address.expect("address").masked, "广东省 深圳市");
@@ -320,7 +323,7 @@ async fn leads_are_encrypted_masked_and_scoped(postgres: bool) {
     assert_eq!(get(&m, &t, &other.tokens[3], &l.id).await.expect_err("other tenant").code(), Code::PermissionDenied);
     let list =
         |who: &str| with(who, Request::new(pb::ListLeadsRequest { tenant_id: t.id.clone(), ..Default::default() }));
-    assert_eq!(m.vault().list_leads(list(&t.tokens[0])).await.expect("list").into_inner().leads.len(), 1);
+    assert_eq!(m.vault().list_leads(list(&t.tokens[0])).await.expect("list").into_inner().leads.len(), 2);
     assert_eq!(m.vault().list_leads(list(&t.tokens[1])).await.expect("list").into_inner().leads.len(), 0);
 
     // Bad input names the field and writes nothing.
@@ -336,7 +339,7 @@ async fn leads_are_encrypted_masked_and_scoped(postgres: bool) {
     assert_eq!(f(create(&m, &t, 0, bad_tz).await), "lead.time_zone");
     assert_eq!(
         m.vault().list_leads(list(&t.tokens[3])).await.expect("list").into_inner().leads.len(),
-        1,
+        2,
         "nothing half-written"
     );
     let mut not_mine = lead(&["+8613612345678"]);

@@ -1,5 +1,4 @@
-//! The lead vault's rules: phone numbers, masking, blind indexes. No tonic,
+//! The lead vault's rules: masking (phone numbers live in `guardline-phone`). No tonic,
 //! no sea-orm; unit-tested in isolation.
 
 pub mod mask;
-pub mod phone;

@@ -1,6 +1,14 @@
 //! Phone numbers: parsed and normalised to E.164 with libphonenumber's rules
-//! (the `phonenumber` crate), and indexed blindly for exact lookup.
+//! (the `phonenumber` crate), masked for display, indexed blindly for exact
+//! lookup, and placed in the time zones their country uses.
+//!
+//! Shared by lead-vault (which stores numbers) and dialer-policy (which
+//! decides on them), so both agree on what a number and its local time are.
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use chrono_tz::Tz;
 use phonenumber::country::Id;
 use phonenumber::{Mode, PhoneNumber};
 
@@ -53,6 +61,21 @@ impl Phone {
         &self.region
     }
 
+    /// The time zones the number's country uses (IANA `zone.tab`), empty
+    /// for non-geographic numbers. A caller that does not know the callee's
+    /// zone must respect a calling window in every one of them.
+    pub fn candidate_time_zones(&self) -> &'static [Tz] {
+        zones_of_region(&self.region)
+    }
+
+    /// The callee's time zone when the number alone determines it: the
+    /// country uses one zone, or keeps one legal national time although the
+    /// tz database lists several (China: Beijing time). `None` for countries
+    /// such as the US whose zone depends on more than the country.
+    pub fn derived_time_zone(&self) -> Option<Tz> {
+        derived_zone_of_region(&self.region)
+    }
+
     /// `+<country><national>`.
     pub fn e164(&self) -> &str {
         &self.e164
@@ -82,6 +105,45 @@ impl Phone {
         let mut out = [0u8; 32];
         out.copy_from_slice(tag.as_ref());
         out
+    }
+}
+
+/// Countries whose law keeps one national time although `zone.tab` lists
+/// several zones for them. Legal fact, not geography: calling hours in China
+/// are in Beijing time everywhere.
+const NATIONAL_TIME: &[(&str, Tz)] = &[("CN", Tz::Asia__Shanghai)];
+
+/// The IANA tz database's `zone.tab` (public domain): country → zones.
+static ZONE_TAB: &str = include_str!("../data/zone.tab");
+
+static ZONES: LazyLock<HashMap<&'static str, Vec<Tz>>> = LazyLock::new(|| {
+    let mut map: HashMap<&'static str, Vec<Tz>> = HashMap::new();
+    for line in ZONE_TAB.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let mut cols = line.split('\t');
+        let (Some(country), Some(_coords), Some(zone)) = (cols.next(), cols.next(), cols.next()) else { continue };
+        // A zone chrono-tz does not know (older or newer tzdata) is skipped
+        // rather than guessed.
+        if let Ok(tz) = zone.parse::<Tz>() {
+            map.entry(country).or_default().push(tz);
+        }
+    }
+    map
+});
+
+/// The zones a country (ISO 3166 code) uses; empty when unknown.
+pub fn zones_of_region(region: &str) -> &'static [Tz] {
+    ZONES.get(region).map(Vec::as_slice).unwrap_or_default()
+}
+
+/// The single time zone of a country, if it has one (see
+/// [`Phone::derived_time_zone`]).
+pub fn derived_zone_of_region(region: &str) -> Option<Tz> {
+    if let Some((_, tz)) = NATIONAL_TIME.iter().find(|(r, _)| *r == region) {
+        return Some(*tz);
+    }
+    match zones_of_region(region) {
+        [only] => Some(*only),
+        _ => None,
     }
 }
 
@@ -130,5 +192,20 @@ mod tests {
         assert_eq!(a.blind_index(b"tenant-1"), b.blind_index(b"tenant-1"));
         assert_ne!(a.blind_index(b"tenant-1"), c.blind_index(b"tenant-1"));
         assert_ne!(a.blind_index(b"tenant-1"), a.blind_index(b"tenant-2"), "another tenant's index differs");
+    }
+
+    #[test]
+    fn time_zones_come_from_the_country_and_stay_unknown_when_ambiguous() {
+        let cn = Phone::parse("+8613812345678", None).expect("valid");
+        assert_eq!(cn.derived_time_zone(), Some(Tz::Asia__Shanghai), "one legal time in China");
+        let gb = Phone::parse("+44 20 7946 0958", None).expect("valid");
+        assert_eq!(gb.derived_time_zone(), Some(Tz::Europe__London));
+        let us = Phone::parse("+1 202 555 0143", None).expect("valid");
+        assert_eq!(us.derived_time_zone(), None, "the US has many zones");
+        let zones = us.candidate_time_zones();
+        assert!(zones.contains(&Tz::America__New_York) && zones.contains(&Tz::Pacific__Honolulu), "{zones:?}");
+        assert!(!zones.contains(&Tz::Europe__London));
+        assert_eq!(zones_of_region(""), &[] as &[Tz], "non-geographic");
+        assert_eq!(derived_zone_of_region("ZZ"), None);
     }
 }
