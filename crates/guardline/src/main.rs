@@ -4,9 +4,11 @@
 //! - `guardline certs`: the dev CA and its certificates.
 //! - `guardline health`: gRPC health of every service, over mTLS.
 //! - `guardline audit verify`: a tenant's audit log checked offline.
+//! - `guardline leads import FILE.csv`: a CSV file of leads into lead-vault.
 
 mod audit;
 mod health;
+mod leads;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +31,9 @@ enum Command {
     /// The audit log: `guardline audit verify`.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Leads: `guardline leads import FILE.csv`.
+    #[command(subcommand)]
+    Leads(leads::LeadsCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +46,7 @@ fn main() -> anyhow::Result<()> {
             Command::Certs(args) => up::certs(&args),
             Command::Health(args) => health::run(&args).await,
             Command::Audit(cmd) => audit::run(cmd).await,
+            Command::Leads(cmd) => leads::run(cmd).await,
         }
     })
 }

@@ -328,3 +328,108 @@ async fn a_recording_upload_killed_mid_way_leaves_nothing_after_restart() {
     drop(tx);
     mesh.stop().await;
 }
+
+/// A tenant with one team and one agent, created by the CLI identity (a
+/// platform admin of `guardline up`); returns (tenant id, agent's token).
+async fn tenant_with_agent(mesh: &Mesh, data_dir: &Path) -> (String, String) {
+    use guardline_proto::identity::v1 as idpb;
+    let mut id = idpb::identity_service_client::IdentityServiceClient::new(
+        guardline_runtime::connect(&mesh.uri(0), cert(data_dir, "cli")).expect("channel"),
+    );
+    let tenant = id
+        .create_tenant(idpb::CreateTenantRequest { name: "Import".into(), ..Default::default() })
+        .await
+        .expect("tenant")
+        .into_inner()
+        .id;
+    let team = id
+        .create_team(idpb::CreateTeamRequest { tenant_id: tenant.clone(), name: "A".into() })
+        .await
+        .expect("team")
+        .into_inner()
+        .id;
+    let password = "a long enough passphrase".to_owned();
+    id.create_user(idpb::CreateUserRequest {
+        tenant_id: tenant.clone(),
+        login: "agent1".into(),
+        display_name: "agent1".into(),
+        password: password.clone(),
+        roles: vec!["agent".into()],
+        team_ids: vec![team],
+    })
+    .await
+    .expect("user");
+    let login =
+        idpb::LoginRequest { tenant_id: tenant.clone(), login: "agent1".into(), password, ..Default::default() };
+    let token = id.login(login).await.expect("login").into_inner().access_token;
+    (tenant, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leads_import_from_csv_reports_bad_rows_by_line_and_stores_the_rest() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = Mesh::start(dir.path(), &[]);
+    wait_serving(&mesh, dir.path()).await;
+    let (tenant, token) = tenant_with_agent(&mesh, dir.path()).await;
+    let csv = dir.path().join("leads.csv");
+    std::fs::write(
+        &csv,
+        "name,phones,city,tags\n\
+         张三,138 1234 5678,深圳市,vip\n\
+         李四,not a number,北京市,\n\
+         王五,+8613812345678,上海市,\n\
+         赵六,139 1234 5678;+1 202 555 0143,广州市,car;vip\n\
+         broken,row\n\
+         钱七,137 1234 5678,杭州市,\n",
+    )
+    .expect("csv");
+    let run = |file: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_guardline"))
+            .args(["leads", "import"])
+            .arg(file)
+            .args(["--tenant", &tenant, "--default-region", "CN", "--endpoint", &mesh.uri(1)])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("GUARDLINE_TOKEN", &token)
+            .output()
+            .expect("guardline leads import")
+    };
+    let out = run(&csv);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "refused rows fail the command: {stdout}");
+    assert!(stdout.contains("imported 3, skipped 1 duplicates, refused 2 rows"), "line 4 repeats line 2: {stdout}");
+    assert!(stdout.contains("line 3: lead.phones[0]: not a valid phone number"), "{stdout}");
+    assert!(stdout.contains("line 6: csv: malformed row"), "{stdout}");
+    assert!(!stdout.contains("not a number") && !stdout.contains("13812345678"), "no values echoed: {stdout}");
+
+    // The stored leads are the agent's, and only the good rows.
+    let mut vault = LeadVaultServiceClient::new(
+        guardline_runtime::connect(&mesh.uri(1), cert(dir.path(), "cli")).expect("channel"),
+    );
+    let mut list = tonic::Request::new(guardline_proto::vault::v1::ListLeadsRequest {
+        tenant_id: tenant.clone(),
+        ..Default::default()
+    });
+    list.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    let leads = vault.list_leads(list).await.expect("list").into_inner().leads;
+    let mut cities: Vec<String> = leads.iter().map(|l| l.address.clone().expect("address").masked).collect();
+    cities.sort();
+    assert_eq!(cities, ["广州市", "杭州市", "深圳市"]);
+
+    // Importing the file again finds every good row already there.
+    let again = run(&csv);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("imported 0, skipped 4 duplicates"), "{stdout}");
+
+    // A misspelt column is refused before anything is sent.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "nmae,phones\nx,138 1234 0000\n").expect("csv");
+    let out = run(&bad);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("column 1 `nmae`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    mesh.stop().await;
+}
