@@ -16,9 +16,6 @@ use crate::service::Vault;
 use crate::store::{erasure_case, internal_dnc, lead, phone_index};
 use guardline_phone::Phone;
 
-/// Days a case may stay open before it is overdue.
-pub const DEFAULT_DEADLINE_DAYS: i64 = 30;
-
 /// Case states as stored.
 pub mod state {
     /// Waiting for execution.
@@ -88,6 +85,7 @@ impl Vault {
         if let Some(open) = open {
             return Ok(open);
         }
+        let deadline = self.settings(tenant).await?.erasure_deadline_days;
         let now = Utc::now();
         let case = erasure_case::Model {
             id: format!("erasure-{}", uuid::Uuid::now_v7().simple()),
@@ -95,7 +93,7 @@ impl Vault {
             lead_id,
             state: state::OPEN.into(),
             requested_at: now,
-            due_at: now + Duration::days(DEFAULT_DEADLINE_DAYS),
+            due_at: now + Duration::days(i64::from(deadline)),
             executed_at: None,
             blocked_reason: String::new(),
             requested_by: who.user.clone(),

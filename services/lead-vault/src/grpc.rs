@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::domain::mask;
 use crate::error::Error;
 use crate::service::{Address, Field, LeadInput, Vault, View};
+use crate::settings::{SettingsChange, VaultSettings};
 
 /// The API.
 #[derive(Debug)]
@@ -447,5 +448,47 @@ impl LeadVaultService for Api {
         self.key_operator(&req, &tenant).await?;
         let status = self.vault.key_status(&tenant).await?;
         Ok(Response::new(key_status_pb(tenant, status)))
+    }
+
+    async fn get_vault_settings(&self, req: Request<pb::GetVaultSettingsRequest>) -> Reply<pb::VaultSettings> {
+        let who = self.user(&req).await?;
+        let tenant = req.into_inner().tenant_id;
+        let s = self.vault.get_settings(&who, &tenant).await?;
+        Ok(Response::new(settings_pb(tenant, s)))
+    }
+
+    async fn update_vault_settings(&self, req: Request<pb::UpdateVaultSettingsRequest>) -> Reply<pb::VaultSettings> {
+        let who = self.user(&req).await?;
+        let r = req.into_inner();
+        let change = SettingsChange {
+            erasure_deadline_days: r.erasure_deadline_days,
+            consent_retention_days: r.consent_retention_days,
+        };
+        let s = self.vault.update_settings(&who, &r.tenant_id, change).await?;
+        Ok(Response::new(settings_pb(r.tenant_id, s)))
+    }
+
+    async fn prune_consent(&self, req: Request<pb::PruneConsentRequest>) -> Reply<pb::PruneConsentResponse> {
+        let tenant = req.get_ref().tenant_id.clone();
+        let (user, service) = if PeerInfo::is_service_acting_alone(&req, "operator") {
+            (String::new(), "operator".to_owned())
+        } else {
+            let who = self.user(&req).await?;
+            let d = decide(&who, "policy.manage", &Resource { tenant: tenant.clone(), ..Default::default() });
+            if !d.allowed {
+                return Err(Error::PermissionDenied(d.rule).into());
+            }
+            (who.user, String::new())
+        };
+        let pruned = self.vault.prune_consent(&tenant, (&user, &service)).await?;
+        Ok(Response::new(pb::PruneConsentResponse { pruned }))
+    }
+}
+
+fn settings_pb(tenant_id: String, s: VaultSettings) -> pb::VaultSettings {
+    pb::VaultSettings {
+        tenant_id,
+        erasure_deadline_days: s.erasure_deadline_days,
+        consent_retention_days: s.consent_retention_days,
     }
 }

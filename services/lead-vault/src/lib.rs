@@ -13,6 +13,7 @@ pub mod error;
 pub mod grpc;
 pub mod rotation;
 pub mod service;
+pub mod settings;
 pub mod store;
 pub mod update;
 

@@ -1041,6 +1041,78 @@ async fn dial_target_is_for_dialer_policy_only(postgres: bool) {
     assert_eq!(elsewhere.code(), Code::NotFound);
 }
 
+async fn settings_set_the_erasure_deadline_and_the_consent_retention(postgres: bool) {
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    let get = |who: &str| with(who, Request::new(pb::GetVaultSettingsRequest { tenant_id: t.id.clone() }));
+    let set = |who: &str, deadline: Option<u32>, retention: Option<u32>| {
+        with(
+            who,
+            Request::new(pb::UpdateVaultSettingsRequest {
+                tenant_id: t.id.clone(),
+                erasure_deadline_days: deadline,
+                consent_retention_days: retention,
+            }),
+        )
+    };
+    let comp = &t.tokens[3];
+    let defaults = m.vault().get_vault_settings(get(comp)).await.expect("defaults").into_inner();
+    assert_eq!((defaults.erasure_deadline_days, defaults.consent_retention_days), (30, 1461));
+    assert_eq!(
+        m.vault().get_vault_settings(get(&t.tokens[0])).await.expect_err("agent").code(),
+        Code::PermissionDenied
+    );
+    let agent = m.vault().update_vault_settings(set(&t.tokens[0], Some(10), None)).await.expect_err("agent");
+    assert_eq!(agent.code(), Code::PermissionDenied);
+    let other = tenant(&m).await;
+    let foreign = m.vault().update_vault_settings(set(&other.tokens[3], Some(10), None)).await;
+    assert_eq!(foreign.expect_err("another tenant's officer").code(), Code::PermissionDenied);
+    let zero = m.vault().update_vault_settings(set(comp, Some(0), None)).await.expect_err("zero days");
+    assert_eq!(field_violations(&zero)[0].field, "erasure_deadline_days");
+    let short = m.vault().update_vault_settings(set(comp, Some(10), Some(3 * 365))).await.expect_err("< 3 years");
+    assert_eq!(field_violations(&short)[0].field, "consent_retention_days");
+    let unchanged = m.vault().get_vault_settings(get(comp)).await.expect("get").into_inner();
+    assert_eq!(unchanged.erasure_deadline_days, 30, "a refused update writes nothing");
+
+    let s = m.vault().update_vault_settings(set(comp, Some(10), None)).await.expect("officer").into_inner();
+    assert_eq!((s.erasure_deadline_days, s.consent_retention_days), (10, 1461));
+    let l = create(&m, &t, 0, lead(&["+8613812345670"])).await.expect("create");
+    let case = pb::RequestErasureRequest {
+        tenant_id: t.id.clone(),
+        subject: Some(pb::request_erasure_request::Subject::LeadId(l.id.clone())),
+    };
+    let case = m.vault().request_erasure(with(comp, Request::new(case))).await.expect("request").into_inner();
+    let due = case.due_at.expect("due").seconds - case.requested_at.expect("requested").seconds;
+    assert_eq!(due, 10 * 86_400, "the tenant's deadline");
+
+    // Consent that ended longer ago than the retention is pruned; consent
+    // that ended recently and active consent stay.
+    let years_ago =
+        |y: u64| prost_types::Timestamp::from(std::time::SystemTime::now() - Duration::from_secs(y * 366 * 86_400));
+    let record = |granted: prost_types::Timestamp, expires: Option<prost_types::Timestamp>| pb::RecordConsentRequest {
+        tenant_id: t.id.clone(),
+        lead_id: l.id.clone(),
+        purpose: "marketing".into(),
+        channel: "web_form".into(),
+        evidence: Some(pb::ConsentEvidence { form_sha256: vec![7; 32], ..Default::default() }),
+        granted_at: Some(granted),
+        expires_at: expires,
+    };
+    for (granted, expires) in [(6, Some(5)), (6, Some(2)), (1, None)] {
+        let r = record(years_ago(granted), expires.map(years_ago));
+        m.vault().record_consent(with(&t.tokens[0], Request::new(r))).await.expect("consent");
+    }
+    let prune = || pb::PruneConsentRequest { tenant_id: t.id.clone() };
+    let denied = m.vault().prune_consent(with(&t.tokens[0], Request::new(prune()))).await.expect_err("agent");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let mut op = LeadVaultServiceClient::new(m.channel(&m.vault_uri, "operator"));
+    assert_eq!(op.prune_consent(prune()).await.expect("operator").into_inner().pruned, 1);
+    assert_eq!(op.prune_consent(prune()).await.expect("again").into_inner().pruned, 0, "idempotent");
+    let h = pb::GetConsentHistoryRequest { tenant_id: t.id.clone(), lead_id: l.id.clone() };
+    let left = m.vault().get_consent_history(with(comp, Request::new(h))).await.expect("history").into_inner();
+    assert_eq!(left.records.len(), 2, "ended two years ago and active are kept");
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite_keyring {
@@ -1063,4 +1135,5 @@ on_both_stores!(
     an_interrupted_rotation_resumes_at_start,
     erasure_shreds_the_lead_and_keeps_the_consent,
     dial_target_is_for_dialer_policy_only,
+    settings_set_the_erasure_deadline_and_the_consent_retention,
 );

@@ -222,6 +222,25 @@ pub mod internal_dnc {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// Per-tenant settings of the vault; a tenant without a row has the defaults.
+pub mod tenant_settings {
+    use sea_orm::entity::prelude::*;
+    /// One tenant's settings.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "vault_tenant_settings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        pub erasure_deadline_days: i32,
+        pub consent_retention_days: i32,
+        pub updated_at: ChronoDateTimeUtc,
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 fn t(n: &str) -> Alias {
     Alias::new(n)
 }
@@ -409,6 +428,33 @@ impl MigrationTrait for CreateLeads {
     }
 }
 
+#[derive(Debug)]
+struct CreateTenantSettings;
+
+impl MigrationName for CreateTenantSettings {
+    fn name(&self) -> &str {
+        "m20261128_000500_vault_tenant_settings"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateTenantSettings {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(t("vault_tenant_settings"))
+                .if_not_exists()
+                .col(string(t("tenant_id")).primary_key())
+                .col(integer(t("erasure_deadline_days")))
+                .col(integer(t("consent_retention_days")))
+                .col(timestamp_with_time_zone(t("updated_at")))
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 /// Migrations of the lead vault, tracked in their own table.
 #[derive(Debug)]
 pub struct Migrator;
@@ -418,6 +464,7 @@ impl MigratorTrait for Migrator {
         let mut m = guardline_audit_client::migrations();
         m.extend(guardline_keys::store::migrations());
         m.push(Box::new(CreateLeads));
+        m.push(Box::new(CreateTenantSettings));
         m
     }
 
