@@ -3,6 +3,7 @@
 //! numbers. It never hands an agent a callee's real number.
 
 pub mod args;
+pub mod domain;
 pub mod grpc;
 pub mod store;
 

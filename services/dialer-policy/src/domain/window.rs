@@ -1,0 +1,372 @@
+//! Calling windows in the callee's local time, from jurisdiction packs
+//! shipped as data (`packs/*.json`, plus any directory given at start): a
+//! new pack needs no code.
+//!
+//! A window is `[start, end)` in local wall-clock time on the listed week
+//! days; a holiday (a pack's or the tenant's, by the callee's local date)
+//! has no window. When the callee's zone is unknown and the number's country
+//! has several, the call must be inside the window in every one of them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+/// The packs shipped with the service.
+const BUILT_IN: [&str; 3] = [
+    include_str!("../../packs/us-tcpa.json"),
+    include_str!("../../packs/us-fl.json"),
+    include_str!("../../packs/cn.json"),
+];
+
+/// How far ahead a deferral is searched for.
+const HORIZON_DAYS: i64 = 21;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackFile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    windows: Vec<WindowFile>,
+    #[serde(default)]
+    holidays: Vec<String>,
+    #[serde(default)]
+    max_calls_per_24h: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowFile {
+    days: Vec<String>,
+    start: String,
+    end: String,
+}
+
+/// A holiday: every year on a month and day, or on one date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holiday {
+    /// `MM-DD`.
+    Yearly(u32, u32),
+    /// `YYYY-MM-DD`.
+    Once(NaiveDate),
+}
+
+impl Holiday {
+    /// Parses `MM-DD` or `YYYY-MM-DD`.
+    pub fn parse(s: &str) -> Option<Self> {
+        if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            return Some(Self::Once(d));
+        }
+        let (m, d) = s.split_once('-')?;
+        let (m, d) = (m.parse().ok()?, d.parse().ok()?);
+        // Checked against a leap year so that 02-29 is accepted.
+        NaiveDate::from_ymd_opt(2024, m, d).map(|_| Self::Yearly(m, d))
+    }
+
+    fn falls_on(&self, date: NaiveDate) -> bool {
+        match *self {
+            Self::Yearly(m, d) => date.month() == m && date.day() == d,
+            Self::Once(d) => date == d,
+        }
+    }
+}
+
+/// One window of a pack.
+#[derive(Clone, Debug)]
+pub struct Window {
+    days: Vec<Weekday>,
+    start: NaiveTime,
+    end: NaiveTime,
+}
+
+/// A jurisdiction pack.
+#[derive(Clone, Debug)]
+pub struct Pack {
+    /// Name, e.g. `us-tcpa`; the rule is `window.<name>`.
+    pub name: String,
+    /// Where the rule comes from.
+    pub description: String,
+    windows: Vec<Window>,
+    holidays: Vec<Holiday>,
+    /// A jurisdiction's own per-callee cap, e.g. Florida's 3 per 24 hours.
+    pub max_calls_per_24h: Option<u32>,
+}
+
+/// Why a pack file was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("pack {pack}: {problem}")]
+pub struct PackError {
+    pack: String,
+    problem: String,
+}
+
+impl Pack {
+    /// Parses a pack file (JSON).
+    pub fn parse(json: &str) -> Result<Self, PackError> {
+        let f: PackFile =
+            serde_json::from_str(json).map_err(|e| PackError { pack: "?".into(), problem: e.to_string() })?;
+        let err = |problem: String| PackError { pack: f.name.clone(), problem };
+        if f.name.is_empty() || !f.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            return Err(err("name: lowercase letters, digits and dashes".into()));
+        }
+        if f.windows.is_empty() {
+            return Err(err("windows: at least one".into()));
+        }
+        let mut windows = Vec::new();
+        for (i, w) in f.windows.iter().enumerate() {
+            let time = |s: &str, field: &str| {
+                NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| err(format!("windows[{i}].{field}: HH:MM")))
+            };
+            let (start, end) = (time(&w.start, "start")?, time(&w.end, "end")?);
+            if end <= start {
+                return Err(err(format!("windows[{i}]: end must be after start")));
+            }
+            let days = w
+                .days
+                .iter()
+                .map(|d| d.parse::<Weekday>().map_err(|_| err(format!("windows[{i}].days: `{d}` is not a week day"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            windows.push(Window { days, start, end });
+        }
+        let holidays = f
+            .holidays
+            .iter()
+            .map(|h| Holiday::parse(h).ok_or_else(|| err(format!("holidays: `{h}` is not MM-DD or YYYY-MM-DD"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { name: f.name, description: f.description, windows, holidays, max_calls_per_24h: f.max_calls_per_24h })
+    }
+
+    fn open_at(&self, local: NaiveDate, time: NaiveTime, extra_holidays: &[Holiday]) -> bool {
+        if self.holidays.iter().chain(extra_holidays).any(|h| h.falls_on(local)) {
+            return false;
+        }
+        self.windows.iter().any(|w| w.days.contains(&local.weekday()) && w.start <= time && time < w.end)
+    }
+
+    fn describe_windows(&self) -> String {
+        let w: Vec<String> =
+            self.windows.iter().map(|w| format!("{}–{}", w.start.format("%H:%M"), w.end.format("%H:%M"))).collect();
+        w.join(", ")
+    }
+
+    /// Evaluates the pack at `at` for a callee in any of `zones` (all must
+    /// be open); `holidays` are the tenant's own.
+    pub fn evaluate(&self, at: DateTime<Utc>, zones: &[Tz], holidays: &[Holiday]) -> WindowOutcome {
+        let closed = zones.iter().find(|z| {
+            let local = at.with_timezone(*z);
+            !self.open_at(local.date_naive(), local.time(), holidays)
+        });
+        let Some(zone) = closed else {
+            let shown = zones.first().map(|z| at.with_timezone(z).format("%H:%M %Z").to_string()).unwrap_or_default();
+            return WindowOutcome::Open(format!("{shown} is inside {}", self.describe_windows()));
+        };
+        let local = at.with_timezone(zone);
+        let why = if self.holidays.iter().chain(holidays).any(|h| h.falls_on(local.date_naive())) {
+            format!("{} in {} is a holiday", local.format("%Y-%m-%d"), zone.name())
+        } else {
+            format!("{} {} is outside {}", local.format("%a %H:%M"), zone.name(), self.describe_windows())
+        };
+        match self.next_open(at, zones, holidays) {
+            Some(next) => WindowOutcome::Closed { reason: why, next: Some(next) },
+            None => WindowOutcome::Closed {
+                reason: format!("{why}, and no window opens within {HORIZON_DAYS} days"),
+                next: None,
+            },
+        }
+    }
+
+    /// The first instant after `at` when every zone is open: the earliest
+    /// window start (in any zone) at which all of them are.
+    fn next_open(&self, at: DateTime<Utc>, zones: &[Tz], holidays: &[Holiday]) -> Option<DateTime<Utc>> {
+        let mut starts = Vec::new();
+        for zone in zones {
+            let today = at.with_timezone(zone).date_naive();
+            for d in 0..=HORIZON_DAYS {
+                let date = today + Duration::days(d);
+                for w in &self.windows {
+                    if !w.days.contains(&date.weekday()) {
+                        continue;
+                    }
+                    // A start that falls in a DST gap opens at the first
+                    // existing instant after it.
+                    let start = zone.from_local_datetime(&date.and_time(w.start)).earliest().or_else(|| {
+                        zone.from_local_datetime(&(date.and_time(w.start) + Duration::hours(1))).earliest()
+                    });
+                    if let Some(s) = start.map(|s| s.with_timezone(&Utc)).filter(|s| *s > at) {
+                        starts.push(s);
+                    }
+                }
+            }
+        }
+        starts.sort_unstable();
+        starts.dedup();
+        starts.into_iter().find(|s| {
+            zones.iter().all(|z| {
+                let local = s.with_timezone(z);
+                self.open_at(local.date_naive(), local.time(), holidays)
+            })
+        })
+    }
+}
+
+/// A pack's verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WindowOutcome {
+    /// Inside the window; why, readable.
+    Open(String),
+    /// Outside; why, and when it opens next (none within the horizon).
+    Closed {
+        /// Readable reason.
+        reason: String,
+        /// The earliest allowed instant.
+        next: Option<DateTime<Utc>>,
+    },
+}
+
+/// The packs the service knows, by name.
+#[derive(Clone, Debug)]
+pub struct Packs(BTreeMap<String, Pack>);
+
+impl Packs {
+    /// The built-in packs plus every `*.json` in `dir` (a pack there
+    /// replaces a built-in one of the same name).
+    pub fn load(dir: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let mut map = BTreeMap::new();
+        for json in BUILT_IN {
+            let p = Pack::parse(json)?;
+            map.insert(p.name.clone(), p);
+        }
+        if let Some(dir) = dir {
+            for entry in std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))? {
+                let path = entry?.path();
+                if path.extension().is_some_and(|e| e == "json") {
+                    let p = Pack::parse(&std::fs::read_to_string(&path)?)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    map.insert(p.name.clone(), p);
+                }
+            }
+        }
+        Ok(Self(map))
+    }
+
+    /// A pack by name.
+    pub fn get(&self, name: &str) -> Option<&Pack> {
+        self.0.get(name)
+    }
+
+    /// The names, for error messages.
+    pub fn names(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packs() -> Packs {
+        Packs::load(None).expect("built-in packs")
+    }
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("rfc3339").with_timezone(&Utc)
+    }
+
+    #[test]
+    fn tcpa_boundaries_are_eight_inclusive_and_nine_exclusive_in_local_time() {
+        let p = packs();
+        let tcpa = p.get("us-tcpa").expect("pack");
+        let chicago = [Tz::America__Chicago];
+        // 2026-11-27 is in CST (UTC-6).
+        assert!(matches!(tcpa.evaluate(utc("2026-11-27T14:00:00Z"), &chicago, &[]), WindowOutcome::Open(_)), "08:00");
+        assert!(matches!(tcpa.evaluate(utc("2026-11-27T13:59:59Z"), &chicago, &[]), WindowOutcome::Closed { .. }));
+        assert!(
+            matches!(tcpa.evaluate(utc("2026-11-28T02:59:59Z"), &chicago, &[]), WindowOutcome::Open(_)),
+            "20:59:59"
+        );
+        let WindowOutcome::Closed { reason, next } = tcpa.evaluate(utc("2026-11-28T03:40:00Z"), &chicago, &[]) else {
+            panic!("21:40 is closed")
+        };
+        assert_eq!(reason, "Fri 21:40 America/Chicago is outside 08:00–21:00");
+        assert_eq!(next, Some(utc("2026-11-28T14:00:00Z")), "08:00 the next morning");
+    }
+
+    #[test]
+    fn daylight_saving_moves_the_window_in_utc() {
+        let p = packs();
+        let tcpa = p.get("us-tcpa").expect("pack");
+        let ny = [Tz::America__New_York];
+        // 12:30 UTC: 08:30 EDT in October, 07:30 EST after 2026-11-01.
+        assert!(matches!(tcpa.evaluate(utc("2026-10-30T12:30:00Z"), &ny, &[]), WindowOutcome::Open(_)));
+        let WindowOutcome::Closed { next, .. } = tcpa.evaluate(utc("2026-11-02T12:30:00Z"), &ny, &[]) else {
+            panic!("07:30 EST is closed")
+        };
+        assert_eq!(next, Some(utc("2026-11-02T13:00:00Z")));
+        // The spring-forward night: 2027-03-14 08:00 EDT is 12:00 UTC.
+        let WindowOutcome::Closed { next, .. } = tcpa.evaluate(utc("2027-03-14T06:30:00Z"), &ny, &[]) else {
+            panic!("01:30 EST is closed")
+        };
+        assert_eq!(next, Some(utc("2027-03-14T12:00:00Z")));
+    }
+
+    #[test]
+    fn an_unknown_zone_must_be_open_everywhere_in_the_country() {
+        let p = packs();
+        let tcpa = p.get("us-tcpa").expect("pack");
+        let both = [Tz::America__New_York, Tz::America__Los_Angeles];
+        // 13:30 UTC: 08:30 in New York but 05:30 in Los Angeles.
+        let WindowOutcome::Closed { reason, next } = tcpa.evaluate(utc("2026-11-27T13:30:00Z"), &both, &[]) else {
+            panic!("closed on the west coast")
+        };
+        assert!(reason.contains("America/Los_Angeles"), "{reason}");
+        assert_eq!(next, Some(utc("2026-11-27T16:00:00Z")), "08:00 in Los Angeles");
+        // 01:30 UTC: 20:30 in New York, 17:30 in Los Angeles: open in both.
+        assert!(matches!(tcpa.evaluate(utc("2026-11-28T01:30:00Z"), &both, &[]), WindowOutcome::Open(_)));
+    }
+
+    #[test]
+    fn florida_closes_at_eight_and_caps_at_three() {
+        let p = packs();
+        let fl = p.get("us-fl").expect("pack");
+        assert_eq!(fl.max_calls_per_24h, Some(3));
+        let ny = [Tz::America__New_York];
+        assert!(matches!(fl.evaluate(utc("2026-11-28T00:59:00Z"), &ny, &[]), WindowOutcome::Open(_)), "19:59");
+        assert!(matches!(fl.evaluate(utc("2026-11-28T01:00:00Z"), &ny, &[]), WindowOutcome::Closed { .. }), "20:00");
+    }
+
+    #[test]
+    fn chinese_holidays_and_weekends_are_closed_and_tenant_holidays_add_to_them() {
+        let p = packs();
+        let cn = p.get("cn").expect("pack");
+        let sh = [Tz::Asia__Shanghai];
+        // 2026-10-01 (Thursday) 10:00 Beijing time is National Day.
+        let WindowOutcome::Closed { reason, next } = cn.evaluate(utc("2026-10-01T02:00:00Z"), &sh, &[]) else {
+            panic!("a holiday")
+        };
+        assert_eq!(reason, "2026-10-01 in Asia/Shanghai is a holiday");
+        assert_eq!(next, Some(utc("2026-10-05T01:00:00Z")), "Monday 09:00 after the holiday and the weekend");
+        let tenant = [Holiday::parse("2026-10-05").expect("date")];
+        let WindowOutcome::Closed { next, .. } = cn.evaluate(utc("2026-10-01T02:00:00Z"), &sh, &tenant) else {
+            panic!("a holiday")
+        };
+        assert_eq!(next, Some(utc("2026-10-06T01:00:00Z")));
+        assert!(matches!(cn.evaluate(utc("2026-11-27T02:00:00Z"), &sh, &[]), WindowOutcome::Open(_)), "a Friday");
+    }
+
+    #[test]
+    fn bad_pack_files_name_the_problem() {
+        let e = Pack::parse(r#"{"name":"x","windows":[{"days":["mon"],"start":"21:00","end":"08:00"}]}"#);
+        assert!(e.expect_err("inverted").to_string().contains("windows[0]: end must be after start"));
+        let e = Pack::parse(r#"{"name":"x","windows":[{"days":["funday"],"start":"08:00","end":"09:00"}]}"#);
+        assert!(e.expect_err("day").to_string().contains("`funday` is not a week day"));
+        let e = Pack::parse(
+            r#"{"name":"x","windows":[{"days":["mon"],"start":"08:00","end":"09:00"}],"holidays":["13-40"]}"#,
+        );
+        assert!(e.expect_err("holiday").to_string().contains("holidays"));
+        let e = Pack::parse(r#"{"name":"x","windows":[],"colour":"red"}"#);
+        assert!(e.is_err(), "unknown fields are refused");
+        assert_eq!(Holiday::parse("02-29"), Some(Holiday::Yearly(2, 29)));
+    }
+}
