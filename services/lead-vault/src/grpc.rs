@@ -70,6 +70,7 @@ pub fn allow_list(mesh: &MeshArgs) -> AllowList {
     AllowList::new()
         .allow("/guardline.vault.v1.LeadVaultService/CheckConsent", [mesh.identity_of("dialer-policy")])
         .allow("/guardline.vault.v1.LeadVaultService/GetDialTarget", [mesh.identity_of("dialer-policy")])
+        .allow("/guardline.vault.v1.LeadVaultService/LookupNumber", [mesh.identity_of("dialer-policy")])
 }
 
 fn masked(s: String) -> Option<MaskedValue> {
@@ -290,6 +291,20 @@ impl LeadVaultService for Api {
             blind_index: t.blind_index,
             time_zone: t.time_zone,
             owner_id: t.owner_id,
+            team_id: t.team_id,
+            internal_dnc: t.internal_dnc.is_some(),
+            internal_dnc_reason: t.internal_dnc.unwrap_or_default(),
+        }))
+    }
+
+    async fn lookup_number(&self, req: Request<pb::LookupNumberRequest>) -> Reply<pb::NumberLookup> {
+        // Only dialer-policy reaches this (allow-list).
+        let r = req.into_inner();
+        let (blind_index, reason) = self.vault.lookup_number(&r.tenant_id, &r.e164).await?;
+        Ok(Response::new(pb::NumberLookup {
+            blind_index,
+            internal_dnc: reason.is_some(),
+            internal_dnc_reason: reason.unwrap_or_default(),
         }))
     }
 

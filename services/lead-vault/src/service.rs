@@ -44,6 +44,10 @@ pub struct DialTarget {
     pub time_zone: String,
     /// Owning agent.
     pub owner_id: String,
+    /// Owning team.
+    pub team_id: String,
+    /// Why the number is on the internal do-not-call list, if it is.
+    pub internal_dnc: Option<String>,
 }
 
 /// What a caller submits for a lead, in clear.
@@ -412,7 +416,35 @@ impl Vault {
         guardline_audit_client::enqueue(&txn, &event.build()).await?;
         txn.commit().await?;
         self.outbox.notify_one();
-        Ok(DialTarget { e164, blind_index, time_zone: row.time_zone, owner_id: row.owner_id })
+        let internal_dnc = self.internal_dnc(tenant, &blind_index).await?;
+        Ok(DialTarget {
+            e164,
+            blind_index,
+            time_zone: row.time_zone,
+            owner_id: row.owner_id,
+            team_id: row.team_id,
+            internal_dnc,
+        })
+    }
+
+    /// For dialer-policy: a number's blind index in `tenant` and why it is on
+    /// the internal do-not-call list, if it is. Not audited: it reveals
+    /// nothing the dialer did not send.
+    pub async fn lookup_number(&self, tenant: &str, e164: &str) -> Result<(Vec<u8>, Option<String>)> {
+        if tenant.is_empty() {
+            return Err(Error::invalid("tenant_id", "required"));
+        }
+        let phone = Phone::parse(e164, None).map_err(|_| Error::invalid("e164", "not a valid E.164 number"))?;
+        let blind_index = phone.blind_index(&self.index_key(tenant).await?).to_vec();
+        let reason = self.internal_dnc(tenant, &blind_index).await?;
+        Ok((blind_index, reason))
+    }
+
+    async fn internal_dnc(&self, tenant: &str, blind_index: &[u8]) -> Result<Option<String>> {
+        Ok(crate::store::internal_dnc::Entity::find_by_id((tenant.to_owned(), blind_index.to_vec()))
+            .one(&self.db)
+            .await?
+            .map(|r| format!("{} on {}", r.reason, r.added_at.format("%Y-%m-%d"))))
     }
 
     /// A lead within the caller's `lead.read` scope; NOT_FOUND otherwise.

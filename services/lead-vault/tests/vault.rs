@@ -956,6 +956,12 @@ async fn erasure_shreds_the_lead_and_keeps_the_consent(postgres: bool) {
     assert_eq!(consents.len(), 1);
     assert_eq!(consents[0].form_sha256, vec![7; 32]);
     assert!(dnc.iter().any(|d| d.blind_index == consents[0].blind_index));
+    // The dialer sees the erased number as on the internal list; not the kept one.
+    let mut dialer = LeadVaultServiceClient::new(m.channel(&m.vault_uri, "dialer-policy"));
+    let look = |e164: &str| pb::LookupNumberRequest { tenant_id: t.id.clone(), e164: e164.into() };
+    let erased = dialer.lookup_number(look("+8613812345679")).await.expect("lookup").into_inner();
+    assert!(erased.internal_dnc && erased.internal_dnc_reason.starts_with("erasure on "), "{erased:?}");
+    assert!(!dialer.lookup_number(look("+8613812345672")).await.expect("lookup").into_inner().internal_dnc);
     // The ciphertext copied out before erasure opens with no record key the system still has.
     let keyring = m.vault_args.keys.provider(false).await.expect("key provider");
     let envelope = guardline_keys::envelope::Envelope::new(keyring, db.clone(), Duration::from_secs(1));
@@ -1031,6 +1037,14 @@ async fn dial_target_is_for_dialer_policy_only(postgres: bool) {
     assert_eq!(first.e164, "+8613812345671");
     assert_eq!(first.blind_index.len(), 32);
     assert_ne!(first.blind_index, second.blind_index);
+    assert_eq!((first.team_id.is_empty(), first.internal_dnc), (false, false));
+    let look = |e164: &str| pb::LookupNumberRequest { tenant_id: t.id.clone(), e164: e164.into() };
+    let same = dialer.lookup_number(look("+8613812345671")).await.expect("lookup").into_inner();
+    assert_eq!(same.blind_index, first.blind_index, "the same number, the same index");
+    let bad = dialer.lookup_number(look("138")).await.expect_err("not E.164");
+    assert_eq!(field_violations(&bad)[0].field, "e164");
+    let gateway = m.vault().lookup_number(look("+8613812345671")).await.expect_err("not dialer-policy");
+    assert_eq!(gateway.code(), Code::PermissionDenied);
 
     // Rejections: another service (even with a user token), a bad index, another tenant.
     let gateway = m.vault().get_dial_target(with(&t.tokens[3], Request::new(ask(&t.id, &l.id, 0)))).await;
