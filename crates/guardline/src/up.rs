@@ -141,6 +141,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         let s = shutdown.clone();
         let keys = args.keys.clone();
         let recordings_dir = args.data_dir.join("recordings");
+        let registry_dir = args.data_dir.join("registry");
         tasks.spawn(async move {
             let res = match name {
                 "identity" => {
@@ -164,7 +165,14 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
                     .await
                 }
                 "dialer-policy" => {
-                    guardline_dialer_policy::run(guardline_dialer_policy::Args { common: c }, Some(listener), s).await
+                    let args = guardline_dialer_policy::Args {
+                        common: c,
+                        packs_dir: None,
+                        registry_dir: registry_dir.clone(),
+                        // The developer's CLI certificate may load a registry copy.
+                        registry_admins: vec!["operator".into(), CLI.into()],
+                    };
+                    guardline_dialer_policy::run(args, Some(listener), s).await
                 }
                 "recordings" => {
                     let objects = guardline_recordings::args::ObjectStoreArgs {

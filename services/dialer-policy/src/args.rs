@@ -13,4 +13,13 @@ pub struct Args {
     /// Flags every service has.
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Extra jurisdiction packs (`*.json`); one named like a built-in pack replaces it.
+    #[arg(long, env = "GUARDLINE_PACKS_DIR")]
+    pub packs_dir: Option<std::path::PathBuf>,
+    /// Where the national registry copies' number files live.
+    #[arg(long, env = "GUARDLINE_REGISTRY_DIR", default_value = "./registry")]
+    pub registry_dir: std::path::PathBuf,
+    /// Service accounts that may replace a national registry copy.
+    #[arg(long, env = "GUARDLINE_REGISTRY_ADMINS", value_delimiter = ',', default_value = "operator")]
+    pub registry_admins: Vec<String>,
 }

@@ -1,17 +1,62 @@
-//! The gRPC face of dialer-policy: validates, converts proto to domain and back, and
-//! calls the domain. Until the service's own issue lands, every RPC answers
-//! UNIMPLEMENTED (the generated default); health and reflection serve.
+//! The gRPC face of dialer-policy: resolves the caller (a user token, or a
+//! mesh service acting alone), converts proto to domain and back, and calls
+//! the domain. The lead vault client behind [`VaultPort`] lives here too.
 
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::Stream;
+use guardline_authz::Subject;
+use guardline_proto::dialer::v1 as pb;
 use guardline_proto::dialer::v1::dialer_policy_service_server::{DialerPolicyService, DialerPolicyServiceServer};
+use guardline_proto::vault::v1 as vpb;
+use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
 use guardline_runtime::args::MeshArgs;
 use guardline_runtime::authz::AllowList;
+use guardline_runtime::peer::PeerInfo;
+use guardline_runtime::token::TokenVerifier;
+use tonic::{Request, Response, Status};
+
+use crate::attempts::result;
+use crate::dnc::{ImportTarget, TenantList};
+use crate::domain::decision::Verdict;
+use crate::domain::numbers::LineParser;
+use crate::domain::policy::{Effective, Policy};
+use crate::error::Error;
+use crate::service::{CallQuery, Callee, Caller, Decision, Dialer, Target, VaultPort};
 
 /// The API.
-#[derive(Debug, Default)]
-pub struct Api;
+pub struct Api {
+    dialer: Arc<Dialer>,
+    verifier: Arc<TokenVerifier>,
+}
 
-#[tonic::async_trait]
-impl DialerPolicyService for Api {}
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// Serves `dialer`; user tokens verified with `verifier`.
+    pub fn new(dialer: Arc<Dialer>, verifier: Arc<TokenVerifier>) -> Self {
+        Self { dialer, verifier }
+    }
+
+    /// A user by bearer token, else the mesh service that called.
+    async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        if req.metadata().contains_key("authorization") {
+            let c = self.verifier.authenticate(req).await?;
+            return Ok(Caller::User(Subject::from_claims(&c.tenant, &c.sub, &c.teams, &c.perms)));
+        }
+        PeerInfo::of(req)
+            .and_then(|p| p.identity.as_ref())
+            .and_then(|id| id.service_account().map(str::to_owned))
+            .map(Caller::Service)
+            .ok_or_else(|| Status::unauthenticated("no service identity and no bearer token"))
+    }
+}
 
 /// The generated server with the message size limits applied.
 pub fn server(api: Api, max_message_bytes: usize) -> DialerPolicyServiceServer<Api> {
@@ -24,4 +69,383 @@ pub fn server(api: Api, max_message_bytes: usize) -> DialerPolicyServiceServer<A
 pub fn allow_list(mesh: &MeshArgs) -> AllowList {
     AllowList::new()
         .allow("/guardline.dialer.v1.DialerPolicyService/ResolveBinding", [mesh.identity_of("telephony-bridge")])
+}
+
+/// The lead vault over mTLS, as [`VaultPort`].
+pub struct VaultClient(pub LeadVaultServiceClient<guardline_runtime::GrpcChannel>);
+
+fn vault_error(s: Status, field: &str) -> Error {
+    match s.code() {
+        tonic::Code::NotFound => Error::NotFound,
+        tonic::Code::InvalidArgument => Error::invalid(field, "refused by the lead vault"),
+        code => Error::Unavailable(format!("lead-vault answered {code:?}")),
+    }
+}
+
+#[tonic::async_trait]
+impl VaultPort for VaultClient {
+    async fn dial_target(&self, tenant: &str, lead_id: &str) -> crate::error::Result<Target> {
+        let req = vpb::GetDialTargetRequest { tenant_id: tenant.into(), lead_id: lead_id.into(), phone_index: 0 };
+        let t = self.0.clone().get_dial_target(req).await.map_err(|s| vault_error(s, "lead_id"))?.into_inner();
+        Ok(Target {
+            e164: t.e164,
+            blind_index: t.blind_index,
+            time_zone: t.time_zone,
+            owner_id: t.owner_id,
+            team_id: t.team_id,
+            internal_dnc: t.internal_dnc.then_some(t.internal_dnc_reason),
+        })
+    }
+
+    async fn lookup(&self, tenant: &str, e164: &str) -> crate::error::Result<(Vec<u8>, Option<String>)> {
+        let req = vpb::LookupNumberRequest { tenant_id: tenant.into(), e164: e164.into() };
+        let r = self.0.clone().lookup_number(req).await.map_err(|s| vault_error(s, "e164"))?.into_inner();
+        Ok((r.blind_index, r.internal_dnc.then_some(r.internal_dnc_reason)))
+    }
+
+    async fn consent_active(
+        &self,
+        tenant: &str,
+        lead_id: &str,
+        purpose: &str,
+        at: DateTime<Utc>,
+    ) -> crate::error::Result<bool> {
+        let req = vpb::CheckConsentRequest {
+            tenant_id: tenant.into(),
+            lead_id: lead_id.into(),
+            purpose: purpose.into(),
+            at: Some(ts(at)),
+        };
+        Ok(self.0.clone().check_consent(req).await.map_err(|s| vault_error(s, "purpose"))?.into_inner().active)
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+}
+
+fn from_ts(t: Option<prost_types::Timestamp>, field: &str) -> Result<Option<DateTime<Utc>>, Error> {
+    t.map(|t| {
+        DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32).ok_or_else(|| Error::invalid(field, "out of range"))
+    })
+    .transpose()
+}
+
+fn verdict_pb(v: Verdict) -> pb::Verdict {
+    match v {
+        Verdict::Allow => pb::Verdict::Allow,
+        Verdict::Deny => pb::Verdict::Deny,
+        Verdict::Defer(_) => pb::Verdict::Defer,
+    }
+}
+
+fn decision_pb(d: Decision, correlation_id: String) -> pb::CheckCallResponse {
+    let earliest = match d.verdict {
+        Verdict::Defer(t) => t.map(ts),
+        _ => None,
+    };
+    pb::CheckCallResponse {
+        verdict: verdict_pb(d.verdict) as i32,
+        earliest_allowed_at: earliest,
+        rules: d
+            .rules
+            .into_iter()
+            .map(|r| pb::RuleResult { rule: r.rule, outcome: verdict_pb(r.outcome) as i32, reason: r.reason })
+            .collect(),
+        decision_id: d.id,
+        correlation_id,
+    }
+}
+
+fn query(r: pb::CheckCallRequest) -> Result<CallQuery, Error> {
+    let at = from_ts(r.at, "at")?.unwrap_or_else(Utc::now);
+    Ok(CallQuery {
+        tenant: r.tenant_id,
+        callee: r.callee.map(|c| match c {
+            pb::check_call_request::Callee::LeadId(id) => Callee::Lead(id),
+            pb::check_call_request::Callee::E164(n) => Callee::Number(n),
+        }),
+        caller_line: r.caller_line,
+        campaign: r.campaign_id,
+        purpose: r.purpose,
+        agent: r.agent_id,
+        at,
+    })
+}
+
+fn tenant_list(list: i32, campaign: String, field: &str) -> Result<TenantList, Error> {
+    match pb::DncList::try_from(list) {
+        Ok(pb::DncList::Internal) => Ok(TenantList::Internal),
+        Ok(pb::DncList::Campaign) => Ok(TenantList::Campaign(campaign)),
+        Ok(pb::DncList::National) => {
+            Err(Error::invalid(field, "the national registry is replaced as a whole with ImportDnc"))
+        }
+        _ => Err(Error::invalid(field, "INTERNAL or CAMPAIGN")),
+    }
+}
+
+fn strings(s: Option<pb::Strings>) -> Option<Vec<String>> {
+    s.map(|s| s.values)
+}
+
+fn policy_from(p: &pb::DialPolicy) -> Policy {
+    Policy {
+        jurisdiction_packs: strings(p.jurisdiction_packs.clone()),
+        consent_required_purposes: strings(p.consent_required_purposes.clone()),
+        holidays: strings(p.holidays.clone()),
+        callee_max_24h: p.callee_max_24h,
+        callee_max_30d: p.callee_max_30d,
+        agent_max_per_hour: p.agent_max_per_hour,
+        line_max_per_hour: p.line_max_per_hour,
+        line_max_per_day: p.line_max_per_day,
+        line_throttle_per_hour: p.line_throttle_per_hour,
+        registry_max_age_days: p.registry_max_age_days,
+        registry_required_regions: strings(p.registry_required_regions.clone()),
+    }
+}
+
+fn policy_pb(tenant_id: String, campaign_id: String, e: Effective) -> pb::DialPolicy {
+    let list = |v: Vec<String>| Some(pb::Strings { values: v });
+    pb::DialPolicy {
+        tenant_id,
+        campaign_id,
+        jurisdiction_packs: e.jurisdiction_packs.map(|v| pb::Strings { values: v }),
+        consent_required_purposes: list(e.consent_required_purposes),
+        holidays: list(e.holiday_names),
+        callee_max_24h: Some(e.callee_max_24h),
+        callee_max_30d: Some(e.callee_max_30d),
+        agent_max_per_hour: Some(e.agent_max_per_hour),
+        line_max_per_hour: Some(e.line_max_per_hour),
+        line_max_per_day: Some(e.line_max_per_day),
+        line_throttle_per_hour: Some(e.line_throttle_per_hour),
+        registry_max_age_days: Some(e.registry_max_age_days),
+        registry_required_regions: list(e.registry_required_regions),
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+type CheckStream = Pin<Box<dyn Stream<Item = Result<pb::CheckCallResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DialerPolicyService for Api {
+    async fn check_call(&self, req: Request<pb::CheckCallRequest>) -> Reply<pb::CheckCallResponse> {
+        let who = self.caller(&req).await?;
+        let r = req.into_inner();
+        let correlation = r.correlation_id.clone();
+        let d = self.dialer.check(&who, query(r)?).await?;
+        Ok(Response::new(decision_pb(d, correlation)))
+    }
+
+    /// Decisions come back in request order; a request that cannot be
+    /// decided (bad input, unknown lead) answers DENY with the reason under
+    /// the rule `request`, so one bad row does not end the scrub.
+    async fn check_calls(&self, req: Request<tonic::Streaming<pb::CheckCallRequest>>) -> Reply<CheckStream> {
+        let who = self.caller(&req).await?;
+        let mut input = req.into_inner();
+        let dialer = self.dialer.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let r = match input.message().await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
+                    Err(s) => {
+                        let _ = tx.send(Err(s)).await;
+                        break;
+                    }
+                };
+                let correlation = r.correlation_id.clone();
+                let answer = match query(r) {
+                    Ok(q) => dialer.check(&who, q).await,
+                    Err(e) => Err(e),
+                };
+                let out = match answer {
+                    Ok(d) => decision_pb(d, correlation),
+                    Err(e) => {
+                        let status = Status::from(e);
+                        pb::CheckCallResponse {
+                            verdict: pb::Verdict::Deny as i32,
+                            rules: vec![pb::RuleResult {
+                                rule: "request".into(),
+                                outcome: pb::Verdict::Deny as i32,
+                                reason: format!("{:?}: {}", status.code(), status.message()),
+                            }],
+                            correlation_id: correlation,
+                            ..Default::default()
+                        }
+                    }
+                };
+                if tx.send(Ok(out)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn record_call_attempt(
+        &self,
+        req: Request<pb::RecordCallAttemptRequest>,
+    ) -> Reply<pb::RecordCallAttemptResponse> {
+        let who = self.caller(&req).await?;
+        let r = req.into_inner();
+        let at = from_ts(r.at, "at")?;
+        let attempt_id = self.dialer.record_attempt(&who, &r.tenant_id, &r.decision_id, at).await?;
+        Ok(Response::new(pb::RecordCallAttemptResponse { attempt_id }))
+    }
+
+    async fn record_call_outcome(
+        &self,
+        req: Request<pb::RecordCallOutcomeRequest>,
+    ) -> Reply<pb::RecordCallOutcomeResponse> {
+        let who = self.caller(&req).await?;
+        let r = req.into_inner();
+        let res = match pb::CallResult::try_from(r.result) {
+            Ok(pb::CallResult::Answered) => Some(result::ANSWERED),
+            Ok(pb::CallResult::NoAnswer) => Some(result::NO_ANSWER),
+            Ok(pb::CallResult::Busy) => Some(result::BUSY),
+            Ok(pb::CallResult::Complaint) => Some(result::COMPLAINT),
+            Ok(pb::CallResult::OptOut) => Some(result::OPT_OUT),
+            _ => None,
+        };
+        self.dialer.record_outcome(&who, &r.tenant_id, &r.attempt_id, res, r.duration_seconds).await?;
+        Ok(Response::new(pb::RecordCallOutcomeResponse {}))
+    }
+
+    async fn add_to_dnc(&self, req: Request<pb::AddToDncRequest>) -> Reply<pb::AddToDncResponse> {
+        let who = self.caller(&req).await?;
+        let r = req.into_inner();
+        let list = tenant_list(r.list, r.campaign_id, "list")?;
+        let added = self.dialer.add_to_dnc(&who, &r.tenant_id, list, &r.e164, &r.blind_indexes, &r.reason).await?;
+        Ok(Response::new(pb::AddToDncResponse { added }))
+    }
+
+    async fn remove_from_dnc(&self, req: Request<pb::RemoveFromDncRequest>) -> Reply<pb::RemoveFromDncResponse> {
+        let who = self.caller(&req).await?;
+        let r = req.into_inner();
+        let list = tenant_list(r.list, r.campaign_id, "list")?;
+        let removed = self.dialer.remove_from_dnc(&who, &r.tenant_id, list, &r.e164, &r.reason).await?;
+        Ok(Response::new(pb::RemoveFromDncResponse { removed }))
+    }
+
+    async fn import_dnc(&self, req: Request<tonic::Streaming<pb::ImportDncRequest>>) -> Reply<pb::ImportDncResponse> {
+        let who = self.caller(&req).await?;
+        let mut stream = req.into_inner();
+        let Some(pb::ImportDncRequest { item: Some(pb::import_dnc_request::Item::Header(h)) }) =
+            stream.message().await?
+        else {
+            return Err(Error::invalid("header", "the first message must be the header").into());
+        };
+        let ftc = match pb::DncFormat::try_from(h.format) {
+            Ok(pb::DncFormat::Ftc) => true,
+            Ok(pb::DncFormat::E164) => false,
+            _ => return Err(Error::invalid("header.format", "FTC or E164").into()),
+        };
+        let target = match pb::DncList::try_from(h.list) {
+            Ok(pb::DncList::National) => {
+                let date = from_ts(h.copy_date, "header.copy_date")?
+                    .ok_or_else(|| Error::invalid("header.copy_date", "the date of the registry copy"))?;
+                let region = if h.region.is_empty() && ftc { "US".to_owned() } else { h.region };
+                ImportTarget::National { region, date: date.date_naive() }
+            }
+            _ => ImportTarget::Tenant {
+                tenant: h.tenant_id.clone(),
+                list: tenant_list(h.list, h.campaign_id, "header.list")?,
+            },
+        };
+        // Refused before the data is read.
+        self.dialer.authorize_import(&who, &target)?;
+        let mut parser = LineParser::new(ftc);
+        while let Some(m) = stream.message().await? {
+            match m.item {
+                Some(pb::import_dnc_request::Item::Data(chunk)) => parser.push(&chunk),
+                _ => return Err(Error::invalid("data", "only data may follow the header").into()),
+            }
+        }
+        let done = self.dialer.import(&who, target, parser).await?;
+        Ok(Response::new(pb::ImportDncResponse { loaded: done.loaded, rejected: done.rejected }))
+    }
+
+    async fn get_line_health(&self, req: Request<pb::GetLineHealthRequest>) -> Reply<pb::LineHealth> {
+        let who = self.caller(&req).await?;
+        let r = req.into_inner();
+        let h = self.dialer.line_health(&who, &r.tenant_id, &r.caller_line).await?;
+        Ok(Response::new(pb::LineHealth {
+            caller_line: r.caller_line,
+            attempts_last_hour: h.stats.attempts_last_hour as u32,
+            answer_rate: h.health.answer_rate,
+            short_call_rate: h.health.short_call_rate,
+            complaints: h.stats.recent_complaints as u32,
+            risk_score: h.health.risk_score,
+            throttled: h.health.throttled,
+            reason: h.health.reason,
+        }))
+    }
+
+    async fn bind_privacy_number(&self, req: Request<pb::BindPrivacyNumberRequest>) -> Reply<pb::PrivacyBinding> {
+        let who = self.caller(&req).await?;
+        let r = req.into_inner();
+        let b = self.dialer.bind(&who, &r.tenant_id, &r.agent_line, &r.lead_id, r.ttl_seconds).await?;
+        Ok(Response::new(pb::PrivacyBinding {
+            id: b.id,
+            privacy_number: b.privacy_number,
+            expires_at: Some(ts(b.expires_at)),
+        }))
+    }
+
+    async fn resolve_binding(&self, req: Request<pb::ResolveBindingRequest>) -> Reply<pb::ResolveBindingResponse> {
+        // The allow-list admits the telephony bridge only; a user token is refused too.
+        let who = self.caller(&req).await?;
+        let r = req.into_inner();
+        let (e164, binding_id) = self.dialer.resolve(&who, &r.tenant_id, &r.privacy_number, &r.calling_line).await?;
+        Ok(Response::new(pb::ResolveBindingResponse { e164, binding_id }))
+    }
+
+    async fn release_binding(&self, req: Request<pb::ReleaseBindingRequest>) -> Reply<pb::ReleaseBindingResponse> {
+        let who = self.caller(&req).await?;
+        let r = req.into_inner();
+        self.dialer.release(&who, &r.tenant_id, &r.binding_id).await?;
+        Ok(Response::new(pb::ReleaseBindingResponse {}))
+    }
+
+    async fn add_privacy_numbers(
+        &self,
+        req: Request<pb::AddPrivacyNumbersRequest>,
+    ) -> Reply<pb::AddPrivacyNumbersResponse> {
+        let who = self.caller(&req).await?;
+        let r = req.into_inner();
+        let (added, pool_size) = self.dialer.add_privacy_numbers(&who, &r.tenant_id, &r.numbers).await?;
+        Ok(Response::new(pb::AddPrivacyNumbersResponse { added, pool_size }))
+    }
+
+    async fn set_dial_policy(&self, req: Request<pb::DialPolicy>) -> Reply<pb::DialPolicy> {
+        let who = self.caller(&req).await?;
+        let r = req.into_inner();
+        let e = self.dialer.set_policy(&who, &r.tenant_id, &r.campaign_id, policy_from(&r)).await?;
+        Ok(Response::new(policy_pb(r.tenant_id, r.campaign_id, e)))
+    }
+
+    async fn get_dial_policy(&self, req: Request<pb::GetDialPolicyRequest>) -> Reply<pb::DialPolicy> {
+        let who = self.caller(&req).await?;
+        let r = req.into_inner();
+        let e = self.dialer.get_policy(&who, &r.tenant_id, &r.campaign_id).await?;
+        Ok(Response::new(policy_pb(r.tenant_id, r.campaign_id, e)))
+    }
+
+    async fn get_registry_status(&self, req: Request<pb::GetRegistryStatusRequest>) -> Reply<pb::RegistryStatus> {
+        self.caller(&req).await?;
+        let copies = self
+            .dialer
+            .registry
+            .status()
+            .into_iter()
+            .map(|(region, date, numbers, memory_bytes): (String, NaiveDate, u64, u64)| pb::RegistryCopy {
+                region,
+                copy_date: date.and_hms_opt(0, 0, 0).map(|d| ts(d.and_utc())),
+                numbers,
+                memory_bytes,
+            })
+            .collect();
+        Ok(Response::new(pb::RegistryStatus { copies }))
+    }
 }

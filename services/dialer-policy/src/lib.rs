@@ -3,8 +3,14 @@
 //! numbers. It never hands an agent a callee's real number.
 
 pub mod args;
+pub mod attempts;
+pub mod axb;
+pub mod dnc;
 pub mod domain;
+pub mod error;
 pub mod grpc;
+pub mod registry;
+pub mod service;
 pub mod store;
 
 use guardline_runtime::server::GrpcServer;
@@ -23,9 +29,29 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Args { common } = args;
+    let Args { common, packs_dir, registry_dir, registry_admins } = args;
+    let packs = domain::window::Packs::load(packs_dir.as_deref())?;
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
-    let api = grpc::Api;
+    let registry = registry::Registry::load(&base.db, registry_dir).await?;
+    for (region, date, numbers, bytes) in registry.status() {
+        tracing::info!(%region, %date, numbers, bytes, "national registry copy loaded");
+    }
+    let vault = guardline_runtime::connect(&common.mesh.lead_vault_endpoint, base.tls.clone())?;
+    let vault =
+        grpc::VaultClient(guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient::new(vault));
+    let dialer = service::Dialer::new(
+        base.db.clone(),
+        packs,
+        registry,
+        std::sync::Arc::new(vault),
+        base.outbox_waker.clone(),
+        registry_admins,
+    );
+    let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
+    let verifier = std::sync::Arc::new(guardline_runtime::token::TokenVerifier::new(
+        guardline_runtime::token::IdentityKeys::new(identity),
+    ));
+    let api = grpc::Api::new(std::sync::Arc::new(dialer), verifier);
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))
         .allow_list(grpc::allow_list(&common.mesh));

@@ -1,7 +1,304 @@
-//! Storage of dialer-policy: its migrator, holding the shared tables (audit outbox)
-//! and, once its issue lands, its own.
+//! Storage of dialer-policy: policies, the tenant and campaign do-not-call
+//! lists (blind indexes from the lead vault, never numbers), decisions,
+//! call attempts (the counters are rows, so several replicas share them),
+//! line states, the privacy-number pool with its bindings, and the national
+//! registry copies' metadata (the numbers themselves live in files).
 
 use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::{
+    binary, integer, string, text, timestamp_with_time_zone, timestamp_with_time_zone_null,
+};
+
+macro_rules! entity {
+    ($(#[$doc:meta])* $module:ident, $table:literal, { $($body:tt)* }) => {
+        $(#[$doc])*
+        pub mod $module {
+            use sea_orm::entity::prelude::*;
+            /// One row.
+            #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+            #[sea_orm(table_name = $table)]
+            pub struct Model { $($body)* }
+            /// No relations.
+            #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+            pub enum Relation {}
+            impl ActiveModelBehavior for ActiveModel {}
+        }
+    };
+}
+
+entity!(
+    /// Policies: the tenant's (campaign `""`) and each campaign's, as JSON.
+    policy, "dialer_policies", {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub campaign_id: String,
+        pub policy: String,
+        pub updated_at: ChronoDateTimeUtc,
+    }
+);
+
+entity!(
+    /// Tenant do-not-call entries: `internal` (campaign `""`) or `campaign`.
+    dnc, "dialer_dnc", {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub list: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub campaign_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub blind_index: Vec<u8>,
+        pub reason: String,
+        pub added_at: ChronoDateTimeUtc,
+    }
+);
+
+entity!(
+    /// Decisions, so that an attempt is recorded only against an ALLOW.
+    decision, "dialer_decisions", {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub lead_id: String,
+        pub callee: Vec<u8>,
+        pub caller_line: String,
+        pub agent_id: String,
+        pub campaign_id: String,
+        pub verdict: String,
+        pub callee_cap_24h: i32,
+        pub decided_at: ChronoDateTimeUtc,
+        pub used: bool,
+    }
+);
+
+entity!(
+    /// Call attempts and their outcomes.
+    attempt, "dialer_attempts", {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub callee: Vec<u8>,
+        pub caller_line: String,
+        pub agent_id: String,
+        pub campaign_id: String,
+        pub placed_at: ChronoDateTimeUtc,
+        pub result: String,
+        pub duration_seconds: i32,
+    }
+);
+
+entity!(
+    /// Whether a line is throttled, so that an alert is raised once per episode.
+    line_state, "dialer_line_states", {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub caller_line: String,
+        pub throttled: bool,
+        pub changed_at: ChronoDateTimeUtc,
+    }
+);
+
+entity!(
+    /// The tenant's pool of virtual numbers X.
+    privacy_number, "dialer_privacy_numbers", {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub number: String,
+        pub added_at: ChronoDateTimeUtc,
+    }
+);
+
+entity!(
+    /// AXB bindings: X between agent line A and lead B (B's number is never stored here).
+    binding, "dialer_bindings", {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub privacy_number: String,
+        pub agent_line: String,
+        pub agent_id: String,
+        pub lead_id: String,
+        pub created_at: ChronoDateTimeUtc,
+        pub expires_at: ChronoDateTimeUtc,
+        pub released_at: Option<ChronoDateTimeUtc>,
+    }
+);
+
+entity!(
+    /// The national registry copy in force per region; its numbers are in `file`.
+    registry_copy, "dialer_registry_copies", {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub region: String,
+        pub copy_date: ChronoDate,
+        pub numbers: i64,
+        pub file: String,
+        pub loaded_at: ChronoDateTimeUtc,
+    }
+);
+
+fn t(n: &str) -> Alias {
+    Alias::new(n)
+}
+
+#[derive(Debug)]
+struct CreateTables;
+
+impl MigrationName for CreateTables {
+    fn name(&self) -> &str {
+        "m20261128_000600_dialer_policy"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateTables {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(t("dialer_policies"))
+                .if_not_exists()
+                .col(string(t("tenant_id")))
+                .col(string(t("campaign_id")))
+                .col(text(t("policy")))
+                .col(timestamp_with_time_zone(t("updated_at")))
+                .primary_key(Index::create().col(t("tenant_id")).col(t("campaign_id")))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("dialer_dnc"))
+                .if_not_exists()
+                .col(string(t("tenant_id")))
+                .col(string(t("list")))
+                .col(string(t("campaign_id")))
+                .col(binary(t("blind_index")))
+                .col(string(t("reason")))
+                .col(timestamp_with_time_zone(t("added_at")))
+                .primary_key(
+                    Index::create().col(t("tenant_id")).col(t("list")).col(t("campaign_id")).col(t("blind_index")),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("dialer_decisions"))
+                .if_not_exists()
+                .col(string(t("id")).primary_key())
+                .col(string(t("tenant_id")))
+                .col(string(t("lead_id")))
+                .col(binary(t("callee")))
+                .col(string(t("caller_line")))
+                .col(string(t("agent_id")))
+                .col(string(t("campaign_id")))
+                .col(string(t("verdict")))
+                .col(integer(t("callee_cap_24h")))
+                .col(timestamp_with_time_zone(t("decided_at")))
+                .col(sea_orm_migration::schema::boolean(t("used")))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("dialer_attempts"))
+                .if_not_exists()
+                .col(string(t("id")).primary_key())
+                .col(string(t("tenant_id")))
+                .col(binary(t("callee")))
+                .col(string(t("caller_line")))
+                .col(string(t("agent_id")))
+                .col(string(t("campaign_id")))
+                .col(timestamp_with_time_zone(t("placed_at")))
+                .col(string(t("result")))
+                .col(integer(t("duration_seconds")))
+                .to_owned(),
+        )
+        .await?;
+        for (name, col) in [
+            ("ix_dialer_attempts_callee", "callee"),
+            ("ix_dialer_attempts_line", "caller_line"),
+            ("ix_dialer_attempts_agent", "agent_id"),
+        ] {
+            m.create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name(name)
+                    .table(t("dialer_attempts"))
+                    .col(t("tenant_id"))
+                    .col(t(col))
+                    .col(t("placed_at"))
+                    .to_owned(),
+            )
+            .await?;
+        }
+        m.create_table(
+            Table::create()
+                .table(t("dialer_line_states"))
+                .if_not_exists()
+                .col(string(t("tenant_id")))
+                .col(string(t("caller_line")))
+                .col(sea_orm_migration::schema::boolean(t("throttled")))
+                .col(timestamp_with_time_zone(t("changed_at")))
+                .primary_key(Index::create().col(t("tenant_id")).col(t("caller_line")))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("dialer_privacy_numbers"))
+                .if_not_exists()
+                .col(string(t("tenant_id")))
+                .col(string(t("number")))
+                .col(timestamp_with_time_zone(t("added_at")))
+                .primary_key(Index::create().col(t("tenant_id")).col(t("number")))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("dialer_bindings"))
+                .if_not_exists()
+                .col(string(t("id")).primary_key())
+                .col(string(t("tenant_id")))
+                .col(string(t("privacy_number")))
+                .col(string(t("agent_line")))
+                .col(string(t("agent_id")))
+                .col(string(t("lead_id")))
+                .col(timestamp_with_time_zone(t("created_at")))
+                .col(timestamp_with_time_zone(t("expires_at")))
+                .col(timestamp_with_time_zone_null(t("released_at")))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .if_not_exists()
+                .name("ix_dialer_bindings_number")
+                .table(t("dialer_bindings"))
+                .col(t("tenant_id"))
+                .col(t("privacy_number"))
+                .col(t("agent_line"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("dialer_registry_copies"))
+                .if_not_exists()
+                .col(string(t("region")).primary_key())
+                .col(sea_orm_migration::schema::date(t("copy_date")))
+                .col(sea_orm_migration::schema::big_integer(t("numbers")))
+                .col(text(t("file")))
+                .col(timestamp_with_time_zone(t("loaded_at")))
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
+    }
+}
 
 /// Migrations of dialer-policy, tracked in their own table so that services may
 /// share one database.
@@ -10,8 +307,8 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        #[allow(unused_mut, reason = "services with keys add theirs")]
         let mut m = guardline_audit_client::migrations();
+        m.push(Box::new(CreateTables));
         m
     }
 

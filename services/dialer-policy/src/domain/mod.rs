@@ -5,4 +5,5 @@
 pub mod decision;
 pub mod health;
 pub mod numbers;
+pub mod policy;
 pub mod window;

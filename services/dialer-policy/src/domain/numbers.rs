@@ -34,6 +34,11 @@ impl NumberSet {
         self.ef.is_empty()
     }
 
+    /// The numbers, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.ef.iter()
+    }
+
     /// Bytes of memory the set occupies.
     pub fn heap_bytes(&self) -> usize {
         self.ef.heap_size()
@@ -67,6 +72,64 @@ pub fn parse_registry_line(line: &str, ftc: bool) -> Option<u64> {
         return e164_key(&format!("+1{digits}"));
     }
     e164_key(line)
+}
+
+/// Parses a registry file fed in chunks of any size (lines may straddle
+/// chunks), keeping the numbers and counting refused lines.
+#[derive(Debug, Default)]
+pub struct LineParser {
+    ftc: bool,
+    rest: Vec<u8>,
+    /// Numbers parsed so far.
+    pub numbers: Vec<u64>,
+    /// Lines refused so far (blank lines are not counted).
+    pub rejected: u64,
+}
+
+impl LineParser {
+    /// A parser for the FTC format (`ftc`) or E.164 lines.
+    pub fn new(ftc: bool) -> Self {
+        Self { ftc, ..Default::default() }
+    }
+
+    /// Feeds the next chunk.
+    pub fn push(&mut self, chunk: &[u8]) {
+        let mut start = 0;
+        for (i, b) in chunk.iter().enumerate() {
+            if *b == b'\n' {
+                if self.rest.is_empty() {
+                    self.line(&chunk[start..i]);
+                } else {
+                    let mut line = std::mem::take(&mut self.rest);
+                    line.extend_from_slice(&chunk[start..i]);
+                    self.line(&line);
+                }
+                start = i + 1;
+            }
+        }
+        self.rest.extend_from_slice(&chunk[start..]);
+    }
+
+    /// Ends the file; returns the numbers and the count of refused lines.
+    pub fn finish(mut self) -> (Vec<u64>, u64) {
+        let rest = std::mem::take(&mut self.rest);
+        self.line(&rest);
+        (self.numbers, self.rejected)
+    }
+
+    fn line(&mut self, raw: &[u8]) {
+        let Ok(text) = std::str::from_utf8(raw) else {
+            self.rejected += 1;
+            return;
+        };
+        if text.trim().is_empty() {
+            return;
+        }
+        match parse_registry_line(text, self.ftc) {
+            Some(n) => self.numbers.push(n),
+            None => self.rejected += 1,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -106,5 +169,18 @@ mod tests {
         assert_eq!(parse_registry_line("8613812345678", false), None, "E.164 needs the plus");
         assert_eq!(parse_registry_line("+86 138", false), None);
         assert_eq!(e164_key("+1234567890123456"), None, "longer than E.164 allows");
+    }
+
+    #[test]
+    fn lines_straddling_chunks_parse_once() {
+        let file = b"201,5550123\r\n202,5550199\nnot a number\n\n203,5550100";
+        for split in 1..file.len() {
+            let mut p = LineParser::new(true);
+            p.push(&file[..split]);
+            p.push(&file[split..]);
+            let (numbers, rejected) = p.finish();
+            assert_eq!(numbers, vec![12_015_550_123, 12_025_550_199, 12_035_550_100], "split at {split}");
+            assert_eq!(rejected, 1);
+        }
     }
 }

@@ -1,0 +1,334 @@
+//! Call attempts and outcomes: the rows the frequency caps and line health
+//! count. An attempt is admitted only against a fresh ALLOW decision, and
+//! the caps are checked again inside the writing transaction, serialised per
+//! callee, line and agent, so parallel attempts never exceed a cap, whatever
+//! the number of replicas.
+
+use chrono::{DateTime, Duration, Utc};
+use guardline_audit_client::EventBuilder;
+use sea_orm::{
+    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
+};
+
+use crate::domain::health::{self, HealthPolicy, LineStats, SHORT_CALL_SECONDS};
+use crate::error::{Error, Result};
+use crate::service::{Caller, DECISION_TTL, Dialer};
+use crate::store::{attempt, decision, dnc, line_state};
+
+/// How a call ended, as stored.
+pub mod result {
+    /// Answered.
+    pub const ANSWERED: &str = "answered";
+    /// Not answered.
+    pub const NO_ANSWER: &str = "no_answer";
+    /// Busy.
+    pub const BUSY: &str = "busy";
+    /// The callee complained.
+    pub const COMPLAINT: &str = "complaint";
+    /// The callee asked not to be called again.
+    pub const OPT_OUT: &str = "opt_out";
+}
+
+/// A line's health, for `GetLineHealth`.
+#[derive(Clone, Debug)]
+pub struct LineReport {
+    /// The counters.
+    pub stats: LineStats,
+    /// The assessment.
+    pub health: health::Health,
+}
+
+/// Serialises writers of the same keys on PostgreSQL (SQLite's writing
+/// transactions are already exclusive).
+pub(crate) async fn lock(txn: &DatabaseTransaction, keys: &[String]) -> Result<()> {
+    if txn.get_database_backend() != DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    let mut keys = keys.to_vec();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            [k.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Dialer {
+    /// Records a call placed under decision `decision_id`: refused unless the
+    /// decision allowed the call, is unused and fresh, and the caps still hold.
+    pub async fn record_attempt(
+        &self,
+        who: &Caller,
+        tenant: &str,
+        decision_id: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<String> {
+        who.in_tenant(tenant)?;
+        if decision_id.is_empty() {
+            return Err(Error::invalid("decision_id", "the id of the decision that allowed the call"));
+        }
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
+        let d = decision::Entity::find_by_id(decision_id.to_owned())
+            .one(&txn)
+            .await?
+            .filter(|d| d.tenant_id == tenant)
+            .ok_or(Error::NotFound)?;
+        lock(
+            &txn,
+            &[
+                format!("{tenant}/callee/{}", hex(&d.callee)),
+                format!("{tenant}/line/{}", d.caller_line),
+                format!("{tenant}/agent/{}", d.agent_id),
+            ],
+        )
+        .await?;
+        // Read again under the locks: another replica may have used it.
+        let d = decision::Entity::find_by_id(decision_id.to_owned()).one(&txn).await?.ok_or(Error::NotFound)?;
+        if d.verdict != "allow" {
+            return Err(Error::FailedPrecondition(format!("decision {decision_id} did not allow the call")));
+        }
+        if d.used {
+            return Err(Error::FailedPrecondition(format!("decision {decision_id} was already used")));
+        }
+        let now = Utc::now();
+        if now - d.decided_at > DECISION_TTL {
+            return Err(Error::FailedPrecondition(format!("decision {decision_id} is stale; check the call again")));
+        }
+        let at = at.unwrap_or(now);
+        let policy = self.policy(tenant, &d.campaign_id).await?;
+        let cap_24h = d.callee_cap_24h.max(0) as u32;
+        for (rule, count, limit, label) in
+            self.cap_counts_on(&txn, tenant, &d.callee, &d.caller_line, &d.agent_id, at, &policy, cap_24h).await?
+        {
+            if count >= limit {
+                return Err(Error::FailedPrecondition(format!("{rule}: {count} of {limit} calls in the last {label}")));
+            }
+        }
+        let id = format!("att-{}", uuid::Uuid::now_v7().simple());
+        attempt::Entity::insert(attempt::ActiveModel {
+            id: ActiveValue::Set(id.clone()),
+            tenant_id: ActiveValue::Set(tenant.into()),
+            callee: ActiveValue::Set(d.callee.clone()),
+            caller_line: ActiveValue::Set(d.caller_line.clone()),
+            agent_id: ActiveValue::Set(d.agent_id.clone()),
+            campaign_id: ActiveValue::Set(d.campaign_id.clone()),
+            placed_at: ActiveValue::Set(at),
+            result: ActiveValue::Set(String::new()),
+            duration_seconds: ActiveValue::Set(0),
+        })
+        .exec(&txn)
+        .await?;
+        decision::Entity::update(decision::ActiveModel {
+            id: ActiveValue::Unchanged(d.id.clone()),
+            used: ActiveValue::Set(true),
+            ..Default::default()
+        })
+        .exec(&txn)
+        .await?;
+        let (user, service) = who.actor();
+        let event = EventBuilder::new(tenant, "dialer.attempt")
+            .actor(user, service)
+            .resource("attempt", &id)
+            .detail("decision_id", decision_id)
+            .detail("lead_id", &d.lead_id);
+        guardline_audit_client::enqueue(&txn, &event.build()).await?;
+        txn.commit().await?;
+        self.outbox.notify_one();
+        Ok(id)
+    }
+
+    /// Records how an attempt ended; an opt-out puts the callee on the
+    /// tenant's internal do-not-call list at once.
+    pub async fn record_outcome(
+        &self,
+        who: &Caller,
+        tenant: &str,
+        attempt_id: &str,
+        result: Option<&'static str>,
+        duration_seconds: u32,
+    ) -> Result<()> {
+        who.in_tenant(tenant)?;
+        let Some(result) = result else {
+            return Err(Error::invalid("result", "answered, no_answer, busy, complaint or opt_out"));
+        };
+        if duration_seconds > 86_400 {
+            return Err(Error::invalid("duration_seconds", "at most a day"));
+        }
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
+        let a = attempt::Entity::find_by_id(attempt_id.to_owned())
+            .one(&txn)
+            .await?
+            .filter(|a| a.tenant_id == tenant)
+            .ok_or(Error::NotFound)?;
+        if !a.result.is_empty() {
+            return Err(Error::FailedPrecondition(format!("the outcome of {attempt_id} is already recorded")));
+        }
+        attempt::Entity::update(attempt::ActiveModel {
+            id: ActiveValue::Unchanged(a.id.clone()),
+            result: ActiveValue::Set(result.into()),
+            duration_seconds: ActiveValue::Set(duration_seconds as i32),
+            ..Default::default()
+        })
+        .exec(&txn)
+        .await?;
+        if result == result::OPT_OUT {
+            self.add_internal(&txn, tenant, &a.callee, "opt-out on a call").await?;
+        }
+        let (user, service) = who.actor();
+        let event = EventBuilder::new(tenant, "dialer.outcome")
+            .actor(user, service)
+            .resource("attempt", attempt_id)
+            .detail("result", result)
+            .detail("duration_seconds", duration_seconds);
+        guardline_audit_client::enqueue(&txn, &event.build()).await?;
+        txn.commit().await?;
+        self.outbox.notify_one();
+        Ok(())
+    }
+
+    /// Adds a blind index to the tenant's internal list unless it is there.
+    pub(crate) async fn add_internal(
+        &self,
+        conn: &impl ConnectionTrait,
+        tenant: &str,
+        blind_index: &[u8],
+        reason: &str,
+    ) -> Result<bool> {
+        let key = (tenant.to_owned(), crate::dnc::INTERNAL.to_owned(), String::new(), blind_index.to_vec());
+        if dnc::Entity::find_by_id(key).one(conn).await?.is_some() {
+            return Ok(false);
+        }
+        dnc::Entity::insert(dnc::ActiveModel {
+            tenant_id: ActiveValue::Set(tenant.into()),
+            list: ActiveValue::Set(crate::dnc::INTERNAL.into()),
+            campaign_id: ActiveValue::Set(String::new()),
+            blind_index: ActiveValue::Set(blind_index.to_vec()),
+            reason: ActiveValue::Set(reason.into()),
+            added_at: ActiveValue::Set(Utc::now()),
+        })
+        .exec(conn)
+        .await?;
+        Ok(true)
+    }
+
+    /// A line's counters at `at`, and the times of its attempts in the last
+    /// hour (oldest first).
+    pub(crate) async fn line_stats(
+        &self,
+        tenant: &str,
+        line: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(LineStats, Vec<DateTime<Utc>>)> {
+        use attempt::Column as A;
+        let of_line = || {
+            attempt::Entity::find()
+                .filter(A::TenantId.eq(tenant))
+                .filter(A::CallerLine.eq(line))
+                .filter(A::PlacedAt.lte(at))
+        };
+        let hour: Vec<DateTime<Utc>> = of_line()
+            .filter(A::PlacedAt.gt(at - Duration::hours(1)))
+            .order_by_asc(A::PlacedAt)
+            .select_only()
+            .column(A::PlacedAt)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let day = at - Duration::hours(24);
+        let recent = || of_line().filter(A::PlacedAt.gt(day)).filter(A::Result.ne(""));
+        let baseline = || {
+            of_line()
+                .filter(A::PlacedAt.gt(at - Duration::days(8)))
+                .filter(A::PlacedAt.lte(day))
+                .filter(A::Result.ne(""))
+        };
+        let peers = || {
+            attempt::Entity::find()
+                .filter(A::TenantId.eq(tenant))
+                .filter(A::CallerLine.ne(line))
+                .filter(A::PlacedAt.gt(day))
+                .filter(A::PlacedAt.lte(at))
+                .filter(A::Result.ne(""))
+        };
+        let answered = || A::Result.eq(result::ANSWERED);
+        let stats = LineStats {
+            attempts_last_hour: hour.len() as u64,
+            recent_attempts: recent().count(&self.db).await?,
+            recent_answered: recent().filter(answered()).count(&self.db).await?,
+            recent_short: recent()
+                .filter(answered())
+                .filter(A::DurationSeconds.lt(SHORT_CALL_SECONDS as i32))
+                .count(&self.db)
+                .await?,
+            recent_complaints: recent()
+                .filter(A::Result.is_in([result::COMPLAINT, result::OPT_OUT]))
+                .count(&self.db)
+                .await?,
+            baseline_attempts: baseline().count(&self.db).await?,
+            baseline_answered: baseline().filter(answered()).count(&self.db).await?,
+            peer_attempts: peers().count(&self.db).await?,
+            peer_answered: peers().filter(answered()).count(&self.db).await?,
+        };
+        Ok((stats, hour))
+    }
+
+    /// `GetLineHealth`: for users of the tenant and mesh services.
+    pub async fn line_health(&self, who: &Caller, tenant: &str, line: &str) -> Result<LineReport> {
+        who.in_tenant(tenant)?;
+        let line = crate::service::line("caller_line", line)?;
+        let policy = self.policy(tenant, "").await?;
+        let hp =
+            HealthPolicy { throttle_calls_per_hour: u64::from(policy.line_throttle_per_hour), ..Default::default() };
+        let (stats, _) = self.line_stats(tenant, line.e164(), Utc::now()).await?;
+        Ok(LineReport { health: health::assess(&stats, &hp), stats })
+    }
+
+    pub(crate) async fn is_newly_throttled(&self, tenant: &str, line: &str) -> Result<bool> {
+        let row = line_state::Entity::find_by_id((tenant.to_owned(), line.to_owned())).one(&self.db).await?;
+        Ok(!row.is_some_and(|r| r.throttled))
+    }
+
+    /// Records that the line is throttled and raises the alert (an audit
+    /// event the audit service turns into a `line_throttled` alert).
+    pub(crate) async fn mark_throttled(
+        &self,
+        txn: &DatabaseTransaction,
+        tenant: &str,
+        line: &str,
+        reason: &str,
+    ) -> Result<()> {
+        line_state::Entity::delete_by_id((tenant.to_owned(), line.to_owned())).exec(txn).await?;
+        line_state::Entity::insert(line_state::ActiveModel {
+            tenant_id: ActiveValue::Set(tenant.into()),
+            caller_line: ActiveValue::Set(line.into()),
+            throttled: ActiveValue::Set(true),
+            changed_at: ActiveValue::Set(Utc::now()),
+        })
+        .exec(txn)
+        .await?;
+        let event = EventBuilder::new(tenant, "dialer.line.throttled")
+            .actor("", crate::NAME)
+            .resource("caller_line", line)
+            .detail("reason", reason);
+        guardline_audit_client::enqueue(txn, &event.build()).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn clear_throttle(&self, tenant: &str, line: &str) -> Result<()> {
+        let key = (tenant.to_owned(), line.to_owned());
+        if line_state::Entity::find_by_id(key.clone()).one(&self.db).await?.is_some_and(|r| r.throttled) {
+            line_state::Entity::delete_by_id(key).exec(&self.db).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,245 @@
+//! Do-not-call lists: the tenant's internal list (opt-outs, additions) and
+//! campaign lists, both by the lead vault's blind index so that the dialer
+//! never stores a number; and imports, including the national registry copy
+//! (platform-wide, for the registry admins' service identities only).
+
+use chrono::{NaiveDate, Utc};
+use guardline_audit_client::EventBuilder;
+use sea_orm::{ActiveValue, ColumnTrait, EntityTrait, QueryFilter};
+
+use crate::domain::numbers::LineParser;
+use crate::error::{Error, Result};
+use crate::service::{Caller, Dialer};
+use crate::store::dnc;
+
+/// The internal list, as stored.
+pub const INTERNAL: &str = "internal";
+/// Campaign lists, as stored.
+pub const CAMPAIGN: &str = "campaign";
+/// The audit log that platform-wide events (registry imports) go to.
+pub const PLATFORM_TENANT: &str = "_platform";
+
+/// Which tenant list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TenantList {
+    /// Opt-outs and manual additions.
+    Internal,
+    /// A campaign's list.
+    Campaign(String),
+}
+
+impl TenantList {
+    fn key(&self) -> (&'static str, &str) {
+        match self {
+            Self::Internal => (INTERNAL, ""),
+            Self::Campaign(c) => (CAMPAIGN, c),
+        }
+    }
+}
+
+/// What an import is for.
+#[derive(Clone, Debug)]
+pub enum ImportTarget {
+    /// The national registry copy of a region, dated.
+    National {
+        /// ISO 3166 region.
+        region: String,
+        /// Date of the copy.
+        date: NaiveDate,
+    },
+    /// A tenant list.
+    Tenant {
+        /// Tenant.
+        tenant: String,
+        /// List.
+        list: TenantList,
+    },
+}
+
+/// An import's outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Numbers loaded.
+    pub loaded: u64,
+    /// Lines refused.
+    pub rejected: u64,
+}
+
+impl Dialer {
+    async fn blind_indexes(&self, tenant: &str, e164: &[String], extra: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::with_capacity(e164.len() + extra.len());
+        for (i, n) in e164.iter().enumerate() {
+            crate::service::line(&format!("e164[{i}]"), n)?;
+        }
+        for (i, b) in extra.iter().enumerate() {
+            if b.len() != 32 {
+                return Err(Error::invalid(format!("blind_indexes[{i}]"), "a blind index is 32 bytes"));
+            }
+        }
+        for n in e164 {
+            out.push(self.vault.lookup(tenant, n).await?.0);
+        }
+        out.extend(extra.iter().cloned());
+        Ok(out)
+    }
+
+    /// Adds numbers (or blind indexes) to a tenant list (`dnc.manage`); audited with the count.
+    pub async fn add_to_dnc(
+        &self,
+        who: &Caller,
+        tenant: &str,
+        list: TenantList,
+        e164: &[String],
+        blind: &[Vec<u8>],
+        reason: &str,
+    ) -> Result<u64> {
+        who.require("dnc.manage", tenant, &[])?;
+        if reason.trim().is_empty() {
+            return Err(Error::invalid("reason", "say why"));
+        }
+        if let TenantList::Campaign(c) = &list
+            && c.is_empty()
+        {
+            return Err(Error::invalid("campaign_id", "required for a campaign list"));
+        }
+        let keys = self.blind_indexes(tenant, e164, blind).await?;
+        if keys.is_empty() {
+            return Err(Error::invalid("e164", "at least one number or blind index"));
+        }
+        let added = self.insert(tenant, &list, keys, reason).await?;
+        self.audit_change(who, tenant, "dialer.dnc.add", &list, added, reason).await?;
+        Ok(added)
+    }
+
+    async fn insert(&self, tenant: &str, list: &TenantList, keys: Vec<Vec<u8>>, reason: &str) -> Result<u64> {
+        let (name, campaign) = list.key();
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
+        let mut added = 0;
+        for k in keys {
+            let id = (tenant.to_owned(), name.to_owned(), campaign.to_owned(), k.clone());
+            if dnc::Entity::find_by_id(id).one(&txn).await?.is_some() {
+                continue;
+            }
+            dnc::Entity::insert(dnc::ActiveModel {
+                tenant_id: ActiveValue::Set(tenant.into()),
+                list: ActiveValue::Set(name.into()),
+                campaign_id: ActiveValue::Set(campaign.into()),
+                blind_index: ActiveValue::Set(k),
+                reason: ActiveValue::Set(reason.into()),
+                added_at: ActiveValue::Set(Utc::now()),
+            })
+            .exec(&txn)
+            .await?;
+            added += 1;
+        }
+        txn.commit().await?;
+        Ok(added)
+    }
+
+    async fn audit_change(
+        &self,
+        who: &Caller,
+        tenant: &str,
+        action: &str,
+        list: &TenantList,
+        count: u64,
+        reason: &str,
+    ) -> Result<()> {
+        let (user, service) = who.actor();
+        let (name, campaign) = list.key();
+        let event = EventBuilder::new(tenant, action)
+            .actor(user, service)
+            .resource("dnc_list", name)
+            .detail("campaign_id", campaign)
+            .detail("count", count)
+            .detail("reason", reason);
+        guardline_audit_client::enqueue(&self.db, &event.build()).await?;
+        self.outbox.notify_one();
+        Ok(())
+    }
+
+    /// Removes numbers from a tenant list (`dnc.manage`); audited. Erasures
+    /// the lead vault keeps are not on this list and cannot be removed.
+    pub async fn remove_from_dnc(
+        &self,
+        who: &Caller,
+        tenant: &str,
+        list: TenantList,
+        e164: &[String],
+        reason: &str,
+    ) -> Result<u64> {
+        who.require("dnc.manage", tenant, &[])?;
+        if reason.trim().is_empty() {
+            return Err(Error::invalid("reason", "say why"));
+        }
+        let keys = self.blind_indexes(tenant, e164, &[]).await?;
+        if keys.is_empty() {
+            return Err(Error::invalid("e164", "at least one number"));
+        }
+        let (name, campaign) = list.key();
+        let removed = dnc::Entity::delete_many()
+            .filter(dnc::Column::TenantId.eq(tenant))
+            .filter(dnc::Column::List.eq(name))
+            .filter(dnc::Column::CampaignId.eq(campaign))
+            .filter(dnc::Column::BlindIndex.is_in(keys))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        self.audit_change(who, tenant, "dialer.dnc.remove", &list, removed, reason).await?;
+        Ok(removed)
+    }
+
+    /// Checks who may import into `target` before any data is read.
+    pub fn authorize_import(&self, who: &Caller, target: &ImportTarget) -> Result<()> {
+        match target {
+            ImportTarget::National { region, .. } => {
+                if region.len() != 2 || !region.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return Err(Error::invalid("header.region", "an ISO 3166 code such as US"));
+                }
+                match who {
+                    Caller::Service(s) if self.registry_admins.iter().any(|a| a == s) => Ok(()),
+                    _ => Err(Error::PermissionDenied(
+                        "the national registry is platform-wide: only the registry admins' services replace it".into(),
+                    )),
+                }
+            }
+            ImportTarget::Tenant { tenant, list } => {
+                if let TenantList::Campaign(c) = list
+                    && c.is_empty()
+                {
+                    return Err(Error::invalid("header.campaign_id", "required for a campaign list"));
+                }
+                who.require("dnc.manage", tenant, &[])
+            }
+        }
+    }
+
+    /// Loads a parsed file into `target`: a national copy replaces the
+    /// region's copy atomically; a tenant list gains the numbers.
+    pub async fn import(&self, who: &Caller, target: ImportTarget, parsed: LineParser) -> Result<Imported> {
+        self.authorize_import(who, &target)?;
+        let (numbers, rejected) = parsed.finish();
+        match target {
+            ImportTarget::National { region, date } => {
+                let loaded = self.registry.install(&self.db, &region, date, numbers).await?;
+                let (user, service) = who.actor();
+                let event = EventBuilder::new(PLATFORM_TENANT, "dialer.registry.import")
+                    .actor(user, service)
+                    .resource("registry", &region)
+                    .detail("copy_date", date)
+                    .detail("numbers", loaded)
+                    .detail("rejected", rejected);
+                guardline_audit_client::enqueue(&self.db, &event.build()).await?;
+                self.outbox.notify_one();
+                Ok(Imported { loaded, rejected })
+            }
+            ImportTarget::Tenant { tenant, list } => {
+                let e164: Vec<String> = numbers.iter().map(|n| format!("+{n}")).collect();
+                let keys = self.blind_indexes(&tenant, &e164, &[]).await?;
+                let loaded = self.insert(&tenant, &list, keys, "import").await?;
+                self.audit_change(who, &tenant, "dialer.dnc.import", &list, loaded, "import").await?;
+                Ok(Imported { loaded, rejected })
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! The dialer's errors map through the runtime's one error-to-status mapping.
+
+pub use guardline_runtime::{Error, Result};

@@ -1,0 +1,199 @@
+//! The national do-not-call registry copies in force, one per region, held
+//! in memory as [`NumberSet`]s. A new copy is built beside the old one and
+//! swapped in atomically; readers never wait. Each copy's numbers are also
+//! written to a file (sorted, delta-encoded: about a byte and a half per
+//! number) so that a restart does not need the original download.
+
+use std::collections::BTreeMap;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, NaiveDate, Utc};
+use guardline_phone::Phone;
+use sea_orm::{ActiveValue, DatabaseConnection, EntityTrait};
+
+use crate::domain::decision::RuleResult;
+use crate::domain::numbers::{NumberSet, e164_key};
+use crate::domain::policy::Effective;
+use crate::error::{Error, Result};
+use crate::store::registry_copy;
+
+/// One loaded copy.
+#[derive(Debug)]
+pub struct Copy {
+    /// Date of the copy.
+    pub date: NaiveDate,
+    /// Its numbers.
+    pub set: NumberSet,
+}
+
+/// The copies in force.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    copies: Arc<ArcSwap<BTreeMap<String, Arc<Copy>>>>,
+    dir: PathBuf,
+}
+
+impl Registry {
+    /// Loads the copies recorded in `db` from their files under `dir`.
+    pub async fn load(db: &DatabaseConnection, dir: PathBuf) -> Result<Self> {
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
+        let mut map = BTreeMap::new();
+        for row in registry_copy::Entity::find().all(db).await? {
+            let path = dir.join(&row.file);
+            let numbers = tokio::task::spawn_blocking(move || read_numbers(&path))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            map.insert(row.region, Arc::new(Copy { date: row.copy_date, set: NumberSet::from_unsorted(numbers) }));
+        }
+        Ok(Self { copies: Arc::new(ArcSwap::from_pointee(map)), dir })
+    }
+
+    /// The copies: region, date, numbers, bytes.
+    pub fn status(&self) -> Vec<(String, NaiveDate, u64, u64)> {
+        self.copies
+            .load()
+            .iter()
+            .map(|(r, c)| (r.clone(), c.date, c.set.len() as u64, c.set.heap_bytes() as u64))
+            .collect()
+    }
+
+    /// The `dnc.national` rule for a callee.
+    pub fn rule(&self, callee: &Phone, at: DateTime<Utc>, p: &Effective) -> RuleResult {
+        const RULE: &str = "dnc.national";
+        let region = callee.region();
+        let copies = self.copies.load();
+        let Some(copy) = copies.get(region) else {
+            return if p.registry_required_regions.iter().any(|r| r == region) {
+                RuleResult::deny(RULE, format!("no national registry copy for {region} is loaded"))
+            } else {
+                RuleResult::allow(RULE, format!("no national registry applies to {region} by policy"))
+            };
+        };
+        let age = (at.date_naive() - copy.date).num_days();
+        if age > i64::from(p.registry_max_age_days) {
+            return RuleResult::deny(
+                RULE,
+                format!("the registry copy of {} is {age} days old (limit {})", copy.date, p.registry_max_age_days),
+            );
+        }
+        if e164_key(callee.e164()).is_some_and(|k| copy.set.contains(k)) {
+            RuleResult::deny(RULE, format!("on the national registry copy of {}", copy.date))
+        } else {
+            RuleResult::allow(RULE, format!("not on the national registry copy of {}", copy.date))
+        }
+    }
+
+    /// Installs a new copy for `region`: file first, then the row, then the
+    /// in-memory swap; the previous copy's file is removed afterwards.
+    pub async fn install(
+        &self,
+        db: &DatabaseConnection,
+        region: &str,
+        date: NaiveDate,
+        numbers: Vec<u64>,
+    ) -> Result<u64> {
+        let file = format!("{region}-{date}-{}.bin", uuid::Uuid::now_v7().simple());
+        let path = self.dir.join(&file);
+        let (set, numbers) = tokio::task::spawn_blocking(move || -> Result<(NumberSet, u64)> {
+            let set = NumberSet::from_unsorted(numbers);
+            write_numbers(&path, &set)?;
+            let n = set.len() as u64;
+            Ok((set, n))
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        let previous = registry_copy::Entity::find_by_id(region.to_owned()).one(db).await?;
+        let row = registry_copy::ActiveModel {
+            region: ActiveValue::Set(region.into()),
+            copy_date: ActiveValue::Set(date),
+            numbers: ActiveValue::Set(numbers as i64),
+            file: ActiveValue::Set(file),
+            loaded_at: ActiveValue::Set(Utc::now()),
+        };
+        let txn = guardline_runtime::storage::write_txn(db).await?;
+        registry_copy::Entity::delete_by_id(region.to_owned()).exec(&txn).await?;
+        registry_copy::Entity::insert(row).exec(&txn).await?;
+        txn.commit().await?;
+        let mut next = (**self.copies.load()).clone();
+        next.insert(region.into(), Arc::new(Copy { date, set }));
+        self.copies.store(Arc::new(next));
+        if let Some(old) = previous {
+            let _ = std::fs::remove_file(self.dir.join(old.file));
+        }
+        Ok(numbers)
+    }
+}
+
+/// Writes a set's numbers (ascending) as LEB128 deltas, via a temporary file.
+fn write_numbers(path: &Path, set: &NumberSet) -> Result<()> {
+    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+    let tmp = path.with_extension("tmp");
+    let mut w = BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    w.write_all(&(set.len() as u64).to_le_bytes()).map_err(io)?;
+    let mut last = 0u64;
+    for n in set.iter() {
+        let mut d = n - last;
+        last = n;
+        loop {
+            let byte = (d & 0x7f) as u8;
+            d >>= 7;
+            if d == 0 {
+                w.write_all(&[byte]).map_err(io)?;
+                break;
+            }
+            w.write_all(&[byte | 0x80]).map_err(io)?;
+        }
+    }
+    let f = w.into_inner().map_err(|e| io(e.into_error()))?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn read_numbers(path: &Path) -> Result<Vec<u64>> {
+    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+    let mut r = BufReader::new(std::fs::File::open(path).map_err(io)?);
+    let mut len = [0u8; 8];
+    r.read_exact(&mut len).map_err(io)?;
+    let len = u64::from_le_bytes(len) as usize;
+    let mut out = Vec::with_capacity(len);
+    let mut last = 0u64;
+    let mut bytes = r.bytes();
+    for _ in 0..len {
+        let (mut d, mut shift) = (0u64, 0);
+        loop {
+            let b =
+                bytes.next().ok_or_else(|| Error::DataLoss(format!("{}: truncated", path.display())))?.map_err(io)?;
+            d |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 || shift > 63 {
+                break;
+            }
+        }
+        last += d;
+        out.push(last);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_file_reads_back_the_same_numbers() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("us.bin");
+        let numbers = vec![12_015_550_123, 12_015_550_124, 19_999_999_999, 12_015_550_000];
+        let set = NumberSet::from_unsorted(numbers.clone());
+        write_numbers(&path, &set).expect("write");
+        let mut sorted = numbers;
+        sorted.sort_unstable();
+        assert_eq!(read_numbers(&path).expect("read"), sorted);
+        let bytes = std::fs::read(&path).expect("file");
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).expect("truncate");
+        assert!(matches!(read_numbers(&path), Err(Error::DataLoss(_))));
+    }
+}

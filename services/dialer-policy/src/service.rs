@@ -1,0 +1,521 @@
+//! The dialer policy's use cases, free of tonic: who may call, policies, and
+//! the one pre-dial decision. The lead vault is reached through
+//! [`VaultPort`], so no proto type leaves `grpc.rs`.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use guardline_audit_client::EventBuilder;
+use guardline_authz::{Resource, Subject, decide};
+use guardline_phone::Phone;
+use sea_orm::{ActiveValue, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+
+use crate::domain::decision::{RuleResult, Verdict, cap, combine};
+use crate::domain::health::{self, HealthPolicy};
+use crate::domain::policy::{Effective, Policy, pack_for_region};
+use crate::domain::window::{Packs, WindowOutcome};
+use crate::error::{Error, Result};
+use crate::registry::Registry;
+use crate::store::{decision, dnc, policy};
+
+/// What the lead vault tells the dialer about a lead's number.
+#[derive(Clone, Default)]
+pub struct Target {
+    /// E.164 number (never logged).
+    pub e164: String,
+    /// Its blind index in the tenant.
+    pub blind_index: Vec<u8>,
+    /// The callee's IANA zone, empty when unknown.
+    pub time_zone: String,
+    /// Owning agent.
+    pub owner_id: String,
+    /// Owning team.
+    pub team_id: String,
+    /// Why the vault lists the number as not to be called (erasure), if it does.
+    pub internal_dnc: Option<String>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target").field("owner_id", &self.owner_id).finish_non_exhaustive()
+    }
+}
+
+/// The lead vault, as the dialer needs it.
+#[async_trait::async_trait]
+pub trait VaultPort: Send + Sync {
+    /// A lead's number (the first), blind index, zone and owner.
+    async fn dial_target(&self, tenant: &str, lead_id: &str) -> Result<Target>;
+    /// A number's blind index and the vault's do-not-call state.
+    async fn lookup(&self, tenant: &str, e164: &str) -> Result<(Vec<u8>, Option<String>)>;
+    /// Whether the lead has active consent for `purpose` at `at`.
+    async fn consent_active(&self, tenant: &str, lead_id: &str, purpose: &str, at: DateTime<Utc>) -> Result<bool>;
+}
+
+/// Who is calling.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    /// A user, by access token.
+    User(Subject),
+    /// A mesh service acting alone (its certificate's service account).
+    Service(String),
+}
+
+impl Caller {
+    /// The (user id, service) pair for audit events.
+    pub fn actor(&self) -> (&str, &str) {
+        match self {
+            Self::User(s) => (&s.user, ""),
+            Self::Service(name) => ("", name),
+        }
+    }
+
+    /// Refuses a user of another tenant; services act for any tenant.
+    pub fn in_tenant(&self, tenant: &str) -> Result<()> {
+        if tenant.is_empty() {
+            return Err(Error::invalid("tenant_id", "required"));
+        }
+        match self {
+            Self::User(s) if s.tenant != tenant => Err(Error::PermissionDenied("another tenant".into())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Requires `action` in `tenant` of a user; services are refused unless
+    /// listed in `services`.
+    pub fn require(&self, action: &str, tenant: &str, services: &[&str]) -> Result<()> {
+        self.in_tenant(tenant)?;
+        match self {
+            Self::User(s) => {
+                let d = decide(s, action, &Resource { tenant: tenant.into(), ..Default::default() });
+                if d.allowed { Ok(()) } else { Err(Error::PermissionDenied(d.rule)) }
+            }
+            Self::Service(name) if services.contains(&name.as_str()) => Ok(()),
+            Self::Service(name) => Err(Error::PermissionDenied(format!("{action} is for users, not {name}"))),
+        }
+    }
+}
+
+/// Who is called.
+#[derive(Clone)]
+pub enum Callee {
+    /// A lead in the vault.
+    Lead(String),
+    /// A number in E.164, not (necessarily) a lead.
+    Number(String),
+}
+
+/// The question before a call.
+#[derive(Clone)]
+pub struct CallQuery {
+    /// Tenant.
+    pub tenant: String,
+    /// Callee.
+    pub callee: Option<Callee>,
+    /// Caller line (E.164).
+    pub caller_line: String,
+    /// Campaign, may be empty.
+    pub campaign: String,
+    /// Purpose, e.g. `marketing`.
+    pub purpose: String,
+    /// Agent user id, may be empty.
+    pub agent: String,
+    /// Instant to decide for.
+    pub at: DateTime<Utc>,
+}
+
+/// The answer.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    /// Id, as in audit.
+    pub id: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Every rule, in order.
+    pub rules: Vec<RuleResult>,
+}
+
+/// Verdicts as stored.
+pub(crate) fn verdict_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Allow => "allow",
+        Verdict::Deny => "deny",
+        Verdict::Defer(_) => "defer",
+    }
+}
+
+/// A caller line, agent line or pool number: must be valid E.164.
+pub(crate) fn line(field: &str, value: &str) -> Result<Phone> {
+    if !value.starts_with('+') {
+        return Err(Error::invalid(field, "a number in E.164, starting with +"));
+    }
+    Phone::parse(value, None).map_err(|_| Error::invalid(field, "not a valid E.164 number"))
+}
+
+/// The dialer policy service.
+pub struct Dialer {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) packs: Packs,
+    pub(crate) registry: Registry,
+    pub(crate) vault: Arc<dyn VaultPort>,
+    pub(crate) outbox: Arc<tokio::sync::Notify>,
+    /// Service accounts that may replace the national registry copy.
+    pub(crate) registry_admins: Vec<String>,
+}
+
+impl std::fmt::Debug for Dialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialer").field("packs", &self.packs.names()).finish_non_exhaustive()
+    }
+}
+
+/// How long an ALLOW stays usable for `RecordCallAttempt`.
+pub const DECISION_TTL: Duration = Duration::minutes(10);
+
+impl Dialer {
+    /// A dialer over `db`, asking `vault` about leads.
+    pub fn new(
+        db: DatabaseConnection,
+        packs: Packs,
+        registry: Registry,
+        vault: Arc<dyn VaultPort>,
+        outbox: Arc<tokio::sync::Notify>,
+        registry_admins: Vec<String>,
+    ) -> Self {
+        Self { db, packs, registry, vault, outbox, registry_admins }
+    }
+
+    // ---- policies ----
+
+    async fn stored_policy(&self, tenant: &str, campaign: &str) -> Result<Policy> {
+        let row = policy::Entity::find_by_id((tenant.to_owned(), campaign.to_owned())).one(&self.db).await?;
+        Ok(match row {
+            Some(r) => serde_json::from_str(&r.policy).map_err(|e| Error::Internal(format!("stored policy: {e}")))?,
+            None => Policy::default(),
+        })
+    }
+
+    /// The policy in force for a campaign (or the tenant, campaign empty).
+    pub async fn policy(&self, tenant: &str, campaign: &str) -> Result<Effective> {
+        let tenant_policy = self.stored_policy(tenant, "").await?;
+        let p = if campaign.is_empty() {
+            tenant_policy
+        } else {
+            self.stored_policy(tenant, campaign).await?.over(&tenant_policy)
+        };
+        Ok(p.effective())
+    }
+
+    /// The policy in force, for any user of the tenant.
+    pub async fn get_policy(&self, who: &Caller, tenant: &str, campaign: &str) -> Result<Effective> {
+        who.in_tenant(tenant)?;
+        self.policy(tenant, campaign).await
+    }
+
+    /// Replaces the tenant's or a campaign's policy (`policy.manage`); audited.
+    pub async fn set_policy(&self, who: &Caller, tenant: &str, campaign: &str, p: Policy) -> Result<Effective> {
+        who.require("policy.manage", tenant, &[])?;
+        p.validate(&self.packs).map_err(|(field, reason)| Error::invalid(field, reason))?;
+        let json = serde_json::to_string(&p).map_err(|e| Error::Internal(e.to_string()))?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
+        policy::Entity::delete_by_id((tenant.to_owned(), campaign.to_owned())).exec(&txn).await?;
+        policy::Entity::insert(policy::ActiveModel {
+            tenant_id: ActiveValue::Set(tenant.into()),
+            campaign_id: ActiveValue::Set(campaign.into()),
+            policy: ActiveValue::Set(json.clone()),
+            updated_at: ActiveValue::Set(Utc::now()),
+        })
+        .exec(&txn)
+        .await?;
+        let (user, service) = who.actor();
+        let event = EventBuilder::new(tenant, "dialer.policy.set")
+            .actor(user, service)
+            .resource("campaign", campaign)
+            .detail("policy", json);
+        guardline_audit_client::enqueue(&txn, &event.build()).await?;
+        txn.commit().await?;
+        self.outbox.notify_one();
+        self.policy(tenant, campaign).await
+    }
+
+    // ---- the decision ----
+
+    /// Decides on one call and records the decision (a row and an audit event).
+    pub async fn check(&self, who: &Caller, q: CallQuery) -> Result<Decision> {
+        who.in_tenant(&q.tenant)?;
+        let caller_line = line("caller_line", &q.caller_line)?;
+        let ident = |s: &str| !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        if !ident(&q.purpose) {
+            return Err(Error::invalid("purpose", "a lowercase name such as marketing or service"));
+        }
+        let (lead_id, target) = match &q.callee {
+            None => return Err(Error::invalid("callee", "a lead id or an E.164 number")),
+            Some(Callee::Lead(id)) if id.is_empty() => return Err(Error::invalid("lead_id", "required")),
+            Some(Callee::Lead(id)) => (id.clone(), self.vault.dial_target(&q.tenant, id).await?),
+            Some(Callee::Number(n)) => {
+                line("e164", n)?;
+                let (blind_index, internal_dnc) = self.vault.lookup(&q.tenant, n).await?;
+                (String::new(), Target { e164: n.clone(), blind_index, internal_dnc, ..Default::default() })
+            }
+        };
+        let phone = Phone::parse(&target.e164, None).map_err(|_| Error::DataLoss("the lead's number".into()))?;
+        let policy = self.policy(&q.tenant, &q.campaign).await?;
+        let mut rules = Vec::new();
+
+        rules.push(self.registry.rule(&phone, q.at, &policy));
+        rules.push(self.internal_dnc_rule(&q.tenant, &target).await?);
+        if !q.campaign.is_empty() {
+            rules.push(self.campaign_dnc_rule(&q.tenant, &q.campaign, &target.blind_index).await?);
+        }
+        rules.push(self.consent_rule(&q, &lead_id, &policy).await?);
+        let max_24h_by_pack = self.window_rules(&q, &target, &phone, &policy, &mut rules);
+        let callee_24h = callee_cap_24h(policy.callee_max_24h, max_24h_by_pack);
+        self.cap_rules(&q, &target.blind_index, &policy, callee_24h, &mut rules).await?;
+        let (health_rule, became_throttled) = self.health_rule(&q.tenant, &caller_line, q.at, &policy).await?;
+        rules.push(health_rule);
+
+        let verdict = combine(&rules);
+        let id = format!("dec-{}", uuid::Uuid::now_v7().simple());
+        let (user, service) = who.actor();
+        let denied: Vec<&str> = rules.iter().filter(|r| r.outcome != Verdict::Allow).map(|r| r.rule.as_str()).collect();
+        let event = EventBuilder::new(&q.tenant, "dialer.check")
+            .actor(user, service)
+            .resource("decision", &id)
+            .detail("verdict", verdict_name(verdict))
+            .detail("rules", denied.join(","))
+            .detail("lead_id", &lead_id)
+            .detail("caller_line", phone_free_line(&q.caller_line))
+            .detail("campaign_id", &q.campaign);
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
+        decision::Entity::insert(decision::ActiveModel {
+            id: ActiveValue::Set(id.clone()),
+            tenant_id: ActiveValue::Set(q.tenant.clone()),
+            lead_id: ActiveValue::Set(lead_id),
+            callee: ActiveValue::Set(target.blind_index.clone()),
+            caller_line: ActiveValue::Set(q.caller_line.clone()),
+            agent_id: ActiveValue::Set(q.agent.clone()),
+            campaign_id: ActiveValue::Set(q.campaign.clone()),
+            verdict: ActiveValue::Set(verdict_name(verdict).into()),
+            callee_cap_24h: ActiveValue::Set(callee_24h as i32),
+            decided_at: ActiveValue::Set(q.at),
+            used: ActiveValue::Set(false),
+        })
+        .exec(&txn)
+        .await?;
+        guardline_audit_client::enqueue(&txn, &event.build()).await?;
+        if let Some(reason) = became_throttled {
+            self.mark_throttled(&txn, &q.tenant, &q.caller_line, &reason).await?;
+        }
+        txn.commit().await?;
+        self.outbox.notify_one();
+        Ok(Decision { id, verdict, rules })
+    }
+
+    async fn internal_dnc_rule(&self, tenant: &str, target: &Target) -> Result<RuleResult> {
+        if let Some(why) = &target.internal_dnc {
+            return Ok(RuleResult::deny("dnc.internal", why.clone()));
+        }
+        let row = dnc::Entity::find_by_id((
+            tenant.to_owned(),
+            crate::dnc::INTERNAL.to_owned(),
+            String::new(),
+            target.blind_index.clone(),
+        ))
+        .one(&self.db)
+        .await?;
+        Ok(match row {
+            Some(r) => RuleResult::deny("dnc.internal", format!("{} on {}", r.reason, r.added_at.format("%Y-%m-%d"))),
+            None => RuleResult::allow("dnc.internal", "not on the tenant's list"),
+        })
+    }
+
+    async fn campaign_dnc_rule(&self, tenant: &str, campaign: &str, blind_index: &[u8]) -> Result<RuleResult> {
+        let listed = dnc::Entity::find()
+            .filter(dnc::Column::TenantId.eq(tenant))
+            .filter(dnc::Column::List.eq(crate::dnc::CAMPAIGN))
+            .filter(dnc::Column::CampaignId.eq(campaign))
+            .filter(dnc::Column::BlindIndex.eq(blind_index.to_vec()))
+            .count(&self.db)
+            .await?;
+        Ok(if listed > 0 {
+            RuleResult::deny("dnc.campaign", format!("on the list of campaign {campaign}"))
+        } else {
+            RuleResult::allow("dnc.campaign", format!("not on the list of campaign {campaign}"))
+        })
+    }
+
+    async fn consent_rule(&self, q: &CallQuery, lead_id: &str, p: &Effective) -> Result<RuleResult> {
+        let rule = format!("consent.{}", q.purpose);
+        if !p.consent_required_purposes.contains(&q.purpose) {
+            return Ok(RuleResult::allow(rule, format!("{} calls need no consent by policy", q.purpose)));
+        }
+        if lead_id.is_empty() {
+            return Ok(RuleResult::deny(rule, "a number that is not a lead has no consent record"));
+        }
+        Ok(if self.vault.consent_active(&q.tenant, lead_id, &q.purpose, q.at).await? {
+            RuleResult::allow(rule, format!("active {} consent", q.purpose))
+        } else {
+            RuleResult::deny(rule, format!("no active {} consent", q.purpose))
+        })
+    }
+
+    /// Pushes one `window.<pack>` rule per pack; returns the strictest
+    /// per-callee 24-hour cap the packs carry.
+    fn window_rules(
+        &self,
+        q: &CallQuery,
+        target: &Target,
+        phone: &Phone,
+        p: &Effective,
+        rules: &mut Vec<RuleResult>,
+    ) -> Option<u32> {
+        let names: Vec<String> = match &p.jurisdiction_packs {
+            Some(names) => names.clone(),
+            None => pack_for_region(phone.region()).map(|n| vec![n.to_owned()]).unwrap_or_default(),
+        };
+        if names.is_empty() {
+            rules.push(RuleResult::deny(
+                "window",
+                format!("no calling window for region {}; name a jurisdiction pack in the policy", phone.region()),
+            ));
+            return None;
+        }
+        let zones: Vec<chrono_tz::Tz> = match target.time_zone.parse::<chrono_tz::Tz>() {
+            Ok(tz) => vec![tz],
+            Err(_) => phone.candidate_time_zones().to_vec(),
+        };
+        if zones.is_empty() {
+            rules.push(RuleResult::deny("window", "no time zone is known for the number"));
+            return None;
+        }
+        let mut cap = None::<u32>;
+        for name in names {
+            let rule = format!("window.{name}");
+            let Some(pack) = self.packs.get(&name) else {
+                rules.push(RuleResult::deny(rule, "the pack is not installed"));
+                continue;
+            };
+            if let Some(m) = pack.max_calls_per_24h {
+                cap = Some(cap.map_or(m, |c| c.min(m)));
+            }
+            rules.push(match pack.evaluate(q.at, &zones, &p.holidays) {
+                WindowOutcome::Open(why) => RuleResult::allow(rule, why),
+                WindowOutcome::Closed { reason, next } => RuleResult::defer(rule, next, reason),
+            });
+        }
+        cap
+    }
+
+    async fn cap_rules(
+        &self,
+        q: &CallQuery,
+        callee: &[u8],
+        p: &Effective,
+        callee_24h: u32,
+        rules: &mut Vec<RuleResult>,
+    ) -> Result<()> {
+        let counts =
+            self.cap_counts_on(&self.db, &q.tenant, callee, &q.caller_line, &q.agent, q.at, p, callee_24h).await?;
+        for (rule, count, limit, label) in counts {
+            rules.push(cap(rule, count, limit, label));
+        }
+        Ok(())
+    }
+}
+
+/// The per-callee 24-hour limit: the policy's and the packs', the stricter
+/// (0: no cap).
+pub(crate) fn callee_cap_24h(policy: u32, packs: Option<u32>) -> u32 {
+    match (policy, packs) {
+        (0, None) => 0,
+        (0, Some(m)) => m,
+        (c, None) => c,
+        (c, Some(m)) => c.min(m),
+    }
+}
+
+/// A caller line is the company's number, not a callee's: kept, but only
+/// its country code and last four digits, so audit never holds a full number.
+fn phone_free_line(line: &str) -> String {
+    let digits: Vec<char> = line.chars().filter(char::is_ascii_digit).collect();
+    let tail: String = digits[digits.len().saturating_sub(4)..].iter().collect();
+    format!("…{tail}")
+}
+
+impl Dialer {
+    /// The counters that apply, as (rule, count, limit, window label);
+    /// `callee_24h` is the per-callee 24-hour limit already combined with the
+    /// jurisdiction packs' (see [`callee_cap_24h`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn cap_counts_on(
+        &self,
+        conn: &impl sea_orm::ConnectionTrait,
+        tenant: &str,
+        callee: &[u8],
+        caller_line: &str,
+        agent: &str,
+        at: DateTime<Utc>,
+        p: &Effective,
+        callee_24h: u32,
+    ) -> Result<Vec<(&'static str, u64, u64, &'static str)>> {
+        use crate::store::attempt::Column as A;
+        #[derive(Clone, Copy, PartialEq, Eq)]
+        enum Of {
+            Callee,
+            Agent,
+            Line,
+        }
+        let mut out = Vec::new();
+        let checks: [(&'static str, Of, u32, Duration, &'static str); 5] = [
+            ("cap.callee.24h", Of::Callee, callee_24h, Duration::hours(24), "24 h"),
+            ("cap.callee.30d", Of::Callee, p.callee_max_30d, Duration::days(30), "30 days"),
+            ("cap.agent.1h", Of::Agent, p.agent_max_per_hour, Duration::hours(1), "hour"),
+            ("cap.line.1h", Of::Line, p.line_max_per_hour, Duration::hours(1), "hour"),
+            ("cap.line.24h", Of::Line, p.line_max_per_day, Duration::hours(24), "24 h"),
+        ];
+        for (rule, of, limit, window, label) in checks {
+            if limit == 0 || (of == Of::Agent && agent.is_empty()) {
+                continue;
+            }
+            let q = crate::store::attempt::Entity::find()
+                .filter(A::TenantId.eq(tenant))
+                .filter(A::PlacedAt.gt(at - window))
+                .filter(A::PlacedAt.lte(at));
+            let q = match of {
+                Of::Callee => q.filter(A::Callee.eq(callee.to_vec())),
+                Of::Agent => q.filter(A::AgentId.eq(agent)),
+                Of::Line => q.filter(A::CallerLine.eq(caller_line)),
+            };
+            out.push((rule, q.count(conn).await?, u64::from(limit), label));
+        }
+        Ok(out)
+    }
+
+    /// The `line.health` rule, and the reason when the line has just become
+    /// throttled (to raise an alert once).
+    async fn health_rule(
+        &self,
+        tenant: &str,
+        caller_line: &Phone,
+        at: DateTime<Utc>,
+        p: &Effective,
+    ) -> Result<(RuleResult, Option<String>)> {
+        let hp = HealthPolicy { throttle_calls_per_hour: u64::from(p.line_throttle_per_hour), ..Default::default() };
+        let (stats, hour) = self.line_stats(tenant, caller_line.e164(), at).await?;
+        let h = health::assess(&stats, &hp);
+        if !h.throttled {
+            self.clear_throttle(tenant, caller_line.e164()).await?;
+            return Ok((RuleResult::allow("line.health", format!("risk {:.2}", h.risk_score)), None));
+        }
+        // Deferred until the hour's count falls below the threshold (or an
+        // hour, for complaints).
+        let over = (hour.len() as u64 + 1).saturating_sub(hp.throttle_calls_per_hour) as usize;
+        let until = hour.get(over.saturating_sub(1)).map_or(at + Duration::hours(1), |t| *t + Duration::hours(1));
+        let until = until.max(at + Duration::minutes(1));
+        let newly = self.is_newly_throttled(tenant, caller_line.e164()).await?;
+        Ok((
+            RuleResult::defer("line.health", Some(until), format!("throttled: {}", h.reason)),
+            newly.then_some(h.reason),
+        ))
+    }
+}
