@@ -77,12 +77,16 @@ impl Dialer {
         if decision_id.is_empty() {
             return Err(Error::invalid("decision_id", "the id of the decision that allowed the call"));
         }
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
+        // Everything read through the pool is read before the transaction
+        // takes its connection: parallel attempts wait on each other's locks
+        // while holding one, and must not need a second.
         let d = decision::Entity::find_by_id(decision_id.to_owned())
-            .one(&txn)
+            .one(&self.db)
             .await?
             .filter(|d| d.tenant_id == tenant)
             .ok_or(Error::NotFound)?;
+        let policy = self.policy(tenant, &d.campaign_id).await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         lock(
             &txn,
             &[
@@ -105,7 +109,6 @@ impl Dialer {
             return Err(Error::FailedPrecondition(format!("decision {decision_id} is stale; check the call again")));
         }
         let at = at.unwrap_or(now);
-        let policy = self.policy(tenant, &d.campaign_id).await?;
         let cap_24h = d.callee_cap_24h.max(0) as u32;
         for (rule, count, limit, label) in
             self.cap_counts_on(&txn, tenant, &d.callee, &d.caller_line, &d.agent_id, at, &policy, cap_24h).await?

@@ -297,7 +297,8 @@ impl Dialer {
             campaign_id: ActiveValue::Set(q.campaign.clone()),
             verdict: ActiveValue::Set(verdict_name(verdict).into()),
             callee_cap_24h: ActiveValue::Set(callee_24h as i32),
-            decided_at: ActiveValue::Set(q.at),
+            // Wall-clock time, for the decision's freshness; the rules ran at `q.at`.
+            decided_at: ActiveValue::Set(Utc::now()),
             used: ActiveValue::Set(false),
         })
         .exec(&txn)

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
@@ -78,7 +78,8 @@ impl Holiday {
 pub struct Window {
     days: Vec<Weekday>,
     start: NaiveTime,
-    end: NaiveTime,
+    /// Seconds after midnight, exclusive; 86 400 for `24:00`.
+    end: u32,
 }
 
 /// A jurisdiction pack.
@@ -119,8 +120,9 @@ impl Pack {
             let time = |s: &str, field: &str| {
                 NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| err(format!("windows[{i}].{field}: HH:MM")))
             };
-            let (start, end) = (time(&w.start, "start")?, time(&w.end, "end")?);
-            if end <= start {
+            let start = time(&w.start, "start")?;
+            let end = if w.end == "24:00" { 86_400 } else { time(&w.end, "end")?.num_seconds_from_midnight() };
+            if end <= start.num_seconds_from_midnight() {
                 return Err(err(format!("windows[{i}]: end must be after start")));
             }
             let days = w
@@ -142,12 +144,17 @@ impl Pack {
         if self.holidays.iter().chain(extra_holidays).any(|h| h.falls_on(local)) {
             return false;
         }
-        self.windows.iter().any(|w| w.days.contains(&local.weekday()) && w.start <= time && time < w.end)
+        self.windows
+            .iter()
+            .any(|w| w.days.contains(&local.weekday()) && w.start <= time && time.num_seconds_from_midnight() < w.end)
     }
 
     fn describe_windows(&self) -> String {
-        let w: Vec<String> =
-            self.windows.iter().map(|w| format!("{}–{}", w.start.format("%H:%M"), w.end.format("%H:%M"))).collect();
+        let w: Vec<String> = self
+            .windows
+            .iter()
+            .map(|w| format!("{}–{:02}:{:02}", w.start.format("%H:%M"), w.end / 3600, w.end % 3600 / 60))
+            .collect();
         w.join(", ")
     }
 
@@ -368,5 +375,9 @@ mod tests {
         let e = Pack::parse(r#"{"name":"x","windows":[],"colour":"red"}"#);
         assert!(e.is_err(), "unknown fields are refused");
         assert_eq!(Holiday::parse("02-29"), Some(Holiday::Yearly(2, 29)));
+        let all_day = Pack::parse(r#"{"name":"any","windows":[{"days":["sun"],"start":"00:00","end":"24:00"}]}"#)
+            .expect("24:00 ends the day");
+        let sunday_last_second = utc("2026-11-29T23:59:59Z");
+        assert!(matches!(all_day.evaluate(sunday_last_second, &[Tz::UTC], &[]), WindowOutcome::Open(_)));
     }
 }

@@ -1,0 +1,764 @@
+//! dialer-policy over real mTLS with the real identity, audit and lead-vault
+//! services, on SQLite with the local keyring and on PostgreSQL with OpenBao.
+
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use guardline_proto::dialer::v1 as pb;
+use guardline_proto::dialer::v1::dialer_policy_service_client::DialerPolicyServiceClient;
+use guardline_proto::identity::v1 as idpb;
+use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use guardline_proto::vault::v1 as vpb;
+use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
+use guardline_runtime::GrpcChannel;
+use guardline_runtime::args::{DatabaseArgs, MeshArgs};
+use guardline_runtime::devca::DevCa;
+use guardline_runtime::error::field_violations;
+use guardline_runtime::tls::{TlsMaterial, install_crypto_provider};
+use guardline_service::CommonArgs;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request};
+
+/// A pack the tests load from `--packs-dir`: open around the clock, so that
+/// tests deciding "now" do not depend on the hour they run at.
+const ANYTIME: &str = r#"{"name":"anytime","description":"tests","windows":[{"days":["mon","tue","wed","thu","fri","sat","sun"],"start":"00:00","end":"24:00"}]}"#;
+
+struct Mesh {
+    _dir: tempfile::TempDir,
+    ca: DevCa,
+    dialer_uri: String,
+    vault_uri: String,
+    id_uri: String,
+    stop: CancellationToken,
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn start(postgres: bool) -> Mesh {
+    install_crypto_provider();
+    let _ = tracing_subscriber::fmt().with_env_filter("error").with_test_writer().try_init();
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = DevCa::open_or_create(&dir.path().join("pki"), "guardline.local", "guardline").expect("ca");
+    let mut listeners = Vec::new();
+    for _ in 0..4 {
+        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    }
+    let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().expect("addr")).collect();
+    let mesh = MeshArgs {
+        identity_endpoint: format!("https://localhost:{}", addrs[0].port()),
+        audit_endpoint: format!("https://localhost:{}", addrs[1].port()),
+        lead_vault_endpoint: format!("https://localhost:{}", addrs[2].port()),
+        dialer_policy_endpoint: format!("https://localhost:{}", addrs[3].port()),
+        ..MeshArgs::default()
+    };
+    let mut dbs = Vec::new();
+    for name in ["identity", "audit", "vault", "dialer"] {
+        dbs.push(if postgres {
+            guardline_testkit::Postgres::shared().await.expect("pg").database().await.expect("db")
+        } else {
+            format!("sqlite://{}", dir.path().join(format!("{name}.db")).display())
+        });
+    }
+    let keys = if postgres {
+        let bao = guardline_testkit::OpenBao::shared().await.expect("openbao");
+        guardline_keys::args::KeysArgs {
+            vault_addr: Some(bao.addr.clone()),
+            vault_token: Some(bao.token.clone()),
+            vault_transit_mount: bao.transit_mount().await.expect("transit"),
+            ..Default::default()
+        }
+    } else {
+        guardline_keys::args::KeysArgs {
+            keyring_path: Some(dir.path().join("keyring.json")),
+            master_key: Some(base64::engine::general_purpose::STANDARD.encode([9u8; 32])),
+            ..Default::default()
+        }
+    };
+    let common = |name: &str, i: usize| {
+        CommonArgs::new(addrs[i], ca.issue(name).expect("cert"), mesh.clone(), DatabaseArgs::url(dbs[i].clone()))
+    };
+    let identity = guardline_identity::Args {
+        common: common("identity", 0),
+        keys: keys.clone(),
+        platform_admins: vec!["platform-admin".into()],
+        access_token_ttl: Duration::from_secs(600),
+        refresh_token_ttl: Duration::from_secs(3600),
+        signing_key_rotation: Duration::from_secs(86_400),
+    };
+    let audit = guardline_audit::Args { common: common("audit", 1), keys: keys.clone() };
+    let vault =
+        guardline_lead_vault::Args { common: common("lead-vault", 2), keys, reveal_quota: 50, export_quota: 1000 };
+    let packs = dir.path().join("packs");
+    std::fs::create_dir_all(&packs).expect("packs dir");
+    std::fs::write(packs.join("anytime.json"), ANYTIME).expect("pack");
+    let dialer = guardline_dialer_policy::Args {
+        common: common("dialer-policy", 3),
+        packs_dir: Some(packs),
+        registry_dir: dir.path().join("registry"),
+        registry_admins: vec!["operator".into()],
+    };
+    let stop = CancellationToken::new();
+    let mut ls = listeners.into_iter();
+    let (l0, l1, l2, l3) = (ls.next(), ls.next(), ls.next(), ls.next());
+    let s = stop.clone();
+    tokio::spawn(async move { guardline_identity::run(identity, l0, s).await.expect("identity") });
+    let s = stop.clone();
+    tokio::spawn(async move { guardline_audit::run(audit, l1, s).await.expect("audit") });
+    let s = stop.clone();
+    tokio::spawn(async move { guardline_lead_vault::run(vault, l2, s).await.expect("vault") });
+    let s = stop.clone();
+    tokio::spawn(async move { guardline_dialer_policy::run(dialer, l3, s).await.expect("dialer") });
+    let m = Mesh {
+        _dir: dir,
+        ca,
+        dialer_uri: mesh.dialer_policy_endpoint.clone(),
+        vault_uri: mesh.lead_vault_endpoint.clone(),
+        id_uri: mesh.identity_endpoint.clone(),
+        stop,
+    };
+    for _ in 0..100 {
+        let ok = m.identity().get_verification_keys(idpb::GetVerificationKeysRequest {}).await.is_ok()
+            && m.dialer().get_registry_status(pb::GetRegistryStatusRequest {}).await.is_ok()
+            && m.vault()
+                .get_lead(vpb::GetLeadRequest::default())
+                .await
+                .is_err_and(|s| s.code() == Code::Unauthenticated);
+        if ok {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("services did not start");
+}
+
+impl Mesh {
+    fn channel(&self, uri: &str, name: &str) -> GrpcChannel {
+        guardline_runtime::connect(uri, TlsMaterial::load(self.ca.issue(name).expect("cert")).expect("tls"))
+            .expect("channel")
+    }
+    fn dialer(&self) -> DialerPolicyServiceClient<GrpcChannel> {
+        DialerPolicyServiceClient::new(self.channel(&self.dialer_uri, "gateway"))
+    }
+    fn dialer_as(&self, service: &str) -> DialerPolicyServiceClient<GrpcChannel> {
+        DialerPolicyServiceClient::new(self.channel(&self.dialer_uri, service))
+    }
+    fn vault(&self) -> LeadVaultServiceClient<GrpcChannel> {
+        LeadVaultServiceClient::new(self.channel(&self.vault_uri, "gateway"))
+    }
+    fn identity(&self) -> IdentityServiceClient<GrpcChannel> {
+        IdentityServiceClient::new(self.channel(&self.id_uri, "platform-admin"))
+    }
+}
+
+/// A tenant: tokens of agent1 (team A), agent2 (team B), a team lead of A, a
+/// compliance officer.
+struct Tenant {
+    id: String,
+    tokens: Vec<String>,
+}
+
+const AGENT1: usize = 0;
+const AGENT2: usize = 1;
+const COMPLIANCE: usize = 3;
+
+async fn tenant(m: &Mesh) -> Tenant {
+    let mut p = m.identity();
+    let id = p
+        .create_tenant(idpb::CreateTenantRequest { name: "D".into(), ..Default::default() })
+        .await
+        .expect("tenant")
+        .into_inner()
+        .id;
+    let mut teams = Vec::new();
+    for n in ["A", "B"] {
+        let req = idpb::CreateTeamRequest { tenant_id: id.clone(), name: n.into() };
+        teams.push(p.create_team(req).await.expect("team").into_inner().id);
+    }
+    let pw = "a long enough passphrase".to_owned();
+    let users =
+        [("agent1", "agent", 0), ("agent2", "agent", 1), ("lead1", "team_lead", 0), ("comp1", "compliance_officer", 0)];
+    let mut tokens = Vec::new();
+    for (login, role, team) in users {
+        p.create_user(idpb::CreateUserRequest {
+            tenant_id: id.clone(),
+            login: login.into(),
+            display_name: login.into(),
+            password: pw.clone(),
+            roles: vec![role.into()],
+            team_ids: vec![teams[team].clone()],
+        })
+        .await
+        .expect("user");
+        let login = idpb::LoginRequest {
+            tenant_id: id.clone(),
+            login: login.into(),
+            password: pw.clone(),
+            ..Default::default()
+        };
+        tokens.push(p.login(login).await.expect("login").into_inner().access_token);
+    }
+    Tenant { id, tokens }
+}
+
+fn with<T>(token: &str, mut r: Request<T>) -> Request<T> {
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    r
+}
+
+fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: 0 }
+}
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).expect("rfc3339").with_timezone(&Utc)
+}
+
+/// Friday 2026-11-27 10:00 in Beijing: inside the `cn` pack's hours.
+fn cn_open() -> DateTime<Utc> {
+    utc("2026-11-27T02:00:00Z")
+}
+
+/// A lead of agent1 with a number in China, with marketing consent unless told otherwise.
+async fn lead(m: &Mesh, t: &Tenant, phone: &str, consent: bool) -> String {
+    let input = vpb::LeadInput { phones: vec![phone.into()], name: "张三".into(), ..Default::default() };
+    let req = vpb::CreateLeadRequest { tenant_id: t.id.clone(), lead: Some(input) };
+    let id = m.vault().create_lead(with(&t.tokens[AGENT1], Request::new(req))).await.expect("lead").into_inner().id;
+    if consent {
+        let c = vpb::RecordConsentRequest {
+            tenant_id: t.id.clone(),
+            lead_id: id.clone(),
+            purpose: "marketing".into(),
+            channel: "web_form".into(),
+            evidence: Some(vpb::ConsentEvidence { form_sha256: vec![7; 32], ..Default::default() }),
+            granted_at: Some(ts(utc("2026-11-01T00:00:00Z"))),
+            expires_at: None,
+        };
+        m.vault().record_consent(with(&t.tokens[AGENT1], Request::new(c))).await.expect("consent");
+    }
+    id
+}
+
+fn call(t: &Tenant, callee: pb::check_call_request::Callee, purpose: &str, at: DateTime<Utc>) -> pb::CheckCallRequest {
+    pb::CheckCallRequest {
+        tenant_id: t.id.clone(),
+        callee: Some(callee),
+        caller_line: "+14155552671".into(),
+        purpose: purpose.into(),
+        agent_id: "agent1".into(),
+        at: Some(ts(at)),
+        ..Default::default()
+    }
+}
+
+fn by_lead(id: &str) -> pb::check_call_request::Callee {
+    pb::check_call_request::Callee::LeadId(id.into())
+}
+
+fn by_number(n: &str) -> pb::check_call_request::Callee {
+    pb::check_call_request::Callee::E164(n.into())
+}
+
+async fn check(m: &Mesh, token: &str, r: pb::CheckCallRequest) -> Result<pb::CheckCallResponse, tonic::Status> {
+    m.dialer().check_call(with(token, Request::new(r))).await.map(tonic::Response::into_inner)
+}
+
+fn rule<'a>(d: &'a pb::CheckCallResponse, name: &str) -> &'a pb::RuleResult {
+    d.rules.iter().find(|r| r.rule == name).unwrap_or_else(|| panic!("no rule {name} in {:?}", d.rules))
+}
+
+fn verdict(d: &pb::CheckCallResponse) -> pb::Verdict {
+    pb::Verdict::try_from(d.verdict).expect("verdict")
+}
+
+async fn record(m: &Mesh, t: &Tenant, decision: &str, at: DateTime<Utc>) -> Result<String, tonic::Status> {
+    let r = pb::RecordCallAttemptRequest {
+        tenant_id: t.id.clone(),
+        decision_id: decision.into(),
+        at: Some(ts(at)),
+        ..Default::default()
+    };
+    m.dialer().record_call_attempt(with(&t.tokens[AGENT1], Request::new(r))).await.map(|r| r.into_inner().attempt_id)
+}
+
+async fn outcome(m: &Mesh, t: &Tenant, attempt: &str, result: pb::CallResult, seconds: u32) {
+    let r = pb::RecordCallOutcomeRequest {
+        tenant_id: t.id.clone(),
+        attempt_id: attempt.into(),
+        result: result as i32,
+        duration_seconds: seconds,
+    };
+    m.dialer().record_call_outcome(with(&t.tokens[AGENT1], Request::new(r))).await.expect("outcome");
+}
+
+async fn a_decision_explains_every_rule(postgres: bool) {
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    let consented = lead(&m, &t, "+8613812345678", true).await;
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&consented), "marketing", cn_open())).await.expect("check");
+    assert_eq!(verdict(&d), pb::Verdict::Allow, "{:?}", d.rules);
+    let names: Vec<&str> = d.rules.iter().map(|r| r.rule.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "dnc.national",
+            "dnc.internal",
+            "consent.marketing",
+            "window.cn",
+            "cap.callee.24h",
+            "cap.callee.30d",
+            "line.health"
+        ]
+    );
+    assert_eq!(rule(&d, "dnc.national").reason, "no national registry applies to CN by policy");
+    assert_eq!(rule(&d, "window.cn").reason, "10:00 CST is inside 09:00–18:00");
+    assert_eq!(rule(&d, "cap.callee.24h").reason, "0 of 3 calls in the last 24 h");
+    assert!(!d.decision_id.is_empty());
+
+    // Saturday: deferred to Monday 09:00 Beijing time.
+    let saturday = utc("2026-11-28T02:00:00Z");
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&consented), "marketing", saturday)).await.expect("check");
+    assert_eq!(verdict(&d), pb::Verdict::Defer);
+    assert_eq!(d.earliest_allowed_at, Some(ts(utc("2026-11-30T01:00:00Z"))));
+    assert_eq!(rule(&d, "window.cn").reason, "Sat 10:00 Asia/Shanghai is outside 09:00–18:00");
+
+    // No consent: denied for marketing, allowed for service.
+    let unconsented = lead(&m, &t, "+8613812345679", false).await;
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&unconsented), "marketing", cn_open())).await.expect("check");
+    assert_eq!(
+        (verdict(&d), rule(&d, "consent.marketing").reason.as_str()),
+        (pb::Verdict::Deny, "no active marketing consent")
+    );
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&unconsented), "service", cn_open())).await.expect("check");
+    assert_eq!(verdict(&d), pb::Verdict::Allow, "{:?}", d.rules);
+    // Withdrawal is effective at once.
+    let history = vpb::GetConsentHistoryRequest { tenant_id: t.id.clone(), lead_id: consented.clone() };
+    let c = m.vault().get_consent_history(with(&t.tokens[AGENT1], Request::new(history))).await.expect("history");
+    let w = vpb::WithdrawConsentRequest { tenant_id: t.id.clone(), consent_id: c.into_inner().records[0].id.clone() };
+    m.vault().withdraw_consent(with(&t.tokens[AGENT1], Request::new(w))).await.expect("withdraw");
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&consented), "marketing", utc("2026-11-30T02:00:00Z"))).await;
+    assert_eq!(verdict(&d.expect("check")), pb::Verdict::Deny, "withdrawn consent");
+
+    // No answer ever names a number.
+    for r in &d_rules_of(&m, &t, &unconsented).await {
+        assert!(!r.reason.contains("13812345679"), "{r:?}");
+    }
+
+    // Rejections name the field, or refuse the caller.
+    let f =
+        |r: Result<pb::CheckCallResponse, tonic::Status>| field_violations(&r.expect_err("refused"))[0].field.clone();
+    let mut bad = call(&t, by_lead(&consented), "marketing", cn_open());
+    bad.caller_line = "12345".into();
+    assert_eq!(f(check(&m, &t.tokens[AGENT1], bad).await), "caller_line");
+    assert_eq!(
+        f(check(&m, &t.tokens[AGENT1], call(&t, by_lead(&consented), "Marketing!", cn_open())).await),
+        "purpose"
+    );
+    assert_eq!(f(check(&m, &t.tokens[AGENT1], call(&t, by_number("+86 138"), "service", cn_open())).await), "e164");
+    let mut none = call(&t, by_lead(&consented), "service", cn_open());
+    none.callee = None;
+    assert_eq!(f(check(&m, &t.tokens[AGENT1], none).await), "callee");
+    let other = tenant(&m).await;
+    let foreign = check(&m, &other.tokens[AGENT1], call(&t, by_lead(&consented), "service", cn_open())).await;
+    assert_eq!(foreign.expect_err("another tenant's user").code(), Code::PermissionDenied);
+    let elsewhere = check(&m, &other.tokens[AGENT1], call(&other, by_lead(&consented), "service", cn_open())).await;
+    assert_eq!(elsewhere.expect_err("a lead of another tenant").code(), Code::NotFound);
+    // A mesh service acting alone (the dialer application) may ask, and is audited as itself.
+    let app = m.dialer_as("dialer-app").check_call(call(&t, by_lead(&unconsented), "service", cn_open())).await;
+    assert_eq!(verdict(&app.expect("a service").into_inner()), pb::Verdict::Allow);
+
+    // A campaign list, scrubbed in one stream: answers in order, a bad row denied in place.
+    let rows = vec![
+        pb::CheckCallRequest { correlation_id: "1".into(), ..call(&t, by_lead(&unconsented), "service", cn_open()) },
+        pb::CheckCallRequest { correlation_id: "2".into(), ..call(&t, by_number("nonsense"), "service", cn_open()) },
+        pb::CheckCallRequest { correlation_id: "3".into(), ..call(&t, by_lead(&unconsented), "marketing", cn_open()) },
+    ];
+    let out = m
+        .dialer()
+        .check_calls(with(&t.tokens[AGENT1], Request::new(tokio_stream::iter(rows))))
+        .await
+        .expect("stream")
+        .into_inner();
+    let answers: Vec<pb::CheckCallResponse> =
+        tokio_stream::StreamExt::collect::<Vec<_>>(out).await.into_iter().map(|r| r.expect("answer")).collect();
+    let got: Vec<(&str, pb::Verdict)> = answers.iter().map(|a| (a.correlation_id.as_str(), verdict(a))).collect();
+    assert_eq!(got, [("1", pb::Verdict::Allow), ("2", pb::Verdict::Deny), ("3", pb::Verdict::Deny)]);
+    assert_eq!(answers[1].rules[0].rule, "request");
+}
+
+async fn d_rules_of(m: &Mesh, t: &Tenant, lead: &str) -> Vec<pb::RuleResult> {
+    check(m, &t.tokens[AGENT1], call(t, by_lead(lead), "marketing", cn_open())).await.expect("check").rules
+}
+
+async fn import_registry(
+    m: &Mesh,
+    who: &str,
+    lines: &str,
+    copy: DateTime<Utc>,
+) -> Result<pb::ImportDncResponse, tonic::Status> {
+    let header = pb::ImportDncHeader {
+        list: pb::DncList::National as i32,
+        format: pb::DncFormat::Ftc as i32,
+        copy_date: Some(ts(copy)),
+        ..Default::default()
+    };
+    let (a, b) = lines.split_at(lines.len() / 2);
+    let msgs = vec![
+        pb::ImportDncRequest { item: Some(pb::import_dnc_request::Item::Header(header)) },
+        pb::ImportDncRequest { item: Some(pb::import_dnc_request::Item::Data(a.as_bytes().to_vec())) },
+        pb::ImportDncRequest { item: Some(pb::import_dnc_request::Item::Data(b.as_bytes().to_vec())) },
+    ];
+    m.dialer_as(who).import_dnc(tokio_stream::iter(msgs)).await.map(tonic::Response::into_inner)
+}
+
+async fn the_national_registry(postgres: bool) {
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    // Friday 15:00 in New York, 10:00 in Honolulu and Adak: open in every US zone.
+    let at = utc("2026-11-27T20:00:00Z");
+    let listed = call(&t, by_number("+12025550143"), "service", at);
+    let d = check(&m, &t.tokens[AGENT1], listed.clone()).await.expect("check");
+    assert_eq!(
+        (verdict(&d), rule(&d, "dnc.national").reason.as_str()),
+        (pb::Verdict::Deny, "no national registry copy for US is loaded")
+    );
+    assert!(rule(&d, "window.us-tcpa").reason.contains("is inside 08:00–21:00"), "{:?}", d.rules);
+
+    // Only the registry admins' service loads a copy.
+    let file = "202,5550143\n202,5550144\n\"303\",\"5550100\"\nnot a line\n";
+    let copy_31_days = utc("2026-10-27T00:00:00Z");
+    let refused = import_registry(&m, "gateway", file, copy_31_days).await.expect_err("not a registry admin");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let done = import_registry(&m, "operator", file, copy_31_days).await.expect("operator");
+    assert_eq!((done.loaded, done.rejected), (3, 1));
+    let status = m.dialer().get_registry_status(pb::GetRegistryStatusRequest {}).await.expect("status").into_inner();
+    assert_eq!((status.copies[0].region.as_str(), status.copies[0].numbers), ("US", 3));
+
+    let d = check(&m, &t.tokens[AGENT1], listed.clone()).await.expect("check");
+    assert_eq!(
+        (verdict(&d), rule(&d, "dnc.national").reason.as_str()),
+        (pb::Verdict::Deny, "on the national registry copy of 2026-10-27")
+    );
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_number("+12025550145"), "service", at)).await.expect("check");
+    assert_eq!((verdict(&d), rule(&d, "dnc.national").outcome), (pb::Verdict::Allow, pb::Verdict::Allow as i32));
+
+    // A copy 32 days old is too old: every US call is denied until a new one is loaded.
+    import_registry(&m, "operator", file, utc("2026-10-26T00:00:00Z")).await.expect("older copy");
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_number("+12025550145"), "service", at)).await.expect("check");
+    assert_eq!(
+        (verdict(&d), rule(&d, "dnc.national").reason.as_str()),
+        (pb::Verdict::Deny, "the registry copy of 2026-10-26 is 32 days old (limit 31)")
+    );
+}
+
+async fn caps_hold_under_parallel_attempts(postgres: bool) {
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    let l = lead(&m, &t, "+8613812345670", true).await;
+    let at = cn_open();
+    let mut allowed = Vec::new();
+    for _ in 0..16 {
+        let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing", at)).await.expect("check");
+        assert_eq!(verdict(&d), pb::Verdict::Allow);
+        allowed.push(d.decision_id);
+    }
+    // Sixteen callers race to place calls the decisions allowed: the cap of 3 holds.
+    let results = futures::future::join_all(allowed.iter().map(|id| record(&m, &t, id, at))).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(ok, 3, "{results:?}");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(r.code(), Code::FailedPrecondition, "{r:?}");
+        assert_eq!(r.message(), "cap.callee.24h: 3 of 3 calls in the last 24 h");
+    }
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing", at)).await.expect("check");
+    assert_eq!(
+        (verdict(&d), rule(&d, "cap.callee.24h").reason.as_str()),
+        (pb::Verdict::Deny, "3 of 3 calls in the last 24 h")
+    );
+    // 24 hours later the rolling window has moved on.
+    let next_day = at + chrono::Duration::hours(24);
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing", next_day)).await.expect("check");
+    assert_eq!(rule(&d, "cap.callee.24h").reason, "0 of 3 calls in the last 24 h");
+    assert_eq!(rule(&d, "cap.callee.30d").reason, "3 of 10 calls in the last 30 days");
+
+    // A decision is used once, and only an ALLOW admits a call.
+    let used = allowed.iter().zip(&results).find(|(_, r)| r.is_ok()).expect("one").0;
+    let again = record(&m, &t, used, at).await.expect_err("used");
+    assert!(again.message().contains("already used"), "{again:?}");
+    let denied = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing", at)).await.expect("check");
+    let refused = record(&m, &t, &denied.decision_id, at).await.expect_err("a DENY");
+    assert!(refused.message().contains("did not allow"), "{refused:?}");
+    let bad = record(&m, &t, "", at).await.expect_err("no id");
+    assert_eq!(field_violations(&bad)[0].field, "decision_id");
+    let other = tenant(&m).await;
+    let r =
+        pb::RecordCallAttemptRequest { tenant_id: other.id.clone(), decision_id: used.clone(), ..Default::default() };
+    let foreign = m.dialer().record_call_attempt(with(&other.tokens[AGENT1], Request::new(r))).await;
+    assert_eq!(foreign.expect_err("another tenant's decision").code(), Code::NotFound);
+}
+
+async fn opt_outs_and_tenant_lists(postgres: bool) {
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    let at = cn_open();
+    let l = lead(&m, &t, "+8613812340001", true).await;
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing", at)).await.expect("check");
+    let attempt = record(&m, &t, &d.decision_id, at).await.expect("attempt");
+    outcome(&m, &t, &attempt, pb::CallResult::OptOut, 20).await;
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing", at)).await.expect("check");
+    assert_eq!(verdict(&d), pb::Verdict::Deny);
+    assert!(rule(&d, "dnc.internal").reason.starts_with("opt-out on a call on "), "{:?}", d.rules);
+    // The same number dialled as a bare number is on the list too.
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_number("+8613812340001"), "service", at)).await.expect("check");
+    assert_eq!(rule(&d, "dnc.internal").outcome, pb::Verdict::Deny as i32);
+
+    // A campaign list, managed with dnc.manage.
+    let other_lead = lead(&m, &t, "+8613812340002", true).await;
+    let add = |who: usize, list: pb::DncList, reason: &str| {
+        with(
+            &t.tokens[who],
+            Request::new(pb::AddToDncRequest {
+                tenant_id: t.id.clone(),
+                list: list as i32,
+                campaign_id: "spring".into(),
+                e164: vec!["+8613812340002".into()],
+                blind_indexes: vec![],
+                reason: reason.into(),
+            }),
+        )
+    };
+    let agent = m.dialer().add_to_dnc(add(AGENT1, pb::DncList::Campaign, "asked")).await.expect_err("agent");
+    assert_eq!(agent.code(), Code::PermissionDenied);
+    let no_reason = m.dialer().add_to_dnc(add(COMPLIANCE, pb::DncList::Campaign, " ")).await.expect_err("reason");
+    assert_eq!(field_violations(&no_reason)[0].field, "reason");
+    let national = m.dialer().add_to_dnc(add(COMPLIANCE, pb::DncList::National, "x")).await.expect_err("national");
+    assert_eq!(field_violations(&national)[0].field, "list");
+    let added = m.dialer().add_to_dnc(add(COMPLIANCE, pb::DncList::Campaign, "asked")).await.expect("added");
+    assert_eq!(added.into_inner().added, 1);
+    let in_campaign =
+        pb::CheckCallRequest { campaign_id: "spring".into(), ..call(&t, by_lead(&other_lead), "marketing", at) };
+    let d = check(&m, &t.tokens[AGENT1], in_campaign.clone()).await.expect("check");
+    assert_eq!(
+        (verdict(&d), rule(&d, "dnc.campaign").reason.as_str()),
+        (pb::Verdict::Deny, "on the list of campaign spring")
+    );
+    let elsewhere = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&other_lead), "marketing", at)).await.expect("check");
+    assert_eq!(verdict(&elsewhere), pb::Verdict::Allow, "other campaigns may call");
+    let remove = pb::RemoveFromDncRequest {
+        tenant_id: t.id.clone(),
+        list: pb::DncList::Campaign as i32,
+        campaign_id: "spring".into(),
+        e164: vec!["+8613812340002".into()],
+        reason: "consent renewed".into(),
+    };
+    let removed = m.dialer().remove_from_dnc(with(&t.tokens[COMPLIANCE], Request::new(remove))).await.expect("remove");
+    assert_eq!(removed.into_inner().removed, 1);
+    assert_eq!(verdict(&check(&m, &t.tokens[AGENT1], in_campaign).await.expect("check")), pb::Verdict::Allow);
+}
+
+async fn set_policy(m: &Mesh, t: &Tenant, p: pb::DialPolicy) -> Result<pb::DialPolicy, tonic::Status> {
+    m.dialer().set_dial_policy(with(&t.tokens[COMPLIANCE], Request::new(p))).await.map(tonic::Response::into_inner)
+}
+
+fn strings(v: &[&str]) -> Option<pb::Strings> {
+    Some(pb::Strings { values: v.iter().map(|s| (*s).to_owned()).collect() })
+}
+
+async fn policies_per_tenant_and_campaign(postgres: bool) {
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    let base = pb::DialPolicy { tenant_id: t.id.clone(), ..Default::default() };
+    let agent = m.dialer().set_dial_policy(with(&t.tokens[AGENT1], Request::new(base.clone()))).await;
+    assert_eq!(agent.expect_err("agent").code(), Code::PermissionDenied);
+    let bad = set_policy(&m, &t, pb::DialPolicy { jurisdiction_packs: strings(&["mars"]), ..base.clone() }).await;
+    assert_eq!(field_violations(&bad.expect_err("unknown pack"))[0].field, "jurisdiction_packs[0]");
+    let bad = set_policy(&m, &t, pb::DialPolicy { holidays: strings(&["someday"]), ..base.clone() }).await;
+    assert_eq!(field_violations(&bad.expect_err("bad holiday"))[0].field, "holidays[0]");
+
+    let tenant_policy = pb::DialPolicy { callee_max_24h: Some(2), holidays: strings(&["2026-11-27"]), ..base.clone() };
+    set_policy(&m, &t, tenant_policy).await.expect("tenant policy");
+    let campaign = pb::DialPolicy { campaign_id: "spring".into(), callee_max_24h: Some(1), ..base.clone() };
+    set_policy(&m, &t, campaign).await.expect("campaign policy");
+    let get = |campaign: &str| pb::GetDialPolicyRequest { tenant_id: t.id.clone(), campaign_id: campaign.into() };
+    let p = m.dialer().get_dial_policy(with(&t.tokens[AGENT1], Request::new(get("spring")))).await.expect("get");
+    let p = p.into_inner();
+    assert_eq!(p.callee_max_24h, Some(1), "the campaign's own");
+    assert_eq!(p.holidays, strings(&["2026-11-27"]), "inherited from the tenant");
+    assert_eq!(p.callee_max_30d, Some(10), "the default");
+
+    // The tenant's holiday closes the window.
+    let l = lead(&m, &t, "+8613812340003", true).await;
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing", cn_open())).await.expect("check");
+    assert_eq!(rule(&d, "window.cn").reason, "2026-11-27 in Asia/Shanghai is a holiday");
+    // A pack loaded from the packs directory, chosen per campaign; no code.
+    let anytime = pb::DialPolicy { campaign_id: "night".into(), jurisdiction_packs: strings(&["anytime"]), ..base };
+    set_policy(&m, &t, anytime).await.expect("anytime");
+    let night = pb::CheckCallRequest {
+        campaign_id: "night".into(),
+        ..call(&t, by_lead(&l), "marketing", utc("2026-11-27T17:00:00Z"))
+    };
+    let d = check(&m, &t.tokens[AGENT1], night).await.expect("check");
+    assert_eq!(rule(&d, "window.anytime").outcome, pb::Verdict::Allow as i32, "{:?}", d.rules);
+}
+
+async fn privacy_numbers(postgres: bool) {
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    let l = lead(&m, &t, "+8613812340004", false).await;
+    let add = pb::AddPrivacyNumbersRequest {
+        tenant_id: t.id.clone(),
+        numbers: vec!["+14155550100".into(), "+14155550101".into()],
+    };
+    let agent = m.dialer().add_privacy_numbers(with(&t.tokens[AGENT1], Request::new(add.clone()))).await;
+    assert_eq!(agent.expect_err("agent").code(), Code::PermissionDenied);
+    let bad = pb::AddPrivacyNumbersRequest { numbers: vec!["+14155550100".into(), "12".into()], ..add.clone() };
+    let bad = m.dialer().add_privacy_numbers(with(&t.tokens[COMPLIANCE], Request::new(bad))).await.expect_err("bad");
+    assert_eq!(field_violations(&bad)[0].field, "numbers[1]");
+    let pool = m.dialer().add_privacy_numbers(with(&t.tokens[COMPLIANCE], Request::new(add))).await.expect("pool");
+    assert_eq!(pool.into_inner().pool_size, 2);
+
+    let bind = |who: usize, lead: &str, ttl: u32| {
+        with(
+            &t.tokens[who],
+            Request::new(pb::BindPrivacyNumberRequest {
+                tenant_id: t.id.clone(),
+                agent_line: "+8610012345".into(),
+                lead_id: lead.into(),
+                ttl_seconds: ttl,
+            }),
+        )
+    };
+    let first = m.dialer().bind_privacy_number(bind(AGENT1, &l, 600)).await;
+    let bad_line = first.expect_err("the agent line is not E.164");
+    assert_eq!(field_violations(&bad_line)[0].field, "agent_line");
+    let bind = |who: usize, lead: &str, ttl: u32| {
+        with(
+            &t.tokens[who],
+            Request::new(pb::BindPrivacyNumberRequest {
+                tenant_id: t.id.clone(),
+                agent_line: "+14155552671".into(),
+                lead_id: lead.into(),
+                ttl_seconds: ttl,
+            }),
+        )
+    };
+    let zero = m.dialer().bind_privacy_number(bind(AGENT1, &l, 0)).await.expect_err("ttl");
+    assert_eq!(field_violations(&zero)[0].field, "ttl_seconds");
+    let b1 = m.dialer().bind_privacy_number(bind(AGENT1, &l, 600)).await.expect("bind").into_inner();
+    assert!(["+14155550100", "+14155550101"].contains(&b1.privacy_number.as_str()));
+    let shown = format!("{b1:?}");
+    assert!(!shown.contains("13812340004"), "the agent never receives B's number: {shown}");
+    let other_team = m.dialer().bind_privacy_number(bind(AGENT2, &l, 600)).await.expect_err("not agent2's lead");
+    assert_eq!(other_team.code(), Code::NotFound);
+
+    // The telephony bridge resolves X called from A to B; nobody else can.
+    let resolve = |x: &str| pb::ResolveBindingRequest {
+        tenant_id: t.id.clone(),
+        privacy_number: x.into(),
+        calling_line: "+14155552671".into(),
+    };
+    let bridge = || m.dialer_as("telephony-bridge");
+    let b = bridge().resolve_binding(resolve(&b1.privacy_number)).await.expect("bridge").into_inner();
+    assert_eq!((b.e164.as_str(), b.binding_id.as_str()), ("+8613812340004", b1.id.as_str()));
+    let as_agent = m.dialer().resolve_binding(with(&t.tokens[AGENT1], Request::new(resolve(&b1.privacy_number)))).await;
+    assert_eq!(as_agent.expect_err("an agent identity").code(), Code::PermissionDenied);
+    let wrong_a = pb::ResolveBindingRequest { calling_line: "+14155552672".into(), ..resolve(&b1.privacy_number) };
+    assert_eq!(bridge().resolve_binding(wrong_a).await.expect_err("another A").code(), Code::NotFound);
+
+    // The pool of two is exhausted for this agent line at the third binding.
+    let b2 = m.dialer().bind_privacy_number(bind(AGENT1, &l, 1)).await.expect("second").into_inner();
+    assert_ne!(b2.privacy_number, b1.privacy_number);
+    let full = m.dialer().bind_privacy_number(bind(AGENT1, &l, 600)).await.expect_err("exhausted");
+    assert_eq!(full.code(), Code::ResourceExhausted);
+    assert!(full.message().contains("pool is exhausted: all 2 numbers"), "{}", full.message());
+    // An expired binding does not resolve, and frees its number.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        bridge().resolve_binding(resolve(&b2.privacy_number)).await.expect_err("expired").code(),
+        Code::NotFound
+    );
+    let b3 = m.dialer().bind_privacy_number(bind(AGENT1, &l, 600)).await.expect("freed by expiry").into_inner();
+    assert_eq!(b3.privacy_number, b2.privacy_number);
+    // Released: gone at once.
+    let release = pb::ReleaseBindingRequest { tenant_id: t.id.clone(), binding_id: b1.id.clone() };
+    let not_yours = m.dialer().release_binding(with(&t.tokens[AGENT2], Request::new(release.clone()))).await;
+    assert_eq!(not_yours.expect_err("agent2").code(), Code::NotFound);
+    m.dialer().release_binding(with(&t.tokens[AGENT1], Request::new(release))).await.expect("release");
+    assert_eq!(
+        bridge().resolve_binding(resolve(&b1.privacy_number)).await.expect_err("released").code(),
+        Code::NotFound
+    );
+}
+
+async fn a_line_drifting_toward_blocking_is_throttled(postgres: bool) {
+    let m = start(postgres).await;
+    let t = tenant(&m).await;
+    let policy = pb::DialPolicy {
+        tenant_id: t.id.clone(),
+        jurisdiction_packs: strings(&["anytime"]),
+        consent_required_purposes: strings(&[]),
+        line_throttle_per_hour: Some(5),
+        ..Default::default()
+    };
+    set_policy(&m, &t, policy).await.expect("policy");
+    let now = Utc::now();
+    // Two days ago the line was answered; in the last hour nobody picks up.
+    let mut n = 0;
+    for (start, result) in [
+        (now - chrono::Duration::days(2), pb::CallResult::Answered),
+        (now - chrono::Duration::minutes(50), pb::CallResult::NoAnswer),
+    ] {
+        // 20: the smallest sample whose answer rate is trusted.
+        for i in 0..20 {
+            n += 1;
+            let at = start + chrono::Duration::seconds(i * 60);
+            let number = format!("+86138000{n:05}");
+            let d = check(&m, &t.tokens[AGENT1], call(&t, by_number(&number), "marketing", at)).await.expect("check");
+            assert_eq!(verdict(&d), pb::Verdict::Allow, "{:?}", d.rules);
+            let attempt = record(&m, &t, &d.decision_id, at).await.expect("attempt");
+            outcome(&m, &t, &attempt, result, if result == pb::CallResult::Answered { 60 } else { 0 }).await;
+        }
+    }
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_number("+8613899999999"), "marketing", now)).await.expect("check");
+    assert_eq!(verdict(&d), pb::Verdict::Defer, "{:?}", d.rules);
+    assert_eq!(
+        rule(&d, "line.health").reason,
+        "throttled: 20 calls in the last hour (threshold 5) with the answer rate down to 0% from 100%"
+    );
+    let until = d.earliest_allowed_at.expect("until").seconds;
+    assert!(until > now.timestamp() && until <= (now + chrono::Duration::hours(1)).timestamp(), "{until}");
+    let h = pb::GetLineHealthRequest { tenant_id: t.id.clone(), caller_line: "+14155552671".into() };
+    let h = m.dialer().get_line_health(with(&t.tokens[AGENT1], Request::new(h))).await.expect("health").into_inner();
+    assert!(h.throttled && h.attempts_last_hour == 20 && h.answer_rate == 0.0, "{h:?}");
+    // Another line of the tenant is not affected.
+    let other_line = pb::CheckCallRequest {
+        caller_line: "+14155552672".into(),
+        ..call(&t, by_number("+8613899999999"), "marketing", now)
+    };
+    assert_eq!(verdict(&check(&m, &t.tokens[AGENT1], other_line).await.expect("check")), pb::Verdict::Allow);
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_keyring {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(false).await; })*
+        }
+        mod postgres_openbao {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(true).await; })*
+        }
+    };
+}
+
+on_both_stores!(
+    a_decision_explains_every_rule,
+    the_national_registry,
+    caps_hold_under_parallel_attempts,
+    opt_outs_and_tenant_lists,
+    policies_per_tenant_and_campaign,
+    privacy_numbers,
+    a_line_drifting_toward_blocking_is_throttled,
+);
