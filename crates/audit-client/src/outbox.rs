@@ -139,19 +139,44 @@ impl AuditClient {
     /// Appends events and returns once audit acknowledged them as durable.
     /// Any failure is UNAVAILABLE: the caller must not proceed unaudited.
     pub async fn append_now(&self, events: Vec<AuditEvent>) -> Result<()> {
+        match self.append(events).await {
+            Appended::Acknowledged => Ok(()),
+            Appended::Refused(_) => Err(Error::Unavailable("audit service did not acknowledge the event".into())),
+            Appended::Unreachable(why) => Err(Error::Unavailable(why.into())),
+        }
+    }
+
+    async fn append(&self, events: Vec<AuditEvent>) -> Appended {
         let mut client = self.client.clone();
         let mut request = tonic::Request::new(AppendRequest { events });
         request.set_timeout(self.timeout);
         match tokio::time::timeout(self.timeout, client.append(request)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(status)) => {
+            Ok(Ok(_)) => Appended::Acknowledged,
+            Ok(Err(status)) if status.code() == tonic::Code::InvalidArgument => {
                 tracing::warn!(code = ?status.code(), "audit append refused");
-                Err(Error::Unavailable("audit service did not acknowledge the event".into()))
+                Appended::Refused(status.message().to_owned())
             }
-            Err(_) => Err(Error::Unavailable("audit service did not answer in time".into())),
+            Ok(Err(status)) => {
+                tracing::warn!(code = ?status.code(), "audit append failed");
+                Appended::Unreachable("audit service did not acknowledge the event")
+            }
+            Err(_) => Appended::Unreachable("audit service did not answer in time"),
         }
     }
 }
+
+/// How an append ended.
+enum Appended {
+    Acknowledged,
+    /// Audit answered that the events are invalid: retrying cannot help.
+    Refused(String),
+    /// Audit could not be reached or did not answer: retry later.
+    Unreachable(&'static str),
+}
+
+/// Rows audit refused are parked: kept (never silently dropped), never
+/// retried, and marked so that an operator finds them.
+pub const PARKED: &str = "parked: refused by audit";
 
 /// Delivers the outbox to the audit service.
 #[derive(Debug)]
@@ -217,12 +242,32 @@ impl OutboxWorker {
                 AuditEvent::decode(r.payload.as_slice()).map_err(|e| Error::Internal(format!("outbox row: {e}")))?,
             );
         }
-        match self.client.append_now(events).await {
-            Ok(()) => {
+        match self.client.append(events.clone()).await {
+            Appended::Acknowledged => {
                 entity::Entity::delete_many().filter(entity::Column::Id.is_in(ids.clone())).exec(&self.db).await?;
                 Ok(Ok(ids.len()))
             }
-            Err(e) => {
+            // One bad event must not hold back the others: deliver the batch
+            // one by one and park what audit refuses.
+            Appended::Refused(_) if rows.len() > 1 => {
+                let mut delivered = 0;
+                for (id, event) in ids.into_iter().zip(events) {
+                    match self.client.append(vec![event]).await {
+                        Appended::Acknowledged => {
+                            entity::Entity::delete_by_id(id).exec(&self.db).await?;
+                            delivered += 1;
+                        }
+                        Appended::Refused(why) => self.park(&id, &why).await?,
+                        Appended::Unreachable(_) => break,
+                    }
+                }
+                Ok(Ok(delivered))
+            }
+            Appended::Refused(why) => {
+                self.park(&ids[0], &why).await?;
+                Ok(Ok(0))
+            }
+            Appended::Unreachable(e) => {
                 let attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
                 let delay = self.backoff(attempts - 1);
                 let next = now + chrono::Duration::from_std(delay).unwrap_or_else(|_| chrono::Duration::seconds(60));
@@ -242,6 +287,20 @@ impl OutboxWorker {
                 Ok(Err(delay))
             }
         }
+    }
+
+    async fn park(&self, id: &str, why: &str) -> Result<()> {
+        // Far in the future rather than deleted: the row is evidence.
+        let never = chrono::Utc::now() + chrono::Duration::days(365 * 100);
+        entity::Entity::update_many()
+            .col_expr(entity::Column::NextAttemptAt, Expr::value(never))
+            .col_expr(entity::Column::LastError, Expr::value(format!("{PARKED}: {why}")))
+            .filter(entity::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        // The id and audit's reason (a field name), never the event's content.
+        tracing::error!(event_id = id, reason = why, "audit refused an event; parked in the outbox");
+        Ok(())
     }
 
     /// Delivers until `shutdown` fires.

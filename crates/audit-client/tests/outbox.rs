@@ -29,9 +29,14 @@ impl AuditService for Receiver {
         &self,
         request: tonic::Request<AppendRequest>,
     ) -> Result<tonic::Response<AppendResponse>, tonic::Status> {
+        let events = request.into_inner().events;
+        // Like the real audit service, a batch with an invalid event is refused whole.
+        if events.iter().any(|e| e.action == "poison") {
+            return Err(tonic::Status::invalid_argument("events[0].details: looks like a phone number"));
+        }
         let mut seen = self.0.lock().expect("lock");
         let mut resp = AppendResponse::default();
-        for e in request.into_inner().events {
+        for e in events {
             if seen.contains(&e.id) {
                 resp.duplicate_ids.push(e.id);
             } else {
@@ -142,6 +147,52 @@ async fn delivers_everything_once_audit_is_back(db: DatabaseConnection) {
     server.cancel();
 }
 
+async fn a_refused_event_is_parked_and_does_not_hold_back_the_rest(db: DatabaseConnection) {
+    let pki = pki();
+    let addr: SocketAddr =
+        format!("127.0.0.1:{}", guardline_testkit::free_port().expect("port")).parse().expect("addr");
+    let receiver = Receiver::default();
+    let server = serve_audit(&pki, addr, receiver.clone()).await;
+    let mut good = Vec::new();
+    for i in 0..7 {
+        let action = if i == 2 { "poison" } else { "lead.update" };
+        let e = EventBuilder::new("t1", action).resource("lead", &format!("lead-{i}")).build();
+        if i != 2 {
+            good.push(e.id.clone());
+        }
+        enqueue(&db, &e).await.expect("enqueue");
+    }
+    let mut worker = OutboxWorker::new(db.clone(), client(&pki, addr));
+    worker.poll = Duration::from_millis(20);
+    worker.batch = 10;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(worker.run(stop.clone()));
+    for _ in 0..200 {
+        if receiver.0.lock().expect("lock").len() == good.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(*receiver.0.lock().expect("lock"), good, "the others are delivered, in order");
+    // Later events flow too.
+    let later = EventBuilder::new("t1", "lead.update").build();
+    enqueue(&db, &later).await.expect("enqueue");
+    for _ in 0..200 {
+        if receiver.0.lock().expect("lock").contains(&later.id) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(receiver.0.lock().expect("lock").contains(&later.id));
+    use sea_orm::EntityTrait;
+    let left = guardline_audit_client::outbox::entity::Entity::find().all(&db).await.expect("rows");
+    assert_eq!(left.len(), 1, "the refused event is kept, not dropped");
+    assert!(left[0].last_error.as_deref().is_some_and(|e| e.starts_with(guardline_audit_client::outbox::PARKED)));
+    stop.cancel();
+    task.await.expect("worker stops");
+    server.cancel();
+}
+
 async fn synchronous_append_refuses_while_audit_is_down(_db: DatabaseConnection) {
     let pki = pki();
     let addr: SocketAddr =
@@ -158,7 +209,7 @@ async fn synchronous_append_refuses_while_audit_is_down(_db: DatabaseConnection)
 }
 
 macro_rules! store_suite {
-    ($($name:ident),*) => {
+    ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(#[tokio::test] async fn $name() {
                 let dir = tempfile::tempdir().expect("tmp");
@@ -176,4 +227,8 @@ macro_rules! store_suite {
     };
 }
 
-store_suite!(delivers_everything_once_audit_is_back, synchronous_append_refuses_while_audit_is_down);
+store_suite!(
+    delivers_everything_once_audit_is_back,
+    synchronous_append_refuses_while_audit_is_down,
+    a_refused_event_is_parked_and_does_not_hold_back_the_rest,
+);
