@@ -321,7 +321,7 @@ impl Dialer {
         .await?;
         let event = EventBuilder::new(tenant, "dialer.line.throttled")
             .actor("", crate::NAME)
-            .resource("caller_line", line)
+            .resource("caller_line", &crate::service::phone_free_line(line))
             .detail("reason", reason);
         guardline_audit_client::enqueue(txn, &event.build()).await?;
         Ok(())

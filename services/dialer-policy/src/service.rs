@@ -437,7 +437,7 @@ pub(crate) fn callee_cap_24h(policy: u32, packs: Option<u32>) -> u32 {
 
 /// A caller line is the company's number, not a callee's: kept, but only
 /// its country code and last four digits, so audit never holds a full number.
-fn phone_free_line(line: &str) -> String {
+pub(crate) fn phone_free_line(line: &str) -> String {
     let digits: Vec<char> = line.chars().filter(char::is_ascii_digit).collect();
     let tail: String = digits[digits.len().saturating_sub(4)..].iter().collect();
     format!("…{tail}")

@@ -30,6 +30,7 @@ struct Mesh {
     dialer_uri: String,
     vault_uri: String,
     id_uri: String,
+    audit_uri: String,
     stop: CancellationToken,
 }
 
@@ -119,6 +120,7 @@ async fn start(postgres: bool) -> Mesh {
         dialer_uri: mesh.dialer_policy_endpoint.clone(),
         vault_uri: mesh.lead_vault_endpoint.clone(),
         id_uri: mesh.identity_endpoint.clone(),
+        audit_uri: mesh.audit_endpoint.clone(),
         stop,
     };
     for _ in 0..100 {
@@ -734,12 +736,58 @@ async fn a_line_drifting_toward_blocking_is_throttled(postgres: bool) {
     let h = pb::GetLineHealthRequest { tenant_id: t.id.clone(), caller_line: "+14155552671".into() };
     let h = m.dialer().get_line_health(with(&t.tokens[AGENT1], Request::new(h))).await.expect("health").into_inner();
     assert!(h.throttled && h.attempts_last_hour == 20 && h.answer_rate == 0.0, "{h:?}");
+    // Throttling raised one alert event, not one per deferred call; every
+    // decision is in audit, with no number in it.
+    let again = check(&m, &t.tokens[AGENT1], call(&t, by_number("+8613899999998"), "marketing", now)).await;
+    assert_eq!(verdict(&again.expect("check")), pb::Verdict::Defer);
+    let throttled = audit_events(&m, &t, "dialer.line.throttled", 1).await;
+    assert_eq!(throttled.len(), 1);
+    assert!(throttled[0].details["reason"].starts_with("20 calls in the last hour"), "{:?}", throttled[0].details);
+    let checks = audit_events(&m, &t, "dialer.check", 42).await;
+    assert!(checks.iter().all(|e| !format!("{e:?}").contains("8613899999998")), "no callee number in audit");
     // Another line of the tenant is not affected.
     let other_line = pb::CheckCallRequest {
         caller_line: "+14155552672".into(),
         ..call(&t, by_number("+8613899999999"), "marketing", now)
     };
     assert_eq!(verdict(&check(&m, &t.tokens[AGENT1], other_line).await.expect("check")), pb::Verdict::Allow);
+}
+
+/// The tenant's audit events of `action`, once at least `want` arrived
+/// (the outbox delivers them asynchronously).
+async fn audit_events(m: &Mesh, t: &Tenant, action: &str, want: usize) -> Vec<guardline_proto::audit::v1::AuditEvent> {
+    use guardline_proto::audit::v1::QueryEventsRequest;
+    use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
+    let mut audit = AuditServiceClient::new(m.channel(&m.audit_uri, "gateway"));
+    let mut last = Vec::new();
+    for _ in 0..100 {
+        let q = QueryEventsRequest {
+            tenant_id: t.id.clone(),
+            action: action.into(),
+            page: Some(guardline_proto::common::v1::PageRequest { page_size: 500, ..Default::default() }),
+            ..Default::default()
+        };
+        last =
+            audit.query_events(with(&t.tokens[COMPLIANCE], Request::new(q))).await.expect("query").into_inner().events;
+        if last.len() >= want {
+            // Give a duplicate the chance to show up before counting.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let q = QueryEventsRequest {
+                tenant_id: t.id.clone(),
+                action: action.into(),
+                page: Some(guardline_proto::common::v1::PageRequest { page_size: 500, ..Default::default() }),
+                ..Default::default()
+            };
+            return audit
+                .query_events(with(&t.tokens[COMPLIANCE], Request::new(q)))
+                .await
+                .expect("query")
+                .into_inner()
+                .events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("only {} {action} events arrived", last.len());
 }
 
 macro_rules! on_both_stores {

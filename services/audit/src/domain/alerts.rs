@@ -4,9 +4,11 @@
 //!
 //! Rules: `bulk_access` (records revealed or exported by one actor within a
 //! window), `off_hours_access` (data access outside the tenant's working
-//! hours), `risky_login` (reported by identity), `failed_login_burst`,
-//! `modification_burst` (lead changes or deletions by one actor), and
-//! `delivery_gap` (a service that was sending events fell silent).
+//! hours), `risky_login` (reported by identity), `line_throttled`
+//! (reported by dialer-policy when a caller line drifts toward being
+//! blocked), `failed_login_burst`, `modification_burst` (lead changes or
+//! deletions by one actor), and `delivery_gap` (a service that was sending
+//! events fell silent).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -225,6 +227,10 @@ impl Detector {
                 let reasons = e.details.get("risk_reasons").cloned().unwrap_or_default();
                 let level = e.details.get("risk_level").cloned().unwrap_or_default();
                 out.push(raise("risky_login", format!("{level} risk login: {reasons}"), vec![e.id.clone()]));
+            }
+            "dialer.line.throttled" => {
+                let reason = e.details.get("reason").cloned().unwrap_or_default();
+                out.push(raise("line_throttled", format!("caller line throttled: {reason}"), vec![e.id.clone()]));
             }
             _ => {}
         }

@@ -166,3 +166,13 @@ fn delivery_gaps() {
         "re-armed after delivery resumed"
     );
 }
+
+#[test]
+fn throttled_caller_lines_reported_by_the_dialer() {
+    let mut d = Detector::new();
+    let mut e = ev("dialer.line.throttled", "allowed", 0, "");
+    e.details.insert("reason".into(), "3 complaints in 24 h (limit 3)".into());
+    let fired = d.observe(&e, NOW, &small(), None);
+    assert_eq!(rules(&fired), vec!["line_throttled"]);
+    assert_eq!(fired[0].summary, "caller line throttled: 3 complaints in 24 h (limit 3)");
+}
