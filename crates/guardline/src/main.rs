@@ -5,8 +5,10 @@
 //! - `guardline health`: gRPC health of every service, over mTLS.
 //! - `guardline audit verify`: a tenant's audit log checked offline.
 //! - `guardline leads import FILE.csv`: a CSV file of leads into lead-vault.
+//! - `guardline dnc import FILE`: a do-not-call file into dialer-policy.
 
 mod audit;
+mod dnc;
 mod health;
 mod leads;
 mod up;
@@ -34,6 +36,9 @@ enum Command {
     /// Leads: `guardline leads import FILE.csv`.
     #[command(subcommand)]
     Leads(leads::LeadsCommand),
+    /// Do-not-call lists: `guardline dnc import FILE`.
+    #[command(subcommand)]
+    Dnc(dnc::DncCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +52,7 @@ fn main() -> anyhow::Result<()> {
             Command::Health(args) => health::run(&args).await,
             Command::Audit(cmd) => audit::run(cmd).await,
             Command::Leads(cmd) => leads::run(cmd).await,
+            Command::Dnc(cmd) => dnc::run(cmd).await,
         }
     })
 }

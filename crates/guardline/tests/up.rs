@@ -433,3 +433,44 @@ async fn leads_import_from_csv_reports_bad_rows_by_line_and_stores_the_rest() {
     );
     mesh.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dnc_import_loads_a_national_registry_copy_from_the_cli() {
+    use guardline_proto::dialer::v1::GetRegistryStatusRequest;
+    use guardline_proto::dialer::v1::dialer_policy_service_client::DialerPolicyServiceClient;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = Mesh::start(dir.path(), &[]);
+    wait_serving(&mesh, dir.path()).await;
+    let file = dir.path().join("ftc.txt");
+    let mut lines = String::new();
+    for i in 0..5000 {
+        lines.push_str(&format!("202,555{i:04}\n"));
+    }
+    lines.push_str("not a number\n");
+    std::fs::write(&file, lines).expect("file");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_guardline"))
+            .args(["dnc", "import"])
+            .arg(&file)
+            .args(["--endpoint", &mesh.uri(2)])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(extra)
+            .output()
+            .expect("guardline dnc import")
+    };
+    let out = run(&["--national", "--copy-date", "2026-11-20"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("loaded 5000 numbers, refused 1 lines"), "{stdout}");
+    let mut dialer = DialerPolicyServiceClient::new(
+        guardline_runtime::connect(&mesh.uri(2), cert(dir.path(), "cli")).expect("channel"),
+    );
+    let status = dialer.get_registry_status(GetRegistryStatusRequest {}).await.expect("status").into_inner();
+    assert_eq!((status.copies[0].region.as_str(), status.copies[0].numbers), ("US", 5000));
+    // A tenant list needs a user's token; the flags say so before anything is sent.
+    let out = run(&["--tenant", "t1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token"), "{}", String::from_utf8_lossy(&out.stderr));
+    mesh.stop().await;
+}
