@@ -1,0 +1,248 @@
+//! The mesh a dialer-policy test or benchmark runs against: identity, audit,
+//! lead-vault and dialer-policy in-process over real mTLS, on SQLite with the
+//! local keyring or on PostgreSQL with OpenBao, and the tenant, leads and
+//! helpers they share.
+#![allow(dead_code, reason = "shared by the tests and the benchmarks, which use different parts")]
+
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use guardline_proto::dialer::v1 as pb;
+use guardline_proto::dialer::v1::dialer_policy_service_client::DialerPolicyServiceClient;
+use guardline_proto::identity::v1 as idpb;
+use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use guardline_proto::vault::v1 as vpb;
+use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
+use guardline_runtime::GrpcChannel;
+use guardline_runtime::args::{DatabaseArgs, MeshArgs};
+use guardline_runtime::devca::DevCa;
+use guardline_runtime::tls::{TlsMaterial, install_crypto_provider};
+use guardline_service::CommonArgs;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request};
+
+/// A pack the tests load from `--packs-dir`: open around the clock, so that
+/// tests deciding "now" do not depend on the hour they run at.
+pub const ANYTIME: &str = r#"{"name":"anytime","description":"tests","windows":[{"days":["mon","tue","wed","thu","fri","sat","sun"],"start":"00:00","end":"24:00"}]}"#;
+
+pub struct Mesh {
+    _dir: tempfile::TempDir,
+    ca: DevCa,
+    pub dialer_uri: String,
+    pub vault_uri: String,
+    pub id_uri: String,
+    pub audit_uri: String,
+    stop: CancellationToken,
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub async fn start(postgres: bool) -> Mesh {
+    install_crypto_provider();
+    let _ = tracing_subscriber::fmt().with_env_filter("error").with_test_writer().try_init();
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = DevCa::open_or_create(&dir.path().join("pki"), "guardline.local", "guardline").expect("ca");
+    let mut listeners = Vec::new();
+    for _ in 0..4 {
+        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    }
+    let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().expect("addr")).collect();
+    let mesh = MeshArgs {
+        identity_endpoint: format!("https://localhost:{}", addrs[0].port()),
+        audit_endpoint: format!("https://localhost:{}", addrs[1].port()),
+        lead_vault_endpoint: format!("https://localhost:{}", addrs[2].port()),
+        dialer_policy_endpoint: format!("https://localhost:{}", addrs[3].port()),
+        ..MeshArgs::default()
+    };
+    let mut dbs = Vec::new();
+    for name in ["identity", "audit", "vault", "dialer"] {
+        dbs.push(if postgres {
+            guardline_testkit::Postgres::shared().await.expect("pg").database().await.expect("db")
+        } else {
+            format!("sqlite://{}", dir.path().join(format!("{name}.db")).display())
+        });
+    }
+    let keys = if postgres {
+        let bao = guardline_testkit::OpenBao::shared().await.expect("openbao");
+        guardline_keys::args::KeysArgs {
+            vault_addr: Some(bao.addr.clone()),
+            vault_token: Some(bao.token.clone()),
+            vault_transit_mount: bao.transit_mount().await.expect("transit"),
+            ..Default::default()
+        }
+    } else {
+        guardline_keys::args::KeysArgs {
+            keyring_path: Some(dir.path().join("keyring.json")),
+            master_key: Some(base64::engine::general_purpose::STANDARD.encode([9u8; 32])),
+            ..Default::default()
+        }
+    };
+    let common = |name: &str, i: usize| {
+        CommonArgs::new(addrs[i], ca.issue(name).expect("cert"), mesh.clone(), DatabaseArgs::url(dbs[i].clone()))
+    };
+    let identity = guardline_identity::Args {
+        common: common("identity", 0),
+        keys: keys.clone(),
+        platform_admins: vec!["platform-admin".into()],
+        access_token_ttl: Duration::from_secs(600),
+        refresh_token_ttl: Duration::from_secs(3600),
+        signing_key_rotation: Duration::from_secs(86_400),
+    };
+    let audit = guardline_audit::Args { common: common("audit", 1), keys: keys.clone() };
+    let vault =
+        guardline_lead_vault::Args { common: common("lead-vault", 2), keys, reveal_quota: 50, export_quota: 1000 };
+    let packs = dir.path().join("packs");
+    std::fs::create_dir_all(&packs).expect("packs dir");
+    std::fs::write(packs.join("anytime.json"), ANYTIME).expect("pack");
+    let dialer = guardline_dialer_policy::Args {
+        common: common("dialer-policy", 3),
+        packs_dir: Some(packs),
+        registry_dir: dir.path().join("registry"),
+        registry_admins: vec!["operator".into()],
+    };
+    let stop = CancellationToken::new();
+    let mut ls = listeners.into_iter();
+    let (l0, l1, l2, l3) = (ls.next(), ls.next(), ls.next(), ls.next());
+    let s = stop.clone();
+    tokio::spawn(async move { guardline_identity::run(identity, l0, s).await.expect("identity") });
+    let s = stop.clone();
+    tokio::spawn(async move { guardline_audit::run(audit, l1, s).await.expect("audit") });
+    let s = stop.clone();
+    tokio::spawn(async move { guardline_lead_vault::run(vault, l2, s).await.expect("vault") });
+    let s = stop.clone();
+    tokio::spawn(async move { guardline_dialer_policy::run(dialer, l3, s).await.expect("dialer") });
+    let m = Mesh {
+        _dir: dir,
+        ca,
+        dialer_uri: mesh.dialer_policy_endpoint.clone(),
+        vault_uri: mesh.lead_vault_endpoint.clone(),
+        id_uri: mesh.identity_endpoint.clone(),
+        audit_uri: mesh.audit_endpoint.clone(),
+        stop,
+    };
+    for _ in 0..100 {
+        let ok = m.identity().get_verification_keys(idpb::GetVerificationKeysRequest {}).await.is_ok()
+            && m.dialer().get_registry_status(pb::GetRegistryStatusRequest {}).await.is_ok()
+            && m.vault()
+                .get_lead(vpb::GetLeadRequest::default())
+                .await
+                .is_err_and(|s| s.code() == Code::Unauthenticated);
+        if ok {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("services did not start");
+}
+
+impl Mesh {
+    pub fn channel(&self, uri: &str, name: &str) -> GrpcChannel {
+        guardline_runtime::connect(uri, TlsMaterial::load(self.ca.issue(name).expect("cert")).expect("tls"))
+            .expect("channel")
+    }
+    pub fn dialer(&self) -> DialerPolicyServiceClient<GrpcChannel> {
+        DialerPolicyServiceClient::new(self.channel(&self.dialer_uri, "gateway"))
+    }
+    pub fn dialer_as(&self, service: &str) -> DialerPolicyServiceClient<GrpcChannel> {
+        DialerPolicyServiceClient::new(self.channel(&self.dialer_uri, service))
+    }
+    pub fn vault(&self) -> LeadVaultServiceClient<GrpcChannel> {
+        LeadVaultServiceClient::new(self.channel(&self.vault_uri, "gateway"))
+    }
+    pub fn identity(&self) -> IdentityServiceClient<GrpcChannel> {
+        IdentityServiceClient::new(self.channel(&self.id_uri, "platform-admin"))
+    }
+}
+
+/// A tenant: tokens of agent1 (team A), agent2 (team B), a team lead of A, a
+/// compliance officer.
+pub struct Tenant {
+    pub id: String,
+    pub tokens: Vec<String>,
+}
+
+pub const AGENT1: usize = 0;
+pub const AGENT2: usize = 1;
+pub const COMPLIANCE: usize = 3;
+
+pub async fn tenant(m: &Mesh) -> Tenant {
+    let mut p = m.identity();
+    let id = p
+        .create_tenant(idpb::CreateTenantRequest { name: "D".into(), ..Default::default() })
+        .await
+        .expect("tenant")
+        .into_inner()
+        .id;
+    let mut teams = Vec::new();
+    for n in ["A", "B"] {
+        let req = idpb::CreateTeamRequest { tenant_id: id.clone(), name: n.into() };
+        teams.push(p.create_team(req).await.expect("team").into_inner().id);
+    }
+    let pw = "a long enough passphrase".to_owned();
+    let users =
+        [("agent1", "agent", 0), ("agent2", "agent", 1), ("lead1", "team_lead", 0), ("comp1", "compliance_officer", 0)];
+    let mut tokens = Vec::new();
+    for (login, role, team) in users {
+        p.create_user(idpb::CreateUserRequest {
+            tenant_id: id.clone(),
+            login: login.into(),
+            display_name: login.into(),
+            password: pw.clone(),
+            roles: vec![role.into()],
+            team_ids: vec![teams[team].clone()],
+        })
+        .await
+        .expect("user");
+        let login = idpb::LoginRequest {
+            tenant_id: id.clone(),
+            login: login.into(),
+            password: pw.clone(),
+            ..Default::default()
+        };
+        tokens.push(p.login(login).await.expect("login").into_inner().access_token);
+    }
+    Tenant { id, tokens }
+}
+
+pub fn with<T>(token: &str, mut r: Request<T>) -> Request<T> {
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    r
+}
+
+pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: 0 }
+}
+
+pub fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).expect("rfc3339").with_timezone(&Utc)
+}
+
+/// Friday 2026-11-27 10:00 in Beijing: inside the `cn` pack's hours.
+pub fn cn_open() -> DateTime<Utc> {
+    utc("2026-11-27T02:00:00Z")
+}
+
+/// A lead of agent1 with a number in China, with marketing consent unless told otherwise.
+pub async fn lead(m: &Mesh, t: &Tenant, phone: &str, consent: bool) -> String {
+    let input = vpb::LeadInput { phones: vec![phone.into()], name: "张三".into(), ..Default::default() };
+    let req = vpb::CreateLeadRequest { tenant_id: t.id.clone(), lead: Some(input) };
+    let id = m.vault().create_lead(with(&t.tokens[AGENT1], Request::new(req))).await.expect("lead").into_inner().id;
+    if consent {
+        let c = vpb::RecordConsentRequest {
+            tenant_id: t.id.clone(),
+            lead_id: id.clone(),
+            purpose: "marketing".into(),
+            channel: "web_form".into(),
+            evidence: Some(vpb::ConsentEvidence { form_sha256: vec![7; 32], ..Default::default() }),
+            granted_at: Some(ts(utc("2026-11-01T00:00:00Z"))),
+            expires_at: None,
+        };
+        m.vault().record_consent(with(&t.tokens[AGENT1], Request::new(c))).await.expect("consent");
+    }
+    id
+}
