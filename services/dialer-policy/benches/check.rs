@@ -2,10 +2,12 @@
 //! (the gRPC health check) on the same server, in the same run, with the
 //! same concurrency.
 //!
-//! A CheckCall by lead asks the lead vault for the dial target and the
-//! consent (two mTLS calls), counts the caps and the line's health in the
-//! store, and writes the decision row and its audit event. Embedded store
-//! (SQLite, local keyring), everything in one process on two cores.
+//! A CheckCall by lead asks the lead vault for the dial target (which opens
+//! the lead and writes its own audit event) and the consent: two mTLS calls.
+//! By number, for a purpose needing no consent, it asks the vault only for
+//! the blind index. Both count the caps and the line's health in the store
+//! and write the decision row and its audit event. Embedded store (SQLite,
+//! local keyring), everything in one process on two cores.
 //!
 //! Run: `cargo bench -p guardline-dialer-policy --bench check`
 
@@ -64,34 +66,50 @@ async fn main() {
             }
         })
         .await;
-        let check = drive(|i| {
-            let mut c = m.dialer();
-            let req = pb::CheckCallRequest {
-                tenant_id: t.id.clone(),
-                callee: Some(pb::check_call_request::Callee::LeadId(leads[i].clone())),
-                caller_line: "+14155552671".into(),
-                purpose: "marketing".into(),
-                agent_id: "agent1".into(),
-                at: Some(ts(cn_open())),
-                ..Default::default()
-            };
-            let token = token.clone();
-            async move {
-                let (t, mut n) = (Instant::now(), 0);
-                while t.elapsed() < ROUND {
-                    let d = c.check_call(with(&token, Request::new(req.clone()))).await.expect("check");
-                    assert_eq!(d.into_inner().verdict, pb::Verdict::Allow as i32);
-                    n += 1;
+        let (m, leads, t, token) = (&m, &leads, &t, &token);
+        let check = |by_lead: bool| {
+            drive(move |i| {
+                let mut c = m.dialer();
+                let (callee, purpose) = if by_lead {
+                    (pb::check_call_request::Callee::LeadId(leads[i].clone()), "marketing")
+                } else {
+                    (pb::check_call_request::Callee::E164(format!("+861381234{i:04}")), "service")
+                };
+                let req = pb::CheckCallRequest {
+                    tenant_id: t.id.clone(),
+                    callee: Some(callee),
+                    caller_line: "+14155552671".into(),
+                    purpose: purpose.into(),
+                    agent_id: "agent1".into(),
+                    at: Some(ts(cn_open())),
+                    ..Default::default()
+                };
+                let token = token.clone();
+                async move {
+                    let (t, mut n) = (Instant::now(), 0);
+                    while t.elapsed() < ROUND {
+                        let d = c.check_call(with(&token, Request::new(req.clone()))).await.expect("check");
+                        assert_eq!(d.into_inner().verdict, pb::Verdict::Allow as i32);
+                        n += 1;
+                    }
+                    n
                 }
-                n
-            }
-        })
-        .await;
-        rows.push((round, empty, check));
+            })
+        };
+        let lead = check(true).await;
+        let number = check(false).await;
+        rows.push((round, empty, lead, number));
     }
-    println!("| round | empty RPC (health) | CheckCall | ratio empty / CheckCall |");
-    println!("|---|---|---|---|");
-    for (round, empty, check) in rows {
-        println!("| {} | {empty:.0} req/s | {check:.0} req/s | {:.1} |", round + 1, empty / check);
+    println!(
+        "| round | empty RPC (health) | CheckCall by lead, marketing | ratio | CheckCall by number, service | ratio |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (round, empty, lead, number) in rows {
+        println!(
+            "| {} | {empty:.0} req/s | {lead:.0} req/s | {:.1} | {number:.0} req/s | {:.1} |",
+            round + 1,
+            empty / lead,
+            empty / number
+        );
     }
 }
