@@ -381,9 +381,14 @@ impl Dialer {
             ));
             return None;
         }
+        // The lead's zone, else the one the number's country keeps by law,
+        // else every zone of the country.
         let zones: Vec<chrono_tz::Tz> = match target.time_zone.parse::<chrono_tz::Tz>() {
             Ok(tz) => vec![tz],
-            Err(_) => phone.candidate_time_zones().to_vec(),
+            Err(_) => match phone.derived_time_zone() {
+                Some(tz) => vec![tz],
+                None => phone.candidate_time_zones().to_vec(),
+            },
         };
         if zones.is_empty() {
             rules.push(RuleResult::deny("window", "no time zone is known for the number"));

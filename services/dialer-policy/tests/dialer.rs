@@ -95,6 +95,14 @@ async fn a_decision_explains_every_rule(postgres: bool) {
     assert_eq!(d.earliest_allowed_at, Some(ts(utc("2026-11-30T01:00:00Z"))));
     assert_eq!(rule(&d, "window.cn").reason, "Sat 10:00 Asia/Shanghai is outside 09:00–18:00");
 
+    // A bare Chinese number is in Beijing time, though zone.tab also lists Urumqi.
+    let bare = check(&m, &t.tokens[AGENT1], call(&t, by_number("+8613812345677"), "service", cn_open())).await;
+    let bare = bare.expect("check");
+    assert_eq!(
+        (verdict(&bare), rule(&bare, "window.cn").reason.as_str()),
+        (pb::Verdict::Allow, "10:00 CST is inside 09:00–18:00")
+    );
+
     // No consent: denied for marketing, allowed for service.
     let unconsented = lead(&m, &t, "+8613812345679", false).await;
     let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&unconsented), "marketing", cn_open())).await.expect("check");
