@@ -6,10 +6,31 @@
 
 use chrono::{DateTime, Duration, Utc};
 use guardline_audit_client::EventBuilder;
+use sea_orm::sea_query::{Expr, Func, SimpleExpr};
 use sea_orm::{
-    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, PaginatorTrait,
+    ActiveValue, ColumnTrait, Condition as Cond, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Statement,
 };
+
+type Counts9 = (
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+/// `SUM(CASE WHEN cond THEN 1 ELSE 0 END)`: a count of the rows matching
+/// `cond`, so that many counters come back from one query.
+pub(crate) fn count_if(cond: Cond) -> SimpleExpr {
+    // A cast keeps the sum an integer on both SQLite and PostgreSQL
+    // (PostgreSQL's SUM of integers is numeric otherwise).
+    Func::cast_as(Func::sum(Expr::case(cond, 1).finally(0)), sea_orm::sea_query::Alias::new("bigint")).into()
+}
 
 use crate::domain::health::{self, HealthPolicy, LineStats, SHORT_CALL_SECONDS};
 use crate::error::{Error, Result};
@@ -224,65 +245,63 @@ impl Dialer {
         Ok(true)
     }
 
-    /// A line's counters at `at`, and the times of its attempts in the last
-    /// hour (oldest first).
-    pub(crate) async fn line_stats(
-        &self,
-        tenant: &str,
-        line: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(LineStats, Vec<DateTime<Utc>>)> {
+    /// A line's counters at `at`, in one aggregate query over the tenant's
+    /// attempts of the last eight days.
+    pub(crate) async fn line_stats(&self, tenant: &str, line: &str, at: DateTime<Utc>) -> Result<LineStats> {
         use attempt::Column as A;
-        let of_line = || {
-            attempt::Entity::find()
-                .filter(A::TenantId.eq(tenant))
-                .filter(A::CallerLine.eq(line))
-                .filter(A::PlacedAt.lte(at))
-        };
-        let hour: Vec<DateTime<Utc>> = of_line()
+        let (hour, day) = (at - Duration::hours(1), at - Duration::hours(24));
+        let this = || Cond::all().add(A::CallerLine.eq(line));
+        let recent = || this().add(A::PlacedAt.gt(day)).add(A::Result.ne(""));
+        let answered = || A::Result.eq(result::ANSWERED);
+        let counts: [Cond; 9] = [
+            this().add(A::PlacedAt.gt(hour)),
+            recent(),
+            recent().add(answered()),
+            recent().add(answered()).add(A::DurationSeconds.lt(SHORT_CALL_SECONDS as i32)),
+            recent().add(A::Result.is_in([result::COMPLAINT, result::OPT_OUT])),
+            this().add(A::PlacedAt.lte(day)).add(A::Result.ne("")),
+            this().add(A::PlacedAt.lte(day)).add(answered()),
+            Cond::all().add(A::CallerLine.ne(line)).add(A::PlacedAt.gt(day)).add(A::Result.ne("")),
+            Cond::all().add(A::CallerLine.ne(line)).add(A::PlacedAt.gt(day)).add(answered()),
+        ];
+        let mut q = attempt::Entity::find()
+            .select_only()
+            .filter(A::TenantId.eq(tenant))
+            .filter(A::PlacedAt.gt(at - Duration::days(8)))
+            .filter(A::PlacedAt.lte(at));
+        for (i, c) in counts.into_iter().enumerate() {
+            q = q.expr_as(count_if(c), format!("c{i}"));
+        }
+        let row = q.into_tuple::<Counts9>().one(&self.db).await?.unwrap_or_default();
+        let n = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+        Ok(LineStats {
+            attempts_last_hour: n(row.0),
+            recent_attempts: n(row.1),
+            recent_answered: n(row.2),
+            recent_short: n(row.3),
+            recent_complaints: n(row.4),
+            baseline_attempts: n(row.5),
+            baseline_answered: n(row.6),
+            peer_attempts: n(row.7),
+            peer_answered: n(row.8),
+        })
+    }
+
+    /// The times of a line's attempts in the hour before `at`, oldest first
+    /// (to tell a throttled line when it may call again).
+    pub(crate) async fn line_hour(&self, tenant: &str, line: &str, at: DateTime<Utc>) -> Result<Vec<DateTime<Utc>>> {
+        use attempt::Column as A;
+        Ok(attempt::Entity::find()
+            .filter(A::TenantId.eq(tenant))
+            .filter(A::CallerLine.eq(line))
             .filter(A::PlacedAt.gt(at - Duration::hours(1)))
+            .filter(A::PlacedAt.lte(at))
             .order_by_asc(A::PlacedAt)
             .select_only()
             .column(A::PlacedAt)
             .into_tuple()
             .all(&self.db)
-            .await?;
-        let day = at - Duration::hours(24);
-        let recent = || of_line().filter(A::PlacedAt.gt(day)).filter(A::Result.ne(""));
-        let baseline = || {
-            of_line()
-                .filter(A::PlacedAt.gt(at - Duration::days(8)))
-                .filter(A::PlacedAt.lte(day))
-                .filter(A::Result.ne(""))
-        };
-        let peers = || {
-            attempt::Entity::find()
-                .filter(A::TenantId.eq(tenant))
-                .filter(A::CallerLine.ne(line))
-                .filter(A::PlacedAt.gt(day))
-                .filter(A::PlacedAt.lte(at))
-                .filter(A::Result.ne(""))
-        };
-        let answered = || A::Result.eq(result::ANSWERED);
-        let stats = LineStats {
-            attempts_last_hour: hour.len() as u64,
-            recent_attempts: recent().count(&self.db).await?,
-            recent_answered: recent().filter(answered()).count(&self.db).await?,
-            recent_short: recent()
-                .filter(answered())
-                .filter(A::DurationSeconds.lt(SHORT_CALL_SECONDS as i32))
-                .count(&self.db)
-                .await?,
-            recent_complaints: recent()
-                .filter(A::Result.is_in([result::COMPLAINT, result::OPT_OUT]))
-                .count(&self.db)
-                .await?,
-            baseline_attempts: baseline().count(&self.db).await?,
-            baseline_answered: baseline().filter(answered()).count(&self.db).await?,
-            peer_attempts: peers().count(&self.db).await?,
-            peer_answered: peers().filter(answered()).count(&self.db).await?,
-        };
-        Ok((stats, hour))
+            .await?)
     }
 
     /// `GetLineHealth`: for users of the tenant and mesh services.
@@ -292,7 +311,7 @@ impl Dialer {
         let policy = self.policy(tenant, "").await?;
         let hp =
             HealthPolicy { throttle_calls_per_hour: u64::from(policy.line_throttle_per_hour), ..Default::default() };
-        let (stats, _) = self.line_stats(tenant, line.e164(), Utc::now()).await?;
+        let stats = self.line_stats(tenant, line.e164(), Utc::now()).await?;
         Ok(LineReport { health: health::assess(&stats, &hp), stats })
     }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use guardline_audit_client::EventBuilder;
 use guardline_authz::{Resource, Subject, decide};
 use guardline_phone::Phone;
-use sea_orm::{ActiveValue, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ActiveValue, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
 
 use crate::domain::decision::{RuleResult, Verdict, cap, combine};
 use crate::domain::health::{self, HealthPolicy};
@@ -471,7 +471,6 @@ impl Dialer {
             Agent,
             Line,
         }
-        let mut out = Vec::new();
         let checks: [(&'static str, Of, u32, Duration, &'static str); 5] = [
             ("cap.callee.24h", Of::Callee, callee_24h, Duration::hours(24), "24 h"),
             ("cap.callee.30d", Of::Callee, p.callee_max_30d, Duration::days(30), "30 days"),
@@ -479,21 +478,68 @@ impl Dialer {
             ("cap.line.1h", Of::Line, p.line_max_per_hour, Duration::hours(1), "hour"),
             ("cap.line.24h", Of::Line, p.line_max_per_day, Duration::hours(24), "24 h"),
         ];
-        for (rule, of, limit, window, label) in checks {
-            if limit == 0 || (of == Of::Agent && agent.is_empty()) {
-                continue;
-            }
-            let q = crate::store::attempt::Entity::find()
-                .filter(A::TenantId.eq(tenant))
-                .filter(A::PlacedAt.gt(at - window))
-                .filter(A::PlacedAt.lte(at));
-            let q = match of {
-                Of::Callee => q.filter(A::Callee.eq(callee.to_vec())),
-                Of::Agent => q.filter(A::AgentId.eq(agent)),
-                Of::Line => q.filter(A::CallerLine.eq(caller_line)),
-            };
-            out.push((rule, q.count(conn).await?, u64::from(limit), label));
+        let checks: Vec<_> = checks
+            .into_iter()
+            .filter(|(_, of, limit, ..)| *limit > 0 && !(*of == Of::Agent && agent.is_empty()))
+            .collect();
+        if checks.is_empty() {
+            return Ok(Vec::new());
         }
+        let key = |of: Of| match of {
+            Of::Callee => A::Callee.eq(callee.to_vec()),
+            Of::Agent => A::AgentId.eq(agent),
+            Of::Line => A::CallerLine.eq(caller_line),
+        };
+        // One query: every counter is a conditional count over the rows any
+        // of them needs.
+        let mut any = sea_orm::Condition::any();
+        for of in [Of::Callee, Of::Agent, Of::Line] {
+            if checks.iter().any(|c| c.1 == of) {
+                any = any.add(key(of));
+            }
+        }
+        let widest = checks.iter().map(|c| c.3).max().unwrap_or_default();
+        let mut q = crate::store::attempt::Entity::find()
+            .select_only()
+            .filter(A::TenantId.eq(tenant))
+            .filter(A::PlacedAt.gt(at - widest))
+            .filter(A::PlacedAt.lte(at))
+            .filter(any);
+        for (i, (_, of, _, window, _)) in checks.iter().enumerate() {
+            let cond = sea_orm::Condition::all().add(key(*of)).add(A::PlacedAt.gt(at - *window));
+            q = q.expr_as(crate::attempts::count_if(cond), format!("c{i}"));
+        }
+        let counts: Vec<i64> = match checks.len() {
+            1 => q.into_tuple::<(Option<i64>,)>().one(conn).await?.map(|r| vec![r.0.unwrap_or(0)]),
+            2 => q
+                .into_tuple::<(Option<i64>, Option<i64>)>()
+                .one(conn)
+                .await?
+                .map(|r| vec![r.0.unwrap_or(0), r.1.unwrap_or(0)]),
+            3 => q
+                .into_tuple::<(Option<i64>, Option<i64>, Option<i64>)>()
+                .one(conn)
+                .await?
+                .map(|r| vec![r.0.unwrap_or(0), r.1.unwrap_or(0), r.2.unwrap_or(0)]),
+            4 => q
+                .into_tuple::<(Option<i64>, Option<i64>, Option<i64>, Option<i64>)>()
+                .one(conn)
+                .await?
+                .map(|r| vec![r.0.unwrap_or(0), r.1.unwrap_or(0), r.2.unwrap_or(0), r.3.unwrap_or(0)]),
+            _ => q
+                .into_tuple::<(Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>)>()
+                .one(conn)
+                .await?
+                .map(|r| {
+                    vec![r.0.unwrap_or(0), r.1.unwrap_or(0), r.2.unwrap_or(0), r.3.unwrap_or(0), r.4.unwrap_or(0)]
+                }),
+        }
+        .unwrap_or_else(|| vec![0; checks.len()]);
+        let out = checks
+            .iter()
+            .zip(counts)
+            .map(|((rule, _, limit, _, label), count)| (*rule, count.max(0) as u64, u64::from(*limit), *label))
+            .collect();
         Ok(out)
     }
 
@@ -507,12 +553,13 @@ impl Dialer {
         p: &Effective,
     ) -> Result<(RuleResult, Option<String>)> {
         let hp = HealthPolicy { throttle_calls_per_hour: u64::from(p.line_throttle_per_hour), ..Default::default() };
-        let (stats, hour) = self.line_stats(tenant, caller_line.e164(), at).await?;
+        let stats = self.line_stats(tenant, caller_line.e164(), at).await?;
         let h = health::assess(&stats, &hp);
         if !h.throttled {
             self.clear_throttle(tenant, caller_line.e164()).await?;
             return Ok((RuleResult::allow("line.health", format!("risk {:.2}", h.risk_score)), None));
         }
+        let hour = self.line_hour(tenant, caller_line.e164(), at).await?;
         // Deferred until the hour's count falls below the threshold (or an
         // hour, for complaints).
         let over = (hour.len() as u64 + 1).saturating_sub(hp.throttle_calls_per_hour) as usize;
