@@ -296,3 +296,19 @@ impl S3 {
         Ok(name)
     }
 }
+
+/// Runs each named `async fn name(postgres: bool)` of the calling test file
+/// twice: `sqlite_keyring::name` on the embedded store (SQLite, local
+/// keyring) and `postgres_openbao::name` on the production pairing
+/// (PostgreSQL, OpenBao), each a multi-threaded tokio test.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_keyring {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(false).await; })*
+        }
+        mod postgres_openbao {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(true).await; })*
+        }
+    };
+}

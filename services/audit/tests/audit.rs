@@ -783,18 +783,7 @@ async fn retention_prunes_old_entries_and_the_rest_stays_provable(postgres: bool
     assert!(matches!(guardline_audit::domain::export::verify_export(&text).expect("readable"), Finding::Intact { .. }));
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(false).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(true).await; })*
-        }
-    };
-}
-
-on_both_stores!(
+guardline_testkit::on_both_stores!(
     ingest_is_idempotent_atomic_and_provable,
     queries_need_audit_read_and_are_audited,
     tampering_is_named_by_index,

@@ -565,18 +565,7 @@ async fn audit_events(m: &Mesh, t: &Tenant, action: &str, want: usize) -> Vec<gu
     panic!("only {} {action} events arrived", last.len());
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_keyring {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(false).await; })*
-        }
-        mod postgres_openbao {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(true).await; })*
-        }
-    };
-}
-
-on_both_stores!(
+guardline_testkit::on_both_stores!(
     a_decision_explains_every_rule,
     the_national_registry,
     caps_hold_under_parallel_attempts,

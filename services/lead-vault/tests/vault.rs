@@ -1127,18 +1127,7 @@ async fn settings_set_the_erasure_deadline_and_the_consent_retention(postgres: b
     assert_eq!(left.records.len(), 2, "ended two years ago and active are kept");
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite_keyring {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(false).await; })*
-        }
-        mod postgres_openbao {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(true).await; })*
-        }
-    };
-}
-
-on_both_stores!(
+guardline_testkit::on_both_stores!(
     leads_are_encrypted_masked_and_scoped,
     reveal_needs_permission_a_reason_and_audit,
     a_ciphertext_moved_to_another_lead_does_not_open,
