@@ -65,7 +65,7 @@ impl Identity {
         validate_working_hours(&hours)?;
         let policy = settings.risk_policy.unwrap_or_default();
         policy.validate()?;
-        let id = format!("t-{}", &uuid::Uuid::now_v7().simple().to_string()[..20]);
+        let id = format!("t-{}", uuid::Uuid::now_v7().simple());
         let model = tenant::Model {
             id: id.clone(),
             name: name.trim().to_owned(),
@@ -177,7 +177,7 @@ impl Identity {
         if exists.is_some() {
             return Err(Error::invalid("login", "already taken in this tenant"));
         }
-        let id = format!("u-{}", &uuid::Uuid::now_v7().simple().to_string()[..20]);
+        let id = format!("u-{}", uuid::Uuid::now_v7().simple());
         let model = user::Model {
             id: id.clone(),
             tenant_id: tenant.to_owned(),
@@ -371,7 +371,7 @@ impl Identity {
         self.get_tenant(caller, tenant).await?;
         validate_name("name", name)?;
         let model = team::Model {
-            id: format!("team-{}", &uuid::Uuid::now_v7().simple().to_string()[..20]),
+            id: format!("team-{}", uuid::Uuid::now_v7().simple()),
             tenant_id: tenant.into(),
             name: name.trim().into(),
         };
