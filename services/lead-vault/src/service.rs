@@ -262,15 +262,21 @@ impl Vault {
     /// number belongs to another lead of the tenant.
     pub async fn create(&self, who: &Subject, tenant: &str, input: LeadInput) -> Result<View> {
         let owner = if input.owner_id.is_empty() { who.user.clone() } else { input.owner_id.clone() };
-        let team = if input.team_id.is_empty() {
-            who.teams.iter().next().cloned().unwrap_or_default()
-        } else {
-            input.team_id.clone()
+        // The caller's team for their own leads; another owner's team must be
+        // named (the vault does not know it, and guessing would put the lead
+        // out of its team lead's sight).
+        let team = match (input.team_id.is_empty(), owner == who.user) {
+            (false, _) => input.team_id.clone(),
+            (true, true) => who.teams.iter().next().cloned().unwrap_or_default(),
+            (true, false) => String::new(),
         };
         let res = Resource { tenant: tenant.into(), owner: Some(owner.clone()), team: Some(team.clone()) };
         let d = decide(who, "lead.write", &res);
         if !d.allowed {
             return Err(Error::PermissionDenied(d.rule));
+        }
+        if team.is_empty() && owner != who.user {
+            return Err(Error::invalid("lead.team_id", "required when the lead is for another owner"));
         }
         if input.phones.is_empty() {
             return Err(Error::invalid("lead.phones", "at least one phone number"));
