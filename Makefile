@@ -6,6 +6,6 @@ test:     ; scripts/test.sh
 lint:     ; cargo fmt --all -- --check && cargo clippy --workspace --all-targets --locked -- -D warnings
 fmt:      ; cargo fmt --all
 bench:    ; cargo bench --workspace --locked
-e2e:      ; cargo test -p guardline-e2e --locked
+e2e:      ; scripts/test-deps.sh && cargo build --workspace --bins --locked && cargo test -p guardline-e2e --locked
 generate: ; cargo build -p guardline-proto --locked
 certs:    ; cargo run -p guardline -- certs

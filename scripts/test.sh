@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/test-deps.sh
 # One test process per test binary, so each binary shares one PostgreSQL and
 # one OpenBao among its tests (nextest would start them once per test).
+# The end-to-end journeys (e2e/) run the service binaries as processes:
+# build them first (cargo test builds only what each test target declares).
+cargo build --workspace --bins --locked
 exec cargo test --workspace --locked "$@"

@@ -1,4 +1,265 @@
-//! End-to-end journeys: the mesh as separate processes over mTLS with
-//! PostgreSQL and OpenBao, as Kubernetes would run it. The e2e issue fills
-//! this crate once the five services have their domains; until then the
-//! black-box tests of `guardline up` live in `crates/guardline/tests`.
+//! The mesh as a platform team runs it: the five service binaries as
+//! separate processes (the same binaries Kubernetes runs), configured only
+//! through flags and environment variables, on a real PostgreSQL 15 and a
+//! real OpenBao, with certificates issued by OpenBao's PKI engine (short
+//! TTL, SPIFFE URI SANs) and keys from its transit engine.
+//!
+//! [`Cluster::shared`] starts it once per test process; every journey of
+//! `tests/` runs against it in its own tenant.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use guardline_runtime::GrpcChannel;
+use guardline_runtime::tls::{TlsFiles, TlsMaterial};
+use guardline_testkit::{OpenBao, Postgres, free_port};
+use tokio::sync::OnceCell;
+
+/// The services, in start order, with their binaries.
+pub const SERVICES: [&str; 5] = ["audit", "identity", "lead-vault", "recordings", "dialer-policy"];
+
+/// The trust domain and namespace of the mesh's SPIFFE ids.
+const TRUST_DOMAIN: &str = "guardline.local";
+const NAMESPACE: &str = "e2e";
+
+/// The running mesh.
+#[derive(Debug)]
+pub struct Cluster {
+    dir: PathBuf,
+    /// `https://localhost:PORT` per service name.
+    endpoints: Vec<(String, String)>,
+    /// The OpenBao the keys and certificates come from.
+    pub bao: &'static OpenBao,
+    /// The transit mount holding the tenant keys.
+    pub transit: String,
+    /// The PKI mount issuing the mesh's certificates.
+    pub pki: String,
+    /// Database URL per service.
+    pub databases: Vec<(String, String)>,
+    _children: Vec<Guarded>,
+}
+
+/// A child process killed with its test process.
+#[derive(Debug)]
+struct Guarded(Child);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+static CLUSTER: OnceCell<Cluster> = OnceCell::const_new();
+
+/// Where cargo put the workspace's binaries: next to the test executable's
+/// `deps/` directory.
+fn bin_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().and_then(Path::parent).context("test executable has no target directory")?;
+    Ok(dir.to_path_buf())
+}
+
+fn binary(service: &str) -> Result<PathBuf> {
+    let path = bin_dir()?.join(format!("guardline-{service}"));
+    if !path.exists() {
+        bail!(
+            "{} is missing: build the service binaries first (`cargo build --bins`, as `make e2e` does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+impl Cluster {
+    /// The mesh of this test process, started on first use.
+    pub async fn shared() -> Result<&'static Cluster> {
+        CLUSTER.get_or_try_init(Self::start).await
+    }
+
+    async fn start() -> Result<Self> {
+        guardline_runtime::tls::install_crypto_provider();
+        let bao = OpenBao::shared().await?;
+        let pg = Postgres::shared().await?;
+        let dir = tempfile::Builder::new().prefix("guardline-e2e-").tempdir()?.keep();
+        let transit = bao.transit_mount().await?;
+        let pki = format!("pki-{}", transit.trim_start_matches("transit-"));
+        // `pki/` is laid out as the CLI expects (`--data-dir DIR`).
+        let pki_dir = dir.join("pki");
+        std::fs::create_dir_all(&pki_dir)?;
+        let ca = Self::setup_pki(bao, &pki, &pki_dir)?;
+        let mut databases = Vec::new();
+        for s in SERVICES {
+            databases.push((s.to_owned(), pg.database().await?));
+        }
+        let ports: Vec<u16> = SERVICES.iter().map(|_| free_port()).collect::<Result<_>>()?;
+        let endpoints: Vec<(String, String)> =
+            SERVICES.iter().zip(&ports).map(|(s, p)| ((*s).to_owned(), format!("https://localhost:{p}"))).collect();
+        let endpoint =
+            |name: &str| endpoints.iter().find(|(n, _)| n == name).map(|(_, e)| e.clone()).unwrap_or_default();
+        let mut children = Vec::new();
+        for (i, service) in SERVICES.iter().enumerate() {
+            Self::issue(bao, &pki, service, &pki_dir)?;
+            let log = std::fs::File::create(dir.join(format!("{service}.log")))?;
+            let mut cmd = Command::new(binary(service)?);
+            // Only flags and environment, as a Deployment would.
+            cmd.env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("GUARDLINE_LISTEN", format!("127.0.0.1:{}", ports[i]))
+                .env("GUARDLINE_TLS_CERT", pki_dir.join(format!("{service}.pem")))
+                .env("GUARDLINE_TLS_KEY", pki_dir.join(format!("{service}-key.pem")))
+                .env("GUARDLINE_TLS_CA", &ca)
+                .env("GUARDLINE_TRUST_DOMAIN", TRUST_DOMAIN)
+                .env("GUARDLINE_NAMESPACE", NAMESPACE)
+                .env("GUARDLINE_IDENTITY_ENDPOINT", endpoint("identity"))
+                .env("GUARDLINE_LEAD_VAULT_ENDPOINT", endpoint("lead-vault"))
+                .env("GUARDLINE_DIALER_POLICY_ENDPOINT", endpoint("dialer-policy"))
+                .env("GUARDLINE_RECORDINGS_ENDPOINT", endpoint("recordings"))
+                .env("GUARDLINE_AUDIT_ENDPOINT", endpoint("audit"))
+                .env("GUARDLINE_DATABASE_URL", &databases[i].1)
+                .env("GUARDLINE_VAULT_ADDR", &bao.addr)
+                .env("GUARDLINE_VAULT_TOKEN", &bao.token)
+                .env("GUARDLINE_VAULT_TRANSIT_MOUNT", &transit)
+                .env("GUARDLINE_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log);
+            match *service {
+                "identity" => {
+                    cmd.env("GUARDLINE_PLATFORM_ADMINS", "platform-admin");
+                }
+                "recordings" => {
+                    cmd.env("GUARDLINE_RECORDINGS_DIR", dir.join("recordings"));
+                }
+                "dialer-policy" => {
+                    cmd.env("GUARDLINE_REGISTRY_DIR", dir.join("registry"))
+                        .env("GUARDLINE_REGISTRY_ADMINS", "operator");
+                }
+                _ => {}
+            }
+            children.push(Guarded(cmd.spawn().with_context(|| format!("starting {service}"))?));
+        }
+        for name in ["platform-admin", "gateway", "operator", "telephony-bridge", "cli"] {
+            Self::issue(bao, &pki, name, &pki_dir)?;
+        }
+        let cluster = Self { dir, endpoints, bao, transit, pki, databases, _children: children };
+        cluster.wait_serving().await?;
+        Ok(cluster)
+    }
+
+    /// A root CA and a role for the mesh in a fresh PKI mount; returns the
+    /// CA bundle's path.
+    fn setup_pki(bao: &OpenBao, mount: &str, dir: &Path) -> Result<PathBuf> {
+        bao.cli(&["secrets", "enable", &format!("-path={mount}"), "pki"])?;
+        bao.cli(&["secrets", "tune", "-max-lease-ttl=87600h", mount])?;
+        let ca = bao.cli(&[
+            "write",
+            "-field=certificate",
+            &format!("{mount}/root/generate/internal"),
+            "common_name=guardline-e2e-root",
+            "key_type=ec",
+            "ttl=87600h",
+        ])?;
+        bao.cli(&[
+            "write",
+            &format!("{mount}/roles/mesh"),
+            "allow_any_name=true",
+            "enforce_hostnames=false",
+            "allow_localhost=true",
+            "allow_ip_sans=true",
+            &format!("allowed_uri_sans=spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/*"),
+            "key_type=ec",
+            "ttl=1h",
+            "max_ttl=24h",
+        ])?;
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, ca)?;
+        Ok(path)
+    }
+
+    /// Issues `name`'s certificate (one hour, SPIFFE URI SAN) into `dir`.
+    fn issue(bao: &OpenBao, mount: &str, name: &str, dir: &Path) -> Result<()> {
+        let out = bao.cli(&[
+            "write",
+            "-format=json",
+            &format!("{mount}/issue/mesh"),
+            &format!("common_name={name}"),
+            "alt_names=localhost",
+            "ip_sans=127.0.0.1",
+            &format!("uri_sans=spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/{name}"),
+            "private_key_format=pkcs8",
+            "ttl=1h",
+        ])?;
+        let v: serde_json::Value = serde_json::from_str(&out).context("pki issue answer")?;
+        let data = &v["data"];
+        let field = |k: &str| data[k].as_str().map(str::to_owned).with_context(|| format!("pki issue: no {k}"));
+        std::fs::write(
+            dir.join(format!("{name}.pem")),
+            format!("{}\n{}\n", field("certificate")?, field("issuing_ca")?),
+        )?;
+        std::fs::write(dir.join(format!("{name}-key.pem")), field("private_key")?)?;
+        Ok(())
+    }
+
+    /// The endpoint of a service.
+    pub fn endpoint(&self, service: &str) -> &str {
+        self.endpoints.iter().find(|(n, _)| n == service).map(|(_, e)| e.as_str()).unwrap_or_default()
+    }
+
+    /// mTLS material of a mesh identity issued at start (`platform-admin`,
+    /// `gateway`, `operator`, `telephony-bridge`, or a service).
+    pub fn tls(&self, identity: &str) -> Result<Arc<TlsMaterial>> {
+        TlsMaterial::load(TlsFiles::in_dir(&self.dir.join("pki"), identity)).map_err(Into::into)
+    }
+
+    /// A channel to `service` as `identity`.
+    pub fn channel(&self, service: &str, identity: &str) -> Result<GrpcChannel> {
+        Ok(guardline_runtime::connect(self.endpoint(service), self.tls(identity)?)?)
+    }
+
+    /// The directory whose `pki/` the `guardline` CLI reads (`--data-dir`).
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The `guardline` CLI binary.
+    pub fn cli() -> Result<PathBuf> {
+        let path = bin_dir()?.join("guardline");
+        if !path.exists() {
+            bail!("{} is missing: `cargo build --bins` first", path.display());
+        }
+        Ok(path)
+    }
+
+    /// The log of a service process, for failure messages.
+    pub fn log(&self, service: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{service}.log"))).unwrap_or_default()
+    }
+
+    async fn wait_serving(&self) -> Result<()> {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_check_response::ServingStatus;
+        use tonic_health::pb::health_client::HealthClient;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for service in SERVICES {
+            let mut client = HealthClient::new(self.channel(service, "gateway")?);
+            loop {
+                let ok = client
+                    .check(HealthCheckRequest { service: String::new() })
+                    .await
+                    .is_ok_and(|r| r.get_ref().status() == ServingStatus::Serving);
+                if ok {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("{service} never became SERVING; its log:\n{}", self.log(service));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+}

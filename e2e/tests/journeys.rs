@@ -1,0 +1,257 @@
+//! User journeys against the mesh as separate processes (see the crate's
+//! docs): each journey a test, each in its own tenant.
+
+use guardline_e2e::Cluster;
+use guardline_proto::identity::v1 as idpb;
+use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use guardline_proto::vault::v1 as vpb;
+use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
+use guardline_runtime::GrpcChannel;
+use tonic::{Code, Request};
+
+const PASSWORD: &str = "a long enough passphrase";
+
+fn with<T>(token: &str, mut r: Request<T>) -> Request<T> {
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    r
+}
+
+async fn cluster() -> &'static Cluster {
+    Cluster::shared().await.expect("the mesh starts")
+}
+
+fn identity(c: &Cluster, who: &str) -> IdentityServiceClient<GrpcChannel> {
+    IdentityServiceClient::new(c.channel("identity", who).expect("channel"))
+}
+
+fn vault(c: &Cluster) -> LeadVaultServiceClient<GrpcChannel> {
+    LeadVaultServiceClient::new(c.channel("lead-vault", "gateway").expect("channel"))
+}
+
+/// A tenant as journey 1 sets it up.
+struct Org {
+    tenant: String,
+    admin: String,
+    team_lead: String,
+    agent1: String,
+    agent2: String,
+    auditor: String,
+    agent1_id: String,
+    agent2_id: String,
+    /// North (agent 1, the team lead) and South (agent 2).
+    teams: Vec<String>,
+}
+
+fn totp_now(secret: &[u8], ahead: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    guardline_identity::domain::credentials::totp_code(secret, now + ahead).expect("code")
+}
+
+async fn login(c: &Cluster, tenant: &str, login: &str, totp: &str) -> Result<String, tonic::Status> {
+    let req = idpb::LoginRequest {
+        tenant_id: tenant.into(),
+        login: login.into(),
+        password: PASSWORD.into(),
+        totp_code: totp.into(),
+        ..Default::default()
+    };
+    identity(c, "gateway").login(req).await.map(|r| r.into_inner().access_token)
+}
+
+/// Journey 1: a tenant, its admin (with TOTP), a team lead, two agents in
+/// two teams and an auditor.
+async fn onboard(c: &Cluster, name: &str) -> Org {
+    let mut platform = identity(c, "platform-admin");
+    let tenant = platform
+        .create_tenant(idpb::CreateTenantRequest {
+            name: name.into(),
+            time_zone: "Asia/Shanghai".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("tenant")
+        .into_inner()
+        .id;
+    let user = |login: &str, roles: &[&str], teams: Vec<String>| idpb::CreateUserRequest {
+        tenant_id: tenant.clone(),
+        login: login.into(),
+        display_name: login.into(),
+        password: PASSWORD.into(),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        team_ids: teams,
+    };
+    platform.create_user(user("admin", &["admin"], vec![])).await.expect("admin");
+    // The admin cannot log in before enrolling a second factor.
+    let refused = login(c, &tenant, "admin", "").await.expect_err("no TOTP yet");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    let enroll =
+        idpb::EnrollTotpRequest { tenant_id: tenant.clone(), login: "admin".into(), password: PASSWORD.into() };
+    let mut gateway = identity(c, "gateway");
+    let uri = gateway.enroll_totp(enroll).await.expect("enroll").into_inner().provisioning_uri;
+    let encoded = uri.split("secret=").nth(1).expect("secret").split('&').next().expect("value");
+    let secret = totp_rs::Secret::try_from_base32(encoded).expect("base32").as_ref().to_vec();
+    let confirm = idpb::ConfirmTotpRequest {
+        tenant_id: tenant.clone(),
+        login: "admin".into(),
+        password: PASSWORD.into(),
+        code: totp_now(&secret, 0),
+    };
+    gateway.confirm_totp(confirm).await.expect("confirm");
+    let admin = login(c, &tenant, "admin", &totp_now(&secret, 30)).await.expect("admin logs in with TOTP");
+
+    let mut teams = Vec::new();
+    for n in ["North", "South"] {
+        let req = idpb::CreateTeamRequest { tenant_id: tenant.clone(), name: n.into() };
+        teams.push(gateway.create_team(with(&admin, Request::new(req))).await.expect("team").into_inner().id);
+    }
+    let mut ids = Vec::new();
+    for (login, role, team) in [
+        ("lead1", "team_lead", Some(0)),
+        ("agent1", "agent", Some(0)),
+        ("agent2", "agent", Some(1)),
+        ("auditor1", "auditor", None),
+    ] {
+        let teams = team.map(|t: usize| vec![teams[t].clone()]).unwrap_or_default();
+        let u = gateway.create_user(with(&admin, Request::new(user(login, &[role], teams)))).await.expect("user");
+        ids.push(u.into_inner().id);
+    }
+    let members = idpb::SetTeamMembersRequest {
+        tenant_id: tenant.clone(),
+        team_id: teams[0].clone(),
+        member_ids: vec![ids[1].clone()],
+        lead_ids: vec![ids[0].clone()],
+    };
+    gateway.set_team_members(with(&admin, Request::new(members))).await.expect("team lead");
+    let token = |l: &'static str| login(c, &tenant, l, "");
+    Org {
+        team_lead: token("lead1").await.expect("lead"),
+        agent1: token("agent1").await.expect("agent1"),
+        agent2: token("agent2").await.expect("agent2"),
+        auditor: token("auditor1").await.expect("auditor"),
+        agent1_id: ids[1].clone(),
+        agent2_id: ids[2].clone(),
+        teams,
+        tenant,
+        admin,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_1_onboarding() {
+    let c = cluster().await;
+    let org = onboard(c, "Onboarding").await;
+    // The agent's token carries only an agent's permissions.
+    let denied = identity(c, "gateway")
+        .create_user(with(
+            &org.agent1,
+            Request::new(idpb::CreateUserRequest { tenant_id: org.tenant.clone(), ..Default::default() }),
+        ))
+        .await
+        .expect_err("an agent manages no users");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert!(!org.admin.is_empty() && !org.auditor.is_empty() && !org.team_lead.is_empty() && !org.agent2.is_empty());
+}
+
+async fn list(c: &Cluster, org: &Org, token: &str) -> Vec<vpb::Lead> {
+    let mut out = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let req = vpb::ListLeadsRequest {
+            tenant_id: org.tenant.clone(),
+            page: Some(guardline_proto::common::v1::PageRequest { page_size: 1000, page_token: page_token.clone() }),
+            ..Default::default()
+        };
+        let r = vault(c).list_leads(with(token, Request::new(req))).await.expect("list").into_inner();
+        out.extend(r.leads);
+        page_token = r.page.map(|p| p.next_page_token).unwrap_or_default();
+        if page_token.is_empty() {
+            return out;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_2_leads() {
+    let c = cluster().await;
+    let org = onboard(c, "Leads").await;
+    // 1,000 leads from CSV, three bad rows among them; 900 for agent 1, the rest for agent 2.
+    let mut csv = String::from("phones,name,province,city,owner_id,team_id\n");
+    for i in 0..1000 {
+        let (owner, team) = if i < 900 { (&org.agent1_id, &org.teams[0]) } else { (&org.agent2_id, &org.teams[1]) };
+        csv.push_str(&format!("139{:08},客户{i},广东省,深圳市,{owner},{team}\n", 10_000_000 + i));
+    }
+    csv.push_str(
+        "not a number,坏行,广东省,深圳市,,\n12,短号,广东省,深圳市,,\n13800000000;xyz,两个号,广东省,深圳市,,\n",
+    );
+    // Another owner's lead must name its team.
+    csv.push_str(&format!("13700000000,无队,广东省,深圳市,{},\n", org.agent1_id));
+    let file = c.data_dir().join("leads-journey.csv");
+    std::fs::write(&file, csv).expect("csv");
+    let out = std::process::Command::new(Cluster::cli().expect("cli"))
+        .args(["leads", "import"])
+        .arg(&file)
+        .args(["--tenant", &org.tenant, "--default-region", "CN", "--endpoint", c.endpoint("lead-vault")])
+        .arg("--data-dir")
+        .arg(c.data_dir())
+        .env("GUARDLINE_TOKEN", &org.admin)
+        .output()
+        .expect("guardline leads import");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("imported 1000, skipped 0 duplicates, refused 4 rows"), "{stdout}");
+    assert!(stdout.contains("line 1002: lead.phones[0]"), "{stdout}");
+    assert!(stdout.contains("line 1005: lead.team_id"), "{stdout}");
+
+    // Agent 1 sees only their own leads, masked.
+    let mine = list(c, &org, &org.agent1).await;
+    assert_eq!(mine.len(), 900);
+    assert!(mine.iter().all(|l| l.owner_id == org.agent1_id));
+    let phone = &mine[0].phones[0];
+    assert!(phone.masked.starts_with("+86 139****") && !phone.clear, "{phone:?}");
+    // The team lead of North sees North's leads (agent 1's), not South's.
+    let team = list(c, &org, &org.team_lead).await;
+    assert_eq!(team.len(), 900);
+    // Agent 2's lead does not exist for agent 1.
+    let theirs = list(c, &org, &org.agent2).await;
+    assert_eq!(theirs.len(), 100);
+    let get = vpb::GetLeadRequest { tenant_id: org.tenant.clone(), lead_id: theirs[0].id.clone() };
+    let hidden = vault(c).get_lead(with(&org.agent1, Request::new(get))).await.expect_err("another team's lead");
+    assert_eq!(hidden.code(), Code::NotFound);
+
+    // A reveal with a reason works and shows in audit.
+    let reveal = vpb::RevealFieldRequest {
+        tenant_id: org.tenant.clone(),
+        lead_id: mine[0].id.clone(),
+        field: vpb::LeadField::Phone as i32,
+        index: 0,
+        reason: "customer called back about the quote".into(),
+    };
+    let clear = vault(c).reveal_field(with(&org.admin, Request::new(reveal))).await.expect("reveal").into_inner();
+    assert!(clear.value.starts_with("+86139"), "a clear E.164 number");
+    let events = audit_events(c, &org, "lead.reveal").await;
+    assert!(events.iter().any(|e| e.resource.as_ref().is_some_and(|r| r.id == mine[0].id)), "{events:?}");
+    assert!(events.iter().all(|e| !format!("{e:?}").contains(&clear.value)), "no number in audit");
+
+    // An agent of another tenant sees nothing here.
+    let other = onboard(c, "Elsewhere").await;
+    let req = vpb::ListLeadsRequest { tenant_id: org.tenant.clone(), ..Default::default() };
+    let foreign = vault(c).list_leads(with(&other.agent1, Request::new(req))).await.expect_err("another tenant");
+    assert_eq!(foreign.code(), Code::PermissionDenied);
+}
+
+/// The tenant's audit events of `action`, read by the auditor once they
+/// arrived (the outboxes deliver asynchronously).
+async fn audit_events(c: &Cluster, org: &Org, action: &str) -> Vec<guardline_proto::audit::v1::AuditEvent> {
+    use guardline_proto::audit::v1::QueryEventsRequest;
+    use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
+    let mut audit = AuditServiceClient::new(c.channel("audit", "gateway").expect("channel"));
+    for _ in 0..100 {
+        let q = QueryEventsRequest { tenant_id: org.tenant.clone(), action: action.into(), ..Default::default() };
+        let events = audit.query_events(with(&org.auditor, Request::new(q))).await.expect("query").into_inner().events;
+        if !events.is_empty() {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no {action} event arrived in audit");
+}
