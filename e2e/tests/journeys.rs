@@ -255,3 +255,148 @@ async fn audit_events(c: &Cluster, org: &Org, action: &str) -> Vec<guardline_pro
     }
     panic!("no {action} event arrived in audit");
 }
+
+fn dialer(
+    c: &Cluster,
+    identity: &str,
+) -> guardline_proto::dialer::v1::dialer_policy_service_client::DialerPolicyServiceClient<GrpcChannel> {
+    guardline_proto::dialer::v1::dialer_policy_service_client::DialerPolicyServiceClient::new(
+        c.channel("dialer-policy", identity).expect("channel"),
+    )
+}
+
+fn ts(s: &str) -> prost_types::Timestamp {
+    let t = chrono::DateTime::parse_from_rfc3339(s).expect("rfc3339");
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: 0 }
+}
+
+/// A lead of agent 1 with marketing consent; returns its id.
+async fn consented_lead(c: &Cluster, org: &Org, phone: &str) -> String {
+    let input = vpb::LeadInput { phones: vec![phone.into()], name: "王五".into(), ..Default::default() };
+    let req = vpb::CreateLeadRequest { tenant_id: org.tenant.clone(), lead: Some(input) };
+    let id = vault(c).create_lead(with(&org.agent1, Request::new(req))).await.expect("lead").into_inner().id;
+    let consent = vpb::RecordConsentRequest {
+        tenant_id: org.tenant.clone(),
+        lead_id: id.clone(),
+        purpose: "marketing".into(),
+        channel: "web_form".into(),
+        evidence: Some(vpb::ConsentEvidence {
+            form_sha256: vec![1; 32],
+            disclosure_version: "v2".into(),
+            ..Default::default()
+        }),
+        granted_at: Some(ts("2026-11-01T00:00:00Z")),
+        expires_at: None,
+    };
+    vault(c).record_consent(with(&org.agent1, Request::new(consent))).await.expect("consent");
+    id
+}
+
+fn call(org: &Org, lead: &str, at: &str) -> guardline_proto::dialer::v1::CheckCallRequest {
+    guardline_proto::dialer::v1::CheckCallRequest {
+        tenant_id: org.tenant.clone(),
+        callee: Some(guardline_proto::dialer::v1::check_call_request::Callee::LeadId(lead.into())),
+        caller_line: "+14155552671".into(),
+        purpose: "marketing".into(),
+        agent_id: org.agent1_id.clone(),
+        at: Some(ts(at)),
+        ..Default::default()
+    }
+}
+
+fn denied_by(d: &guardline_proto::dialer::v1::CheckCallResponse) -> Vec<String> {
+    use guardline_proto::dialer::v1::Verdict;
+    d.rules.iter().filter(|r| r.outcome != Verdict::Allow as i32).map(|r| format!("{}: {}", r.rule, r.reason)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_3_dialing() {
+    use guardline_proto::dialer::v1 as dpb;
+    let c = cluster().await;
+    let org = onboard(c, "Dialing").await;
+    let check = |req: dpb::CheckCallRequest| {
+        let token = org.agent1.clone();
+        async move { dialer(c, "gateway").check_call(with(&token, Request::new(req))).await.expect("check").into_inner() }
+    };
+    // Friday 10:00 in Beijing; 15:00 in New York, 10:00 in Honolulu.
+    let (cn_open, us_open) = ("2026-11-27T02:00:00Z", "2026-11-27T20:00:00Z");
+
+    // A number on the national registry is denied.
+    let registry = [
+        dpb::ImportDncRequest {
+            item: Some(dpb::import_dnc_request::Item::Header(dpb::ImportDncHeader {
+                list: dpb::DncList::National as i32,
+                format: dpb::DncFormat::Ftc as i32,
+                copy_date: Some(ts("2026-11-20T00:00:00Z")),
+                ..Default::default()
+            })),
+        },
+        dpb::ImportDncRequest {
+            item: Some(dpb::import_dnc_request::Item::Data(b"202,5550143\n202,5550144\n".to_vec())),
+        },
+    ];
+    let loaded = dialer(c, "operator").import_dnc(tokio_stream::iter(registry)).await.expect("operator loads the copy");
+    assert_eq!(loaded.into_inner().loaded, 2);
+    let listed = consented_lead(c, &org, "+12025550143").await;
+    let d = check(call(&org, &listed, us_open)).await;
+    assert_eq!(d.verdict, dpb::Verdict::Deny as i32);
+    assert!(denied_by(&d).contains(&"dnc.national: on the national registry copy of 2026-11-20".to_owned()), "{d:?}");
+
+    // Out of the window: deferred to Monday 09:00 Beijing time.
+    let cn = consented_lead(c, &org, "+8613912340001").await;
+    let d = check(call(&org, &cn, "2026-11-28T02:00:00Z")).await;
+    assert_eq!(d.verdict, dpb::Verdict::Defer as i32, "{d:?}");
+    assert_eq!(d.earliest_allowed_at, Some(ts("2026-11-30T01:00:00Z")));
+
+    // Past the cap, the next call is denied.
+    let policy = dpb::DialPolicy { tenant_id: org.tenant.clone(), callee_max_24h: Some(1), ..Default::default() };
+    dialer(c, "gateway").set_dial_policy(with(&org.admin, Request::new(policy))).await.expect("policy");
+    let d = check(call(&org, &cn, cn_open)).await;
+    assert_eq!(d.verdict, dpb::Verdict::Allow as i32, "{d:?}");
+    let attempt = dpb::RecordCallAttemptRequest {
+        tenant_id: org.tenant.clone(),
+        decision_id: d.decision_id.clone(),
+        at: Some(ts(cn_open)),
+        ..Default::default()
+    };
+    dialer(c, "gateway").record_call_attempt(with(&org.agent1, Request::new(attempt))).await.expect("attempt");
+    let d = check(call(&org, &cn, cn_open)).await;
+    assert!(denied_by(&d).contains(&"cap.callee.24h: 1 of 1 calls in the last 24 h".to_owned()), "{d:?}");
+
+    // Withdrawn consent is denied.
+    let other = consented_lead(c, &org, "+8613912340002").await;
+    let history = vpb::GetConsentHistoryRequest { tenant_id: org.tenant.clone(), lead_id: other.clone() };
+    let h = vault(c).get_consent_history(with(&org.agent1, Request::new(history))).await.expect("history").into_inner();
+    let w = vpb::WithdrawConsentRequest { tenant_id: org.tenant.clone(), consent_id: h.records[0].id.clone() };
+    vault(c).withdraw_consent(with(&org.agent1, Request::new(w))).await.expect("withdraw");
+    // (Decided for the next working morning: the withdrawal happened now,
+    // after the Friday the other checks are decided for.)
+    let d = check(call(&org, &other, "2026-11-30T02:00:00Z")).await;
+    assert!(denied_by(&d).contains(&"consent.marketing: no active marketing consent".to_owned()), "{d:?}");
+
+    // An allowed call gets an AXB number; the agent never receives the real
+    // number, the telephony bridge resolves it.
+    let allowed = consented_lead(c, &org, "+8613912340003").await;
+    assert_eq!(check(call(&org, &allowed, cn_open)).await.verdict, dpb::Verdict::Allow as i32);
+    let pool = dpb::AddPrivacyNumbersRequest { tenant_id: org.tenant.clone(), numbers: vec!["+14155550100".into()] };
+    dialer(c, "gateway").add_privacy_numbers(with(&org.admin, Request::new(pool))).await.expect("pool");
+    let bind = dpb::BindPrivacyNumberRequest {
+        tenant_id: org.tenant.clone(),
+        agent_line: "+14155552671".into(),
+        lead_id: allowed.clone(),
+        ttl_seconds: 300,
+    };
+    let b = dialer(c, "gateway").bind_privacy_number(with(&org.agent1, Request::new(bind))).await.expect("bind");
+    let b = b.into_inner();
+    assert_eq!(b.privacy_number, "+14155550100");
+    assert!(!format!("{b:?}").contains("13912340003"), "the agent's answer holds no real number");
+    let resolve = dpb::ResolveBindingRequest {
+        tenant_id: org.tenant.clone(),
+        privacy_number: b.privacy_number.clone(),
+        calling_line: "+14155552671".into(),
+    };
+    let as_agent = dialer(c, "gateway").resolve_binding(with(&org.agent1, Request::new(resolve.clone()))).await;
+    assert_eq!(as_agent.expect_err("not the bridge").code(), Code::PermissionDenied);
+    let real = dialer(c, "telephony-bridge").resolve_binding(resolve).await.expect("the bridge resolves").into_inner();
+    assert_eq!(real.e164, "+8613912340003");
+}
