@@ -400,3 +400,51 @@ async fn journey_3_dialing() {
     let real = dialer(c, "telephony-bridge").resolve_binding(resolve).await.expect("the bridge resolves").into_inner();
     assert_eq!(real.e164, "+8613912340003");
 }
+
+fn audit_verify(c: &Cluster, org: &Org, save: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(Cluster::cli().expect("cli"))
+        .args(["audit", "verify", "--tenant", &org.tenant, "--endpoint", c.endpoint("audit")])
+        .arg("--data-dir")
+        .arg(c.data_dir())
+        .arg("--save")
+        .arg(save)
+        .env("GUARDLINE_TOKEN", &org.auditor)
+        .output()
+        .expect("guardline audit verify");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_8_audit() {
+    let c = cluster().await;
+    let org = onboard(c, "Audit").await;
+    // Some data operations of the tenant, and the log has them.
+    let lead = consented_lead(c, &org, "+8613912348888").await;
+    let events = audit_events(c, &org, "consent.record").await;
+    assert!(events.iter().any(|e| e.resource.as_ref().is_some_and(|r| r.id == lead)), "{events:?}");
+
+    // The tenant's log, exported and verified offline by the CLI.
+    let export = c.data_dir().join(format!("audit-{}.jsonl", org.tenant));
+    let (ok, out) = audit_verify(c, &org, &export);
+    assert!(ok, "{out}");
+    assert!(out.contains("intact: "), "{out}");
+    let offline = std::process::Command::new(Cluster::cli().expect("cli"))
+        .args(["audit", "verify", "--file"])
+        .arg(&export)
+        .output()
+        .expect("offline verify");
+    assert!(offline.status.success(), "{}", String::from_utf8_lossy(&offline.stdout));
+
+    // One byte of one stored entry changed in PostgreSQL: verification names it.
+    let url = &c.databases.iter().find(|(n, _)| n == "audit").expect("audit db").1;
+    let pg = guardline_testkit::Postgres::shared().await.expect("postgres");
+    let tamper = format!(
+        "UPDATE audit_events SET entry = set_byte(entry, length(entry) - 3, get_byte(entry, length(entry) - 3) # 1) \
+         WHERE tenant_id = '{}' AND idx = 2",
+        org.tenant
+    );
+    pg.psql(url, &tamper).await.expect("tamper");
+    let (ok, out) = audit_verify(c, &org, &c.data_dir().join("tampered.jsonl"));
+    assert!(!ok, "{out}");
+    assert!(out.contains("TAMPERED at index 2"), "{out}");
+}
