@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use guardline_audit_client::EventBuilder;
-use guardline_authz::{Resource, Subject, decide};
+use guardline_authz::{Resource, Scope, Subject, decide, widest_scope};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::error::{Error, Result};
@@ -171,15 +171,36 @@ impl Vault {
         Ok(consent::Model { withdrawn_at: Some(now), ..c })
     }
 
-    /// A lead's consents, oldest first (lead in `lead.read` scope).
+    /// A lead's consents, oldest first (lead in `lead.read` scope). After the
+    /// lead's erasure the records stay readable, as evidence, to tenant-wide
+    /// readers (the compliance officer, the admin): the lead has no owner or
+    /// team left to scope them by.
     pub async fn consent_history(&self, who: &Subject, tenant: &str, lead: &str) -> Result<Vec<consent::Model>> {
-        self.get(who, tenant, lead).await?;
+        match self.get(who, tenant, lead).await {
+            Ok(_) => {}
+            Err(Error::NotFound)
+                if widest_scope(who, "lead.read") == Some(Scope::Tenant) && self.erased(tenant, lead).await? => {}
+            Err(e) => return Err(e),
+        }
         Ok(consent::Entity::find()
             .filter(consent::Column::TenantId.eq(tenant))
             .filter(consent::Column::LeadId.eq(lead))
             .order_by_asc(consent::Column::Id)
             .all(&self.db)
             .await?)
+    }
+
+    /// Whether `lead` was erased (a done erasure case, no lead row).
+    async fn erased(&self, tenant: &str, lead: &str) -> Result<bool> {
+        use crate::store::erasure_case;
+        let done = erasure_case::Entity::find()
+            .filter(erasure_case::Column::TenantId.eq(tenant))
+            .filter(erasure_case::Column::LeadId.eq(lead))
+            .filter(erasure_case::Column::State.eq(crate::erasure::state::DONE))
+            .one(&self.db)
+            .await?
+            .is_some();
+        Ok(done && crate::store::lead::Entity::find_by_id(lead.to_owned()).one(&self.db).await?.is_none())
     }
 
     /// Whether a lead has active consent for `purpose` at `at` (for the dialer).

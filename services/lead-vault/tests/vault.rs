@@ -956,6 +956,12 @@ async fn erasure_shreds_the_lead_and_keeps_the_consent(postgres: bool) {
     assert_eq!(consents.len(), 1);
     assert_eq!(consents[0].form_sha256, vec![7; 32]);
     assert!(dnc.iter().any(|d| d.blind_index == consents[0].blind_index));
+    // Through the API: the compliance officer still reads it; the agent who owned the lead does not.
+    let history = || pb::GetConsentHistoryRequest { tenant_id: t.id.clone(), lead_id: gone.id.clone() };
+    let evidence = m.vault().get_consent_history(with(&t.tokens[3], Request::new(history()))).await;
+    assert_eq!(evidence.expect("the officer reads the evidence").into_inner().records.len(), 1);
+    let agent = m.vault().get_consent_history(with(&t.tokens[0], Request::new(history()))).await;
+    assert_eq!(agent.expect_err("the agent's lead is gone").code(), Code::NotFound);
     // The dialer sees the erased number as on the internal list; not the kept one.
     let mut dialer = LeadVaultServiceClient::new(m.channel(&m.vault_uri, "dialer-policy"));
     let look = |e164: &str| pb::LookupNumberRequest { tenant_id: t.id.clone(), e164: e164.into() };
