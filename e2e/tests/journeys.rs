@@ -448,3 +448,85 @@ async fn journey_8_audit() {
     assert!(!ok, "{out}");
     assert!(out.contains("TAMPERED at index 2"), "{out}");
 }
+
+/// A 10 kB recording of a call to `lead`, uploaded by the telephony bridge.
+async fn upload_recording(c: &Cluster, org: &Org, lead: &str) -> guardline_proto::recordings::v1::Recording {
+    use guardline_proto::recordings::v1 as rpb;
+    use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
+    let header = rpb::RecordingHeader {
+        tenant_id: org.tenant.clone(),
+        call_id: format!("call-{lead}"),
+        lead_id: lead.into(),
+        agent_id: org.agent1_id.clone(),
+        team_id: org.teams[0].clone(),
+        caller_line: "+14155552671".into(),
+        started_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+        duration_seconds: 30,
+        format: "audio/wav".into(),
+        ..Default::default()
+    };
+    let audio = vec![7u8; 10_000];
+    let msgs = vec![
+        rpb::UploadRecordingRequest { item: Some(rpb::upload_recording_request::Item::Header(header)) },
+        rpb::UploadRecordingRequest { item: Some(rpb::upload_recording_request::Item::Chunk(audio.clone())) },
+        rpb::UploadRecordingRequest {
+            item: Some(rpb::upload_recording_request::Item::End(rpb::UploadEnd {
+                size_bytes: audio.len() as u64,
+                sha256: vec![],
+            })),
+        },
+    ];
+    let mut bridge = RecordingsServiceClient::new(c.channel("recordings", "telephony-bridge").expect("channel"));
+    bridge.upload_recording(tokio_stream::iter(msgs)).await.expect("upload").into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_6_erasure() {
+    use guardline_proto::dialer::v1 as dpb;
+    use guardline_proto::recordings::v1 as rpb;
+    use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
+    let c = cluster().await;
+    let org = onboard(c, "Erasure").await;
+    let lead = consented_lead(c, &org, "+8613912347777").await;
+    let rec = upload_recording(c, &org, &lead).await;
+
+    // The customer asks, by phone number; the admin executes.
+    let ask = vpb::RequestErasureRequest {
+        tenant_id: org.tenant.clone(),
+        subject: Some(vpb::request_erasure_request::Subject::Phone("+8613912347777".into())),
+    };
+    let case = vault(c).request_erasure(with(&org.admin, Request::new(ask))).await.expect("request").into_inner();
+    let exec = vpb::ExecuteErasureRequest { tenant_id: org.tenant.clone(), case_id: case.id.clone() };
+    let done = vault(c).execute_erasure(with(&org.admin, Request::new(exec))).await.expect("execute").into_inner();
+    assert_eq!(done.state, vpb::ErasureState::Done as i32, "{done:?}");
+
+    // The lead and its recording are gone.
+    let get = vpb::GetLeadRequest { tenant_id: org.tenant.clone(), lead_id: lead.clone() };
+    assert_eq!(vault(c).get_lead(with(&org.admin, Request::new(get))).await.expect_err("gone").code(), Code::NotFound);
+    let mut recordings = RecordingsServiceClient::new(c.channel("recordings", "gateway").expect("channel"));
+    let get = rpb::GetRecordingRequest { tenant_id: org.tenant.clone(), recording_id: rec.id.clone() };
+    let gone = recordings.get_recording(with(&org.admin, Request::new(get))).await.expect_err("recording erased");
+    assert_eq!(gone.code(), Code::NotFound);
+
+    // Its number is denied by the dialer, on the internal list.
+    let call = dpb::CheckCallRequest {
+        tenant_id: org.tenant.clone(),
+        callee: Some(dpb::check_call_request::Callee::E164("+8613912347777".into())),
+        caller_line: "+14155552671".into(),
+        purpose: "service".into(),
+        at: Some(ts("2026-11-27T02:00:00Z")),
+        ..Default::default()
+    };
+    let d = dialer(c, "gateway").check_call(with(&org.agent1, Request::new(call))).await.expect("check").into_inner();
+    assert_eq!(d.verdict, dpb::Verdict::Deny as i32);
+    assert!(denied_by(&d).iter().any(|r| r.starts_with("dnc.internal: erasure on ")), "{d:?}");
+
+    // The consent history is kept, without PII; the receipt is in audit.
+    let h = vpb::GetConsentHistoryRequest { tenant_id: org.tenant.clone(), lead_id: lead.clone() };
+    let kept = vault(c).get_consent_history(with(&org.admin, Request::new(h))).await;
+    let kept = kept.expect("the consent history outlives the lead").into_inner().records;
+    assert_eq!(kept.len(), 1);
+    assert!(!format!("{kept:?}").contains("13912347777"), "{kept:?}");
+    let receipts = audit_events(c, &org, "erasure.execute").await;
+    assert!(receipts.iter().any(|e| e.resource.as_ref().is_some_and(|r| r.id == case.id)), "{receipts:?}");
+}
