@@ -273,6 +273,22 @@ impl RecordingsService for Api {
         )))
     }
 
+    async fn rewrap_tenant_keys(
+        &self,
+        req: Request<pb::RewrapRecordingKeysRequest>,
+    ) -> Reply<pb::RewrapRecordingKeysResponse> {
+        let tenant = req.get_ref().tenant_id.clone();
+        let actor = if guardline_runtime::peer::PeerInfo::is_service_acting_alone(&req, "operator") {
+            (String::new(), "operator".to_owned())
+        } else {
+            let who = self.user(&req).await?;
+            require(&who, "key.rotate", &tenant)?;
+            (who.user, String::new())
+        };
+        let rewrapped = self.recordings.rewrap_tenant_keys(&tenant, (&actor.0, &actor.1)).await?;
+        Ok(Response::new(pb::RewrapRecordingKeysResponse { rewrapped }))
+    }
+
     async fn purge_expired(&self, req: Request<pb::PurgeExpiredRequest>) -> Reply<pb::PurgeExpiredResponse> {
         let r = req.get_ref().clone();
         let service = service_caller(&req).unwrap_or_default();

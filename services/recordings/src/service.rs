@@ -515,6 +515,23 @@ impl Recordings {
         }
     }
 
+    /// Rewraps the tenant's stored data keys under the newest tenant-key
+    /// version (after a rotation in Vault); recordings are untouched.
+    /// Audited with the count.
+    pub async fn rewrap_tenant_keys(&self, tenant: &str, actor: (&str, &str)) -> Result<u64> {
+        if tenant.is_empty() {
+            return Err(Error::invalid("tenant_id", "required"));
+        }
+        let rewrapped = self.envelope.rewrap_tenant_data_keys(tenant).await?;
+        let event = EventBuilder::new(tenant, "recordings.keys.rewrap")
+            .actor(actor.0, actor.1)
+            .resource("tenant", tenant)
+            .detail("rewrapped", rewrapped);
+        guardline_audit_client::enqueue(&self.db, &event.build()).await?;
+        self.outbox.notify_one();
+        Ok(rewrapped)
+    }
+
     /// Deletes what is due at `as_of`. Returns (purged, held, kept for consent).
     pub async fn purge(&self, tenant: &str, as_of: DateTime<Utc>, actor: (&str, &str)) -> Result<(u64, u64, u64)> {
         let rows = recording::Entity::find()

@@ -26,6 +26,7 @@ struct Mesh {
     rec_uri: String,
     id_uri: String,
     rec_db: String,
+    keys: guardline_keys::args::KeysArgs,
     stop: CancellationToken,
 }
 
@@ -100,7 +101,7 @@ async fn start_on(postgres: bool, backend: Backend) -> Mesh {
     let store = objects.build().expect("store");
     let recordings = guardline_recordings::Args {
         common: common(&ca, "recordings", rec_a, &mesh, rec_db.clone()),
-        keys,
+        keys: keys.clone(),
         objects,
         upload_idle_timeout: Duration::from_secs(1),
     };
@@ -116,6 +117,7 @@ async fn start_on(postgres: bool, backend: Backend) -> Mesh {
         rec_uri: format!("https://localhost:{}", rec_a.port()),
         id_uri: mesh.identity_endpoint.clone(),
         rec_db,
+        keys,
         stop,
     };
     for _ in 0..100 {
@@ -630,6 +632,34 @@ async fn retention_classes_per_tenant(postgres: bool, backend: Backend) {
     assert_eq!(days, 3 * 365, "the built-in default class");
 }
 
+async fn tenant_key_rotation_rewraps_the_recording_data_keys(postgres: bool, backend: Backend) {
+    let m = start_on(postgres, backend).await;
+    let t = standard(&m).await;
+    let data = audio(1000);
+    let rec = upload(&m, "telephony-bridge", header(&t, "lead-r", 0, 0, false), &data).await.expect("upload");
+    let rewrap = |tenant: &str| pb::RewrapRecordingKeysRequest { tenant_id: tenant.into() };
+    let agent = m.rec("gateway").rewrap_tenant_keys(with(&t.tokens[0], Request::new(rewrap(&t.id)))).await;
+    assert_eq!(agent.expect_err("an agent").code(), Code::PermissionDenied);
+    let empty = m.rec("operator").rewrap_tenant_keys(rewrap("")).await.expect_err("no tenant");
+    assert_eq!(field_violations(&empty)[0].field, "tenant_id");
+
+    // The tenant key is rotated, the stored data keys rewrapped, the old version disabled.
+    let keyring = m.keys.provider(false).await.expect("key provider");
+    let v2 = keyring.rotate(&t.id).await.expect("rotate");
+    let r = m.rec("operator").rewrap_tenant_keys(rewrap(&t.id)).await.expect("operator").into_inner();
+    assert_eq!(r.rewrapped, 1);
+    keyring.set_min_decryption_version(&t.id, v2).await.expect("min version");
+    use guardline_keys::store::entity as dk;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let db = sea_orm::Database::connect(&m.rec_db).await.expect("db");
+    let stored = dk::Entity::find().filter(dk::Column::TenantId.eq(&t.id)).all(&db).await.expect("keys");
+    assert_eq!(stored.len(), 1);
+    for k in &stored {
+        keyring.unwrap(&t.id, &guardline_keys::provider::WrappedKey(k.wrapped.clone())).await.expect("new version");
+    }
+    assert_eq!(download(&m, &t.tokens[0], &t.id, &rec.id, 0, 0).await.expect("still plays"), data);
+}
+
 macro_rules! on_every_store {
     ($($name:ident),* $(,)?) => {
         mod sqlite_fs {
@@ -650,4 +680,5 @@ on_every_store!(
     legal_hold_purge_and_erasure,
     an_interrupted_upload_leaves_nothing,
     retention_classes_per_tenant,
+    tenant_key_rotation_rewraps_the_recording_data_keys,
 );
