@@ -530,3 +530,83 @@ async fn journey_6_erasure() {
     let receipts = audit_events(c, &org, "erasure.execute").await;
     assert!(receipts.iter().any(|e| e.resource.as_ref().is_some_and(|r| r.id == case.id)), "{receipts:?}");
 }
+
+async fn download(c: &Cluster, org: &Org, token: &str, recording: &str) -> Result<Vec<u8>, tonic::Status> {
+    use guardline_proto::recordings::v1 as rpb;
+    use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
+    let mut rec = RecordingsServiceClient::new(c.channel("recordings", "gateway").expect("channel"));
+    let req = rpb::DownloadRecordingRequest {
+        tenant_id: org.tenant.clone(),
+        recording_id: recording.into(),
+        offset: 0,
+        length: 0,
+    };
+    let mut stream = rec.download_recording(with(token, Request::new(req))).await?.into_inner();
+    let mut out = Vec::new();
+    while let Some(m) = stream.message().await? {
+        out.extend_from_slice(&m.chunk);
+    }
+    Ok(out)
+}
+
+/// Every lead opens (a masked read and a reveal) and the recording plays.
+async fn everything_reads(c: &Cluster, org: &Org, leads: &[String], recording: &str) {
+    for id in leads {
+        let get = vpb::GetLeadRequest { tenant_id: org.tenant.clone(), lead_id: id.clone() };
+        let lead = vault(c).get_lead(with(&org.agent1, Request::new(get))).await.expect("the lead opens").into_inner();
+        assert!(lead.phones[0].masked.starts_with("+86 139****"));
+    }
+    let reveal = vpb::RevealFieldRequest {
+        tenant_id: org.tenant.clone(),
+        lead_id: leads[0].clone(),
+        field: vpb::LeadField::Name as i32,
+        index: 0,
+        reason: "checking the rotation".into(),
+    };
+    let name = vault(c).reveal_field(with(&org.admin, Request::new(reveal))).await.expect("reveal").into_inner();
+    assert_eq!(name.value, "王五");
+    assert_eq!(download(c, org, &org.agent1, recording).await.expect("the recording plays"), vec![7u8; 10_000]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_7_rotation() {
+    use guardline_proto::recordings::v1 as rpb;
+    use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
+    let c = cluster().await;
+    let org = onboard(c, "Rotation").await;
+    let mut leads = Vec::new();
+    for i in 0..3 {
+        leads.push(consented_lead(c, &org, &format!("+86139123460{i:02}")).await);
+    }
+    let rec = upload_recording(c, &org, &leads[0]).await;
+    everything_reads(c, &org, &leads, &rec.id).await;
+
+    // The tenant key is rotated in Vault; every service holding its data keys rewraps them.
+    let key = format!("{}/keys/tenant-{}", c.transit, org.tenant);
+    c.bao.cli(&["write", "-f", &format!("{key}/rotate")]).expect("rotate in Vault");
+    let mut vault_op = LeadVaultServiceClient::new(c.channel("lead-vault", "operator").expect("channel"));
+    let r = vault_op.rewrap_tenant_keys(vpb::RewrapTenantKeysRequest { tenant_id: org.tenant.clone() }).await;
+    let r = r.expect("vault rewrap").into_inner();
+    assert_eq!((r.rewrapped, r.tenant_key_version), (1, 2));
+    let mut rec_op = RecordingsServiceClient::new(c.channel("recordings", "operator").expect("channel"));
+    let r = rec_op.rewrap_tenant_keys(rpb::RewrapRecordingKeysRequest { tenant_id: org.tenant.clone() }).await;
+    assert_eq!(r.expect("recordings rewrap").into_inner().rewrapped, 1);
+
+    // A new data key, and every record key re-wrapped in the background.
+    let started = vault_op.rotate_data_key(vpb::RotateDataKeyRequest { tenant_id: org.tenant.clone() }).await;
+    let mut status = started.expect("rotate the data key").into_inner();
+    for _ in 0..200 {
+        if !status.in_progress {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let req = vpb::GetKeyStatusRequest { tenant_id: org.tenant.clone() };
+        status = vault_op.get_key_status(req).await.expect("status").into_inner();
+    }
+    assert!(!status.in_progress && status.rewrapped == status.total && status.total == 3, "{status:?}");
+    everything_reads(c, &org, &leads, &rec.id).await;
+
+    // The old key version is made unusable in Vault: everything still reads.
+    c.bao.cli(&["write", &format!("{key}/config"), "min_decryption_version=2"]).expect("min_decryption_version");
+    everything_reads(c, &org, &leads, &rec.id).await;
+}
