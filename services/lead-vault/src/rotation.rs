@@ -198,10 +198,14 @@ impl Vault {
     /// The tenant's key status.
     pub async fn key_status(&self, tenant: &str) -> Result<KeyStatus> {
         use guardline_keys::store::{entity as dk, state};
+        // The job first: the worker retires the old keys and only then marks
+        // the job done, so a done job read first implies retired keys below.
+        // (Read the other way round, a status could say "done" and still list
+        // a retiring key: seen once under load.)
+        let job = rotation::Entity::find_by_id(tenant.to_owned()).one(&self.db).await?;
         let keys = dk::Entity::find().filter(dk::Column::TenantId.eq(tenant)).all(&self.db).await?;
         let active = keys.iter().find(|k| k.state == state::ACTIVE).map(|k| k.id.clone()).unwrap_or_default();
         let retiring = keys.iter().filter(|k| k.state == state::RETIRING).map(|k| k.id.clone()).collect();
-        let job = rotation::Entity::find_by_id(tenant.to_owned()).one(&self.db).await?;
         Ok(KeyStatus {
             active,
             retiring,
