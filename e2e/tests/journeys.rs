@@ -451,6 +451,16 @@ async fn journey_8_audit() {
 
 /// A 10 kB recording of a call to `lead`, uploaded by the telephony bridge.
 async fn upload_recording(c: &Cluster, org: &Org, lead: &str) -> guardline_proto::recordings::v1::Recording {
+    upload_recording_with(c, org, lead, None).await
+}
+
+/// As [`upload_recording`], with a spoken-consent segment (offset, length in ms).
+async fn upload_recording_with(
+    c: &Cluster,
+    org: &Org,
+    lead: &str,
+    consent: Option<(u64, u64)>,
+) -> guardline_proto::recordings::v1::Recording {
     use guardline_proto::recordings::v1 as rpb;
     use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
     let header = rpb::RecordingHeader {
@@ -463,6 +473,8 @@ async fn upload_recording(c: &Cluster, org: &Org, lead: &str) -> guardline_proto
         started_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
         duration_seconds: 30,
         format: "audio/wav".into(),
+        consent_offset_ms: consent.map(|c| c.0),
+        consent_length_ms: consent.map(|c| c.1),
         ..Default::default()
     };
     let audio = vec![7u8; 10_000];
@@ -609,4 +621,58 @@ async fn journey_7_rotation() {
     // The old key version is made unusable in Vault: everything still reads.
     c.bao.cli(&["write", &format!("{key}/config"), "min_decryption_version=2"]).expect("min_decryption_version");
     everything_reads(c, &org, &leads, &rec.id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_4_recording() {
+    use guardline_proto::recordings::v1 as rpb;
+    use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
+    let c = cluster().await;
+    let org = onboard(c, "Recording").await;
+    let input = vpb::LeadInput { phones: vec!["+8613912345555".into()], name: "赵六".into(), ..Default::default() };
+    let req = vpb::CreateLeadRequest { tenant_id: org.tenant.clone(), lead: Some(input) };
+    let lead = vault(c).create_lead(with(&org.agent1, Request::new(req))).await.expect("lead").into_inner().id;
+
+    // The call, with the spoken consent 12.5 s in, 8 s long; the consent record points at it.
+    let rec = upload_recording_with(c, &org, &lead, Some((12_500, 8_000))).await;
+    let consent = vpb::RecordConsentRequest {
+        tenant_id: org.tenant.clone(),
+        lead_id: lead.clone(),
+        purpose: "marketing".into(),
+        channel: "call_recording".into(),
+        evidence: Some(vpb::ConsentEvidence {
+            recording_id: rec.id.clone(),
+            recording_offset_ms: 12_500,
+            recording_length_ms: 8_000,
+            disclosure_version: "script-7".into(),
+            ..Default::default()
+        }),
+        granted_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+        expires_at: None,
+    };
+    let recorded = vault(c).record_consent(with(&org.agent1, Request::new(consent))).await.expect("consent");
+    let evidence = recorded.into_inner().evidence.expect("evidence");
+    assert_eq!((evidence.recording_id.as_str(), evidence.recording_offset_ms), (rec.id.as_str(), 12_500));
+
+    // The owner plays it; an agent of another team cannot.
+    assert_eq!(download(c, &org, &org.agent1, &rec.id).await.expect("the owner plays it"), vec![7u8; 10_000]);
+    let refused = download(c, &org, &org.agent2, &rec.id).await.expect_err("another team's agent");
+    assert!(matches!(refused.code(), Code::NotFound | Code::PermissionDenied), "{refused:?}");
+
+    // A later call without consent is under a legal hold: a purge past the
+    // default retention (three years) keeps both, the held one and the
+    // consent evidence (kept four years).
+    let held = upload_recording(c, &org, &lead).await;
+    let mut recordings = RecordingsServiceClient::new(c.channel("recordings", "gateway").expect("channel"));
+    let hold = rpb::SetLegalHoldRequest {
+        tenant_id: org.tenant.clone(),
+        recording_id: held.id.clone(),
+        reason: "complaint under investigation".into(),
+    };
+    recordings.set_legal_hold(with(&org.admin, Request::new(hold))).await.expect("hold");
+    let mut operator = RecordingsServiceClient::new(c.channel("recordings", "operator").expect("channel"));
+    let purge = rpb::PurgeExpiredRequest { tenant_id: org.tenant.clone(), as_of: Some(ts("2030-01-01T00:00:00Z")) };
+    let purged = operator.purge_expired(purge).await.expect("purge").into_inner();
+    assert_eq!((purged.purged, purged.held, purged.kept_for_consent), (0, 1, 1), "{purged:?}");
+    assert_eq!(download(c, &org, &org.agent1, &held.id).await.expect("still there"), vec![7u8; 10_000]);
 }
