@@ -676,3 +676,130 @@ async fn journey_4_recording() {
     assert_eq!((purged.purged, purged.held, purged.kept_for_consent), (0, 1, 1), "{purged:?}");
     assert_eq!(download(c, &org, &org.agent1, &held.id).await.expect("still there"), vec![7u8; 10_000]);
 }
+
+/// A webhook receiver on 127.0.0.1 that answers 200 and keeps (headers, body).
+async fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(Vec<(String, String)>, String)>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://127.0.0.1:{}/alerts", listener.local_addr().expect("addr").port());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (mut buf, mut tmp) = (Vec::new(), [0u8; 4096]);
+            let request = loop {
+                let n = sock.read(&mut tmp).await.unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&tmp[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                let Some(end) = text.find("\r\n\r\n") else { continue };
+                let head = text[..end].to_owned();
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0usize);
+                if buf.len() >= end + 4 + len {
+                    break Some((head, String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned()));
+                }
+            };
+            if let Some((head, body)) = request {
+                let headers = head
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned())))
+                    .collect();
+                keep.lock().expect("lock").push((headers, body));
+            }
+            let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_5_exfiltration() {
+    use guardline_proto::audit::v1 as apb;
+    use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
+    let c = cluster().await;
+    let org = onboard(c, "Exfiltration").await;
+    // The tenant alerts on more than 50 records exported by one user in an hour, at a webhook.
+    let (url, seen) = webhook_receiver().await;
+    let secret = "a shared secret of the security team";
+    let mut audit = AuditServiceClient::new(c.channel("audit", "gateway").expect("channel"));
+    let configure = apb::ConfigureAlertsRequest {
+        tenant_id: org.tenant.clone(),
+        thresholds: Some(apb::AlertThresholds {
+            bulk_records: 50,
+            bulk_window_seconds: 3600,
+            failed_logins: 20,
+            failed_login_window_seconds: 600,
+            modifications: 100,
+            modification_window_seconds: 600,
+            delivery_gap_seconds: 3600,
+        }),
+        webhooks: vec![apb::Webhook { url: url.clone(), secret: secret.into() }],
+    };
+    audit.configure_alerts(with(&org.admin, Request::new(configure))).await.expect("configure alerts");
+    let watch = apb::WatchAlertsRequest { tenant_id: org.tenant.clone() };
+    let mut alerts = audit.watch_alerts(with(&org.auditor, Request::new(watch))).await.expect("watch").into_inner();
+
+    // An agent whose role allows exports (a leaver's account) takes 60 leads.
+    let role = idpb::CreateRoleRequest {
+        tenant_id: org.tenant.clone(),
+        name: "exporting_agent".into(),
+        permissions: vec!["lead.read:own".into(), "lead.write:own".into(), "lead.export".into()],
+    };
+    identity(c, "gateway").create_role(with(&org.admin, Request::new(role))).await.expect("role");
+    let leaver = idpb::CreateUserRequest {
+        tenant_id: org.tenant.clone(),
+        login: "leaver".into(),
+        display_name: "leaver".into(),
+        password: PASSWORD.into(),
+        roles: vec!["exporting_agent".into()],
+        team_ids: vec![org.teams[0].clone()],
+    };
+    identity(c, "gateway").create_user(with(&org.admin, Request::new(leaver))).await.expect("user");
+    let token = login(c, &org.tenant, "leaver", "").await.expect("login");
+    for i in 0..60 {
+        let input =
+            vpb::LeadInput { phones: vec![format!("+86138555{i:05}")], name: "客户".into(), ..Default::default() };
+        let req = vpb::CreateLeadRequest { tenant_id: org.tenant.clone(), lead: Some(input) };
+        vault(c).create_lead(with(&token, Request::new(req))).await.expect("lead");
+    }
+    let export = vpb::ExportLeadsRequest { tenant_id: org.tenant.clone(), ..Default::default() };
+    let mut stream = vault(c).export_leads(with(&token, Request::new(export))).await.expect("export").into_inner();
+    let mut exported = 0;
+    while let Some(row) = stream.message().await.expect("row") {
+        assert!(row.clear_phones.is_empty(), "masked: no lead.reveal");
+        exported += 1;
+    }
+    assert_eq!(exported, 60);
+
+    // The alert reaches the watcher...
+    let alert = tokio::time::timeout(std::time::Duration::from_secs(20), alerts.message())
+        .await
+        .expect("an alert within 20 s")
+        .expect("stream")
+        .expect("alert");
+    assert_eq!(alert.rule, "bulk_access", "{alert:?}");
+    // ...and the webhook, signed: HMAC-SHA256 over "timestamp.body" with the shared secret.
+    let mut delivered = None;
+    for _ in 0..100 {
+        delivered = seen.lock().expect("lock").iter().find(|(_, body)| body.contains("bulk_access")).cloned();
+        if delivered.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (headers, body) = delivered.expect("the webhook received the alert");
+    let header = |k: &str| headers.iter().find(|(h, _)| h == k).map(|(_, v)| v.clone()).expect("header");
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = aws_lc_rs::hmac::sign(&key, format!("{}.{body}", header("x-guardline-timestamp")).as_bytes());
+    let expected: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(header("x-guardline-signature"), format!("sha256={expected}"));
+    assert!(!body.contains("138555"), "no number in the alert");
+}
