@@ -46,11 +46,15 @@ pub struct TelemetryArgs {
     /// OTLP/gRPC endpoint for traces and metrics, e.g. `http://otel-collector:4317`.
     #[arg(long, env = "GUARDLINE_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// Which spans are exported over OTLP, in env-filter syntax; independent of
+    /// `--log`, so quiet logs do not silence traces.
+    #[arg(long, env = "GUARDLINE_TRACE", default_value = "info")]
+    pub trace: String,
 }
 
 impl Default for TelemetryArgs {
     fn default() -> Self {
-        Self { log: "info".into(), log_format: LogFormat::Text, otlp_endpoint: None }
+        Self { log: "info".into(), log_format: LogFormat::Text, otlp_endpoint: None, trace: "info".into() }
     }
 }
 

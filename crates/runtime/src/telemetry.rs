@@ -53,13 +53,18 @@ pub fn init(service_name: &str, args: &TelemetryArgs) -> anyhow::Result<Telemetr
                 SdkMeterProvider::builder().with_periodic_exporter(metrics).with_resource(resource).build();
             opentelemetry::global::set_tracer_provider(tracer_provider.clone());
             opentelemetry::global::set_meter_provider(meter_provider.clone());
-            let layer = tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer(service_name.to_owned()));
+            let trace_filter =
+                EnvFilter::try_new(&args.trace).map_err(|e| anyhow::anyhow!("invalid --trace filter: {e}"))?;
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(tracer_provider.tracer(service_name.to_owned()))
+                .with_filter(trace_filter);
             guard.tracer = Some(tracer_provider);
             guard.meter = Some(meter_provider);
             Some(layer)
         }
         None => None,
     };
-    tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init()?;
+    // Each layer has its own filter: the log level does not decide which spans are exported.
+    tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).try_init()?;
     Ok(guard)
 }
