@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -25,6 +25,93 @@ pub const SERVICES: [&str; 5] = ["audit", "identity", "lead-vault", "recordings"
 const TRUST_DOMAIN: &str = "guardline.local";
 const NAMESPACE: &str = "e2e";
 
+/// A span the test's OTLP receiver was sent.
+#[derive(Clone, Debug)]
+pub struct SeenSpan {
+    /// `service.name` of the exporting process.
+    pub service: String,
+    /// Trace id, hex.
+    pub trace_id: String,
+    /// Span name.
+    pub name: String,
+}
+
+/// An OTLP/gRPC receiver (traces; metrics accepted and dropped) on its own
+/// thread and runtime, so that it outlives the test that started the mesh.
+fn otlp_receiver() -> Result<(String, Arc<Mutex<Vec<SeenSpan>>>)> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+        MetricsService, MetricsServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::metrics::v1::{
+        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+    use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+
+    struct Receiver(Arc<Mutex<Vec<SeenSpan>>>);
+    #[tonic::async_trait]
+    impl TraceService for Receiver {
+        async fn export(
+            &self,
+            req: tonic::Request<ExportTraceServiceRequest>,
+        ) -> std::result::Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let mut seen = self.0.lock().map_err(|_| tonic::Status::internal("lock"))?;
+            for rs in req.into_inner().resource_spans {
+                let service = rs
+                    .resource
+                    .iter()
+                    .flat_map(|r| &r.attributes)
+                    .find(|a| a.key == "service.name")
+                    .and_then(|a| a.value.as_ref())
+                    .and_then(|v| match &v.value {
+                        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
+                            Some(s.clone())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+                    seen.push(SeenSpan {
+                        service: service.clone(),
+                        trace_id: hex::encode(&span.trace_id),
+                        name: span.name.clone(),
+                    });
+                }
+            }
+            Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        }
+    }
+    struct Metrics;
+    #[tonic::async_trait]
+    impl MetricsService for Metrics {
+        async fn export(
+            &self,
+            _: tonic::Request<ExportMetricsServiceRequest>,
+        ) -> std::result::Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+            Ok(tonic::Response::new(ExportMetricsServiceResponse { partial_success: None }))
+        }
+    }
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let keep = spans.clone();
+    std::thread::Builder::new().name("otlp-receiver".into()).spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let _ = tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(Receiver(keep)))
+                .add_service(MetricsServiceServer::new(Metrics))
+                .serve_with_incoming(incoming)
+                .await;
+        });
+    })?;
+    Ok((endpoint, spans))
+}
+
 /// The running mesh.
 #[derive(Debug)]
 pub struct Cluster {
@@ -39,6 +126,8 @@ pub struct Cluster {
     pub pki: String,
     /// Database URL per service.
     pub databases: Vec<(String, String)>,
+    /// Every span the services exported to the test's OTLP receiver.
+    pub spans: Arc<Mutex<Vec<SeenSpan>>>,
     _children: Vec<Guarded>,
 }
 
@@ -100,6 +189,7 @@ impl Cluster {
             SERVICES.iter().zip(&ports).map(|(s, p)| ((*s).to_owned(), format!("https://localhost:{p}"))).collect();
         let endpoint =
             |name: &str| endpoints.iter().find(|(n, _)| n == name).map(|(_, e)| e.clone()).unwrap_or_default();
+        let (otlp, spans) = otlp_receiver()?;
         let mut children = Vec::new();
         for (i, service) in SERVICES.iter().enumerate() {
             Self::issue(bao, &pki, service, &pki_dir)?;
@@ -124,6 +214,7 @@ impl Cluster {
                 .env("GUARDLINE_VAULT_TOKEN", &bao.token)
                 .env("GUARDLINE_VAULT_TRANSIT_MOUNT", &transit)
                 .env("GUARDLINE_LOG", "warn")
+                .env("GUARDLINE_OTLP_ENDPOINT", &otlp)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log);
@@ -145,7 +236,7 @@ impl Cluster {
         for name in ["platform-admin", "gateway", "operator", "telephony-bridge", "cli"] {
             Self::issue(bao, &pki, name, &pki_dir)?;
         }
-        let cluster = Self { dir, endpoints, bao, transit, pki, databases, _children: children };
+        let cluster = Self { dir, endpoints, bao, transit, pki, databases, spans, _children: children };
         cluster.wait_serving().await?;
         Ok(cluster)
     }

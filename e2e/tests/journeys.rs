@@ -803,3 +803,63 @@ async fn journey_5_exfiltration() {
     assert_eq!(header("x-guardline-signature"), format!("sha256={expected}"));
     assert!(!body.contains("138555"), "no number in the alert");
 }
+
+fn traced<T>(trace_id: &str, span: u64, token: &str, r: Request<T>) -> Request<T> {
+    let mut r = with(token, r);
+    let parent = format!("00-{trace_id}-{span:016x}-01");
+    r.metadata_mut().insert("traceparent", parent.parse().expect("ascii"));
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_9_telemetry() {
+    use guardline_proto::dialer::v1 as dpb;
+    let c = cluster().await;
+    let org = onboard(c, "Telemetry").await;
+    let lead = consented_lead(c, &org, "+8613912349999").await;
+    // A gateway starts one trace for the journey and passes it on every call.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+    let trace_id = format!("{nanos:032x}");
+    let check = dpb::CheckCallRequest {
+        tenant_id: org.tenant.clone(),
+        callee: Some(dpb::check_call_request::Callee::LeadId(lead.clone())),
+        caller_line: "+14155552671".into(),
+        purpose: "marketing".into(),
+        at: Some(ts("2026-11-27T02:00:00Z")),
+        ..Default::default()
+    };
+    dialer(c, "gateway").check_call(traced(&trace_id, 1, &org.agent1, Request::new(check))).await.expect("check");
+    let reveal = vpb::RevealFieldRequest {
+        tenant_id: org.tenant.clone(),
+        lead_id: lead.clone(),
+        field: vpb::LeadField::Name as i32,
+        index: 0,
+        reason: "telemetry journey".into(),
+    };
+    vault(c).reveal_field(traced(&trace_id, 2, &org.admin, Request::new(reveal))).await.expect("reveal");
+    let keys = idpb::GetVerificationKeysRequest {};
+    identity(c, "gateway")
+        .get_verification_keys(traced(&trace_id, 3, &org.admin, Request::new(keys)))
+        .await
+        .expect("keys");
+
+    // The spans arrive at the test's OTLP receiver, from at least three services.
+    let mut services = std::collections::BTreeSet::new();
+    for _ in 0..150 {
+        services = c
+            .spans
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|s| s.trace_id == trace_id)
+            .map(|s| s.service.clone())
+            .collect();
+        if services.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for expected in ["dialer-policy", "lead-vault", "audit", "identity"] {
+        assert!(services.contains(expected), "{expected} missing from the trace: {services:?}");
+    }
+}
