@@ -22,11 +22,11 @@ pub struct HealthArgs {
     pub wait: Duration,
 }
 
-fn parse_endpoint(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_endpoint(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(n, u)| (n.to_owned(), u.to_owned())).ok_or_else(|| "use NAME=https://host:port".into())
 }
 
-const SERVICE_NAMES: [(&str, &str, u16); 5] = [
+pub(crate) const SERVICE_NAMES: [(&str, &str, u16); 5] = [
     ("identity", "guardline.identity.v1.IdentityService", 7101),
     ("lead-vault", "guardline.vault.v1.LeadVaultService", 7102),
     ("dialer-policy", "guardline.dialer.v1.DialerPolicyService", 7103),

@@ -6,8 +6,10 @@
 //! - `guardline audit verify`: a tenant's audit log checked offline.
 //! - `guardline leads import FILE.csv`: a CSV file of leads into lead-vault.
 //! - `guardline dnc import FILE`: a do-not-call file into dialer-policy.
+//! - `guardline demo`: the product's journeys, narrated, against `guardline up`.
 
 mod audit;
+mod demo;
 mod dnc;
 mod health;
 mod leads;
@@ -36,6 +38,8 @@ enum Command {
     /// Leads: `guardline leads import FILE.csv`.
     #[command(subcommand)]
     Leads(leads::LeadsCommand),
+    /// Run the product's journeys, narrated, against a running `guardline up`.
+    Demo(demo::DemoArgs),
     /// Do-not-call lists: `guardline dnc import FILE`.
     #[command(subcommand)]
     Dnc(dnc::DncCommand),
@@ -53,6 +57,7 @@ fn main() -> anyhow::Result<()> {
             Command::Audit(cmd) => audit::run(cmd).await,
             Command::Leads(cmd) => leads::run(cmd).await,
             Command::Dnc(cmd) => dnc::run(cmd).await,
+            Command::Demo(args) => demo::run(args).await,
         }
     })
 }

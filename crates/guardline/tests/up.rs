@@ -474,3 +474,38 @@ async fn dnc_import_loads_a_national_registry_copy_from_the_cli() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--token"), "{}", String::from_utf8_lossy(&out.stderr));
     mesh.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_every_journey_against_guardline_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = Mesh::start(dir.path(), &[]);
+    wait_serving(&mesh, dir.path()).await;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_guardline"));
+    cmd.arg("demo").arg("--data-dir").arg(dir.path());
+    for (i, (name, _)) in SERVICES.iter().enumerate() {
+        cmd.arg("--endpoint").arg(format!("{name}={}", mesh.uri(i)));
+    }
+    let out = cmd.output().expect("guardline demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    for expected in [
+        "admin enrolled TOTP",
+        "refused 2 rows",
+        "agent1 asks for agent2's lead: NotFound",
+        "DENY (dnc.national: on the national registry copy of",
+        "DEFER until 2026-11-30T01:00:00+00:00",
+        "DENY (cap.callee.24h: 1 of 1 calls in the last 24 h)",
+        "DENY (consent.marketing: no active marketing consent)",
+        "agent1 tries to resolve it: PermissionDenied",
+        "agent2 (another team) tries: NotFound",
+        "deletes 0 and keeps 1 held",
+        "ALERT bulk_access",
+        "the lead: NotFound; its recording: NotFound",
+        "retiring keys left",
+        "every signed tree head verified",
+    ] {
+        assert!(stdout.contains(expected), "missing `{expected}` in:\n{stdout}");
+    }
+    assert!(!stdout.contains("139200000"), "the demo prints no clear numbers of its leads:\n{stdout}");
+    mesh.stop().await;
+}

@@ -1,0 +1,672 @@
+//! `guardline demo`: the product's journeys, short and narrated, against a
+//! running `guardline up` (embedded defaults), printing each step and what
+//! the services answered. Every call is a real gRPC call over mTLS; the
+//! demo uses the dev CA of the data directory for the identities a real
+//! deployment gives other systems (the telephony bridge, the operator).
+//! All data is synthetic.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use guardline_proto::audit::v1 as apb;
+use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
+use guardline_proto::dialer::v1 as dpb;
+use guardline_proto::dialer::v1::dialer_policy_service_client::DialerPolicyServiceClient;
+use guardline_proto::identity::v1 as idpb;
+use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use guardline_proto::recordings::v1 as rpb;
+use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
+use guardline_proto::vault::v1 as vpb;
+use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
+use guardline_runtime::GrpcChannel;
+use guardline_runtime::tls::{TlsFiles, TlsMaterial};
+use tonic::Request;
+
+/// Flags of `guardline demo`.
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Data directory of `guardline up` (its dev CA and CLI certificate).
+    #[arg(long, env = "GUARDLINE_DATA_DIR", default_value = "./.guardline")]
+    pub data_dir: PathBuf,
+    /// Endpoints as NAME=URI; defaults to the five services on localhost:7101-7105.
+    #[arg(long = "endpoint", value_parser = crate::health::parse_endpoint)]
+    pub endpoints: Vec<(String, String)>,
+}
+
+const PASSWORD: &str = "a long enough passphrase";
+/// Friday 2026-11-27 10:00 in Beijing: inside the `cn` calling window.
+const CN_OPEN: i64 = 1_795_744_800;
+
+struct Demo {
+    endpoints: Vec<(String, String)>,
+    pki: PathBuf,
+    ca: guardline_runtime::devca::DevCa,
+}
+
+fn step(title: &str) {
+    println!("\n== {title}");
+}
+
+fn say(line: impl AsRef<str>) {
+    println!("   {}", line.as_ref());
+}
+
+fn bearer<T>(token: &str, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    if let Ok(v) = format!("Bearer {token}").parse() {
+        r.metadata_mut().insert("authorization", v);
+    }
+    r
+}
+
+fn at(seconds: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds, nanos: 0 }
+}
+
+fn rules(d: &dpb::CheckCallResponse) -> String {
+    let not_allowed: Vec<String> = d
+        .rules
+        .iter()
+        .filter(|r| r.outcome != dpb::Verdict::Allow as i32)
+        .map(|r| format!("{}: {}", r.rule, r.reason))
+        .collect();
+    if not_allowed.is_empty() { format!("{} rules passed", d.rules.len()) } else { not_allowed.join("; ") }
+}
+
+fn verdict(d: &dpb::CheckCallResponse) -> &'static str {
+    match dpb::Verdict::try_from(d.verdict) {
+        Ok(dpb::Verdict::Allow) => "ALLOW",
+        Ok(dpb::Verdict::Deny) => "DENY",
+        Ok(dpb::Verdict::Defer) => "DEFER",
+        _ => "?",
+    }
+}
+
+impl Demo {
+    fn endpoint(&self, service: &str) -> Result<&str> {
+        self.endpoints.iter().find(|(n, _)| n == service).map(|(_, e)| e.as_str()).context("no endpoint")
+    }
+
+    /// A channel to `service` as `identity` (the CLI, or an identity the dev CA issues).
+    fn channel(&self, service: &str, identity: &str) -> Result<GrpcChannel> {
+        let files = if identity == guardline_runtime::devca::CLI {
+            TlsFiles::in_dir(&self.pki, identity)
+        } else {
+            self.ca.ensure(identity)?
+        };
+        let tls: Arc<TlsMaterial> = TlsMaterial::load(files)?;
+        Ok(guardline_runtime::connect(self.endpoint(service)?, tls)?)
+    }
+    fn identity(&self) -> Result<IdentityServiceClient<GrpcChannel>> {
+        Ok(IdentityServiceClient::new(self.channel("identity", "cli")?))
+    }
+    fn vault(&self) -> Result<LeadVaultServiceClient<GrpcChannel>> {
+        Ok(LeadVaultServiceClient::new(self.channel("lead-vault", "cli")?))
+    }
+    fn dialer(&self, who: &str) -> Result<DialerPolicyServiceClient<GrpcChannel>> {
+        Ok(DialerPolicyServiceClient::new(self.channel("dialer-policy", who)?))
+    }
+    fn recordings(&self, who: &str) -> Result<RecordingsServiceClient<GrpcChannel>> {
+        Ok(RecordingsServiceClient::new(self.channel("recordings", who)?))
+    }
+    fn audit(&self) -> Result<AuditServiceClient<GrpcChannel>> {
+        Ok(AuditServiceClient::new(self.channel("audit", "cli")?))
+    }
+}
+
+/// The tenant the demo builds.
+struct Org {
+    tenant: String,
+    admin: String,
+    agent1: String,
+    agent2: String,
+    auditor: String,
+    agent1_id: String,
+    agent2_id: String,
+    teams: Vec<String>,
+}
+
+pub async fn run(args: DemoArgs) -> Result<()> {
+    let pki = args.data_dir.join("pki");
+    let ca = guardline_runtime::devca::DevCa::open_or_create(&pki, "guardline.local", "guardline")
+        .context("the dev CA of `guardline up` (run it first, with the same --data-dir)")?;
+    let mut endpoints: Vec<(String, String)> = crate::health::SERVICE_NAMES
+        .iter()
+        .map(|(n, _, port)| ((*n).to_owned(), format!("https://localhost:{port}")))
+        .collect();
+    for (name, uri) in args.endpoints {
+        if let Some(e) = endpoints.iter_mut().find(|(n, _)| *n == name) {
+            e.1 = uri;
+        }
+    }
+    let d = Demo { endpoints, pki, ca };
+    println!("Guardline demo: a call center's day, against the running mesh. All data is synthetic.");
+    let org = onboarding(&d).await?;
+    let leads = leads(&d, &org).await?;
+    dialing(&d, &org, &leads).await?;
+    let recording = recording(&d, &org, &leads).await?;
+    exfiltration(&d, &org).await?;
+    erasure(&d, &org, &leads, &recording).await?;
+    rotation(&d, &org, &leads).await?;
+    audit(&d, &org).await?;
+    println!(
+        "\nDone: every answer above came from the services over mTLS, and every step is in the tenant's audit log."
+    );
+    Ok(())
+}
+
+async fn login(d: &Demo, tenant: &str, login: &str, totp: &str) -> Result<String> {
+    let req = idpb::LoginRequest {
+        tenant_id: tenant.into(),
+        login: login.into(),
+        password: PASSWORD.into(),
+        totp_code: totp.into(),
+        ..Default::default()
+    };
+    Ok(d.identity()?.login(req).await?.into_inner().access_token)
+}
+
+async fn onboarding(d: &Demo) -> Result<Org> {
+    step("1. Onboarding: a tenant, its admin with TOTP, a team lead, two agents in two teams, an auditor");
+    let mut id = d.identity()?;
+    let name = format!("Demo Call Center {}", chrono::Utc::now().format("%H:%M:%S"));
+    let req = idpb::CreateTenantRequest { name: name.clone(), time_zone: "Asia/Shanghai".into(), ..Default::default() };
+    let tenant = id.create_tenant(req).await?.into_inner().id;
+    say(format!("tenant `{name}` created: {tenant}"));
+    let user = |login: &str, role: &str, teams: Vec<String>| idpb::CreateUserRequest {
+        tenant_id: tenant.clone(),
+        login: login.into(),
+        display_name: login.into(),
+        password: PASSWORD.into(),
+        roles: vec![role.into()],
+        team_ids: teams,
+    };
+    id.create_user(user("admin", "admin", vec![])).await?;
+    let refused = match login(d, &tenant, "admin", "").await {
+        Err(e) => e.downcast_ref::<tonic::Status>().map(|s| s.message().to_owned()).unwrap_or_else(|| e.to_string()),
+        Ok(_) => "accepted?!".into(),
+    };
+    say(format!("admin logs in without a second factor: refused: {refused}"));
+    let enroll =
+        idpb::EnrollTotpRequest { tenant_id: tenant.clone(), login: "admin".into(), password: PASSWORD.into() };
+    let uri = id.enroll_totp(enroll).await?.into_inner().provisioning_uri;
+    let encoded = uri.split("secret=").nth(1).and_then(|s| s.split('&').next()).context("otpauth secret")?;
+    let secret = totp_rs::Secret::try_from_base32(encoded).map_err(|e| anyhow::anyhow!("{e}"))?.as_ref().to_vec();
+    let now = chrono::Utc::now().timestamp() as u64;
+    let code =
+        |t: u64| guardline_identity::domain::credentials::totp_code(&secret, t).map_err(|e| anyhow::anyhow!("{e}"));
+    let confirm = idpb::ConfirmTotpRequest {
+        tenant_id: tenant.clone(),
+        login: "admin".into(),
+        password: PASSWORD.into(),
+        code: code(now)?,
+    };
+    id.confirm_totp(confirm).await?;
+    let admin = login(d, &tenant, "admin", &code(now + 30)?).await?;
+    say("admin enrolled TOTP (RFC 6238) and logged in with a code");
+    let mut teams = Vec::new();
+    for n in ["North", "South"] {
+        let req = idpb::CreateTeamRequest { tenant_id: tenant.clone(), name: n.into() };
+        teams.push(id.create_team(bearer(&admin, req)).await?.into_inner().id);
+    }
+    let mut ids = Vec::new();
+    for (l, role, team) in [
+        ("lead1", "team_lead", Some(0)),
+        ("agent1", "agent", Some(0)),
+        ("agent2", "agent", Some(1)),
+        ("auditor1", "auditor", None),
+    ] {
+        let t = team.map(|t: usize| vec![teams[t].clone()]).unwrap_or_default();
+        ids.push(id.create_user(bearer(&admin, user(l, role, t))).await?.into_inner().id);
+    }
+    let members = idpb::SetTeamMembersRequest {
+        tenant_id: tenant.clone(),
+        team_id: teams[0].clone(),
+        member_ids: vec![ids[1].clone()],
+        lead_ids: vec![ids[0].clone()],
+    };
+    id.set_team_members(bearer(&admin, members)).await?;
+    say("teams North (lead1, agent1) and South (agent2), and auditor1, created by the admin");
+    Ok(Org {
+        agent1: login(d, &tenant, "agent1", "").await?,
+        agent2: login(d, &tenant, "agent2", "").await?,
+        auditor: login(d, &tenant, "auditor1", "").await?,
+        agent1_id: ids[1].clone(),
+        agent2_id: ids[2].clone(),
+        teams,
+        tenant,
+        admin,
+    })
+}
+
+/// Ids of the leads the later steps use.
+struct Leads {
+    cn: String,
+    us: String,
+    withdrawn: String,
+    erased: String,
+    theirs: String,
+}
+
+async fn leads(d: &Demo, org: &Org) -> Result<Leads> {
+    step("2. Leads: an import with bad rows, masking by role, scopes, an audited reveal");
+    let mut rows = vec![vpb::ImportLeadsRequest {
+        item: Some(vpb::import_leads_request::Item::Header(vpb::ImportHeader {
+            tenant_id: org.tenant.clone(),
+            default_region: "CN".into(),
+            default_owner_id: String::new(),
+        })),
+    }];
+    let mut row = |n: u64, phone: String, owner: &str, team: &str| {
+        rows.push(vpb::ImportLeadsRequest {
+            item: Some(vpb::import_leads_request::Item::Row(vpb::ImportRow {
+                row_number: n,
+                lead: Some(vpb::LeadInput {
+                    phones: vec![phone],
+                    name: format!("客户{n}"),
+                    address: Some(vpb::Address {
+                        province: "广东省".into(),
+                        city: "深圳市".into(),
+                        ..Default::default()
+                    }),
+                    owner_id: owner.into(),
+                    team_id: team.into(),
+                    ..Default::default()
+                }),
+            })),
+        });
+    };
+    for n in 0..100u64 {
+        let (owner, team) = if n < 90 { (&org.agent1_id, &org.teams[0]) } else { (&org.agent2_id, &org.teams[1]) };
+        row(n + 2, format!("139{:08}", 20_000_000 + n), owner, team);
+    }
+    row(102, "+1 202 555 0143".into(), &org.agent1_id, &org.teams[0]);
+    row(103, "not a number".into(), &org.agent1_id, &org.teams[0]);
+    row(104, "12".into(), &org.agent1_id, &org.teams[0]);
+    let report = d.vault()?.import_leads(bearer(&org.admin, tokio_stream::iter(rows))).await?.into_inner();
+    say(format!("admin imported {} leads; refused {} rows:", report.imported, report.errors.len()));
+    for e in &report.errors {
+        say(format!("  row {}: {}: {}", e.row_number, e.field, e.description));
+    }
+    let list = |token: String| async move {
+        let req = vpb::ListLeadsRequest {
+            tenant_id: org.tenant.clone(),
+            page: Some(guardline_proto::common::v1::PageRequest { page_size: 1000, page_token: String::new() }),
+            ..Default::default()
+        };
+        d.vault()?.list_leads(bearer(&token, req)).await.map(|r| r.into_inner().leads).map_err(anyhow::Error::from)
+    };
+    let mine = list(org.agent1.clone()).await?;
+    let theirs = list(org.agent2.clone()).await?;
+    let sample = &mine[0];
+    say(format!(
+        "agent1 sees {} leads (own only), masked: {} / {} / {}",
+        mine.len(),
+        sample.phones[0].masked,
+        sample.name.as_ref().map(|n| n.masked.as_str()).unwrap_or(""),
+        sample.address.as_ref().map(|a| a.masked.as_str()).unwrap_or("")
+    ));
+    let get = vpb::GetLeadRequest { tenant_id: org.tenant.clone(), lead_id: theirs[0].id.clone() };
+    let hidden = d.vault()?.get_lead(bearer(&org.agent1, get)).await.err().map(|s| format!("{:?}", s.code()));
+    say(format!("agent1 asks for agent2's lead: {}", hidden.unwrap_or_else(|| "visible?!".into())));
+    let reveal = vpb::RevealFieldRequest {
+        tenant_id: org.tenant.clone(),
+        lead_id: sample.id.clone(),
+        field: vpb::LeadField::Name as i32,
+        index: 0,
+        reason: "customer called back about the quote".into(),
+    };
+    let r = d.vault()?.reveal_field(bearer(&org.admin, reveal)).await?.into_inner();
+    say(format!(
+        "admin reveals the name with a reason: clear value returned, audited first ({} reveals left today)",
+        r.remaining_quota
+    ));
+    let us = mine.iter().find(|l| l.phones[0].masked.starts_with("+1 ")).context("the US lead")?;
+    let consent = |lead: &str| vpb::RecordConsentRequest {
+        tenant_id: org.tenant.clone(),
+        lead_id: lead.into(),
+        purpose: "marketing".into(),
+        channel: "web_form".into(),
+        evidence: Some(vpb::ConsentEvidence {
+            form_sha256: vec![1; 32],
+            disclosure_version: "v2".into(),
+            ..Default::default()
+        }),
+        granted_at: Some(at(CN_OPEN - 30 * 86_400)),
+        expires_at: None,
+    };
+    let cn = mine.iter().filter(|l| l.phones[0].masked.starts_with("+86")).map(|l| l.id.clone()).collect::<Vec<_>>();
+    for lead in [&cn[0], &cn[1], &cn[2], &us.id] {
+        d.vault()?.record_consent(bearer(&org.agent1, consent(lead))).await?;
+    }
+    say("agent1 recorded web-form marketing consent for four leads (form hash, disclosure version)");
+    Ok(Leads {
+        cn: cn[0].clone(),
+        withdrawn: cn[1].clone(),
+        erased: cn[2].clone(),
+        us: us.id.clone(),
+        theirs: theirs[0].id.clone(),
+    })
+}
+
+fn call(org: &Org, lead: &str, when: i64) -> dpb::CheckCallRequest {
+    dpb::CheckCallRequest {
+        tenant_id: org.tenant.clone(),
+        callee: Some(dpb::check_call_request::Callee::LeadId(lead.into())),
+        caller_line: "+14155552671".into(),
+        purpose: "marketing".into(),
+        agent_id: org.agent1_id.clone(),
+        at: Some(at(when)),
+        ..Default::default()
+    }
+}
+
+async fn dialing(d: &Demo, org: &Org, l: &Leads) -> Result<()> {
+    step("3. Dialing: one explained decision before every call");
+    let copy = chrono::Utc::now().date_naive();
+    let midnight = copy.and_hms_opt(0, 0, 0).context("date")?.and_utc().timestamp();
+    let registry = vec![
+        dpb::ImportDncRequest {
+            item: Some(dpb::import_dnc_request::Item::Header(dpb::ImportDncHeader {
+                list: dpb::DncList::National as i32,
+                format: dpb::DncFormat::Ftc as i32,
+                copy_date: Some(at(midnight)),
+                ..Default::default()
+            })),
+        },
+        dpb::ImportDncRequest {
+            item: Some(dpb::import_dnc_request::Item::Data(b"202,5550143\n202,5550199\n".to_vec())),
+        },
+    ];
+    let loaded = d.dialer("cli")?.import_dnc(tokio_stream::iter(registry)).await?.into_inner();
+    say(format!("a national registry copy of {copy} loaded: {} numbers", loaded.loaded));
+    let check = |req: dpb::CheckCallRequest| async move {
+        d.dialer("cli")?.check_call(bearer(&org.agent1, req)).await.map(|r| r.into_inner()).map_err(anyhow::Error::from)
+    };
+    // Friday 15:00 in New York, 10:00 in Honolulu: inside the US window everywhere.
+    let us_open = CN_OPEN + 18 * 3600;
+    let r = check(call(org, &l.us, us_open)).await?;
+    say(format!("call a US lead on the registry: {} ({})", verdict(&r), rules(&r)));
+    let saturday = CN_OPEN + 86_400;
+    let r = check(call(org, &l.cn, saturday)).await?;
+    let earliest = r.earliest_allowed_at.as_ref().and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0));
+    say(format!(
+        "call a Chinese lead on a Saturday: {} until {} ({})",
+        verdict(&r),
+        earliest.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        rules(&r)
+    ));
+    let policy = dpb::DialPolicy { tenant_id: org.tenant.clone(), callee_max_24h: Some(1), ..Default::default() };
+    d.dialer("cli")?.set_dial_policy(bearer(&org.admin, policy)).await?;
+    let r = check(call(org, &l.cn, CN_OPEN)).await?;
+    say(format!(
+        "with a cap of 1 call per callee per 24 h, Friday 10:00 Beijing time: {} ({})",
+        verdict(&r),
+        rules(&r)
+    ));
+    let attempt = dpb::RecordCallAttemptRequest {
+        tenant_id: org.tenant.clone(),
+        decision_id: r.decision_id.clone(),
+        at: Some(at(CN_OPEN)),
+        ..Default::default()
+    };
+    d.dialer("cli")?.record_call_attempt(bearer(&org.agent1, attempt)).await?;
+    let r = check(call(org, &l.cn, CN_OPEN)).await?;
+    say(format!("the call is placed; the next one: {} ({})", verdict(&r), rules(&r)));
+    let history = vpb::GetConsentHistoryRequest { tenant_id: org.tenant.clone(), lead_id: l.withdrawn.clone() };
+    let h = d.vault()?.get_consent_history(bearer(&org.agent1, history)).await?.into_inner();
+    let w = vpb::WithdrawConsentRequest { tenant_id: org.tenant.clone(), consent_id: h.records[0].id.clone() };
+    d.vault()?.withdraw_consent(bearer(&org.agent1, w)).await?;
+    // The next Friday 10:00 Beijing time after now.
+    let weeks = (chrono::Utc::now().timestamp() - CN_OPEN).max(0) / (7 * 86_400) + 1;
+    let r = check(call(org, &l.withdrawn, CN_OPEN + weeks * 7 * 86_400)).await?;
+    say(format!("a lead withdraws consent; calling later: {} ({})", verdict(&r), rules(&r)));
+    let pool = dpb::AddPrivacyNumbersRequest { tenant_id: org.tenant.clone(), numbers: vec!["+14155550100".into()] };
+    d.dialer("cli")?.add_privacy_numbers(bearer(&org.admin, pool)).await?;
+    let bind = dpb::BindPrivacyNumberRequest {
+        tenant_id: org.tenant.clone(),
+        agent_line: "+14155552671".into(),
+        lead_id: l.erased.clone(),
+        ttl_seconds: 300,
+    };
+    let b = d.dialer("cli")?.bind_privacy_number(bearer(&org.agent1, bind)).await?.into_inner();
+    say(format!(
+        "an allowed call: agent1's client gets privacy number {} and binding {}, never the real number",
+        b.privacy_number, b.id
+    ));
+    let resolve = dpb::ResolveBindingRequest {
+        tenant_id: org.tenant.clone(),
+        privacy_number: b.privacy_number.clone(),
+        calling_line: "+14155552671".into(),
+    };
+    let agent = d
+        .dialer("cli")?
+        .resolve_binding(bearer(&org.agent1, resolve.clone()))
+        .await
+        .err()
+        .map(|s| format!("{:?}", s.code()));
+    say(format!("agent1 tries to resolve it: {}", agent.unwrap_or_else(|| "resolved?!".into())));
+    d.dialer("telephony-bridge")?.resolve_binding(resolve).await?;
+    say("the telephony bridge's identity resolves it to the callee and connects the call (audited)");
+    Ok(())
+}
+
+async fn recording(d: &Demo, org: &Org, l: &Leads) -> Result<String> {
+    step("4. Recording: encrypted, with the spoken consent pointed at, played only in scope");
+    let header = rpb::RecordingHeader {
+        tenant_id: org.tenant.clone(),
+        call_id: "call-demo-1".into(),
+        lead_id: l.cn.clone(),
+        agent_id: org.agent1_id.clone(),
+        team_id: org.teams[0].clone(),
+        caller_line: "+14155552671".into(),
+        started_at: Some(at(CN_OPEN)),
+        duration_seconds: 45,
+        format: "audio/wav".into(),
+        consent_offset_ms: Some(12_500),
+        consent_length_ms: Some(8_000),
+        ..Default::default()
+    };
+    let audio = vec![7u8; 64 * 1024];
+    let msgs = vec![
+        rpb::UploadRecordingRequest { item: Some(rpb::upload_recording_request::Item::Header(header)) },
+        rpb::UploadRecordingRequest { item: Some(rpb::upload_recording_request::Item::Chunk(audio.clone())) },
+        rpb::UploadRecordingRequest {
+            item: Some(rpb::upload_recording_request::Item::End(rpb::UploadEnd {
+                size_bytes: audio.len() as u64,
+                sha256: vec![],
+            })),
+        },
+    ];
+    let rec = d.recordings("telephony-bridge")?.upload_recording(tokio_stream::iter(msgs)).await?.into_inner();
+    say(format!("the telephony bridge uploads a 64 KiB call: stored encrypted as {}", rec.id));
+    let consent = vpb::RecordConsentRequest {
+        tenant_id: org.tenant.clone(),
+        lead_id: l.cn.clone(),
+        purpose: "service".into(),
+        channel: "call_recording".into(),
+        evidence: Some(vpb::ConsentEvidence {
+            recording_id: rec.id.clone(),
+            recording_offset_ms: 12_500,
+            recording_length_ms: 8_000,
+            disclosure_version: "script-7".into(),
+            ..Default::default()
+        }),
+        granted_at: Some(at(CN_OPEN)),
+        expires_at: None,
+    };
+    d.vault()?.record_consent(bearer(&org.agent1, consent)).await?;
+    say("consent recorded, pointing at 12.5 s to 20.5 s of the recording");
+    let play = |token: String| {
+        let id = rec.id.clone();
+        async move {
+            let req =
+                rpb::DownloadRecordingRequest { tenant_id: org.tenant.clone(), recording_id: id, offset: 0, length: 0 };
+            let mut s = d.recordings("cli")?.download_recording(bearer(&token, req)).await?.into_inner();
+            let mut n = 0;
+            while let Some(m) = s.message().await? {
+                n += m.chunk.len();
+            }
+            Ok::<usize, anyhow::Error>(n)
+        }
+    };
+    say(format!("agent1 (the owner) plays it: {} bytes", play(org.agent1.clone()).await?));
+    let other = match play(org.agent2.clone()).await {
+        Err(e) => e.downcast_ref::<tonic::Status>().map(|s| format!("{:?}", s.code())).unwrap_or_else(|| e.to_string()),
+        Ok(_) => "played?!".into(),
+    };
+    say(format!("agent2 (another team) tries: {other}"));
+    let hold = rpb::SetLegalHoldRequest {
+        tenant_id: org.tenant.clone(),
+        recording_id: rec.id.clone(),
+        reason: "complaint".into(),
+    };
+    d.recordings("cli")?.set_legal_hold(bearer(&org.admin, hold)).await?;
+    let purge =
+        rpb::PurgeExpiredRequest { tenant_id: org.tenant.clone(), as_of: Some(at(CN_OPEN + 10 * 365 * 86_400)) };
+    let p = d.recordings("operator")?.purge_expired(purge).await?.into_inner();
+    say(format!("under a legal hold, a purge ten years on deletes {} and keeps {} held", p.purged, p.held));
+    let clear = rpb::ClearLegalHoldRequest {
+        tenant_id: org.tenant.clone(),
+        recording_id: rec.id.clone(),
+        reason: "resolved".into(),
+    };
+    d.recordings("cli")?.clear_legal_hold(bearer(&org.admin, clear)).await?;
+    Ok(rec.id)
+}
+
+async fn exfiltration(d: &Demo, org: &Org) -> Result<()> {
+    step("5. Exfiltration: a leaver's bulk export raises an alert");
+    let mut audit = d.audit()?;
+    let thresholds = apb::AlertThresholds {
+        bulk_records: 20,
+        bulk_window_seconds: 3600,
+        failed_logins: 20,
+        failed_login_window_seconds: 600,
+        modifications: 100,
+        modification_window_seconds: 600,
+        delivery_gap_seconds: 3600,
+    };
+    let configure =
+        apb::ConfigureAlertsRequest { tenant_id: org.tenant.clone(), thresholds: Some(thresholds), webhooks: vec![] };
+    audit.configure_alerts(bearer(&org.admin, configure)).await?;
+    let mut alerts = audit
+        .watch_alerts(bearer(&org.auditor, apb::WatchAlertsRequest { tenant_id: org.tenant.clone() }))
+        .await?
+        .into_inner();
+    say("the tenant alerts on more than 20 records exported by one user in an hour; the auditor watches");
+    let role = idpb::CreateRoleRequest {
+        tenant_id: org.tenant.clone(),
+        name: "exporting_agent".into(),
+        permissions: vec!["lead.read:own".into(), "lead.write:own".into(), "lead.export".into()],
+    };
+    d.identity()?.create_role(bearer(&org.admin, role)).await?;
+    let user = idpb::CreateUserRequest {
+        tenant_id: org.tenant.clone(),
+        login: "leaver".into(),
+        display_name: "leaver".into(),
+        password: PASSWORD.into(),
+        roles: vec!["exporting_agent".into()],
+        team_ids: vec![org.teams[0].clone()],
+    };
+    d.identity()?.create_user(bearer(&org.admin, user)).await?;
+    let token = login(d, &org.tenant, "leaver", "").await?;
+    for i in 0..30 {
+        let input =
+            vpb::LeadInput { phones: vec![format!("+86137555{i:05}")], name: "客户".into(), ..Default::default() };
+        d.vault()?
+            .create_lead(bearer(&token, vpb::CreateLeadRequest { tenant_id: org.tenant.clone(), lead: Some(input) }))
+            .await?;
+    }
+    let export = vpb::ExportLeadsRequest { tenant_id: org.tenant.clone(), ..Default::default() };
+    let mut rows = d.vault()?.export_leads(bearer(&token, export)).await?.into_inner();
+    let mut n = 0;
+    while rows.message().await?.is_some() {
+        n += 1;
+    }
+    say(format!("a user whose role allows exports exports {n} leads (masked)"));
+    match tokio::time::timeout(Duration::from_secs(15), alerts.message()).await {
+        Ok(Ok(Some(a))) => say(format!("ALERT {}: {}", a.rule, a.summary)),
+        _ => bail!("no alert within 15 s"),
+    }
+    Ok(())
+}
+
+async fn erasure(d: &Demo, org: &Org, l: &Leads, recording: &str) -> Result<()> {
+    step("6. Erasure: crypto-shredding on request");
+    let ask = vpb::RequestErasureRequest {
+        tenant_id: org.tenant.clone(),
+        subject: Some(vpb::request_erasure_request::Subject::LeadId(l.cn.clone())),
+    };
+    let case = d.vault()?.request_erasure(bearer(&org.admin, ask)).await?.into_inner();
+    let due = case.due_at.as_ref().and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0));
+    say(format!(
+        "erasure case {} opened, due {}",
+        case.id,
+        due.map(|t| t.date_naive().to_string()).unwrap_or_default()
+    ));
+    let exec = vpb::ExecuteErasureRequest { tenant_id: org.tenant.clone(), case_id: case.id.clone() };
+    d.vault()?.execute_erasure(bearer(&org.admin, exec)).await?;
+    say(
+        "executed: record key destroyed, ciphertexts deleted, recordings erased, number on the internal do-not-call list",
+    );
+    let get = vpb::GetLeadRequest { tenant_id: org.tenant.clone(), lead_id: l.cn.clone() };
+    let gone = d.vault()?.get_lead(bearer(&org.admin, get)).await.err().map(|s| format!("{:?}", s.code()));
+    let get = rpb::GetRecordingRequest { tenant_id: org.tenant.clone(), recording_id: recording.into() };
+    let rec =
+        d.recordings("cli")?.get_recording(bearer(&org.admin, get)).await.err().map(|s| format!("{:?}", s.code()));
+    say(format!("the lead: {}; its recording: {}", gone.unwrap_or_default(), rec.unwrap_or_default()));
+    let history = vpb::GetConsentHistoryRequest { tenant_id: org.tenant.clone(), lead_id: l.cn.clone() };
+    let kept = d.vault()?.get_consent_history(bearer(&org.admin, history)).await?.into_inner().records;
+    say(format!("its consent history, kept as evidence without PII: {} records", kept.len()));
+    let _ = &l.theirs;
+    Ok(())
+}
+
+async fn rotation(d: &Demo, org: &Org, l: &Leads) -> Result<()> {
+    step("7. Rotation: a new tenant data key, every record re-wrapped in the background");
+    let mut op = LeadVaultServiceClient::new(d.channel("lead-vault", "operator")?);
+    let started = op.rotate_data_key(vpb::RotateDataKeyRequest { tenant_id: org.tenant.clone() }).await?.into_inner();
+    let mut status = started;
+    for _ in 0..200 {
+        if !status.in_progress {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = op.get_key_status(vpb::GetKeyStatusRequest { tenant_id: org.tenant.clone() }).await?.into_inner();
+    }
+    say(format!(
+        "the operator rotated the data key: {} of {} record keys re-wrapped, {} retiring keys left",
+        status.rewrapped,
+        status.total,
+        status.retiring_data_key_ids.len()
+    ));
+    let get = vpb::GetLeadRequest { tenant_id: org.tenant.clone(), lead_id: l.us.clone() };
+    let lead = d.vault()?.get_lead(bearer(&org.agent1, get)).await?.into_inner();
+    say(format!("everything still reads: {}", lead.phones[0].masked));
+    Ok(())
+}
+
+async fn audit(d: &Demo, org: &Org) -> Result<()> {
+    step("8. Audit: the tenant's log, exported and verified offline");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let req = apb::ExportEventsRequest { tenant_id: org.tenant.clone(), range: None };
+    let mut stream = d.audit()?.export_events(bearer(&org.auditor, req)).await?.into_inner();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        bytes.extend_from_slice(&chunk.data);
+    }
+    let text = String::from_utf8(bytes)?;
+    match guardline_audit::domain::export::verify_export(&text).map_err(|e| anyhow::anyhow!("{e}"))? {
+        guardline_audit::domain::verify::Finding::Intact { size } => {
+            say(format!("{size} entries, every signed tree head verified (RFC 9162 Merkle tree, Ed25519)"))
+        }
+        guardline_audit::domain::verify::Finding::Tampered { index, problem } => {
+            bail!("TAMPERED at {index}: {problem}")
+        }
+    }
+    say("`guardline audit verify --tenant T` does the same from the command line");
+    Ok(())
+}
