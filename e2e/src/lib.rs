@@ -354,3 +354,15 @@ impl Cluster {
         Ok(())
     }
 }
+
+impl guardline_journeys::Mesh for Cluster {
+    fn channel(&self, service: &str, identity: &str) -> Result<GrpcChannel> {
+        Cluster::channel(self, service, identity)
+    }
+    fn platform_admin(&self) -> &str {
+        "platform-admin"
+    }
+    fn gateway(&self) -> &str {
+        "gateway"
+    }
+}

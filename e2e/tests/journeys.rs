@@ -2,14 +2,13 @@
 //! docs): each journey a test, each in its own tenant.
 
 use guardline_e2e::Cluster;
+use guardline_journeys::{Org, PASSWORD};
 use guardline_proto::identity::v1 as idpb;
 use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use guardline_proto::vault::v1 as vpb;
 use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
 use guardline_runtime::GrpcChannel;
 use tonic::{Code, Request};
-
-const PASSWORD: &str = "a long enough passphrase";
 
 fn with<T>(token: &str, mut r: Request<T>) -> Request<T> {
     r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
@@ -28,112 +27,14 @@ fn vault(c: &Cluster) -> LeadVaultServiceClient<GrpcChannel> {
     LeadVaultServiceClient::new(c.channel("lead-vault", "gateway").expect("channel"))
 }
 
-/// A tenant as journey 1 sets it up.
-struct Org {
-    tenant: String,
-    admin: String,
-    team_lead: String,
-    agent1: String,
-    agent2: String,
-    auditor: String,
-    agent1_id: String,
-    agent2_id: String,
-    /// North (agent 1, the team lead) and South (agent 2).
-    teams: Vec<String>,
+async fn onboard(c: &'static Cluster, name: &str) -> Org {
+    let org = guardline_journeys::onboard(c, name).await.expect("onboarding");
+    assert_eq!(org.admin_without_totp.code(), Code::FailedPrecondition, "{:?}", org.admin_without_totp);
+    org
 }
 
-fn totp_now(secret: &[u8], ahead: u64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
-    guardline_identity::domain::credentials::totp_code(secret, now + ahead).expect("code")
-}
-
-async fn login(c: &Cluster, tenant: &str, login: &str, totp: &str) -> Result<String, tonic::Status> {
-    let req = idpb::LoginRequest {
-        tenant_id: tenant.into(),
-        login: login.into(),
-        password: PASSWORD.into(),
-        totp_code: totp.into(),
-        ..Default::default()
-    };
-    identity(c, "gateway").login(req).await.map(|r| r.into_inner().access_token)
-}
-
-/// Journey 1: a tenant, its admin (with TOTP), a team lead, two agents in
-/// two teams and an auditor.
-async fn onboard(c: &Cluster, name: &str) -> Org {
-    let mut platform = identity(c, "platform-admin");
-    let tenant = platform
-        .create_tenant(idpb::CreateTenantRequest {
-            name: name.into(),
-            time_zone: "Asia/Shanghai".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("tenant")
-        .into_inner()
-        .id;
-    let user = |login: &str, roles: &[&str], teams: Vec<String>| idpb::CreateUserRequest {
-        tenant_id: tenant.clone(),
-        login: login.into(),
-        display_name: login.into(),
-        password: PASSWORD.into(),
-        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-        team_ids: teams,
-    };
-    platform.create_user(user("admin", &["admin"], vec![])).await.expect("admin");
-    // The admin cannot log in before enrolling a second factor.
-    let refused = login(c, &tenant, "admin", "").await.expect_err("no TOTP yet");
-    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
-    let enroll =
-        idpb::EnrollTotpRequest { tenant_id: tenant.clone(), login: "admin".into(), password: PASSWORD.into() };
-    let mut gateway = identity(c, "gateway");
-    let uri = gateway.enroll_totp(enroll).await.expect("enroll").into_inner().provisioning_uri;
-    let encoded = uri.split("secret=").nth(1).expect("secret").split('&').next().expect("value");
-    let secret = totp_rs::Secret::try_from_base32(encoded).expect("base32").as_ref().to_vec();
-    let confirm = idpb::ConfirmTotpRequest {
-        tenant_id: tenant.clone(),
-        login: "admin".into(),
-        password: PASSWORD.into(),
-        code: totp_now(&secret, 0),
-    };
-    gateway.confirm_totp(confirm).await.expect("confirm");
-    let admin = login(c, &tenant, "admin", &totp_now(&secret, 30)).await.expect("admin logs in with TOTP");
-
-    let mut teams = Vec::new();
-    for n in ["North", "South"] {
-        let req = idpb::CreateTeamRequest { tenant_id: tenant.clone(), name: n.into() };
-        teams.push(gateway.create_team(with(&admin, Request::new(req))).await.expect("team").into_inner().id);
-    }
-    let mut ids = Vec::new();
-    for (login, role, team) in [
-        ("lead1", "team_lead", Some(0)),
-        ("agent1", "agent", Some(0)),
-        ("agent2", "agent", Some(1)),
-        ("auditor1", "auditor", None),
-    ] {
-        let teams = team.map(|t: usize| vec![teams[t].clone()]).unwrap_or_default();
-        let u = gateway.create_user(with(&admin, Request::new(user(login, &[role], teams)))).await.expect("user");
-        ids.push(u.into_inner().id);
-    }
-    let members = idpb::SetTeamMembersRequest {
-        tenant_id: tenant.clone(),
-        team_id: teams[0].clone(),
-        member_ids: vec![ids[1].clone()],
-        lead_ids: vec![ids[0].clone()],
-    };
-    gateway.set_team_members(with(&admin, Request::new(members))).await.expect("team lead");
-    let token = |l: &'static str| login(c, &tenant, l, "");
-    Org {
-        team_lead: token("lead1").await.expect("lead"),
-        agent1: token("agent1").await.expect("agent1"),
-        agent2: token("agent2").await.expect("agent2"),
-        auditor: token("auditor1").await.expect("auditor"),
-        agent1_id: ids[1].clone(),
-        agent2_id: ids[2].clone(),
-        teams,
-        tenant,
-        admin,
-    }
+async fn login(c: &'static Cluster, tenant: &str, login: &str, totp: &str) -> Result<String, tonic::Status> {
+    guardline_journeys::login(c, tenant, login, totp).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

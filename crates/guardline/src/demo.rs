@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use guardline_journeys::{Org, PASSWORD, bearer};
 use guardline_proto::audit::v1 as apb;
 use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
 use guardline_proto::dialer::v1 as dpb;
@@ -22,7 +23,6 @@ use guardline_proto::vault::v1 as vpb;
 use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
 use guardline_runtime::GrpcChannel;
 use guardline_runtime::tls::{TlsFiles, TlsMaterial};
-use tonic::Request;
 
 /// Flags of `guardline demo`.
 #[derive(clap::Args, Debug)]
@@ -35,7 +35,6 @@ pub struct DemoArgs {
     pub endpoints: Vec<(String, String)>,
 }
 
-const PASSWORD: &str = "a long enough passphrase";
 /// Friday 2026-11-27 10:00 in Beijing: inside the `cn` calling window.
 const CN_OPEN: i64 = 1_795_744_800;
 
@@ -51,14 +50,6 @@ fn step(title: &str) {
 
 fn say(line: impl AsRef<str>) {
     println!("   {}", line.as_ref());
-}
-
-fn bearer<T>(token: &str, msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    if let Ok(v) = format!("Bearer {token}").parse() {
-        r.metadata_mut().insert("authorization", v);
-    }
-    r
 }
 
 fn at(seconds: i64) -> prost_types::Timestamp {
@@ -116,18 +107,6 @@ impl Demo {
     }
 }
 
-/// The tenant the demo builds.
-struct Org {
-    tenant: String,
-    admin: String,
-    agent1: String,
-    agent2: String,
-    auditor: String,
-    agent1_id: String,
-    agent2_id: String,
-    teams: Vec<String>,
-}
-
 pub async fn run(args: DemoArgs) -> Result<()> {
     let pki = args.data_dir.join("pki");
     let ca = guardline_runtime::devca::DevCa::open_or_create(&pki, "guardline.local", "guardline")
@@ -158,87 +137,18 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 }
 
 async fn login(d: &Demo, tenant: &str, login: &str, totp: &str) -> Result<String> {
-    let req = idpb::LoginRequest {
-        tenant_id: tenant.into(),
-        login: login.into(),
-        password: PASSWORD.into(),
-        totp_code: totp.into(),
-        ..Default::default()
-    };
-    Ok(d.identity()?.login(req).await?.into_inner().access_token)
+    Ok(guardline_journeys::login(d, tenant, login, totp).await?)
 }
 
 async fn onboarding(d: &Demo) -> Result<Org> {
     step("1. Onboarding: a tenant, its admin with TOTP, a team lead, two agents in two teams, an auditor");
-    let mut id = d.identity()?;
     let name = format!("Demo Call Center {}", chrono::Utc::now().format("%H:%M:%S"));
-    let req = idpb::CreateTenantRequest { name: name.clone(), time_zone: "Asia/Shanghai".into(), ..Default::default() };
-    let tenant = id.create_tenant(req).await?.into_inner().id;
-    say(format!("tenant `{name}` created: {tenant}"));
-    let user = |login: &str, role: &str, teams: Vec<String>| idpb::CreateUserRequest {
-        tenant_id: tenant.clone(),
-        login: login.into(),
-        display_name: login.into(),
-        password: PASSWORD.into(),
-        roles: vec![role.into()],
-        team_ids: teams,
-    };
-    id.create_user(user("admin", "admin", vec![])).await?;
-    let refused = match login(d, &tenant, "admin", "").await {
-        Err(e) => e.downcast_ref::<tonic::Status>().map(|s| s.message().to_owned()).unwrap_or_else(|| e.to_string()),
-        Ok(_) => "accepted?!".into(),
-    };
-    say(format!("admin logs in without a second factor: refused: {refused}"));
-    let enroll =
-        idpb::EnrollTotpRequest { tenant_id: tenant.clone(), login: "admin".into(), password: PASSWORD.into() };
-    let uri = id.enroll_totp(enroll).await?.into_inner().provisioning_uri;
-    let encoded = uri.split("secret=").nth(1).and_then(|s| s.split('&').next()).context("otpauth secret")?;
-    let secret = totp_rs::Secret::try_from_base32(encoded).map_err(|e| anyhow::anyhow!("{e}"))?.as_ref().to_vec();
-    let now = chrono::Utc::now().timestamp() as u64;
-    let code =
-        |t: u64| guardline_identity::domain::credentials::totp_code(&secret, t).map_err(|e| anyhow::anyhow!("{e}"));
-    let confirm = idpb::ConfirmTotpRequest {
-        tenant_id: tenant.clone(),
-        login: "admin".into(),
-        password: PASSWORD.into(),
-        code: code(now)?,
-    };
-    id.confirm_totp(confirm).await?;
-    let admin = login(d, &tenant, "admin", &code(now + 30)?).await?;
+    let org = guardline_journeys::onboard(d, &name).await?;
+    say(format!("tenant `{name}` created: {}", org.tenant));
+    say(format!("admin logs in without a second factor: refused: {}", org.admin_without_totp.message()));
     say("admin enrolled TOTP (RFC 6238) and logged in with a code");
-    let mut teams = Vec::new();
-    for n in ["North", "South"] {
-        let req = idpb::CreateTeamRequest { tenant_id: tenant.clone(), name: n.into() };
-        teams.push(id.create_team(bearer(&admin, req)).await?.into_inner().id);
-    }
-    let mut ids = Vec::new();
-    for (l, role, team) in [
-        ("lead1", "team_lead", Some(0)),
-        ("agent1", "agent", Some(0)),
-        ("agent2", "agent", Some(1)),
-        ("auditor1", "auditor", None),
-    ] {
-        let t = team.map(|t: usize| vec![teams[t].clone()]).unwrap_or_default();
-        ids.push(id.create_user(bearer(&admin, user(l, role, t))).await?.into_inner().id);
-    }
-    let members = idpb::SetTeamMembersRequest {
-        tenant_id: tenant.clone(),
-        team_id: teams[0].clone(),
-        member_ids: vec![ids[1].clone()],
-        lead_ids: vec![ids[0].clone()],
-    };
-    id.set_team_members(bearer(&admin, members)).await?;
     say("teams North (lead1, agent1) and South (agent2), and auditor1, created by the admin");
-    Ok(Org {
-        agent1: login(d, &tenant, "agent1", "").await?,
-        agent2: login(d, &tenant, "agent2", "").await?,
-        auditor: login(d, &tenant, "auditor1", "").await?,
-        agent1_id: ids[1].clone(),
-        agent2_id: ids[2].clone(),
-        teams,
-        tenant,
-        admin,
-    })
+    Ok(org)
 }
 
 /// Ids of the leads the later steps use.
@@ -669,4 +579,17 @@ async fn audit(d: &Demo, org: &Org) -> Result<()> {
     }
     say("`guardline audit verify --tenant T` does the same from the command line");
     Ok(())
+}
+
+impl guardline_journeys::Mesh for Demo {
+    fn channel(&self, service: &str, identity: &str) -> Result<GrpcChannel> {
+        Demo::channel(self, service, identity)
+    }
+    /// `guardline up` makes the CLI's certificate a platform admin.
+    fn platform_admin(&self) -> &str {
+        guardline_runtime::devca::CLI
+    }
+    fn gateway(&self) -> &str {
+        guardline_runtime::devca::CLI
+    }
 }
