@@ -171,6 +171,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
                         registry_dir: registry_dir.clone(),
                         // The developer's CLI certificate may load a registry copy.
                         registry_admins: vec!["operator".into(), CLI.into()],
+                        service_clients: vec!["dialer-app".into(), "telephony-bridge".into()],
                     };
                     guardline_dialer_policy::run(args, Some(listener), s).await
                 }

@@ -22,4 +22,14 @@ pub struct Args {
     /// Service accounts that may replace a national registry copy.
     #[arg(long, env = "GUARDLINE_REGISTRY_ADMINS", value_delimiter = ',', default_value = "operator")]
     pub registry_admins: Vec<String>,
+    /// Service accounts that may call without a user token (the dialer
+    /// application, the telephony bridge); every other caller needs one.
+    /// The registry admins may too, for registry imports.
+    #[arg(
+        long,
+        env = "GUARDLINE_SERVICE_CLIENTS",
+        value_delimiter = ',',
+        default_value = "dialer-app,telephony-bridge"
+    )]
+    pub service_clients: Vec<String>,
 }

@@ -30,6 +30,8 @@ use crate::service::{CallQuery, Callee, Caller, Decision, Dialer, Target, VaultP
 pub struct Api {
     dialer: Arc<Dialer>,
     verifier: Arc<TokenVerifier>,
+    /// Service accounts that may call without a user token.
+    trusted: Vec<String>,
 }
 
 impl std::fmt::Debug for Api {
@@ -40,8 +42,8 @@ impl std::fmt::Debug for Api {
 
 impl Api {
     /// Serves `dialer`; user tokens verified with `verifier`.
-    pub fn new(dialer: Arc<Dialer>, verifier: Arc<TokenVerifier>) -> Self {
-        Self { dialer, verifier }
+    pub fn new(dialer: Arc<Dialer>, verifier: Arc<TokenVerifier>, trusted: Vec<String>) -> Self {
+        Self { dialer, verifier, trusted }
     }
 
     /// A user by bearer token, else the mesh service that called.
@@ -50,11 +52,17 @@ impl Api {
             let c = self.verifier.authenticate(req).await?;
             return Ok(Caller::User(Subject::from_claims(&c.tenant, &c.sub, &c.teams, &c.perms)));
         }
-        PeerInfo::of(req)
+        // Without a token, only the services trusted to act for any tenant:
+        // a gateway that forgot to forward the user's token is refused.
+        let service = PeerInfo::of(req)
             .and_then(|p| p.identity.as_ref())
             .and_then(|id| id.service_account().map(str::to_owned))
-            .map(Caller::Service)
-            .ok_or_else(|| Status::unauthenticated("no service identity and no bearer token"))
+            .ok_or_else(|| Status::unauthenticated("no service identity and no bearer token"))?;
+        if self.trusted.contains(&service) {
+            Ok(Caller::Service(service))
+        } else {
+            Err(Status::unauthenticated(format!("{service} must send the user's bearer token")))
+        }
     }
 }
 

@@ -29,7 +29,9 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Args { common, packs_dir, registry_dir, registry_admins } = args;
+    let Args { common, packs_dir, registry_dir, registry_admins, service_clients } = args;
+    let mut trusted = service_clients;
+    trusted.extend(registry_admins.iter().cloned());
     let packs = domain::window::Packs::load(packs_dir.as_deref())?;
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
     let registry = registry::Registry::load(&base.db, registry_dir).await?;
@@ -51,7 +53,7 @@ pub async fn run(
     let verifier = std::sync::Arc::new(guardline_runtime::token::TokenVerifier::new(
         guardline_runtime::token::IdentityKeys::new(identity),
     ));
-    let api = grpc::Api::new(std::sync::Arc::new(dialer), verifier);
+    let api = grpc::Api::new(std::sync::Arc::new(dialer), verifier, trusted);
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))
         .allow_list(grpc::allow_list(&common.mesh));

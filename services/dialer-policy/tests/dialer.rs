@@ -144,7 +144,10 @@ async fn a_decision_explains_every_rule(postgres: bool) {
     assert_eq!(foreign.expect_err("another tenant's user").code(), Code::PermissionDenied);
     let elsewhere = check(&m, &other.tokens[AGENT1], call(&other, by_lead(&consented), "service", cn_open())).await;
     assert_eq!(elsewhere.expect_err("a lead of another tenant").code(), Code::NotFound);
-    // A mesh service acting alone (the dialer application) may ask, and is audited as itself.
+    // The gateway without the user's token is refused; the dialer
+    // application, trusted to act alone, may ask and is audited as itself.
+    let tokenless = m.dialer().check_call(call(&t, by_lead(&unconsented), "service", cn_open())).await;
+    assert_eq!(tokenless.expect_err("a gateway must forward the token").code(), Code::Unauthenticated);
     let app = m.dialer_as("dialer-app").check_call(call(&t, by_lead(&unconsented), "service", cn_open())).await;
     assert_eq!(verdict(&app.expect("a service").into_inner()), pb::Verdict::Allow);
 
@@ -209,10 +212,13 @@ async fn the_national_registry(postgres: bool) {
     let file = "202,5550143\n202,5550144\n\"303\",\"5550100\"\nnot a line\n";
     let copy_31_days = utc("2026-10-27T00:00:00Z");
     let refused = import_registry(&m, "gateway", file, copy_31_days).await.expect_err("not a registry admin");
-    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_eq!(refused.code(), Code::Unauthenticated, "a gateway acts for users only");
+    let refused = import_registry(&m, "dialer-app", file, copy_31_days).await.expect_err("not a registry admin");
+    assert_eq!(refused.code(), Code::PermissionDenied, "trusted, but not with the registry");
     let done = import_registry(&m, "operator", file, copy_31_days).await.expect("operator");
     assert_eq!((done.loaded, done.rejected), (3, 1));
-    let status = m.dialer().get_registry_status(pb::GetRegistryStatusRequest {}).await.expect("status").into_inner();
+    let ask = with(&t.tokens[AGENT1], Request::new(pb::GetRegistryStatusRequest {}));
+    let status = m.dialer().get_registry_status(ask).await.expect("status").into_inner();
     assert_eq!((status.copies[0].region.as_str(), status.copies[0].numbers), ("US", 3));
 
     let d = check(&m, &t.tokens[AGENT1], listed.clone()).await.expect("check");

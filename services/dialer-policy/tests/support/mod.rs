@@ -104,6 +104,7 @@ pub async fn start(postgres: bool) -> Mesh {
         packs_dir: Some(packs),
         registry_dir: dir.path().join("registry"),
         registry_admins: vec!["operator".into()],
+        service_clients: vec!["dialer-app".into(), "telephony-bridge".into()],
     };
     let stop = CancellationToken::new();
     let mut ls = listeners.into_iter();
@@ -127,7 +128,10 @@ pub async fn start(postgres: bool) -> Mesh {
     };
     for _ in 0..100 {
         let ok = m.identity().get_verification_keys(idpb::GetVerificationKeysRequest {}).await.is_ok()
-            && m.dialer().get_registry_status(pb::GetRegistryStatusRequest {}).await.is_ok()
+            && m.dialer()
+                .get_registry_status(pb::GetRegistryStatusRequest {})
+                .await
+                .is_err_and(|s| s.code() == Code::Unauthenticated)
             && m.vault()
                 .get_lead(vpb::GetLeadRequest::default())
                 .await
