@@ -16,6 +16,8 @@ use crate::store::dnc;
 pub const INTERNAL: &str = "internal";
 /// Campaign lists, as stored.
 pub const CAMPAIGN: &str = "campaign";
+/// Numbers per lead-vault `LookupNumbers` call.
+const LOOKUP_BATCH: usize = 1000;
 /// The audit log that platform-wide events (registry imports) go to.
 pub const PLATFORM_TENANT: &str = "_platform";
 
@@ -76,8 +78,9 @@ impl Dialer {
                 return Err(Error::invalid(format!("blind_indexes[{i}]"), "a blind index is 32 bytes"));
             }
         }
-        for n in e164 {
-            out.push(self.vault.lookup(tenant, n).await?.0);
+        // The vault indexes numbers in batches (one key, one round trip each).
+        for chunk in e164.chunks(LOOKUP_BATCH) {
+            out.extend(self.vault.blind_indexes(tenant, chunk).await?);
         }
         out.extend(extra.iter().cloned());
         Ok(out)

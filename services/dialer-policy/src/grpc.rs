@@ -111,6 +111,12 @@ impl VaultPort for VaultClient {
         Ok((r.blind_index, r.internal_dnc.then_some(r.internal_dnc_reason)))
     }
 
+    async fn blind_indexes(&self, tenant: &str, e164: &[String]) -> crate::error::Result<Vec<Vec<u8>>> {
+        let req = vpb::LookupNumbersRequest { tenant_id: tenant.into(), e164: e164.to_vec() };
+        let r = self.0.clone().lookup_numbers(req).await.map_err(|s| vault_error(s, "e164"))?.into_inner();
+        Ok(r.lookups.into_iter().map(|l| l.blind_index).collect())
+    }
+
     async fn consent_active(
         &self,
         tenant: &str,

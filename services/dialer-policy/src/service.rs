@@ -48,6 +48,8 @@ pub trait VaultPort: Send + Sync {
     async fn dial_target(&self, tenant: &str, lead_id: &str) -> Result<Target>;
     /// A number's blind index and the vault's do-not-call state.
     async fn lookup(&self, tenant: &str, e164: &str) -> Result<(Vec<u8>, Option<String>)>;
+    /// The blind indexes of many numbers (at most 1,000), in order.
+    async fn blind_indexes(&self, tenant: &str, e164: &[String]) -> Result<Vec<Vec<u8>>>;
     /// Whether the lead has active consent for `purpose` at `at`.
     async fn consent_active(&self, tenant: &str, lead_id: &str, purpose: &str, at: DateTime<Utc>) -> Result<bool>;
 }

@@ -71,6 +71,7 @@ pub fn allow_list(mesh: &MeshArgs) -> AllowList {
         .allow("/guardline.vault.v1.LeadVaultService/CheckConsent", [mesh.identity_of("dialer-policy")])
         .allow("/guardline.vault.v1.LeadVaultService/GetDialTarget", [mesh.identity_of("dialer-policy")])
         .allow("/guardline.vault.v1.LeadVaultService/LookupNumber", [mesh.identity_of("dialer-policy")])
+        .allow("/guardline.vault.v1.LeadVaultService/LookupNumbers", [mesh.identity_of("dialer-policy")])
 }
 
 fn masked(s: String) -> Option<MaskedValue> {
@@ -295,6 +296,21 @@ impl LeadVaultService for Api {
             internal_dnc: t.internal_dnc.is_some(),
             internal_dnc_reason: t.internal_dnc.unwrap_or_default(),
         }))
+    }
+
+    async fn lookup_numbers(&self, req: Request<pb::LookupNumbersRequest>) -> Reply<pb::LookupNumbersResponse> {
+        // Only dialer-policy reaches this (allow-list).
+        let r = req.into_inner();
+        let found = self.vault.lookup_numbers(&r.tenant_id, &r.e164).await?;
+        let lookups = found
+            .into_iter()
+            .map(|(blind_index, why)| pb::NumberLookup {
+                blind_index,
+                internal_dnc: why.is_some(),
+                internal_dnc_reason: why.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(pb::LookupNumbersResponse { lookups }))
     }
 
     async fn lookup_number(&self, req: Request<pb::LookupNumberRequest>) -> Reply<pb::NumberLookup> {

@@ -129,6 +129,8 @@ impl Field {
 
 const FIELDS: [&str; 5] = ["phones", "name", "address", "needs", "notes"];
 const INDEX_KEY: &str = "phone-blind-index";
+/// The most numbers one `LookupNumbers` call takes.
+pub const MAX_LOOKUPS: usize = 1000;
 /// The reason given for a number that already belongs to a lead of the tenant.
 pub(crate) const DUPLICATE: &str = "already belongs to a lead of this tenant";
 const MAC_KEY: &str = "lead-mac";
@@ -444,6 +446,40 @@ impl Vault {
         let blind_index = phone.blind_index(&self.index_key(tenant).await?).to_vec();
         let reason = self.internal_dnc(tenant, &blind_index).await?;
         Ok((blind_index, reason))
+    }
+
+    /// [`Vault::lookup_number`] for up to [`MAX_LOOKUPS`] numbers, in order:
+    /// one index key, one query for the do-not-call rows.
+    pub async fn lookup_numbers(&self, tenant: &str, e164: &[String]) -> Result<Vec<(Vec<u8>, Option<String>)>> {
+        if tenant.is_empty() {
+            return Err(Error::invalid("tenant_id", "required"));
+        }
+        if e164.len() > MAX_LOOKUPS {
+            return Err(Error::invalid("e164", format!("at most {MAX_LOOKUPS} numbers per call")));
+        }
+        let mut phones = Vec::with_capacity(e164.len());
+        for (i, n) in e164.iter().enumerate() {
+            phones.push(
+                Phone::parse(n, None).map_err(|_| Error::invalid(format!("e164[{i}]"), "not a valid E.164 number"))?,
+            );
+        }
+        let key = self.index_key(tenant).await?;
+        let indexes: Vec<Vec<u8>> = phones.iter().map(|p| p.blind_index(&key).to_vec()).collect();
+        let listed = crate::store::internal_dnc::Entity::find()
+            .filter(crate::store::internal_dnc::Column::TenantId.eq(tenant))
+            .filter(crate::store::internal_dnc::Column::BlindIndex.is_in(indexes.clone()))
+            .all(&self.db)
+            .await?;
+        Ok(indexes
+            .into_iter()
+            .map(|ix| {
+                let why = listed
+                    .iter()
+                    .find(|r| r.blind_index == ix)
+                    .map(|r| format!("{} on {}", r.reason, r.added_at.format("%Y-%m-%d")));
+                (ix, why)
+            })
+            .collect())
     }
 
     async fn internal_dnc(&self, tenant: &str, blind_index: &[u8]) -> Result<Option<String>> {

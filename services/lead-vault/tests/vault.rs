@@ -1051,6 +1051,20 @@ async fn dial_target_is_for_dialer_policy_only(postgres: bool) {
     assert_eq!(field_violations(&bad)[0].field, "e164");
     let gateway = m.vault().lookup_number(look("+8613812345671")).await.expect_err("not dialer-policy");
     assert_eq!(gateway.code(), Code::PermissionDenied);
+    // In batches, in order, the same indexes.
+    let many = |n: Vec<&str>| pb::LookupNumbersRequest {
+        tenant_id: t.id.clone(),
+        e164: n.into_iter().map(str::to_owned).collect(),
+    };
+    let both = dialer.lookup_numbers(many(vec!["+12025550143", "+8613812345671"])).await.expect("batch").into_inner();
+    let got: Vec<&Vec<u8>> = both.lookups.iter().map(|l| &l.blind_index).collect();
+    assert_eq!(got, vec![&second.blind_index, &first.blind_index]);
+    let bad = dialer.lookup_numbers(many(vec!["+8613812345671", "12"])).await.expect_err("a bad number");
+    assert_eq!(field_violations(&bad)[0].field, "e164[1]");
+    let too_many = dialer.lookup_numbers(many(vec!["+8613812345671"; 1001])).await.expect_err("too many");
+    assert_eq!(field_violations(&too_many)[0].field, "e164");
+    let gateway = m.vault().lookup_numbers(many(vec!["+8613812345671"])).await.expect_err("not dialer-policy");
+    assert_eq!(gateway.code(), Code::PermissionDenied);
 
     // Rejections: another service (even with a user token), a bad index, another tenant.
     let gateway = m.vault().get_dial_target(with(&t.tokens[3], Request::new(ask(&t.id, &l.id, 0)))).await;
