@@ -517,6 +517,13 @@ async fn a_line_drifting_toward_blocking_is_throttled(postgres: bool) {
     let h = pb::GetLineHealthRequest { tenant_id: t.id.clone(), caller_line: "+14155552671".into() };
     let h = m.dialer().get_line_health(with(&t.tokens[AGENT1], Request::new(h))).await.expect("health").into_inner();
     assert!(h.throttled && h.attempts_last_hour == 20 && h.answer_rate == 0.0, "{h:?}");
+    let other = tenant(&m).await;
+    let h = pb::GetLineHealthRequest { tenant_id: t.id.clone(), caller_line: "+14155552671".into() };
+    let foreign = m.dialer().get_line_health(with(&other.tokens[AGENT1], Request::new(h))).await;
+    assert_eq!(foreign.expect_err("another tenant's line").code(), Code::PermissionDenied);
+    let h = pb::GetLineHealthRequest { tenant_id: t.id.clone(), caller_line: "4155552671".into() };
+    let bad = m.dialer().get_line_health(with(&t.tokens[AGENT1], Request::new(h))).await.expect_err("not E.164");
+    assert_eq!(field_violations(&bad)[0].field, "caller_line");
     // Throttling raised one alert event, not one per deferred call; every
     // decision is in audit, with no number in it.
     let again = check(&m, &t.tokens[AGENT1], call(&t, by_number("+8613899999998"), "marketing", now)).await;
