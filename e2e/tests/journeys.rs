@@ -578,49 +578,6 @@ async fn journey_4_recording() {
     assert_eq!(download(c, &org, &org.agent1, &held.id).await.expect("still there"), vec![7u8; 10_000]);
 }
 
-/// A webhook receiver on 127.0.0.1 that answers 200 and keeps (headers, body).
-async fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(Vec<(String, String)>, String)>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://127.0.0.1:{}/alerts", listener.local_addr().expect("addr").port());
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let (mut buf, mut tmp) = (Vec::new(), [0u8; 4096]);
-            let request = loop {
-                let n = sock.read(&mut tmp).await.unwrap_or(0);
-                if n == 0 {
-                    break None;
-                }
-                buf.extend_from_slice(&tmp[..n]);
-                let text = String::from_utf8_lossy(&buf).into_owned();
-                let Some(end) = text.find("\r\n\r\n") else { continue };
-                let head = text[..end].to_owned();
-                let len = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
-                    })
-                    .unwrap_or(0usize);
-                if buf.len() >= end + 4 + len {
-                    break Some((head, String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned()));
-                }
-            };
-            if let Some((head, body)) = request {
-                let headers = head
-                    .lines()
-                    .skip(1)
-                    .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned())))
-                    .collect();
-                keep.lock().expect("lock").push((headers, body));
-            }
-            let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
-        }
-    });
-    (url, seen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journey_5_exfiltration() {
     use guardline_proto::audit::v1 as apb;
@@ -628,7 +585,7 @@ async fn journey_5_exfiltration() {
     let c = cluster().await;
     let org = onboard(c, "Exfiltration").await;
     // The tenant alerts on more than 50 records exported by one user in an hour, at a webhook.
-    let (url, seen) = webhook_receiver().await;
+    let (url, seen) = guardline_testkit::webhook_receiver(false).await.expect("webhook receiver");
     let secret = "a shared secret of the security team";
     let mut audit = AuditServiceClient::new(c.channel("audit", "gateway").expect("channel"));
     let configure = apb::ConfigureAlertsRequest {

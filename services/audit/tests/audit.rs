@@ -438,55 +438,6 @@ fn with<T>(token: &str, mut r: Request<T>) -> Request<T> {
     r
 }
 
-/// A webhook receiver on 127.0.0.1: fails the first request with 500, then
-/// accepts; records (headers, body) of every request.
-async fn webhook_receiver() -> (String, Arc<std::sync::Mutex<Vec<(Vec<(String, String)>, String)>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://127.0.0.1:{}/hook", listener.local_addr().expect("addr").port());
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let s = seen.clone();
-    tokio::spawn(async move {
-        let mut n = 0;
-        while let Ok((mut sock, _)) = listener.accept().await {
-            n += 1;
-            let mut buf = Vec::new();
-            let mut tmp = [0u8; 4096];
-            let (head, body) = loop {
-                let k = sock.read(&mut tmp).await.unwrap_or(0);
-                if k == 0 {
-                    break (String::new(), String::new());
-                }
-                buf.extend_from_slice(&tmp[..k]);
-                let text = String::from_utf8_lossy(&buf).into_owned();
-                if let Some(i) = text.find("\r\n\r\n") {
-                    let head = text[..i].to_owned();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= i + 4 + len {
-                        break (head, String::from_utf8_lossy(&buf[i + 4..i + 4 + len]).into_owned());
-                    }
-                }
-            };
-            let headers = head
-                .lines()
-                .skip(1)
-                .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned())))
-                .collect();
-            s.lock().expect("lock").push((headers, body));
-            let status = if n == 1 { "500 Internal Server Error" } else { "200 OK" };
-            let _ = sock
-                .write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes())
-                .await;
-        }
-    });
-    (url, seen)
-}
-
 async fn alerts_reach_watchers_and_signed_webhooks(postgres: bool) {
     let m = start(postgres).await;
     let mut platform = m.identity("platform-admin");
@@ -525,7 +476,7 @@ async fn alerts_reach_watchers_and_signed_webhooks(postgres: bool) {
     let auditor = token_for("auditor1", "auditor").await;
     let agent = token_for("agent1", "agent").await;
     let mut c = m.audit("gateway");
-    let (url, seen) = webhook_receiver().await;
+    let (url, seen) = guardline_testkit::webhook_receiver(true).await.expect("webhook receiver");
     let secret = "0123456789abcdef-hook-secret";
     let configure = |u: &str| pb::ConfigureAlertsRequest {
         tenant_id: tenant.clone(),

@@ -32,7 +32,7 @@ pub(crate) fn count_if(cond: Cond) -> SimpleExpr {
     Func::cast_as(Func::sum(Expr::case(cond, 1).finally(0)), sea_orm::sea_query::Alias::new("bigint")).into()
 }
 
-use crate::domain::health::{self, HealthPolicy, LineStats, SHORT_CALL_SECONDS};
+use crate::domain::health::{self, LineStats, SHORT_CALL_SECONDS};
 use crate::error::{Error, Result};
 use crate::service::{Caller, DECISION_TTL, Dialer};
 use crate::store::{attempt, decision, dnc, line_state};
@@ -309,10 +309,8 @@ impl Dialer {
         who.in_tenant(tenant)?;
         let line = crate::service::line("caller_line", line)?;
         let policy = self.policy(tenant, "").await?;
-        let hp =
-            HealthPolicy { throttle_calls_per_hour: u64::from(policy.line_throttle_per_hour), ..Default::default() };
         let stats = self.line_stats(tenant, line.e164(), Utc::now()).await?;
-        Ok(LineReport { health: health::assess(&stats, &hp), stats })
+        Ok(LineReport { health: health::assess(&stats, &policy.health()), stats })
     }
 
     pub(crate) async fn is_newly_throttled(&self, tenant: &str, line: &str) -> Result<bool> {

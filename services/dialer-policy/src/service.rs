@@ -11,7 +11,7 @@ use guardline_phone::Phone;
 use sea_orm::{ActiveValue, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
 
 use crate::domain::decision::{RuleResult, Verdict, cap, combine};
-use crate::domain::health::{self, HealthPolicy};
+use crate::domain::health;
 use crate::domain::policy::{Effective, Policy, pack_for_region};
 use crate::domain::window::{Packs, WindowOutcome};
 use crate::error::{Error, Result};
@@ -554,7 +554,7 @@ impl Dialer {
         at: DateTime<Utc>,
         p: &Effective,
     ) -> Result<(RuleResult, Option<String>)> {
-        let hp = HealthPolicy { throttle_calls_per_hour: u64::from(p.line_throttle_per_hour), ..Default::default() };
+        let hp = p.health();
         let stats = self.line_stats(tenant, caller_line.e164(), at).await?;
         let h = health::assess(&stats, &hp);
         if !h.throttled {

@@ -129,6 +129,11 @@ impl Field {
 
 const FIELDS: [&str; 5] = ["phones", "name", "address", "needs", "notes"];
 const INDEX_KEY: &str = "phone-blind-index";
+/// Why a number is on the internal do-not-call list, as the dialer shows it.
+fn dnc_reason(r: &crate::store::internal_dnc::Model) -> String {
+    format!("{} on {}", r.reason, r.added_at.format("%Y-%m-%d"))
+}
+
 /// The most numbers one `LookupNumbers` call takes.
 pub const MAX_LOOKUPS: usize = 1000;
 /// The reason given for a number that already belongs to a lead of the tenant.
@@ -473,10 +478,7 @@ impl Vault {
         Ok(indexes
             .into_iter()
             .map(|ix| {
-                let why = listed
-                    .iter()
-                    .find(|r| r.blind_index == ix)
-                    .map(|r| format!("{} on {}", r.reason, r.added_at.format("%Y-%m-%d")));
+                let why = listed.iter().find(|r| r.blind_index == ix).map(dnc_reason);
                 (ix, why)
             })
             .collect())
@@ -486,7 +488,7 @@ impl Vault {
         Ok(crate::store::internal_dnc::Entity::find_by_id((tenant.to_owned(), blind_index.to_vec()))
             .one(&self.db)
             .await?
-            .map(|r| format!("{} on {}", r.reason, r.added_at.format("%Y-%m-%d"))))
+            .map(|r| dnc_reason(&r)))
     }
 
     /// A lead within the caller's `lead.read` scope; NOT_FOUND otherwise.

@@ -39,6 +39,15 @@ impl Default for VaultSettings {
     }
 }
 
+impl From<&tenant_settings::Model> for VaultSettings {
+    fn from(r: &tenant_settings::Model) -> Self {
+        Self {
+            erasure_deadline_days: r.erasure_deadline_days.max(0) as u32,
+            consent_retention_days: r.consent_retention_days.max(0) as u32,
+        }
+    }
+}
+
 /// A change of settings; `None` keeps the current value.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SettingsChange {
@@ -80,12 +89,11 @@ fn require_policy(who: &Subject, tenant: &str) -> Result<()> {
 impl Vault {
     /// The settings in force for `tenant` (the defaults without a row).
     pub async fn settings(&self, tenant: &str) -> Result<VaultSettings> {
-        Ok(tenant_settings::Entity::find_by_id(tenant).one(&self.db).await?.map_or_else(VaultSettings::default, |r| {
-            VaultSettings {
-                erasure_deadline_days: r.erasure_deadline_days as u32,
-                consent_retention_days: r.consent_retention_days as u32,
-            }
-        }))
+        Ok(tenant_settings::Entity::find_by_id(tenant)
+            .one(&self.db)
+            .await?
+            .as_ref()
+            .map_or_else(VaultSettings::default, From::from))
     }
 
     /// The tenant's settings, for a user with `policy.manage`.
@@ -100,10 +108,7 @@ impl Vault {
         require_policy(who, tenant)?;
         let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         let existing = tenant_settings::Entity::find_by_id(tenant).one(&txn).await?;
-        let old = existing.as_ref().map_or_else(VaultSettings::default, |r| VaultSettings {
-            erasure_deadline_days: r.erasure_deadline_days as u32,
-            consent_retention_days: r.consent_retention_days as u32,
-        });
+        let old = existing.as_ref().map_or_else(VaultSettings::default, From::from);
         let new = change.apply(old)?;
         let row = tenant_settings::ActiveModel {
             tenant_id: ActiveValue::Set(tenant.into()),

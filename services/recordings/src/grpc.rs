@@ -113,6 +113,24 @@ fn to_pb(r: recording::Model) -> pb::Recording {
     }
 }
 
+impl Api {
+    /// The operator's service identity acting alone, or a user allowed
+    /// `action` in `tenant`; returns the audit actor (user id, service).
+    async fn operator_or_user_with<T>(
+        &self,
+        req: &Request<T>,
+        action: &str,
+        tenant: &str,
+    ) -> Result<(String, String), Status> {
+        if PeerInfo::is_service_acting_alone(req, "operator") {
+            return Ok((String::new(), service_caller(req).unwrap_or_default()));
+        }
+        let who = self.user(req).await?;
+        require(&who, action, tenant)?;
+        Ok((who.user, String::new()))
+    }
+}
+
 fn service_caller<T>(req: &Request<T>) -> Option<String> {
     PeerInfo::of(req).and_then(|p| p.identity.as_ref()).map(ToString::to_string)
 }
@@ -278,28 +296,14 @@ impl RecordingsService for Api {
         req: Request<pb::RewrapRecordingKeysRequest>,
     ) -> Reply<pb::RewrapRecordingKeysResponse> {
         let tenant = req.get_ref().tenant_id.clone();
-        let actor = if guardline_runtime::peer::PeerInfo::is_service_acting_alone(&req, "operator") {
-            (String::new(), "operator".to_owned())
-        } else {
-            let who = self.user(&req).await?;
-            require(&who, "key.rotate", &tenant)?;
-            (who.user, String::new())
-        };
+        let actor = self.operator_or_user_with(&req, "key.rotate", &tenant).await?;
         let rewrapped = self.recordings.rewrap_tenant_keys(&tenant, (&actor.0, &actor.1)).await?;
         Ok(Response::new(pb::RewrapRecordingKeysResponse { rewrapped }))
     }
 
     async fn purge_expired(&self, req: Request<pb::PurgeExpiredRequest>) -> Reply<pb::PurgeExpiredResponse> {
         let r = req.get_ref().clone();
-        let service = service_caller(&req).unwrap_or_default();
-        let operator = !req.metadata().contains_key("authorization") && service.ends_with("/sa/operator");
-        let actor = if operator {
-            (String::new(), service)
-        } else {
-            let who = self.user(&req).await?;
-            require(&who, "policy.manage", &r.tenant_id)?;
-            (who.user, String::new())
-        };
+        let actor = self.operator_or_user_with(&req, "policy.manage", &r.tenant_id).await?;
         let as_of = from_ts("as_of", r.as_of.as_ref())?.unwrap_or_else(Utc::now);
         let (purged, held, kept_for_consent) = self.recordings.purge(&r.tenant_id, as_of, (&actor.0, &actor.1)).await?;
         Ok(Response::new(pb::PurgeExpiredResponse { purged, held, kept_for_consent }))

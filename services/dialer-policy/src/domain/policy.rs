@@ -71,6 +71,16 @@ pub struct Effective {
     pub registry_required_regions: Vec<String>,
 }
 
+impl Effective {
+    /// The line-health thresholds this policy sets.
+    pub fn health(&self) -> super::health::HealthPolicy {
+        super::health::HealthPolicy {
+            throttle_calls_per_hour: u64::from(self.line_throttle_per_hour),
+            ..Default::default()
+        }
+    }
+}
+
 /// The pack for a region when the policy names none.
 pub fn pack_for_region(region: &str) -> Option<&'static str> {
     match region {
