@@ -233,6 +233,10 @@ impl Cluster {
             }
             children.push(Guarded(cmd.spawn().with_context(|| format!("starting {service}"))?));
         }
+        // The cluster lives in a static, whose `Drop` never runs: a watchdog
+        // stops the processes and removes their files when the test process ends.
+        let pids: Vec<u32> = children.iter().map(|c| c.0.id()).collect();
+        guardline_testkit::stop_with_this_process(&pids, Some(&dir))?;
         for name in ["platform-admin", "gateway", "operator", "telephony-bridge", "cli"] {
             Self::issue(bao, &pki, name, &pki_dir)?;
         }

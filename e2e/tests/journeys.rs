@@ -171,9 +171,19 @@ fn ts(s: &str) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: t.timestamp(), nanos: 0 }
 }
 
-/// A lead of agent 1 with marketing consent; returns its id.
+/// A lead of agent 1 with marketing consent granted yesterday; returns its id.
 async fn consented_lead(c: &Cluster, org: &Org, phone: &str) -> String {
-    let input = vpb::LeadInput { phones: vec![phone.into()], name: "王五".into(), ..Default::default() };
+    zoned_lead(c, org, phone, "").await
+}
+
+/// As [`consented_lead`], in the IANA zone `zone` (derived from the number when empty).
+async fn zoned_lead(c: &Cluster, org: &Org, phone: &str, zone: &str) -> String {
+    let input = vpb::LeadInput {
+        phones: vec![phone.into()],
+        name: "王五".into(),
+        time_zone: zone.into(),
+        ..Default::default()
+    };
     let req = vpb::CreateLeadRequest { tenant_id: org.tenant.clone(), lead: Some(input) };
     let id = vault(c).create_lead(with(&org.agent1, Request::new(req))).await.expect("lead").into_inner().id;
     let consent = vpb::RecordConsentRequest {
@@ -186,21 +196,29 @@ async fn consented_lead(c: &Cluster, org: &Org, phone: &str) -> String {
             disclosure_version: "v2".into(),
             ..Default::default()
         }),
-        granted_at: Some(ts("2026-11-01T00:00:00Z")),
+        granted_at: Some(at(chrono::Utc::now() - chrono::Duration::days(1))),
         expires_at: None,
     };
     vault(c).record_consent(with(&org.agent1, Request::new(consent))).await.expect("consent");
     id
 }
 
-fn call(org: &Org, lead: &str, at: &str) -> guardline_proto::dialer::v1::CheckCallRequest {
+fn at(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: 0 }
+}
+
+/// Agent 1's check of `lead` at the server's time (a plan for `plan`).
+fn call(
+    org: &Org,
+    lead: &str,
+    plan: Option<chrono::DateTime<chrono::Utc>>,
+) -> guardline_proto::dialer::v1::CheckCallRequest {
     guardline_proto::dialer::v1::CheckCallRequest {
         tenant_id: org.tenant.clone(),
         callee: Some(guardline_proto::dialer::v1::check_call_request::Callee::LeadId(lead.into())),
         caller_line: "+14155552671".into(),
         purpose: "marketing".into(),
-        agent_id: org.agent1_id.clone(),
-        at: Some(ts(at)),
+        plan_at: plan.map(at),
         ..Default::default()
     }
 }
@@ -219,8 +237,11 @@ async fn journey_3_dialing() {
         let token = org.agent1.clone();
         async move { dialer(c, "gateway").check_call(with(&token, Request::new(req))).await.expect("check").into_inner() }
     };
-    // Friday 10:00 in Beijing; 15:00 in New York, 10:00 in Honolulu.
-    let (cn_open, us_open) = ("2026-11-27T02:00:00Z", "2026-11-27T20:00:00Z");
+    // Decisions are made at the services' clock, the real now: every case
+    // is built from it, so the journey passes at any hour of any day.
+    let now = chrono::Utc::now();
+    let today = now.date_naive();
+    let (open, closed) = (guardline_journeys::time::zone_open_now(now), guardline_journeys::time::zone_closed_now(now));
 
     // A number on the national registry is denied.
     let registry = [
@@ -228,7 +249,7 @@ async fn journey_3_dialing() {
             item: Some(dpb::import_dnc_request::Item::Header(dpb::ImportDncHeader {
                 list: dpb::DncList::National as i32,
                 format: dpb::DncFormat::Ftc as i32,
-                copy_date: Some(ts("2026-11-20T00:00:00Z")),
+                copy_date: Some(at(today.and_hms_opt(0, 0, 0).expect("midnight").and_utc())),
                 ..Default::default()
             })),
         },
@@ -238,47 +259,60 @@ async fn journey_3_dialing() {
     ];
     let loaded = dialer(c, "operator").import_dnc(tokio_stream::iter(registry)).await.expect("operator loads the copy");
     assert_eq!(loaded.into_inner().loaded, 2);
-    let listed = consented_lead(c, &org, "+12025550143").await;
-    let d = check(call(&org, &listed, us_open)).await;
+    let listed = zoned_lead(c, &org, "+12025550143", &open).await;
+    let d = check(call(&org, &listed, None)).await;
     assert_eq!(d.verdict, dpb::Verdict::Deny as i32);
-    assert!(denied_by(&d).contains(&"dnc.national: on the national registry copy of 2026-11-20".to_owned()), "{d:?}");
+    assert!(denied_by(&d).contains(&format!("dnc.national: on the national registry copy of {today}")), "{d:?}");
 
-    // Out of the window: deferred to Monday 09:00 Beijing time.
-    let cn = consented_lead(c, &org, "+8613912340001").await;
-    let d = check(call(&org, &cn, "2026-11-28T02:00:00Z")).await;
+    // Where it is the middle of the night now, the call is deferred.
+    let asleep = zoned_lead(c, &org, "+14155550177", &closed).await;
+    let d = check(call(&org, &asleep, None)).await;
     assert_eq!(d.verdict, dpb::Verdict::Defer as i32, "{d:?}");
-    assert_eq!(d.earliest_allowed_at, Some(ts("2026-11-30T01:00:00Z")));
+    assert!(!d.plan);
+
+    // A plan for the next Saturday morning in Beijing: deferred to Monday
+    // 09:00 Beijing time, marked as a plan, and no attempt can use it.
+    let cn = consented_lead(c, &org, "+8613912340001").await;
+    let (saturday, monday) = guardline_journeys::time::cn_saturday_and_monday(now);
+    let d = check(call(&org, &cn, Some(saturday))).await;
+    assert_eq!((d.verdict, d.plan), (dpb::Verdict::Defer as i32, true), "{d:?}");
+    assert_eq!(d.earliest_allowed_at, Some(at(monday)));
+    let attempt = dpb::RecordCallAttemptRequest {
+        tenant_id: org.tenant.clone(),
+        decision_id: d.decision_id.clone(),
+        ..Default::default()
+    };
+    let refused = dialer(c, "gateway").record_call_attempt(with(&org.agent1, Request::new(attempt))).await;
+    assert_eq!(refused.expect_err("a plan admits no call").code(), Code::FailedPrecondition);
 
     // Past the cap, the next call is denied.
     let policy = dpb::DialPolicy { tenant_id: org.tenant.clone(), callee_max_24h: Some(1), ..Default::default() };
     dialer(c, "gateway").set_dial_policy(with(&org.admin, Request::new(policy))).await.expect("policy");
-    let d = check(call(&org, &cn, cn_open)).await;
+    let awake = zoned_lead(c, &org, "+14155550178", &open).await;
+    let d = check(call(&org, &awake, None)).await;
     assert_eq!(d.verdict, dpb::Verdict::Allow as i32, "{d:?}");
     let attempt = dpb::RecordCallAttemptRequest {
         tenant_id: org.tenant.clone(),
         decision_id: d.decision_id.clone(),
-        at: Some(ts(cn_open)),
         ..Default::default()
     };
     dialer(c, "gateway").record_call_attempt(with(&org.agent1, Request::new(attempt))).await.expect("attempt");
-    let d = check(call(&org, &cn, cn_open)).await;
+    let d = check(call(&org, &awake, None)).await;
     assert!(denied_by(&d).contains(&"cap.callee.24h: 1 of 1 calls in the last 24 h".to_owned()), "{d:?}");
 
-    // Withdrawn consent is denied.
-    let other = consented_lead(c, &org, "+8613912340002").await;
+    // Withdrawn consent is denied at once.
+    let other = zoned_lead(c, &org, "+14155550179", &open).await;
     let history = vpb::GetConsentHistoryRequest { tenant_id: org.tenant.clone(), lead_id: other.clone() };
     let h = vault(c).get_consent_history(with(&org.agent1, Request::new(history))).await.expect("history").into_inner();
     let w = vpb::WithdrawConsentRequest { tenant_id: org.tenant.clone(), consent_id: h.records[0].id.clone() };
     vault(c).withdraw_consent(with(&org.agent1, Request::new(w))).await.expect("withdraw");
-    // (Decided for the next working morning: the withdrawal happened now,
-    // after the Friday the other checks are decided for.)
-    let d = check(call(&org, &other, "2026-11-30T02:00:00Z")).await;
+    let d = check(call(&org, &other, None)).await;
     assert!(denied_by(&d).contains(&"consent.marketing: no active marketing consent".to_owned()), "{d:?}");
 
     // An allowed call gets an AXB number; the agent never receives the real
     // number, the telephony bridge resolves it.
-    let allowed = consented_lead(c, &org, "+8613912340003").await;
-    assert_eq!(check(call(&org, &allowed, cn_open)).await.verdict, dpb::Verdict::Allow as i32);
+    let allowed = zoned_lead(c, &org, "+14155550180", &open).await;
+    assert_eq!(check(call(&org, &allowed, None)).await.verdict, dpb::Verdict::Allow as i32);
     let pool = dpb::AddPrivacyNumbersRequest { tenant_id: org.tenant.clone(), numbers: vec!["+14155550100".into()] };
     dialer(c, "gateway").add_privacy_numbers(with(&org.admin, Request::new(pool))).await.expect("pool");
     let bind = dpb::BindPrivacyNumberRequest {
@@ -290,7 +324,7 @@ async fn journey_3_dialing() {
     let b = dialer(c, "gateway").bind_privacy_number(with(&org.agent1, Request::new(bind))).await.expect("bind");
     let b = b.into_inner();
     assert_eq!(b.privacy_number, "+14155550100");
-    assert!(!format!("{b:?}").contains("13912340003"), "the agent's answer holds no real number");
+    assert!(!format!("{b:?}").contains("4155550180"), "the agent's answer holds no real number");
     let resolve = dpb::ResolveBindingRequest {
         tenant_id: org.tenant.clone(),
         privacy_number: b.privacy_number.clone(),
@@ -299,7 +333,7 @@ async fn journey_3_dialing() {
     let as_agent = dialer(c, "gateway").resolve_binding(with(&org.agent1, Request::new(resolve.clone()))).await;
     assert_eq!(as_agent.expect_err("not the bridge").code(), Code::PermissionDenied);
     let real = dialer(c, "telephony-bridge").resolve_binding(resolve).await.expect("the bridge resolves").into_inner();
-    assert_eq!(real.e164, "+8613912340003");
+    assert_eq!(real.e164, "+14155550180");
 }
 
 fn audit_verify(c: &Cluster, org: &Org, save: &std::path::Path) -> (bool, String) {
@@ -427,7 +461,6 @@ async fn journey_6_erasure() {
         callee: Some(dpb::check_call_request::Callee::E164("+8613912347777".into())),
         caller_line: "+14155552671".into(),
         purpose: "service".into(),
-        at: Some(ts("2026-11-27T02:00:00Z")),
         ..Default::default()
     };
     let d = dialer(c, "gateway").check_call(with(&org.agent1, Request::new(call))).await.expect("check").into_inner();
@@ -683,7 +716,6 @@ async fn journey_9_telemetry() {
         callee: Some(dpb::check_call_request::Callee::LeadId(lead.clone())),
         caller_line: "+14155552671".into(),
         purpose: "marketing".into(),
-        at: Some(ts("2026-11-27T02:00:00Z")),
         ..Default::default()
     };
     dialer(c, "gateway").check_call(traced(&trace_id, 1, &org.agent1, Request::new(check))).await.expect("check");

@@ -35,9 +35,6 @@ pub struct DemoArgs {
     pub endpoints: Vec<(String, String)>,
 }
 
-/// Friday 2026-11-27 10:00 in Beijing: inside the `cn` calling window.
-const CN_OPEN: i64 = 1_795_744_800;
-
 struct Demo {
     endpoints: Vec<(String, String)>,
     pki: PathBuf,
@@ -154,6 +151,8 @@ async fn onboarding(d: &Demo) -> Result<Org> {
 /// Ids of the leads the later steps use.
 struct Leads {
     cn: String,
+    /// A lead in a zone where it is midday now.
+    reachable: String,
     us: String,
     withdrawn: String,
     erased: String,
@@ -244,16 +243,21 @@ async fn leads(d: &Demo, org: &Org) -> Result<Leads> {
             disclosure_version: "v2".into(),
             ..Default::default()
         }),
-        granted_at: Some(at(CN_OPEN - 30 * 86_400)),
+        granted_at: Some(at(chrono::Utc::now().timestamp() - 30 * 86_400)),
         expires_at: None,
     };
     let cn = mine.iter().filter(|l| l.phones[0].masked.starts_with("+86")).map(|l| l.id.clone()).collect::<Vec<_>>();
-    for lead in [&cn[0], &cn[1], &cn[2], &us.id] {
+    let zone = guardline_journeys::time::zone_open_now(chrono::Utc::now());
+    let input = vpb::LeadInput { phones: vec!["+12025550177".into()], time_zone: zone, ..Default::default() };
+    let create = vpb::CreateLeadRequest { tenant_id: org.tenant.clone(), lead: Some(input) };
+    let reachable = d.vault()?.create_lead(bearer(&org.agent1, create)).await?.into_inner().id;
+    for lead in [&cn[0], &cn[1], &cn[2], &us.id, &reachable] {
         d.vault()?.record_consent(bearer(&org.agent1, consent(lead))).await?;
     }
-    say("agent1 recorded web-form marketing consent for four leads (form hash, disclosure version)");
+    say("agent1 recorded web-form marketing consent for five leads (form hash, disclosure version)");
     Ok(Leads {
         cn: cn[0].clone(),
+        reachable,
         withdrawn: cn[1].clone(),
         erased: cn[2].clone(),
         us: us.id.clone(),
@@ -261,21 +265,22 @@ async fn leads(d: &Demo, org: &Org) -> Result<Leads> {
     })
 }
 
-fn call(org: &Org, lead: &str, when: i64) -> dpb::CheckCallRequest {
+/// A check of `lead` by agent1: at the server's time, or a plan for `plan`.
+fn call(org: &Org, lead: &str, plan: Option<chrono::DateTime<chrono::Utc>>) -> dpb::CheckCallRequest {
     dpb::CheckCallRequest {
         tenant_id: org.tenant.clone(),
         callee: Some(dpb::check_call_request::Callee::LeadId(lead.into())),
         caller_line: "+14155552671".into(),
         purpose: "marketing".into(),
-        agent_id: org.agent1_id.clone(),
-        at: Some(at(when)),
+        plan_at: plan.map(|t| at(t.timestamp())),
         ..Default::default()
     }
 }
 
 async fn dialing(d: &Demo, org: &Org, l: &Leads) -> Result<()> {
-    step("3. Dialing: one explained decision before every call");
-    let copy = chrono::Utc::now().date_naive();
+    step("3. Dialing: one explained decision before every call, at the server's time");
+    let now = chrono::Utc::now();
+    let copy = now.date_naive();
     let midnight = copy.and_hms_opt(0, 0, 0).context("date")?.and_utc().timestamp();
     let registry = vec![
         dpb::ImportDncRequest {
@@ -295,44 +300,40 @@ async fn dialing(d: &Demo, org: &Org, l: &Leads) -> Result<()> {
     let check = |req: dpb::CheckCallRequest| async move {
         d.dialer("cli")?.check_call(bearer(&org.agent1, req)).await.map(|r| r.into_inner()).map_err(anyhow::Error::from)
     };
-    // Friday 15:00 in New York, 10:00 in Honolulu: inside the US window everywhere.
-    let us_open = CN_OPEN + 18 * 3600;
-    let r = check(call(org, &l.us, us_open)).await?;
+    let r = check(call(org, &l.us, None)).await?;
     say(format!("call a US lead on the registry: {} ({})", verdict(&r), rules(&r)));
-    let saturday = CN_OPEN + 86_400;
-    let r = check(call(org, &l.cn, saturday)).await?;
+    let (saturday, _) = guardline_journeys::time::cn_saturday_and_monday(now);
+    let r = check(call(org, &l.cn, Some(saturday))).await?;
     let earliest = r.earliest_allowed_at.as_ref().and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0));
     say(format!(
-        "call a Chinese lead on a Saturday: {} until {} ({})",
+        "plan: a Chinese lead on Saturday {}: {} until {} ({}); a plan never admits a call",
+        saturday.date_naive(),
         verdict(&r),
         earliest.map(|t| t.to_rfc3339()).unwrap_or_default(),
         rules(&r)
     ));
     let policy = dpb::DialPolicy { tenant_id: org.tenant.clone(), callee_max_24h: Some(1), ..Default::default() };
     d.dialer("cli")?.set_dial_policy(bearer(&org.admin, policy)).await?;
-    let r = check(call(org, &l.cn, CN_OPEN)).await?;
+    let r = check(call(org, &l.reachable, None)).await?;
     say(format!(
-        "with a cap of 1 call per callee per 24 h, Friday 10:00 Beijing time: {} ({})",
+        "with a cap of 1 call per callee per 24 h, a lead where it is midday now: {} ({})",
         verdict(&r),
         rules(&r)
     ));
     let attempt = dpb::RecordCallAttemptRequest {
         tenant_id: org.tenant.clone(),
         decision_id: r.decision_id.clone(),
-        at: Some(at(CN_OPEN)),
         ..Default::default()
     };
     d.dialer("cli")?.record_call_attempt(bearer(&org.agent1, attempt)).await?;
-    let r = check(call(org, &l.cn, CN_OPEN)).await?;
+    let r = check(call(org, &l.reachable, None)).await?;
     say(format!("the call is placed; the next one: {} ({})", verdict(&r), rules(&r)));
     let history = vpb::GetConsentHistoryRequest { tenant_id: org.tenant.clone(), lead_id: l.withdrawn.clone() };
     let h = d.vault()?.get_consent_history(bearer(&org.agent1, history)).await?.into_inner();
     let w = vpb::WithdrawConsentRequest { tenant_id: org.tenant.clone(), consent_id: h.records[0].id.clone() };
     d.vault()?.withdraw_consent(bearer(&org.agent1, w)).await?;
-    // The next Friday 10:00 Beijing time after now.
-    let weeks = (chrono::Utc::now().timestamp() - CN_OPEN).max(0) / (7 * 86_400) + 1;
-    let r = check(call(org, &l.withdrawn, CN_OPEN + weeks * 7 * 86_400)).await?;
-    say(format!("a lead withdraws consent; calling later: {} ({})", verdict(&r), rules(&r)));
+    let r = check(call(org, &l.withdrawn, None)).await?;
+    say(format!("a lead withdraws consent; calling now: {} ({})", verdict(&r), rules(&r)));
     let pool = dpb::AddPrivacyNumbersRequest { tenant_id: org.tenant.clone(), numbers: vec!["+14155550100".into()] };
     d.dialer("cli")?.add_privacy_numbers(bearer(&org.admin, pool)).await?;
     let bind = dpb::BindPrivacyNumberRequest {
@@ -364,6 +365,8 @@ async fn dialing(d: &Demo, org: &Org, l: &Leads) -> Result<()> {
 }
 
 async fn recording(d: &Demo, org: &Org, l: &Leads) -> Result<String> {
+    // The call began ten minutes ago.
+    let started = chrono::Utc::now().timestamp() - 600;
     step("4. Recording: encrypted, with the spoken consent pointed at, played only in scope");
     let header = rpb::RecordingHeader {
         tenant_id: org.tenant.clone(),
@@ -372,7 +375,7 @@ async fn recording(d: &Demo, org: &Org, l: &Leads) -> Result<String> {
         agent_id: org.agent1_id.clone(),
         team_id: org.teams[0].clone(),
         caller_line: "+14155552671".into(),
-        started_at: Some(at(CN_OPEN)),
+        started_at: Some(at(started)),
         duration_seconds: 45,
         format: "audio/wav".into(),
         consent_offset_ms: Some(12_500),
@@ -404,7 +407,7 @@ async fn recording(d: &Demo, org: &Org, l: &Leads) -> Result<String> {
             disclosure_version: "script-7".into(),
             ..Default::default()
         }),
-        granted_at: Some(at(CN_OPEN)),
+        granted_at: Some(at(started)),
         expires_at: None,
     };
     d.vault()?.record_consent(bearer(&org.agent1, consent)).await?;
@@ -435,7 +438,7 @@ async fn recording(d: &Demo, org: &Org, l: &Leads) -> Result<String> {
     };
     d.recordings("cli")?.set_legal_hold(bearer(&org.admin, hold)).await?;
     let purge =
-        rpb::PurgeExpiredRequest { tenant_id: org.tenant.clone(), as_of: Some(at(CN_OPEN + 10 * 365 * 86_400)) };
+        rpb::PurgeExpiredRequest { tenant_id: org.tenant.clone(), as_of: Some(at(started + 10 * 365 * 86_400)) };
     let p = d.recordings("operator")?.purge_expired(purge).await?.into_inner();
     say(format!("under a legal hold, a purge ten years on deletes {} and keeps {} held", p.purged, p.held));
     let clear = rpb::ClearLegalHoldRequest {

@@ -51,7 +51,10 @@ impl Mesh {
             cmd.arg(format!("--{name}-port")).arg(port.to_string());
         }
         cmd.args(extra).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        Self { child: Some(cmd.spawn().expect("guardline up")), ports }
+        let child = cmd.spawn().expect("guardline up");
+        // Dropped on a panic; stopped by a watchdog if the test process dies.
+        guardline_testkit::stop_with_this_process(&[child.id()], None).expect("watchdog");
+        Self { child: Some(child), ports }
     }
 
     fn uri(&self, i: usize) -> String {

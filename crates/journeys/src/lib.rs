@@ -2,6 +2,8 @@
 //! shared by `guardline demo` (which narrates them) and the end-to-end suite
 //! (which asserts on them), so that both walk the same steps.
 
+pub mod time;
+
 use anyhow::{Context, Result};
 use guardline_proto::identity::v1 as idpb;
 use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;

@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod authz;
+pub mod clock;
 pub mod devca;
 pub mod error;
 pub mod layers;

@@ -199,6 +199,7 @@ pub struct TokenVerifier {
     keys: RwLock<HashMap<String, DecodingKey>>,
     last_refresh: Mutex<Option<Instant>>,
     min_refresh: Duration,
+    clock: crate::clock::Clock,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -215,7 +216,14 @@ impl TokenVerifier {
             keys: RwLock::new(HashMap::new()),
             last_refresh: Mutex::new(None),
             min_refresh: MIN_REFRESH_INTERVAL,
+            clock: crate::clock::Clock::system(),
         }
+    }
+
+    /// Judges expiry by `clock` (the service's) instead of the system clock.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Changes how often an unknown `kid` may trigger a key refresh.
@@ -264,7 +272,8 @@ impl TokenVerifier {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = LEEWAY_SECS;
+        // Expiry is judged below by the service's clock, not jsonwebtoken's.
+        validation.validate_exp = false;
         let data = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             Error::Unauthenticated(match e.kind() {
@@ -278,7 +287,11 @@ impl TokenVerifier {
         if claims.exp.saturating_sub(claims.iat) > MAX_LIFETIME.as_secs() {
             return Err(Error::Unauthenticated("token lifetime above 15 minutes".into()));
         }
-        if claims.iat > unix_now() + LEEWAY_SECS {
+        let now = self.clock.unix_seconds();
+        if claims.exp.saturating_add(LEEWAY_SECS) <= now {
+            return Err(Error::Unauthenticated("token expired".into()));
+        }
+        if claims.iat > now + LEEWAY_SECS {
             return Err(Error::Unauthenticated("token issued in the future".into()));
         }
         Ok(claims)

@@ -38,6 +38,11 @@ pub struct CommonArgs {
     /// Logs and OpenTelemetry.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    /// The clock every decision is made by: the system's, always, in a
+    /// service binary (no flag sets it); in-process tests give their whole
+    /// mesh one [`guardline_runtime::clock::ManualClock`].
+    #[arg(skip)]
+    pub clock: guardline_runtime::clock::Clock,
 }
 
 impl CommonArgs {
@@ -55,7 +60,14 @@ impl CommonArgs {
             mesh,
             database,
             telemetry: TelemetryArgs::default(),
+            clock: guardline_runtime::clock::Clock::system(),
         }
+    }
+
+    /// The same service on `clock` (in-process tests).
+    pub fn with_clock(mut self, clock: guardline_runtime::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -95,6 +107,16 @@ impl Base {
 }
 
 impl Base {
+    /// Verifies users' access tokens against identity's published keys, by
+    /// the service's clock.
+    pub fn verifier(&self, args: &CommonArgs) -> anyhow::Result<Arc<guardline_runtime::token::TokenVerifier>> {
+        let identity = guardline_runtime::connect(&args.mesh.identity_endpoint, self.tls.clone())?;
+        Ok(Arc::new(
+            guardline_runtime::token::TokenVerifier::new(guardline_runtime::token::IdentityKeys::new(identity))
+                .with_clock(args.clock.clone()),
+        ))
+    }
+
     /// Envelope encryption over the key provider the flags select (Vault or
     /// the local keyring) and this service's database. Built at start, so a
     /// bad key configuration fails the start, not the first request.

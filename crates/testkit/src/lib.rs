@@ -19,6 +19,19 @@ pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Stops processes `pids` (SIGTERM, then SIGKILL after two seconds) once
+/// the current test process has exited, however it exits: a panic, a failed
+/// assertion, `cargo test` being interrupted or killed. Then removes
+/// `leftovers` (a directory they wrote to), if given.
+pub fn stop_with_this_process(pids: &[u32], leftovers: Option<&Path>) -> Result<()> {
+    let list = pids.iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
+    let mut stop = format!("kill {list} 2>/dev/null; sleep 2; kill -9 {list} 2>/dev/null");
+    if let Some(dir) = leftovers {
+        stop.push_str(&format!("; rm -rf '{}'", dir.display()));
+    }
+    watchdog(&stop)
+}
+
 /// Runs `stop` (a shell command) once the current process has exited.
 fn watchdog(stop: &str) -> Result<()> {
     let me = std::process::id();

@@ -2,6 +2,7 @@
 //! broadcast to `WatchAlerts`, and webhook deliveries, durable and retried
 //! with backoff, each signed with HMAC-SHA256 over `timestamp.body`.
 
+use guardline_runtime::clock::Clock;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +82,8 @@ pub struct Alerting {
     calendars: Mutex<HashMap<String, (Option<Calendar>, std::time::Instant)>>,
     tx: broadcast::Sender<alert::Model>,
     http: reqwest::Client,
+    /// The server's time: off-hours rules, gaps, delivery schedule.
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Alerting {
@@ -90,7 +93,14 @@ impl std::fmt::Debug for Alerting {
 }
 
 impl Alerting {
-    /// Alerting over the audit database; working hours come from `identity`.
+    /// The same alerting on `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Alerting over `db`; webhook secrets sealed by `envelope`; off-hours
+    /// calendars asked of `identity`.
     pub fn new(
         db: DatabaseConnection,
         envelope: Arc<Envelope>,
@@ -109,6 +119,7 @@ impl Alerting {
             calendars: Mutex::new(HashMap::new()),
             tx: broadcast::channel(1024).0,
             http,
+            clock: Clock::system(),
         })
     }
 
@@ -163,7 +174,7 @@ impl Alerting {
         for e in events {
             let t = self.thresholds(&e.tenant_id).await?;
             let cal = self.calendar(&e.tenant_id).await;
-            let raised = self.detector.lock().await.observe(e, Utc::now(), &t, cal.as_ref());
+            let raised = self.detector.lock().await.observe(e, self.clock.now(), &t, cal.as_ref());
             for r in raised {
                 self.raise(r).await?;
             }
@@ -182,7 +193,7 @@ impl Alerting {
     }
 
     async fn raise(&self, r: Raised) -> Result<()> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let row = alert::Model {
             id: uuid::Uuid::now_v7().to_string(),
             tenant_id: r.tenant_id.clone(),
@@ -300,13 +311,13 @@ impl Alerting {
         let mut active: alert::ActiveModel = row.into();
         active.state = Set(state.into());
         active.updated_by = Set(by.into());
-        active.updated_at = Set(Some(Utc::now()));
+        active.updated_at = Set(Some(self.clock.now()));
         Ok(active.update(&self.db).await?)
     }
 
     /// Sends due webhook deliveries once; returns how many succeeded.
     pub async fn deliver_due(&self) -> Result<usize> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let due = delivery::Entity::find()
             .filter(delivery::Column::DeliveredAt.is_null())
             .filter(delivery::Column::NextAttemptAt.lte(now))
@@ -325,7 +336,7 @@ impl Alerting {
             let sealed = B64.decode(&hook.sealed_secret).map_err(|_| Error::DataLoss("webhook secret".into()))?;
             let secret =
                 self.envelope.open_secret(&d.tenant_id, SECRET_KIND, &hook.url, &hook.data_key_id, &sealed).await?;
-            let ts = Utc::now().timestamp();
+            let ts = self.clock.now().timestamp();
             let sent = self
                 .http
                 .post(&d.url)
@@ -339,7 +350,7 @@ impl Alerting {
             if delivered {
                 ok += 1;
                 delivery::Entity::update_many()
-                    .col_expr(delivery::Column::DeliveredAt, Expr::value(Utc::now()))
+                    .col_expr(delivery::Column::DeliveredAt, Expr::value(self.clock.now()))
                     .filter(delivery::Column::Id.eq(&d.id))
                     .exec(&self.db)
                     .await?;
@@ -349,7 +360,7 @@ impl Alerting {
                 tracing::warn!(alert = %d.alert_id, attempts = d.attempts + 1, status = ?sent.as_ref().map(reqwest::Response::status).ok(), "webhook delivery failed, will retry");
                 delivery::Entity::update_many()
                     .col_expr(delivery::Column::Attempts, Expr::col(delivery::Column::Attempts).add(1))
-                    .col_expr(delivery::Column::NextAttemptAt, Expr::value(Utc::now() + backoff))
+                    .col_expr(delivery::Column::NextAttemptAt, Expr::value(self.clock.now() + backoff))
                     .filter(delivery::Column::Id.eq(&d.id))
                     .exec(&self.db)
                     .await?;
@@ -364,7 +375,7 @@ impl Alerting {
             if let Err(error) = self.deliver_due().await {
                 tracing::error!(%error, "webhook delivery round failed");
             }
-            if let Err(error) = self.check_gaps(Utc::now()).await {
+            if let Err(error) = self.check_gaps(self.clock.now()).await {
                 tracing::error!(%error, "gap check failed");
             }
             tokio::select! {

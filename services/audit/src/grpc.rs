@@ -298,7 +298,7 @@ impl AuditService for Api {
         let read = Event {
             id: uuid::Uuid::now_v7().to_string(),
             tenant_id: tenant.clone(),
-            time: Utc::now(),
+            time: self.log.now(),
             actor_user: subject.user.clone(),
             actor_service: "audit".into(),
             action: "audit.query".into(),
@@ -329,7 +329,7 @@ impl AuditService for Api {
         let mut read = Event {
             id: uuid::Uuid::now_v7().to_string(),
             tenant_id: tenant.clone(),
-            time: Utc::now(),
+            time: self.log.now(),
             actor_user: subject.user.clone(),
             actor_service: "audit".into(),
             action: "audit.export".into(),
@@ -485,7 +485,7 @@ impl AuditService for Api {
         if !PeerInfo::is_service_acting_alone(&req, "operator") {
             self.authorize(&req, &r.tenant_id, "policy.manage", false).await?;
         }
-        let as_of = r.as_of.as_ref().map(|t| from_ts("as_of", t)).transpose()?.unwrap_or_else(Utc::now);
+        let as_of = r.as_of.as_ref().map(|t| from_ts("as_of", t)).transpose()?.unwrap_or_else(|| self.log.now());
         let (pruned, first_index) = self.log.prune(&r.tenant_id, as_of).await?;
         Ok(Response::new(pb::PruneResponse { pruned, first_index }))
     }

@@ -33,13 +33,14 @@ pub async fn run(
     let Args { common, keys } = args;
     let base = Base::start::<store::Migrator>(&common, false, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
-    let log = std::sync::Arc::new(service::Log::open(base.db.clone(), envelope.clone()).await?);
+    let log =
+        std::sync::Arc::new(service::Log::open_on(base.db.clone(), envelope.clone(), common.clock.clone()).await?);
     let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
-    let verifier = std::sync::Arc::new(guardline_runtime::token::TokenVerifier::new(
-        guardline_runtime::token::IdentityKeys::new(identity.clone()),
-    ));
+    let verifier = base.verifier(&common)?;
     let identity_client = guardline_proto::identity::v1::identity_service_client::IdentityServiceClient::new(identity);
-    let alerting = std::sync::Arc::new(alerting::Alerting::new(base.db.clone(), envelope, Some(identity_client))?);
+    let alerting = std::sync::Arc::new(
+        alerting::Alerting::new(base.db.clone(), envelope, Some(identity_client))?.with_clock(common.clock.clone()),
+    );
     tokio::spawn(alerting.clone().run(ALERT_TICK, shutdown.clone()));
     let api = grpc::Api::new(log, alerting, verifier);
     let server = GrpcServer::new(NAME)

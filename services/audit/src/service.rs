@@ -3,6 +3,7 @@
 //! (one writer); the (tenant, index) key makes a second writer fail rather
 //! than fork the log.
 
+use guardline_runtime::clock::Clock;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -55,6 +56,7 @@ pub struct Log {
     signer: HeadSigner,
     keys: HashMap<String, Vec<u8>>,
     trees: Mutex<HashMap<String, Tree>>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Log {
@@ -70,8 +72,18 @@ pub const DEFAULT_RETENTION_DAYS: i32 = 3 * 365;
 pub const MIN_RETENTION_DAYS: i32 = 180;
 
 impl Log {
+    /// The server's time.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
     /// Opens the log, creating the head-signing key on first start.
     pub async fn open(db: DatabaseConnection, envelope: Arc<Envelope>) -> Result<Self> {
+        Self::open_on(db, envelope, Clock::system()).await
+    }
+
+    /// As [`Log::open`], with heads and keys dated by `clock`.
+    pub async fn open_on(db: DatabaseConnection, envelope: Arc<Envelope>, clock: Clock) -> Result<Self> {
         let mut rows = signing_key::Entity::find().order_by_asc(signing_key::Column::CreatedAt).all(&db).await?;
         if rows.is_empty() {
             let kid = format!("a-{}", uuid::Uuid::now_v7().simple());
@@ -85,7 +97,7 @@ impl Log {
                 data_key_id: dk_id,
                 sealed,
                 public_key: signer.public_key(),
-                created_at: Utc::now(),
+                created_at: clock.now(),
             };
             signing_key::Entity::insert(signing_key::ActiveModel::from(row.clone())).exec(&db).await?;
             rows.push(row);
@@ -95,7 +107,7 @@ impl Log {
         let pkcs8 = envelope.open_secret(PLATFORM, KEY_KIND, &newest.kid, &newest.data_key_id, &newest.sealed).await?;
         let signer =
             HeadSigner::from_pkcs8(&newest.kid, &pkcs8).ok_or_else(|| Error::DataLoss("audit signing key".into()))?;
-        Ok(Self { db, signer, keys, trees: Mutex::new(HashMap::new()) })
+        Ok(Self { db, signer, keys, trees: Mutex::new(HashMap::new()), clock })
     }
 
     /// Public keys of tree heads, by key id.
@@ -247,7 +259,7 @@ impl Log {
             let head = TreeHead {
                 tenant_id: e.tenant_id.clone(),
                 tree_size: idx + 1,
-                timestamp_ms: Utc::now().timestamp_millis(),
+                timestamp_ms: self.clock.now().timestamp_millis(),
                 root: tree.root(idx + 1).map_err(|e| Error::Internal(e.to_string()))?,
             };
             let sig = self.signer.sign(&head);

@@ -17,7 +17,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use guardline_proto::dialer::v1 as pb;
-use support::{AGENT1, Tenant, cn_open, lead, start, tenant, ts, with};
+use support::{AGENT1, Tenant, cn_open, lead, start, tenant, with};
 use tonic::Request;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -42,6 +42,8 @@ where
 #[tokio::main]
 async fn main() {
     let m = start(false).await;
+    // Decisions are made at the mesh's clock: inside the `cn` window.
+    m.clock.set(cn_open());
     let t: Tenant = tenant(&m).await;
     // One lead per client: the callee caps stay out of the way (the
     // decisions are not turned into attempts).
@@ -80,8 +82,6 @@ async fn main() {
                     callee: Some(callee),
                     caller_line: "+14155552671".into(),
                     purpose: purpose.into(),
-                    agent_id: "agent1".into(),
-                    at: Some(ts(cn_open())),
                     ..Default::default()
                 };
                 let token = token.clone();

@@ -32,9 +32,14 @@ pub(crate) fn count_if(cond: Cond) -> SimpleExpr {
     Func::cast_as(Func::sum(Expr::case(cond, 1).finally(0)), sea_orm::sea_query::Alias::new("bigint")).into()
 }
 
+use crate::domain::decision::Verdict;
 use crate::domain::health::{self, LineStats, SHORT_CALL_SECONDS};
+use crate::domain::policy::Effective;
 use crate::error::{Error, Result};
-use crate::service::{Caller, DECISION_TTL, Dialer};
+use crate::service::{Caller, DECISION_TTL, Dialer, PLAN_PREFIX};
+
+/// How far the caller's idea of now may be from the server's clock.
+pub const MAX_CLAIMED_SKEW: Duration = Duration::seconds(5);
 use crate::store::{attempt, decision, dnc, line_state};
 
 /// How a call ended, as stored.
@@ -85,18 +90,29 @@ fn hex(b: &[u8]) -> String {
 }
 
 impl Dialer {
-    /// Records a call placed under decision `decision_id`: refused unless the
-    /// decision allowed the call, is unused and fresh, and the caps still hold.
+    /// Records a call placed under decision `decision_id`, at the server's
+    /// time: refused unless the decision allowed the call, is unused, fresh
+    /// and not a plan, and unless the window, the registry copy and the caps
+    /// still hold now. `claimed_at`, the caller's idea of now, may differ from
+    /// the server's clock by at most [`MAX_CLAIMED_SKEW`]; it is never used.
     pub async fn record_attempt(
         &self,
         who: &Caller,
         tenant: &str,
         decision_id: &str,
-        at: Option<DateTime<Utc>>,
+        claimed_at: Option<DateTime<Utc>>,
     ) -> Result<String> {
         who.in_tenant(tenant)?;
         if decision_id.is_empty() {
             return Err(Error::invalid("decision_id", "the id of the decision that allowed the call"));
+        }
+        if claimed_at.is_some_and(|t| (t - self.clock.now()).abs() > MAX_CLAIMED_SKEW) {
+            return Err(Error::invalid("at", "within 5 s of the server's clock; attempts are recorded at server time"));
+        }
+        if decision_id.starts_with(PLAN_PREFIX) {
+            return Err(Error::FailedPrecondition(format!(
+                "{decision_id} is a plan, which never admits a call; check the call when placing it"
+            )));
         }
         // Everything read through the pool is read before the transaction
         // takes its connection: parallel attempts wait on each other's locks
@@ -106,6 +122,11 @@ impl Dialer {
             .await?
             .filter(|d| d.tenant_id == tenant)
             .ok_or(Error::NotFound)?;
+        if let Caller::User(s) = who
+            && s.user != d.agent_id
+        {
+            return Err(Error::PermissionDenied("the decision was made for another agent".into()));
+        }
         let policy = self.policy(tenant, &d.campaign_id).await?;
         let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         lock(
@@ -125,14 +146,14 @@ impl Dialer {
         if d.used {
             return Err(Error::FailedPrecondition(format!("decision {decision_id} was already used")));
         }
-        let now = Utc::now();
-        if now - d.decided_at > DECISION_TTL {
+        let now = self.clock.now();
+        if now - d.decided_at > DECISION_TTL || now < d.decided_at {
             return Err(Error::FailedPrecondition(format!("decision {decision_id} is stale; check the call again")));
         }
-        let at = at.unwrap_or(now);
+        self.still_allowed(&d, &policy, now)?;
         let cap_24h = d.callee_cap_24h.max(0) as u32;
         for (rule, count, limit, label) in
-            self.cap_counts_on(&txn, tenant, &d.callee, &d.caller_line, &d.agent_id, at, &policy, cap_24h).await?
+            self.cap_counts_on(&txn, tenant, &d.callee, &d.caller_line, &d.agent_id, now, &policy, cap_24h).await?
         {
             if count >= limit {
                 return Err(Error::FailedPrecondition(format!("{rule}: {count} of {limit} calls in the last {label}")));
@@ -146,7 +167,7 @@ impl Dialer {
             caller_line: ActiveValue::Set(d.caller_line.clone()),
             agent_id: ActiveValue::Set(d.agent_id.clone()),
             campaign_id: ActiveValue::Set(d.campaign_id.clone()),
-            placed_at: ActiveValue::Set(at),
+            placed_at: ActiveValue::Set(now),
             result: ActiveValue::Set(String::new()),
             duration_seconds: ActiveValue::Set(0),
         })
@@ -169,6 +190,21 @@ impl Dialer {
         txn.commit().await?;
         self.outbox.notify_one();
         Ok(id)
+    }
+
+    /// The window and the registry copy, judged again at `now`: an ALLOW
+    /// given at 20:59 does not place a call at 21:01.
+    fn still_allowed(&self, d: &decision::Model, policy: &Effective, now: DateTime<Utc>) -> Result<()> {
+        let zones: Vec<chrono_tz::Tz> = d.zones.split(',').filter_map(|z| z.parse().ok()).collect();
+        if zones.is_empty() {
+            return Err(Error::FailedPrecondition(format!("decision {} is stale; check the call again", d.id)));
+        }
+        let (windows, _) = self.window_rules(now, &d.region, &zones, policy);
+        let closed = self.registry.unusable(&d.region, now, policy).into_iter().chain(windows);
+        match closed.into_iter().find(|r| r.outcome != Verdict::Allow) {
+            Some(r) => Err(Error::FailedPrecondition(format!("{}: {}", r.rule, r.reason))),
+            None => Ok(()),
+        }
     }
 
     /// Records how an attempt ended; an opt-out puts the callee on the
@@ -238,7 +274,7 @@ impl Dialer {
             campaign_id: ActiveValue::Set(String::new()),
             blind_index: ActiveValue::Set(blind_index.to_vec()),
             reason: ActiveValue::Set(reason.into()),
-            added_at: ActiveValue::Set(Utc::now()),
+            added_at: ActiveValue::Set(self.clock.now()),
         })
         .exec(conn)
         .await?;
@@ -309,7 +345,7 @@ impl Dialer {
         who.in_tenant(tenant)?;
         let line = crate::service::line("caller_line", line)?;
         let policy = self.policy(tenant, "").await?;
-        let stats = self.line_stats(tenant, line.e164(), Utc::now()).await?;
+        let stats = self.line_stats(tenant, line.e164(), self.clock.now()).await?;
         Ok(LineReport { health: health::assess(&stats, &policy.health()), stats })
     }
 
@@ -332,7 +368,7 @@ impl Dialer {
             tenant_id: ActiveValue::Set(tenant.into()),
             caller_line: ActiveValue::Set(line.into()),
             throttled: ActiveValue::Set(true),
-            changed_at: ActiveValue::Set(Utc::now()),
+            changed_at: ActiveValue::Set(self.clock.now()),
         })
         .exec(txn)
         .await?;

@@ -45,7 +45,7 @@ impl Dialer {
                 privacy_number::Entity::insert(privacy_number::ActiveModel {
                     tenant_id: ActiveValue::Set(tenant.into()),
                     number: ActiveValue::Set(n),
-                    added_at: ActiveValue::Set(Utc::now()),
+                    added_at: ActiveValue::Set(self.clock.now()),
                 })
                 .exec(&txn)
                 .await?;
@@ -96,7 +96,7 @@ impl Dialer {
             // Outside the caller's scope a lead does not exist.
             return Err(Error::NotFound);
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         crate::attempts::lock(&txn, &[format!("{tenant}/axb/{}", a.e164())]).await?;
         let pool: Vec<String> = privacy_number::Entity::find()
@@ -166,7 +166,7 @@ impl Dialer {
             .filter(binding::Column::PrivacyNumber.eq(x.e164()))
             .filter(binding::Column::AgentLine.eq(a.e164()))
             .filter(binding::Column::ReleasedAt.is_null())
-            .filter(binding::Column::ExpiresAt.gt(Utc::now()))
+            .filter(binding::Column::ExpiresAt.gt(self.clock.now()))
             .one(&self.db)
             .await?
             .ok_or(Error::NotFound)?;
@@ -201,7 +201,7 @@ impl Dialer {
         if b.released_at.is_none() {
             binding::Entity::update(binding::ActiveModel {
                 id: ActiveValue::Unchanged(b.id.clone()),
-                released_at: ActiveValue::Set(Some(Utc::now())),
+                released_at: ActiveValue::Set(Some(self.clock.now())),
                 ..Default::default()
             })
             .exec(&self.db)

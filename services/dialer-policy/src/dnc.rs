@@ -3,7 +3,7 @@
 //! never stores a number; and imports, including the national registry copy
 //! (platform-wide, for the registry admins' service identities only).
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use guardline_audit_client::EventBuilder;
 use sea_orm::{ActiveValue, ColumnTrait, EntityTrait, QueryFilter};
 
@@ -129,7 +129,7 @@ impl Dialer {
                 campaign_id: ActiveValue::Set(campaign.into()),
                 blind_index: ActiveValue::Set(k),
                 reason: ActiveValue::Set(reason.into()),
-                added_at: ActiveValue::Set(Utc::now()),
+                added_at: ActiveValue::Set(self.clock.now()),
             })
             .exec(&txn)
             .await?;
@@ -224,7 +224,7 @@ impl Dialer {
         let (numbers, rejected) = parsed.finish();
         match target {
             ImportTarget::National { region, date } => {
-                let loaded = self.registry.install(&self.db, &region, date, numbers).await?;
+                let loaded = self.registry.install(&self.db, &region, date, numbers, self.clock.now()).await?;
                 let (user, service) = who.actor();
                 let event = EventBuilder::new(PLATFORM_TENANT, "dialer.registry.import")
                     .actor(user, service)

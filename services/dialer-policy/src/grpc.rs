@@ -168,11 +168,13 @@ fn decision_pb(d: Decision, correlation_id: String) -> pb::CheckCallResponse {
             .collect(),
         decision_id: d.id,
         correlation_id,
+        plan: d.plan,
+        decided_for: Some(ts(d.at)),
     }
 }
 
 fn query(r: pb::CheckCallRequest) -> Result<CallQuery, Error> {
-    let at = from_ts(r.at, "at")?.unwrap_or_else(Utc::now);
+    let plan_at = from_ts(r.plan_at, "plan_at")?;
     Ok(CallQuery {
         tenant: r.tenant_id,
         callee: r.callee.map(|c| match c {
@@ -183,7 +185,7 @@ fn query(r: pb::CheckCallRequest) -> Result<CallQuery, Error> {
         campaign: r.campaign_id,
         purpose: r.purpose,
         agent: r.agent_id,
-        at,
+        plan_at,
     })
 }
 

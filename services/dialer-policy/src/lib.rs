@@ -48,11 +48,9 @@ pub async fn run(
         std::sync::Arc::new(vault),
         base.outbox_waker.clone(),
         registry_admins,
-    );
-    let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
-    let verifier = std::sync::Arc::new(guardline_runtime::token::TokenVerifier::new(
-        guardline_runtime::token::IdentityKeys::new(identity),
-    ));
+    )
+    .with_clock(common.clock.clone());
+    let verifier = base.verifier(&common)?;
     let api = grpc::Api::new(std::sync::Arc::new(dialer), verifier, trusted);
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))

@@ -29,6 +29,9 @@ pub struct Copy {
     pub set: NumberSet,
 }
 
+/// The rule's name.
+const RULE: &str = "dnc.national";
+
 /// The copies in force.
 #[derive(Clone, Debug)]
 pub struct Registry {
@@ -60,30 +63,44 @@ impl Registry {
             .collect()
     }
 
-    /// The `dnc.national` rule for a callee.
+    /// The `dnc.national` rule for a callee, judged at `at`.
     pub fn rule(&self, callee: &Phone, at: DateTime<Utc>, p: &Effective) -> RuleResult {
-        const RULE: &str = "dnc.national";
         let region = callee.region();
         let copies = self.copies.load();
         let Some(copy) = copies.get(region) else {
-            return if p.registry_required_regions.iter().any(|r| r == region) {
-                RuleResult::deny(RULE, format!("no national registry copy for {region} is loaded"))
-            } else {
+            return self.unusable(region, at, p).unwrap_or_else(|| {
                 RuleResult::allow(RULE, format!("no national registry applies to {region} by policy"))
-            };
+            });
         };
-        let age = (at.date_naive() - copy.date).num_days();
-        if age > i64::from(p.registry_max_age_days) {
-            return RuleResult::deny(
-                RULE,
-                format!("the registry copy of {} is {age} days old (limit {})", copy.date, p.registry_max_age_days),
-            );
+        if let Some(stale) = self.unusable(region, at, p) {
+            return stale;
         }
         if e164_key(callee.e164()).is_some_and(|k| copy.set.contains(k)) {
             RuleResult::deny(RULE, format!("on the national registry copy of {}", copy.date))
         } else {
             RuleResult::allow(RULE, format!("not on the national registry copy of {}", copy.date))
         }
+    }
+
+    /// The DENY owed when `region` needs a copy and has none, or when its
+    /// copy is older at `at` than the policy allows; `None` when the copy
+    /// (or the absence of one) is acceptable.
+    pub fn unusable(&self, region: &str, at: DateTime<Utc>, p: &Effective) -> Option<RuleResult> {
+        let copies = self.copies.load();
+        let Some(copy) = copies.get(region) else {
+            return p
+                .registry_required_regions
+                .iter()
+                .any(|r| r == region)
+                .then(|| RuleResult::deny(RULE, format!("no national registry copy for {region} is loaded")));
+        };
+        let age = (at.date_naive() - copy.date).num_days();
+        (age > i64::from(p.registry_max_age_days)).then(|| {
+            RuleResult::deny(
+                RULE,
+                format!("the registry copy of {} is {age} days old (limit {})", copy.date, p.registry_max_age_days),
+            )
+        })
     }
 
     /// Installs a new copy for `region`: file first, then the row, then the
@@ -94,6 +111,7 @@ impl Registry {
         region: &str,
         date: NaiveDate,
         numbers: Vec<u64>,
+        loaded_at: DateTime<Utc>,
     ) -> Result<u64> {
         let file = format!("{region}-{date}-{}.bin", uuid::Uuid::now_v7().simple());
         let path = self.dir.join(&file);
@@ -111,7 +129,7 @@ impl Registry {
             copy_date: ActiveValue::Set(date),
             numbers: ActiveValue::Set(numbers as i64),
             file: ActiveValue::Set(file),
-            loaded_at: ActiveValue::Set(Utc::now()),
+            loaded_at: ActiveValue::Set(loaded_at),
         };
         let txn = guardline_runtime::storage::write_txn(db).await?;
         registry_copy::Entity::delete_by_id(region.to_owned()).exec(&txn).await?;

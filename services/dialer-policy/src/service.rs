@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use guardline_audit_client::EventBuilder;
 use guardline_authz::{Resource, Subject, decide};
 use guardline_phone::Phone;
+use guardline_runtime::clock::Clock;
 use sea_orm::{ActiveValue, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
 
 use crate::domain::decision::{RuleResult, Verdict, cap, combine};
@@ -50,7 +51,8 @@ pub trait VaultPort: Send + Sync {
     async fn lookup(&self, tenant: &str, e164: &str) -> Result<(Vec<u8>, Option<String>)>;
     /// The blind indexes of many numbers (at most 1,000), in order.
     async fn blind_indexes(&self, tenant: &str, e164: &[String]) -> Result<Vec<Vec<u8>>>;
-    /// Whether the lead has active consent for `purpose` at `at`.
+    /// Whether the lead has active consent for `purpose` at `at` (the
+    /// dialer always asks at its own clock's now).
     async fn consent_active(&self, tenant: &str, lead_id: &str, purpose: &str, at: DateTime<Utc>) -> Result<bool>;
 }
 
@@ -69,6 +71,21 @@ impl Caller {
         match self {
             Self::User(s) => (&s.user, ""),
             Self::Service(name) => ("", name),
+        }
+    }
+
+    /// The agent a call is placed by: a user is always their own agent (an
+    /// `agent_id` naming someone else is refused); a service acting for an
+    /// agent must name one, so that no agent cap is switched off by leaving
+    /// the field out.
+    pub fn agent(&self, requested: &str) -> Result<String> {
+        match self {
+            Self::User(s) if requested.is_empty() || requested == s.user => Ok(s.user.clone()),
+            Self::User(_) => Err(Error::invalid("agent_id", "empty or the caller's own user id")),
+            Self::Service(_) if requested.is_empty() => {
+                Err(Error::invalid("agent_id", "required when a service checks a call for an agent"))
+            }
+            Self::Service(_) => Ok(requested.to_owned()),
         }
     }
 
@@ -120,10 +137,13 @@ pub struct CallQuery {
     pub campaign: String,
     /// Purpose, e.g. `marketing`.
     pub purpose: String,
-    /// Agent user id, may be empty.
+    /// Agent user id as the request names it: empty or the caller's own id
+    /// for a user, required for a service acting for an agent.
     pub agent: String,
-    /// Instant to decide for.
-    pub at: DateTime<Utc>,
+    /// A planning query's instant ("when could this lead be called?"); none
+    /// for the decision that can admit a call, which is made at the server's
+    /// time.
+    pub plan_at: Option<DateTime<Utc>>,
 }
 
 /// The answer.
@@ -135,7 +155,14 @@ pub struct Decision {
     pub verdict: Verdict,
     /// Every rule, in order.
     pub rules: Vec<RuleResult>,
+    /// The instant the rules were judged at: the server's now, or a plan's.
+    pub at: DateTime<Utc>,
+    /// Whether this is a plan, which can never admit a call.
+    pub plan: bool,
 }
+
+/// Ids of plans: never stored as decisions, so no attempt can use one.
+pub(crate) const PLAN_PREFIX: &str = "plan-";
 
 /// Verdicts as stored.
 pub(crate) fn verdict_name(v: Verdict) -> &'static str {
@@ -163,6 +190,8 @@ pub struct Dialer {
     pub(crate) outbox: Arc<tokio::sync::Notify>,
     /// Service accounts that may replace the national registry copy.
     pub(crate) registry_admins: Vec<String>,
+    /// The server's time: every decision and attempt is judged by it.
+    pub(crate) clock: Clock,
 }
 
 impl std::fmt::Debug for Dialer {
@@ -184,7 +213,13 @@ impl Dialer {
         outbox: Arc<tokio::sync::Notify>,
         registry_admins: Vec<String>,
     ) -> Self {
-        Self { db, packs, registry, vault, outbox, registry_admins }
+        Self { db, packs, registry, vault, outbox, registry_admins, clock: Clock::system() }
+    }
+
+    /// The same dialer on `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     // ---- policies ----
@@ -225,7 +260,7 @@ impl Dialer {
             tenant_id: ActiveValue::Set(tenant.into()),
             campaign_id: ActiveValue::Set(campaign.into()),
             policy: ActiveValue::Set(json.clone()),
-            updated_at: ActiveValue::Set(Utc::now()),
+            updated_at: ActiveValue::Set(self.clock.now()),
         })
         .exec(&txn)
         .await?;
@@ -242,9 +277,13 @@ impl Dialer {
 
     // ---- the decision ----
 
-    /// Decides on one call and records the decision (a row and an audit event).
+    /// Decides on one call at the server's time and records the decision (a
+    /// row and an audit event); or, for a query with `plan_at`, answers a
+    /// plan: judged at that instant against today's leads, consent and
+    /// lists, audited as a plan, never stored as a decision.
     pub async fn check(&self, who: &Caller, q: CallQuery) -> Result<Decision> {
         who.in_tenant(&q.tenant)?;
+        let agent = who.agent(&q.agent)?;
         let caller_line = line("caller_line", &q.caller_line)?;
         let ident = |s: &str| !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
         if !ident(&q.purpose) {
@@ -262,56 +301,75 @@ impl Dialer {
         };
         let phone = Phone::parse(&target.e164, None).map_err(|_| Error::DataLoss("the lead's number".into()))?;
         let policy = self.policy(&q.tenant, &q.campaign).await?;
+        let now = self.clock.now();
+        let plan = q.plan_at.is_some();
+        let at = q.plan_at.unwrap_or(now);
+        let zones = callee_zones(&target, &phone);
         let mut rules = Vec::new();
 
-        rules.push(self.registry.rule(&phone, q.at, &policy));
+        rules.push(self.registry.rule(&phone, at, &policy));
         rules.push(self.internal_dnc_rule(&q.tenant, &target).await?);
         if !q.campaign.is_empty() {
             rules.push(self.campaign_dnc_rule(&q.tenant, &q.campaign, &target.blind_index).await?);
         }
-        rules.push(self.consent_rule(&q, &lead_id, &policy).await?);
-        let max_24h_by_pack = self.window_rules(&q, &target, &phone, &policy, &mut rules);
+        rules.push(self.consent_rule(&q, &lead_id, &policy, now).await?);
+        let (windows, max_24h_by_pack) = self.window_rules(at, phone.region(), &zones, &policy);
+        rules.extend(windows);
         let callee_24h = callee_cap_24h(policy.callee_max_24h, max_24h_by_pack);
-        self.cap_rules(&q, &target.blind_index, &policy, callee_24h, &mut rules).await?;
-        let (health_rule, became_throttled) = self.health_rule(&q.tenant, &caller_line, q.at, &policy).await?;
+        let counts = self
+            .cap_counts_on(&self.db, &q.tenant, &target.blind_index, &q.caller_line, &agent, at, &policy, callee_24h)
+            .await?;
+        rules.extend(counts.into_iter().map(|(rule, count, limit, label)| cap(rule, count, limit, label)));
+        let (health_rule, became_throttled) = self.health_rule(&q.tenant, &caller_line, at, &policy, !plan).await?;
         rules.push(health_rule);
 
         let verdict = combine(&rules);
-        let id = format!("dec-{}", uuid::Uuid::now_v7().simple());
         let (user, service) = who.actor();
         let denied: Vec<&str> = rules.iter().filter(|r| r.outcome != Verdict::Allow).map(|r| r.rule.as_str()).collect();
-        let event = EventBuilder::new(&q.tenant, "dialer.check")
-            .actor(user, service)
-            .resource("decision", &id)
-            .detail("verdict", verdict_name(verdict))
-            .detail("rules", denied.join(","))
-            .detail("lead_id", &lead_id)
-            .detail("caller_line", phone_free_line(&q.caller_line))
-            .detail("campaign_id", &q.campaign);
+        let event = |action: &str, id: &str| {
+            EventBuilder::new(&q.tenant, action)
+                .actor(user, service)
+                .resource("decision", id)
+                .detail("verdict", verdict_name(verdict))
+                .detail("rules", denied.join(","))
+                .detail("lead_id", &lead_id)
+                .detail("caller_line", phone_free_line(&q.caller_line))
+                .detail("campaign_id", &q.campaign)
+                .detail("agent_id", &agent)
+                .detail("at", at.to_rfc3339())
+        };
+        if plan {
+            let id = format!("{PLAN_PREFIX}{}", uuid::Uuid::now_v7().simple());
+            guardline_audit_client::enqueue(&self.db, &event("dialer.plan", &id).build()).await?;
+            self.outbox.notify_one();
+            return Ok(Decision { id, verdict, rules, at, plan });
+        }
+        let id = format!("dec-{}", uuid::Uuid::now_v7().simple());
         let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         decision::Entity::insert(decision::ActiveModel {
             id: ActiveValue::Set(id.clone()),
             tenant_id: ActiveValue::Set(q.tenant.clone()),
-            lead_id: ActiveValue::Set(lead_id),
+            lead_id: ActiveValue::Set(lead_id.clone()),
             callee: ActiveValue::Set(target.blind_index.clone()),
             caller_line: ActiveValue::Set(q.caller_line.clone()),
-            agent_id: ActiveValue::Set(q.agent.clone()),
+            agent_id: ActiveValue::Set(agent.clone()),
             campaign_id: ActiveValue::Set(q.campaign.clone()),
             verdict: ActiveValue::Set(verdict_name(verdict).into()),
             callee_cap_24h: ActiveValue::Set(callee_24h as i32),
-            // Wall-clock time, for the decision's freshness; the rules ran at `q.at`.
-            decided_at: ActiveValue::Set(Utc::now()),
+            decided_at: ActiveValue::Set(now),
             used: ActiveValue::Set(false),
+            region: ActiveValue::Set(phone.region().to_owned()),
+            zones: ActiveValue::Set(zones.iter().map(|z| z.name()).collect::<Vec<_>>().join(",")),
         })
         .exec(&txn)
         .await?;
-        guardline_audit_client::enqueue(&txn, &event.build()).await?;
+        guardline_audit_client::enqueue(&txn, &event("dialer.check", &id).build()).await?;
         if let Some(reason) = became_throttled {
             self.mark_throttled(&txn, &q.tenant, &q.caller_line, &reason).await?;
         }
         txn.commit().await?;
         self.outbox.notify_one();
-        Ok(Decision { id, verdict, rules })
+        Ok(Decision { id, verdict, rules, at, plan })
     }
 
     async fn internal_dnc_rule(&self, tenant: &str, target: &Target) -> Result<RuleResult> {
@@ -347,7 +405,13 @@ impl Dialer {
         })
     }
 
-    async fn consent_rule(&self, q: &CallQuery, lead_id: &str, p: &Effective) -> Result<RuleResult> {
+    async fn consent_rule(
+        &self,
+        q: &CallQuery,
+        lead_id: &str,
+        p: &Effective,
+        now: DateTime<Utc>,
+    ) -> Result<RuleResult> {
         let rule = format!("consent.{}", q.purpose);
         if !p.consent_required_purposes.contains(&q.purpose) {
             return Ok(RuleResult::allow(rule, format!("{} calls need no consent by policy", q.purpose)));
@@ -355,48 +419,36 @@ impl Dialer {
         if lead_id.is_empty() {
             return Ok(RuleResult::deny(rule, "a number that is not a lead has no consent record"));
         }
-        Ok(if self.vault.consent_active(&q.tenant, lead_id, &q.purpose, q.at).await? {
+        Ok(if self.vault.consent_active(&q.tenant, lead_id, &q.purpose, now).await? {
             RuleResult::allow(rule, format!("active {} consent", q.purpose))
         } else {
             RuleResult::deny(rule, format!("no active {} consent", q.purpose))
         })
     }
 
-    /// Pushes one `window.<pack>` rule per pack; returns the strictest
-    /// per-callee 24-hour cap the packs carry.
-    fn window_rules(
+    /// One `window.<pack>` rule per pack that applies to a callee in
+    /// `region` and `zones`, judged at `at`, and the strictest per-callee
+    /// 24-hour cap the packs carry.
+    pub(crate) fn window_rules(
         &self,
-        q: &CallQuery,
-        target: &Target,
-        phone: &Phone,
+        at: DateTime<Utc>,
+        region: &str,
+        zones: &[chrono_tz::Tz],
         p: &Effective,
-        rules: &mut Vec<RuleResult>,
-    ) -> Option<u32> {
+    ) -> (Vec<RuleResult>, Option<u32>) {
         let names: Vec<String> = match &p.jurisdiction_packs {
             Some(names) => names.clone(),
-            None => pack_for_region(phone.region()).map(|n| vec![n.to_owned()]).unwrap_or_default(),
+            None => pack_for_region(region).map(|n| vec![n.to_owned()]).unwrap_or_default(),
         };
         if names.is_empty() {
-            rules.push(RuleResult::deny(
-                "window",
-                format!("no calling window for region {}; name a jurisdiction pack in the policy", phone.region()),
-            ));
-            return None;
+            let why = format!("no calling window for region {region}; name a jurisdiction pack in the policy");
+            return (vec![RuleResult::deny("window", why)], None);
         }
-        // The lead's zone, else the one the number's country keeps by law,
-        // else every zone of the country.
-        let zones: Vec<chrono_tz::Tz> = match target.time_zone.parse::<chrono_tz::Tz>() {
-            Ok(tz) => vec![tz],
-            Err(_) => match phone.derived_time_zone() {
-                Some(tz) => vec![tz],
-                None => phone.candidate_time_zones().to_vec(),
-            },
-        };
         if zones.is_empty() {
-            rules.push(RuleResult::deny("window", "no time zone is known for the number"));
-            return None;
+            return (vec![RuleResult::deny("window", "no time zone is known for the number")], None);
         }
         let mut cap = None::<u32>;
+        let mut rules = Vec::new();
         for name in names {
             let rule = format!("window.{name}");
             let Some(pack) = self.packs.get(&name) else {
@@ -406,28 +458,24 @@ impl Dialer {
             if let Some(m) = pack.max_calls_per_24h {
                 cap = Some(cap.map_or(m, |c| c.min(m)));
             }
-            rules.push(match pack.evaluate(q.at, &zones, &p.holidays) {
+            rules.push(match pack.evaluate(at, zones, &p.holidays) {
                 WindowOutcome::Open(why) => RuleResult::allow(rule, why),
                 WindowOutcome::Closed { reason, next } => RuleResult::defer(rule, next, reason),
             });
         }
-        cap
+        (rules, cap)
     }
+}
 
-    async fn cap_rules(
-        &self,
-        q: &CallQuery,
-        callee: &[u8],
-        p: &Effective,
-        callee_24h: u32,
-        rules: &mut Vec<RuleResult>,
-    ) -> Result<()> {
-        let counts =
-            self.cap_counts_on(&self.db, &q.tenant, callee, &q.caller_line, &q.agent, q.at, p, callee_24h).await?;
-        for (rule, count, limit, label) in counts {
-            rules.push(cap(rule, count, limit, label));
-        }
-        Ok(())
+/// The callee's zones: the lead's, else the one the number's country keeps
+/// by law, else every zone of the country.
+fn callee_zones(target: &Target, phone: &Phone) -> Vec<chrono_tz::Tz> {
+    match target.time_zone.parse::<chrono_tz::Tz>() {
+        Ok(tz) => vec![tz],
+        Err(_) => match phone.derived_time_zone() {
+            Some(tz) => vec![tz],
+            None => phone.candidate_time_zones().to_vec(),
+        },
     }
 }
 
@@ -553,12 +601,15 @@ impl Dialer {
         caller_line: &Phone,
         at: DateTime<Utc>,
         p: &Effective,
+        record: bool,
     ) -> Result<(RuleResult, Option<String>)> {
         let hp = p.health();
         let stats = self.line_stats(tenant, caller_line.e164(), at).await?;
         let h = health::assess(&stats, &hp);
         if !h.throttled {
-            self.clear_throttle(tenant, caller_line.e164()).await?;
+            if record {
+                self.clear_throttle(tenant, caller_line.e164()).await?;
+            }
             return Ok((RuleResult::allow("line.health", format!("risk {:.2}", h.risk_score)), None));
         }
         let hour = self.line_hour(tenant, caller_line.e164(), at).await?;
@@ -567,7 +618,7 @@ impl Dialer {
         let over = (hour.len() as u64 + 1).saturating_sub(hp.throttle_calls_per_hour) as usize;
         let until = hour.get(over.saturating_sub(1)).map_or(at + Duration::hours(1), |t| *t + Duration::hours(1));
         let until = until.max(at + Duration::minutes(1));
-        let newly = self.is_newly_throttled(tenant, caller_line.e164()).await?;
+        let newly = record && self.is_newly_throttled(tenant, caller_line.e164()).await?;
         Ok((
             RuleResult::defer("line.health", Some(until), format!("throttled: {}", h.reason)),
             newly.then_some(h.reason),

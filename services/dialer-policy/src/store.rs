@@ -69,6 +69,10 @@ entity!(
         pub callee_cap_24h: i32,
         pub decided_at: ChronoDateTimeUtc,
         pub used: bool,
+        /// The callee's region, to recheck the registry copy's age at the attempt.
+        pub region: String,
+        /// The callee's IANA zones, comma-separated, to recheck the window at the attempt.
+        pub zones: String,
     }
 );
 
@@ -300,6 +304,32 @@ impl MigrationTrait for CreateTables {
     }
 }
 
+/// Decisions remember the callee's region and zones, so that an attempt
+/// rechecks the window and the registry copy at its own time. Columns are
+/// only added (with defaults): a previous version runs beside this one.
+#[derive(Debug)]
+struct DecisionContext;
+
+impl MigrationName for DecisionContext {
+    fn name(&self) -> &str {
+        "m20261201_000100_dialer_decision_context"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for DecisionContext {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // SQLite adds one column per ALTER TABLE.
+        for col in ["region", "zones"] {
+            m.alter_table(
+                Table::alter().table(t("dialer_decisions")).add_column(string(t(col)).default("")).to_owned(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
 /// Migrations of dialer-policy, tracked in their own table so that services may
 /// share one database.
 #[derive(Debug)]
@@ -309,6 +339,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         let mut m = guardline_audit_client::migrations();
         m.push(Box::new(CreateTables));
+        m.push(Box::new(DecisionContext));
         m
     }
 

@@ -9,19 +9,28 @@ use chrono::{DateTime, Utc};
 use guardline_proto::dialer::v1 as pb;
 use guardline_proto::vault::v1 as vpb;
 use guardline_runtime::error::field_violations;
-use support::{AGENT1, AGENT2, COMPLIANCE, Mesh, Tenant, cn_open, lead, start, tenant, ts, utc, with};
+use support::{AGENT1, AGENT2, COMPLIANCE, Mesh, Tenant, at, cn_open, lead, start, tenant, ts, utc, with, zoned_lead};
 use tonic::{Code, Request};
 
-fn call(t: &Tenant, callee: pb::check_call_request::Callee, purpose: &str, at: DateTime<Utc>) -> pb::CheckCallRequest {
+/// The check before a call, decided at the mesh's clock.
+fn call(t: &Tenant, callee: pb::check_call_request::Callee, purpose: &str) -> pb::CheckCallRequest {
     pb::CheckCallRequest {
         tenant_id: t.id.clone(),
         callee: Some(callee),
         caller_line: "+14155552671".into(),
         purpose: purpose.into(),
-        agent_id: "agent1".into(),
-        at: Some(ts(at)),
         ..Default::default()
     }
+}
+
+/// A planning query for `when`.
+fn plan(
+    t: &Tenant,
+    callee: pb::check_call_request::Callee,
+    purpose: &str,
+    when: DateTime<Utc>,
+) -> pb::CheckCallRequest {
+    pb::CheckCallRequest { plan_at: Some(ts(when)), ..call(t, callee, purpose) }
 }
 
 fn by_lead(id: &str) -> pb::check_call_request::Callee {
@@ -44,13 +53,10 @@ fn verdict(d: &pb::CheckCallResponse) -> pb::Verdict {
     pb::Verdict::try_from(d.verdict).expect("verdict")
 }
 
-async fn record(m: &Mesh, t: &Tenant, decision: &str, at: DateTime<Utc>) -> Result<String, tonic::Status> {
-    let r = pb::RecordCallAttemptRequest {
-        tenant_id: t.id.clone(),
-        decision_id: decision.into(),
-        at: Some(ts(at)),
-        ..Default::default()
-    };
+/// Agent1 records the attempt a decision allowed, at the mesh's clock.
+async fn record(m: &Mesh, t: &Tenant, decision: &str) -> Result<String, tonic::Status> {
+    let r =
+        pb::RecordCallAttemptRequest { tenant_id: t.id.clone(), decision_id: decision.into(), ..Default::default() };
     m.dialer().record_call_attempt(with(&t.tokens[AGENT1], Request::new(r))).await.map(|r| r.into_inner().attempt_id)
 }
 
@@ -66,9 +72,10 @@ async fn outcome(m: &Mesh, t: &Tenant, attempt: &str, result: pb::CallResult, se
 
 async fn a_decision_explains_every_rule(postgres: bool) {
     let m = start(postgres).await;
-    let t = tenant(&m).await;
+    m.clock.set(cn_open());
+    let mut t = tenant(&m).await;
     let consented = lead(&m, &t, "+8613812345678", true).await;
-    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&consented), "marketing", cn_open())).await.expect("check");
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&consented), "marketing")).await.expect("check");
     assert_eq!(verdict(&d), pb::Verdict::Allow, "{:?}", d.rules);
     let names: Vec<&str> = d.rules.iter().map(|r| r.rule.as_str()).collect();
     assert_eq!(
@@ -88,15 +95,19 @@ async fn a_decision_explains_every_rule(postgres: bool) {
     assert_eq!(rule(&d, "cap.callee.24h").reason, "0 of 3 calls in the last 24 h");
     assert!(!d.decision_id.is_empty());
 
+    assert!(!d.plan, "a decision before a call is no plan");
+    assert_eq!(d.decided_for.as_ref().map(|t| t.seconds / 60), Some(cn_open().timestamp() / 60), "the server's time");
+
     // Saturday: deferred to Monday 09:00 Beijing time.
-    let saturday = utc("2026-11-28T02:00:00Z");
-    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&consented), "marketing", saturday)).await.expect("check");
+    at(&m, &mut t, utc("2026-11-28T02:00:00Z")).await;
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&consented), "marketing")).await.expect("check");
     assert_eq!(verdict(&d), pb::Verdict::Defer);
     assert_eq!(d.earliest_allowed_at, Some(ts(utc("2026-11-30T01:00:00Z"))));
     assert_eq!(rule(&d, "window.cn").reason, "Sat 10:00 Asia/Shanghai is outside 09:00–18:00");
+    at(&m, &mut t, cn_open()).await;
 
     // A bare Chinese number is in Beijing time, though zone.tab also lists Urumqi.
-    let bare = check(&m, &t.tokens[AGENT1], call(&t, by_number("+8613812345677"), "service", cn_open())).await;
+    let bare = check(&m, &t.tokens[AGENT1], call(&t, by_number("+8613812345677"), "service")).await;
     let bare = bare.expect("check");
     assert_eq!(
         (verdict(&bare), rule(&bare, "window.cn").reason.as_str()),
@@ -105,19 +116,19 @@ async fn a_decision_explains_every_rule(postgres: bool) {
 
     // No consent: denied for marketing, allowed for service.
     let unconsented = lead(&m, &t, "+8613812345679", false).await;
-    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&unconsented), "marketing", cn_open())).await.expect("check");
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&unconsented), "marketing")).await.expect("check");
     assert_eq!(
         (verdict(&d), rule(&d, "consent.marketing").reason.as_str()),
         (pb::Verdict::Deny, "no active marketing consent")
     );
-    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&unconsented), "service", cn_open())).await.expect("check");
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&unconsented), "service")).await.expect("check");
     assert_eq!(verdict(&d), pb::Verdict::Allow, "{:?}", d.rules);
     // Withdrawal is effective at once.
     let history = vpb::GetConsentHistoryRequest { tenant_id: t.id.clone(), lead_id: consented.clone() };
     let c = m.vault().get_consent_history(with(&t.tokens[AGENT1], Request::new(history))).await.expect("history");
     let w = vpb::WithdrawConsentRequest { tenant_id: t.id.clone(), consent_id: c.into_inner().records[0].id.clone() };
     m.vault().withdraw_consent(with(&t.tokens[AGENT1], Request::new(w))).await.expect("withdraw");
-    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&consented), "marketing", utc("2026-11-30T02:00:00Z"))).await;
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&consented), "marketing")).await;
     assert_eq!(verdict(&d.expect("check")), pb::Verdict::Deny, "withdrawn consent");
 
     // No answer ever names a number.
@@ -128,34 +139,33 @@ async fn a_decision_explains_every_rule(postgres: bool) {
     // Rejections name the field, or refuse the caller.
     let f =
         |r: Result<pb::CheckCallResponse, tonic::Status>| field_violations(&r.expect_err("refused"))[0].field.clone();
-    let mut bad = call(&t, by_lead(&consented), "marketing", cn_open());
+    let mut bad = call(&t, by_lead(&consented), "marketing");
     bad.caller_line = "12345".into();
     assert_eq!(f(check(&m, &t.tokens[AGENT1], bad).await), "caller_line");
-    assert_eq!(
-        f(check(&m, &t.tokens[AGENT1], call(&t, by_lead(&consented), "Marketing!", cn_open())).await),
-        "purpose"
-    );
-    assert_eq!(f(check(&m, &t.tokens[AGENT1], call(&t, by_number("+86 138"), "service", cn_open())).await), "e164");
-    let mut none = call(&t, by_lead(&consented), "service", cn_open());
+    assert_eq!(f(check(&m, &t.tokens[AGENT1], call(&t, by_lead(&consented), "Marketing!")).await), "purpose");
+    assert_eq!(f(check(&m, &t.tokens[AGENT1], call(&t, by_number("+86 138"), "service")).await), "e164");
+    let mut none = call(&t, by_lead(&consented), "service");
     none.callee = None;
     assert_eq!(f(check(&m, &t.tokens[AGENT1], none).await), "callee");
     let other = tenant(&m).await;
-    let foreign = check(&m, &other.tokens[AGENT1], call(&t, by_lead(&consented), "service", cn_open())).await;
+    let foreign = check(&m, &other.tokens[AGENT1], call(&t, by_lead(&consented), "service")).await;
     assert_eq!(foreign.expect_err("another tenant's user").code(), Code::PermissionDenied);
-    let elsewhere = check(&m, &other.tokens[AGENT1], call(&other, by_lead(&consented), "service", cn_open())).await;
+    let elsewhere = check(&m, &other.tokens[AGENT1], call(&other, by_lead(&consented), "service")).await;
     assert_eq!(elsewhere.expect_err("a lead of another tenant").code(), Code::NotFound);
     // The gateway without the user's token is refused; the dialer
     // application, trusted to act alone, may ask and is audited as itself.
-    let tokenless = m.dialer().check_call(call(&t, by_lead(&unconsented), "service", cn_open())).await;
+    let tokenless = m.dialer().check_call(call(&t, by_lead(&unconsented), "service")).await;
     assert_eq!(tokenless.expect_err("a gateway must forward the token").code(), Code::Unauthenticated);
-    let app = m.dialer_as("dialer-app").check_call(call(&t, by_lead(&unconsented), "service", cn_open())).await;
+    let for_agent =
+        pb::CheckCallRequest { agent_id: t.users[AGENT1].clone(), ..call(&t, by_lead(&unconsented), "service") };
+    let app = m.dialer_as("dialer-app").check_call(for_agent).await;
     assert_eq!(verdict(&app.expect("a service").into_inner()), pb::Verdict::Allow);
 
     // A campaign list, scrubbed in one stream: answers in order, a bad row denied in place.
     let rows = vec![
-        pb::CheckCallRequest { correlation_id: "1".into(), ..call(&t, by_lead(&unconsented), "service", cn_open()) },
-        pb::CheckCallRequest { correlation_id: "2".into(), ..call(&t, by_number("nonsense"), "service", cn_open()) },
-        pb::CheckCallRequest { correlation_id: "3".into(), ..call(&t, by_lead(&unconsented), "marketing", cn_open()) },
+        pb::CheckCallRequest { correlation_id: "1".into(), ..call(&t, by_lead(&unconsented), "service") },
+        pb::CheckCallRequest { correlation_id: "2".into(), ..call(&t, by_number("nonsense"), "service") },
+        pb::CheckCallRequest { correlation_id: "3".into(), ..call(&t, by_lead(&unconsented), "marketing") },
     ];
     let out = m
         .dialer()
@@ -171,7 +181,7 @@ async fn a_decision_explains_every_rule(postgres: bool) {
 }
 
 async fn d_rules_of(m: &Mesh, t: &Tenant, lead: &str) -> Vec<pb::RuleResult> {
-    check(m, &t.tokens[AGENT1], call(t, by_lead(lead), "marketing", cn_open())).await.expect("check").rules
+    check(m, &t.tokens[AGENT1], call(t, by_lead(lead), "marketing")).await.expect("check").rules
 }
 
 async fn import_registry(
@@ -197,10 +207,10 @@ async fn import_registry(
 
 async fn the_national_registry(postgres: bool) {
     let m = start(postgres).await;
-    let t = tenant(&m).await;
     // Friday 15:00 in New York, 10:00 in Honolulu and Adak: open in every US zone.
-    let at = utc("2026-11-27T20:00:00Z");
-    let listed = call(&t, by_number("+12025550143"), "service", at);
+    m.clock.set(utc("2026-11-27T20:00:00Z"));
+    let t = tenant(&m).await;
+    let listed = call(&t, by_number("+12025550143"), "service");
     let d = check(&m, &t.tokens[AGENT1], listed.clone()).await.expect("check");
     assert_eq!(
         (verdict(&d), rule(&d, "dnc.national").reason.as_str()),
@@ -226,12 +236,12 @@ async fn the_national_registry(postgres: bool) {
         (verdict(&d), rule(&d, "dnc.national").reason.as_str()),
         (pb::Verdict::Deny, "on the national registry copy of 2026-10-27")
     );
-    let d = check(&m, &t.tokens[AGENT1], call(&t, by_number("+12025550145"), "service", at)).await.expect("check");
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_number("+12025550145"), "service")).await.expect("check");
     assert_eq!((verdict(&d), rule(&d, "dnc.national").outcome), (pb::Verdict::Allow, pb::Verdict::Allow as i32));
 
     // A copy 32 days old is too old: every US call is denied until a new one is loaded.
     import_registry(&m, "operator", file, utc("2026-10-26T00:00:00Z")).await.expect("older copy");
-    let d = check(&m, &t.tokens[AGENT1], call(&t, by_number("+12025550145"), "service", at)).await.expect("check");
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_number("+12025550145"), "service")).await.expect("check");
     assert_eq!(
         (verdict(&d), rule(&d, "dnc.national").reason.as_str()),
         (pb::Verdict::Deny, "the registry copy of 2026-10-26 is 32 days old (limit 31)")
@@ -240,43 +250,45 @@ async fn the_national_registry(postgres: bool) {
 
 async fn caps_hold_under_parallel_attempts(postgres: bool) {
     let m = start(postgres).await;
-    let t = tenant(&m).await;
+    m.clock.set(cn_open());
+    let mut t = tenant(&m).await;
     let l = lead(&m, &t, "+8613812345670", true).await;
-    let at = cn_open();
     let mut allowed = Vec::new();
     for _ in 0..16 {
-        let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing", at)).await.expect("check");
+        let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing")).await.expect("check");
         assert_eq!(verdict(&d), pb::Verdict::Allow);
         allowed.push(d.decision_id);
     }
     // Sixteen callers race to place calls the decisions allowed: the cap of 3 holds.
-    let results = futures::future::join_all(allowed.iter().map(|id| record(&m, &t, id, at))).await;
+    let results = futures::future::join_all(allowed.iter().map(|id| record(&m, &t, id))).await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(ok, 3, "{results:?}");
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
         assert_eq!(r.code(), Code::FailedPrecondition, "{r:?}");
         assert_eq!(r.message(), "cap.callee.24h: 3 of 3 calls in the last 24 h");
     }
-    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing", at)).await.expect("check");
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing")).await.expect("check");
     assert_eq!(
         (verdict(&d), rule(&d, "cap.callee.24h").reason.as_str()),
         (pb::Verdict::Deny, "3 of 3 calls in the last 24 h")
     );
-    // 24 hours later the rolling window has moved on.
-    let next_day = at + chrono::Duration::hours(24);
-    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing", next_day)).await.expect("check");
+    // A plan for 24 hours later: the rolling window will have moved on.
+    let next_day = m.clock.now() + chrono::Duration::hours(24) + chrono::Duration::minutes(1);
+    let d = check(&m, &t.tokens[AGENT1], plan(&t, by_lead(&l), "marketing", next_day)).await.expect("plan");
     assert_eq!(rule(&d, "cap.callee.24h").reason, "0 of 3 calls in the last 24 h");
     assert_eq!(rule(&d, "cap.callee.30d").reason, "3 of 10 calls in the last 30 days");
 
     // A decision is used once, and only an ALLOW admits a call.
     let used = allowed.iter().zip(&results).find(|(_, r)| r.is_ok()).expect("one").0;
-    let again = record(&m, &t, used, at).await.expect_err("used");
+    let again = record(&m, &t, used).await.expect_err("used");
     assert!(again.message().contains("already used"), "{again:?}");
-    let denied = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing", at)).await.expect("check");
-    let refused = record(&m, &t, &denied.decision_id, at).await.expect_err("a DENY");
+    let denied = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing")).await.expect("check");
+    let refused = record(&m, &t, &denied.decision_id).await.expect_err("a DENY");
     assert!(refused.message().contains("did not allow"), "{refused:?}");
-    let bad = record(&m, &t, "", at).await.expect_err("no id");
+    let bad = record(&m, &t, "").await.expect_err("no id");
     assert_eq!(field_violations(&bad)[0].field, "decision_id");
+    // Seen from the next day, that tenant's decisions are stale anyway.
+    at(&m, &mut t, next_day).await;
     let other = tenant(&m).await;
     let r =
         pb::RecordCallAttemptRequest { tenant_id: other.id.clone(), decision_id: used.clone(), ..Default::default() };
@@ -286,17 +298,17 @@ async fn caps_hold_under_parallel_attempts(postgres: bool) {
 
 async fn opt_outs_and_tenant_lists(postgres: bool) {
     let m = start(postgres).await;
+    m.clock.set(cn_open());
     let t = tenant(&m).await;
-    let at = cn_open();
     let l = lead(&m, &t, "+8613812340001", true).await;
-    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing", at)).await.expect("check");
-    let attempt = record(&m, &t, &d.decision_id, at).await.expect("attempt");
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing")).await.expect("check");
+    let attempt = record(&m, &t, &d.decision_id).await.expect("attempt");
     outcome(&m, &t, &attempt, pb::CallResult::OptOut, 20).await;
-    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing", at)).await.expect("check");
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing")).await.expect("check");
     assert_eq!(verdict(&d), pb::Verdict::Deny);
     assert!(rule(&d, "dnc.internal").reason.starts_with("opt-out on a call on "), "{:?}", d.rules);
     // The same number dialled as a bare number is on the list too.
-    let d = check(&m, &t.tokens[AGENT1], call(&t, by_number("+8613812340001"), "service", at)).await.expect("check");
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_number("+8613812340001"), "service")).await.expect("check");
     assert_eq!(rule(&d, "dnc.internal").outcome, pb::Verdict::Deny as i32);
 
     // A campaign list, managed with dnc.manage.
@@ -323,13 +335,13 @@ async fn opt_outs_and_tenant_lists(postgres: bool) {
     let added = m.dialer().add_to_dnc(add(COMPLIANCE, pb::DncList::Campaign, "asked")).await.expect("added");
     assert_eq!(added.into_inner().added, 1);
     let in_campaign =
-        pb::CheckCallRequest { campaign_id: "spring".into(), ..call(&t, by_lead(&other_lead), "marketing", at) };
+        pb::CheckCallRequest { campaign_id: "spring".into(), ..call(&t, by_lead(&other_lead), "marketing") };
     let d = check(&m, &t.tokens[AGENT1], in_campaign.clone()).await.expect("check");
     assert_eq!(
         (verdict(&d), rule(&d, "dnc.campaign").reason.as_str()),
         (pb::Verdict::Deny, "on the list of campaign spring")
     );
-    let elsewhere = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&other_lead), "marketing", at)).await.expect("check");
+    let elsewhere = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&other_lead), "marketing")).await.expect("check");
     assert_eq!(verdict(&elsewhere), pb::Verdict::Allow, "other campaigns may call");
     let remove = pb::RemoveFromDncRequest {
         tenant_id: t.id.clone(),
@@ -353,7 +365,8 @@ fn strings(v: &[&str]) -> Option<pb::Strings> {
 
 async fn policies_per_tenant_and_campaign(postgres: bool) {
     let m = start(postgres).await;
-    let t = tenant(&m).await;
+    m.clock.set(cn_open());
+    let mut t = tenant(&m).await;
     let base = pb::DialPolicy { tenant_id: t.id.clone(), ..Default::default() };
     let agent = m.dialer().set_dial_policy(with(&t.tokens[AGENT1], Request::new(base.clone()))).await;
     assert_eq!(agent.expect_err("agent").code(), Code::PermissionDenied);
@@ -375,15 +388,13 @@ async fn policies_per_tenant_and_campaign(postgres: bool) {
 
     // The tenant's holiday closes the window.
     let l = lead(&m, &t, "+8613812340003", true).await;
-    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing", cn_open())).await.expect("check");
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing")).await.expect("check");
     assert_eq!(rule(&d, "window.cn").reason, "2026-11-27 in Asia/Shanghai is a holiday");
     // A pack loaded from the packs directory, chosen per campaign; no code.
     let anytime = pb::DialPolicy { campaign_id: "night".into(), jurisdiction_packs: strings(&["anytime"]), ..base };
     set_policy(&m, &t, anytime).await.expect("anytime");
-    let night = pb::CheckCallRequest {
-        campaign_id: "night".into(),
-        ..call(&t, by_lead(&l), "marketing", utc("2026-11-27T17:00:00Z"))
-    };
+    at(&m, &mut t, utc("2026-11-27T17:00:00Z")).await;
+    let night = pb::CheckCallRequest { campaign_id: "night".into(), ..call(&t, by_lead(&l), "marketing") };
     let d = check(&m, &t.tokens[AGENT1], night).await.expect("check");
     assert_eq!(rule(&d, "window.anytime").outcome, pb::Verdict::Allow as i32, "{:?}", d.rules);
 }
@@ -479,7 +490,9 @@ async fn privacy_numbers(postgres: bool) {
 
 async fn a_line_drifting_toward_blocking_is_throttled(postgres: bool) {
     let m = start(postgres).await;
-    let t = tenant(&m).await;
+    let now = cn_open();
+    m.clock.set(now - chrono::Duration::days(2));
+    let mut t = tenant(&m).await;
     let policy = pb::DialPolicy {
         tenant_id: t.id.clone(),
         jurisdiction_packs: strings(&["anytime"]),
@@ -488,25 +501,27 @@ async fn a_line_drifting_toward_blocking_is_throttled(postgres: bool) {
         ..Default::default()
     };
     set_policy(&m, &t, policy).await.expect("policy");
-    let now = Utc::now();
     // Two days ago the line was answered; in the last hour nobody picks up.
     let mut n = 0;
     for (start, result) in [
         (now - chrono::Duration::days(2), pb::CallResult::Answered),
         (now - chrono::Duration::minutes(50), pb::CallResult::NoAnswer),
     ] {
-        // 20: the smallest sample whose answer rate is trusted.
+        at(&m, &mut t, start).await;
+        // 20: the smallest sample whose answer rate is trusted, 20 s apart
+        // (within the tokens' lifetime).
         for i in 0..20 {
             n += 1;
-            let at = start + chrono::Duration::seconds(i * 60);
+            m.clock.set(start + chrono::Duration::seconds(i * 20));
             let number = format!("+86138000{n:05}");
-            let d = check(&m, &t.tokens[AGENT1], call(&t, by_number(&number), "marketing", at)).await.expect("check");
+            let d = check(&m, &t.tokens[AGENT1], call(&t, by_number(&number), "marketing")).await.expect("check");
             assert_eq!(verdict(&d), pb::Verdict::Allow, "{:?}", d.rules);
-            let attempt = record(&m, &t, &d.decision_id, at).await.expect("attempt");
+            let attempt = record(&m, &t, &d.decision_id).await.expect("attempt");
             outcome(&m, &t, &attempt, result, if result == pb::CallResult::Answered { 60 } else { 0 }).await;
         }
     }
-    let d = check(&m, &t.tokens[AGENT1], call(&t, by_number("+8613899999999"), "marketing", now)).await.expect("check");
+    at(&m, &mut t, now).await;
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_number("+8613899999999"), "marketing")).await.expect("check");
     assert_eq!(verdict(&d), pb::Verdict::Defer, "{:?}", d.rules);
     assert_eq!(
         rule(&d, "line.health").reason,
@@ -526,7 +541,7 @@ async fn a_line_drifting_toward_blocking_is_throttled(postgres: bool) {
     assert_eq!(field_violations(&bad)[0].field, "caller_line");
     // Throttling raised one alert event, not one per deferred call; every
     // decision is in audit, with no number in it.
-    let again = check(&m, &t.tokens[AGENT1], call(&t, by_number("+8613899999998"), "marketing", now)).await;
+    let again = check(&m, &t.tokens[AGENT1], call(&t, by_number("+8613899999998"), "marketing")).await;
     assert_eq!(verdict(&again.expect("check")), pb::Verdict::Defer);
     let throttled = audit_events(&m, &t, "dialer.line.throttled", 1).await;
     assert_eq!(throttled.len(), 1);
@@ -536,9 +551,153 @@ async fn a_line_drifting_toward_blocking_is_throttled(postgres: bool) {
     // Another line of the tenant is not affected.
     let other_line = pb::CheckCallRequest {
         caller_line: "+14155552672".into(),
-        ..call(&t, by_number("+8613899999999"), "marketing", now)
+        ..call(&t, by_number("+8613899999999"), "marketing")
     };
     assert_eq!(verdict(&check(&m, &t.tokens[AGENT1], other_line).await.expect("check")), pb::Verdict::Allow);
+}
+
+/// The status's first field violation.
+fn field_of(s: &tonic::Status) -> String {
+    field_violations(s).first().map(|v| v.field.clone()).unwrap_or_default()
+}
+
+async fn record_at(m: &Mesh, t: &Tenant, decision: &str, at: DateTime<Utc>) -> Result<String, tonic::Status> {
+    let r = pb::RecordCallAttemptRequest {
+        tenant_id: t.id.clone(),
+        decision_id: decision.into(),
+        at: Some(ts(at)),
+        ..Default::default()
+    };
+    m.dialer().record_call_attempt(with(&t.tokens[AGENT1], Request::new(r))).await.map(|r| r.into_inner().attempt_id)
+}
+
+async fn the_servers_clock_decides(postgres: bool) {
+    let m = start(postgres).await;
+    m.clock.set(cn_open());
+    let t = tenant(&m).await;
+    let l = lead(&m, &t, "+8613812341000", true).await;
+    let allow = || async { check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing")).await.expect("check") };
+
+    // A back-dated or forward-dated `at` admits no attempt: the attempt
+    // would have left the 24-hour window, or not entered it yet.
+    for skew in [chrono::Duration::hours(-30), chrono::Duration::hours(30), chrono::Duration::seconds(-6)] {
+        let d = allow().await;
+        assert_eq!(verdict(&d), pb::Verdict::Allow, "{:?}", d.rules);
+        let refused = record_at(&m, &t, &d.decision_id, m.clock.now() + skew).await.expect_err("skewed");
+        assert_eq!((refused.code(), field_of(&refused)), (Code::InvalidArgument, "at".into()), "{skew}");
+    }
+    // Within 5 s of the server's clock it is taken, and recorded at the server's time.
+    let d = allow().await;
+    record_at(&m, &t, &d.decision_id, m.clock.now() - chrono::Duration::seconds(3)).await.expect("attempt");
+    assert_eq!(rule(&allow().await, "cap.callee.24h").reason, "1 of 3 calls in the last 24 h");
+
+    // A planning query, past or future, says it is a plan, is audited as
+    // one, and never admits an attempt.
+    let past = cn_open() - chrono::Duration::days(3);
+    let p = check(&m, &t.tokens[AGENT1], plan(&t, by_lead(&l), "marketing", past)).await.expect("plan");
+    assert_eq!((verdict(&p), p.plan, p.decided_for), (pb::Verdict::Allow, true, Some(ts(past))));
+    assert_eq!(rule(&p, "cap.callee.24h").reason, "0 of 3 calls in the last 24 h", "today's attempts, seen from then");
+    let refused = record(&m, &t, &p.decision_id).await.expect_err("a plan");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("is a plan"), "{refused:?}");
+    let saturday = utc("2026-11-28T02:00:00Z");
+    let p = check(&m, &t.tokens[AGENT1], plan(&t, by_lead(&l), "marketing", saturday)).await.expect("plan");
+    assert_eq!((verdict(&p), p.earliest_allowed_at), (pb::Verdict::Defer, Some(ts(utc("2026-11-30T01:00:00Z")))));
+    let plans = audit_events(&m, &t, "dialer.plan", 2).await;
+    assert_eq!(plans.len(), 2);
+    assert!(plans.iter().any(|e| e.details["at"] == past.to_rfc3339()), "{plans:?}");
+
+    // A user's agent cap holds with an empty agent_id; naming another agent is refused.
+    let p = pb::DialPolicy { tenant_id: t.id.clone(), agent_max_per_hour: Some(1), ..Default::default() };
+    set_policy(&m, &t, p).await.expect("policy");
+    let l2 = lead(&m, &t, "+8613812341001", true).await;
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l2), "marketing")).await.expect("check");
+    assert_eq!(
+        (verdict(&d), rule(&d, "cap.agent.1h").reason.as_str()),
+        (pb::Verdict::Deny, "1 of 1 calls in the last hour")
+    );
+    let as_other = pb::CheckCallRequest { agent_id: t.users[AGENT2].clone(), ..call(&t, by_lead(&l2), "marketing") };
+    let refused = check(&m, &t.tokens[AGENT1], as_other).await.expect_err("another agent");
+    assert_eq!((refused.code(), field_of(&refused)), (Code::InvalidArgument, "agent_id".into()));
+    // A service acting for an agent must name the agent, whose cap then holds.
+    let refused =
+        m.dialer_as("dialer-app").check_call(call(&t, by_lead(&l2), "marketing")).await.expect_err("no agent");
+    assert_eq!((refused.code(), field_of(&refused)), (Code::InvalidArgument, "agent_id".into()));
+    let for_agent1 = pb::CheckCallRequest { agent_id: t.users[AGENT1].clone(), ..call(&t, by_lead(&l2), "marketing") };
+    let d = m.dialer_as("dialer-app").check_call(for_agent1).await.expect("service").into_inner();
+    assert_eq!(rule(&d, "cap.agent.1h").outcome, pb::Verdict::Deny as i32);
+    // A decision made for agent2 is not agent1's to use.
+    let for_agent2 = pb::CheckCallRequest { agent_id: t.users[AGENT2].clone(), ..call(&t, by_lead(&l2), "marketing") };
+    let d = m.dialer_as("dialer-app").check_call(for_agent2).await.expect("service").into_inner();
+    assert_eq!(verdict(&d), pb::Verdict::Allow, "{:?}", d.rules);
+    assert_eq!(record(&m, &t, &d.decision_id).await.expect_err("agent2's").code(), Code::PermissionDenied);
+}
+
+/// The window (both sides of a daylight-saving change in New York), the
+/// caps' rolling 24 hours and the registry copy's age (both sides of
+/// midnight UTC), each with the mesh's clock set to the case's instant.
+async fn rules_hold_at_every_clock_setting(postgres: bool) {
+    let m = start(postgres).await;
+    m.clock.set(utc("2026-10-31T12:30:00Z"));
+    let mut t = tenant(&m).await;
+    let always = pb::DialPolicy {
+        tenant_id: t.id.clone(),
+        campaign_id: "always".into(),
+        jurisdiction_packs: strings(&["anytime"]),
+        ..Default::default()
+    };
+    set_policy(&m, &t, always).await.expect("policy");
+    // (instant, New York local time, whether us-tcpa's 08:00–21:00 is open, when it opens)
+    let cases = [
+        ("2026-10-31T12:30:00Z", "Sat 08:30 EDT, the day before the clocks go back", None),
+        ("2026-11-01T12:30:00Z", "Sun 07:30 EST, after they went back", Some("2026-11-01T13:00:00Z")),
+        ("2027-03-13T12:30:00Z", "Sat 07:30 EST, the day before they go forward", Some("2027-03-13T13:00:00Z")),
+        ("2027-03-14T12:30:00Z", "Sun 08:30 EDT, after they went forward", None),
+        ("2027-01-05T23:59:50Z", "10 s before midnight UTC", None),
+        ("2027-01-06T00:00:10Z", "10 s after midnight UTC", None),
+    ];
+    for (i, (instant, what, opens)) in cases.into_iter().enumerate() {
+        let now = utc(instant);
+        // A copy that is 31 days old today (the limit) and 32 tomorrow.
+        let copy = (now.date_naive() - chrono::Duration::days(31)).and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+        at(&m, &mut t, now - chrono::Duration::hours(23) - chrono::Duration::minutes(59)).await;
+        import_registry(&m, "operator", "202,5550143\n", copy).await.expect("copy");
+        let l = zoned_lead(&m, &t, &format!("+1415555{:04}", 2000 + i), "America/New_York", true).await;
+        let anytime =
+            |t: &Tenant| pb::CheckCallRequest { campaign_id: "always".into(), ..call(t, by_lead(&l), "marketing") };
+        // An attempt 23 h 59 min ago...
+        let d = check(&m, &t.tokens[AGENT1], anytime(&t)).await.expect("check");
+        record(&m, &t, &d.decision_id).await.unwrap_or_else(|e| panic!("{what}: {e:?} {:?}", d.rules));
+        at(&m, &mut t, now).await;
+        // ...counts now, and no longer two minutes from now.
+        let d = check(&m, &t.tokens[AGENT1], anytime(&t)).await.expect("check");
+        assert_eq!(rule(&d, "cap.callee.24h").reason, "1 of 3 calls in the last 24 h", "{what}");
+        let later = now + chrono::Duration::minutes(2);
+        let p = check(&m, &t.tokens[AGENT1], plan(&t, by_lead(&l), "marketing", later)).await.expect("plan");
+        assert_eq!(rule(&p, "cap.callee.24h").reason, "0 of 3 calls in the last 24 h", "{what}");
+        // The window in the callee's local time.
+        let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing")).await.expect("check");
+        match opens {
+            None => assert_eq!(verdict(&d), pb::Verdict::Allow, "{what}: {:?}", d.rules),
+            Some(o) => {
+                assert_eq!(verdict(&d), pb::Verdict::Defer, "{what}: {:?}", d.rules);
+                assert_eq!(d.earliest_allowed_at, Some(ts(utc(o))), "{what}");
+            }
+        }
+        // The copy is usable today and refused from the next UTC day on.
+        assert_eq!(
+            rule(&d, "dnc.national").reason,
+            format!("not on the national registry copy of {}", copy.date_naive()),
+            "{what}"
+        );
+        let tomorrow = (now.date_naive() + chrono::Duration::days(1)).and_hms_opt(0, 0, 5).expect("t").and_utc();
+        let p = check(&m, &t.tokens[AGENT1], plan(&t, by_lead(&l), "marketing", tomorrow)).await.expect("plan");
+        assert_eq!(
+            (verdict(&p), rule(&p, "dnc.national").reason.clone()),
+            (pb::Verdict::Deny, format!("the registry copy of {} is 32 days old (limit 31)", copy.date_naive())),
+            "{what}"
+        );
+    }
 }
 
 /// The tenant's audit events of `action`, once at least `want` arrived
@@ -586,4 +745,6 @@ guardline_testkit::on_both_stores!(
     policies_per_tenant_and_campaign,
     privacy_numbers,
     a_line_drifting_toward_blocking_is_throttled,
+    the_servers_clock_decides,
+    rules_hold_at_every_clock_setting,
 );

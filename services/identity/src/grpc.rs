@@ -142,7 +142,7 @@ fn tenant_pb(t: tenant::Model) -> pb::Tenant {
 
 async fn user_pb(identity: &Identity, u: user::Model) -> Result<pb::User, Status> {
     let team_ids = identity.teams_of(&u.tenant_id, &u.id).await?;
-    let locked = u.locked_until.is_some_and(|t| t > Utc::now());
+    let locked = u.locked_until.is_some_and(|t| t > identity.clock.now());
     let status = match (u.status.as_str(), locked) {
         (status::ACTIVE, true) => pb::UserStatus::Locked,
         (status::ACTIVE, false) => pb::UserStatus::Active,
@@ -412,7 +412,7 @@ impl IdentityService for Api {
         &self,
         _req: Request<pb::GetVerificationKeysRequest>,
     ) -> Reply<pb::GetVerificationKeysResponse> {
-        let keys = self.identity.signers.published(Utc::now()).await;
+        let keys = self.identity.signers.published(self.identity.clock.now()).await;
         Ok(Response::new(pb::GetVerificationKeysResponse {
             keys: keys
                 .into_iter()

@@ -31,15 +31,14 @@ pub async fn run(
     anyhow::ensure!(access_token_ttl <= guardline_runtime::token::MAX_LIFETIME, "--access-token-ttl: at most 15m");
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
-    let signers = service::keys::Signers::load(base.db.clone(), envelope.clone(), signing_key_rotation).await?;
+    let signers =
+        service::keys::Signers::load_on(base.db.clone(), envelope.clone(), signing_key_rotation, common.clock.clone())
+            .await?;
     let config = service::Config { access_ttl: access_token_ttl, refresh_ttl: refresh_token_ttl, ..Default::default() };
-    let identity = std::sync::Arc::new(service::Identity::new(
-        base.db.clone(),
-        envelope,
-        signers,
-        config,
-        base.outbox_waker.clone(),
-    ));
+    let identity = std::sync::Arc::new(
+        service::Identity::new(base.db.clone(), envelope, signers, config, base.outbox_waker.clone())
+            .with_clock(common.clock.clone()),
+    );
     let admins = platform_admins.iter().map(|n| common.mesh.identity_of(n)).collect();
     let api = grpc::Api::new(identity, admins);
     let server = GrpcServer::new(NAME)

@@ -3,7 +3,6 @@
 //! count) and validated import (per-row errors, duplicates found by blind
 //! index, each row all-or-nothing).
 
-use chrono::Utc;
 use guardline_audit_client::EventBuilder;
 use guardline_authz::{Resource, Subject, decide};
 use guardline_proto::common::v1::Outcome;
@@ -65,7 +64,7 @@ impl Vault {
                 break;
             }
         }
-        let day = Utc::now().format("%Y-%m-%d").to_string();
+        let day = self.clock.now().format("%Y-%m-%d").to_string();
         let used = export_count::Entity::find_by_id((tenant.to_owned(), day.clone()))
             .one(&self.db)
             .await?

@@ -102,7 +102,7 @@ impl Vault {
         c: NewConsent,
     ) -> Result<consent::Model> {
         let row = self.lead_for(who, tenant, lead, "consent.manage").await?;
-        c.validate(Utc::now())?;
+        c.validate(self.clock.now())?;
         let bi = phone_index::Entity::find()
             .filter(phone_index::Column::TenantId.eq(tenant))
             .filter(phone_index::Column::LeadId.eq(&row.id))
@@ -154,7 +154,7 @@ impl Vault {
         if c.withdrawn_at.is_some() {
             return Ok(c);
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         consent::Entity::update_many()
             .col_expr(consent::Column::WithdrawnAt, sea_orm::sea_query::Expr::value(now))

@@ -6,7 +6,7 @@
 //! for audit. Consent records stay: they hold the blind index and evidence
 //! hashes, no PII.
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use guardline_audit_client::EventBuilder;
 use guardline_authz::{Resource, Subject, decide};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -86,7 +86,7 @@ impl Vault {
             return Ok(open);
         }
         let deadline = self.settings(tenant).await?.erasure_deadline_days;
-        let now = Utc::now();
+        let now = self.clock.now();
         let case = erasure_case::Model {
             id: format!("erasure-{}", uuid::Uuid::now_v7().simple()),
             tenant_id: tenant.into(),
@@ -137,7 +137,7 @@ impl Vault {
                 .await?;
             return Ok(erasure_case::Model { state: state::BLOCKED.into(), blocked_reason: reason, ..case });
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         let indexes = phone_index::Entity::find()
             .filter(phone_index::Column::TenantId.eq(tenant))
@@ -213,7 +213,7 @@ impl Vault {
         if overdue_only {
             q = q
                 .filter(erasure_case::Column::State.ne(state::DONE))
-                .filter(erasure_case::Column::DueAt.lt(Utc::now()));
+                .filter(erasure_case::Column::DueAt.lt(self.clock.now()));
         }
         Ok(q.order_by_desc(erasure_case::Column::RequestedAt).all(&self.db).await?)
     }

@@ -278,7 +278,7 @@ impl LeadVaultService for Api {
     async fn check_consent(&self, req: Request<pb::CheckConsentRequest>) -> Reply<pb::CheckConsentResponse> {
         // Only dialer-policy reaches this (allow-list).
         let r = req.into_inner();
-        let at = from_ts("at", r.at.as_ref())?.unwrap_or_else(chrono::Utc::now);
+        let at = from_ts("at", r.at.as_ref())?.unwrap_or_else(|| self.vault.clock.now());
         let found = self.vault.check_consent(&r.tenant_id, &r.lead_id, &r.purpose, at).await?;
         Ok(Response::new(pb::CheckConsentResponse { active: found.is_some(), consent_id: found.unwrap_or_default() }))
     }

@@ -39,6 +39,7 @@ pub async fn run(
     let mut vault = service::Vault::new(base.db.clone(), envelope, base.audit.clone(), base.outbox_waker.clone());
     vault.reveal_quota = reveal_quota;
     vault.export_quota = export_quota;
+    vault.clock = common.clock.clone();
     let recordings = guardline_runtime::connect(&common.mesh.recordings_endpoint, base.tls.clone())?;
     let recordings =
         guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient::new(recordings);
@@ -48,10 +49,7 @@ pub async fn run(
     if resumed > 0 {
         tracing::info!(resumed, "resuming interrupted data key rotations");
     }
-    let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
-    let verifier = std::sync::Arc::new(guardline_runtime::token::TokenVerifier::new(
-        guardline_runtime::token::IdentityKeys::new(identity),
-    ));
+    let verifier = base.verifier(&common)?;
     let api = grpc::Api::new(vault, verifier);
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use guardline_audit_client::{AuditClient, EventBuilder};
 use guardline_authz::{Resource, Scope, Subject, decide, widest_scope};
 use guardline_keys::{Envelope, SealedRecordKey, open_field, seal_field};
@@ -155,6 +154,8 @@ pub struct Vault {
     /// Opened tenant secrets, kept as long as data keys are
     /// (`DATA_KEY_TTL`); their clear value never changes, only their sealing.
     secrets: tokio::sync::Mutex<std::collections::HashMap<(String, String), CachedSecret>>,
+    /// The server's time: consent activity, quotas by day, erasure deadlines.
+    pub clock: guardline_runtime::clock::Clock,
 }
 
 struct CachedSecret {
@@ -199,6 +200,7 @@ impl Vault {
             export_quota: 10_000,
             recordings: None,
             secrets: Default::default(),
+            clock: guardline_runtime::clock::Clock::system(),
         }
     }
 
@@ -339,7 +341,7 @@ impl Vault {
             needs_sealed: seal("needs", input.needs.as_bytes())?,
             notes_sealed: seal("notes", input.notes.as_bytes())?,
             mac: Vec::new(),
-            created_at: Utc::now(),
+            created_at: self.clock.now(),
         };
         row.mac = self.mac(&row).await?;
         let txn = guardline_runtime::storage::write_txn(&self.db).await?;
@@ -598,18 +600,18 @@ impl Vault {
         Ok((value, self.reveal_quota.saturating_sub(used)))
     }
 
-    fn today() -> String {
-        Utc::now().format("%Y-%m-%d").to_string()
+    fn today(&self) -> String {
+        self.clock.now().format("%Y-%m-%d").to_string()
     }
 
     async fn reveals_today(&self, tenant: &str, user: &str) -> Result<u32> {
-        let key = (tenant.to_owned(), user.to_owned(), Self::today());
+        let key = (tenant.to_owned(), user.to_owned(), self.today());
         Ok(reveal_count::Entity::find_by_id(key).one(&self.db).await?.map_or(0, |r| r.count as u32))
     }
 
     /// Counts one reveal for `user` today; returns the count including it.
     async fn count_reveal(&self, tenant: &str, user: &str) -> Result<u32> {
-        let day = Self::today();
+        let day = self.today();
         let key = (tenant.to_owned(), user.to_owned(), day.clone());
         let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         let n = match reveal_count::Entity::find_by_id(key.clone()).one(&txn).await? {

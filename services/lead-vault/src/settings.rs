@@ -1,7 +1,7 @@
 //! A tenant's vault settings (the erasure deadline and the consent
 //! retention) and the consent retention sweep that reads them.
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use guardline_audit_client::EventBuilder;
 use guardline_authz::{Resource, Subject, decide};
 use sea_orm::{ActiveValue, ColumnTrait, Condition, EntityTrait, QueryFilter};
@@ -114,7 +114,7 @@ impl Vault {
             tenant_id: ActiveValue::Set(tenant.into()),
             erasure_deadline_days: ActiveValue::Set(new.erasure_deadline_days as i32),
             consent_retention_days: ActiveValue::Set(new.consent_retention_days as i32),
-            updated_at: ActiveValue::Set(Utc::now()),
+            updated_at: ActiveValue::Set(self.clock.now()),
         };
         if existing.is_some() {
             tenant_settings::Entity::update(row).exec(&txn).await?;
@@ -143,7 +143,7 @@ impl Vault {
             return Err(Error::invalid("tenant_id", "required"));
         }
         let settings = self.settings(tenant).await?;
-        let cutoff = Utc::now() - Duration::days(i64::from(settings.consent_retention_days));
+        let cutoff = self.clock.now() - Duration::days(i64::from(settings.consent_retention_days));
         let ended_before_cutoff =
             Condition::any().add(consent::Column::WithdrawnAt.lt(cutoff)).add(consent::Column::ExpiresAt.lt(cutoff));
         let txn = guardline_runtime::storage::write_txn(&self.db).await?;

@@ -3,7 +3,6 @@
 //! it (the version is in each field's associated data), renews the record
 //! MAC, and is audited with the names of the changed fields, never values.
 
-use chrono::Utc;
 use guardline_audit_client::EventBuilder;
 use guardline_authz::{Resource, Subject, decide};
 use guardline_keys::{SealedRecordKey, seal_field};
@@ -200,7 +199,7 @@ impl Vault {
             .resource("user", from)
             .detail("to", to)
             .detail("count", rows.len())
-            .detail("at", Utc::now().to_rfc3339());
+            .detail("at", self.clock.now().to_rfc3339());
         guardline_audit_client::enqueue(&txn, &event.build()).await?;
         txn.commit().await?;
         self.outbox.notify_one();

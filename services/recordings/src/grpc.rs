@@ -304,7 +304,7 @@ impl RecordingsService for Api {
     async fn purge_expired(&self, req: Request<pb::PurgeExpiredRequest>) -> Reply<pb::PurgeExpiredResponse> {
         let r = req.get_ref().clone();
         let actor = self.operator_or_user_with(&req, "policy.manage", &r.tenant_id).await?;
-        let as_of = from_ts("as_of", r.as_of.as_ref())?.unwrap_or_else(Utc::now);
+        let as_of = from_ts("as_of", r.as_of.as_ref())?.unwrap_or_else(|| self.recordings.now());
         let (purged, held, kept_for_consent) = self.recordings.purge(&r.tenant_id, as_of, (&actor.0, &actor.1)).await?;
         Ok(Response::new(pb::PurgeExpiredResponse { purged, held, kept_for_consent }))
     }

@@ -35,13 +35,10 @@ pub async fn run(
     {
         recordings = recordings.with_local_root(dir.clone());
     }
-    let recordings = recordings.with_idle_timeout(upload_idle_timeout);
+    let recordings = recordings.with_idle_timeout(upload_idle_timeout).with_clock(common.clock.clone());
     let recordings = std::sync::Arc::new(recordings);
     recordings.sweep().await?;
-    let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
-    let verifier = std::sync::Arc::new(guardline_runtime::token::TokenVerifier::new(
-        guardline_runtime::token::IdentityKeys::new(identity),
-    ));
+    let verifier = base.verifier(&common)?;
     let api = grpc::Api::new(recordings, verifier);
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))

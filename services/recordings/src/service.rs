@@ -90,6 +90,8 @@ pub struct Recordings {
     local_root: Option<std::path::PathBuf>,
     // An upload that sends nothing for this long is abandoned and removed.
     idle_timeout: std::time::Duration,
+    // The server's time: retention dates.
+    clock: guardline_runtime::clock::Clock,
 }
 
 impl std::fmt::Debug for Recordings {
@@ -114,13 +116,32 @@ impl Recordings {
         objects: Arc<dyn ObjectStore>,
         outbox: Arc<Notify>,
     ) -> Self {
-        Self { db, envelope, objects, outbox, local_root: None, idle_timeout: std::time::Duration::from_secs(60) }
+        Self {
+            db,
+            envelope,
+            objects,
+            outbox,
+            local_root: None,
+            idle_timeout: std::time::Duration::from_secs(60),
+            clock: guardline_runtime::clock::Clock::system(),
+        }
     }
 
     /// Abandons uploads that send nothing for `timeout`.
     pub fn with_idle_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.idle_timeout = timeout;
         self
+    }
+
+    /// The same service on `clock`.
+    pub fn with_clock(mut self, clock: guardline_runtime::clock::Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The server's time.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
     }
 
     /// Declares the store a local directory, so the sweep can remove staging files.
@@ -206,7 +227,7 @@ impl Recordings {
                 return Err(e);
             }
         };
-        let now = Utc::now();
+        let now = self.clock.now();
         let mut retain = now + Duration::days(delete_after);
         if h.consent.is_some() {
             retain = retain.max(h.started_at + Duration::days(CONSENT_RETENTION_DAYS));

@@ -117,3 +117,21 @@ async fn bearer_metadata_is_required() {
     req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
     assert_eq!(v.authenticate(&req).await.expect("valid").sub, "u1");
 }
+
+#[tokio::test]
+async fn expiry_is_judged_by_the_services_clock() {
+    let signer = TokenSigner::generate("k1").expect("key");
+    let manual = crate::clock::ManualClock::default();
+    let v = verifier(&[&signer]).with_clock(manual.clock());
+    let token = signer.sign(&claims(600)).expect("sign");
+    assert!(v.verify(&token).await.is_ok());
+    manual.advance(chrono::Duration::minutes(11));
+    assert_eq!(unauthenticated(v.verify(&token).await), "token expired");
+    // Issued on a clock two days ahead: valid on that clock, not yet on the system's.
+    let ahead = manual.clock().unix_seconds() + 2 * 86_400;
+    manual.advance(chrono::Duration::days(2));
+    let later = Claims::issued_at(ahead, "t1", "u1", vec![], vec![], Duration::from_secs(600));
+    let token = signer.sign(&later).expect("sign");
+    assert!(v.verify(&token).await.is_ok());
+    assert_eq!(unauthenticated(verifier(&[&signer]).verify(&token).await), "token issued in the future");
+}

@@ -16,6 +16,7 @@ use guardline_proto::vault::v1 as vpb;
 use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
 use guardline_runtime::GrpcChannel;
 use guardline_runtime::args::{DatabaseArgs, MeshArgs};
+use guardline_runtime::clock::ManualClock;
 use guardline_runtime::devca::DevCa;
 use guardline_runtime::tls::{TlsMaterial, install_crypto_provider};
 use guardline_service::CommonArgs;
@@ -33,6 +34,8 @@ pub struct Mesh {
     pub vault_uri: String,
     pub id_uri: String,
     pub audit_uri: String,
+    /// The one clock of every service in the mesh: tests set and move it.
+    pub clock: ManualClock,
     stop: CancellationToken,
 }
 
@@ -82,8 +85,10 @@ pub async fn start(postgres: bool) -> Mesh {
             ..Default::default()
         }
     };
+    let clock = ManualClock::default();
     let common = |name: &str, i: usize| {
         CommonArgs::new(addrs[i], ca.issue(name).expect("cert"), mesh.clone(), DatabaseArgs::url(dbs[i].clone()))
+            .with_clock(clock.clock())
     };
     let identity = guardline_identity::Args {
         common: common("identity", 0),
@@ -91,7 +96,9 @@ pub async fn start(postgres: bool) -> Mesh {
         platform_admins: vec!["platform-admin".into()],
         access_token_ttl: Duration::from_secs(600),
         refresh_token_ttl: Duration::from_secs(3600),
-        signing_key_rotation: Duration::from_secs(86_400),
+        // Tests move the clock by months: no rotation in between (key
+        // rotation has tests of its own in identity).
+        signing_key_rotation: Duration::from_secs(10 * 365 * 86_400),
     };
     let audit = guardline_audit::Args { common: common("audit", 1), keys: keys.clone() };
     let vault =
@@ -124,6 +131,7 @@ pub async fn start(postgres: bool) -> Mesh {
         vault_uri: mesh.lead_vault_endpoint.clone(),
         id_uri: mesh.identity_endpoint.clone(),
         audit_uri: mesh.audit_endpoint.clone(),
+        clock,
         stop,
     };
     for _ in 0..100 {
@@ -164,15 +172,20 @@ impl Mesh {
 }
 
 /// A tenant: tokens of agent1 (team A), agent2 (team B), a team lead of A, a
-/// compliance officer.
+/// compliance officer, and their user ids.
 pub struct Tenant {
     pub id: String,
     pub tokens: Vec<String>,
+    pub users: Vec<String>,
 }
 
 pub const AGENT1: usize = 0;
 pub const AGENT2: usize = 1;
 pub const COMPLIANCE: usize = 3;
+
+const USERS: [(&str, &str, usize); 4] =
+    [("agent1", "agent", 0), ("agent2", "agent", 1), ("lead1", "team_lead", 0), ("comp1", "compliance_officer", 0)];
+const PASSWORD: &str = "a long enough passphrase";
 
 pub async fn tenant(m: &Mesh) -> Tenant {
     let mut p = m.identity();
@@ -187,30 +200,48 @@ pub async fn tenant(m: &Mesh) -> Tenant {
         let req = idpb::CreateTeamRequest { tenant_id: id.clone(), name: n.into() };
         teams.push(p.create_team(req).await.expect("team").into_inner().id);
     }
-    let pw = "a long enough passphrase".to_owned();
-    let users =
-        [("agent1", "agent", 0), ("agent2", "agent", 1), ("lead1", "team_lead", 0), ("comp1", "compliance_officer", 0)];
-    let mut tokens = Vec::new();
-    for (login, role, team) in users {
-        p.create_user(idpb::CreateUserRequest {
-            tenant_id: id.clone(),
-            login: login.into(),
-            display_name: login.into(),
-            password: pw.clone(),
-            roles: vec![role.into()],
-            team_ids: vec![teams[team].clone()],
-        })
-        .await
-        .expect("user");
-        let login = idpb::LoginRequest {
-            tenant_id: id.clone(),
-            login: login.into(),
-            password: pw.clone(),
-            ..Default::default()
-        };
-        tokens.push(p.login(login).await.expect("login").into_inner().access_token);
+    let mut users = Vec::new();
+    for (login, role, team) in USERS {
+        let user = p
+            .create_user(idpb::CreateUserRequest {
+                tenant_id: id.clone(),
+                login: login.into(),
+                display_name: login.into(),
+                password: PASSWORD.into(),
+                roles: vec![role.into()],
+                team_ids: vec![teams[team].clone()],
+            })
+            .await
+            .expect("user");
+        users.push(user.into_inner().id);
     }
-    Tenant { id, tokens }
+    let mut t = Tenant { id, tokens: Vec::new(), users };
+    t.login(m).await;
+    t
+}
+
+impl Tenant {
+    /// Logs every user in again, at the mesh's now (after the clock moved
+    /// past their tokens' lifetime).
+    pub async fn login(&mut self, m: &Mesh) {
+        let mut p = m.identity();
+        self.tokens.clear();
+        for (login, ..) in USERS {
+            let login = idpb::LoginRequest {
+                tenant_id: self.id.clone(),
+                login: login.into(),
+                password: PASSWORD.into(),
+                ..Default::default()
+            };
+            self.tokens.push(p.login(login).await.expect("login").into_inner().access_token);
+        }
+    }
+}
+
+/// Sets the mesh's clock to `at` and logs the tenant's users in again.
+pub async fn at(m: &Mesh, t: &mut Tenant, at: DateTime<Utc>) {
+    m.clock.set(at);
+    t.login(m).await;
 }
 
 pub fn with<T>(token: &str, mut r: Request<T>) -> Request<T> {
@@ -226,14 +257,26 @@ pub fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).expect("rfc3339").with_timezone(&Utc)
 }
 
-/// Friday 2026-11-27 10:00 in Beijing: inside the `cn` pack's hours.
+/// Friday 2026-11-27 10:00 in Beijing: inside the `cn` pack's hours. Tests
+/// set the mesh's clock to it; nothing reads it against the wall clock.
 pub fn cn_open() -> DateTime<Utc> {
     utc("2026-11-27T02:00:00Z")
 }
 
-/// A lead of agent1 with a number in China, with marketing consent unless told otherwise.
+/// A lead of agent1 (in China unless the number says otherwise), with
+/// marketing consent granted 30 days before the mesh's now unless told otherwise.
 pub async fn lead(m: &Mesh, t: &Tenant, phone: &str, consent: bool) -> String {
-    let input = vpb::LeadInput { phones: vec![phone.into()], name: "张三".into(), ..Default::default() };
+    zoned_lead(m, t, phone, "", consent).await
+}
+
+/// As [`lead`], in the IANA zone `zone` (derived from the number when empty).
+pub async fn zoned_lead(m: &Mesh, t: &Tenant, phone: &str, zone: &str, consent: bool) -> String {
+    let input = vpb::LeadInput {
+        phones: vec![phone.into()],
+        name: "张三".into(),
+        time_zone: zone.into(),
+        ..Default::default()
+    };
     let req = vpb::CreateLeadRequest { tenant_id: t.id.clone(), lead: Some(input) };
     let id = m.vault().create_lead(with(&t.tokens[AGENT1], Request::new(req))).await.expect("lead").into_inner().id;
     if consent {
@@ -243,7 +286,7 @@ pub async fn lead(m: &Mesh, t: &Tenant, phone: &str, consent: bool) -> String {
             purpose: "marketing".into(),
             channel: "web_form".into(),
             evidence: Some(vpb::ConsentEvidence { form_sha256: vec![7; 32], ..Default::default() }),
-            granted_at: Some(ts(utc("2026-11-01T00:00:00Z"))),
+            granted_at: Some(ts(m.clock.now() - chrono::Duration::days(30))),
             expires_at: None,
         };
         m.vault().record_consent(with(&t.tokens[AGENT1], Request::new(c))).await.expect("consent");

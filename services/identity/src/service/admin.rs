@@ -1,6 +1,5 @@
 //! Tenants, users, roles and teams.
 
-use chrono::Utc;
 use guardline_authz::{BUILTIN_ROLES, parse_permissions};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
@@ -73,7 +72,7 @@ impl Identity {
             time_zone: tz,
             working_hours: json(&hours)?,
             risk_policy: json(&policy)?,
-            created_at: Utc::now(),
+            created_at: self.clock.now(),
         };
         let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         tenant::Entity::insert(tenant::ActiveModel::from(model.clone())).exec(&txn).await?;
@@ -192,7 +191,7 @@ impl Identity {
             totp_last_step: None,
             failed_attempts: 0,
             locked_until: None,
-            created_at: Utc::now(),
+            created_at: self.clock.now(),
         };
         let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         user::Entity::insert(user::ActiveModel::from(model.clone())).exec(&txn).await?;

@@ -2,6 +2,7 @@
 //! data key, rotated after a period. A retired key's public half stays
 //! published until the last token it signed has expired.
 
+use guardline_runtime::clock::Clock;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ pub struct Signers {
     envelope: Arc<Envelope>,
     rotation: Duration,
     keys: RwLock<Vec<Entry>>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Signers {
@@ -46,6 +48,16 @@ fn binding(kid: &str) -> Binding<'_> {
 impl Signers {
     /// Loads the keys, creating the first one if there is none.
     pub async fn load(db: DatabaseConnection, envelope: Arc<Envelope>, rotation: Duration) -> Result<Arc<Self>> {
+        Self::load_on(db, envelope, rotation, Clock::system()).await
+    }
+
+    /// As [`Signers::load`], with keys dated and withdrawn by `clock`.
+    pub async fn load_on(
+        db: DatabaseConnection,
+        envelope: Arc<Envelope>,
+        rotation: Duration,
+        clock: Clock,
+    ) -> Result<Arc<Self>> {
         let rows = signing_key::Entity::find().all(&db).await?;
         let mut keys = Vec::with_capacity(rows.len());
         for row in rows {
@@ -59,8 +71,8 @@ impl Signers {
             });
         }
         keys.sort_by_key(|k| k.created_at);
-        let this = Arc::new(Self { db, envelope, rotation, keys: RwLock::new(keys) });
-        this.rotate_if_due(Utc::now()).await?;
+        let this = Arc::new(Self { db, envelope, rotation, keys: RwLock::new(keys), clock });
+        this.rotate_if_due(this.clock.now()).await?;
         Ok(this)
     }
 
@@ -144,6 +156,6 @@ impl KeySource for OwnKeys {
     fn fetch(
         &self,
     ) -> std::pin::Pin<Box<dyn Future<Output = guardline_runtime::Result<Vec<VerificationKey>>> + Send + '_>> {
-        Box::pin(async move { Ok(self.0.published(Utc::now()).await.into_iter().map(|(k, _)| k).collect()) })
+        Box::pin(async move { Ok(self.0.published(self.0.clock.now()).await.into_iter().map(|(k, _)| k).collect()) })
     }
 }

@@ -5,6 +5,7 @@ mod admin;
 pub mod keys;
 mod session;
 
+use guardline_runtime::clock::Clock;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,6 +83,8 @@ pub struct Identity {
     pub(crate) verifier: TokenVerifier,
     pub(crate) config: Config,
     outbox: Arc<Notify>,
+    /// The server's time: token lifetimes, lockouts, login history.
+    pub(crate) clock: Clock,
 }
 
 impl Identity {
@@ -94,7 +97,16 @@ impl Identity {
         outbox: Arc<Notify>,
     ) -> Self {
         let verifier = TokenVerifier::new(keys::OwnKeys(signers.clone())).with_min_refresh(Duration::from_millis(200));
-        Self { db, envelope, signers, verifier, config, outbox }
+        Self { db, envelope, signers, verifier, config, outbox, clock: Clock::system() }
+    }
+
+    /// The same service on `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.verifier = TokenVerifier::new(keys::OwnKeys(self.signers.clone()))
+            .with_min_refresh(Duration::from_millis(200))
+            .with_clock(clock.clone());
+        self.clock = clock;
+        self
     }
 
     /// Verifies one of our own access tokens.

@@ -199,7 +199,7 @@ impl Identity {
 
     /// Authenticates a user and issues tokens, or refuses with a reason.
     pub async fn login(&self, creds: Credentials, ctx: ClientContext) -> Result<LoginOutcome> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let Some(tenant) = tenant::Entity::find_by_id(creds.tenant.clone())
             .one(&self.db)
             .await?
@@ -385,7 +385,7 @@ impl Identity {
     /// Spends a refresh token for new tokens. Spending one twice revokes its
     /// whole family: a stolen token and the genuine one cannot both live.
     pub async fn refresh(&self, token: &str) -> Result<LoginOutcome> {
-        let now = Utc::now();
+        let now = self.clock.now();
         self.signers.rotate_if_due(now).await?;
         let hash = refresh_token_hash(token);
         let row = refresh_token::Entity::find_by_id(hash.clone())
@@ -516,7 +516,7 @@ impl Identity {
     /// Confirms enrolment with a first valid code; the pending secret becomes the factor.
     pub async fn confirm_totp(&self, user: &user::Model, code: &str) -> Result<()> {
         let secret = self.open_totp(user, "totp-pending").await?;
-        let now = Utc::now();
+        let now = self.clock.now();
         let step = check_totp(&secret, code, now.timestamp() as u64, None)
             .ok_or_else(|| Error::invalid("code", "does not match the authenticator"))?;
         let dk_id = user.totp_data_key_id.clone().ok_or_else(|| Error::Internal("totp data key".into()))?;
