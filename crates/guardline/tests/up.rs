@@ -488,17 +488,21 @@ async fn the_demo_runs_every_journey_against_guardline_up() {
     for (i, (name, _)) in SERVICES.iter().enumerate() {
         cmd.arg("--endpoint").arg(format!("{name}={}", mesh.uri(i)));
     }
+    // The demo plans a call for the next Saturday in Beijing from its own now.
+    let monday = || guardline_journeys::time::cn_saturday_and_monday(chrono::Utc::now()).1.to_rfc3339();
+    let before = monday();
     let out = cmd.output().expect("guardline demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let deferred = [before, monday()].map(|m| format!("DEFER until {m}"));
+    assert!(deferred.iter().any(|d| stdout.contains(d.as_str())), "missing `{}` in:\n{stdout}", deferred[0]);
     for expected in [
         "admin enrolled TOTP",
         "refused 2 rows",
         "agent1 asks for agent2's lead: NotFound",
         "DENY (dnc.national: on the national registry copy of",
-        "DEFER until 2026-11-30T01:00:00+00:00",
         "DENY (cap.callee.24h: 1 of 1 calls in the last 24 h)",
-        "DENY (consent.marketing: no active marketing consent)",
+        "DENY (consent.marketing: no active marketing consent",
         "agent1 tries to resolve it: PermissionDenied",
         "agent2 (another team) tries: NotFound",
         "deletes 0 and keeps 1 held",
