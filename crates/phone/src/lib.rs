@@ -5,6 +5,8 @@
 //! Shared by lead-vault (which stores numbers) and dialer-policy (which
 //! decides on them), so both agree on what a number and its local time are.
 
+pub mod metadata;
+
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -66,6 +68,29 @@ impl Phone {
     /// zone must respect a calling window in every one of them.
     pub fn candidate_time_zones(&self) -> &'static [Tz] {
         zones_of_region(&self.region)
+    }
+
+    /// The zones the number itself is in: its prefix's zones in
+    /// libphonenumber's metadata (a US area code's zone), else the one
+    /// legal time of its country, else every zone of its country. A number
+    /// of a country that keeps one legal time (China) is in that time only,
+    /// whatever the metadata lists.
+    pub fn number_time_zones(&self) -> Vec<Tz> {
+        if let Some(tz) = NATIONAL_TIME.iter().find(|(r, _)| *r == self.region).map(|(_, tz)| *tz) {
+            return vec![tz];
+        }
+        match metadata::zones_of_digits(self.e164.trim_start_matches('+')) {
+            [] => self.derived_time_zone().map_or_else(|| self.candidate_time_zones().to_vec(), |tz| vec![tz]),
+            zones => zones.to_vec(),
+        }
+    }
+
+    /// The US state (or `DC`) the number's area code serves, for a US number.
+    pub fn us_state(&self) -> Option<&'static str> {
+        if self.region != "US" {
+            return None;
+        }
+        self.national.get(..3).and_then(metadata::us_state_of_area_code)
     }
 
     /// The callee's time zone when the number alone determines it: the
