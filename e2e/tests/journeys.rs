@@ -173,17 +173,7 @@ fn ts(s: &str) -> prost_types::Timestamp {
 
 /// A lead of agent 1 with marketing consent granted yesterday; returns its id.
 async fn consented_lead(c: &Cluster, org: &Org, phone: &str) -> String {
-    zoned_lead(c, org, phone, "").await
-}
-
-/// As [`consented_lead`], in the IANA zone `zone` (derived from the number when empty).
-async fn zoned_lead(c: &Cluster, org: &Org, phone: &str, zone: &str) -> String {
-    let input = vpb::LeadInput {
-        phones: vec![phone.into()],
-        name: "王五".into(),
-        time_zone: zone.into(),
-        ..Default::default()
-    };
+    let input = vpb::LeadInput { phones: vec![phone.into()], name: "王五".into(), ..Default::default() };
     let req = vpb::CreateLeadRequest { tenant_id: org.tenant.clone(), lead: Some(input) };
     let id = vault(c).create_lead(with(&org.agent1, Request::new(req))).await.expect("lead").into_inner().id;
     let consent = vpb::RecordConsentRequest {
@@ -205,6 +195,12 @@ async fn zoned_lead(c: &Cluster, org: &Org, phone: &str, zone: &str) -> String {
 
 fn at(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: t.timestamp(), nanos: 0 }
+}
+
+/// Whether the dialer's `cn` pack (with its official calendars) works on a day.
+fn cn_works() -> impl Fn(chrono::NaiveDate) -> bool {
+    let packs = guardline_dialer_policy::domain::window::Packs::load(None).expect("packs");
+    move |d| packs.get("cn").is_some_and(|p| p.works_on(d, &Default::default()))
 }
 
 /// Agent 1's check of `lead` at the server's time (a plan for `plan`).
@@ -241,7 +237,17 @@ async fn journey_3_dialing() {
     // is built from it, so the journey passes at any hour of any day.
     let now = chrono::Utc::now();
     let today = now.date_naive();
-    let (open, closed) = (guardline_journeys::time::zone_open_now(now), guardline_journeys::time::zone_closed_now(now));
+    use guardline_journeys::time::{nth, number_closed_now, number_open_now};
+    let (open, closed) = (number_open_now(now), number_closed_now(now));
+    // Campaign `sun` holds every callee to the TCPA's 08:00–21:00 in its local time.
+    let sun = dpb::DialPolicy {
+        tenant_id: org.tenant.clone(),
+        campaign_id: "sun".into(),
+        jurisdiction_packs: Some(dpb::Strings { values: vec!["us-tcpa".into()] }),
+        ..Default::default()
+    };
+    dialer(c, "gateway").set_dial_policy(with(&org.admin, Request::new(sun))).await.expect("campaign");
+    let in_sun = |lead: &str| dpb::CheckCallRequest { campaign_id: "sun".into(), ..call(&org, lead, None) };
 
     // A number on the national registry is denied.
     let registry = [
@@ -259,21 +265,21 @@ async fn journey_3_dialing() {
     ];
     let loaded = dialer(c, "operator").import_dnc(tokio_stream::iter(registry)).await.expect("operator loads the copy");
     assert_eq!(loaded.into_inner().loaded, 2);
-    let listed = zoned_lead(c, &org, "+12025550143", &open).await;
+    let listed = consented_lead(c, &org, "+12025550143").await;
     let d = check(call(&org, &listed, None)).await;
     assert_eq!(d.verdict, dpb::Verdict::Deny as i32);
     assert!(denied_by(&d).contains(&format!("dnc.national: on the national registry copy of {today}")), "{d:?}");
 
     // Where it is the middle of the night now, the call is deferred.
-    let asleep = zoned_lead(c, &org, "+14155550177", &closed).await;
-    let d = check(call(&org, &asleep, None)).await;
+    let asleep = consented_lead(c, &org, &nth(closed, 77)).await;
+    let d = check(in_sun(&asleep)).await;
     assert_eq!(d.verdict, dpb::Verdict::Defer as i32, "{d:?}");
     assert!(!d.plan);
 
     // A plan for the next Saturday morning in Beijing: deferred to Monday
     // 09:00 Beijing time, marked as a plan, and no attempt can use it.
     let cn = consented_lead(c, &org, "+8613912340001").await;
-    let (saturday, monday) = guardline_journeys::time::cn_saturday_and_monday(now);
+    let (saturday, monday) = guardline_journeys::time::cn_saturday_and_monday(now, cn_works());
     let d = check(call(&org, &cn, Some(saturday))).await;
     assert_eq!((d.verdict, d.plan), (dpb::Verdict::Defer as i32, true), "{d:?}");
     assert_eq!(d.earliest_allowed_at, Some(at(monday)));
@@ -288,8 +294,8 @@ async fn journey_3_dialing() {
     // Past the cap, the next call is denied.
     let policy = dpb::DialPolicy { tenant_id: org.tenant.clone(), callee_max_24h: Some(1), ..Default::default() };
     dialer(c, "gateway").set_dial_policy(with(&org.admin, Request::new(policy))).await.expect("policy");
-    let awake = zoned_lead(c, &org, "+14155550178", &open).await;
-    let d = check(call(&org, &awake, None)).await;
+    let awake = consented_lead(c, &org, &nth(open, 78)).await;
+    let d = check(in_sun(&awake)).await;
     assert_eq!(d.verdict, dpb::Verdict::Allow as i32, "{d:?}");
     let attempt = dpb::RecordCallAttemptRequest {
         tenant_id: org.tenant.clone(),
@@ -297,22 +303,23 @@ async fn journey_3_dialing() {
         ..Default::default()
     };
     dialer(c, "gateway").record_call_attempt(with(&org.agent1, Request::new(attempt))).await.expect("attempt");
-    let d = check(call(&org, &awake, None)).await;
+    let d = check(in_sun(&awake)).await;
     assert!(denied_by(&d).contains(&"cap.callee.24h: 1 of 1 calls in the last 24 h".to_owned()), "{d:?}");
 
     // Withdrawn consent is denied at once.
-    let other = zoned_lead(c, &org, "+14155550179", &open).await;
+    let other = consented_lead(c, &org, &nth(open, 79)).await;
     let history = vpb::GetConsentHistoryRequest { tenant_id: org.tenant.clone(), lead_id: other.clone() };
     let h = vault(c).get_consent_history(with(&org.agent1, Request::new(history))).await.expect("history").into_inner();
     let w = vpb::WithdrawConsentRequest { tenant_id: org.tenant.clone(), consent_id: h.records[0].id.clone() };
     vault(c).withdraw_consent(with(&org.agent1, Request::new(w))).await.expect("withdraw");
-    let d = check(call(&org, &other, None)).await;
+    let d = check(in_sun(&other)).await;
     assert!(denied_by(&d).contains(&"consent.marketing: no active marketing consent".to_owned()), "{d:?}");
 
     // An allowed call gets an AXB number; the agent never receives the real
     // number, the telephony bridge resolves it.
-    let allowed = zoned_lead(c, &org, "+14155550180", &open).await;
-    assert_eq!(check(call(&org, &allowed, None)).await.verdict, dpb::Verdict::Allow as i32);
+    let allowed_number = nth(open, 80);
+    let allowed = consented_lead(c, &org, &allowed_number).await;
+    assert_eq!(check(in_sun(&allowed)).await.verdict, dpb::Verdict::Allow as i32);
     let pool = dpb::AddPrivacyNumbersRequest { tenant_id: org.tenant.clone(), numbers: vec!["+14155550100".into()] };
     dialer(c, "gateway").add_privacy_numbers(with(&org.admin, Request::new(pool))).await.expect("pool");
     let bind = dpb::BindPrivacyNumberRequest {
@@ -324,7 +331,7 @@ async fn journey_3_dialing() {
     let b = dialer(c, "gateway").bind_privacy_number(with(&org.agent1, Request::new(bind))).await.expect("bind");
     let b = b.into_inner();
     assert_eq!(b.privacy_number, "+14155550100");
-    assert!(!format!("{b:?}").contains("4155550180"), "the agent's answer holds no real number");
+    assert!(!format!("{b:?}").contains(&allowed_number[4..]), "the agent's answer holds no real number");
     let resolve = dpb::ResolveBindingRequest {
         tenant_id: org.tenant.clone(),
         privacy_number: b.privacy_number.clone(),
@@ -333,7 +340,7 @@ async fn journey_3_dialing() {
     let as_agent = dialer(c, "gateway").resolve_binding(with(&org.agent1, Request::new(resolve.clone()))).await;
     assert_eq!(as_agent.expect_err("not the bridge").code(), Code::PermissionDenied);
     let real = dialer(c, "telephony-bridge").resolve_binding(resolve).await.expect("the bridge resolves").into_inner();
-    assert_eq!(real.e164, "+14155550180");
+    assert_eq!(real.e164, allowed_number);
 }
 
 fn audit_verify(c: &Cluster, org: &Org, save: &std::path::Path) -> (bool, String) {

@@ -247,8 +247,9 @@ async fn leads(d: &Demo, org: &Org) -> Result<Leads> {
         expires_at: None,
     };
     let cn = mine.iter().filter(|l| l.phones[0].masked.starts_with("+86")).map(|l| l.id.clone()).collect::<Vec<_>>();
-    let zone = guardline_journeys::time::zone_open_now(chrono::Utc::now());
-    let input = vpb::LeadInput { phones: vec!["+12025550177".into()], time_zone: zone, ..Default::default() };
+    // A callee somewhere on earth where it is midday now.
+    let somewhere = guardline_journeys::time::nth(guardline_journeys::time::number_open_now(chrono::Utc::now()), 77);
+    let input = vpb::LeadInput { phones: vec![somewhere], ..Default::default() };
     let create = vpb::CreateLeadRequest { tenant_id: org.tenant.clone(), lead: Some(input) };
     let reachable = d.vault()?.create_lead(bearer(&org.agent1, create)).await?.into_inner().id;
     for lead in [&cn[0], &cn[1], &cn[2], &us.id, &reachable] {
@@ -302,7 +303,9 @@ async fn dialing(d: &Demo, org: &Org, l: &Leads) -> Result<()> {
     };
     let r = check(call(org, &l.us, None)).await?;
     say(format!("call a US lead on the registry: {} ({})", verdict(&r), rules(&r)));
-    let (saturday, _) = guardline_journeys::time::cn_saturday_and_monday(now);
+    let packs = guardline_dialer_policy::domain::window::Packs::load(None)?;
+    let cn_works = |d| packs.get("cn").is_some_and(|p| p.works_on(d, &Default::default()));
+    let (saturday, _) = guardline_journeys::time::cn_saturday_and_monday(now, cn_works);
     let r = check(call(org, &l.cn, Some(saturday))).await?;
     let earliest = r.earliest_allowed_at.as_ref().and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0));
     say(format!(
@@ -312,9 +315,21 @@ async fn dialing(d: &Demo, org: &Org, l: &Leads) -> Result<()> {
         earliest.map(|t| t.to_rfc3339()).unwrap_or_default(),
         rules(&r)
     ));
+    let national_day = chrono::DateTime::parse_from_rfc3339("2026-10-01T02:00:00Z")?.to_utc();
+    let r = check(call(org, &l.cn, Some(national_day))).await?;
+    say(format!("plan: the same lead on National Day 2026: {} ({})", verdict(&r), rules(&r)));
     let policy = dpb::DialPolicy { tenant_id: org.tenant.clone(), callee_max_24h: Some(1), ..Default::default() };
     d.dialer("cli")?.set_dial_policy(bearer(&org.admin, policy)).await?;
-    let r = check(call(org, &l.reachable, None)).await?;
+    // Campaign `sun` holds every callee to the TCPA's 08:00–21:00 in its local time.
+    let sun = dpb::DialPolicy {
+        tenant_id: org.tenant.clone(),
+        campaign_id: "sun".into(),
+        jurisdiction_packs: Some(dpb::Strings { values: vec!["us-tcpa".into()] }),
+        ..Default::default()
+    };
+    d.dialer("cli")?.set_dial_policy(bearer(&org.admin, sun)).await?;
+    let in_sun = || dpb::CheckCallRequest { campaign_id: "sun".into(), ..call(org, &l.reachable, None) };
+    let r = check(in_sun()).await?;
     say(format!(
         "with a cap of 1 call per callee per 24 h, a lead where it is midday now: {} ({})",
         verdict(&r),
@@ -326,7 +341,7 @@ async fn dialing(d: &Demo, org: &Org, l: &Leads) -> Result<()> {
         ..Default::default()
     };
     d.dialer("cli")?.record_call_attempt(bearer(&org.agent1, attempt)).await?;
-    let r = check(call(org, &l.reachable, None)).await?;
+    let r = check(in_sun()).await?;
     say(format!("the call is placed; the next one: {} ({})", verdict(&r), rules(&r)));
     let history = vpb::GetConsentHistoryRequest { tenant_id: org.tenant.clone(), lead_id: l.withdrawn.clone() };
     let h = d.vault()?.get_consent_history(bearer(&org.agent1, history)).await?.into_inner();

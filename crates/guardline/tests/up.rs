@@ -489,7 +489,9 @@ async fn the_demo_runs_every_journey_against_guardline_up() {
         cmd.arg("--endpoint").arg(format!("{name}={}", mesh.uri(i)));
     }
     // The demo plans a call for the next Saturday in Beijing from its own now.
-    let monday = || guardline_journeys::time::cn_saturday_and_monday(chrono::Utc::now()).1.to_rfc3339();
+    let packs = guardline_dialer_policy::domain::window::Packs::load(None).expect("packs");
+    let works = |d| packs.get("cn").is_some_and(|p| p.works_on(d, &Default::default()));
+    let monday = || guardline_journeys::time::cn_saturday_and_monday(chrono::Utc::now(), works).1.to_rfc3339();
     let before = monday();
     let out = cmd.output().expect("guardline demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -503,6 +505,7 @@ async fn the_demo_runs_every_journey_against_guardline_up() {
         "DENY (dnc.national: on the national registry copy of",
         "DENY (cap.callee.24h: 1 of 1 calls in the last 24 h)",
         "DENY (consent.marketing: no active marketing consent",
+        "2026-10-01 in Asia/Shanghai is a public holiday, National Day (State Council notice of 2025-11-04)",
         "agent1 tries to resolve it: PermissionDenied",
         "agent2 (another team) tries: NotFound",
         "deletes 0 and keeps 1 held",

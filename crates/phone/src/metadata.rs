@@ -46,6 +46,68 @@ pub fn us_state_of_area_code(npa: &str) -> Option<&'static str> {
     STATES.get(npa).copied()
 }
 
+/// US states and DC: name and USPS code.
+const US_STATES: [(&str, &str); 51] = [
+    ("Alabama", "AL"),
+    ("Alaska", "AK"),
+    ("Arizona", "AZ"),
+    ("Arkansas", "AR"),
+    ("California", "CA"),
+    ("Colorado", "CO"),
+    ("Connecticut", "CT"),
+    ("Delaware", "DE"),
+    ("District of Columbia", "DC"),
+    ("Florida", "FL"),
+    ("Georgia", "GA"),
+    ("Hawaii", "HI"),
+    ("Idaho", "ID"),
+    ("Illinois", "IL"),
+    ("Indiana", "IN"),
+    ("Iowa", "IA"),
+    ("Kansas", "KS"),
+    ("Kentucky", "KY"),
+    ("Louisiana", "LA"),
+    ("Maine", "ME"),
+    ("Maryland", "MD"),
+    ("Massachusetts", "MA"),
+    ("Michigan", "MI"),
+    ("Minnesota", "MN"),
+    ("Mississippi", "MS"),
+    ("Missouri", "MO"),
+    ("Montana", "MT"),
+    ("Nebraska", "NE"),
+    ("Nevada", "NV"),
+    ("New Hampshire", "NH"),
+    ("New Jersey", "NJ"),
+    ("New Mexico", "NM"),
+    ("New York", "NY"),
+    ("North Carolina", "NC"),
+    ("North Dakota", "ND"),
+    ("Ohio", "OH"),
+    ("Oklahoma", "OK"),
+    ("Oregon", "OR"),
+    ("Pennsylvania", "PA"),
+    ("Rhode Island", "RI"),
+    ("South Carolina", "SC"),
+    ("South Dakota", "SD"),
+    ("Tennessee", "TN"),
+    ("Texas", "TX"),
+    ("Utah", "UT"),
+    ("Vermont", "VT"),
+    ("Virginia", "VA"),
+    ("Washington", "WA"),
+    ("West Virginia", "WV"),
+    ("Wisconsin", "WI"),
+    ("Wyoming", "WY"),
+];
+
+/// The USPS code of a US state written as a code or a name, in any case
+/// (`FL`, `fl`, `Florida`), as an address's state field holds it.
+pub fn us_state_code(written: &str) -> Option<&'static str> {
+    let w = written.trim();
+    US_STATES.iter().find(|(name, code)| name.eq_ignore_ascii_case(w) || code.eq_ignore_ascii_case(w)).map(|(_, c)| *c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +124,9 @@ mod tests {
         assert_eq!(us_state_of_area_code("410"), Some("MD"));
         assert_eq!(us_state_of_area_code("212"), Some("NY"), "named by its city");
         assert_eq!(us_state_of_area_code("416"), None, "Toronto is not a US state");
+        assert_eq!(us_state_code(" florida "), Some("FL"));
+        assert_eq!(us_state_code("md"), Some("MD"));
+        assert_eq!(us_state_code("广东省"), None);
     }
 
     /// The committed tables are what the generator writes from

@@ -32,6 +32,7 @@ pub(crate) fn count_if(cond: Cond) -> SimpleExpr {
     Func::cast_as(Func::sum(Expr::case(cond, 1).finally(0)), sea_orm::sea_query::Alias::new("bigint")).into()
 }
 
+use crate::caps::Counted;
 use crate::domain::decision::Verdict;
 use crate::domain::health::{self, LineStats, SHORT_CALL_SECONDS};
 use crate::domain::policy::Effective;
@@ -151,9 +152,10 @@ impl Dialer {
             return Err(Error::FailedPrecondition(format!("decision {decision_id} is stale; check the call again")));
         }
         self.still_allowed(&d, &policy, now)?;
-        let cap_24h = d.callee_cap_24h.max(0) as u32;
+        let counted =
+            Counted { tenant, callee: &d.callee, line: &d.caller_line, agent: &d.agent_id, subject: &d.subject };
         for (rule, count, limit, label) in
-            self.cap_counts_on(&txn, tenant, &d.callee, &d.caller_line, &d.agent_id, now, &policy, cap_24h).await?
+            self.cap_counts_on(&txn, &counted, now, &policy, d.subject_cap_24h.max(0) as u32).await?
         {
             if count >= limit {
                 return Err(Error::FailedPrecondition(format!("{rule}: {count} of {limit} calls in the last {label}")));
@@ -170,6 +172,7 @@ impl Dialer {
             placed_at: ActiveValue::Set(now),
             result: ActiveValue::Set(String::new()),
             duration_seconds: ActiveValue::Set(0),
+            subject: ActiveValue::Set(d.subject.clone()),
         })
         .exec(&txn)
         .await?;
@@ -199,7 +202,8 @@ impl Dialer {
         if zones.is_empty() {
             return Err(Error::FailedPrecondition(format!("decision {} is stale; check the call again", d.id)));
         }
-        let (windows, _) = self.window_rules(now, &d.region, &zones, policy);
+        let packs: Vec<String> = d.packs.split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect();
+        let (windows, _) = self.pack_rules(now, &packs, &zones, policy);
         let closed = self.registry.unusable(&d.region, now, policy).into_iter().chain(windows);
         match closed.into_iter().find(|r| r.outcome != Verdict::Allow) {
             Some(r) => Err(Error::FailedPrecondition(format!("{}: {}", r.rule, r.reason))),

@@ -68,7 +68,7 @@ pub struct Imported {
 }
 
 impl Dialer {
-    async fn blind_indexes(&self, tenant: &str, e164: &[String], extra: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+    pub(crate) async fn blind_indexes(&self, tenant: &str, e164: &[String], extra: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let mut out = Vec::with_capacity(e164.len() + extra.len());
         for (i, n) in e164.iter().enumerate() {
             crate::service::line(&format!("e164[{i}]"), n)?;

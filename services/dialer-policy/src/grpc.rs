@@ -66,6 +66,32 @@ impl Api {
     }
 }
 
+impl Api {
+    /// `ImportDnc` of Reassigned Numbers Database results: authorized, then read.
+    async fn import_reassigned(
+        &self,
+        who: Caller,
+        h: pb::ImportDncHeader,
+        mut stream: tonic::Streaming<pb::ImportDncRequest>,
+    ) -> Reply<pb::ImportDncResponse> {
+        who.require("dnc.manage", &h.tenant_id, &[])?;
+        if h.format != pb::DncFormat::Rnd as i32 {
+            return Err(Error::invalid("header.format", "RND for reassigned-numbers results").into());
+        }
+        let obtained = crate::compliance::obtained_date(from_ts(h.copy_date, "header.copy_date")?, self.dialer.now())?;
+        let mut parser = crate::domain::reassigned::ResultsParser::default();
+        while let Some(m) = stream.message().await? {
+            match m.item {
+                Some(pb::import_dnc_request::Item::Data(chunk)) => parser.push(&chunk),
+                _ => return Err(Error::invalid("data", "only data may follow the header").into()),
+            }
+        }
+        let (rows, rejected) = parser.finish();
+        let loaded = self.dialer.import_reassigned(&who, &h.tenant_id, obtained, rows).await?;
+        Ok(Response::new(pb::ImportDncResponse { loaded, rejected }))
+    }
+}
+
 /// The generated server with the message size limits applied.
 pub fn server(api: Api, max_message_bytes: usize) -> DialerPolicyServiceServer<Api> {
     DialerPolicyServiceServer::new(api)
@@ -102,6 +128,7 @@ impl VaultPort for VaultClient {
             owner_id: t.owner_id,
             team_id: t.team_id,
             internal_dnc: t.internal_dnc.then_some(t.internal_dnc_reason),
+            address_region: t.address_region,
         })
     }
 
@@ -117,20 +144,26 @@ impl VaultPort for VaultClient {
         Ok(r.lookups.into_iter().map(|l| l.blind_index).collect())
     }
 
-    async fn consent_active(
+    async fn consent_granted(
         &self,
         tenant: &str,
         lead_id: &str,
         purpose: &str,
         at: DateTime<Utc>,
-    ) -> crate::error::Result<bool> {
+    ) -> crate::error::Result<Option<DateTime<Utc>>> {
         let req = vpb::CheckConsentRequest {
             tenant_id: tenant.into(),
             lead_id: lead_id.into(),
             purpose: purpose.into(),
             at: Some(ts(at)),
         };
-        Ok(self.0.clone().check_consent(req).await.map_err(|s| vault_error(s, "purpose"))?.into_inner().active)
+        let r = self.0.clone().check_consent(req).await.map_err(|s| vault_error(s, "purpose"))?.into_inner();
+        if !r.active {
+            return Ok(None);
+        }
+        // An active consent always carries its grant time; without one it
+        // counts as granted at the epoch, the most cautious reading.
+        Ok(Some(from_ts(r.granted_at, "granted_at")?.unwrap_or_default()))
     }
 }
 
@@ -209,6 +242,8 @@ fn policy_from(p: &pb::DialPolicy) -> Policy {
         jurisdiction_packs: strings(p.jurisdiction_packs.clone()),
         consent_required_purposes: strings(p.consent_required_purposes.clone()),
         holidays: strings(p.holidays.clone()),
+        working_days: strings(p.working_days.clone()),
+        subject: p.subject.clone(),
         callee_max_24h: p.callee_max_24h,
         callee_max_30d: p.callee_max_30d,
         agent_max_per_hour: p.agent_max_per_hour,
@@ -228,6 +263,8 @@ fn policy_pb(tenant_id: String, campaign_id: String, e: Effective) -> pb::DialPo
         jurisdiction_packs: e.jurisdiction_packs.map(|v| pb::Strings { values: v }),
         consent_required_purposes: list(e.consent_required_purposes),
         holidays: list(e.holiday_names),
+        working_days: list(e.working_day_names),
+        subject: e.subject,
         callee_max_24h: Some(e.callee_max_24h),
         callee_max_30d: Some(e.callee_max_30d),
         agent_max_per_hour: Some(e.agent_max_per_hour),
@@ -352,6 +389,9 @@ impl DialerPolicyService for Api {
         else {
             return Err(Error::invalid("header", "the first message must be the header").into());
         };
+        if h.list == pb::DncList::Reassigned as i32 {
+            return self.import_reassigned(who, h, stream).await;
+        }
         let ftc = match pb::DncFormat::try_from(h.format) {
             Ok(pb::DncFormat::Ftc) => true,
             Ok(pb::DncFormat::E164) => false,

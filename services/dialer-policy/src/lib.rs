@@ -5,6 +5,8 @@
 pub mod args;
 pub mod attempts;
 pub mod axb;
+pub mod caps;
+pub mod compliance;
 pub mod dnc;
 pub mod domain;
 pub mod error;

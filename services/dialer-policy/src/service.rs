@@ -9,8 +9,10 @@ use guardline_audit_client::EventBuilder;
 use guardline_authz::{Resource, Subject, decide};
 use guardline_phone::Phone;
 use guardline_runtime::clock::Clock;
-use sea_orm::{ActiveValue, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
+use sea_orm::{ActiveValue, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 
+use crate::caps::Counted;
+use crate::domain::callee;
 use crate::domain::decision::{RuleResult, Verdict, cap, combine};
 use crate::domain::health;
 use crate::domain::policy::{Effective, Policy, pack_for_region};
@@ -34,6 +36,8 @@ pub struct Target {
     pub team_id: String,
     /// Why the vault lists the number as not to be called (erasure), if it does.
     pub internal_dnc: Option<String>,
+    /// The province or state of the lead's address, as written.
+    pub address_region: String,
 }
 
 impl std::fmt::Debug for Target {
@@ -51,9 +55,16 @@ pub trait VaultPort: Send + Sync {
     async fn lookup(&self, tenant: &str, e164: &str) -> Result<(Vec<u8>, Option<String>)>;
     /// The blind indexes of many numbers (at most 1,000), in order.
     async fn blind_indexes(&self, tenant: &str, e164: &[String]) -> Result<Vec<Vec<u8>>>;
-    /// Whether the lead has active consent for `purpose` at `at` (the
-    /// dialer always asks at its own clock's now).
-    async fn consent_active(&self, tenant: &str, lead_id: &str, purpose: &str, at: DateTime<Utc>) -> Result<bool>;
+    /// When the lead's consent for `purpose`, active at `at`, was granted;
+    /// `None` without active consent (the dialer always asks at its own
+    /// clock's now).
+    async fn consent_granted(
+        &self,
+        tenant: &str,
+        lead_id: &str,
+        purpose: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>>;
 }
 
 /// Who is calling.
@@ -192,6 +203,8 @@ pub struct Dialer {
     pub(crate) registry_admins: Vec<String>,
     /// The server's time: every decision and attempt is judged by it.
     pub(crate) clock: Clock,
+    /// Reassigned-number results.
+    pub(crate) reassigned: Arc<dyn crate::compliance::ReassignedSource>,
 }
 
 impl std::fmt::Debug for Dialer {
@@ -213,7 +226,20 @@ impl Dialer {
         outbox: Arc<tokio::sync::Notify>,
         registry_admins: Vec<String>,
     ) -> Self {
-        Self { db, packs, registry, vault, outbox, registry_admins, clock: Clock::system() }
+        let reassigned = Arc::new(crate::compliance::Imported(db.clone()));
+        Self { db, packs, registry, vault, outbox, registry_admins, clock: Clock::system(), reassigned }
+    }
+
+    /// The same dialer asking `source` about reassigned numbers (a live
+    /// client of the FCC's database) instead of the imported results.
+    pub fn with_reassigned_source(mut self, source: Arc<dyn crate::compliance::ReassignedSource>) -> Self {
+        self.reassigned = source;
+        self
+    }
+
+    /// The server's time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// The same dialer on `clock`.
@@ -304,7 +330,9 @@ impl Dialer {
         let now = self.clock.now();
         let plan = q.plan_at.is_some();
         let at = q.plan_at.unwrap_or(now);
-        let zones = callee_zones(&target, &phone);
+        let zones = callee::zones(&phone, &target.time_zone);
+        let states = callee::states(&phone, &target.address_region);
+        let subject = policy.subject.clone().unwrap_or_else(|| q.campaign.clone());
         let mut rules = Vec::new();
 
         rules.push(self.registry.rule(&phone, at, &policy));
@@ -312,12 +340,29 @@ impl Dialer {
         if !q.campaign.is_empty() {
             rules.push(self.campaign_dnc_rule(&q.tenant, &q.campaign, &target.blind_index).await?);
         }
-        rules.push(self.consent_rule(&q, &lead_id, &policy, now).await?);
-        let (windows, max_24h_by_pack) = self.window_rules(at, phone.region(), &zones, &policy);
+        let (consent, granted) = self.consent_rule(&q, &lead_id, &policy, now).await?;
+        rules.push(consent);
+        // The FCC's Reassigned Numbers Database covers US numbers.
+        if let Some(granted) = granted.filter(|_| phone.region() == "US") {
+            rules.push(self.reassigned_rule(&q.tenant, &target.blind_index, granted).await?);
+        }
+        let packs = self.pack_names(phone.region(), &states, &policy);
+        let (windows, subject_cap) = self.pack_rules(at, &packs, &zones, &policy);
         rules.extend(windows);
-        let callee_24h = callee_cap_24h(policy.callee_max_24h, max_24h_by_pack);
         let counts = self
-            .cap_counts_on(&self.db, &q.tenant, &target.blind_index, &q.caller_line, &agent, at, &policy, callee_24h)
+            .cap_counts_on(
+                &self.db,
+                &Counted {
+                    tenant: &q.tenant,
+                    callee: &target.blind_index,
+                    line: &q.caller_line,
+                    agent: &agent,
+                    subject: &subject,
+                },
+                at,
+                &policy,
+                subject_cap,
+            )
             .await?;
         rules.extend(counts.into_iter().map(|(rule, count, limit, label)| cap(rule, count, limit, label)));
         let (health_rule, became_throttled) = self.health_rule(&q.tenant, &caller_line, at, &policy, !plan).await?;
@@ -355,11 +400,14 @@ impl Dialer {
             agent_id: ActiveValue::Set(agent.clone()),
             campaign_id: ActiveValue::Set(q.campaign.clone()),
             verdict: ActiveValue::Set(verdict_name(verdict).into()),
-            callee_cap_24h: ActiveValue::Set(callee_24h as i32),
+            callee_cap_24h: ActiveValue::Set(policy.callee_max_24h as i32),
             decided_at: ActiveValue::Set(now),
             used: ActiveValue::Set(false),
             region: ActiveValue::Set(phone.region().to_owned()),
             zones: ActiveValue::Set(zones.iter().map(|z| z.name()).collect::<Vec<_>>().join(",")),
+            packs: ActiveValue::Set(packs.join(",")),
+            subject: ActiveValue::Set(subject),
+            subject_cap_24h: ActiveValue::Set(subject_cap as i32),
         })
         .exec(&txn)
         .await?;
@@ -367,6 +415,7 @@ impl Dialer {
         if let Some(reason) = became_throttled {
             self.mark_throttled(&txn, &q.tenant, &q.caller_line, &reason).await?;
         }
+        self.report_missing_calendars(&txn, &q.tenant, &packs, now).await?;
         txn.commit().await?;
         self.outbox.notify_one();
         Ok(Decision { id, verdict, rules, at, plan })
@@ -405,88 +454,78 @@ impl Dialer {
         })
     }
 
+    /// The consent rule, and when the active consent was granted.
     async fn consent_rule(
         &self,
         q: &CallQuery,
         lead_id: &str,
         p: &Effective,
         now: DateTime<Utc>,
-    ) -> Result<RuleResult> {
+    ) -> Result<(RuleResult, Option<DateTime<Utc>>)> {
         let rule = format!("consent.{}", q.purpose);
         if !p.consent_required_purposes.contains(&q.purpose) {
-            return Ok(RuleResult::allow(rule, format!("{} calls need no consent by policy", q.purpose)));
+            return Ok((RuleResult::allow(rule, format!("{} calls need no consent by policy", q.purpose)), None));
         }
         if lead_id.is_empty() {
-            return Ok(RuleResult::deny(rule, "a number that is not a lead has no consent record"));
+            return Ok((RuleResult::deny(rule, "a number that is not a lead has no consent record"), None));
         }
-        Ok(if self.vault.consent_active(&q.tenant, lead_id, &q.purpose, now).await? {
-            RuleResult::allow(rule, format!("active {} consent", q.purpose))
-        } else {
-            RuleResult::deny(rule, format!("no active {} consent", q.purpose))
+        Ok(match self.vault.consent_granted(&q.tenant, lead_id, &q.purpose, now).await? {
+            Some(granted) => (RuleResult::allow(rule, format!("active {} consent", q.purpose)), Some(granted)),
+            None => (RuleResult::deny(rule, format!("no active {} consent", q.purpose)), None),
         })
     }
 
-    /// One `window.<pack>` rule per pack that applies to a callee in
-    /// `region` and `zones`, judged at `at`, and the strictest per-callee
-    /// 24-hour cap the packs carry.
-    pub(crate) fn window_rules(
-        &self,
-        at: DateTime<Utc>,
-        region: &str,
-        zones: &[chrono_tz::Tz],
-        p: &Effective,
-    ) -> (Vec<RuleResult>, Option<u32>) {
-        let names: Vec<String> = match &p.jurisdiction_packs {
+    /// The packs whose windows apply: the policy's, else the callee's
+    /// region's; and, always, those of the callee's US states.
+    pub(crate) fn pack_names(&self, region: &str, states: &[&str], p: &Effective) -> Vec<String> {
+        let mut names: Vec<String> = match &p.jurisdiction_packs {
             Some(names) => names.clone(),
             None => pack_for_region(region).map(|n| vec![n.to_owned()]).unwrap_or_default(),
         };
+        for state in states {
+            for pack in self.packs.for_state(state) {
+                if !names.contains(&pack.name) {
+                    names.push(pack.name.clone());
+                }
+            }
+        }
+        names
+    }
+
+    /// One `window.<pack>` rule per pack, judged at `at` in every one of
+    /// `zones`, and the strictest per-subject 24-hour cap the packs carry
+    /// (0: none).
+    pub(crate) fn pack_rules(
+        &self,
+        at: DateTime<Utc>,
+        names: &[String],
+        zones: &[chrono_tz::Tz],
+        p: &Effective,
+    ) -> (Vec<RuleResult>, u32) {
         if names.is_empty() {
-            let why = format!("no calling window for region {region}; name a jurisdiction pack in the policy");
-            return (vec![RuleResult::deny("window", why)], None);
+            let why = "no calling window for the callee's region; name a jurisdiction pack in the policy";
+            return (vec![RuleResult::deny("window", why)], 0);
         }
         if zones.is_empty() {
-            return (vec![RuleResult::deny("window", "no time zone is known for the number")], None);
+            return (vec![RuleResult::deny("window", "no time zone is known for the number")], 0);
         }
         let mut cap = None::<u32>;
         let mut rules = Vec::new();
         for name in names {
             let rule = format!("window.{name}");
-            let Some(pack) = self.packs.get(&name) else {
+            let Some(pack) = self.packs.get(name) else {
                 rules.push(RuleResult::deny(rule, "the pack is not installed"));
                 continue;
             };
             if let Some(m) = pack.max_calls_per_24h {
                 cap = Some(cap.map_or(m, |c| c.min(m)));
             }
-            rules.push(match pack.evaluate(at, zones, &p.holidays) {
+            rules.push(match pack.evaluate(at, zones, &p.tenant_days) {
                 WindowOutcome::Open(why) => RuleResult::allow(rule, why),
                 WindowOutcome::Closed { reason, next } => RuleResult::defer(rule, next, reason),
             });
         }
-        (rules, cap)
-    }
-}
-
-/// The callee's zones: the lead's, else the one the number's country keeps
-/// by law, else every zone of the country.
-fn callee_zones(target: &Target, phone: &Phone) -> Vec<chrono_tz::Tz> {
-    match target.time_zone.parse::<chrono_tz::Tz>() {
-        Ok(tz) => vec![tz],
-        Err(_) => match phone.derived_time_zone() {
-            Some(tz) => vec![tz],
-            None => phone.candidate_time_zones().to_vec(),
-        },
-    }
-}
-
-/// The per-callee 24-hour limit: the policy's and the packs', the stricter
-/// (0: no cap).
-pub(crate) fn callee_cap_24h(policy: u32, packs: Option<u32>) -> u32 {
-    match (policy, packs) {
-        (0, None) => 0,
-        (0, Some(m)) => m,
-        (c, None) => c,
-        (c, Some(m)) => c.min(m),
+        (rules, cap.unwrap_or(0))
     }
 }
 
@@ -499,100 +538,6 @@ pub(crate) fn phone_free_line(line: &str) -> String {
 }
 
 impl Dialer {
-    /// The counters that apply, as (rule, count, limit, window label);
-    /// `callee_24h` is the per-callee 24-hour limit already combined with the
-    /// jurisdiction packs' (see [`callee_cap_24h`]).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn cap_counts_on(
-        &self,
-        conn: &impl sea_orm::ConnectionTrait,
-        tenant: &str,
-        callee: &[u8],
-        caller_line: &str,
-        agent: &str,
-        at: DateTime<Utc>,
-        p: &Effective,
-        callee_24h: u32,
-    ) -> Result<Vec<(&'static str, u64, u64, &'static str)>> {
-        use crate::store::attempt::Column as A;
-        #[derive(Clone, Copy, PartialEq, Eq)]
-        enum Of {
-            Callee,
-            Agent,
-            Line,
-        }
-        let checks: [(&'static str, Of, u32, Duration, &'static str); 5] = [
-            ("cap.callee.24h", Of::Callee, callee_24h, Duration::hours(24), "24 h"),
-            ("cap.callee.30d", Of::Callee, p.callee_max_30d, Duration::days(30), "30 days"),
-            ("cap.agent.1h", Of::Agent, p.agent_max_per_hour, Duration::hours(1), "hour"),
-            ("cap.line.1h", Of::Line, p.line_max_per_hour, Duration::hours(1), "hour"),
-            ("cap.line.24h", Of::Line, p.line_max_per_day, Duration::hours(24), "24 h"),
-        ];
-        let checks: Vec<_> = checks
-            .into_iter()
-            .filter(|(_, of, limit, ..)| *limit > 0 && !(*of == Of::Agent && agent.is_empty()))
-            .collect();
-        if checks.is_empty() {
-            return Ok(Vec::new());
-        }
-        let key = |of: Of| match of {
-            Of::Callee => A::Callee.eq(callee.to_vec()),
-            Of::Agent => A::AgentId.eq(agent),
-            Of::Line => A::CallerLine.eq(caller_line),
-        };
-        // One query: every counter is a conditional count over the rows any
-        // of them needs.
-        let mut any = sea_orm::Condition::any();
-        for of in [Of::Callee, Of::Agent, Of::Line] {
-            if checks.iter().any(|c| c.1 == of) {
-                any = any.add(key(of));
-            }
-        }
-        let widest = checks.iter().map(|c| c.3).max().unwrap_or_default();
-        let mut q = crate::store::attempt::Entity::find()
-            .select_only()
-            .filter(A::TenantId.eq(tenant))
-            .filter(A::PlacedAt.gt(at - widest))
-            .filter(A::PlacedAt.lte(at))
-            .filter(any);
-        for (i, (_, of, _, window, _)) in checks.iter().enumerate() {
-            let cond = sea_orm::Condition::all().add(key(*of)).add(A::PlacedAt.gt(at - *window));
-            q = q.expr_as(crate::attempts::count_if(cond), format!("c{i}"));
-        }
-        let counts: Vec<i64> = match checks.len() {
-            1 => q.into_tuple::<(Option<i64>,)>().one(conn).await?.map(|r| vec![r.0.unwrap_or(0)]),
-            2 => q
-                .into_tuple::<(Option<i64>, Option<i64>)>()
-                .one(conn)
-                .await?
-                .map(|r| vec![r.0.unwrap_or(0), r.1.unwrap_or(0)]),
-            3 => q
-                .into_tuple::<(Option<i64>, Option<i64>, Option<i64>)>()
-                .one(conn)
-                .await?
-                .map(|r| vec![r.0.unwrap_or(0), r.1.unwrap_or(0), r.2.unwrap_or(0)]),
-            4 => q
-                .into_tuple::<(Option<i64>, Option<i64>, Option<i64>, Option<i64>)>()
-                .one(conn)
-                .await?
-                .map(|r| vec![r.0.unwrap_or(0), r.1.unwrap_or(0), r.2.unwrap_or(0), r.3.unwrap_or(0)]),
-            _ => q
-                .into_tuple::<(Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<i64>)>()
-                .one(conn)
-                .await?
-                .map(|r| {
-                    vec![r.0.unwrap_or(0), r.1.unwrap_or(0), r.2.unwrap_or(0), r.3.unwrap_or(0), r.4.unwrap_or(0)]
-                }),
-        }
-        .unwrap_or_else(|| vec![0; checks.len()]);
-        let out = checks
-            .iter()
-            .zip(counts)
-            .map(|((rule, _, limit, _, label), count)| (*rule, count.max(0) as u64, u64::from(*limit), *label))
-            .collect();
-        Ok(out)
-    }
-
     /// The `line.health` rule, and the reason when the line has just become
     /// throttled (to raise an alert once).
     async fn health_rule(

@@ -73,6 +73,12 @@ entity!(
         pub region: String,
         /// The callee's IANA zones, comma-separated, to recheck the window at the attempt.
         pub zones: String,
+        /// The packs whose windows applied, comma-separated.
+        pub packs: String,
+        /// The campaign's subject, for per-subject caps.
+        pub subject: String,
+        /// The packs' per-subject 24-hour cap (0: none).
+        pub subject_cap_24h: i32,
     }
 );
 
@@ -89,6 +95,8 @@ entity!(
         pub placed_at: ChronoDateTimeUtc,
         pub result: String,
         pub duration_seconds: i32,
+        /// The campaign's subject.
+        pub subject: String,
     }
 );
 
@@ -304,9 +312,38 @@ impl MigrationTrait for CreateTables {
     }
 }
 
-/// Decisions remember the callee's region and zones, so that an attempt
-/// rechecks the window and the registry copy at its own time. Columns are
-/// only added (with defaults): a previous version runs beside this one.
+entity!(
+    /// Reassigned Numbers Database results, by the number's blind index.
+    reassigned, "dialer_reassigned", {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub blind_index: Vec<u8>,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub asked: Date,
+        pub answer: String,
+        pub obtained: Date,
+    }
+);
+
+entity!(
+    /// Missing holiday calendars already reported, once per tenant, pack and year.
+    calendar_alert, "dialer_calendar_alerts", {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub pack: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub year: i32,
+        pub raised_at: ChronoDateTimeUtc,
+    }
+);
+
+/// Decisions remember the callee's region, zones, packs and subject, so that
+/// an attempt rechecks window, registry copy and caps at its own time;
+/// attempts remember their subject; reassigned-numbers results and missing
+/// calendar reports get tables. Columns are only added (with defaults): a
+/// previous version runs beside this one.
 #[derive(Debug)]
 struct DecisionContext;
 
@@ -320,12 +357,44 @@ impl MigrationName for DecisionContext {
 impl MigrationTrait for DecisionContext {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         // SQLite adds one column per ALTER TABLE.
-        for col in ["region", "zones"] {
-            m.alter_table(
-                Table::alter().table(t("dialer_decisions")).add_column(string(t(col)).default("")).to_owned(),
-            )
-            .await?;
+        for (table, col) in [
+            ("dialer_decisions", "region"),
+            ("dialer_decisions", "zones"),
+            ("dialer_decisions", "packs"),
+            ("dialer_decisions", "subject"),
+            ("dialer_attempts", "subject"),
+        ] {
+            m.alter_table(Table::alter().table(t(table)).add_column(string(t(col)).default("")).to_owned()).await?;
         }
+        m.alter_table(
+            Table::alter().table(t("dialer_decisions")).add_column(integer(t("subject_cap_24h")).default(0)).to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("dialer_reassigned"))
+                .if_not_exists()
+                .col(string(t("tenant_id")))
+                .col(binary(t("blind_index")))
+                .col(sea_orm_migration::schema::date(t("asked")))
+                .col(string(t("answer")))
+                .col(sea_orm_migration::schema::date(t("obtained")))
+                .primary_key(Index::create().col(t("tenant_id")).col(t("blind_index")).col(t("asked")))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table(t("dialer_calendar_alerts"))
+                .if_not_exists()
+                .col(string(t("tenant_id")))
+                .col(string(t("pack")))
+                .col(integer(t("year")))
+                .col(timestamp_with_time_zone(t("raised_at")))
+                .primary_key(Index::create().col(t("tenant_id")).col(t("pack")).col(t("year")))
+                .to_owned(),
+        )
+        .await?;
         Ok(())
     }
 }

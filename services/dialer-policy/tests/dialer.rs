@@ -389,7 +389,7 @@ async fn policies_per_tenant_and_campaign(postgres: bool) {
     // The tenant's holiday closes the window.
     let l = lead(&m, &t, "+8613812340003", true).await;
     let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing")).await.expect("check");
-    assert_eq!(rule(&d, "window.cn").reason, "2026-11-27 in Asia/Shanghai is a holiday");
+    assert_eq!(rule(&d, "window.cn").reason, "2026-11-27 in Asia/Shanghai is a holiday in the tenant's calendar");
     // A pack loaded from the packs directory, chosen per campaign; no code.
     let anytime = pb::DialPolicy { campaign_id: "night".into(), jurisdiction_packs: strings(&["anytime"]), ..base };
     set_policy(&m, &t, anytime).await.expect("anytime");
@@ -662,7 +662,7 @@ async fn rules_hold_at_every_clock_setting(postgres: bool) {
         let copy = (now.date_naive() - chrono::Duration::days(31)).and_hms_opt(0, 0, 0).expect("midnight").and_utc();
         at(&m, &mut t, now - chrono::Duration::hours(23) - chrono::Duration::minutes(59)).await;
         import_registry(&m, "operator", "202,5550143\n", copy).await.expect("copy");
-        let l = zoned_lead(&m, &t, &format!("+1415555{:04}", 2000 + i), "America/New_York", true).await;
+        let l = zoned_lead(&m, &t, &format!("+1212555{:04}", 2000 + i), "America/New_York", true).await;
         let anytime =
             |t: &Tenant| pb::CheckCallRequest { campaign_id: "always".into(), ..call(t, by_lead(&l), "marketing") };
         // An attempt 23 h 59 min ago...
@@ -698,6 +698,136 @@ async fn rules_hold_at_every_clock_setting(postgres: bool) {
             "{what}"
         );
     }
+}
+
+async fn import_results(
+    m: &Mesh,
+    t: &Tenant,
+    who: usize,
+    lines: &str,
+    obtained: DateTime<Utc>,
+) -> Result<pb::ImportDncResponse, tonic::Status> {
+    let header = pb::ImportDncHeader {
+        tenant_id: t.id.clone(),
+        list: pb::DncList::Reassigned as i32,
+        format: pb::DncFormat::Rnd as i32,
+        copy_date: Some(ts(obtained)),
+        ..Default::default()
+    };
+    let msgs = vec![
+        pb::ImportDncRequest { item: Some(pb::import_dnc_request::Item::Header(header)) },
+        pb::ImportDncRequest { item: Some(pb::import_dnc_request::Item::Data(lines.as_bytes().to_vec())) },
+    ];
+    m.dialer()
+        .import_dnc(with(&t.tokens[who], Request::new(tokio_stream::iter(msgs))))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// China's official holiday schedule, the US state laws by area code and
+/// address with a per-subject cap across campaigns, and reassigned numbers.
+async fn calendars_state_laws_and_reassigned_numbers(postgres: bool) {
+    let m = start(postgres).await;
+    // Monday 2026-02-16 10:00 Beijing time, in the Spring Festival holiday.
+    m.clock.set(utc("2026-02-16T02:00:00Z"));
+    let mut t = tenant(&m).await;
+    let cn = lead(&m, &t, "+8613812342000", true).await;
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&cn), "marketing")).await.expect("check");
+    assert_eq!(verdict(&d), pb::Verdict::Defer);
+    assert_eq!(
+        rule(&d, "window.cn").reason,
+        "2026-02-16 in Asia/Shanghai is a public holiday, Spring Festival (State Council notice of 2025-11-04)"
+    );
+    // Saturday 2026-02-14 10:00 is a working day (调休).
+    at(&m, &mut t, utc("2026-02-14T02:00:00Z")).await;
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&cn), "marketing")).await.expect("check");
+    assert_eq!(verdict(&d), pb::Verdict::Allow, "{:?}", d.rules);
+
+    // Friday 2026-11-27 10:00 in Miami and New York, 09:00 in Oklahoma City.
+    at(&m, &mut t, utc("2026-11-27T15:00:00Z")).await;
+    import_registry(&m, "operator", "202,5550143\n", utc("2026-11-20T00:00:00Z")).await.expect("copy");
+    let tenant_policy = pb::DialPolicy { tenant_id: t.id.clone(), callee_max_24h: Some(10), ..Default::default() };
+    set_policy(&m, &t, tenant_policy).await.expect("policy");
+    for (campaign, subject) in [("spring", Some("solar")), ("summer", Some("solar")), ("autumn", None)] {
+        let p = pb::DialPolicy {
+            tenant_id: t.id.clone(),
+            campaign_id: campaign.into(),
+            subject: subject.map(str::to_owned),
+            ..Default::default()
+        };
+        set_policy(&m, &t, p).await.expect("campaign");
+    }
+    let bad = pb::DialPolicy { tenant_id: t.id.clone(), subject: Some(String::new()), ..Default::default() };
+    assert_eq!(field_of(&set_policy(&m, &t, bad).await.expect_err("empty subject")), "subject");
+    let florida = lead(&m, &t, "+13055552000", true).await;
+    let in_campaign =
+        |t: &Tenant, c: &str| pb::CheckCallRequest { campaign_id: c.into(), ..call(t, by_lead(&florida), "marketing") };
+    for campaign in ["spring", "summer", "spring"] {
+        let d = check(&m, &t.tokens[AGENT1], in_campaign(&t, campaign)).await.expect("check");
+        assert_eq!(verdict(&d), pb::Verdict::Allow, "{campaign}: {:?}", d.rules);
+        assert_eq!(rule(&d, "window.us-fl").outcome, pb::Verdict::Allow as i32);
+        record(&m, &t, &d.decision_id).await.expect("attempt");
+    }
+    // Florida: three calls in 24 hours on one subject, whatever the campaign.
+    let d = check(&m, &t.tokens[AGENT1], in_campaign(&t, "summer")).await.expect("check");
+    assert_eq!(
+        (verdict(&d), rule(&d, "cap.subject.24h").reason.as_str()),
+        (pb::Verdict::Deny, "3 of 3 calls in the last 24 h on this subject")
+    );
+    let d = check(&m, &t.tokens[AGENT1], in_campaign(&t, "autumn")).await.expect("check");
+    assert_eq!(verdict(&d), pb::Verdict::Allow, "another subject: {:?}", d.rules);
+    // 20:30 in Miami: inside the federal window, outside Florida's; the stricter wins.
+    let p = check(&m, &t.tokens[AGENT1], plan(&t, by_lead(&florida), "marketing", utc("2026-11-28T01:30:00Z"))).await;
+    let p = p.expect("plan");
+    assert_eq!(rule(&p, "window.us-tcpa").outcome, pb::Verdict::Allow as i32);
+    assert_eq!(
+        (verdict(&p), rule(&p, "window.us-fl").reason.as_str()),
+        (pb::Verdict::Defer, "Fri 20:30 America/New_York is outside 08:00–20:00")
+    );
+    // A New York number whose address is in Oklahoma: Oklahoma's pack applies too.
+    let input = vpb::LeadInput {
+        phones: vec!["+12125552001".into()],
+        address: Some(vpb::Address { province: "Oklahoma".into(), ..Default::default() }),
+        ..Default::default()
+    };
+    let req = vpb::CreateLeadRequest { tenant_id: t.id.clone(), lead: Some(input) };
+    let okie = m.vault().create_lead(with(&t.tokens[AGENT1], Request::new(req))).await.expect("lead").into_inner().id;
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&okie), "service")).await.expect("check");
+    assert_eq!(rule(&d, "window.us-ok").outcome, pb::Verdict::Allow as i32, "{:?}", d.rules);
+
+    // Reassigned numbers: consent from before the disconnection does not count.
+    let before = lead(&m, &t, "+12125552002", true).await; // consent of 2026-10-28
+    let after = zoned_lead(&m, &t, "+12125552003", "", false).await;
+    let consent = vpb::RecordConsentRequest {
+        tenant_id: t.id.clone(),
+        lead_id: after.clone(),
+        purpose: "marketing".into(),
+        channel: "web_form".into(),
+        evidence: Some(vpb::ConsentEvidence { form_sha256: vec![7; 32], ..Default::default() }),
+        granted_at: Some(ts(utc("2026-11-26T12:00:00Z"))),
+        expires_at: None,
+    };
+    m.vault().record_consent(with(&t.tokens[AGENT1], Request::new(consent))).await.expect("consent");
+    let results = "+12125552002,2026-10-28,yes\n+12125552003,2026-01-01,yes\nnot a line\n";
+    let refused = import_results(&m, &t, AGENT1, results, utc("2026-11-20T00:00:00Z")).await.expect_err("agent");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let done = import_results(&m, &t, COMPLIANCE, results, utc("2026-11-20T00:00:00Z")).await.expect("import");
+    assert_eq!((done.loaded, done.rejected), (2, 1));
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&before), "marketing")).await.expect("check");
+    assert_eq!(verdict(&d), pb::Verdict::Deny);
+    assert!(
+        rule(&d, "consent.reassigned")
+            .reason
+            .starts_with("the number was permanently disconnected after 2026-10-28, after the consent of 2026-10-28"),
+        "{:?}",
+        d.rules
+    );
+    assert!(rule(&d, "consent.reassigned").reason.ends_with("(reassigned-numbers results of 2026-11-20)"));
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&after), "marketing")).await.expect("check");
+    assert_eq!(verdict(&d), pb::Verdict::Allow, "{:?}", d.rules);
+    assert!(rule(&d, "consent.reassigned").reason.starts_with("the consent of 2026-11-26 came after"));
+    let future = import_results(&m, &t, COMPLIANCE, results, utc("2026-12-20T00:00:00Z")).await.expect_err("future");
+    assert_eq!(field_of(&future), "header.copy_date");
 }
 
 /// The tenant's audit events of `action`, once at least `want` arrived
@@ -747,4 +877,5 @@ guardline_testkit::on_both_stores!(
     a_line_drifting_toward_blocking_is_throttled,
     the_servers_clock_decides,
     rules_hold_at_every_clock_setting,
+    calendars_state_laws_and_reassigned_numbers,
 );

@@ -210,14 +210,14 @@ impl Vault {
         lead: &str,
         purpose: &str,
         at: DateTime<Utc>,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<(String, DateTime<Utc>)>> {
         let rows = consent::Entity::find()
             .filter(consent::Column::TenantId.eq(tenant))
             .filter(consent::Column::LeadId.eq(lead))
             .filter(consent::Column::Purpose.eq(purpose))
             .all(&self.db)
             .await?;
-        Ok(rows.into_iter().find(|c| active_at(c, at)).map(|c| c.id))
+        Ok(rows.into_iter().find(|c| active_at(c, at)).map(|c| (c.id, c.granted_at)))
     }
 }
 

@@ -280,7 +280,12 @@ impl LeadVaultService for Api {
         let r = req.into_inner();
         let at = from_ts("at", r.at.as_ref())?.unwrap_or_else(|| self.vault.clock.now());
         let found = self.vault.check_consent(&r.tenant_id, &r.lead_id, &r.purpose, at).await?;
-        Ok(Response::new(pb::CheckConsentResponse { active: found.is_some(), consent_id: found.unwrap_or_default() }))
+        Ok(Response::new(match found {
+            Some((consent_id, granted)) => {
+                pb::CheckConsentResponse { active: true, consent_id, granted_at: Some(ts(granted)) }
+            }
+            None => pb::CheckConsentResponse::default(),
+        }))
     }
 
     async fn get_dial_target(&self, req: Request<pb::GetDialTargetRequest>) -> Reply<pb::DialTarget> {
@@ -295,6 +300,7 @@ impl LeadVaultService for Api {
             team_id: t.team_id,
             internal_dnc: t.internal_dnc.is_some(),
             internal_dnc_reason: t.internal_dnc.unwrap_or_default(),
+            address_region: t.address_region,
         }))
     }
 

@@ -47,6 +47,8 @@ pub struct DialTarget {
     pub team_id: String,
     /// Why the number is on the internal do-not-call list, if it is.
     pub internal_dnc: Option<String>,
+    /// The address's province or state as written, for state laws.
+    pub address_region: String,
 }
 
 /// What a caller submits for a lead, in clear.
@@ -439,6 +441,7 @@ impl Vault {
             owner_id: row.owner_id,
             team_id: row.team_id,
             internal_dnc,
+            address_region: pii.address.province,
         })
     }
 

@@ -6,7 +6,9 @@
 //! window), `off_hours_access` (data access outside the tenant's working
 //! hours), `risky_login` (reported by identity), `line_throttled`
 //! (reported by dialer-policy when a caller line drifts toward being
-//! blocked), `failed_login_burst`, `modification_burst` (lead changes or
+//! blocked), `calendar_missing` (reported by dialer-policy when a pack's
+//! official holiday calendar for this or next year is not loaded),
+//! `failed_login_burst`, `modification_burst` (lead changes or
 //! deletions by one actor), and `delivery_gap` (a service that was sending
 //! events fell silent).
 
@@ -231,6 +233,15 @@ impl Detector {
             "dialer.line.throttled" => {
                 let reason = e.details.get("reason").cloned().unwrap_or_default();
                 out.push(raise("line_throttled", format!("caller line throttled: {reason}"), vec![e.id.clone()]));
+            }
+            "dialer.calendar.missing" => {
+                let pack = e.details.get("pack").cloned().unwrap_or_default();
+                let year = e.details.get("year").cloned().unwrap_or_default();
+                out.push(raise(
+                    "calendar_missing",
+                    format!("no official {year} holiday calendar is loaded for pack {pack}: fixed-date holidays only"),
+                    vec![e.id.clone()],
+                ));
             }
             _ => {}
         }

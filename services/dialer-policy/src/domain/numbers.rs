@@ -74,12 +74,44 @@ pub fn parse_registry_line(line: &str, ftc: bool) -> Option<u64> {
     e164_key(line)
 }
 
-/// Parses a registry file fed in chunks of any size (lines may straddle
-/// chunks), keeping the numbers and counting refused lines.
+/// Splits a file fed in chunks of any size into lines (a line may straddle
+/// chunks); shared by the registry and the reassigned-numbers imports.
+#[derive(Debug, Default)]
+pub struct Lines {
+    rest: Vec<u8>,
+}
+
+impl Lines {
+    /// Feeds the next chunk; `line` gets every line it completes.
+    pub fn push(&mut self, chunk: &[u8], mut line: impl FnMut(&[u8])) {
+        let mut start = 0;
+        for (i, b) in chunk.iter().enumerate() {
+            if *b == b'\n' {
+                if self.rest.is_empty() {
+                    line(&chunk[start..i]);
+                } else {
+                    let mut joined = std::mem::take(&mut self.rest);
+                    joined.extend_from_slice(&chunk[start..i]);
+                    line(&joined);
+                }
+                start = i + 1;
+            }
+        }
+        self.rest.extend_from_slice(&chunk[start..]);
+    }
+
+    /// Ends the file: `line` gets the last line, if any.
+    pub fn finish(self, mut line: impl FnMut(&[u8])) {
+        line(&self.rest);
+    }
+}
+
+/// Parses a registry file fed in chunks, keeping the numbers and counting
+/// refused lines.
 #[derive(Debug, Default)]
 pub struct LineParser {
     ftc: bool,
-    rest: Vec<u8>,
+    lines: Lines,
     /// Numbers parsed so far.
     pub numbers: Vec<u64>,
     /// Lines refused so far (blank lines are not counted).
@@ -94,40 +126,28 @@ impl LineParser {
 
     /// Feeds the next chunk.
     pub fn push(&mut self, chunk: &[u8]) {
-        let mut start = 0;
-        for (i, b) in chunk.iter().enumerate() {
-            if *b == b'\n' {
-                if self.rest.is_empty() {
-                    self.line(&chunk[start..i]);
-                } else {
-                    let mut line = std::mem::take(&mut self.rest);
-                    line.extend_from_slice(&chunk[start..i]);
-                    self.line(&line);
-                }
-                start = i + 1;
-            }
-        }
-        self.rest.extend_from_slice(&chunk[start..]);
+        let Self { ftc, lines, numbers, rejected } = self;
+        lines.push(chunk, |l| Self::line(*ftc, numbers, rejected, l));
     }
 
     /// Ends the file; returns the numbers and the count of refused lines.
-    pub fn finish(mut self) -> (Vec<u64>, u64) {
-        let rest = std::mem::take(&mut self.rest);
-        self.line(&rest);
-        (self.numbers, self.rejected)
+    pub fn finish(self) -> (Vec<u64>, u64) {
+        let Self { ftc, lines, mut numbers, mut rejected } = self;
+        lines.finish(|l| Self::line(ftc, &mut numbers, &mut rejected, l));
+        (numbers, rejected)
     }
 
-    fn line(&mut self, raw: &[u8]) {
+    fn line(ftc: bool, numbers: &mut Vec<u64>, rejected: &mut u64, raw: &[u8]) {
         let Ok(text) = std::str::from_utf8(raw) else {
-            self.rejected += 1;
+            *rejected += 1;
             return;
         };
         if text.trim().is_empty() {
             return;
         }
-        match parse_registry_line(text, self.ftc) {
-            Some(n) => self.numbers.push(n),
-            None => self.rejected += 1,
+        match parse_registry_line(text, ftc) {
+            Some(n) => numbers.push(n),
+            None => *rejected += 1,
         }
     }
 }

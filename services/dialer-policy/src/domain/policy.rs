@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::window::{Holiday, Packs};
+use chrono::NaiveDate;
+
+use super::window::{Holiday, Packs, TenantDays};
 
 /// Default calls per callee in 24 hours.
 pub const DEFAULT_CALLEE_24H: u32 = 3;
@@ -24,6 +26,15 @@ pub struct Policy {
     pub consent_required_purposes: Option<Vec<String>>,
     /// Tenant holidays (`YYYY-MM-DD` or `MM-DD`).
     pub holidays: Option<Vec<String>>,
+    /// Tenant working days (`YYYY-MM-DD`): open a weekend day, never an
+    /// official day off.
+    #[serde(default)]
+    pub working_days: Option<Vec<String>>,
+    /// A campaign's subject, for the per-subject caps of state laws: calls
+    /// to one callee on one subject count together across campaigns.
+    /// Defaults to the campaign's id; never inherited from the tenant.
+    #[serde(default)]
+    pub subject: Option<String>,
     /// Calls per callee in 24 hours (0: no cap).
     pub callee_max_24h: Option<u32>,
     /// Calls per callee in 30 days (0: no cap).
@@ -49,10 +60,14 @@ pub struct Effective {
     pub jurisdiction_packs: Option<Vec<String>>,
     /// Purposes that need consent.
     pub consent_required_purposes: Vec<String>,
-    /// Tenant holidays.
-    pub holidays: Vec<Holiday>,
+    /// The tenant's days off and working days.
+    pub tenant_days: TenantDays,
     /// Holidays as written, for `GetDialPolicy`.
     pub holiday_names: Vec<String>,
+    /// Working days as written, for `GetDialPolicy`.
+    pub working_day_names: Vec<String>,
+    /// The campaign's own subject, if it set one.
+    pub subject: Option<String>,
     /// Callee cap, 24 hours.
     pub callee_max_24h: u32,
     /// Callee cap, 30 days.
@@ -100,6 +115,8 @@ impl Policy {
                 .clone()
                 .or_else(|| base.consent_required_purposes.clone()),
             holidays: self.holidays.clone().or_else(|| base.holidays.clone()),
+            working_days: self.working_days.clone().or_else(|| base.working_days.clone()),
+            subject: self.subject.clone(),
             callee_max_24h: self.callee_max_24h.or(base.callee_max_24h),
             callee_max_30d: self.callee_max_30d.or(base.callee_max_30d),
             agent_max_per_hour: self.agent_max_per_hour.or(base.agent_max_per_hour),
@@ -131,6 +148,16 @@ impl Policy {
                 return Err((format!("holidays[{i}]"), "YYYY-MM-DD or MM-DD".into()));
             }
         }
+        for (i, d) in self.working_days.iter().flatten().enumerate() {
+            if NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
+                return Err((format!("working_days[{i}]"), "YYYY-MM-DD".into()));
+            }
+        }
+        if let Some(s) = &self.subject
+            && (s.is_empty() || s.len() > 64 || s.chars().any(char::is_control))
+        {
+            return Err(("subject".into(), "1 to 64 printable characters".into()));
+        }
         for (i, r) in self.registry_required_regions.iter().flatten().enumerate() {
             if r.len() != 2 || !r.bytes().all(|b| b.is_ascii_uppercase()) {
                 return Err((format!("registry_required_regions[{i}]"), "an ISO 3166 code such as US".into()));
@@ -148,14 +175,23 @@ impl Policy {
     /// The policy with every default filled in.
     pub fn effective(&self) -> Effective {
         let holiday_names = self.holidays.clone().unwrap_or_default();
+        let working_day_names = self.working_days.clone().unwrap_or_default();
         Effective {
             jurisdiction_packs: self.jurisdiction_packs.clone(),
             consent_required_purposes: self
                 .consent_required_purposes
                 .clone()
                 .unwrap_or_else(|| vec!["marketing".to_owned()]),
-            holidays: holiday_names.iter().filter_map(|h| Holiday::parse(h)).collect(),
+            tenant_days: TenantDays {
+                off: holiday_names.iter().filter_map(|h| Holiday::parse(h)).collect(),
+                working: working_day_names
+                    .iter()
+                    .filter_map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+                    .collect(),
+            },
             holiday_names,
+            working_day_names,
+            subject: self.subject.clone(),
             callee_max_24h: self.callee_max_24h.unwrap_or(DEFAULT_CALLEE_24H),
             callee_max_30d: self.callee_max_30d.unwrap_or(DEFAULT_CALLEE_30D),
             agent_max_per_hour: self.agent_max_per_hour.unwrap_or(0),

@@ -3,9 +3,13 @@
 //! new pack needs no code.
 //!
 //! A window is `[start, end)` in local wall-clock time on the listed week
-//! days; a holiday (a pack's or the tenant's, by the callee's local date)
-//! has no window. When the callee's zone is unknown and the number's country
-//! has several, the call must be inside the window in every one of them.
+//! days; which days those are follows the pack's official calendar for the
+//! year and the tenant's own days ([`super::calendar`]). When the callee may
+//! be in several zones (the number's and the lead's, or every zone of the
+//! country), the call must be inside the window in every one of them.
+//!
+//! A pack may apply to US states (`"states": ["FL"]`): it is chosen by the
+//! callee's state on top of the federal pack, and the strictest rule wins.
 
 use std::collections::BTreeMap;
 
@@ -13,11 +17,18 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Timel
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-/// The packs shipped with the service.
-const BUILT_IN: [&str; 3] = [
+use super::calendar::{CalendarFile, Day, Days};
+pub use super::calendar::{Holiday, TenantDays};
+
+/// The packs and calendars shipped with the service.
+const BUILT_IN: [&str; 7] = [
     include_str!("../../packs/us-tcpa.json"),
     include_str!("../../packs/us-fl.json"),
+    include_str!("../../packs/us-ok.json"),
+    include_str!("../../packs/us-md.json"),
     include_str!("../../packs/cn.json"),
+    include_str!("../../packs/cn-2025.json"),
+    include_str!("../../packs/cn-2026.json"),
 ];
 
 /// How far ahead a deferral is searched for.
@@ -34,6 +45,9 @@ struct PackFile {
     holidays: Vec<String>,
     #[serde(default)]
     max_calls_per_24h: Option<u32>,
+    /// US states (two-letter codes) whose callees this pack applies to.
+    #[serde(default)]
+    states: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,35 +56,6 @@ struct WindowFile {
     days: Vec<String>,
     start: String,
     end: String,
-}
-
-/// A holiday: every year on a month and day, or on one date.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Holiday {
-    /// `MM-DD`.
-    Yearly(u32, u32),
-    /// `YYYY-MM-DD`.
-    Once(NaiveDate),
-}
-
-impl Holiday {
-    /// Parses `MM-DD` or `YYYY-MM-DD`.
-    pub fn parse(s: &str) -> Option<Self> {
-        if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-            return Some(Self::Once(d));
-        }
-        let (m, d) = s.split_once('-')?;
-        let (m, d) = (m.parse().ok()?, d.parse().ok()?);
-        // Checked against a leap year so that 02-29 is accepted.
-        NaiveDate::from_ymd_opt(2024, m, d).map(|_| Self::Yearly(m, d))
-    }
-
-    fn falls_on(&self, date: NaiveDate) -> bool {
-        match *self {
-            Self::Yearly(m, d) => date.month() == m && date.day() == d,
-            Self::Once(d) => date == d,
-        }
-    }
 }
 
 /// One window of a pack.
@@ -90,9 +75,12 @@ pub struct Pack {
     /// Where the rule comes from.
     pub description: String,
     windows: Vec<Window>,
-    holidays: Vec<Holiday>,
-    /// A jurisdiction's own per-callee cap, e.g. Florida's 3 per 24 hours.
+    days: Days,
+    /// A jurisdiction's own per-callee cap on one subject, e.g. Florida's 3
+    /// per 24 hours.
     pub max_calls_per_24h: Option<u32>,
+    /// US states whose callees the pack applies to (empty: chosen by name or region).
+    pub states: Vec<String>,
 }
 
 /// Why a pack file was refused.
@@ -137,16 +125,44 @@ impl Pack {
             .iter()
             .map(|h| Holiday::parse(h).ok_or_else(|| err(format!("holidays: `{h}` is not MM-DD or YYYY-MM-DD"))))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { name: f.name, description: f.description, windows, holidays, max_calls_per_24h: f.max_calls_per_24h })
+        if let Some(s) = f.states.iter().find(|s| s.len() != 2 || !s.bytes().all(|b| b.is_ascii_uppercase())) {
+            return Err(err(format!("states: `{s}` is not a two-letter state code")));
+        }
+        Ok(Self {
+            name: f.name,
+            description: f.description,
+            windows,
+            days: Days::new(holidays),
+            max_calls_per_24h: f.max_calls_per_24h,
+            states: f.states,
+        })
     }
 
-    fn open_at(&self, local: NaiveDate, time: NaiveTime, extra_holidays: &[Holiday]) -> bool {
-        if self.holidays.iter().chain(extra_holidays).any(|h| h.falls_on(local)) {
-            return false;
-        }
+    /// The pack's days: fixed holidays and official years.
+    pub fn days(&self) -> &Days {
+        &self.days
+    }
+
+    /// Whether any window applies on `date` (a working day of the pack).
+    pub fn works_on(&self, date: NaiveDate, tenant: &TenantDays) -> bool {
+        let weekday = match self.days.classify(date, tenant) {
+            Day::Off(_) => return false,
+            Day::Working => Weekday::Mon,
+            Day::Regular => date.weekday(),
+        };
+        self.windows.iter().any(|w| w.days.contains(&weekday))
+    }
+
+    fn open_at(&self, local: NaiveDate, time: NaiveTime, tenant: &TenantDays) -> bool {
+        let weekday = match self.days.classify(local, tenant) {
+            Day::Off(_) => return false,
+            // An adjusted working day (调休) works as a Monday does.
+            Day::Working => Weekday::Mon,
+            Day::Regular => local.weekday(),
+        };
         self.windows
             .iter()
-            .any(|w| w.days.contains(&local.weekday()) && w.start <= time && time.num_seconds_from_midnight() < w.end)
+            .any(|w| w.days.contains(&weekday) && w.start <= time && time.num_seconds_from_midnight() < w.end)
     }
 
     fn describe_windows(&self) -> String {
@@ -159,23 +175,30 @@ impl Pack {
     }
 
     /// Evaluates the pack at `at` for a callee in any of `zones` (all must
-    /// be open); `holidays` are the tenant's own.
-    pub fn evaluate(&self, at: DateTime<Utc>, zones: &[Tz], holidays: &[Holiday]) -> WindowOutcome {
+    /// be open), with the tenant's own days.
+    pub fn evaluate(&self, at: DateTime<Utc>, zones: &[Tz], tenant: &TenantDays) -> WindowOutcome {
         let closed = zones.iter().find(|z| {
             let local = at.with_timezone(*z);
-            !self.open_at(local.date_naive(), local.time(), holidays)
+            !self.open_at(local.date_naive(), local.time(), tenant)
         });
+        let note = |why: String, zone: Option<&Tz>| {
+            let date = zone.map(|z| at.with_timezone(z).date_naive());
+            match date.and_then(|d| self.days.fallback_note(d)) {
+                Some(n) => format!("{why}; {n}"),
+                None => why,
+            }
+        };
         let Some(zone) = closed else {
             let shown = zones.first().map(|z| at.with_timezone(z).format("%H:%M %Z").to_string()).unwrap_or_default();
-            return WindowOutcome::Open(format!("{shown} is inside {}", self.describe_windows()));
+            return WindowOutcome::Open(note(format!("{shown} is inside {}", self.describe_windows()), zones.first()));
         };
         let local = at.with_timezone(zone);
-        let why = if self.holidays.iter().chain(holidays).any(|h| h.falls_on(local.date_naive())) {
-            format!("{} in {} is a holiday", local.format("%Y-%m-%d"), zone.name())
-        } else {
-            format!("{} {} is outside {}", local.format("%a %H:%M"), zone.name(), self.describe_windows())
+        let why = match self.days.classify(local.date_naive(), tenant) {
+            Day::Off(what) => format!("{} in {} is {what}", local.format("%Y-%m-%d"), zone.name()),
+            _ => format!("{} {} is outside {}", local.format("%a %H:%M"), zone.name(), self.describe_windows()),
         };
-        match self.next_open(at, zones, holidays) {
+        let why = note(why, Some(zone));
+        match self.next_open(at, zones, tenant) {
             Some(next) => WindowOutcome::Closed { reason: why, next: Some(next) },
             None => WindowOutcome::Closed {
                 reason: format!("{why}, and no window opens within {HORIZON_DAYS} days"),
@@ -186,14 +209,17 @@ impl Pack {
 
     /// The first instant after `at` when every zone is open: the earliest
     /// window start (in any zone) at which all of them are.
-    fn next_open(&self, at: DateTime<Utc>, zones: &[Tz], holidays: &[Holiday]) -> Option<DateTime<Utc>> {
+    fn next_open(&self, at: DateTime<Utc>, zones: &[Tz], tenant: &TenantDays) -> Option<DateTime<Utc>> {
         let mut starts = Vec::new();
         for zone in zones {
             let today = at.with_timezone(zone).date_naive();
             for d in 0..=HORIZON_DAYS {
                 let date = today + Duration::days(d);
+                // An adjusted working day opens with a Monday's windows.
+                let weekday =
+                    if self.days.classify(date, tenant) == Day::Working { Weekday::Mon } else { date.weekday() };
                 for w in &self.windows {
-                    if !w.days.contains(&date.weekday()) {
+                    if !w.days.contains(&weekday) {
                         continue;
                     }
                     // A start that falls in a DST gap opens at the first
@@ -212,7 +238,7 @@ impl Pack {
         starts.into_iter().find(|s| {
             zones.iter().all(|z| {
                 let local = s.with_timezone(z);
-                self.open_at(local.date_naive(), local.time(), holidays)
+                self.open_at(local.date_naive(), local.time(), tenant)
             })
         })
     }
@@ -240,22 +266,47 @@ impl Packs {
     /// The built-in packs plus every `*.json` in `dir` (a pack there
     /// replaces a built-in one of the same name).
     pub fn load(dir: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        let mut map = BTreeMap::new();
-        for json in BUILT_IN {
-            let p = Pack::parse(json)?;
-            map.insert(p.name.clone(), p);
-        }
+        let mut files: Vec<(String, String)> =
+            BUILT_IN.iter().map(|j| ("built-in".to_owned(), (*j).to_owned())).collect();
         if let Some(dir) = dir {
+            let mut paths = Vec::new();
             for entry in std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))? {
                 let path = entry?.path();
                 if path.extension().is_some_and(|e| e == "json") {
-                    let p = Pack::parse(&std::fs::read_to_string(&path)?)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                    map.insert(p.name.clone(), p);
+                    paths.push(path);
                 }
             }
+            paths.sort();
+            for path in paths {
+                files.push((path.display().to_string(), std::fs::read_to_string(&path)?));
+            }
+        }
+        // Packs first (a pack there replaces a built-in one of the same
+        // name), then the calendars that belong to them.
+        let mut map = BTreeMap::new();
+        let mut calendars = Vec::new();
+        for (from, json) in files {
+            let value: serde_json::Value = serde_json::from_str(&json).map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
+            if value.get("pack").is_some() {
+                let c: CalendarFile = serde_json::from_value(value).map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
+                calendars.push((from, c));
+            } else {
+                let p = Pack::parse(&json).map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
+                map.insert(p.name.clone(), p);
+            }
+        }
+        for (from, c) in calendars {
+            let pack = c.pack.clone();
+            let year = c.build().map_err(|e| anyhow::anyhow!("{from}: calendar: {e}"))?;
+            let p = map.get_mut(&pack).ok_or_else(|| anyhow::anyhow!("{from}: calendar of unknown pack `{pack}`"))?;
+            p.days.add_year(year);
         }
         Ok(Self(map))
+    }
+
+    /// The packs that apply to a callee in US state `state`.
+    pub fn for_state<'a>(&'a self, state: &'a str) -> impl Iterator<Item = &'a Pack> + 'a {
+        self.0.values().filter(move |p| p.states.iter().any(|s| s == state))
     }
 
     /// A pack by name.
@@ -287,13 +338,27 @@ mod tests {
         let tcpa = p.get("us-tcpa").expect("pack");
         let chicago = [Tz::America__Chicago];
         // 2026-11-27 is in CST (UTC-6).
-        assert!(matches!(tcpa.evaluate(utc("2026-11-27T14:00:00Z"), &chicago, &[]), WindowOutcome::Open(_)), "08:00");
-        assert!(matches!(tcpa.evaluate(utc("2026-11-27T13:59:59Z"), &chicago, &[]), WindowOutcome::Closed { .. }));
         assert!(
-            matches!(tcpa.evaluate(utc("2026-11-28T02:59:59Z"), &chicago, &[]), WindowOutcome::Open(_)),
+            matches!(
+                tcpa.evaluate(utc("2026-11-27T14:00:00Z"), &chicago, &TenantDays::default()),
+                WindowOutcome::Open(_)
+            ),
+            "08:00"
+        );
+        assert!(matches!(
+            tcpa.evaluate(utc("2026-11-27T13:59:59Z"), &chicago, &TenantDays::default()),
+            WindowOutcome::Closed { .. }
+        ));
+        assert!(
+            matches!(
+                tcpa.evaluate(utc("2026-11-28T02:59:59Z"), &chicago, &TenantDays::default()),
+                WindowOutcome::Open(_)
+            ),
             "20:59:59"
         );
-        let WindowOutcome::Closed { reason, next } = tcpa.evaluate(utc("2026-11-28T03:40:00Z"), &chicago, &[]) else {
+        let WindowOutcome::Closed { reason, next } =
+            tcpa.evaluate(utc("2026-11-28T03:40:00Z"), &chicago, &TenantDays::default())
+        else {
             panic!("21:40 is closed")
         };
         assert_eq!(reason, "Fri 21:40 America/Chicago is outside 08:00–21:00");
@@ -306,13 +371,20 @@ mod tests {
         let tcpa = p.get("us-tcpa").expect("pack");
         let ny = [Tz::America__New_York];
         // 12:30 UTC: 08:30 EDT in October, 07:30 EST after 2026-11-01.
-        assert!(matches!(tcpa.evaluate(utc("2026-10-30T12:30:00Z"), &ny, &[]), WindowOutcome::Open(_)));
-        let WindowOutcome::Closed { next, .. } = tcpa.evaluate(utc("2026-11-02T12:30:00Z"), &ny, &[]) else {
+        assert!(matches!(
+            tcpa.evaluate(utc("2026-10-30T12:30:00Z"), &ny, &TenantDays::default()),
+            WindowOutcome::Open(_)
+        ));
+        let WindowOutcome::Closed { next, .. } =
+            tcpa.evaluate(utc("2026-11-02T12:30:00Z"), &ny, &TenantDays::default())
+        else {
             panic!("07:30 EST is closed")
         };
         assert_eq!(next, Some(utc("2026-11-02T13:00:00Z")));
         // The spring-forward night: 2027-03-14 08:00 EDT is 12:00 UTC.
-        let WindowOutcome::Closed { next, .. } = tcpa.evaluate(utc("2027-03-14T06:30:00Z"), &ny, &[]) else {
+        let WindowOutcome::Closed { next, .. } =
+            tcpa.evaluate(utc("2027-03-14T06:30:00Z"), &ny, &TenantDays::default())
+        else {
             panic!("01:30 EST is closed")
         };
         assert_eq!(next, Some(utc("2027-03-14T12:00:00Z")));
@@ -324,13 +396,18 @@ mod tests {
         let tcpa = p.get("us-tcpa").expect("pack");
         let both = [Tz::America__New_York, Tz::America__Los_Angeles];
         // 13:30 UTC: 08:30 in New York but 05:30 in Los Angeles.
-        let WindowOutcome::Closed { reason, next } = tcpa.evaluate(utc("2026-11-27T13:30:00Z"), &both, &[]) else {
+        let WindowOutcome::Closed { reason, next } =
+            tcpa.evaluate(utc("2026-11-27T13:30:00Z"), &both, &TenantDays::default())
+        else {
             panic!("closed on the west coast")
         };
         assert!(reason.contains("America/Los_Angeles"), "{reason}");
         assert_eq!(next, Some(utc("2026-11-27T16:00:00Z")), "08:00 in Los Angeles");
         // 01:30 UTC: 20:30 in New York, 17:30 in Los Angeles: open in both.
-        assert!(matches!(tcpa.evaluate(utc("2026-11-28T01:30:00Z"), &both, &[]), WindowOutcome::Open(_)));
+        assert!(matches!(
+            tcpa.evaluate(utc("2026-11-28T01:30:00Z"), &both, &TenantDays::default()),
+            WindowOutcome::Open(_)
+        ));
     }
 
     #[test]
@@ -339,8 +416,17 @@ mod tests {
         let fl = p.get("us-fl").expect("pack");
         assert_eq!(fl.max_calls_per_24h, Some(3));
         let ny = [Tz::America__New_York];
-        assert!(matches!(fl.evaluate(utc("2026-11-28T00:59:00Z"), &ny, &[]), WindowOutcome::Open(_)), "19:59");
-        assert!(matches!(fl.evaluate(utc("2026-11-28T01:00:00Z"), &ny, &[]), WindowOutcome::Closed { .. }), "20:00");
+        assert!(
+            matches!(fl.evaluate(utc("2026-11-28T00:59:00Z"), &ny, &TenantDays::default()), WindowOutcome::Open(_)),
+            "19:59"
+        );
+        assert!(
+            matches!(
+                fl.evaluate(utc("2026-11-28T01:00:00Z"), &ny, &TenantDays::default()),
+                WindowOutcome::Closed { .. }
+            ),
+            "20:00"
+        );
     }
 
     #[test]
@@ -349,17 +435,24 @@ mod tests {
         let cn = p.get("cn").expect("pack");
         let sh = [Tz::Asia__Shanghai];
         // 2026-10-01 (Thursday) 10:00 Beijing time is National Day.
-        let WindowOutcome::Closed { reason, next } = cn.evaluate(utc("2026-10-01T02:00:00Z"), &sh, &[]) else {
+        let none = TenantDays::default();
+        let WindowOutcome::Closed { reason, next } = cn.evaluate(utc("2026-10-01T02:00:00Z"), &sh, &none) else {
             panic!("a holiday")
         };
-        assert_eq!(reason, "2026-10-01 in Asia/Shanghai is a holiday");
-        assert_eq!(next, Some(utc("2026-10-05T01:00:00Z")), "Monday 09:00 after the holiday and the weekend");
-        let tenant = [Holiday::parse("2026-10-05").expect("date")];
+        assert_eq!(
+            reason,
+            "2026-10-01 in Asia/Shanghai is a public holiday, National Day (State Council notice of 2025-11-04)"
+        );
+        assert_eq!(next, Some(utc("2026-10-08T01:00:00Z")), "Thursday 09:00 after the Golden Week");
+        let tenant = TenantDays { off: vec![Holiday::parse("2026-10-08").expect("date")], working: vec![] };
         let WindowOutcome::Closed { next, .. } = cn.evaluate(utc("2026-10-01T02:00:00Z"), &sh, &tenant) else {
             panic!("a holiday")
         };
-        assert_eq!(next, Some(utc("2026-10-06T01:00:00Z")));
-        assert!(matches!(cn.evaluate(utc("2026-11-27T02:00:00Z"), &sh, &[]), WindowOutcome::Open(_)), "a Friday");
+        assert_eq!(next, Some(utc("2026-10-09T01:00:00Z")));
+        assert!(
+            matches!(cn.evaluate(utc("2026-11-27T02:00:00Z"), &sh, &TenantDays::default()), WindowOutcome::Open(_)),
+            "a Friday"
+        );
     }
 
     #[test]
@@ -378,6 +471,9 @@ mod tests {
         let all_day = Pack::parse(r#"{"name":"any","windows":[{"days":["sun"],"start":"00:00","end":"24:00"}]}"#)
             .expect("24:00 ends the day");
         let sunday_last_second = utc("2026-11-29T23:59:59Z");
-        assert!(matches!(all_day.evaluate(sunday_last_second, &[Tz::UTC], &[]), WindowOutcome::Open(_)));
+        assert!(matches!(
+            all_day.evaluate(sunday_last_second, &[Tz::UTC], &TenantDays::default()),
+            WindowOutcome::Open(_)
+        ));
     }
 }

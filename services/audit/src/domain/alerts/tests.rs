@@ -176,3 +176,14 @@ fn throttled_caller_lines_reported_by_the_dialer() {
     assert_eq!(rules(&fired), vec!["line_throttled"]);
     assert_eq!(fired[0].summary, "caller line throttled: 3 complaints in 24 h (limit 3)");
 }
+
+#[test]
+fn a_missing_holiday_calendar_reported_by_the_dialer() {
+    let mut d = Detector::new();
+    let mut e = ev("dialer.calendar.missing", "allowed", 0, "");
+    e.details.insert("pack".into(), "cn".into());
+    e.details.insert("year".into(), "2027".into());
+    let fired = d.observe(&e, NOW, &small(), None);
+    assert_eq!(rules(&fired), vec!["calendar_missing"]);
+    assert_eq!(fired[0].summary, "no official 2027 holiday calendar is loaded for pack cn: fixed-date holidays only");
+}

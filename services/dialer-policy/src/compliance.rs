@@ -1,0 +1,138 @@
+//! Compliance data the dialer keeps beside its lists: Reassigned Numbers
+//! Database results (imported per tenant, by blind index, or asked of a live
+//! source behind [`ReassignedSource`]), and the once-per-tenant report of a
+//! jurisdiction pack's missing official holiday calendar.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use guardline_audit_client::EventBuilder;
+use sea_orm::{ActiveValue, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
+
+use crate::domain::decision::RuleResult;
+use crate::domain::reassigned::{self, Answer, QueryResult};
+use crate::error::{Error, Result};
+use crate::service::{Caller, Dialer};
+use crate::store::{calendar_alert, reassigned as stored};
+
+/// Where reassigned-number results come from: the imported files (the
+/// default, [`Imported`]), or a live client of the FCC's database, which
+/// implements this port.
+#[async_trait::async_trait]
+pub trait ReassignedSource: Send + Sync {
+    /// Every result known for the number (by blind index) in `tenant`.
+    async fn results(&self, tenant: &str, blind_index: &[u8]) -> Result<Vec<QueryResult>>;
+}
+
+/// The results imported with `ImportDnc` (`DNC_LIST_REASSIGNED`).
+#[derive(Clone, Debug)]
+pub struct Imported(pub sea_orm::DatabaseConnection);
+
+#[async_trait::async_trait]
+impl ReassignedSource for Imported {
+    async fn results(&self, tenant: &str, blind_index: &[u8]) -> Result<Vec<QueryResult>> {
+        let rows = stored::Entity::find()
+            .filter(stored::Column::TenantId.eq(tenant))
+            .filter(stored::Column::BlindIndex.eq(blind_index.to_vec()))
+            .all(&self.0)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(QueryResult { asked: r.asked, answer: Answer::parse(&r.answer)?, obtained: r.obtained })
+            })
+            .collect())
+    }
+}
+
+impl Dialer {
+    /// The `consent.reassigned` rule for a consent granted at `granted`.
+    pub(crate) async fn reassigned_rule(
+        &self,
+        tenant: &str,
+        blind_index: &[u8],
+        granted: DateTime<Utc>,
+    ) -> Result<RuleResult> {
+        let results = self.reassigned.results(tenant, blind_index).await?;
+        Ok(reassigned::judge(granted, &results))
+    }
+
+    /// Stores a results file obtained on `obtained` (`dnc.manage`); a
+    /// result for the same number and date replaces the older one.
+    pub async fn import_reassigned(
+        &self,
+        who: &Caller,
+        tenant: &str,
+        obtained: NaiveDate,
+        rows: Vec<(String, NaiveDate, Answer)>,
+    ) -> Result<u64> {
+        who.require("dnc.manage", tenant, &[])?;
+        let numbers: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        let keys = self.blind_indexes(tenant, &numbers, &[]).await?;
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
+        for ((_, asked, answer), key) in rows.iter().zip(&keys) {
+            stored::Entity::delete_by_id((tenant.to_owned(), key.clone(), *asked)).exec(&txn).await?;
+            stored::Entity::insert(stored::ActiveModel {
+                tenant_id: ActiveValue::Set(tenant.into()),
+                blind_index: ActiveValue::Set(key.clone()),
+                asked: ActiveValue::Set(*asked),
+                answer: ActiveValue::Set(answer.as_str().into()),
+                obtained: ActiveValue::Set(obtained),
+            })
+            .exec(&txn)
+            .await?;
+        }
+        let (user, service) = who.actor();
+        let event = EventBuilder::new(tenant, "dialer.reassigned.import")
+            .actor(user, service)
+            .detail("obtained", obtained)
+            .detail("results", keys.len());
+        guardline_audit_client::enqueue(&txn, &event.build()).await?;
+        txn.commit().await?;
+        self.outbox.notify_one();
+        Ok(keys.len() as u64)
+    }
+
+    /// Reports, once per tenant, pack and year, a pack whose official
+    /// calendar for this year (or, from 1 December, next year) is missing:
+    /// an audit event that the audit service raises as `calendar_missing`.
+    pub(crate) async fn report_missing_calendars(
+        &self,
+        txn: &DatabaseTransaction,
+        tenant: &str,
+        packs: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for name in packs {
+            let Some(year) = self.packs.get(name).and_then(|p| p.days().missing_year(now.date_naive())) else {
+                continue;
+            };
+            let key = (tenant.to_owned(), name.clone(), year);
+            if calendar_alert::Entity::find_by_id(key).one(txn).await?.is_some() {
+                continue;
+            }
+            calendar_alert::Entity::insert(calendar_alert::ActiveModel {
+                tenant_id: ActiveValue::Set(tenant.into()),
+                pack: ActiveValue::Set(name.clone()),
+                year: ActiveValue::Set(year),
+                raised_at: ActiveValue::Set(now),
+            })
+            .exec(txn)
+            .await?;
+            let event = EventBuilder::new(tenant, "dialer.calendar.missing")
+                .actor("", crate::NAME)
+                .resource("pack", name)
+                .detail("pack", name)
+                .detail("year", year);
+            guardline_audit_client::enqueue(txn, &event.build()).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A results file's header date must be a date, not in the future.
+pub(crate) fn obtained_date(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<NaiveDate> {
+    let at = at.ok_or_else(|| Error::invalid("header.copy_date", "the date the results were obtained"))?;
+    if at > now {
+        return Err(Error::invalid("header.copy_date", "not in the future"));
+    }
+    Ok(at.date_naive())
+}
