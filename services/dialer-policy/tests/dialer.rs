@@ -607,6 +607,36 @@ async fn the_servers_clock_decides(postgres: bool) {
     assert_eq!(plans.len(), 2);
     assert!(plans.iter().any(|e| e.details["at"] == past.to_rfc3339()), "{plans:?}");
 
+    // An ALLOW at 17:59 Beijing time places no call at 18:01: the attempt
+    // rechecks the window at its own time.
+    let mut t = t;
+    at(&m, &mut t, utc("2026-11-27T09:59:00Z")).await;
+    let late = lead(&m, &t, "+8613812341002", true).await;
+    let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&late), "marketing")).await.expect("check");
+    assert_eq!(verdict(&d), pb::Verdict::Allow, "{:?}", d.rules);
+    m.clock.advance(chrono::Duration::minutes(2));
+    let refused = record(&m, &t, &d.decision_id).await.expect_err("closed by now");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(refused.message(), "window.cn: Fri 18:01 Asia/Shanghai is outside 09:00–18:00");
+    // A registry copy on its last day at the decision is too old at the attempt.
+    at(&m, &mut t, utc("2026-11-27T23:59:50Z")).await;
+    import_registry(&m, "operator", "202,5550143\n", utc("2026-10-27T00:00:00Z")).await.expect("copy");
+    let p = pb::DialPolicy {
+        tenant_id: t.id.clone(),
+        campaign_id: "always".into(),
+        jurisdiction_packs: strings(&["anytime"]),
+        ..Default::default()
+    };
+    set_policy(&m, &t, p).await.expect("policy");
+    let us = lead(&m, &t, "+12125553000", true).await;
+    let always = pb::CheckCallRequest { campaign_id: "always".into(), ..call(&t, by_lead(&us), "marketing") };
+    let d = check(&m, &t.tokens[AGENT1], always).await.expect("check");
+    assert_eq!(verdict(&d), pb::Verdict::Allow, "{:?}", d.rules);
+    m.clock.advance(chrono::Duration::seconds(20));
+    let refused = record(&m, &t, &d.decision_id).await.expect_err("stale copy by now");
+    assert_eq!(refused.message(), "dnc.national: the registry copy of 2026-10-27 is 32 days old (limit 31)");
+    at(&m, &mut t, cn_open() + chrono::Duration::minutes(1)).await;
+
     // A user's agent cap holds with an empty agent_id; naming another agent is refused.
     let p = pb::DialPolicy { tenant_id: t.id.clone(), agent_max_per_hour: Some(1), ..Default::default() };
     set_policy(&m, &t, p).await.expect("policy");
