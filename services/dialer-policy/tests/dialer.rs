@@ -858,6 +858,15 @@ async fn calendars_state_laws_and_reassigned_numbers(postgres: bool) {
     assert!(rule(&d, "consent.reassigned").reason.starts_with("the consent of 2026-11-26 came after"));
     let future = import_results(&m, &t, COMPLIANCE, results, utc("2026-12-20T00:00:00Z")).await.expect_err("future");
     assert_eq!(field_of(&future), "header.copy_date");
+
+    // From 1 December, the missing 2027 calendar is reported once for the tenant.
+    at(&m, &mut t, utc("2026-12-02T02:00:00Z")).await;
+    for _ in 0..2 {
+        check(&m, &t.tokens[AGENT1], call(&t, by_lead(&cn), "marketing")).await.expect("check");
+    }
+    let missing = audit_events(&m, &t, "dialer.calendar.missing", 1).await;
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert_eq!((missing[0].details["pack"].as_str(), missing[0].details["year"].as_str()), ("cn", "2027"));
 }
 
 /// The tenant's audit events of `action`, once at least `want` arrived
