@@ -28,3 +28,11 @@ if ! python3 -c "import phonenumbers, chinese_calendar" 2>/dev/null; then
   echo "test-deps: installing test oracles (pip phonenumbers==9.0.43 chinese-calendar==1.11.0)"
   python3 -m pip install --quiet --disable-pip-version-check phonenumbers==9.0.43 chinese-calendar==1.11.0
 fi
+
+# buf, for the API contract checks (lint, format, breaking changes).
+BUF_DIR="$(cd "$(dirname "$0")/.." && pwd)/.tools/buf"
+if [ ! -x "$BUF_DIR/node_modules/.bin/buf" ]; then
+  echo "test-deps: installing buf (npm @bufbuild/buf@1.75.0)"
+  mkdir -p "$BUF_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$BUF_DIR" @bufbuild/buf@1.75.0 >/dev/null
+fi

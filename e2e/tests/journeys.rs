@@ -246,7 +246,10 @@ async fn journey_3_dialing() {
         jurisdiction_packs: Some(dpb::Strings { values: vec!["us-tcpa".into()] }),
         ..Default::default()
     };
-    dialer(c, "gateway").set_dial_policy(with(&org.admin, Request::new(sun))).await.expect("campaign");
+    dialer(c, "gateway")
+        .set_dial_policy(with(&org.admin, Request::new(dpb::SetDialPolicyRequest { policy: Some(sun) })))
+        .await
+        .expect("campaign");
     let in_sun = |lead: &str| dpb::CheckCallRequest { campaign_id: "sun".into(), ..call(&org, lead, None) };
 
     // A number on the national registry is denied.
@@ -293,7 +296,10 @@ async fn journey_3_dialing() {
 
     // Past the cap, the next call is denied.
     let policy = dpb::DialPolicy { tenant_id: org.tenant.clone(), callee_max_24h: Some(1), ..Default::default() };
-    dialer(c, "gateway").set_dial_policy(with(&org.admin, Request::new(policy))).await.expect("policy");
+    dialer(c, "gateway")
+        .set_dial_policy(with(&org.admin, Request::new(dpb::SetDialPolicyRequest { policy: Some(policy) })))
+        .await
+        .expect("policy");
     let awake = consented_lead(c, &org, &nth(open, 78)).await;
     let d = check(in_sun(&awake)).await;
     assert_eq!(d.verdict, dpb::Verdict::Allow as i32, "{d:?}");
@@ -542,7 +548,7 @@ async fn journey_7_rotation() {
     let r = r.expect("vault rewrap").into_inner();
     assert_eq!((r.rewrapped, r.tenant_key_version), (1, 2));
     let mut rec_op = RecordingsServiceClient::new(c.channel("recordings", "operator").expect("channel"));
-    let r = rec_op.rewrap_tenant_keys(rpb::RewrapRecordingKeysRequest { tenant_id: org.tenant.clone() }).await;
+    let r = rec_op.rewrap_tenant_keys(rpb::RewrapTenantKeysRequest { tenant_id: org.tenant.clone() }).await;
     assert_eq!(r.expect("recordings rewrap").into_inner().rewrapped, 1);
 
     // A new data key, and every record key re-wrapped in the background.

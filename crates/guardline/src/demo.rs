@@ -319,7 +319,7 @@ async fn dialing(d: &Demo, org: &Org, l: &Leads) -> Result<()> {
     let r = check(call(org, &l.cn, Some(national_day))).await?;
     say(format!("plan: the same lead on National Day 2026: {} ({})", verdict(&r), rules(&r)));
     let policy = dpb::DialPolicy { tenant_id: org.tenant.clone(), callee_max_24h: Some(1), ..Default::default() };
-    d.dialer("cli")?.set_dial_policy(bearer(&org.admin, policy)).await?;
+    d.dialer("cli")?.set_dial_policy(bearer(&org.admin, dpb::SetDialPolicyRequest { policy: Some(policy) })).await?;
     // Campaign `sun` holds every callee to the TCPA's 08:00–21:00 in its local time.
     let sun = dpb::DialPolicy {
         tenant_id: org.tenant.clone(),
@@ -327,7 +327,7 @@ async fn dialing(d: &Demo, org: &Org, l: &Leads) -> Result<()> {
         jurisdiction_packs: Some(dpb::Strings { values: vec!["us-tcpa".into()] }),
         ..Default::default()
     };
-    d.dialer("cli")?.set_dial_policy(bearer(&org.admin, sun)).await?;
+    d.dialer("cli")?.set_dial_policy(bearer(&org.admin, dpb::SetDialPolicyRequest { policy: Some(sun) })).await?;
     let in_sun = || dpb::CheckCallRequest { campaign_id: "sun".into(), ..call(org, &l.reachable, None) };
     let r = check(in_sun()).await?;
     say(format!(

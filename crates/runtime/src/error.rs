@@ -6,9 +6,10 @@
 //! from field names and rule names, never from submitted values, so no PII
 //! can reach a client or a log through an error.
 
-use guardline_proto::common::v1::{ErrorDetails, FieldViolation};
-use prost::Message;
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+pub use tonic_types::FieldViolation;
 
 /// Result with the runtime's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -76,6 +77,17 @@ impl Error {
         Self::InvalidArgument { field: field.into(), reason: reason.into() }
     }
 
+    /// The same error for a request that nests the checked message under
+    /// `parent`: a field violation's path gains the prefix `parent.`.
+    pub fn within(self, parent: &str) -> Self {
+        match self {
+            Self::InvalidArgument { field, reason } => {
+                Self::InvalidArgument { field: format!("{parent}.{field}"), reason }
+            }
+            other => other,
+        }
+    }
+
     /// A configuration mistake in `field`.
     pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Config { field: field.into(), reason: reason.into() }
@@ -120,11 +132,9 @@ impl From<Error> for Status {
         let code = error.code();
         match error {
             Error::InvalidArgument { field, reason } => {
-                let details = ErrorDetails {
-                    violations: vec![FieldViolation { field: field.clone(), description: reason.clone() }],
-                    reason: "invalid_argument".into(),
-                };
-                Status::with_details(code, format!("invalid {field}: {reason}"), details.encode_to_vec().into())
+                // The standard google.rpc.BadRequest, which any gRPC client decodes.
+                let details = ErrorDetails::with_bad_request_violation(field.clone(), reason.clone());
+                Status::with_error_details(code, format!("invalid {field}: {reason}"), details)
             }
             Error::NotFound => Status::not_found("not found"),
             Error::Unauthenticated(m)
@@ -143,9 +153,10 @@ impl From<Error> for Status {
     }
 }
 
-/// Reads the field violations back out of a status (for clients and tests).
+/// Reads the field violations back out of a status's standard
+/// `google.rpc.BadRequest` detail (for clients and tests).
 pub fn field_violations(status: &Status) -> Vec<FieldViolation> {
-    ErrorDetails::decode(status.details()).map(|d| d.violations).unwrap_or_default()
+    status.get_details_bad_request().map(|b| b.field_violations).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -78,12 +78,16 @@ impl GrpcServer {
             reporter.set_service_status(*s, ServingStatus::Serving).await;
         }
         reporter.set_service_status("", ServingStatus::Serving).await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(guardline_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
-        routes.add_service(health).add_service(reflection);
+        // Both reflection versions: grpcurl's older releases, grpc_cli,
+        // Python's grpcio-reflection and several GUI clients speak only v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(guardline_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let v1 = reflection().build_v1().map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+        let v1alpha = reflection().build_v1alpha().map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+        routes.add_service(health).add_service(v1).add_service(v1alpha);
 
         let accept_stop = CancellationToken::new();
         let incoming = crate::transport::tls_incoming(listener, tls, accept_stop.clone());

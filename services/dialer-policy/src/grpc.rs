@@ -474,10 +474,14 @@ impl DialerPolicyService for Api {
         Ok(Response::new(pb::AddPrivacyNumbersResponse { added, pool_size }))
     }
 
-    async fn set_dial_policy(&self, req: Request<pb::DialPolicy>) -> Reply<pb::DialPolicy> {
+    async fn set_dial_policy(&self, req: Request<pb::SetDialPolicyRequest>) -> Reply<pb::DialPolicy> {
         let who = self.caller(&req).await?;
-        let r = req.into_inner();
-        let e = self.dialer.set_policy(&who, &r.tenant_id, &r.campaign_id, policy_from(&r)).await?;
+        let r = req.into_inner().policy.ok_or_else(|| Error::invalid("policy", "required"))?;
+        let e = self
+            .dialer
+            .set_policy(&who, &r.tenant_id, &r.campaign_id, policy_from(&r))
+            .await
+            .map_err(|e| e.within("policy"))?;
         Ok(Response::new(policy_pb(r.tenant_id, r.campaign_id, e)))
     }
 

@@ -356,7 +356,10 @@ async fn opt_outs_and_tenant_lists(postgres: bool) {
 }
 
 async fn set_policy(m: &Mesh, t: &Tenant, p: pb::DialPolicy) -> Result<pb::DialPolicy, tonic::Status> {
-    m.dialer().set_dial_policy(with(&t.tokens[COMPLIANCE], Request::new(p))).await.map(tonic::Response::into_inner)
+    m.dialer()
+        .set_dial_policy(with(&t.tokens[COMPLIANCE], Request::new(pb::SetDialPolicyRequest { policy: Some(p) })))
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 fn strings(v: &[&str]) -> Option<pb::Strings> {
@@ -368,12 +371,15 @@ async fn policies_per_tenant_and_campaign(postgres: bool) {
     m.clock.set(cn_open());
     let mut t = tenant(&m).await;
     let base = pb::DialPolicy { tenant_id: t.id.clone(), ..Default::default() };
-    let agent = m.dialer().set_dial_policy(with(&t.tokens[AGENT1], Request::new(base.clone()))).await;
+    let agent = m
+        .dialer()
+        .set_dial_policy(with(&t.tokens[AGENT1], Request::new(pb::SetDialPolicyRequest { policy: Some(base.clone()) })))
+        .await;
     assert_eq!(agent.expect_err("agent").code(), Code::PermissionDenied);
     let bad = set_policy(&m, &t, pb::DialPolicy { jurisdiction_packs: strings(&["mars"]), ..base.clone() }).await;
-    assert_eq!(field_violations(&bad.expect_err("unknown pack"))[0].field, "jurisdiction_packs[0]");
+    assert_eq!(field_violations(&bad.expect_err("unknown pack"))[0].field, "policy.jurisdiction_packs[0]");
     let bad = set_policy(&m, &t, pb::DialPolicy { holidays: strings(&["someday"]), ..base.clone() }).await;
-    assert_eq!(field_violations(&bad.expect_err("bad holiday"))[0].field, "holidays[0]");
+    assert_eq!(field_violations(&bad.expect_err("bad holiday"))[0].field, "policy.holidays[0]");
 
     let tenant_policy = pb::DialPolicy { callee_max_24h: Some(2), holidays: strings(&["2026-11-27"]), ..base.clone() };
     set_policy(&m, &t, tenant_policy).await.expect("tenant policy");
@@ -788,7 +794,7 @@ async fn calendars_state_laws_and_reassigned_numbers(postgres: bool) {
         set_policy(&m, &t, p).await.expect("campaign");
     }
     let bad = pb::DialPolicy { tenant_id: t.id.clone(), subject: Some(String::new()), ..Default::default() };
-    assert_eq!(field_of(&set_policy(&m, &t, bad).await.expect_err("empty subject")), "subject");
+    assert_eq!(field_of(&set_policy(&m, &t, bad).await.expect_err("empty subject")), "policy.subject");
     let florida = lead(&m, &t, "+13055552000", true).await;
     let in_campaign =
         |t: &Tenant, c: &str| pb::CheckCallRequest { campaign_id: c.into(), ..call(t, by_lead(&florida), "marketing") };

@@ -293,12 +293,12 @@ impl RecordingsService for Api {
 
     async fn rewrap_tenant_keys(
         &self,
-        req: Request<pb::RewrapRecordingKeysRequest>,
-    ) -> Reply<pb::RewrapRecordingKeysResponse> {
+        req: Request<pb::RewrapTenantKeysRequest>,
+    ) -> Reply<pb::RewrapTenantKeysResponse> {
         let tenant = req.get_ref().tenant_id.clone();
         let actor = self.operator_or_user_with(&req, "key.rotate", &tenant).await?;
         let rewrapped = self.recordings.rewrap_tenant_keys(&tenant, (&actor.0, &actor.1)).await?;
-        Ok(Response::new(pb::RewrapRecordingKeysResponse { rewrapped }))
+        Ok(Response::new(pb::RewrapTenantKeysResponse { rewrapped }))
     }
 
     async fn purge_expired(&self, req: Request<pb::PurgeExpiredRequest>) -> Reply<pb::PurgeExpiredResponse> {

@@ -637,7 +637,7 @@ async fn tenant_key_rotation_rewraps_the_recording_data_keys(postgres: bool, bac
     let t = standard(&m).await;
     let data = audio(1000);
     let rec = upload(&m, "telephony-bridge", header(&t, "lead-r", 0, 0, false), &data).await.expect("upload");
-    let rewrap = |tenant: &str| pb::RewrapRecordingKeysRequest { tenant_id: tenant.into() };
+    let rewrap = |tenant: &str| pb::RewrapTenantKeysRequest { tenant_id: tenant.into() };
     let agent = m.rec("gateway").rewrap_tenant_keys(with(&t.tokens[0], Request::new(rewrap(&t.id)))).await;
     assert_eq!(agent.expect_err("an agent").code(), Code::PermissionDenied);
     let empty = m.rec("operator").rewrap_tenant_keys(rewrap("")).await.expect_err("no tenant");
