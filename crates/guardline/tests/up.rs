@@ -519,3 +519,110 @@ async fn the_demo_runs_every_journey_against_guardline_up() {
     assert!(!stdout.contains("139200000"), "the demo prints no clear numbers of its leads:\n{stdout}");
     mesh.stop().await;
 }
+
+fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The guardline files of `buf build`, source info excluded.
+fn buf_built() -> std::collections::BTreeMap<String, prost_types::FileDescriptorProto> {
+    let out = tempfile::NamedTempFile::new().expect("tmp");
+    let buf = std::env::var("GUARDLINE_BUF")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| repo().join(".tools/buf/node_modules/.bin/buf"));
+    let status = Command::new(buf)
+        .args(["build", "--exclude-source-info", "-o"])
+        .arg(out.path())
+        .current_dir(repo().join("proto"))
+        .status()
+        .expect("buf (scripts/test-deps.sh installs it)");
+    assert!(status.success(), "buf build");
+    let set = <prost_types::FileDescriptorSet as prost::Message>::decode(
+        std::fs::read(out.path()).expect("image").as_slice(),
+    )
+    .expect("image");
+    set.file.into_iter().filter(|f| f.name().starts_with("guardline/")).map(|f| (f.name().to_owned(), f)).collect()
+}
+
+/// Descriptors compare without source info (buf builds without it).
+fn normal(mut f: prost_types::FileDescriptorProto) -> prost_types::FileDescriptorProto {
+    f.source_code_info = None;
+    f
+}
+
+async fn served_v1(uri: &str, tls: std::sync::Arc<guardline_runtime::tls::TlsMaterial>, symbol: &str) -> Vec<Vec<u8>> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut c = ServerReflectionClient::new(guardline_runtime::connect(uri, tls).expect("channel"));
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(symbol.into())),
+    };
+    let mut s = c.server_reflection_info(tokio_stream::iter([req])).await.expect("v1").into_inner();
+    match s.message().await.expect("answer").and_then(|r| r.message_response) {
+        Some(MessageResponse::FileDescriptorResponse(f)) => f.file_descriptor_proto,
+        other => panic!("v1 answered {other:?}"),
+    }
+}
+
+async fn served_v1alpha(
+    uri: &str,
+    tls: std::sync::Arc<guardline_runtime::tls::TlsMaterial>,
+    symbol: &str,
+) -> Vec<Vec<u8>> {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    let mut c = ServerReflectionClient::new(guardline_runtime::connect(uri, tls).expect("channel"));
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(symbol.into())),
+    };
+    let mut s = c.server_reflection_info(tokio_stream::iter([req])).await.expect("v1alpha").into_inner();
+    match s.message().await.expect("answer").and_then(|r| r.message_response) {
+        Some(MessageResponse::FileDescriptorResponse(f)) => f.file_descriptor_proto,
+        other => panic!("v1alpha answered {other:?}"),
+    }
+}
+
+/// What a running server serves over reflection, in both versions clients
+/// speak (v1 and v1alpha), equals what `buf build` makes of the protos in
+/// the repository: generated code travels with the contract.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_in_both_versions_serves_what_buf_builds() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = Mesh::start(dir.path(), &[]);
+    wait_serving(&mesh, dir.path()).await;
+    let cli = cert(dir.path(), "cli");
+    let built = buf_built();
+    assert!(built.len() >= 6, "{:?}", built.keys());
+    let symbols = [
+        "guardline.identity.v1.IdentityService",
+        "guardline.vault.v1.LeadVaultService",
+        "guardline.dialer.v1.DialerPolicyService",
+        "guardline.recordings.v1.RecordingsService",
+        "guardline.audit.v1.AuditService",
+    ];
+    let mut compared = 0;
+    for (i, symbol) in symbols.iter().enumerate() {
+        let uri = mesh.uri(i);
+        let v1 = served_v1(&uri, cli.clone(), symbol).await;
+        let v1alpha = served_v1alpha(&uri, cli.clone(), symbol).await;
+        for (version, files) in [("v1", v1), ("v1alpha", v1alpha)] {
+            assert!(!files.is_empty(), "{symbol} over {version}");
+            for bytes in files {
+                use prost::Message;
+                let served = normal(prost_types::FileDescriptorProto::decode(bytes.as_slice()).expect("descriptor"));
+                if let Some(want) = built.get(served.name()) {
+                    assert!(normal(want.clone()) == served, "{} over {version} differs from buf build", served.name());
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert!(compared >= 10, "compared {compared} files");
+    mesh.stop().await;
+}
