@@ -29,6 +29,12 @@ if ! python3 -c "import phonenumbers, chinese_calendar" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check phonenumbers==9.0.43 chinese-calendar==1.11.0
 fi
 
+# The Python client example (examples/python), run against guardline up.
+if ! python3 -c "import grpc, grpc_tools, grpc_status" 2>/dev/null; then
+  echo "test-deps: installing the Python example's packages (examples/python/requirements.txt)"
+  python3 -m pip install --quiet --disable-pip-version-check -r "$(dirname "$0")/../examples/python/requirements.txt"
+fi
+
 # buf, for the API contract checks (lint, format, breaking changes).
 BUF_DIR="$(cd "$(dirname "$0")/.." && pwd)/.tools/buf"
 if [ ! -x "$BUF_DIR/node_modules/.bin/buf" ]; then
