@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use guardline_audit::domain::export::verify_export;
-use guardline_audit::domain::verify::Finding;
+use guardline_audit_log::export::verify_export;
+use guardline_audit_log::verify::Finding;
 use guardline_proto::audit::v1::ExportEventsRequest;
 use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
 use guardline_runtime::tls::{TlsFiles, TlsMaterial};

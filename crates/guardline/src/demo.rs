@@ -587,11 +587,11 @@ async fn audit(d: &Demo, org: &Org) -> Result<()> {
         bytes.extend_from_slice(&chunk.data);
     }
     let text = String::from_utf8(bytes)?;
-    match guardline_audit::domain::export::verify_export(&text).map_err(|e| anyhow::anyhow!("{e}"))? {
-        guardline_audit::domain::verify::Finding::Intact { size } => {
+    match guardline_audit_log::export::verify_export(&text).map_err(|e| anyhow::anyhow!("{e}"))? {
+        guardline_audit_log::verify::Finding::Intact { size } => {
             say(format!("{size} entries, every signed tree head verified (RFC 9162 Merkle tree, Ed25519)"))
         }
-        guardline_audit::domain::verify::Finding::Tampered { index, problem } => {
+        guardline_audit_log::verify::Finding::Tampered { index, problem } => {
             bail!("TAMPERED at {index}: {problem}")
         }
     }

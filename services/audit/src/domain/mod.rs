@@ -1,10 +1,8 @@
-//! Audit's rules: the canonical event encoding, the RFC 9162 tree, signed
-//! tree heads, event validation and whole-log verification. No tonic, no sea-orm.
+//! Audit's rules: event validation and the anomaly rules. The log's format
+//! (canonical encoding, RFC 9162 tree, signed heads, export, verification)
+//! lives in `crates/audit-log`, re-exported here. No tonic, no sea-orm.
 
 pub mod alerts;
-pub mod canonical;
-pub mod export;
-pub mod merkle;
-pub mod sth;
 pub mod validate;
-pub mod verify;
+
+pub use guardline_audit_log::{canonical, export, merkle, sth, verify};

@@ -83,7 +83,7 @@ mod tests {
     use aws_lc_rs::signature::Ed25519KeyPair;
 
     use super::*;
-    use crate::domain::sth::HeadSigner;
+    use crate::sth::HeadSigner;
 
     fn log(n: u64) -> (Vec<Record>, HashMap<String, Vec<u8>>) {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("key");
