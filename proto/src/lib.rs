@@ -47,5 +47,7 @@ pub mod audit {
     }
 }
 
+mod redact;
+
 /// The encoded `FileDescriptorSet` of every Guardline API, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("guardline_descriptor");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use guardline_audit_client::outbox::pending;
 use guardline_audit_client::{AuditClient, EventBuilder, OutboxWorker, enqueue};
 use guardline_proto::audit::v1::audit_service_server::{AuditService, AuditServiceServer};
-use guardline_proto::audit::v1::{AppendRequest, AppendResponse};
+use guardline_proto::audit::v1::{self as pb, AppendRequest, AppendResponse};
 use guardline_runtime::args::{DatabaseArgs, ServerArgs};
 use guardline_runtime::devca::DevCa;
 use guardline_runtime::server::GrpcServer;
@@ -46,6 +46,53 @@ impl AuditService for Receiver {
         }
         Ok(tonic::Response::new(resp))
     }
+
+    // The outbox only appends; the rest of the API is not this double's.
+    type ExportEventsStream = Unused<pb::ExportChunk>;
+    type WatchAlertsStream = Unused<pb::Alert>;
+    async fn get_signed_tree_head(&self, _: tonic::Request<pb::GetSignedTreeHeadRequest>) -> Reply<pb::SignedTreeHead> {
+        unused()
+    }
+    async fn get_inclusion_proof(&self, _: tonic::Request<pb::GetInclusionProofRequest>) -> Reply<pb::InclusionProof> {
+        unused()
+    }
+    async fn get_consistency_proof(
+        &self,
+        _: tonic::Request<pb::GetConsistencyProofRequest>,
+    ) -> Reply<pb::ConsistencyProof> {
+        unused()
+    }
+    async fn query_events(&self, _: tonic::Request<pb::QueryEventsRequest>) -> Reply<pb::QueryEventsResponse> {
+        unused()
+    }
+    async fn export_events(&self, _: tonic::Request<pb::ExportEventsRequest>) -> Reply<Self::ExportEventsStream> {
+        unused()
+    }
+    async fn set_retention(&self, _: tonic::Request<pb::SetRetentionRequest>) -> Reply<pb::SetRetentionResponse> {
+        unused()
+    }
+    async fn prune(&self, _: tonic::Request<pb::PruneRequest>) -> Reply<pb::PruneResponse> {
+        unused()
+    }
+    async fn list_alerts(&self, _: tonic::Request<pb::ListAlertsRequest>) -> Reply<pb::ListAlertsResponse> {
+        unused()
+    }
+    async fn watch_alerts(&self, _: tonic::Request<pb::WatchAlertsRequest>) -> Reply<Self::WatchAlertsStream> {
+        unused()
+    }
+    async fn update_alert(&self, _: tonic::Request<pb::UpdateAlertRequest>) -> Reply<pb::Alert> {
+        unused()
+    }
+    async fn configure_alerts(&self, _: tonic::Request<pb::ConfigureAlertsRequest>) -> Reply<pb::AlertSettings> {
+        unused()
+    }
+}
+
+type Unused<T> = tonic::codegen::BoxStream<T>;
+type Reply<T> = Result<tonic::Response<T>, tonic::Status>;
+
+fn unused<T>() -> Reply<T> {
+    Err(tonic::Status::unimplemented("not served by the test double"))
 }
 
 struct Migrator;

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use guardline_proto::identity::v1::identity_service_server::{IdentityService, IdentityServiceServer};
-use guardline_proto::identity::v1::{GetVerificationKeysRequest, GetVerificationKeysResponse, VerificationKey};
+use guardline_proto::identity::v1::{
+    self as pb, GetVerificationKeysRequest, GetVerificationKeysResponse, VerificationKey,
+};
 use guardline_runtime::args::ServerArgs;
 use guardline_runtime::devca::DevCa;
 use guardline_runtime::server::{GrpcServer, bind};
@@ -25,6 +27,74 @@ impl IdentityService for Published {
     ) -> Result<tonic::Response<GetVerificationKeysResponse>, tonic::Status> {
         Ok(tonic::Response::new(GetVerificationKeysResponse { keys: self.0.lock().expect("lock").clone() }))
     }
+
+    // The rest of identity's API is not this double's.
+    async fn create_tenant(&self, _: tonic::Request<pb::CreateTenantRequest>) -> Reply<pb::Tenant> {
+        unused()
+    }
+    async fn get_tenant(&self, _: tonic::Request<pb::GetTenantRequest>) -> Reply<pb::Tenant> {
+        unused()
+    }
+    async fn update_tenant_settings(&self, _: tonic::Request<pb::UpdateTenantSettingsRequest>) -> Reply<pb::Tenant> {
+        unused()
+    }
+    async fn create_user(&self, _: tonic::Request<pb::CreateUserRequest>) -> Reply<pb::User> {
+        unused()
+    }
+    async fn update_user(&self, _: tonic::Request<pb::UpdateUserRequest>) -> Reply<pb::User> {
+        unused()
+    }
+    async fn disable_user(&self, _: tonic::Request<pb::DisableUserRequest>) -> Reply<pb::User> {
+        unused()
+    }
+    async fn list_users(&self, _: tonic::Request<pb::ListUsersRequest>) -> Reply<pb::ListUsersResponse> {
+        unused()
+    }
+    async fn assign_roles(&self, _: tonic::Request<pb::AssignRolesRequest>) -> Reply<pb::User> {
+        unused()
+    }
+    async fn create_role(&self, _: tonic::Request<pb::CreateRoleRequest>) -> Reply<pb::Role> {
+        unused()
+    }
+    async fn list_roles(&self, _: tonic::Request<pb::ListRolesRequest>) -> Reply<pb::ListRolesResponse> {
+        unused()
+    }
+    async fn create_team(&self, _: tonic::Request<pb::CreateTeamRequest>) -> Reply<pb::Team> {
+        unused()
+    }
+    async fn set_team_members(&self, _: tonic::Request<pb::SetTeamMembersRequest>) -> Reply<pb::Team> {
+        unused()
+    }
+    async fn login(&self, _: tonic::Request<pb::LoginRequest>) -> Reply<pb::LoginResponse> {
+        unused()
+    }
+    async fn refresh(&self, _: tonic::Request<pb::RefreshRequest>) -> Reply<pb::LoginResponse> {
+        unused()
+    }
+    async fn logout(&self, _: tonic::Request<pb::LogoutRequest>) -> Reply<pb::LogoutResponse> {
+        unused()
+    }
+    async fn enroll_totp(&self, _: tonic::Request<pb::EnrollTotpRequest>) -> Reply<pb::EnrollTotpResponse> {
+        unused()
+    }
+    async fn confirm_totp(&self, _: tonic::Request<pb::ConfirmTotpRequest>) -> Reply<pb::ConfirmTotpResponse> {
+        unused()
+    }
+    async fn authorize(&self, _: tonic::Request<pb::AuthorizeRequest>) -> Reply<pb::AuthorizeResponse> {
+        unused()
+    }
+    async fn list_login_events(
+        &self,
+        _: tonic::Request<pb::ListLoginEventsRequest>,
+    ) -> Reply<pb::ListLoginEventsResponse> {
+        unused()
+    }
+}
+
+type Reply<T> = Result<tonic::Response<T>, tonic::Status>;
+
+fn unused<T>() -> Reply<T> {
+    Err(tonic::Status::unimplemented("not served by the test double"))
 }
 
 fn publish(p: &Published, s: &TokenSigner) {

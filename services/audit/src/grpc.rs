@@ -209,6 +209,9 @@ type ChunkStream =
 
 #[tonic::async_trait]
 impl AuditService for Api {
+    type ExportEventsStream = ChunkStream;
+    type WatchAlertsStream = AlertStream;
+
     async fn append(&self, req: Request<pb::AppendRequest>) -> Reply<pb::AppendResponse> {
         let events = req.into_inner().events;
         if events.len() > 1000 {

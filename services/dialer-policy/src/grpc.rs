@@ -281,6 +281,8 @@ type CheckStream = Pin<Box<dyn Stream<Item = Result<pb::CheckCallResponse, Statu
 
 #[tonic::async_trait]
 impl DialerPolicyService for Api {
+    type CheckCallsStream = CheckStream;
+
     async fn check_call(&self, req: Request<pb::CheckCallRequest>) -> Reply<pb::CheckCallResponse> {
         let who = self.caller(&req).await?;
         let r = req.into_inner();

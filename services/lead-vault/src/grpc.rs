@@ -206,6 +206,8 @@ fn key_status_pb(tenant_id: String, s: crate::rotation::KeyStatus) -> pb::KeySta
 
 #[tonic::async_trait]
 impl LeadVaultService for Api {
+    type ExportLeadsStream = ExportStream;
+
     async fn create_lead(&self, req: Request<pb::CreateLeadRequest>) -> Reply<pb::Lead> {
         let who = self.user(&req).await?;
         let r = req.into_inner();

@@ -141,6 +141,8 @@ type AudioStream =
 
 #[tonic::async_trait]
 impl RecordingsService for Api {
+    type DownloadRecordingStream = AudioStream;
+
     async fn upload_recording(&self, req: Request<Streaming<pb::UploadRecordingRequest>>) -> Reply<pb::Recording> {
         let uploader = service_caller(&req).unwrap_or_default();
         let mut stream = req.into_inner();
