@@ -58,6 +58,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // compile instead of answering UNIMPLEMENTED.
         .generate_default_stubs(false)
         .skip_debug(REDACTED)
+        // A message that does not decode is INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::codec::StrictCodec")
         .file_descriptor_set_path(out.join("guardline_descriptor.bin"))
         .compile_with_config(config, PROTOS, &[".", well_known.as_str()])?;
     for p in PROTOS {

@@ -47,6 +47,7 @@ pub mod audit {
     }
 }
 
+pub mod codec;
 mod redact;
 
 /// The encoded `FileDescriptorSet` of every Guardline API, for gRPC reflection.

@@ -656,3 +656,90 @@ async fn the_python_client_example_integrates_over_mtls() {
     assert!(!stdout.contains("13812345678"), "no clear number:\n{stdout}");
     mesh.stop().await;
 }
+
+/// Raw bytes out, anything back: for sending undecodable messages.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+struct RawEncoder;
+struct RawDecoder;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = ();
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, buf: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = ();
+    type Error = tonic::Status;
+    fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
+        let n = bytes::Buf::remaining(buf);
+        bytes::Buf::advance(buf, n);
+        Ok(Some(()))
+    }
+}
+
+/// Every RPC of every service, sent a message that cannot decode (an
+/// invalid wire type), answers INVALID_ARGUMENT with a generic message, or
+/// refuses the caller first; never INTERNAL or UNKNOWN, never the decoder's
+/// text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_message_is_the_callers_mistake_on_every_rpc() {
+    use prost::Message;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = Mesh::start(dir.path(), &[]);
+    wait_serving(&mesh, dir.path()).await;
+    let cli = cert(dir.path(), "cli");
+    let set = prost_types::FileDescriptorSet::decode(guardline_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+    let (mut methods, mut malformed) = (0, 0);
+    for file in &set.file {
+        for service in &file.service {
+            let full = format!("{}.{}", file.package(), service.name());
+            let Some(i) = SERVICES.iter().position(|(_, s)| *s == full) else { continue };
+            let channel = guardline_runtime::connect(&mesh.uri(i), cli.clone()).expect("channel");
+            for m in &service.method {
+                methods += 1;
+                let path: http::uri::PathAndQuery = format!("/{full}/{}", m.name()).parse().expect("path");
+                let mut grpc = tonic::client::Grpc::new(channel.clone());
+                grpc.ready().await.expect("ready");
+                let garbage = tokio_stream::iter([vec![0x0f_u8, 0xff, 0xff]]);
+                let status = match grpc.streaming(tonic::Request::new(garbage), path, RawCodec).await {
+                    Err(s) => s,
+                    Ok(r) => match r.into_inner().message().await {
+                        Err(s) => s,
+                        Ok(_) => panic!("{full}/{} took an undecodable message", m.name()),
+                    },
+                };
+                let what = format!("{full}/{}: {:?} {}", m.name(), status.code(), status.message());
+                assert!(
+                    matches!(status.code(), Code::InvalidArgument | Code::PermissionDenied | Code::Unauthenticated),
+                    "{what}"
+                );
+                if status.code() == Code::InvalidArgument {
+                    assert_eq!(status.message(), guardline_proto::codec::MALFORMED, "{what}");
+                    malformed += 1;
+                }
+            }
+        }
+    }
+    assert!(methods >= 80, "{methods} methods");
+    assert!(malformed >= 40, "only {malformed} of {methods} RPCs decoded the request: the rest refused the caller");
+    mesh.stop().await;
+}
