@@ -269,9 +269,13 @@ impl Dialer {
         Ok(p.effective())
     }
 
-    /// The policy in force, for any user of the tenant.
+    /// The policy in force, for any user of the tenant; no service reads it
+    /// without a user token.
     pub async fn get_policy(&self, who: &Caller, tenant: &str, campaign: &str) -> Result<Effective> {
         who.in_tenant(tenant)?;
+        if let Caller::Service(name) = who {
+            return Err(Error::PermissionDenied(format!("a tenant's policy is read with a user token, not as {name}")));
+        }
         self.policy(tenant, campaign).await
     }
 

@@ -391,6 +391,10 @@ async fn policies_per_tenant_and_campaign(postgres: bool) {
     assert_eq!(p.callee_max_24h, Some(1), "the campaign's own");
     assert_eq!(p.holidays, strings(&["2026-11-27"]), "inherited from the tenant");
     assert_eq!(p.callee_max_30d, Some(10), "the default");
+    // Without a user token no service reads a tenant's policy, not even one
+    // trusted to act alone.
+    let tokenless = m.dialer_as("dialer-app").get_dial_policy(get("spring")).await;
+    assert_eq!(tokenless.expect_err("a service").code(), Code::PermissionDenied);
 
     // The tenant's holiday closes the window.
     let l = lead(&m, &t, "+8613812340003", true).await;

@@ -427,6 +427,21 @@ impl IdentityService for Api {
     }
 
     async fn authorize(&self, req: Request<pb::AuthorizeRequest>) -> Reply<pb::AuthorizeResponse> {
+        // A verified access token speaks for itself; a bare principal is
+        // judged only for a user of its own tenant (or the platform), so no
+        // caller learns anything of another tenant's roles.
+        if let Some(pb::authorize_request::Subject::Principal(p)) = &req.get_ref().subject {
+            match self.caller(&req).await? {
+                Caller::User(c) if c.tenant == p.tenant_id => {}
+                Caller::Platform(_) => {}
+                _ => {
+                    return Err(Error::PermissionDenied(
+                        "a principal is judged only for a user of its own tenant: send the access token".into(),
+                    )
+                    .into());
+                }
+            }
+        }
         let r = req.into_inner();
         let subject = match r.subject {
             Some(pb::authorize_request::Subject::AccessToken(t)) => {

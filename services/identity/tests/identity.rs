@@ -99,18 +99,22 @@ async fn onboarding_with_totp_for_admins(url: Option<String>) {
         .expect("authorize")
         .into_inner();
     assert!(!other.allowed);
+    // A principal is judged for a user of its own tenant.
     let lead_sees_team = c
-        .authorize(pb::AuthorizeRequest {
-            subject: Some(pb::authorize_request::Subject::Principal(guardline_proto::common::v1::Principal {
-                tenant_id: t.id.clone(),
-                user_id: lead.clone(),
-                roles: vec!["team_lead".into()],
-                team_ids: vec![team.id.clone()],
-                service_identity: String::new(),
-            })),
-            action: "lead.read".into(),
-            resource: resource(&agent),
-        })
+        .authorize(bearer(
+            pb::AuthorizeRequest {
+                subject: Some(pb::authorize_request::Subject::Principal(guardline_proto::common::v1::Principal {
+                    tenant_id: t.id.clone(),
+                    user_id: lead.clone(),
+                    roles: vec!["team_lead".into()],
+                    team_ids: vec![team.id.clone()],
+                    service_identity: String::new(),
+                })),
+                action: "lead.read".into(),
+                resource: resource(&agent),
+            },
+            &t.admin_token,
+        ))
         .await
         .expect("authorize")
         .into_inner();
@@ -158,6 +162,43 @@ async fn wrong_role_wrong_tenant_and_bad_input_are_refused(url: Option<String>) 
     // A service identity is not a platform admin.
     let (k, _) = code(c.create_tenant(pb::CreateTenantRequest { name: "Evil".into(), ..Default::default() }).await);
     assert_eq!(k, Code::PermissionDenied);
+    // Tenant data needs a user token of that tenant: a mesh certificate alone
+    // reads no tenant and no roles, another tenant's admin finds nothing.
+    let (k, _) = code(c.list_roles(pb::ListRolesRequest { tenant_id: a.id.clone() }).await);
+    assert_eq!(k, Code::PermissionDenied);
+    let (k, _) = code(c.get_tenant(pb::GetTenantRequest { tenant_id: a.id.clone() }).await);
+    assert_eq!(k, Code::PermissionDenied);
+    let (k, _) = code(c.list_roles(bearer(pb::ListRolesRequest { tenant_id: a.id.clone() }, &b.admin_token)).await);
+    assert_eq!(k, Code::NotFound);
+    // Authorize judges no principal of another tenant: B's admin cannot probe
+    // A's custom roles, nor can a bare mesh identity.
+    let role = pb::CreateRoleRequest {
+        tenant_id: a.id.clone(),
+        name: "a_secret_role".into(),
+        permissions: vec!["lead.read:tenant".into()],
+    };
+    c.create_role(bearer(role, &a.admin_token)).await.expect("A's own role");
+    let probe = |roles: Vec<String>| pb::AuthorizeRequest {
+        subject: Some(pb::authorize_request::Subject::Principal(guardline_proto::common::v1::Principal {
+            tenant_id: a.id.clone(),
+            user_id: "u-anyone".into(),
+            roles,
+            ..Default::default()
+        })),
+        action: "lead.read".into(),
+        resource: Some(pb::Resource { tenant_id: a.id.clone(), ..Default::default() }),
+    };
+    for roles in [vec!["a_secret_role".to_owned()], vec!["no_such_role".to_owned()]] {
+        let (k, msg) = code(c.authorize(bearer(probe(roles.clone()), &b.admin_token)).await);
+        assert_eq!(
+            (k, msg.as_str()),
+            (Code::PermissionDenied, "a principal is judged only for a user of its own tenant: send the access token")
+        );
+        assert_eq!(code(c.authorize(probe(roles)).await).0, Code::PermissionDenied, "a bare mesh identity");
+    }
+    let own = c.authorize(bearer(probe(vec!["a_secret_role".into()]), &a.admin_token)).await.expect("A judges A");
+    assert!(own.into_inner().allowed);
+
     // A forged token is refused.
     let (k, _) = code(
         c.list_roles(bearer(pb::ListRolesRequest { tenant_id: a.id.clone() }, "eyJhbGciOiJFZERTQSJ9.e30.AAAA")).await,

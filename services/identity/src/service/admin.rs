@@ -94,10 +94,12 @@ impl Identity {
 
     /// A tenant, for the platform or its own users.
     pub async fn get_tenant(&self, caller: &Caller, id: &str) -> Result<tenant::Model> {
-        if let Caller::User(c) = caller
-            && c.tenant != id
-        {
-            return Err(Error::NotFound);
+        match caller {
+            Caller::User(c) if c.tenant != id => return Err(Error::NotFound),
+            Caller::Service(s) if !self.tenant_readers.contains(s) => {
+                return Err(Error::PermissionDenied("tenant data needs a user token of the tenant".into()));
+            }
+            _ => {}
         }
         tenant::Entity::find_by_id(id.to_owned()).one(&self.db).await?.ok_or(Error::NotFound)
     }

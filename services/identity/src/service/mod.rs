@@ -85,6 +85,9 @@ pub struct Identity {
     outbox: Arc<Notify>,
     /// The server's time: token lifetimes, lockouts, login history.
     pub(crate) clock: Clock,
+    /// Service identities (SPIFFE ids) that may read any tenant's settings
+    /// without a user token: the audit service, for working hours.
+    pub tenant_readers: Vec<String>,
 }
 
 impl Identity {
@@ -97,7 +100,7 @@ impl Identity {
         outbox: Arc<Notify>,
     ) -> Self {
         let verifier = TokenVerifier::new(keys::OwnKeys(signers.clone())).with_min_refresh(Duration::from_millis(200));
-        Self { db, envelope, signers, verifier, config, outbox, clock: Clock::system() }
+        Self { db, envelope, signers, verifier, config, outbox, clock: Clock::system(), tenant_readers: Vec::new() }
     }
 
     /// The same service on `clock`.
