@@ -433,6 +433,79 @@ impl TokenOf for pb::LoginResponse {
     }
 }
 
+async fn parallel_guesses_and_a_replayed_code_gain_nothing(url: Option<String>) {
+    let h = harness::start(url).await;
+    let mut platform = h.ready().await;
+    let policy = pb::LoginRiskPolicy { low: 1, medium: 1, high: 3, max_failed_attempts: 5, lockout_seconds: 60 };
+    let t = tenant(&mut platform, "Racy", Some(policy)).await;
+    let mut c = h.client("gateway");
+    user(&mut c, &t, "agent1", &["agent"], &[]).await;
+    // 32 wrong passwords at once: exactly five are checked, the account locks.
+    let guesses = (0..32).map(|i| {
+        let mut c = h.client("gateway");
+        let tenant = t.id.clone();
+        async move { login(&mut c, &tenant, "agent1", &format!("wrong password {i:02}"), "", "d", "CN-31").await }
+    });
+    let results = futures::future::join_all(guesses).await;
+    let checked = results.iter().filter(|r| r.as_ref().is_err_and(|s| s.code() == Code::Unauthenticated)).count();
+    let locked = results.iter().filter(|r| r.as_ref().is_err_and(|s| s.code() == Code::ResourceExhausted)).count();
+    assert_eq!((checked, locked), (5, 27), "{results:?}");
+    let (k, _) = code(login(&mut c, &t.id, "agent1", PASSWORD, "", "d", "CN-31").await);
+    assert_eq!(k, Code::ResourceExhausted, "locked, even with the right password");
+
+    // One TOTP code, eight logins at once: one session.
+    let mut admin2 = platform.clone();
+    admin2
+        .create_user(pb::CreateUserRequest {
+            tenant_id: t.id.clone(),
+            login: "admin2".into(),
+            display_name: "Admin 2".into(),
+            password: PASSWORD.into(),
+            roles: vec!["admin".into()],
+            team_ids: vec![],
+        })
+        .await
+        .expect("admin2");
+    let creds = || (t.id.clone(), "admin2".to_owned(), PASSWORD.to_owned());
+    let (tenant_id, login_name, password) = creds();
+    let uri = admin2
+        .enroll_totp(pb::EnrollTotpRequest {
+            tenant_id: tenant_id.clone(),
+            login: login_name.clone(),
+            password: password.clone(),
+        })
+        .await
+        .expect("enroll")
+        .into_inner()
+        .provisioning_uri;
+    let secret = harness::totp_secret(&uri);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let confirm = guardline_identity::domain::credentials::totp_code(&secret, now).expect("code");
+    admin2
+        .confirm_totp(pb::ConfirmTotpRequest { code: confirm, tenant_id, login: login_name, password })
+        .await
+        .expect("confirm");
+    let code_once = harness::next_code(&secret);
+    let logins = (0..8).map(|_| {
+        let mut c = h.client("gateway");
+        let (tenant_id, login, password) = creds();
+        let totp_code = code_once.clone();
+        async move {
+            c.login(pb::LoginRequest {
+                tenant_id,
+                login,
+                password,
+                totp_code,
+                context: harness::ctx("203.0.113.7", "admin-laptop", "CN-31"),
+            })
+            .await
+        }
+    });
+    let results = futures::future::join_all(logins).await;
+    let sessions = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(sessions, 1, "{results:?}");
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -455,4 +528,5 @@ on_both_stores!(
     unusual_logins_follow_the_tenant_policy,
     a_source_address_is_blocked_after_a_burst_of_failures,
     tokens_survive_a_signing_key_rotation_and_a_restart,
+    parallel_guesses_and_a_replayed_code_gain_nothing,
 );

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use guardline_keys::aead::{self, Binding};
 use guardline_proto::common::v1::Outcome;
 use guardline_runtime::token::Claims;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
@@ -90,10 +90,16 @@ struct Failure {
     reason: &'static str,
     counts: bool,
     error: Error,
+    /// The attempt had reserved one of the user's allowed failures.
+    reserved: bool,
 }
 
 fn fail(reason: &'static str, counts: bool, error: Error) -> Failure {
-    Failure { reason, counts, error }
+    Failure { reason, counts, error, reserved: false }
+}
+
+fn locked() -> Error {
+    Error::ResourceExhausted("account locked after repeated failures; try again later".into())
 }
 
 fn invalid_credentials() -> Error {
@@ -215,27 +221,39 @@ impl Identity {
             .await?;
         // Before the transaction: a rotation writes through another connection.
         self.signers.rotate_if_due(now).await?;
-        let attempt = self.attempt(&tenant, user.as_ref(), &creds, &ctx, now).await;
+        let mut attempt = self.attempt(&tenant, user.as_ref(), &creds, &ctx, now).await;
+        // A TOTP code logs in once: parallel logins with one code race on a
+        // conditional update, and only one wins.
+        if let Ok((u, risk, Some(step))) = &attempt
+            && !self.claim_totp_step(&u.id, *step).await?
+        {
+            let f = Failure { reserved: true, ..fail("totp_replayed", true, invalid_credentials()) };
+            attempt = Err((f, Some(risk.clone())));
+        }
         let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         let result = match attempt {
             Ok((user, risk, step)) => {
                 let outcome = self.issue(&txn, &user, None, now, risk.clone()).await?;
+                let _ = step;
                 let mut active: user::ActiveModel = user.clone().into();
                 active.failed_attempts = Set(0);
                 active.locked_until = Set(None);
-                if let Some(step) = step {
-                    active.totp_last_step = Set(Some(step as i64));
-                }
                 active.update(&txn).await?;
                 let site = Site { tenant: &tenant.id, user: Some(&user.id), ctx: &ctx, now };
                 self.record_login(&txn, site, Ok(()), Some(&risk)).await?;
                 Ok(outcome)
             }
             Err((failure, risk)) => {
-                if failure.counts {
-                    if let Some(u) = &user {
+                if let Some(u) = &user {
+                    if failure.counts && failure.reserved {
                         self.count_user_failure(&txn, &tenant, u, now).await?;
+                    } else if failure.reserved {
+                        // Not a guess (disabled, refused by risk...): the
+                        // reserved failure is given back.
+                        self.release_attempt(&txn, &u.id).await?;
                     }
+                }
+                if failure.counts {
                     self.count_source_failure(&txn, &tenant.id, &ctx.source_address, now).await?;
                 }
                 let uid = user.as_ref().map(|u| u.id.as_str());
@@ -257,10 +275,12 @@ impl Identity {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let policy: RiskPolicy = serde_json::from_str(&tenant.risk_policy).unwrap_or_default();
-        let failures = u.failed_attempts + 1;
-        let mut active: user::ActiveModel = u.clone().into();
-        active.failed_attempts = Set(failures);
-        if failures as u32 >= policy.max_failed_attempts {
+        // The failure was counted when the attempt reserved it; read the
+        // count as it is now, under this transaction.
+        let Some(current) = user::Entity::find_by_id(u.id.clone()).one(txn).await? else { return Ok(()) };
+        let failures = current.failed_attempts;
+        let mut active: user::ActiveModel = current.into();
+        if Ord::max(failures, 0) as u32 >= policy.max_failed_attempts {
             active.locked_until = Set(Some(now + chrono::Duration::seconds(i64::from(policy.lockout_seconds))));
             active.failed_attempts = Set(0);
             let caller = Caller::User(Claims { sub: u.id.clone(), ..blank_claims(&tenant.id) });
@@ -269,9 +289,52 @@ impl Identity {
                 .outcome(Outcome::Denied, "too many failed attempts")
                 .detail("lockout_seconds", policy.lockout_seconds);
             Self::audit(txn, event).await?;
+            active.update(txn).await?;
         }
-        active.update(txn).await?;
         Ok(())
+    }
+
+    /// Takes one of the user's allowed failed attempts before a password is
+    /// checked (an atomic conditional increment), so that parallel guesses
+    /// never check more passwords than the limit; false when none is left
+    /// or the account is locked.
+    async fn reserve_attempt(&self, user_id: &str, max: u32, now: DateTime<Utc>) -> Result<bool> {
+        use sea_orm::Condition;
+        let n = user::Entity::update_many()
+            .col_expr(user::Column::FailedAttempts, Expr::col(user::Column::FailedAttempts).add(1))
+            .filter(user::Column::Id.eq(user_id))
+            .filter(user::Column::FailedAttempts.lt(max as i32))
+            .filter(Condition::any().add(user::Column::LockedUntil.is_null()).add(user::Column::LockedUntil.lte(now)))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        Ok(n == 1)
+    }
+
+    /// Gives a reserved failed attempt back.
+    async fn release_attempt(&self, txn: &impl ConnectionTrait, user_id: &str) -> Result<()> {
+        user::Entity::update_many()
+            .col_expr(user::Column::FailedAttempts, Expr::col(user::Column::FailedAttempts).sub(1))
+            .filter(user::Column::Id.eq(user_id))
+            .filter(user::Column::FailedAttempts.gt(0))
+            .exec(txn)
+            .await?;
+        Ok(())
+    }
+
+    /// Records that TOTP time step `step` was used, unless it (or a later
+    /// one) already was: true for the one login that may use it.
+    async fn claim_totp_step(&self, user_id: &str, step: u64) -> Result<bool> {
+        use sea_orm::Condition;
+        let step = step as i64;
+        let n = user::Entity::update_many()
+            .col_expr(user::Column::TotpLastStep, Expr::value(step))
+            .filter(user::Column::Id.eq(user_id))
+            .filter(Condition::any().add(user::Column::TotpLastStep.is_null()).add(user::Column::TotpLastStep.lt(step)))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        Ok(n == 1)
     }
 
     /// The checks of a login, in order; no writes.
@@ -293,9 +356,25 @@ impl Identity {
             return Err((fail("unknown_login", true, invalid_credentials()), None));
         };
         if user.locked_until.is_some_and(|t| t > now) {
-            let e = Error::ResourceExhausted("account locked after repeated failures; try again later".into());
-            return Err((fail("locked", false, e), None));
+            return Err((fail("locked", false, locked()), None));
         }
+        let policy: RiskPolicy = serde_json::from_str(&tenant.risk_policy).unwrap_or_default();
+        if !self.reserve_attempt(&user.id, policy.max_failed_attempts, now).await.map_err(db)? {
+            return Err((fail("locked", false, locked()), None));
+        }
+        self.verified(tenant, user, creds, ctx, now).await.map_err(|(f, r)| (Failure { reserved: true, ..f }, r))
+    }
+
+    /// The checks of a login after an attempt was reserved; no writes.
+    async fn verified(
+        &self,
+        tenant: &tenant::Model,
+        user: &user::Model,
+        creds: &Credentials,
+        ctx: &ClientContext,
+        now: DateTime<Utc>,
+    ) -> Result<(user::Model, (Assessment, RiskAction), Option<u64>), (Failure, Option<(Assessment, RiskAction)>)> {
+        let db = |e: Error| (fail("internal", false, e), None);
         if !verify_password(&creds.password, &user.password_hash) {
             return Err((fail("bad_password", true, invalid_credentials()), None));
         }
