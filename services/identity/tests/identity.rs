@@ -506,6 +506,57 @@ async fn parallel_guesses_and_a_replayed_code_gain_nothing(url: Option<String>) 
     assert_eq!(sessions, 1, "{results:?}");
 }
 
+async fn a_hash_with_old_parameters_is_replaced_at_login(url: Option<String>) {
+    use sea_orm::ConnectionTrait;
+    let h = harness::start(url).await;
+    let mut platform = h.ready().await;
+    let t = tenant(&mut platform, "Rehash", None).await;
+    let mut c = h.client("gateway");
+    let id = user(&mut c, &t, "agent1", &["agent"], &[]).await;
+    // As an older release with weaker parameters would have stored it.
+    let weak = {
+        use argon2::PasswordHasher;
+        let p = argon2::Params::new(4096, 1, 1, None).expect("params");
+        argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p)
+            .hash_password(PASSWORD.as_bytes())
+            .expect("hash")
+            .to_string()
+    };
+    let db = guardline_runtime::storage::connect(&guardline_runtime::args::DatabaseArgs {
+        database_url: h.database_url.clone(),
+        database_max_connections: 1,
+        database_schema: None,
+    })
+    .await
+    .expect("db");
+    let set = sea_orm::Statement::from_sql_and_values(
+        db.get_database_backend(),
+        match db.get_database_backend() {
+            sea_orm::DatabaseBackend::Postgres => "UPDATE identity_users SET password_hash = $1 WHERE id = $2",
+            _ => "UPDATE identity_users SET password_hash = ? WHERE id = ?",
+        },
+        [weak.clone().into(), id.clone().into()],
+    );
+    db.execute_raw(set).await.expect("plant the old hash");
+    login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.7", "d", "CN-31").await.expect("login with the old hash");
+    let stored: String = db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            db.get_database_backend(),
+            match db.get_database_backend() {
+                sea_orm::DatabaseBackend::Postgres => "SELECT password_hash FROM identity_users WHERE id = $1",
+                _ => "SELECT password_hash FROM identity_users WHERE id = ?",
+            },
+            [id.into()],
+        ))
+        .await
+        .expect("read")
+        .expect("row")
+        .try_get("", "password_hash")
+        .expect("hash");
+    assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "rehashed: {stored}");
+    login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.7", "d", "CN-31").await.expect("login with the new hash");
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -529,4 +580,5 @@ on_both_stores!(
     a_source_address_is_blocked_after_a_burst_of_failures,
     tokens_survive_a_signing_key_rotation_and_a_restart,
     parallel_guesses_and_a_replayed_code_gain_nothing,
+    a_hash_with_old_parameters_is_replaced_at_login,
 );

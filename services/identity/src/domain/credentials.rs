@@ -16,17 +16,41 @@ pub fn validate_password(field: &str, password: &str) -> Result<()> {
     Ok(())
 }
 
-/// An Argon2id PHC string for `password` (default OWASP parameters, random salt).
+/// Argon2id parameters, pinned: OWASP's current recommendation for
+/// Argon2id (19 MiB of memory, 2 iterations, 1 lane). A stored hash made
+/// with other parameters is rehashed at the next successful login.
+pub const ARGON2_M_KIB: u32 = 19 * 1024;
+/// Iterations.
+pub const ARGON2_T: u32 = 2;
+/// Lanes.
+pub const ARGON2_P: u32 = 1;
+
+fn argon2() -> Argon2<'static> {
+    let params = argon2::Params::new(ARGON2_M_KIB, ARGON2_T, ARGON2_P, None).unwrap_or_default();
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+/// An Argon2id PHC string for `password` (the pinned parameters, random salt).
 pub fn hash_password(password: &str) -> Result<String> {
-    Argon2::default()
+    argon2()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
         .map_err(|_| Error::Internal("password hashing failed".into()))
 }
 
-/// Whether `password` matches a stored PHC string.
+/// Whether `password` matches a stored PHC string (with the parameters the
+/// string names).
 pub fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(stored).is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// Whether a stored hash was made with other than the pinned algorithm and
+/// parameters, and so is rehashed at the next successful login.
+pub fn needs_rehash(stored: &str) -> bool {
+    let Ok(h) = PasswordHash::new(stored) else { return true };
+    let pinned = argon2::Params::try_from(&h)
+        .is_ok_and(|p| p.m_cost() == ARGON2_M_KIB && p.t_cost() == ARGON2_T && p.p_cost() == ARGON2_P);
+    h.algorithm.as_str() != "argon2id" || !pinned
 }
 
 /// A hash to verify against when the login is unknown, so that an unknown
@@ -93,6 +117,25 @@ pub fn refresh_token_hash(token: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hashes_use_the_pinned_parameters_and_others_are_rehashed() {
+        let h = super::hash_password("a long enough passphrase").expect("hash");
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(!super::needs_rehash(&h));
+        // Weaker parameters, as an older release might have stored.
+        let weak = {
+            use argon2::PasswordHasher;
+            let p = argon2::Params::new(4096, 1, 1, None).expect("params");
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p)
+                .hash_password(b"a long enough passphrase")
+                .expect("hash")
+                .to_string()
+        };
+        assert!(super::needs_rehash(&weak));
+        assert!(super::verify_password("a long enough passphrase", &weak), "old hashes still verify");
+        assert!(super::needs_rehash("not a phc string"));
+    }
+
     use super::*;
 
     #[test]

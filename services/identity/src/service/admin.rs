@@ -4,7 +4,7 @@ use guardline_authz::{BUILTIN_ROLES, parse_permissions};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{Caller, Identity};
-use crate::domain::credentials::{hash_password, validate_password};
+use crate::domain::credentials::validate_password;
 use crate::domain::{
     RiskPolicy, WorkingHours, parse_time_zone, validate_login, validate_name, validate_role_name,
     validate_working_hours,
@@ -185,7 +185,7 @@ impl Identity {
             login: new.login,
             display_name: new.display_name.trim().to_owned(),
             status: status::ACTIVE.into(),
-            password_hash: hash_password(&new.password)?,
+            password_hash: self.passwords.hash(&new.password).await?,
             roles: json(&new.roles)?,
             totp_sealed: None,
             totp_pending_sealed: None,
@@ -243,7 +243,7 @@ impl Identity {
         }
         if let Some(password) = changes.password {
             validate_password("password", &password)?;
-            active.password_hash = Set(hash_password(&password)?);
+            active.password_hash = Set(self.passwords.hash(&password).await?);
             fields.push("password");
         }
         let disable = changes.active == Some(false);

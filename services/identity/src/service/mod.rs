@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod keys;
+pub mod passwords;
 mod session;
 
 use guardline_runtime::clock::Clock;
@@ -88,6 +89,8 @@ pub struct Identity {
     /// Service identities (SPIFFE ids) that may read any tenant's settings
     /// without a user token: the audit service, for working hours.
     pub tenant_readers: Vec<String>,
+    /// Argon2id on a bounded blocking pool.
+    pub(crate) passwords: passwords::Passwords,
 }
 
 impl Identity {
@@ -100,7 +103,17 @@ impl Identity {
         outbox: Arc<Notify>,
     ) -> Self {
         let verifier = TokenVerifier::new(keys::OwnKeys(signers.clone())).with_min_refresh(Duration::from_millis(200));
-        Self { db, envelope, signers, verifier, config, outbox, clock: Clock::system(), tenant_readers: Vec::new() }
+        Self {
+            db,
+            envelope,
+            signers,
+            verifier,
+            config,
+            outbox,
+            clock: Clock::system(),
+            tenant_readers: Vec::new(),
+            passwords: Default::default(),
+        }
     }
 
     /// The same service on `clock`.

@@ -12,7 +12,7 @@ use sea_orm::{
 use super::admin::json;
 use super::{Caller, Identity};
 use crate::domain::credentials::{
-    check_totp, dummy_hash, new_refresh_token, new_totp_secret, refresh_token_hash, totp_uri, verify_password,
+    check_totp, needs_rehash, new_refresh_token, new_totp_secret, refresh_token_hash, totp_uri,
 };
 use crate::domain::risk::{self, Assessment, LoginSite, network_of};
 use crate::domain::{RiskAction, RiskLevel, RiskPolicy, WorkingHours, parse_time_zone};
@@ -211,7 +211,7 @@ impl Identity {
             .await?
             .filter(|t| t.status == status::ACTIVE)
         else {
-            verify_password(&creds.password, dummy_hash());
+            self.passwords.verify_dummy(&creds.password).await?;
             return Err(invalid_credentials());
         };
         let user = user::Entity::find()
@@ -232,12 +232,16 @@ impl Identity {
         }
         let txn = guardline_runtime::storage::write_txn(&self.db).await?;
         let result = match attempt {
-            Ok((user, risk, step)) => {
+            Ok((user, risk, _)) => {
                 let outcome = self.issue(&txn, &user, None, now, risk.clone()).await?;
-                let _ = step;
                 let mut active: user::ActiveModel = user.clone().into();
                 active.failed_attempts = Set(0);
                 active.locked_until = Set(None);
+                // A hash made with other parameters is replaced while the
+                // password is at hand.
+                if needs_rehash(&user.password_hash) {
+                    active.password_hash = Set(self.passwords.hash(&creds.password).await?);
+                }
                 active.update(&txn).await?;
                 let site = Site { tenant: &tenant.id, user: Some(&user.id), ctx: &ctx, now };
                 self.record_login(&txn, site, Ok(()), Some(&risk)).await?;
@@ -352,7 +356,7 @@ impl Identity {
             return Err((fail("source_locked", false, e), None));
         }
         let Some(user) = user else {
-            verify_password(&creds.password, dummy_hash());
+            self.passwords.verify_dummy(&creds.password).await.map_err(db)?;
             return Err((fail("unknown_login", true, invalid_credentials()), None));
         };
         if user.locked_until.is_some_and(|t| t > now) {
@@ -375,7 +379,7 @@ impl Identity {
         now: DateTime<Utc>,
     ) -> Result<(user::Model, (Assessment, RiskAction), Option<u64>), (Failure, Option<(Assessment, RiskAction)>)> {
         let db = |e: Error| (fail("internal", false, e), None);
-        if !verify_password(&creds.password, &user.password_hash) {
+        if !self.passwords.verify(&creds.password, &user.password_hash).await.map_err(db)? {
             return Err((fail("bad_password", true, invalid_credentials()), None));
         }
         if user.status != status::ACTIVE {
@@ -553,9 +557,15 @@ impl Identity {
             .one(&self.db)
             .await?;
         match user {
-            Some(u) if u.status == status::ACTIVE && verify_password(&creds.password, &u.password_hash) => Ok(u),
+            Some(u) if u.status == status::ACTIVE => {
+                if self.passwords.verify(&creds.password, &u.password_hash).await? {
+                    Ok(u)
+                } else {
+                    Err(invalid_credentials())
+                }
+            }
             _ => {
-                verify_password(&creds.password, dummy_hash());
+                self.passwords.verify_dummy(&creds.password).await?;
                 Err(invalid_credentials())
             }
         }
