@@ -132,6 +132,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         dialer_policy_endpoint: endpoint(2),
         recordings_endpoint: endpoint(3),
         audit_endpoint: endpoint(4),
+        ..MeshArgs::default()
     };
 
     let shutdown = guardline_runtime::shutdown::on_signals();

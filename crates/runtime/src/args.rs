@@ -144,6 +144,10 @@ pub struct MeshArgs {
     /// Audit service endpoint.
     #[arg(long, env = "GUARDLINE_AUDIT_ENDPOINT", default_value = "https://localhost:7105")]
     pub audit_endpoint: String,
+    /// How often identity's token verification keys are fetched again: a
+    /// revoked signing key stops verifying within this interval.
+    #[arg(long, env = "GUARDLINE_KEY_REFRESH_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub key_refresh_interval: Duration,
 }
 
 impl MeshArgs {
@@ -163,6 +167,7 @@ impl Default for MeshArgs {
             dialer_policy_endpoint: "https://localhost:7103".into(),
             recordings_endpoint: "https://localhost:7104".into(),
             audit_endpoint: "https://localhost:7105".into(),
+            key_refresh_interval: crate::token::KEY_REFRESH_INTERVAL,
         }
     }
 }

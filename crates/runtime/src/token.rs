@@ -97,6 +97,9 @@ pub struct VerificationKey {
     pub kid: String,
     /// Raw 32-byte Ed25519 public key.
     pub public_key: Vec<u8>,
+    /// After this instant (seconds since the epoch) the key verifies
+    /// nothing; `None` while it signs.
+    pub not_after: Option<u64>,
 }
 
 /// Signs access tokens. Identity holds these; tests use them too.
@@ -134,7 +137,7 @@ impl TokenSigner {
 
     /// The key to publish for verifiers.
     pub fn verification_key(&self) -> VerificationKey {
-        VerificationKey { kid: self.kid.clone(), public_key: self.public_key.clone() }
+        VerificationKey { kid: self.kid.clone(), public_key: self.public_key.clone(), not_after: None }
     }
 
     /// Signs `claims` (refusing a lifetime over [`MAX_LIFETIME`]).
@@ -188,17 +191,30 @@ impl KeySource for IdentityKeys {
                 .map_err(|s| Error::Unavailable(format!("identity verification keys: {}", s.code())))?
                 .into_inner()
                 .keys;
-            Ok(keys.into_iter().map(|k| VerificationKey { kid: k.kid, public_key: k.public_key }).collect())
+            Ok(keys
+                .into_iter()
+                .map(|k| VerificationKey {
+                    kid: k.kid,
+                    public_key: k.public_key,
+                    not_after: k.not_after.map(|t| u64::try_from(t.seconds).unwrap_or(0)),
+                })
+                .collect())
         })
     }
 }
 
-/// Verifies access tokens locally, refreshing its key cache on unknown `kid`s.
+/// How often the key set is fetched again even when every `kid` is known,
+/// so that a withdrawn key stops verifying everywhere within this interval.
+pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Verifies access tokens locally, refreshing its key cache on unknown
+/// `kid`s and on a schedule, and honouring each key's `not_after`.
 pub struct TokenVerifier {
     source: Arc<dyn KeySource>,
-    keys: RwLock<HashMap<String, DecodingKey>>,
+    keys: RwLock<HashMap<String, (DecodingKey, Option<u64>)>>,
     last_refresh: Mutex<Option<Instant>>,
     min_refresh: Duration,
+    max_age: Duration,
     clock: crate::clock::Clock,
 }
 
@@ -216,8 +232,16 @@ impl TokenVerifier {
             keys: RwLock::new(HashMap::new()),
             last_refresh: Mutex::new(None),
             min_refresh: MIN_REFRESH_INTERVAL,
+            max_age: KEY_REFRESH_INTERVAL,
             clock: crate::clock::Clock::system(),
         }
+    }
+
+    /// Changes how often the whole key set is fetched again.
+    pub fn with_refresh_interval(mut self, interval: Duration) -> Self {
+        self.max_age = interval;
+        self.min_refresh = self.min_refresh.min(interval);
+        self
     }
 
     /// Judges expiry by `clock` (the service's) instead of the system clock.
@@ -232,23 +256,25 @@ impl TokenVerifier {
         self
     }
 
-    async fn key(&self, kid: &str) -> Result<DecodingKey> {
-        if let Some(k) = self.keys.read().await.get(kid) {
+    async fn key(&self, kid: &str) -> Result<(DecodingKey, Option<u64>)> {
+        let fresh = self.last_refresh.lock().await.is_some_and(|t| t.elapsed() < self.max_age);
+        if fresh && let Some(k) = self.keys.read().await.get(kid) {
             return Ok(k.clone());
         }
         {
             let mut last = self.last_refresh.lock().await;
             // Another task may have refreshed while we waited.
-            if let Some(k) = self.keys.read().await.get(kid) {
+            let fresh = last.is_some_and(|t| t.elapsed() < self.max_age);
+            if fresh && let Some(k) = self.keys.read().await.get(kid) {
                 return Ok(k.clone());
             }
-            if last.is_none_or(|t| t.elapsed() >= self.min_refresh) {
+            if !fresh || last.is_none_or(|t| t.elapsed() >= self.min_refresh) {
                 let fetched = self.source.fetch().await?;
                 *last = Some(Instant::now());
                 let mut keys = self.keys.write().await;
                 keys.clear();
                 for k in fetched {
-                    keys.insert(k.kid.clone(), DecodingKey::from_ed_der(&k.public_key));
+                    keys.insert(k.kid.clone(), (DecodingKey::from_ed_der(&k.public_key), k.not_after));
                 }
             }
         }
@@ -268,7 +294,7 @@ impl TokenVerifier {
             return Err(Error::Unauthenticated("token algorithm must be EdDSA".into()));
         }
         let kid = header.kid.ok_or_else(|| Error::Unauthenticated("token has no key id".into()))?;
-        let key = self.key(&kid).await?;
+        let (key, not_after) = self.key(&kid).await?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
@@ -288,6 +314,9 @@ impl TokenVerifier {
             return Err(Error::Unauthenticated("token lifetime above 15 minutes".into()));
         }
         let now = self.clock.unix_seconds();
+        if not_after.is_some_and(|n| now > n) {
+            return Err(Error::Unauthenticated("token signed by a withdrawn key".into()));
+        }
         if claims.exp.saturating_add(LEEWAY_SECS) <= now {
             return Err(Error::Unauthenticated("token expired".into()));
         }

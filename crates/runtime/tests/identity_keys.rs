@@ -29,6 +29,12 @@ impl IdentityService for Published {
     }
 
     // The rest of identity's API is not this double's.
+    async fn revoke_signing_key(
+        &self,
+        _: tonic::Request<pb::RevokeSigningKeyRequest>,
+    ) -> Reply<pb::RevokeSigningKeyResponse> {
+        unused()
+    }
     async fn create_tenant(&self, _: tonic::Request<pb::CreateTenantRequest>) -> Reply<pb::Tenant> {
         unused()
     }

@@ -113,7 +113,8 @@ impl Base {
         let identity = guardline_runtime::connect(&args.mesh.identity_endpoint, self.tls.clone())?;
         Ok(Arc::new(
             guardline_runtime::token::TokenVerifier::new(guardline_runtime::token::IdentityKeys::new(identity))
-                .with_clock(args.clock.clone()),
+                .with_clock(args.clock.clone())
+                .with_refresh_interval(args.mesh.key_refresh_interval),
         ))
     }
 

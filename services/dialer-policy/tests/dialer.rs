@@ -879,6 +879,63 @@ async fn calendars_state_laws_and_reassigned_numbers(postgres: bool) {
     assert_eq!((missing[0].details["pack"].as_str(), missing[0].details["year"].as_str()), ("cn", "2027"));
 }
 
+/// The `kid` header of an access token.
+fn kid_of(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().expect("header");
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).expect("base64");
+    let v: serde_json::Value = serde_json::from_slice(&json).expect("json");
+    v["kid"].as_str().expect("kid").to_owned()
+}
+
+/// A signing key revoked in an emergency stops verifying at every service
+/// within the key refresh interval; a new login works at once.
+async fn a_revoked_signing_key_stops_everywhere(postgres: bool) {
+    use guardline_proto::identity::v1 as idpb;
+    let m = start(postgres).await;
+    let mut t = tenant(&m).await;
+    let token = t.tokens[AGENT1].clone();
+    let tenant_id = t.id.clone();
+    let at_vault = |token: String| {
+        let req = vpb::GetLeadRequest { tenant_id: tenant_id.clone(), lead_id: "l-none".into() };
+        let mut v = m.vault();
+        async move { v.get_lead(with(&token, Request::new(req))).await.expect_err("no such lead").code() }
+    };
+    let at_dialer = |token: String| {
+        let mut d = m.dialer();
+        async move { d.get_registry_status(with(&token, Request::new(pb::GetRegistryStatusRequest {}))).await.map(|_| ()) }
+    };
+    assert_eq!(at_vault(token.clone()).await, Code::NotFound, "the token is good at the vault");
+    at_dialer(token.clone()).await.expect("and at the dialer");
+    let kid = kid_of(&token);
+    let revoke = |kid: &str, reason: &str| idpb::RevokeSigningKeyRequest { kid: kid.into(), reason: reason.into() };
+    let mut as_agent = guardline_proto::identity::v1::identity_service_client::IdentityServiceClient::new(
+        m.channel(&m.id_uri, "gateway"),
+    );
+    let refused = as_agent.revoke_signing_key(with(&token, Request::new(revoke(&kid, "test")))).await;
+    assert_eq!(refused.expect_err("not a platform admin").code(), Code::PermissionDenied);
+    let no_reason = m.identity().revoke_signing_key(revoke(&kid, " ")).await.expect_err("no reason");
+    assert_eq!(field_of(&no_reason), "reason");
+    let unknown = m.identity().revoke_signing_key(revoke("k-unknown", "test")).await.expect_err("unknown");
+    assert_eq!(unknown.code(), Code::NotFound);
+    m.identity().revoke_signing_key(revoke(&kid, "suspected compromise")).await.expect("revoked");
+    // Both services drop the key at their next refresh.
+    let mut stopped = false;
+    for _ in 0..100 {
+        let vault = at_vault(token.clone()).await;
+        let dialer = at_dialer(token.clone()).await;
+        if vault == Code::Unauthenticated && dialer.is_err_and(|s| s.code() == Code::Unauthenticated) {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stopped, "the revoked key still verifies");
+    t.login(&m).await;
+    assert_eq!(at_vault(t.tokens[AGENT1].clone()).await, Code::NotFound, "a new key signs new tokens");
+    at_dialer(t.tokens[AGENT1].clone()).await.expect("at the dialer too");
+}
+
 /// The tenant's audit events of `action`, once at least `want` arrived
 /// (the outbox delivers them asynchronously).
 async fn audit_events(m: &Mesh, t: &Tenant, action: &str, want: usize) -> Vec<guardline_proto::audit::v1::AuditEvent> {
@@ -927,4 +984,5 @@ guardline_testkit::on_both_stores!(
     the_servers_clock_decides,
     rules_hold_at_every_clock_setting,
     calendars_state_laws_and_reassigned_numbers,
+    a_revoked_signing_key_stops_everywhere,
 );

@@ -426,6 +426,16 @@ impl IdentityService for Api {
         }))
     }
 
+    async fn revoke_signing_key(
+        &self,
+        req: Request<pb::RevokeSigningKeyRequest>,
+    ) -> Reply<pb::RevokeSigningKeyResponse> {
+        let caller = self.caller(&req).await?;
+        let r = req.into_inner();
+        self.identity.revoke_signing_key(&caller, &r.kid, &r.reason).await?;
+        Ok(Response::new(pb::RevokeSigningKeyResponse {}))
+    }
+
     async fn authorize(&self, req: Request<pb::AuthorizeRequest>) -> Reply<pb::AuthorizeResponse> {
         // A verified access token speaks for itself; a bare principal is
         // judged only for a user of its own tenant (or the platform), so no

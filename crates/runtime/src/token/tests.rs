@@ -135,3 +135,33 @@ async fn expiry_is_judged_by_the_services_clock() {
     assert!(v.verify(&token).await.is_ok());
     assert_eq!(unauthenticated(verifier(&[&signer]).verify(&token).await), "token issued in the future");
 }
+
+/// Keys that a test changes between fetches.
+#[derive(Clone, Default)]
+struct Changing(std::sync::Arc<std::sync::Mutex<Vec<VerificationKey>>>);
+
+impl KeySource for Changing {
+    fn fetch(&self) -> Pin<Box<dyn Future<Output = Result<Vec<VerificationKey>>> + Send + '_>> {
+        let keys = self.0.lock().map(|k| k.clone()).unwrap_or_default();
+        Box::pin(async move { Ok(keys) })
+    }
+}
+
+#[tokio::test]
+async fn a_key_past_not_after_or_withdrawn_verifies_nothing() {
+    let signer = TokenSigner::generate("k1").expect("key");
+    let keys = Changing::default();
+    let past = crate::clock::Clock::system().unix_seconds() - 1;
+    keys.0.lock().expect("lock").push(VerificationKey { not_after: Some(past), ..signer.verification_key() });
+    let v = TokenVerifier::new(keys.clone()).with_refresh_interval(Duration::from_millis(50));
+    let token = signer.sign(&claims(600)).expect("sign");
+    assert_eq!(unauthenticated(v.verify(&token).await), "token signed by a withdrawn key");
+    // Published again without a limit: valid; then withdrawn from the set:
+    // refused once the refresh interval has passed, though the kid was known.
+    *keys.0.lock().expect("lock") = vec![signer.verification_key()];
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert!(v.verify(&token).await.is_ok());
+    keys.0.lock().expect("lock").clear();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(unauthenticated(v.verify(&token).await), "token signed by an unknown key");
+}

@@ -60,6 +60,8 @@ pub async fn start(postgres: bool) -> Mesh {
         audit_endpoint: format!("https://localhost:{}", addrs[1].port()),
         lead_vault_endpoint: format!("https://localhost:{}", addrs[2].port()),
         dialer_policy_endpoint: format!("https://localhost:{}", addrs[3].port()),
+        // Short, so that a revoked signing key is seen to stop quickly.
+        key_refresh_interval: Duration::from_millis(300),
         ..MeshArgs::default()
     };
     let mut dbs = Vec::new();

@@ -53,6 +53,32 @@ const PAGE_MAX: u64 = 1000;
 
 impl Identity {
     /// Creates a tenant with the built-in roles.
+    /// Revokes a token signing key at once (platform admins); audited in
+    /// the platform's log.
+    pub async fn revoke_signing_key(&self, caller: &Caller, kid: &str, reason: &str) -> Result<()> {
+        if !matches!(caller, Caller::Platform(_)) {
+            return Err(Error::PermissionDenied("only a platform-admin identity revokes signing keys".into()));
+        }
+        if kid.trim().is_empty() {
+            return Err(Error::invalid("kid", "required"));
+        }
+        if reason.trim().is_empty() {
+            return Err(Error::invalid("reason", "required"));
+        }
+        let now = self.clock.now();
+        if !self.signers.revoke(kid, now).await? {
+            return Err(Error::NotFound);
+        }
+        let event = Self::event(caller, "_platform", "identity.signing_key.revoke")
+            .resource("signing_key", kid)
+            .detail("reason", reason);
+        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
+        Self::audit(&txn, event).await?;
+        txn.commit().await?;
+        self.delivered();
+        Ok(())
+    }
+
     pub async fn create_tenant(&self, caller: &Caller, name: &str, settings: TenantSettings) -> Result<tenant::Model> {
         if !matches!(caller, Caller::Platform(_)) {
             return Err(Error::PermissionDenied("only a platform-admin identity creates tenants".into()));

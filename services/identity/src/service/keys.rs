@@ -24,6 +24,7 @@ struct Entry {
     signer: TokenSigner,
     created_at: DateTime<Utc>,
     retired_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
 }
 
 /// The signing keys, loaded from the database.
@@ -68,6 +69,7 @@ impl Signers {
                 kid: row.kid,
                 created_at: row.created_at,
                 retired_at: row.retired_at,
+                revoked_at: row.revoked_at,
             });
         }
         keys.sort_by_key(|k| k.created_at);
@@ -103,6 +105,7 @@ impl Signers {
             public_key: Set(signer.verification_key().public_key),
             created_at: Set(now),
             retired_at: Set(None),
+            revoked_at: Set(None),
         })
         .exec(&self.db)
         .await?;
@@ -117,8 +120,37 @@ impl Signers {
             .await?;
         }
         tracing::info!(%kid, "token signing key rotated");
-        keys.push(Entry { kid, signer, created_at: now, retired_at: None });
+        keys.push(Entry { kid, signer, created_at: now, retired_at: None, revoked_at: None });
         Ok(())
+    }
+
+    /// Withdraws key `kid` at once (a suspected compromise): it is published
+    /// no more, so every verifier drops it at its next key refresh; an
+    /// active key is first replaced by a new one. False for an unknown kid.
+    pub async fn revoke(&self, kid: &str, now: DateTime<Utc>) -> Result<bool> {
+        let active = {
+            let keys = self.keys.read().await;
+            match keys.iter().find(|k| k.kid == kid) {
+                None => return Ok(false),
+                Some(k) => k.retired_at.is_none(),
+            }
+        };
+        if active {
+            self.rotate(now).await?;
+        }
+        let mut keys = self.keys.write().await;
+        for k in keys.iter_mut().filter(|k| k.kid == kid) {
+            k.revoked_at = Some(now);
+            signing_key::Entity::update(signing_key::ActiveModel {
+                kid: sea_orm::ActiveValue::Unchanged(k.kid.clone()),
+                revoked_at: Set(Some(now)),
+                ..Default::default()
+            })
+            .exec(&self.db)
+            .await?;
+        }
+        tracing::warn!(%kid, "token signing key revoked");
+        Ok(true)
     }
 
     /// Signs with the active key.
@@ -140,6 +172,7 @@ impl Signers {
             .read()
             .await
             .iter()
+            .filter(|k| k.revoked_at.is_none())
             .filter_map(|k| {
                 let not_after = k.retired_at.map(|r| r + grace);
                 (not_after.is_none_or(|n| n > now)).then(|| (k.signer.verification_key(), not_after))

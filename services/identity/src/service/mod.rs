@@ -75,6 +75,15 @@ impl Caller {
     }
 }
 
+/// Identity verifies its own tokens from its key ring, which is local: it
+/// looks again often, so a revoked key stops at once here too.
+fn own_verifier(signers: &Arc<keys::Signers>, clock: Clock) -> TokenVerifier {
+    TokenVerifier::new(keys::OwnKeys(signers.clone()))
+        .with_min_refresh(Duration::from_millis(200))
+        .with_refresh_interval(Duration::from_millis(200))
+        .with_clock(clock)
+}
+
 /// The identity service's state.
 #[derive(Debug)]
 pub struct Identity {
@@ -102,7 +111,7 @@ impl Identity {
         config: Config,
         outbox: Arc<Notify>,
     ) -> Self {
-        let verifier = TokenVerifier::new(keys::OwnKeys(signers.clone())).with_min_refresh(Duration::from_millis(200));
+        let verifier = own_verifier(&signers, Clock::system());
         Self {
             db,
             envelope,
@@ -118,9 +127,7 @@ impl Identity {
 
     /// The same service on `clock`.
     pub fn with_clock(mut self, clock: Clock) -> Self {
-        self.verifier = TokenVerifier::new(keys::OwnKeys(self.signers.clone()))
-            .with_min_refresh(Duration::from_millis(200))
-            .with_clock(clock.clone());
+        self.verifier = own_verifier(&self.signers, clock.clone());
         self.clock = clock;
         self
     }

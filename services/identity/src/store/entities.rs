@@ -187,6 +187,8 @@ pub mod signing_key {
         pub public_key: Vec<u8>,
         pub created_at: ChronoDateTimeUtc,
         pub retired_at: Option<ChronoDateTimeUtc>,
+        /// Revoked in an emergency: published no more, verifies nothing.
+        pub revoked_at: Option<ChronoDateTimeUtc>,
     }
     impl std::fmt::Debug for Model {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

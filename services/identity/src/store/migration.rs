@@ -188,3 +188,27 @@ impl MigrationTrait for CreateIdentityTables {
         Ok(())
     }
 }
+
+/// Signing keys can be revoked in an emergency (`RevokeSigningKey`): a
+/// nullable column, so a previous version runs beside this one.
+#[derive(Debug)]
+pub struct RevocableSigningKeys;
+
+impl MigrationName for RevocableSigningKeys {
+    fn name(&self) -> &str {
+        "m20261201_000200_identity_signing_key_revocation"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RevocableSigningKeys {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(t("identity_signing_keys"))
+                .add_column(timestamp_with_time_zone_null(t("revoked_at")))
+                .to_owned(),
+        )
+        .await
+    }
+}

@@ -23,6 +23,7 @@ impl MigratorTrait for Migrator {
         let mut m = guardline_audit_client::migrations();
         m.extend(guardline_keys::store::migrations());
         m.push(Box::new(migration::CreateIdentityTables));
+        m.push(Box::new(migration::RevocableSigningKeys));
         m
     }
 
