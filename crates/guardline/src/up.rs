@@ -151,6 +151,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
                         keys,
                         // The developer's CLI certificate administers the embedded mesh.
                         platform_admins: vec!["platform-admin".into(), CLI.into()],
+                        trusted_gateways: vec!["gateway".into()],
                         access_token_ttl: Duration::from_secs(600),
                         refresh_token_ttl: Duration::from_secs(12 * 3600),
                         signing_key_rotation: Duration::from_secs(24 * 3600),

@@ -22,6 +22,11 @@ pub struct Args {
     /// Service accounts (from mTLS SPIFFE ids) allowed to manage tenants.
     #[arg(long, env = "GUARDLINE_PLATFORM_ADMINS", value_delimiter = ',', default_value = "platform-admin")]
     pub platform_admins: Vec<String>,
+    /// Service accounts of the gateways trusted to report the end user's
+    /// source address in `Login`'s context; from anyone else the address
+    /// is the connection's own peer address, whatever the request says.
+    #[arg(long, env = "GUARDLINE_TRUSTED_GATEWAYS", value_delimiter = ',', default_value = "gateway")]
+    pub trusted_gateways: Vec<String>,
     /// Access-token lifetime (at most 15m).
     #[arg(long, env = "GUARDLINE_ACCESS_TOKEN_TTL", default_value = "10m", value_parser = parse_duration)]
     pub access_token_ttl: Duration,

@@ -25,12 +25,29 @@ use crate::store::{self, login_event, role, status, tenant, user};
 pub struct Api {
     identity: Arc<Identity>,
     platform_admins: Vec<SpiffeId>,
+    gateways: Vec<SpiffeId>,
 }
 
 impl Api {
     /// Serves `identity`; `platform_admins` may manage tenants.
     pub fn new(identity: Arc<Identity>, platform_admins: Vec<SpiffeId>) -> Self {
-        Self { identity, platform_admins }
+        Self { identity, platform_admins, gateways: Vec::new() }
+    }
+
+    /// `gateways` may report the end user's source address.
+    pub fn with_gateways(mut self, gateways: Vec<SpiffeId>) -> Self {
+        self.gateways = gateways;
+        self
+    }
+
+    /// The login's source address: as a trusted gateway reports it, else
+    /// the connection's peer address; never what any other caller claims.
+    fn source_address<T>(&self, req: &Request<T>, claimed: String) -> String {
+        let peer = PeerInfo::of(req);
+        if peer.and_then(|p| p.identity.as_ref()).is_some_and(|id| self.gateways.contains(id)) {
+            return claimed;
+        }
+        peer.and_then(|p| p.remote_addr).map(|a| a.ip().to_string()).unwrap_or_default()
     }
 
     async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
@@ -364,14 +381,11 @@ impl IdentityService for Api {
     }
 
     async fn login(&self, req: Request<pb::LoginRequest>) -> Reply<pb::LoginResponse> {
+        let claimed = req.get_ref().context.as_ref().map(|c| c.source_address.clone()).unwrap_or_default();
+        let source_address = self.source_address(&req, claimed);
         let r = req.into_inner();
         let c = r.context.unwrap_or_default();
-        let ctx = ClientContext {
-            source_address: c.source_address,
-            device_id: c.device_id,
-            user_agent: c.user_agent,
-            region: c.region,
-        };
+        let ctx = ClientContext { source_address, device_id: c.device_id, user_agent: c.user_agent, region: c.region };
         let creds = Credentials { tenant: r.tenant_id, login: r.login, password: r.password, totp_code: r.totp_code };
         Ok(Response::new(login_pb(self.identity.login(creds, ctx).await?)))
     }

@@ -27,7 +27,15 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Args { common, keys, platform_admins, access_token_ttl, refresh_token_ttl, signing_key_rotation } = args;
+    let Args {
+        common,
+        keys,
+        platform_admins,
+        trusted_gateways,
+        access_token_ttl,
+        refresh_token_ttl,
+        signing_key_rotation,
+    } = args;
     anyhow::ensure!(access_token_ttl <= guardline_runtime::token::MAX_LIFETIME, "--access-token-ttl: at most 15m");
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
@@ -41,7 +49,8 @@ pub async fn run(
     identity.tenant_readers = vec![common.mesh.identity_of("audit").to_string()];
     let identity = std::sync::Arc::new(identity);
     let admins = platform_admins.iter().map(|n| common.mesh.identity_of(n)).collect();
-    let api = grpc::Api::new(identity, admins);
+    let gateways = trusted_gateways.iter().map(|n| common.mesh.identity_of(n)).collect();
+    let api = grpc::Api::new(identity, admins).with_gateways(gateways);
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))
         .allow_list(grpc::allow_list(&common.mesh));

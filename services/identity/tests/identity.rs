@@ -379,6 +379,17 @@ async fn a_source_address_is_blocked_after_a_burst_of_failures(url: Option<Strin
         login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.7", "d", "CN-31").await.is_ok(),
         "other addresses are unaffected"
     );
+    // A caller that is not a trusted gateway cannot choose its address: the
+    // one it claims is ignored, its own peer address is what is blocked.
+    let mut direct = h.client("dialer-app");
+    for i in 0..20 {
+        let claimed = format!("192.0.2.{i}");
+        let r = login(&mut direct, &t.id, &format!("spray{i}"), "wrong password!!", &claimed, "d", "CN-31").await;
+        assert_eq!(code(r).0, Code::Unauthenticated);
+    }
+    let (k, msg) = code(login(&mut direct, &t.id, "agent1", PASSWORD, "203.0.113.8", "d", "CN-31").await);
+    assert_eq!(k, Code::ResourceExhausted, "the peer address is blocked, whatever is claimed: {msg}");
+    assert!(login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.8", "d", "CN-31").await.is_ok(), "the gateway's user");
 }
 
 async fn tokens_survive_a_signing_key_rotation_and_a_restart(url: Option<String>) {

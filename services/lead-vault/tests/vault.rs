@@ -89,6 +89,7 @@ async fn start(postgres: bool) -> Mesh {
         common: common("identity", 0),
         keys: keys.clone(),
         platform_admins: vec!["platform-admin".into()],
+        trusted_gateways: vec!["gateway".into()],
         access_token_ttl: Duration::from_secs(600),
         refresh_token_ttl: Duration::from_secs(3600),
         signing_key_rotation: Duration::from_secs(86_400),

@@ -53,6 +53,7 @@ pub async fn start(database_url: Option<String>) -> Harness {
             ..Default::default()
         },
         platform_admins: vec!["platform-admin".into()],
+        trusted_gateways: vec!["gateway".into()],
         access_token_ttl: Duration::from_secs(600),
         refresh_token_ttl: Duration::from_secs(3600),
         signing_key_rotation: Duration::from_secs(86_400),
