@@ -222,6 +222,10 @@ impl Cluster {
                 "identity" => {
                     cmd.env("GUARDLINE_PLATFORM_ADMINS", "platform-admin");
                 }
+                "audit" => {
+                    // The journeys' webhook receiver listens on loopback, over http.
+                    cmd.env("GUARDLINE_WEBHOOK_ALLOW", "127.0.0.0/8").env("GUARDLINE_WEBHOOK_ALLOW_HTTP", "true");
+                }
                 "recordings" => {
                     cmd.env("GUARDLINE_RECORDINGS_DIR", dir.join("recordings"));
                 }

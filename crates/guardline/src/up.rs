@@ -194,7 +194,20 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
                     )
                     .await
                 }
-                _ => guardline_audit::run(guardline_audit::Args { common: c, keys }, Some(listener), s).await,
+                _ => {
+                    guardline_audit::run(
+                        guardline_audit::Args {
+                            common: c,
+                            keys,
+                            // A developer's local receiver, on one machine.
+                            webhook_allow: "127.0.0.0/8".parse().into_iter().collect(),
+                            webhook_allow_http: true,
+                        },
+                        Some(listener),
+                        s,
+                    )
+                    .await
+                }
             };
             (name, res)
         });

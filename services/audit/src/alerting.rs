@@ -3,6 +3,8 @@
 //! with backoff, each signed with HMAC-SHA256 over `timestamp.body`.
 
 use guardline_runtime::clock::Clock;
+
+use crate::domain::egress::Egress;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,6 +86,8 @@ pub struct Alerting {
     http: reqwest::Client,
     /// The server's time: off-hours rules, gaps, delivery schedule.
     clock: Clock,
+    /// Where webhooks may be sent.
+    egress: Egress,
 }
 
 impl std::fmt::Debug for Alerting {
@@ -106,10 +110,8 @@ impl Alerting {
         envelope: Arc<Envelope>,
         identity: Option<IdentityServiceClient<GrpcChannel>>,
     ) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| Error::Internal(format!("http client: {e}")))?;
+        let egress = Egress::default();
+        let http = http_client(&egress)?;
         Ok(Self {
             db,
             envelope,
@@ -120,7 +122,15 @@ impl Alerting {
             tx: broadcast::channel(1024).0,
             http,
             clock: Clock::system(),
+            egress,
         })
+    }
+
+    /// The same alerting with the operator's webhook egress rules.
+    pub fn with_egress(mut self, egress: Egress) -> Result<Self> {
+        self.http = http_client(&egress)?;
+        self.egress = egress;
+        Ok(self)
     }
 
     /// New alerts, as they are raised.
@@ -255,8 +265,20 @@ impl Alerting {
     ) -> Result<(Thresholds, Vec<String>)> {
         let mut stored = Vec::new();
         for (i, (url, secret)) in hooks.iter().enumerate() {
-            if !(url.starts_with("https://") || url.starts_with("http://")) || reqwest::Url::parse(url).is_err() {
-                return Err(Error::invalid(format!("webhooks[{i}].url"), "must be an http(s) URL"));
+            self.egress.check_url(url).map_err(|why| Error::invalid(format!("webhooks[{i}].url"), why))?;
+            // A host name is resolved now as well; the connection checks again.
+            if let Some(host) = reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned))
+                && host.parse::<std::net::IpAddr>().is_err()
+                && !host.starts_with('[')
+            {
+                let port = reqwest::Url::parse(url).ok().and_then(|u| u.port_or_known_default()).unwrap_or(443);
+                if let Ok(addrs) = tokio::net::lookup_host((host.as_str(), port)).await {
+                    for a in addrs {
+                        self.egress
+                            .check_ip(a.ip())
+                            .map_err(|why| Error::invalid(format!("webhooks[{i}].url"), why))?;
+                    }
+                }
             }
             if secret.len() < 16 {
                 return Err(Error::invalid(format!("webhooks[{i}].secret"), "must be at least 16 characters"));
@@ -337,6 +359,11 @@ impl Alerting {
             let secret =
                 self.envelope.open_secret(&d.tenant_id, SECRET_KIND, &hook.url, &hook.data_key_id, &sealed).await?;
             let ts = self.clock.now().timestamp();
+            if self.egress.check_url(&d.url).is_err() {
+                // Registered before the rules tightened: never sent.
+                delivery::Entity::delete_by_id(d.id.clone()).exec(&self.db).await?;
+                continue;
+            }
             let sent = self
                 .http
                 .post(&d.url)
@@ -383,5 +410,35 @@ impl Alerting {
                 _ = tokio::time::sleep(tick) => {}
             }
         }
+    }
+}
+
+/// The webhook client: 10 s per delivery, no redirects, and every address
+/// a host name resolves to checked against the egress rules.
+fn http_client(egress: &Egress) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(CheckedResolver(egress.clone())))
+        .build()
+        .map_err(|e| Error::Internal(format!("http client: {e}")))
+}
+
+/// The system resolver, keeping only the addresses the egress rules allow.
+struct CheckedResolver(Egress);
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let egress = self.0.clone();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+                .await?
+                .filter(|a| egress.check_ip(a.ip()).is_ok())
+                .collect();
+            if addrs.is_empty() {
+                return Err("the webhook host resolves to no address it may reach".into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }

@@ -30,7 +30,7 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Args { common, keys } = args;
+    let Args { common, keys, webhook_allow, webhook_allow_http } = args;
     let base = Base::start::<store::Migrator>(&common, false, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
     let log =
@@ -39,7 +39,9 @@ pub async fn run(
     let verifier = base.verifier(&common)?;
     let identity_client = guardline_proto::identity::v1::identity_service_client::IdentityServiceClient::new(identity);
     let alerting = std::sync::Arc::new(
-        alerting::Alerting::new(base.db.clone(), envelope, Some(identity_client))?.with_clock(common.clock.clone()),
+        alerting::Alerting::new(base.db.clone(), envelope, Some(identity_client))?
+            .with_clock(common.clock.clone())
+            .with_egress(crate::domain::egress::Egress { allow: webhook_allow, allow_http: webhook_allow_http })?,
     );
     tokio::spawn(alerting.clone().run(ALERT_TICK, shutdown.clone()));
     let api = grpc::Api::new(log, alerting, verifier);

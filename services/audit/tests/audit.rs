@@ -81,7 +81,13 @@ async fn start(postgres: bool) -> Mesh {
         refresh_token_ttl: Duration::from_secs(3600),
         signing_key_rotation: Duration::from_secs(86_400),
     };
-    let audit = guardline_audit::Args { common: common(&ca, "audit", au_a, &mesh, au_db.clone()), keys: keys.clone() };
+    let audit = guardline_audit::Args {
+        common: common(&ca, "audit", au_a, &mesh, au_db.clone()),
+        keys: keys.clone(),
+        // The test's receiver listens on loopback.
+        webhook_allow: vec!["127.0.0.0/8".parse().expect("net")],
+        webhook_allow_http: true,
+    };
     let s = stop.clone();
     tokio::spawn(async move { guardline_identity::run(identity, Some(id_l), s).await.expect("identity") });
     let s = stop.clone();
@@ -490,6 +496,23 @@ async fn alerts_reach_watchers_and_signed_webhooks(postgres: bool) {
     );
     let bad = c.configure_alerts(with(&auditor, Request::new(configure("ftp://nope")))).await.expect_err("bad url");
     assert_eq!(field_violations(&bad)[0].field, "webhooks[0].url");
+    // No webhook aims at internal addresses: metadata, private networks,
+    // or IPv6 loopback. (The IPv4 loopback receiver below is allowed by the
+    // operator's --webhook-allow.)
+    for target in [
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.5/hook",
+        "https://192.168.0.10/hook",
+        "https://[::1]:8443/hook",
+        "https://[fd12::1]/hook",
+    ] {
+        let refused = c.configure_alerts(with(&auditor, Request::new(configure(target)))).await.expect_err(target);
+        assert_eq!(
+            (refused.code(), field_violations(&refused)[0].field.as_str()),
+            (Code::InvalidArgument, "webhooks[0].url"),
+            "{target}"
+        );
+    }
     let settings =
         c.configure_alerts(with(&auditor, Request::new(configure(&url)))).await.expect("configure").into_inner();
     assert_eq!(settings.webhook_urls, vec![url.clone()]);

@@ -94,7 +94,12 @@ async fn start(postgres: bool) -> Mesh {
         refresh_token_ttl: Duration::from_secs(3600),
         signing_key_rotation: Duration::from_secs(86_400),
     };
-    let audit = guardline_audit::Args { common: common("audit", 1), keys: keys.clone() };
+    let audit = guardline_audit::Args {
+        common: common("audit", 1),
+        keys: keys.clone(),
+        webhook_allow: vec![],
+        webhook_allow_http: false,
+    };
     let recordings = guardline_recordings::Args {
         common: common("recordings", 3),
         keys: keys.clone(),

@@ -3,6 +3,7 @@
 //! lives in `crates/audit-log`, re-exported here. No tonic, no sea-orm.
 
 pub mod alerts;
+pub mod egress;
 pub mod validate;
 
 pub use guardline_audit_log::{canonical, export, merkle, sth, verify};

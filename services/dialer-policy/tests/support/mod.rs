@@ -103,7 +103,12 @@ pub async fn start(postgres: bool) -> Mesh {
         // rotation has tests of its own in identity).
         signing_key_rotation: Duration::from_secs(10 * 365 * 86_400),
     };
-    let audit = guardline_audit::Args { common: common("audit", 1), keys: keys.clone() };
+    let audit = guardline_audit::Args {
+        common: common("audit", 1),
+        keys: keys.clone(),
+        webhook_allow: vec![],
+        webhook_allow_http: false,
+    };
     let vault =
         guardline_lead_vault::Args { common: common("lead-vault", 2), keys, reveal_quota: 50, export_quota: 1000 };
     let packs = dir.path().join("packs");
