@@ -554,8 +554,10 @@ impl Vault {
         field: Field,
         reason: &str,
     ) -> Result<(String, u32)> {
-        if reason.trim().len() < 4 || reason.len() > 500 {
-            return Err(Error::invalid("reason", "say why, in 4 to 500 characters"));
+        // Authorization first: a caller who may not reveal learns nothing of
+        // the request's rules.
+        if who.tenant != tenant || !who.permissions.iter().any(|p| p.action() == "lead.reveal") {
+            return Err(Error::PermissionDenied("lead.reveal is not granted".into()));
         }
         let view = self.get(who, tenant, id).await?;
         let d = decide(
@@ -569,6 +571,9 @@ impl Vault {
         );
         if !d.allowed {
             return Err(Error::PermissionDenied(d.rule));
+        }
+        if reason.trim().len() < 4 || reason.len() > 500 {
+            return Err(Error::invalid("reason", "say why, in 4 to 500 characters"));
         }
         let value = match field {
             Field::Phone(i) => {

@@ -373,6 +373,10 @@ async fn reveal_needs_permission_a_reason_and_audit(postgres: bool) {
         reveal(&m, &t, 0, &l.id, pb::LeadField::Phone, "customer asked").await.expect_err("agent").code(),
         Code::PermissionDenied
     );
+    // Authorization comes first: a caller who may not reveal learns nothing
+    // of the request's rules, not even that the reason is too short.
+    let unauthorized = reveal(&m, &t, 0, &l.id, pb::LeadField::Phone, "").await.expect_err("agent, no reason");
+    assert_eq!(unauthorized.code(), Code::PermissionDenied);
     let short = reveal(&m, &t, 2, &l.id, pb::LeadField::Phone, "").await.expect_err("no reason");
     assert_eq!(field_violations(&short)[0].field, "reason");
     assert_eq!(
@@ -381,7 +385,7 @@ async fn reveal_needs_permission_a_reason_and_audit(postgres: bool) {
     );
     assert_eq!(reveal(&m, &t, 2, &l.id, pb::LeadField::Name, "to address the customer").await.expect("name"), "张三");
     let outside = reveal(&m, &t, 1, &l.id, pb::LeadField::Phone, "curious").await.expect_err("other team");
-    assert_eq!(outside.code(), Code::NotFound, "outside the caller's scope the lead does not exist");
+    assert_eq!(outside.code(), Code::PermissionDenied, "an agent of another team may not reveal at all");
 
     // The third reveal of the day is the last one (quota 3 in this mesh).
     assert!(reveal(&m, &t, 2, &l.id, pb::LeadField::Address, "to send the contract").await.is_ok());

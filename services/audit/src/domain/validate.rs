@@ -45,17 +45,20 @@ pub fn check(index: usize, e: &Event) -> Result<(), Invalid> {
     }
     let mut keys: Vec<&String> = e.details.keys().collect();
     keys.sort();
-    for k in keys {
+    for (i, k) in keys.into_iter().enumerate() {
         let v = &e.details[k];
+        // A key is shown only when it is a plain name; any other key is a
+        // submitted value and is named by its position instead, so nothing
+        // the sender chose reaches the error, the logs or a parked row.
+        let plain =
+            !k.is_empty() && k.len() <= 64 && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.');
+        let detail = if plain { format!("details.{k}") } else { format!("details[{i}]") };
         if k.len() > 64 || v.len() > 1024 {
-            return Err(Invalid {
-                field: field(&format!("details.{k}")),
-                reason: "keys at most 64, values at most 1024 characters",
-            });
+            return Err(Invalid { field: field(&detail), reason: "keys at most 64, values at most 1024 characters" });
         }
         if looks_like_phone(v) || looks_like_phone(k) {
             return Err(Invalid {
-                field: field(&format!("details.{k}")),
+                field: field(&detail),
                 reason: "looks like a phone number; audit details must not hold PII",
             });
         }
@@ -92,6 +95,17 @@ mod tests {
             let err = check(2, &event(&[("note", phone)])).expect_err(phone);
             assert_eq!(err.field, "events[2].details.note");
         }
+    }
+
+    #[test]
+    fn a_key_that_is_a_value_is_named_by_position_not_repeated() {
+        for key in ["13812345678", "+86 138 1234 5678"] {
+            let err = check(0, &event(&[(key, "x")])).expect_err(key);
+            assert_eq!(err.field, "events[0].details[0]", "{key}");
+        }
+        // A plain key is kept: it names the field whose value is refused.
+        let err = check(0, &event(&[("a_note", "13812345678"), ("Call Me", "x")])).expect_err("value");
+        assert_eq!(err.field, "events[0].details.a_note");
     }
 
     #[test]
