@@ -121,13 +121,7 @@ async fn onboarding_with_totp_for_admins(url: Option<String>) {
     assert!(lead_sees_team.allowed, "{}", lead_sees_team.rule);
 
     // Every change went to the audit outbox in its transaction.
-    let db = guardline_runtime::storage::connect(&guardline_runtime::args::DatabaseArgs {
-        database_url: h.database_url.clone(),
-        database_max_connections: 1,
-        database_schema: None,
-    })
-    .await
-    .expect("db");
+    let db = h.db().await;
     assert!(guardline_audit_client::outbox::pending(&db).await.expect("count") >= 8);
 }
 
@@ -533,13 +527,7 @@ async fn a_hash_with_old_parameters_is_replaced_at_login(url: Option<String>) {
             .expect("hash")
             .to_string()
     };
-    let db = guardline_runtime::storage::connect(&guardline_runtime::args::DatabaseArgs {
-        database_url: h.database_url.clone(),
-        database_max_connections: 1,
-        database_schema: None,
-    })
-    .await
-    .expect("db");
+    let db = h.db().await;
     let set = sea_orm::Statement::from_sql_and_values(
         db.get_database_backend(),
         match db.get_database_backend() {

@@ -70,6 +70,17 @@ pub async fn start(database_url: Option<String>) -> Harness {
 
 impl Harness {
     /// A client presenting the certificate of service account `name`.
+    /// A connection to the identity database, for what a test checks there.
+    pub async fn db(&self) -> sea_orm::DatabaseConnection {
+        guardline_runtime::storage::connect(&guardline_runtime::args::DatabaseArgs {
+            database_url: self.database_url.clone(),
+            database_max_connections: 1,
+            database_schema: None,
+        })
+        .await
+        .expect("db")
+    }
+
     pub fn client(&self, name: &str) -> Client {
         let tls: Arc<TlsMaterial> = TlsMaterial::load(self.ca.issue(name).expect("cert")).expect("tls");
         IdentityServiceClient::new(guardline_runtime::connect(&self.uri, tls).expect("channel"))
