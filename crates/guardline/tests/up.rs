@@ -743,3 +743,38 @@ async fn an_undecodable_message_is_the_callers_mistake_on_every_rpc() {
     assert!(malformed >= 40, "only {malformed} of {methods} RPCs decoded the request: the rest refused the caller");
     mesh.stop().await;
 }
+
+/// Deny by default: every RPC of every service has an explicit rule in its
+/// allow-list (open to mesh peers, or to named identities), and no rule
+/// names a method that does not exist.
+#[test]
+fn every_rpc_has_exactly_one_allow_list_rule() {
+    use prost::Message;
+    let mesh = guardline_runtime::args::MeshArgs::default();
+    let lists = [
+        ("guardline.identity.v1.IdentityService", guardline_identity::grpc::allow_list(&mesh)),
+        ("guardline.vault.v1.LeadVaultService", guardline_lead_vault::grpc::allow_list(&mesh)),
+        ("guardline.dialer.v1.DialerPolicyService", guardline_dialer_policy::grpc::allow_list(&mesh)),
+        ("guardline.recordings.v1.RecordingsService", guardline_recordings::grpc::allow_list(&mesh)),
+        ("guardline.audit.v1.AuditService", guardline_audit::grpc::allow_list(&mesh)),
+    ];
+    let set = prost_types::FileDescriptorSet::decode(guardline_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
+    let mut total = 0;
+    for (service, list) in &lists {
+        let declared: std::collections::BTreeSet<String> = set
+            .file
+            .iter()
+            .flat_map(|f| f.service.iter().map(move |s| (f.package().to_owned(), s)))
+            .filter(|(p, s)| format!("{p}.{}", s.name()) == *service)
+            .flat_map(|(_, s)| s.method.iter().map(|m| format!("/{service}/{}", m.name())).collect::<Vec<_>>())
+            .collect();
+        let ruled: std::collections::BTreeSet<String> = list.rules().map(|(m, _)| m.to_owned()).collect();
+        let missing: Vec<_> = declared.difference(&ruled).collect();
+        let unknown: Vec<_> = ruled.difference(&declared).collect();
+        assert!(missing.is_empty(), "{service}: no rule for {missing:?}");
+        assert!(unknown.is_empty(), "{service}: rules for methods that do not exist: {unknown:?}");
+        assert!(!list.permits(&format!("/{service}/NoSuchMethod"), Some(&mesh.identity_of("gateway"))));
+        total += declared.len();
+    }
+    assert!(total >= 80, "{total}");
+}

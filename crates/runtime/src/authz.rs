@@ -1,8 +1,11 @@
 //! Service-to-service authorization: a per-RPC allow-list of the SPIFFE
 //! identities that may call it, enforced in a tower layer before any handler.
 //!
-//! RPCs without a rule are open to any peer whose certificate our CA signed;
-//! end-user permissions are checked by the handlers on top of this.
+//! Deny by default: an RPC without a rule is refused to every peer. A rule
+//! opens a method to every peer our CA signed (`mesh`: the handler then
+//! requires a user token or checks its own trusted services), or only to
+//! named service identities (`allow`). End-user permissions are checked by
+//! the handlers on top of this. Health and reflection are open to the mesh.
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
@@ -13,14 +16,25 @@ use tonic::body::Body;
 
 use crate::peer::{PeerInfo, SpiffeId};
 
+/// Who may call one RPC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// Every verified mesh peer; the handler decides on the user's token.
+    Mesh,
+    /// Only these service identities.
+    Only(HashSet<SpiffeId>),
+}
+
 /// Which service identities may call which RPC.
 #[derive(Clone, Debug, Default)]
 pub struct AllowList {
-    rules: HashMap<String, HashSet<SpiffeId>>,
+    rules: HashMap<String, Rule>,
+    /// Whole services open to the mesh (health, reflection, test doubles).
+    open_services: HashSet<String>,
 }
 
 impl AllowList {
-    /// An empty list: every RPC open to any verified peer.
+    /// An empty list: every RPC refused until a rule opens it.
     pub fn new() -> Self {
         Self::default()
     }
@@ -28,15 +42,42 @@ impl AllowList {
     /// Restricts `method` (full gRPC path, e.g. `/guardline.audit.v1.AuditService/Append`)
     /// to `callers`. Calling it twice for a method widens the set.
     pub fn allow(mut self, method: &str, callers: impl IntoIterator<Item = SpiffeId>) -> Self {
-        self.rules.entry(method.to_owned()).or_default().extend(callers);
+        let rule = self.rules.entry(method.to_owned()).or_insert_with(|| Rule::Only(HashSet::new()));
+        if let Rule::Only(set) = rule {
+            set.extend(callers);
+        }
         self
+    }
+
+    /// Opens `service`'s methods `names` (e.g. `guardline.vault.v1.LeadVaultService`,
+    /// `["GetLead"]`) to every verified mesh peer.
+    pub fn mesh(mut self, service: &str, names: &[&str]) -> Self {
+        for n in names {
+            self.rules.insert(format!("/{service}/{n}"), Rule::Mesh);
+        }
+        self
+    }
+
+    /// Opens every method of `service` to every verified mesh peer.
+    pub fn mesh_service(mut self, service: &str) -> Self {
+        self.open_services.insert(service.to_owned());
+        self
+    }
+
+    /// The methods that have a rule, with it.
+    pub fn rules(&self) -> impl Iterator<Item = (&str, &Rule)> {
+        self.rules.iter().map(|(m, r)| (m.as_str(), r))
     }
 
     /// Whether `caller` may call `method`.
     pub fn permits(&self, method: &str, caller: Option<&SpiffeId>) -> bool {
         match self.rules.get(method) {
-            None => true,
-            Some(allowed) => caller.is_some_and(|c| allowed.contains(c)),
+            Some(Rule::Mesh) => true,
+            Some(Rule::Only(allowed)) => caller.is_some_and(|c| allowed.contains(c)),
+            None => {
+                let service = method.trim_start_matches('/').split('/').next().unwrap_or_default();
+                self.open_services.contains(service)
+            }
         }
     }
 }
@@ -101,13 +142,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rules_restrict_only_their_method() {
+    fn rules_open_or_restrict_their_method_and_the_rest_is_refused() {
         let vault = SpiffeId::service("td", "ns", "lead-vault");
         let agent = SpiffeId::service("td", "ns", "cli");
-        let list = AllowList::new().allow("/a.S/Append", [vault.clone()]);
+        let list = AllowList::new().allow("/a.S/Append", [vault.clone()]).mesh("a.S", &["Query"]);
         assert!(list.permits("/a.S/Append", Some(&vault)));
         assert!(!list.permits("/a.S/Append", Some(&agent)));
         assert!(!list.permits("/a.S/Append", None));
         assert!(list.permits("/a.S/Query", Some(&agent)));
+        assert!(!list.permits("/a.S/Forgotten", Some(&vault)), "deny by default");
+        let open = list.mesh_service("grpc.health.v1.Health");
+        assert!(open.permits("/grpc.health.v1.Health/Check", Some(&agent)));
+        assert!(!open.permits("/grpc.health.v1.Healthy/Check", Some(&agent)));
     }
 }

@@ -72,6 +72,11 @@ impl GrpcServer {
         shutdown: CancellationToken,
     ) -> Result<()> {
         let Self { name, mut routes, services, allow } = self;
+        // Health and reflection answer every mesh peer.
+        let allow = allow
+            .mesh_service("grpc.health.v1.Health")
+            .mesh_service("grpc.reflection.v1.ServerReflection")
+            .mesh_service("grpc.reflection.v1alpha.ServerReflection");
         let addr = listener.local_addr()?;
         let (reporter, health) = tonic_health::server::health_reporter();
         for s in &services {

@@ -128,6 +128,9 @@ async fn keys_come_from_identity_and_new_kids_trigger_a_refresh() {
     tokio::spawn(async move {
         GrpcServer::new("identity")
             .add_service(IdentityServiceServer::new(p))
+            .allow_list(
+                guardline_runtime::authz::AllowList::new().mesh_service("guardline.identity.v1.IdentityService"),
+            )
             .serve(listener, server_tls, &ServerArgs::on(addr), s)
             .await
     });

@@ -77,10 +77,29 @@ pub fn server(api: Api, max_message_bytes: usize) -> AuditServiceServer<Api> {
         .max_encoding_message_size(max_message_bytes)
 }
 
+/// The RPCs open to every mesh peer: each handler requires a user token
+/// (or checks its own trusted services); the others are listed with the
+/// identities that may call them. An RPC in neither list is refused.
+const MESH_OPEN: &[&str] = &[
+    "GetSignedTreeHead",
+    "GetInclusionProof",
+    "GetConsistencyProof",
+    "QueryEvents",
+    "ExportEvents",
+    "SetRetention",
+    "Prune",
+    "ListAlerts",
+    "WatchAlerts",
+    "UpdateAlert",
+    "ConfigureAlerts",
+];
+
 /// Only the mesh's services may append.
 pub fn allow_list(mesh: &MeshArgs) -> AllowList {
     let writers = ["identity", "lead-vault", "dialer-policy", "recordings"].map(|s| mesh.identity_of(s));
-    AllowList::new().allow("/guardline.audit.v1.AuditService/Append", writers)
+    AllowList::new()
+        .mesh("guardline.audit.v1.AuditService", MESH_OPEN)
+        .allow("/guardline.audit.v1.AuditService/Append", writers)
 }
 
 fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {

@@ -99,9 +99,30 @@ pub fn server(api: Api, max_message_bytes: usize) -> DialerPolicyServiceServer<A
         .max_encoding_message_size(max_message_bytes)
 }
 
+/// The RPCs open to every mesh peer: each handler requires a user token
+/// (or checks its own trusted services); the others are listed with the
+/// identities that may call them. An RPC in neither list is refused.
+const MESH_OPEN: &[&str] = &[
+    "CheckCall",
+    "CheckCalls",
+    "RecordCallAttempt",
+    "RecordCallOutcome",
+    "AddToDnc",
+    "RemoveFromDnc",
+    "ImportDnc",
+    "GetLineHealth",
+    "BindPrivacyNumber",
+    "ReleaseBinding",
+    "AddPrivacyNumbers",
+    "SetDialPolicy",
+    "GetDialPolicy",
+    "GetRegistryStatus",
+];
+
 /// Which service identities may call which RPC.
 pub fn allow_list(mesh: &MeshArgs) -> AllowList {
     AllowList::new()
+        .mesh("guardline.dialer.v1.DialerPolicyService", MESH_OPEN)
         .allow("/guardline.dialer.v1.DialerPolicyService/ResolveBinding", [mesh.identity_of("telephony-bridge")])
 }
 

@@ -72,10 +72,37 @@ pub fn server(api: Api, max_message_bytes: usize) -> IdentityServiceServer<Api> 
         .max_encoding_message_size(max_message_bytes)
 }
 
+/// The RPCs open to every mesh peer: each handler requires a user token
+/// (or checks its own trusted services); the others are listed with the
+/// identities that may call them. An RPC in neither list is refused.
+const MESH_OPEN: &[&str] = &[
+    "CreateTenant",
+    "GetTenant",
+    "UpdateTenantSettings",
+    "CreateUser",
+    "UpdateUser",
+    "DisableUser",
+    "ListUsers",
+    "AssignRoles",
+    "CreateRole",
+    "ListRoles",
+    "CreateTeam",
+    "SetTeamMembers",
+    "Login",
+    "Refresh",
+    "Logout",
+    "EnrollTotp",
+    "ConfirmTotp",
+    "GetVerificationKeys",
+    "RevokeSigningKey",
+    "Authorize",
+    "ListLoginEvents",
+];
+
 /// Which service identities may call which RPC: tenant creation is checked
 /// in the handler (platform admins are configuration, not a fixed list).
 pub fn allow_list(_mesh: &MeshArgs) -> AllowList {
-    AllowList::new()
+    AllowList::new().mesh("guardline.identity.v1.IdentityService", MESH_OPEN)
 }
 
 fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {

@@ -65,9 +65,37 @@ pub fn server(api: Api, max_message_bytes: usize) -> LeadVaultServiceServer<Api>
         .max_encoding_message_size(max_message_bytes)
 }
 
+/// The RPCs open to every mesh peer: each handler requires a user token
+/// (or checks its own trusted services); the others are listed with the
+/// identities that may call them. An RPC in neither list is refused.
+const MESH_OPEN: &[&str] = &[
+    "CreateLead",
+    "GetLead",
+    "ListLeads",
+    "UpdateLead",
+    "RevealField",
+    "ExportLeads",
+    "ImportLeads",
+    "TransferOwnership",
+    "RecordConsent",
+    "WithdrawConsent",
+    "GetConsentHistory",
+    "RequestErasure",
+    "ExecuteErasure",
+    "ListErasureCases",
+    "VerifyIntegrity",
+    "RewrapTenantKeys",
+    "RotateDataKey",
+    "GetKeyStatus",
+    "GetVaultSettings",
+    "UpdateVaultSettings",
+    "PruneConsent",
+];
+
 /// Which service identities may call which RPC.
 pub fn allow_list(mesh: &MeshArgs) -> AllowList {
     AllowList::new()
+        .mesh("guardline.vault.v1.LeadVaultService", MESH_OPEN)
         .allow("/guardline.vault.v1.LeadVaultService/CheckConsent", [mesh.identity_of("dialer-policy")])
         .allow("/guardline.vault.v1.LeadVaultService/GetDialTarget", [mesh.identity_of("dialer-policy")])
         .allow("/guardline.vault.v1.LeadVaultService/LookupNumber", [mesh.identity_of("dialer-policy")])

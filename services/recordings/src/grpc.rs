@@ -65,9 +65,25 @@ pub fn server(api: Api, max_message_bytes: usize) -> RecordingsServiceServer<Api
         .max_encoding_message_size(max_message_bytes)
 }
 
+/// The RPCs open to every mesh peer: each handler requires a user token
+/// (or checks its own trusted services); the others are listed with the
+/// identities that may call them. An RPC in neither list is refused.
+const MESH_OPEN: &[&str] = &[
+    "DownloadRecording",
+    "GetRecording",
+    "ListRecordings",
+    "VerifyRecording",
+    "SetLegalHold",
+    "ClearLegalHold",
+    "PurgeExpired",
+    "RewrapTenantKeys",
+    "SetRetentionClass",
+];
+
 /// Uploads come from the telephony bridge; erasures from lead-vault and the operator.
 pub fn allow_list(mesh: &MeshArgs) -> AllowList {
     AllowList::new()
+        .mesh("guardline.recordings.v1.RecordingsService", MESH_OPEN)
         .allow("/guardline.recordings.v1.RecordingsService/UploadRecording", [mesh.identity_of("telephony-bridge")])
         .allow(
             "/guardline.recordings.v1.RecordingsService/EraseLeadRecordings",
