@@ -196,6 +196,13 @@ impl Subject {
             permissions: perms.iter().filter_map(|p| p.parse().ok()).collect(),
         }
     }
+
+    /// Whether the subject holds `action` in `tenant` at any scope: the
+    /// check made before anything else is read, so a caller who may never
+    /// act learns nothing of the request's rules.
+    pub fn may_ever(&self, action: &str, tenant: &str) -> bool {
+        self.tenant == tenant && self.permissions.iter().any(|p| p.action() == action)
+    }
 }
 
 /// What is acted upon.

@@ -124,3 +124,12 @@ fn widest_scope_and_second_factor() {
     assert!(requires_totp(&subject("admin").permissions));
     assert!(!requires_totp(&subject("team_lead").permissions));
 }
+
+#[test]
+fn may_ever_asks_for_the_action_at_any_scope_in_the_own_tenant() {
+    let lead = Subject::from_claims("t1", "u1", &[], &["lead.reveal".into(), "lead.read:team".into()]);
+    assert!(lead.may_ever("lead.reveal", "t1"));
+    assert!(lead.may_ever("lead.read", "t1"), "any scope");
+    assert!(!lead.may_ever("lead.reveal", "t2"), "never another tenant");
+    assert!(!lead.may_ever("lead.export", "t1"));
+}

@@ -129,19 +129,24 @@ fn event(id: &str) -> guardline_proto::audit::v1::AuditEvent {
     }
 }
 
-async fn reflection_lists(uri: &str, tls: std::sync::Arc<TlsMaterial>) -> Vec<String> {
+/// One reflection v1 question and its answer.
+async fn reflect_v1(
+    uri: &str,
+    tls: std::sync::Arc<TlsMaterial>,
+    question: tonic_reflection::pb::v1::server_reflection_request::MessageRequest,
+) -> Option<tonic_reflection::pb::v1::server_reflection_response::MessageResponse> {
     use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    let mut client = ServerReflectionClient::new(guardline_runtime::connect(uri, tls).expect("channel"));
+    let req = ServerReflectionRequest { host: String::new(), message_request: Some(question) };
+    let mut stream = client.server_reflection_info(tokio_stream::iter([req])).await.expect("reflection").into_inner();
+    stream.message().await.expect("message").and_then(|r| r.message_response)
+}
+
+async fn reflection_lists(uri: &str, tls: std::sync::Arc<TlsMaterial>) -> Vec<String> {
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let mut client = ServerReflectionClient::new(guardline_runtime::connect(uri, tls).expect("channel"));
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = client.server_reflection_info(tokio_stream::iter([req])).await.expect("reflection").into_inner();
-    let resp = stream.message().await.expect("message").expect("one response");
-    match resp.message_response {
+    match reflect_v1(uri, tls, MessageRequest::ListServices(String::new())).await {
         Some(MessageResponse::ListServicesResponse(l)) => l.service.into_iter().map(|s| s.name).collect(),
         other => panic!("unexpected reflection answer {other:?}"),
     }
@@ -550,18 +555,10 @@ fn normal(mut f: prost_types::FileDescriptorProto) -> prost_types::FileDescripto
     f
 }
 
-async fn served_v1(uri: &str, tls: std::sync::Arc<guardline_runtime::tls::TlsMaterial>, symbol: &str) -> Vec<Vec<u8>> {
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+async fn served_v1(uri: &str, tls: std::sync::Arc<TlsMaterial>, symbol: &str) -> Vec<Vec<u8>> {
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let mut c = ServerReflectionClient::new(guardline_runtime::connect(uri, tls).expect("channel"));
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::FileContainingSymbol(symbol.into())),
-    };
-    let mut s = c.server_reflection_info(tokio_stream::iter([req])).await.expect("v1").into_inner();
-    match s.message().await.expect("answer").and_then(|r| r.message_response) {
+    match reflect_v1(uri, tls, MessageRequest::FileContainingSymbol(symbol.into())).await {
         Some(MessageResponse::FileDescriptorResponse(f)) => f.file_descriptor_proto,
         other => panic!("v1 answered {other:?}"),
     }

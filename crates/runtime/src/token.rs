@@ -207,11 +207,26 @@ impl KeySource for IdentityKeys {
 /// so that a withdrawn key stops verifying everywhere within this interval.
 pub const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The cached keys and when they were fetched.
+#[derive(Default)]
+struct KeySet {
+    by_kid: HashMap<String, (DecodingKey, Option<u64>)>,
+    fetched: Option<Instant>,
+}
+
+impl KeySet {
+    /// The key, if the set is younger than `max_age` and holds it.
+    fn fresh(&self, kid: &str, max_age: Duration) -> Option<(DecodingKey, Option<u64>)> {
+        self.fetched.filter(|t| t.elapsed() < max_age).and_then(|_| self.by_kid.get(kid).cloned())
+    }
+}
+
 /// Verifies access tokens locally, refreshing its key cache on unknown
 /// `kid`s and on a schedule, and honouring each key's `not_after`.
 pub struct TokenVerifier {
     source: Arc<dyn KeySource>,
-    keys: RwLock<HashMap<String, (DecodingKey, Option<u64>)>>,
+    keys: RwLock<KeySet>,
+    /// Held while fetching (one fetch at a time); the last fetch's instant.
     last_refresh: Mutex<Option<Instant>>,
     min_refresh: Duration,
     max_age: Duration,
@@ -229,7 +244,7 @@ impl TokenVerifier {
     pub fn new(source: impl KeySource) -> Self {
         Self {
             source: Arc::new(source),
-            keys: RwLock::new(HashMap::new()),
+            keys: RwLock::new(KeySet::default()),
             last_refresh: Mutex::new(None),
             min_refresh: MIN_REFRESH_INTERVAL,
             max_age: KEY_REFRESH_INTERVAL,
@@ -257,30 +272,40 @@ impl TokenVerifier {
     }
 
     async fn key(&self, kid: &str) -> Result<(DecodingKey, Option<u64>)> {
-        let fresh = self.last_refresh.lock().await.is_some_and(|t| t.elapsed() < self.max_age);
-        if fresh && let Some(k) = self.keys.read().await.get(kid) {
-            return Ok(k.clone());
+        // The hot path: a shared read, no lock taken.
+        if let Some(k) = self.keys.read().await.fresh(kid, self.max_age) {
+            return Ok(k);
         }
-        {
-            let mut last = self.last_refresh.lock().await;
-            // Another task may have refreshed while we waited.
-            let fresh = last.is_some_and(|t| t.elapsed() < self.max_age);
-            if fresh && let Some(k) = self.keys.read().await.get(kid) {
-                return Ok(k.clone());
-            }
-            if !fresh || last.is_none_or(|t| t.elapsed() >= self.min_refresh) {
-                let fetched = self.source.fetch().await?;
-                *last = Some(Instant::now());
-                let mut keys = self.keys.write().await;
-                keys.clear();
-                for k in fetched {
-                    keys.insert(k.kid.clone(), (DecodingKey::from_ed_der(&k.public_key), k.not_after));
+        let mut last = self.last_refresh.lock().await;
+        // Another task may have refreshed while we waited.
+        if let Some(k) = self.keys.read().await.fresh(kid, self.max_age) {
+            return Ok(k);
+        }
+        // At most one fetch per `min_refresh`, whether the set is stale or
+        // the kid unknown, so forged kids cannot flood identity.
+        if last.is_none_or(|t| t.elapsed() >= self.min_refresh) {
+            *last = Some(Instant::now());
+            match self.source.fetch().await {
+                Ok(fetched) => {
+                    let by_kid = fetched
+                        .into_iter()
+                        .map(|k| (k.kid.clone(), (DecodingKey::from_ed_der(&k.public_key), k.not_after)))
+                        .collect();
+                    *self.keys.write().await = KeySet { by_kid, fetched: *last };
                 }
+                // Identity unreachable: a key already known keeps verifying
+                // (its `not_after` still holds) until a fetch succeeds.
+                Err(e) if self.keys.read().await.by_kid.contains_key(kid) => {
+                    tracing::warn!(error = %e, "verification keys not refreshed; using the cached set");
+                }
+                Err(e) => return Err(e),
             }
         }
+        drop(last);
         self.keys
             .read()
             .await
+            .by_kid
             .get(kid)
             .cloned()
             .ok_or_else(|| Error::Unauthenticated("token signed by an unknown key".into()))

@@ -267,12 +267,12 @@ impl Alerting {
         for (i, (url, secret)) in hooks.iter().enumerate() {
             self.egress.check_url(url).map_err(|why| Error::invalid(format!("webhooks[{i}].url"), why))?;
             // A host name is resolved now as well; the connection checks again.
-            if let Some(host) = reqwest::Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned))
-                && host.parse::<std::net::IpAddr>().is_err()
-                && !host.starts_with('[')
+            let parsed = reqwest::Url::parse(url).ok();
+            if let Some(u) = &parsed
+                && let Some(url::Host::Domain(host)) = u.host()
             {
-                let port = reqwest::Url::parse(url).ok().and_then(|u| u.port_or_known_default()).unwrap_or(443);
-                if let Ok(addrs) = tokio::net::lookup_host((host.as_str(), port)).await {
+                let port = u.port_or_known_default().unwrap_or(443);
+                if let Ok(addrs) = tokio::net::lookup_host((host, port)).await {
                     for a in addrs {
                         self.egress
                             .check_ip(a.ip())

@@ -106,7 +106,14 @@ impl Dialer {
                 continue;
             };
             let key = (tenant.to_owned(), name.clone(), year);
-            if calendar_alert::Entity::find_by_id(key).one(txn).await?.is_some() {
+            if self.calendars_reported.lock().is_ok_and(|seen| seen.contains(&key)) {
+                continue;
+            }
+            // Another replica, or this one before a restart, may have reported it.
+            if calendar_alert::Entity::find_by_id(key.clone()).one(txn).await?.is_some() {
+                if let Ok(mut seen) = self.calendars_reported.lock() {
+                    seen.insert(key);
+                }
                 continue;
             }
             calendar_alert::Entity::insert(calendar_alert::ActiveModel {

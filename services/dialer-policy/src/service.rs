@@ -205,6 +205,9 @@ pub struct Dialer {
     pub(crate) clock: Clock,
     /// Reassigned-number results.
     pub(crate) reassigned: Arc<dyn crate::compliance::ReassignedSource>,
+    /// Missing calendars this process already saw reported (tenant, pack,
+    /// year), so that decisions do not ask the database again.
+    pub(crate) calendars_reported: std::sync::Mutex<std::collections::HashSet<(String, String, i32)>>,
 }
 
 impl std::fmt::Debug for Dialer {
@@ -227,7 +230,17 @@ impl Dialer {
         registry_admins: Vec<String>,
     ) -> Self {
         let reassigned = Arc::new(crate::compliance::Imported(db.clone()));
-        Self { db, packs, registry, vault, outbox, registry_admins, clock: Clock::system(), reassigned }
+        Self {
+            db,
+            packs,
+            registry,
+            vault,
+            outbox,
+            registry_admins,
+            clock: Clock::system(),
+            reassigned,
+            calendars_reported: Default::default(),
+        }
     }
 
     /// The same dialer asking `source` about reassigned numbers (a live

@@ -143,26 +143,27 @@ impl Pack {
         &self.days
     }
 
+    /// The week day whose windows apply on `date`: none on a day off, a
+    /// Monday's on an adjusted working day (调休), else the date's own.
+    fn windows_day(&self, date: NaiveDate, tenant: &TenantDays) -> Option<Weekday> {
+        match self.days.classify(date, tenant) {
+            Day::Off(_) => None,
+            Day::Working => Some(Weekday::Mon),
+            Day::Regular => Some(date.weekday()),
+        }
+    }
+
     /// Whether any window applies on `date` (a working day of the pack).
     pub fn works_on(&self, date: NaiveDate, tenant: &TenantDays) -> bool {
-        let weekday = match self.days.classify(date, tenant) {
-            Day::Off(_) => return false,
-            Day::Working => Weekday::Mon,
-            Day::Regular => date.weekday(),
-        };
-        self.windows.iter().any(|w| w.days.contains(&weekday))
+        self.windows_day(date, tenant).is_some_and(|d| self.windows.iter().any(|w| w.days.contains(&d)))
     }
 
     fn open_at(&self, local: NaiveDate, time: NaiveTime, tenant: &TenantDays) -> bool {
-        let weekday = match self.days.classify(local, tenant) {
-            Day::Off(_) => return false,
-            // An adjusted working day (调休) works as a Monday does.
-            Day::Working => Weekday::Mon,
-            Day::Regular => local.weekday(),
-        };
-        self.windows
-            .iter()
-            .any(|w| w.days.contains(&weekday) && w.start <= time && time.num_seconds_from_midnight() < w.end)
+        self.windows_day(local, tenant).is_some_and(|d| {
+            self.windows
+                .iter()
+                .any(|w| w.days.contains(&d) && w.start <= time && time.num_seconds_from_midnight() < w.end)
+        })
     }
 
     fn describe_windows(&self) -> String {
@@ -215,9 +216,7 @@ impl Pack {
             let today = at.with_timezone(zone).date_naive();
             for d in 0..=HORIZON_DAYS {
                 let date = today + Duration::days(d);
-                // An adjusted working day opens with a Monday's windows.
-                let weekday =
-                    if self.days.classify(date, tenant) == Day::Working { Weekday::Mon } else { date.weekday() };
+                let Some(weekday) = self.windows_day(date, tenant) else { continue };
                 for w in &self.windows {
                     if !w.days.contains(&weekday) {
                         continue;
