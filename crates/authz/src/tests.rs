@@ -1,3 +1,5 @@
+//! Unit tests of the permission model and decisions.
+
 use super::*;
 
 fn subject(role: &str) -> Subject {

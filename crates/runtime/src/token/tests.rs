@@ -1,3 +1,5 @@
+//! Unit tests of access tokens and the verifier's key set.
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 

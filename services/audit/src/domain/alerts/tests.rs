@@ -1,3 +1,5 @@
+//! Unit tests of the alert rules.
+
 use chrono::TimeZone;
 
 use super::*;

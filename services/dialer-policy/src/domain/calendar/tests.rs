@@ -1,3 +1,5 @@
+//! Unit tests of the holiday calendars and the tenant's days.
+
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 

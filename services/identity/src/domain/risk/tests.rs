@@ -1,3 +1,5 @@
+//! Unit tests of the risk assessment.
+
 use chrono::TimeZone;
 
 use super::*;

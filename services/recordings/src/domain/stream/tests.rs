@@ -1,3 +1,5 @@
+//! Unit tests of the STREAM construction and chunk ranges.
+
 use super::*;
 
 fn b(recording: &str) -> Binding<'_> {
