@@ -3,7 +3,29 @@
 use std::collections::HashMap;
 
 use guardline_proto::audit::v1::{Actor, AuditEvent, ResourceRef};
-use guardline_proto::common::v1::{Outcome, RequestContext};
+use guardline_proto::common::v1::Outcome as ProtoOutcome;
+
+/// How an audited operation ended. The services name outcomes with this
+/// type; the proto enum stays inside this crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Authorised and performed.
+    Allowed,
+    /// Refused by policy.
+    Denied,
+    /// Authorised but failed.
+    Failed,
+}
+
+impl From<Outcome> for ProtoOutcome {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Allowed => Self::Allowed,
+            Outcome::Denied => Self::Denied,
+            Outcome::Failed => Self::Failed,
+        }
+    }
+}
 
 /// Builds an [`AuditEvent`] with a fresh time-ordered id and the current time.
 #[derive(Debug)]
@@ -21,7 +43,7 @@ impl EventBuilder {
                 tenant_id: tenant.to_owned(),
                 time: Some(prost_types::Timestamp::from(now)),
                 action: action.to_owned(),
-                outcome: Outcome::Allowed as i32,
+                outcome: ProtoOutcome::Allowed as i32,
                 details: HashMap::new(),
                 ..Default::default()
             },
@@ -42,14 +64,8 @@ impl EventBuilder {
 
     /// The outcome and why.
     pub fn outcome(mut self, outcome: Outcome, reason: &str) -> Self {
-        self.event.outcome = outcome as i32;
+        self.event.outcome = ProtoOutcome::from(outcome) as i32;
         self.event.reason = reason.to_owned();
-        self
-    }
-
-    /// Where the request came from.
-    pub fn context(mut self, context: RequestContext) -> Self {
-        self.event.context = Some(context);
         self
     }
 

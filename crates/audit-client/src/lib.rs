@@ -15,5 +15,5 @@
 pub mod event;
 pub mod outbox;
 
-pub use event::EventBuilder;
+pub use event::{EventBuilder, Outcome};
 pub use outbox::{AuditClient, OutboxWorker, enqueue, migrations};

@@ -4,8 +4,8 @@
 //! index, each row all-or-nothing).
 
 use guardline_audit_client::EventBuilder;
+use guardline_audit_client::Outcome;
 use guardline_authz::{Resource, Subject, decide};
-use guardline_proto::common::v1::Outcome;
 use sea_orm::{ActiveValue::Set, EntityTrait};
 
 use crate::error::{Error, Result};

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
+use guardline_audit_client::Outcome;
 use guardline_audit_client::{AuditClient, EventBuilder};
 use guardline_authz::{Resource, Scope, Subject, decide, widest_scope};
 use guardline_keys::{Envelope, SealedRecordKey, open_field, seal_field};
-use guardline_proto::common::v1::Outcome;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};

@@ -151,6 +151,35 @@ fn service_caller<T>(req: &Request<T>) -> Option<String> {
     PeerInfo::of(req).and_then(|p| p.identity.as_ref()).map(ToString::to_string)
 }
 
+/// An upload's header message as the domain's header.
+fn header(h: pb::RecordingHeader) -> Result<Header, Status> {
+    let consent = match (h.consent_offset_ms, h.consent_length_ms) {
+        (Some(o), Some(l)) => Some((o, l)),
+        (None, None) => None,
+        _ => {
+            return Err(Error::invalid(
+                "header.consent_length_ms",
+                "give both the offset and the length of the consent segment",
+            )
+            .into());
+        }
+    };
+    Ok(Header {
+        tenant: h.tenant_id,
+        call_id: h.call_id,
+        lead_id: h.lead_id,
+        agent_id: h.agent_id,
+        team_id: h.team_id,
+        caller_line: h.caller_line,
+        started_at: from_ts("header.started_at", h.started_at.as_ref())?
+            .ok_or_else(|| Status::from(Error::invalid("header.started_at", "required")))?,
+        duration_seconds: h.duration_seconds,
+        format: h.format,
+        consent,
+        retention_class: h.retention_class,
+    })
+}
+
 type Reply<T> = Result<Response<T>, Status>;
 type AudioStream =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::DownloadRecordingResponse, Status>> + Send + 'static>>;
@@ -169,31 +198,7 @@ impl RecordingsService for Api {
         let Some(pb::upload_recording_request::Item::Header(h)) = first.item else {
             return Err(Error::invalid("header", "the first message must be the header").into());
         };
-        let consent = match (h.consent_offset_ms, h.consent_length_ms) {
-            (Some(o), Some(l)) => Some((o, l)),
-            (None, None) => None,
-            _ => {
-                return Err(Error::invalid(
-                    "header.consent_length_ms",
-                    "give both the offset and the length of the consent segment",
-                )
-                .into());
-            }
-        };
-        let header = Header {
-            tenant: h.tenant_id,
-            call_id: h.call_id,
-            lead_id: h.lead_id,
-            agent_id: h.agent_id,
-            team_id: h.team_id,
-            caller_line: h.caller_line,
-            started_at: from_ts("header.started_at", h.started_at.as_ref())?
-                .ok_or_else(|| Status::from(Error::invalid("header.started_at", "required")))?,
-            duration_seconds: h.duration_seconds,
-            format: h.format,
-            consent,
-            retention_class: h.retention_class,
-        };
+        let header = header(h)?;
         // Audio until the end message; the end's size and hash are checked
         // against what arrived, and a stream without one is an interrupted upload.
         let end: std::sync::Arc<std::sync::Mutex<Option<pb::UploadEnd>>> = Default::default();

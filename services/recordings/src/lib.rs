@@ -28,8 +28,8 @@ pub async fn run(
     let Args { common, keys, objects, upload_idle_timeout } = args;
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
-    let mut recordings =
-        service::Recordings::new(base.db.clone(), envelope, objects.build()?, base.outbox_waker.clone());
+    let store = store::Store::new(base.db.clone(), base.outbox_waker.clone());
+    let mut recordings = service::Recordings::new(store, envelope, objects.build()?);
     if objects.s3_bucket.is_none()
         && let Some(dir) = &objects.recordings_dir
     {

@@ -6,85 +6,26 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
-use guardline_audit_client::EventBuilder;
+use guardline_audit_client::{EventBuilder, Outcome};
 use guardline_keys::{Envelope, SealedRecordKey};
-use guardline_proto::common::v1::Outcome;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
-use tokio::sync::Notify;
 
+pub use crate::domain::recording::{
+    CONSENT_RETENTION_DAYS, DEFAULT_DELETE_AFTER_DAYS, DEFAULT_MIN_DAYS, Header, ListFilter,
+};
+use crate::domain::recording::{Retention, retention, validate_class};
 use crate::domain::stream::{self, Binding, Encryptor};
 use crate::error::{Error, Result};
-use crate::store::{recording, retention_class, state};
-
-/// The built-in `default` class: kept at least 180 days...
-pub const DEFAULT_MIN_DAYS: i64 = 180;
-/// ...and deleted after three years.
-pub const DEFAULT_DELETE_AFTER_DAYS: i64 = 3 * 365;
-/// Consent records are kept four years; recordings that carry one as long.
-pub const CONSENT_RETENTION_DAYS: i64 = 4 * 365;
-
-/// What an upload's first message says.
-#[derive(Clone, Debug, Default)]
-pub struct Header {
-    /// Tenant.
-    pub tenant: String,
-    /// Telephony call id.
-    pub call_id: String,
-    /// Lead.
-    pub lead_id: String,
-    /// Agent (the lead's owner for scope).
-    pub agent_id: String,
-    /// Team of the lead's owner.
-    pub team_id: String,
-    /// Caller line.
-    pub caller_line: String,
-    /// Call start.
-    pub started_at: DateTime<Utc>,
-    /// Duration.
-    pub duration_seconds: u32,
-    /// Codec or container.
-    pub format: String,
-    /// Spoken-consent segment (offset, length) in ms.
-    pub consent: Option<(u64, u64)>,
-    /// Retention class; `default` when empty.
-    pub retention_class: String,
-}
-
-impl Header {
-    fn validate(&self) -> Result<()> {
-        for (field, v) in [
-            ("header.tenant_id", &self.tenant),
-            ("header.call_id", &self.call_id),
-            ("header.lead_id", &self.lead_id),
-            ("header.agent_id", &self.agent_id),
-            ("header.format", &self.format),
-        ] {
-            if v.is_empty() || v.len() > 128 {
-                return Err(Error::invalid(field, "required, at most 128 characters"));
-            }
-        }
-        if let Some((offset, len)) = self.consent
-            && (len == 0 || offset + len > u64::from(self.duration_seconds) * 1000)
-        {
-            return Err(Error::invalid("header.consent_offset_ms", "the consent segment must lie within the call"));
-        }
-        Ok(())
-    }
-}
+use crate::store::{Store, recording, state};
 
 /// The recordings service's state.
 pub struct Recordings {
-    db: DatabaseConnection,
+    store: Store,
     envelope: Arc<Envelope>,
     objects: Arc<dyn ObjectStore>,
-    outbox: Arc<Notify>,
     // The directory of a local-filesystem store, whose interrupted multipart
     // uploads leave `<object>#<n>` staging files behind.
     local_root: Option<std::path::PathBuf>,
@@ -110,17 +51,11 @@ fn sealed_key(row: &recording::Model) -> Option<SealedRecordKey> {
 
 impl Recordings {
     /// Assembles the service.
-    pub fn new(
-        db: DatabaseConnection,
-        envelope: Arc<Envelope>,
-        objects: Arc<dyn ObjectStore>,
-        outbox: Arc<Notify>,
-    ) -> Self {
+    pub fn new(store: Store, envelope: Arc<Envelope>, objects: Arc<dyn ObjectStore>) -> Self {
         Self {
-            db,
+            store,
             envelope,
             objects,
-            outbox,
             local_root: None,
             idle_timeout: std::time::Duration::from_secs(60),
             clock: guardline_runtime::clock::Clock::system(),
@@ -153,8 +88,7 @@ impl Recordings {
     /// After a restart: uploads that were in flight died with the process;
     /// their objects (if any) and rows go, so nothing is left orphaned.
     pub async fn sweep(&self) -> Result<usize> {
-        let stale =
-            recording::Entity::find().filter(recording::Column::State.eq(state::UPLOADING)).all(&self.db).await?;
+        let stale = self.store.uploading().await?;
         for r in &stale {
             match self.objects.delete(&Path::from(r.object_path.as_str())).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -170,7 +104,7 @@ impl Recordings {
                     }
                 }
             }
-            recording::Entity::delete_by_id(r.id.clone()).exec(&self.db).await?;
+            self.store.delete(&r.id).await?;
         }
         if !stale.is_empty() {
             tracing::warn!(count = stale.len(), "removed uploads interrupted by a restart");
@@ -186,69 +120,27 @@ impl Recordings {
         E: FnOnce() -> Option<(u64, Vec<u8>)>,
     {
         h.validate()?;
-        let class_name = if h.retention_class.is_empty() { "default".to_owned() } else { h.retention_class.clone() };
+        let class_name = h.class().to_owned();
         let (_, delete_after) = self.retention_class(&h.tenant, &class_name).await?;
         let id = format!("rec-{}", uuid::Uuid::now_v7().simple());
         let (rk, sealed) = self.envelope.new_record_key(&h.tenant, &id).await?;
         let prefix = stream::new_prefix().map_err(|e| Error::Internal(e.to_string()))?;
-        let path = format!("recordings/{}/{id}", h.tenant);
-        let row = recording::Model {
-            id: id.clone(),
-            tenant_id: h.tenant.clone(),
-            call_id: h.call_id.clone(),
-            lead_id: h.lead_id.clone(),
-            agent_id: h.agent_id.clone(),
-            team_id: h.team_id.clone(),
-            caller_line: h.caller_line.clone(),
-            started_at: h.started_at,
-            duration_seconds: i64::from(h.duration_seconds),
-            format: h.format.clone(),
-            consent_offset_ms: h.consent.map(|c| c.0 as i64),
-            consent_length_ms: h.consent.map(|c| c.1 as i64),
-            size_bytes: 0,
-            sha256: None,
-            nonce_prefix: prefix.to_vec(),
-            key_data_key_id: sealed.data_key_id,
-            key_sealed: Some(sealed.sealed),
-            object_path: path.clone(),
-            state: state::UPLOADING.into(),
-            stored_at: None,
-            retain_until: h.started_at,
-            retention_class: class_name.clone(),
-            legal_hold: false,
-            legal_hold_reason: String::new(),
-        };
-        recording::Entity::insert(recording::ActiveModel::from(row.clone())).exec(&self.db).await?;
-        let result = self.receive(&rk, &row, &mut audio, closing).await;
-        let (size, sha) = match result {
+        let row = uploading_row(&id, &h, prefix, sealed, class_name);
+        self.store.insert(row.clone()).await?;
+        let (size, sha) = match self.receive(&rk, &row, &mut audio, closing).await {
             Ok(v) => v,
             Err(e) => {
-                recording::Entity::delete_by_id(id.clone()).exec(&self.db).await?;
+                self.store.delete(&id).await?;
                 return Err(e);
             }
         };
         let now = self.clock.now();
-        let mut retain = now + Duration::days(delete_after);
-        if h.consent.is_some() {
-            retain = retain.max(h.started_at + Duration::days(CONSENT_RETENTION_DAYS));
-        }
-        let mut active: recording::ActiveModel = row.into();
-        active.state = Set(state::STORED.into());
-        active.size_bytes = Set(size as i64);
-        active.sha256 = Set(Some(sha.to_vec()));
-        active.stored_at = Set(Some(now));
-        active.retain_until = Set(retain);
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        let stored = active.update(&txn).await?;
         let event = EventBuilder::new(&h.tenant, "recording.upload")
             .actor("", uploader)
             .resource("recording", &id)
             .detail("lead", &h.lead_id)
             .detail("bytes", size);
-        guardline_audit_client::enqueue(&txn, &event.build()).await?;
-        txn.commit().await?;
-        self.outbox.notify_one();
-        Ok(stored)
+        self.store.mark_stored(row, (size, sha), (now, h.retain_until(now, delete_after)), event).await
     }
 
     async fn receive<S, E>(
@@ -306,9 +198,8 @@ impl Recordings {
 
     /// (min days, delete-after days) of a tenant's class; `default` exists always.
     pub async fn retention_class(&self, tenant: &str, name: &str) -> Result<(i64, i64)> {
-        let row = retention_class::Entity::find_by_id((tenant.to_owned(), name.to_owned())).one(&self.db).await?;
-        match row {
-            Some(c) => Ok((i64::from(c.min_days), i64::from(c.delete_after_days))),
+        match self.store.retention_class(tenant, name).await? {
+            Some(class) => Ok(class),
             None if name == "default" => Ok((DEFAULT_MIN_DAYS, DEFAULT_DELETE_AFTER_DAYS)),
             None => Err(Error::invalid("header.retention_class", "no such retention class in the tenant")),
         }
@@ -323,81 +214,23 @@ impl Recordings {
         delete_after_days: u32,
         actor: &str,
     ) -> Result<()> {
-        let valid_name = !name.is_empty()
-            && name.len() <= 48
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !valid_name {
-            return Err(Error::invalid("class.name", "use 1-48 characters of a-z, 0-9 and '_'"));
-        }
-        if min_days == 0 {
-            return Err(Error::invalid("class.min_days", "must be at least 1"));
-        }
-        if delete_after_days < min_days {
-            return Err(Error::invalid("class.delete_after_days", "must not be shorter than min_days"));
-        }
-        let row = retention_class::ActiveModel {
-            tenant_id: Set(tenant.to_owned()),
-            name: Set(name.to_owned()),
-            min_days: Set(min_days as i32),
-            delete_after_days: Set(delete_after_days as i32),
-        };
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        if retention_class::Entity::find_by_id((tenant.to_owned(), name.to_owned())).one(&txn).await?.is_some() {
-            row.update(&txn).await?;
-        } else {
-            retention_class::Entity::insert(row).exec(&txn).await?;
-        }
+        validate_class(name, min_days, delete_after_days)?;
         let event = EventBuilder::new(tenant, "recording.retention_class")
             .actor(actor, "")
             .resource("retention_class", name)
             .detail("min_days", min_days)
             .detail("delete_after_days", delete_after_days);
-        guardline_audit_client::enqueue(&txn, &event.build()).await?;
-        txn.commit().await?;
-        self.outbox.notify_one();
-        Ok(())
+        self.store.put_retention_class((tenant, name), (min_days, delete_after_days), event).await
     }
 
     /// A stored recording of the tenant (tombstones and uploads are not found).
     pub async fn get(&self, tenant: &str, id: &str) -> Result<recording::Model> {
-        recording::Entity::find_by_id(id.to_owned())
-            .one(&self.db)
-            .await?
-            .filter(|r| r.tenant_id == tenant && r.state == state::STORED)
-            .ok_or(Error::NotFound)
+        self.store.find(id).await?.filter(|r| r.tenant_id == tenant && r.state == state::STORED).ok_or(Error::NotFound)
     }
 
     /// Stored recordings matching the filters, newest first.
     pub async fn list(&self, tenant: &str, filter: &ListFilter, limit: u64) -> Result<Vec<recording::Model>> {
-        let mut q = recording::Entity::find()
-            .filter(recording::Column::TenantId.eq(tenant))
-            .filter(recording::Column::State.eq(state::STORED))
-            .order_by_desc(recording::Column::Id);
-        for (col, v) in [
-            (recording::Column::LeadId, &filter.lead),
-            (recording::Column::AgentId, &filter.agent),
-            (recording::Column::CallId, &filter.call),
-        ] {
-            if let Some(v) = v {
-                q = q.filter(col.eq(v.clone()));
-            }
-        }
-        if let Some(owners) = &filter.owners {
-            q = q.filter(recording::Column::AgentId.is_in(owners.clone()));
-        }
-        if let Some(teams) = &filter.teams {
-            q = q.filter(recording::Column::TeamId.is_in(teams.clone()));
-        }
-        if let Some(f) = filter.from {
-            q = q.filter(recording::Column::StartedAt.gte(f));
-        }
-        if let Some(t) = filter.to {
-            q = q.filter(recording::Column::StartedAt.lt(t));
-        }
-        if let Some(b) = &filter.before {
-            q = q.filter(recording::Column::Id.lt(b.clone()));
-        }
-        Ok(q.limit(limit.clamp(1, 1000)).all(&self.db).await?)
+        self.store.list(tenant, filter, limit).await
     }
 
     async fn key(&self, row: &recording::Model) -> Result<(guardline_keys::SecretKey, [u8; 8])> {
@@ -416,12 +249,10 @@ impl Recordings {
             .actor(actor, "")
             .resource("recording", &row.id)
             .outcome(Outcome::Failed, problem);
-        let txn = guardline_runtime::storage::write_txn(&self.db).await;
-        if let Ok(txn) = txn
-            && guardline_audit_client::enqueue(&txn, &event.build()).await.is_ok()
-        {
-            let _ = txn.commit().await;
-            self.outbox.notify_one();
+        // Best effort: the caller learns of the damage whether or not the
+        // event could be written.
+        if let Err(e) = self.store.audit(event).await {
+            tracing::error!(recording = %row.id, error = %e, "the tamper event could not be written");
         }
         tracing::error!(recording = %row.id, %problem, "recording failed authentication");
         Error::DataLoss("the recording failed its integrity check".into())
@@ -463,11 +294,7 @@ impl Recordings {
             .detail("lead", &row.lead_id)
             .detail("offset", offset)
             .detail("length", len);
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        guardline_audit_client::enqueue(&txn, &event.build()).await?;
-        txn.commit().await?;
-        self.outbox.notify_one();
-        Ok(())
+        self.store.audit(event).await
     }
 
     /// Re-reads a whole recording and checks every chunk and the SHA-256.
@@ -500,36 +327,20 @@ impl Recordings {
             return Err(Error::invalid("reason", "required, at most 500 characters"));
         }
         let row = self.get(tenant, id).await?;
-        let mut active: recording::ActiveModel = row.into();
-        active.legal_hold = Set(hold);
-        active.legal_hold_reason = Set(if hold { reason.to_owned() } else { String::new() });
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        let updated = active.update(&txn).await?;
         let action = if hold { "recording.legal_hold.set" } else { "recording.legal_hold.clear" };
         let event = EventBuilder::new(tenant, action)
             .actor(actor, "")
             .resource("recording", id)
             .outcome(Outcome::Allowed, reason);
-        guardline_audit_client::enqueue(&txn, &event.build()).await?;
-        txn.commit().await?;
-        self.outbox.notify_one();
-        Ok(updated)
+        self.store.set_hold(row, hold.then_some(reason), event).await
     }
 
     /// Destroys a recording: key first (crypto-shredding), then the object;
     /// the row stays as a tombstone.
     async fn destroy(&self, row: recording::Model, new_state: &str, action: &str, actor: (&str, &str)) -> Result<()> {
         let path = row.object_path.clone();
-        let (tenant, id) = (row.tenant_id.clone(), row.id.clone());
-        let mut active: recording::ActiveModel = row.into();
-        active.key_sealed = Set(None);
-        active.state = Set(new_state.into());
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        active.update(&txn).await?;
-        let event = EventBuilder::new(&tenant, action).actor(actor.0, actor.1).resource("recording", &id);
-        guardline_audit_client::enqueue(&txn, &event.build()).await?;
-        txn.commit().await?;
-        self.outbox.notify_one();
+        let event = EventBuilder::new(&row.tenant_id, action).actor(actor.0, actor.1).resource("recording", &row.id);
+        self.store.tombstone(row, new_state, event).await?;
         match self.objects.delete(&Path::from(path.as_str())).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(object_error(e)),
@@ -548,33 +359,24 @@ impl Recordings {
             .actor(actor.0, actor.1)
             .resource("tenant", tenant)
             .detail("rewrapped", rewrapped);
-        guardline_audit_client::enqueue(&self.db, &event.build()).await?;
-        self.outbox.notify_one();
+        self.store.audit(event).await?;
         Ok(rewrapped)
     }
 
     /// Deletes what is due at `as_of`. Returns (purged, held, kept for consent).
     pub async fn purge(&self, tenant: &str, as_of: DateTime<Utc>, actor: (&str, &str)) -> Result<(u64, u64, u64)> {
-        let rows = recording::Entity::find()
-            .filter(recording::Column::TenantId.eq(tenant))
-            .filter(recording::Column::State.eq(state::STORED))
-            .all(&self.db)
-            .await?;
         let (mut purged, mut held, mut consent) = (0, 0, 0);
-        for r in rows {
-            let base_due = r.stored_at.unwrap_or(r.started_at) + Duration::days(DEFAULT_DELETE_AFTER_DAYS);
-            if r.retain_until > as_of {
-                if base_due <= as_of && r.consent_length_ms.is_some() {
-                    consent += 1;
+        for r in self.store.stored(tenant, None).await? {
+            let stored_at = r.stored_at.unwrap_or(r.started_at);
+            match retention(stored_at, r.retain_until, r.consent_length_ms.is_some(), r.legal_hold, as_of) {
+                Retention::Keep => {}
+                Retention::KeepForConsent => consent += 1,
+                Retention::Held => held += 1,
+                Retention::Purge => {
+                    self.destroy(r, state::PURGED, "recording.purge", actor).await?;
+                    purged += 1;
                 }
-                continue;
             }
-            if r.legal_hold {
-                held += 1;
-                continue;
-            }
-            self.destroy(r, state::PURGED, "recording.purge", actor).await?;
-            purged += 1;
         }
         Ok((purged, held, consent))
     }
@@ -582,14 +384,8 @@ impl Recordings {
     /// Erases a lead's recordings, except those under legal hold, which are
     /// reported back. Returns (erased, held ids).
     pub async fn erase_lead(&self, tenant: &str, lead: &str, actor: (&str, &str)) -> Result<(u64, Vec<String>)> {
-        let rows = recording::Entity::find()
-            .filter(recording::Column::TenantId.eq(tenant))
-            .filter(recording::Column::LeadId.eq(lead))
-            .filter(recording::Column::State.eq(state::STORED))
-            .all(&self.db)
-            .await?;
         let (mut erased, mut held) = (0, Vec::new());
-        for r in rows {
+        for r in self.store.stored(tenant, Some(lead)).await? {
             if r.legal_hold {
                 held.push(r.id.clone());
                 continue;
@@ -601,25 +397,40 @@ impl Recordings {
     }
 }
 
-/// Filters of `list`; `owners`/`teams` restrict to the caller's scope.
-#[derive(Clone, Debug, Default)]
-pub struct ListFilter {
-    /// By lead.
-    pub lead: Option<String>,
-    /// By agent.
-    pub agent: Option<String>,
-    /// By call.
-    pub call: Option<String>,
-    /// Started at or after.
-    pub from: Option<DateTime<Utc>>,
-    /// Started before.
-    pub to: Option<DateTime<Utc>>,
-    /// Page: ids below this.
-    pub before: Option<String>,
-    /// Scope: only these owners.
-    pub owners: Option<Vec<String>>,
-    /// Scope: only these teams.
-    pub teams: Option<Vec<String>>,
+/// The row of an upload that begins: invisible (`uploading`) until stored.
+fn uploading_row(
+    id: &str,
+    h: &Header,
+    prefix: [u8; 8],
+    sealed: SealedRecordKey,
+    retention_class: String,
+) -> recording::Model {
+    recording::Model {
+        id: id.to_owned(),
+        tenant_id: h.tenant.clone(),
+        call_id: h.call_id.clone(),
+        lead_id: h.lead_id.clone(),
+        agent_id: h.agent_id.clone(),
+        team_id: h.team_id.clone(),
+        caller_line: h.caller_line.clone(),
+        started_at: h.started_at,
+        duration_seconds: i64::from(h.duration_seconds),
+        format: h.format.clone(),
+        consent_offset_ms: h.consent.map(|c| c.0 as i64),
+        consent_length_ms: h.consent.map(|c| c.1 as i64),
+        size_bytes: 0,
+        sha256: None,
+        nonce_prefix: prefix.to_vec(),
+        key_data_key_id: sealed.data_key_id,
+        key_sealed: Some(sealed.sealed),
+        object_path: format!("recordings/{}/{id}", h.tenant),
+        state: state::UPLOADING.into(),
+        stored_at: None,
+        retain_until: h.started_at,
+        retention_class,
+        legal_hold: false,
+        legal_hold_reason: String::new(),
+    }
 }
 
 /// A payload for object stores (used by the benchmark's baseline).

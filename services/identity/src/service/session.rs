@@ -1,8 +1,8 @@
 //! Login, refresh, logout and second factors.
 
 use chrono::{DateTime, Utc};
+use guardline_audit_client::Outcome;
 use guardline_keys::aead::{self, Binding};
-use guardline_proto::common::v1::Outcome;
 use guardline_runtime::token::Claims;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{

@@ -2,6 +2,10 @@
 //! key, its state (uploading, stored, purged, erased — tombstones stay), and
 //! the shared outbox and data-key tables.
 
+mod recordings;
+
+pub use recordings::Store;
+
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{
     big_integer, big_integer_null, binary, binary_null, boolean, string, text, timestamp_with_time_zone,

@@ -1,0 +1,188 @@
+//! Recordings' queries and transactions: the only code that reads or
+//! writes recording rows. Each change commits with its audit event.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use guardline_audit_client::EventBuilder;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use tokio::sync::Notify;
+
+use super::{recording, retention_class, state};
+use crate::domain::recording::ListFilter;
+use crate::error::Result;
+
+/// The recordings database and the outbox worker it wakes.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    outbox: Arc<Notify>,
+}
+
+impl Store {
+    /// The store over `db`; committed audit events wake `outbox`.
+    pub fn new(db: DatabaseConnection, outbox: Arc<Notify>) -> Self {
+        Self { db, outbox }
+    }
+
+    async fn begin(&self) -> Result<DatabaseTransaction> {
+        Ok(guardline_runtime::storage::write_txn(&self.db).await?)
+    }
+
+    // Writes the event with the change, commits both, wakes delivery.
+    async fn commit(&self, txn: DatabaseTransaction, event: EventBuilder) -> Result<()> {
+        guardline_audit_client::enqueue(&txn, &event.build()).await?;
+        txn.commit().await?;
+        self.outbox.notify_one();
+        Ok(())
+    }
+
+    /// Records an event with no other change.
+    pub async fn audit(&self, event: EventBuilder) -> Result<()> {
+        let txn = self.begin().await?;
+        self.commit(txn, event).await
+    }
+
+    /// Uploads in flight (state `uploading`).
+    pub async fn uploading(&self) -> Result<Vec<recording::Model>> {
+        Ok(recording::Entity::find().filter(recording::Column::State.eq(state::UPLOADING)).all(&self.db).await?)
+    }
+
+    /// Adds the row of an upload that begins.
+    pub async fn insert(&self, row: recording::Model) -> Result<()> {
+        recording::Entity::insert(recording::ActiveModel::from(row)).exec(&self.db).await?;
+        Ok(())
+    }
+
+    /// Removes a row (an upload that failed or died with the process).
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        recording::Entity::delete_by_id(id.to_owned()).exec(&self.db).await?;
+        Ok(())
+    }
+
+    /// Marks a complete upload stored, with its size, hash and dates.
+    pub async fn mark_stored(
+        &self,
+        row: recording::Model,
+        (size, sha): (u64, [u8; 32]),
+        (stored_at, retain_until): (DateTime<Utc>, DateTime<Utc>),
+        event: EventBuilder,
+    ) -> Result<recording::Model> {
+        let mut active: recording::ActiveModel = row.into();
+        active.state = Set(state::STORED.into());
+        active.size_bytes = Set(size as i64);
+        active.sha256 = Set(Some(sha.to_vec()));
+        active.stored_at = Set(Some(stored_at));
+        active.retain_until = Set(retain_until);
+        let txn = self.begin().await?;
+        let stored = active.update(&txn).await?;
+        self.commit(txn, event).await?;
+        Ok(stored)
+    }
+
+    /// A tenant's class as (min days, delete-after days), if defined.
+    pub async fn retention_class(&self, tenant: &str, name: &str) -> Result<Option<(i64, i64)>> {
+        let row = retention_class::Entity::find_by_id((tenant.to_owned(), name.to_owned())).one(&self.db).await?;
+        Ok(row.map(|c| (i64::from(c.min_days), i64::from(c.delete_after_days))))
+    }
+
+    /// Defines or changes a class.
+    pub async fn put_retention_class(
+        &self,
+        (tenant, name): (&str, &str),
+        (min_days, delete_after_days): (u32, u32),
+        event: EventBuilder,
+    ) -> Result<()> {
+        let row = retention_class::ActiveModel {
+            tenant_id: Set(tenant.to_owned()),
+            name: Set(name.to_owned()),
+            min_days: Set(min_days as i32),
+            delete_after_days: Set(delete_after_days as i32),
+        };
+        let txn = self.begin().await?;
+        if retention_class::Entity::find_by_id((tenant.to_owned(), name.to_owned())).one(&txn).await?.is_some() {
+            row.update(&txn).await?;
+        } else {
+            retention_class::Entity::insert(row).exec(&txn).await?;
+        }
+        self.commit(txn, event).await
+    }
+
+    /// A row by id, in any state.
+    pub async fn find(&self, id: &str) -> Result<Option<recording::Model>> {
+        Ok(recording::Entity::find_by_id(id.to_owned()).one(&self.db).await?)
+    }
+
+    /// Stored recordings of a tenant matching `filter`, newest first.
+    pub async fn list(&self, tenant: &str, filter: &ListFilter, limit: u64) -> Result<Vec<recording::Model>> {
+        let mut q = recording::Entity::find()
+            .filter(recording::Column::TenantId.eq(tenant))
+            .filter(recording::Column::State.eq(state::STORED))
+            .order_by_desc(recording::Column::Id);
+        for (col, v) in [
+            (recording::Column::LeadId, &filter.lead),
+            (recording::Column::AgentId, &filter.agent),
+            (recording::Column::CallId, &filter.call),
+        ] {
+            if let Some(v) = v {
+                q = q.filter(col.eq(v.clone()));
+            }
+        }
+        if let Some(owners) = &filter.owners {
+            q = q.filter(recording::Column::AgentId.is_in(owners.clone()));
+        }
+        if let Some(teams) = &filter.teams {
+            q = q.filter(recording::Column::TeamId.is_in(teams.clone()));
+        }
+        if let Some(f) = filter.from {
+            q = q.filter(recording::Column::StartedAt.gte(f));
+        }
+        if let Some(t) = filter.to {
+            q = q.filter(recording::Column::StartedAt.lt(t));
+        }
+        if let Some(b) = &filter.before {
+            q = q.filter(recording::Column::Id.lt(b.clone()));
+        }
+        Ok(q.limit(limit.clamp(1, 1000)).all(&self.db).await?)
+    }
+
+    /// Stored recordings of a tenant, or of one of its leads.
+    pub async fn stored(&self, tenant: &str, lead: Option<&str>) -> Result<Vec<recording::Model>> {
+        let mut q = recording::Entity::find()
+            .filter(recording::Column::TenantId.eq(tenant))
+            .filter(recording::Column::State.eq(state::STORED));
+        if let Some(lead) = lead {
+            q = q.filter(recording::Column::LeadId.eq(lead));
+        }
+        Ok(q.all(&self.db).await?)
+    }
+
+    /// Places or clears a legal hold.
+    pub async fn set_hold(
+        &self,
+        row: recording::Model,
+        hold: Option<&str>,
+        event: EventBuilder,
+    ) -> Result<recording::Model> {
+        let mut active: recording::ActiveModel = row.into();
+        active.legal_hold = Set(hold.is_some());
+        active.legal_hold_reason = Set(hold.unwrap_or_default().to_owned());
+        let txn = self.begin().await?;
+        let updated = active.update(&txn).await?;
+        self.commit(txn, event).await?;
+        Ok(updated)
+    }
+
+    /// Destroys a row's key and leaves it as a tombstone in `new_state`.
+    pub async fn tombstone(&self, row: recording::Model, new_state: &str, event: EventBuilder) -> Result<()> {
+        let mut active: recording::ActiveModel = row.into();
+        active.key_sealed = Set(None);
+        active.state = Set(new_state.into());
+        let txn = self.begin().await?;
+        active.update(&txn).await?;
+        self.commit(txn, event).await
+    }
+}
