@@ -12,8 +12,10 @@
 //!
 //! Events never carry PII: details hold ids and masked values only.
 
+pub mod audited;
 pub mod event;
 pub mod outbox;
 
+pub use audited::AuditedDb;
 pub use event::{EventBuilder, Outcome};
 pub use outbox::{AuditClient, OutboxWorker, enqueue, migrations};

@@ -107,6 +107,12 @@ impl Base {
 }
 
 impl Base {
+    /// The database as a store writes it: changes commit with their audit
+    /// events and wake the outbox worker.
+    pub fn audited(&self) -> guardline_audit_client::AuditedDb {
+        guardline_audit_client::AuditedDb::new(self.db.clone(), self.outbox_waker.clone())
+    }
+
     /// Verifies users' access tokens against identity's published keys, by
     /// the service's clock.
     pub fn verifier(&self, args: &CommonArgs) -> anyhow::Result<Arc<guardline_runtime::token::TokenVerifier>> {

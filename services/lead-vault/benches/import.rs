@@ -119,7 +119,11 @@ async fn main() {
     .expect("keyring");
     let envelope =
         Arc::new(guardline_keys::Envelope::new(Arc::new(keyring), sealed_db.clone(), Duration::from_secs(300)));
-    let vault = Vault::new(sealed_db, envelope, audit, Arc::new(tokio::sync::Notify::new()));
+    let store = guardline_lead_vault::store::Store::new(guardline_audit_client::AuditedDb::new(
+        sealed_db,
+        Arc::new(tokio::sync::Notify::new()),
+    ));
+    let vault = Vault::new(store, envelope, audit);
     let who = Subject::from_claims("t1", "u1", &[], &["lead.write:tenant".into()]);
     let plain_db = open_db(dir.path(), "plain.db").await;
     // Warm-up: creates the tenant's keys and secrets, and both files.

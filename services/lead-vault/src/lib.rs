@@ -5,17 +5,11 @@
 //! `RevealField` and a clear export.
 
 pub mod args;
-pub mod bulk;
-pub mod consent;
 pub mod domain;
-pub mod erasure;
 pub mod error;
 pub mod grpc;
-pub mod rotation;
 pub mod service;
-pub mod settings;
 pub mod store;
-pub mod update;
 
 use guardline_runtime::server::GrpcServer;
 use guardline_service::Base;
@@ -36,14 +30,12 @@ pub async fn run(
     let Args { common, keys, reveal_quota, export_quota } = args;
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
-    let mut vault = service::Vault::new(base.db.clone(), envelope, base.audit.clone(), base.outbox_waker.clone());
+    let mut vault = service::Vault::new(store::Store::new(base.audited()), envelope, base.audit.clone());
     vault.reveal_quota = reveal_quota;
     vault.export_quota = export_quota;
     vault.clock = common.clock.clone();
     let recordings = guardline_runtime::connect(&common.mesh.recordings_endpoint, base.tls.clone())?;
-    let recordings =
-        guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient::new(recordings);
-    vault.recordings = Some(std::sync::Arc::new(grpc::RecordingsClient(recordings)));
+    vault.recordings = Some(std::sync::Arc::new(grpc::RecordingsClient::new(recordings)));
     let vault = std::sync::Arc::new(vault);
     let resumed = vault.resume_rotations().await?;
     if resumed > 0 {

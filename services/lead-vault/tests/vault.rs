@@ -544,6 +544,13 @@ async fn updates_and_transfers(postgres: bool) {
     );
     let bad = m.vault().update_lead(update(&t.tokens[0], 2, &["salary"], "x")).await.expect_err("unknown field");
     assert_eq!(field_violations(&bad)[0].field, "update_fields[0]");
+    // An update checks what it changes as a creation would: the address too.
+    let mut long_city = update(&t.tokens[0], 2, &["address"], "x");
+    if let Some(input) = long_city.get_mut().lead.as_mut() {
+        input.address = Some(pb::Address { city: "长".repeat(201), ..Default::default() });
+    }
+    let bad = m.vault().update_lead(long_city).await.expect_err("an over-long city");
+    assert_eq!(field_violations(&bad)[0].field, "lead.address.city");
     assert_eq!(
         m.vault().update_lead(update(&t.tokens[1], 2, &["name"], "x")).await.expect_err("other team").code(),
         Code::NotFound

@@ -38,7 +38,10 @@ async fn main() {
     )
     .expect("keyring");
     let envelope = Arc::new(guardline_keys::Envelope::new(Arc::new(keyring), db.clone(), Duration::from_secs(60)));
-    let db = guardline_recordings::store::Store::new(db, Arc::new(tokio::sync::Notify::new()));
+    let db = guardline_recordings::store::Store::new(guardline_audit_client::AuditedDb::new(
+        db,
+        Arc::new(tokio::sync::Notify::new()),
+    ));
     let recordings = Recordings::new(db, envelope, store.clone());
 
     let (mut plain, mut sealed) = (Duration::ZERO, Duration::ZERO);

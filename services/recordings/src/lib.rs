@@ -28,7 +28,7 @@ pub async fn run(
     let Args { common, keys, objects, upload_idle_timeout } = args;
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
-    let store = store::Store::new(base.db.clone(), base.outbox_waker.clone());
+    let store = store::Store::new(base.audited());
     let mut recordings = service::Recordings::new(store, envelope, objects.build()?);
     if objects.s3_bucket.is_none()
         && let Some(dir) = &objects.recordings_dir

@@ -1,65 +1,45 @@
 //! Recordings' queries and transactions: the only code that reads or
 //! writes recording rows. Each change commits with its audit event.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
-use guardline_audit_client::EventBuilder;
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
-};
-use tokio::sync::Notify;
+use guardline_audit_client::{AuditedDb, EventBuilder};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{recording, retention_class, state};
 use crate::domain::recording::ListFilter;
 use crate::error::Result;
 
-/// The recordings database and the outbox worker it wakes.
+/// The recordings database.
 #[derive(Clone)]
 pub struct Store {
-    db: DatabaseConnection,
-    outbox: Arc<Notify>,
+    db: AuditedDb,
 }
 
 impl Store {
-    /// The store over `db`; committed audit events wake `outbox`.
-    pub fn new(db: DatabaseConnection, outbox: Arc<Notify>) -> Self {
-        Self { db, outbox }
-    }
-
-    async fn begin(&self) -> Result<DatabaseTransaction> {
-        Ok(guardline_runtime::storage::write_txn(&self.db).await?)
-    }
-
-    // Writes the event with the change, commits both, wakes delivery.
-    async fn commit(&self, txn: DatabaseTransaction, event: EventBuilder) -> Result<()> {
-        guardline_audit_client::enqueue(&txn, &event.build()).await?;
-        txn.commit().await?;
-        self.outbox.notify_one();
-        Ok(())
+    /// The store over `db`.
+    pub fn new(db: AuditedDb) -> Self {
+        Self { db }
     }
 
     /// Records an event with no other change.
     pub async fn audit(&self, event: EventBuilder) -> Result<()> {
-        let txn = self.begin().await?;
-        self.commit(txn, event).await
+        self.db.audit(event).await
     }
 
     /// Uploads in flight (state `uploading`).
     pub async fn uploading(&self) -> Result<Vec<recording::Model>> {
-        Ok(recording::Entity::find().filter(recording::Column::State.eq(state::UPLOADING)).all(&self.db).await?)
+        Ok(recording::Entity::find().filter(recording::Column::State.eq(state::UPLOADING)).all(self.db.db()).await?)
     }
 
     /// Adds the row of an upload that begins.
     pub async fn insert(&self, row: recording::Model) -> Result<()> {
-        recording::Entity::insert(recording::ActiveModel::from(row)).exec(&self.db).await?;
+        recording::Entity::insert(recording::ActiveModel::from(row)).exec(self.db.db()).await?;
         Ok(())
     }
 
     /// Removes a row (an upload that failed or died with the process).
     pub async fn delete(&self, id: &str) -> Result<()> {
-        recording::Entity::delete_by_id(id.to_owned()).exec(&self.db).await?;
+        recording::Entity::delete_by_id(id.to_owned()).exec(self.db.db()).await?;
         Ok(())
     }
 
@@ -77,15 +57,15 @@ impl Store {
         active.sha256 = Set(Some(sha.to_vec()));
         active.stored_at = Set(Some(stored_at));
         active.retain_until = Set(retain_until);
-        let txn = self.begin().await?;
+        let txn = self.db.begin().await?;
         let stored = active.update(&txn).await?;
-        self.commit(txn, event).await?;
+        self.db.commit(txn, [event]).await?;
         Ok(stored)
     }
 
     /// A tenant's class as (min days, delete-after days), if defined.
     pub async fn retention_class(&self, tenant: &str, name: &str) -> Result<Option<(i64, i64)>> {
-        let row = retention_class::Entity::find_by_id((tenant.to_owned(), name.to_owned())).one(&self.db).await?;
+        let row = retention_class::Entity::find_by_id((tenant.to_owned(), name.to_owned())).one(self.db.db()).await?;
         Ok(row.map(|c| (i64::from(c.min_days), i64::from(c.delete_after_days))))
     }
 
@@ -102,18 +82,18 @@ impl Store {
             min_days: Set(min_days as i32),
             delete_after_days: Set(delete_after_days as i32),
         };
-        let txn = self.begin().await?;
+        let txn = self.db.begin().await?;
         if retention_class::Entity::find_by_id((tenant.to_owned(), name.to_owned())).one(&txn).await?.is_some() {
             row.update(&txn).await?;
         } else {
             retention_class::Entity::insert(row).exec(&txn).await?;
         }
-        self.commit(txn, event).await
+        self.db.commit(txn, [event]).await
     }
 
     /// A row by id, in any state.
     pub async fn find(&self, id: &str) -> Result<Option<recording::Model>> {
-        Ok(recording::Entity::find_by_id(id.to_owned()).one(&self.db).await?)
+        Ok(recording::Entity::find_by_id(id.to_owned()).one(self.db.db()).await?)
     }
 
     /// Stored recordings of a tenant matching `filter`, newest first.
@@ -146,7 +126,7 @@ impl Store {
         if let Some(b) = &filter.before {
             q = q.filter(recording::Column::Id.lt(b.clone()));
         }
-        Ok(q.limit(limit.clamp(1, 1000)).all(&self.db).await?)
+        Ok(q.limit(limit.clamp(1, 1000)).all(self.db.db()).await?)
     }
 
     /// Stored recordings of a tenant, or of one of its leads.
@@ -157,7 +137,7 @@ impl Store {
         if let Some(lead) = lead {
             q = q.filter(recording::Column::LeadId.eq(lead));
         }
-        Ok(q.all(&self.db).await?)
+        Ok(q.all(self.db.db()).await?)
     }
 
     /// Places or clears a legal hold.
@@ -170,9 +150,9 @@ impl Store {
         let mut active: recording::ActiveModel = row.into();
         active.legal_hold = Set(hold.is_some());
         active.legal_hold_reason = Set(hold.unwrap_or_default().to_owned());
-        let txn = self.begin().await?;
+        let txn = self.db.begin().await?;
         let updated = active.update(&txn).await?;
-        self.commit(txn, event).await?;
+        self.db.commit(txn, [event]).await?;
         Ok(updated)
     }
 
@@ -181,8 +161,8 @@ impl Store {
         let mut active: recording::ActiveModel = row.into();
         active.key_sealed = Set(None);
         active.state = Set(new_state.into());
-        let txn = self.begin().await?;
+        let txn = self.db.begin().await?;
         active.update(&txn).await?;
-        self.commit(txn, event).await
+        self.db.commit(txn, [event]).await
     }
 }

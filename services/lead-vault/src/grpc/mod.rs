@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use guardline_authz::{Resource, Subject, decide};
-use guardline_proto::common::v1::{MaskedValue, PageResponse};
+use guardline_proto::common::v1::PageResponse;
 use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
 use guardline_proto::vault::v1 as pb;
 use guardline_proto::vault::v1::lead_vault_service_server::{LeadVaultService, LeadVaultServiceServer};
@@ -16,10 +16,12 @@ use guardline_runtime::peer::PeerInfo;
 use guardline_runtime::token::TokenVerifier;
 use tonic::{Request, Response, Status};
 
-use crate::domain::mask;
+mod convert;
+
 use crate::error::Error;
-use crate::service::{Address, Field, LeadInput, Vault, View};
-use crate::settings::{SettingsChange, VaultSettings};
+use crate::service::settings::SettingsChange;
+use crate::service::{Field, Vault};
+use convert::*;
 
 /// The API.
 #[derive(Debug)]
@@ -102,92 +104,19 @@ pub fn allow_list(mesh: &MeshArgs) -> AllowList {
         .allow("/guardline.vault.v1.LeadVaultService/LookupNumbers", [mesh.identity_of("dialer-policy")])
 }
 
-fn masked(s: String) -> Option<MaskedValue> {
-    Some(MaskedValue { masked: s, clear: false })
-}
-
-fn to_pb(v: View) -> pb::Lead {
-    let (phones, name, address) = Vault::masked(&v);
-    let r = v.row;
-    pb::Lead {
-        id: r.id,
-        tenant_id: r.tenant_id,
-        owner_id: r.owner_id,
-        team_id: r.team_id,
-        phones: phones.into_iter().map(|p| MaskedValue { masked: p, clear: false }).collect(),
-        name: masked(name),
-        address: masked(address),
-        needs: masked(mask::WITHHELD.into()),
-        notes: masked(mask::WITHHELD.into()),
-        tags: serde_json::from_str(&r.tags).unwrap_or_default(),
-        source: r.source,
-        region: r.region,
-        time_zone: r.time_zone,
-        status: pb::LeadStatus::New as i32,
-        version: r.version as u64,
-    }
-}
-
-fn input(i: pb::LeadInput) -> LeadInput {
-    let a = i.address.unwrap_or_default();
-    LeadInput {
-        phones: i.phones,
-        default_region: i.default_region,
-        name: i.name,
-        address: Address { province: a.province, city: a.city, district: a.district, street: a.street },
-        needs: i.needs,
-        notes: i.notes,
-        tags: i.tags,
-        source: i.source,
-        time_zone: i.time_zone,
-        owner_id: i.owner_id,
-        team_id: i.team_id,
-    }
-}
-
-type Reply<T> = Result<Response<T>, Status>;
-type ExportStream =
-    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ExportLeadsResponse, Status>> + Send + 'static>>;
-
-fn ts(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
-}
-
-fn from_ts(field: &str, t: Option<&prost_types::Timestamp>) -> Result<Option<chrono::DateTime<chrono::Utc>>, Status> {
-    t.map(|t| {
-        chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
-            .ok_or_else(|| Status::from(Error::invalid(field, "out of range")))
-    })
-    .transpose()
-}
-
-fn consent_pb(c: crate::store::consent::Model) -> pb::ConsentRecord {
-    pb::ConsentRecord {
-        id: c.id,
-        tenant_id: c.tenant_id,
-        lead_id: c.lead_id,
-        purpose: c.purpose,
-        channel: c.channel,
-        evidence: Some(pb::ConsentEvidence {
-            form_sha256: c.form_sha256,
-            disclosure_version: c.disclosure_version,
-            page_url: c.page_url,
-            recording_id: c.recording_id,
-            recording_offset_ms: c.recording_offset_ms as u64,
-            recording_length_ms: c.recording_length_ms as u64,
-        }),
-        granted_at: Some(ts(c.granted_at)),
-        expires_at: c.expires_at.map(ts),
-        withdrawn_at: c.withdrawn_at.map(ts),
-    }
-}
-
 /// Erasure's view of the recordings service, over mTLS as `lead-vault`.
 #[derive(Clone, Debug)]
-pub struct RecordingsClient(pub RecordingsServiceClient<guardline_runtime::GrpcChannel>);
+pub struct RecordingsClient(RecordingsServiceClient<guardline_runtime::GrpcChannel>);
+
+impl RecordingsClient {
+    /// The recordings service over `channel`.
+    pub fn new(channel: guardline_runtime::GrpcChannel) -> Self {
+        Self(RecordingsServiceClient::new(channel))
+    }
+}
 
 #[tonic::async_trait]
-impl crate::erasure::RecordingsEraser for RecordingsClient {
+impl crate::service::erasure::RecordingsEraser for RecordingsClient {
     async fn erase_lead(&self, tenant: &str, lead: &str) -> crate::error::Result<(u64, Vec<String>)> {
         let req = guardline_proto::recordings::v1::EraseLeadRecordingsRequest {
             tenant_id: tenant.into(),
@@ -201,36 +130,9 @@ impl crate::erasure::RecordingsEraser for RecordingsClient {
     }
 }
 
-fn erasure_pb(c: crate::store::erasure_case::Model) -> pb::ErasureCase {
-    use crate::erasure::state;
-    let st = match c.state.as_str() {
-        state::OPEN => pb::ErasureState::Open,
-        state::DONE => pb::ErasureState::Done,
-        state::BLOCKED => pb::ErasureState::Blocked,
-        _ => pb::ErasureState::Unspecified,
-    };
-    pb::ErasureCase {
-        id: c.id,
-        tenant_id: c.tenant_id,
-        lead_id: c.lead_id,
-        state: st as i32,
-        requested_at: Some(ts(c.requested_at)),
-        due_at: Some(ts(c.due_at)),
-        executed_at: c.executed_at.map(ts),
-        blocked_reason: c.blocked_reason,
-    }
-}
-
-fn key_status_pb(tenant_id: String, s: crate::rotation::KeyStatus) -> pb::KeyStatus {
-    pb::KeyStatus {
-        tenant_id,
-        active_data_key_id: s.active,
-        retiring_data_key_ids: s.retiring,
-        rewrapped: s.rewrapped,
-        total: s.total,
-        in_progress: s.in_progress,
-    }
-}
+type Reply<T> = Result<Response<T>, Status>;
+type ExportStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::ExportLeadsResponse, Status>> + Send + 'static>>;
 
 #[tonic::async_trait]
 impl LeadVaultService for Api {
@@ -271,7 +173,7 @@ impl LeadVaultService for Api {
         let who = self.user(&req).await?;
         let r = req.into_inner();
         let e = r.evidence.unwrap_or_default();
-        let c = crate::consent::NewConsent {
+        let c = crate::service::consent::NewConsent {
             purpose: r.purpose,
             channel: r.channel,
             form_sha256: e.form_sha256,
@@ -457,7 +359,7 @@ impl LeadVaultService for Api {
     }
 
     async fn request_erasure(&self, req: Request<pb::RequestErasureRequest>) -> Reply<pb::ErasureCase> {
-        use crate::erasure::ErasureSubject;
+        use crate::service::erasure::ErasureSubject;
         use pb::request_erasure_request::Subject as S;
         let who = self.user(&req).await?;
         let r = req.into_inner();
@@ -479,7 +381,7 @@ impl LeadVaultService for Api {
         &self,
         req: Request<pb::ListErasureCasesRequest>,
     ) -> Reply<pb::ListErasureCasesResponse> {
-        use crate::erasure::state;
+        use crate::service::erasure::state;
         let who = self.user(&req).await?;
         let r = req.into_inner();
         let filter = match pb::ErasureState::try_from(r.state) {
@@ -549,13 +451,5 @@ impl LeadVaultService for Api {
         };
         let pruned = self.vault.prune_consent(&tenant, (&user, &service)).await?;
         Ok(Response::new(pb::PruneConsentResponse { pruned }))
-    }
-}
-
-fn settings_pb(tenant_id: String, s: VaultSettings) -> pb::VaultSettings {
-    pb::VaultSettings {
-        tenant_id,
-        erasure_deadline_days: s.erasure_deadline_days,
-        consent_retention_days: s.consent_retention_days,
     }
 }

@@ -6,11 +6,10 @@
 use chrono::{DateTime, Duration, Utc};
 use guardline_audit_client::EventBuilder;
 use guardline_authz::{Resource, Scope, Subject, decide, widest_scope};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use crate::error::{Error, Result};
 use crate::service::Vault;
-use crate::store::{consent, phone_index};
+use crate::store::consent;
 
 /// Channels consent can be given through.
 pub const CHANNELS: &[&str] = &["web_form", "call_recording", "sms", "paper", "email", "in_person"];
@@ -103,14 +102,7 @@ impl Vault {
     ) -> Result<consent::Model> {
         let row = self.lead_for(who, tenant, lead, "consent.manage").await?;
         c.validate(self.clock.now())?;
-        let bi = phone_index::Entity::find()
-            .filter(phone_index::Column::TenantId.eq(tenant))
-            .filter(phone_index::Column::LeadId.eq(&row.id))
-            .order_by_asc(phone_index::Column::Position)
-            .one(&self.db)
-            .await?
-            .map(|p| p.blind_index)
-            .unwrap_or_default();
+        let bi = self.store.primary_blind_index(tenant, &row.id).await?.unwrap_or_default();
         let (rec_id, off, len) = c.recording.clone().unwrap_or_default();
         let model = consent::Model {
             id: format!("consent-{}", uuid::Uuid::now_v7().simple()),
@@ -129,45 +121,29 @@ impl Vault {
             expires_at: c.expires_at,
             withdrawn_at: None,
         };
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        consent::Entity::insert(consent::ActiveModel::from(model.clone())).exec(&txn).await?;
         let event = EventBuilder::new(tenant, "consent.record")
             .actor(&who.user, "")
             .resource("lead", &row.id)
             .detail("consent", &model.id)
             .detail("purpose", &model.purpose)
             .detail("channel", &model.channel);
-        guardline_audit_client::enqueue(&txn, &event.build()).await?;
-        txn.commit().await?;
-        self.outbox.notify_one();
+        self.store.insert_consent(&model, event).await?;
         Ok(model)
     }
 
     /// Withdraws a consent at once (`consent.manage`, lead in scope).
     pub async fn withdraw_consent(&self, who: &Subject, tenant: &str, id: &str) -> Result<consent::Model> {
-        let c = consent::Entity::find_by_id(id.to_owned())
-            .one(&self.db)
-            .await?
-            .filter(|c| c.tenant_id == tenant)
-            .ok_or(Error::NotFound)?;
+        let c = self.store.consent(id).await?.filter(|c| c.tenant_id == tenant).ok_or(Error::NotFound)?;
         self.lead_for(who, tenant, &c.lead_id, "consent.manage").await?;
         if c.withdrawn_at.is_some() {
             return Ok(c);
         }
         let now = self.clock.now();
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        consent::Entity::update_many()
-            .col_expr(consent::Column::WithdrawnAt, sea_orm::sea_query::Expr::value(now))
-            .filter(consent::Column::Id.eq(id))
-            .exec(&txn)
-            .await?;
         let event = EventBuilder::new(tenant, "consent.withdraw")
             .actor(&who.user, "")
             .resource("lead", &c.lead_id)
             .detail("consent", id);
-        guardline_audit_client::enqueue(&txn, &event.build()).await?;
-        txn.commit().await?;
-        self.outbox.notify_one();
+        self.store.withdraw_consent(id, now, event).await?;
         Ok(consent::Model { withdrawn_at: Some(now), ..c })
     }
 
@@ -182,25 +158,12 @@ impl Vault {
                 if widest_scope(who, "lead.read") == Some(Scope::Tenant) && self.erased(tenant, lead).await? => {}
             Err(e) => return Err(e),
         }
-        Ok(consent::Entity::find()
-            .filter(consent::Column::TenantId.eq(tenant))
-            .filter(consent::Column::LeadId.eq(lead))
-            .order_by_asc(consent::Column::Id)
-            .all(&self.db)
-            .await?)
+        self.store.consents(tenant, lead, None).await
     }
 
     /// Whether `lead` was erased (a done erasure case, no lead row).
     async fn erased(&self, tenant: &str, lead: &str) -> Result<bool> {
-        use crate::store::erasure_case;
-        let done = erasure_case::Entity::find()
-            .filter(erasure_case::Column::TenantId.eq(tenant))
-            .filter(erasure_case::Column::LeadId.eq(lead))
-            .filter(erasure_case::Column::State.eq(crate::erasure::state::DONE))
-            .one(&self.db)
-            .await?
-            .is_some();
-        Ok(done && crate::store::lead::Entity::find_by_id(lead.to_owned()).one(&self.db).await?.is_none())
+        Ok(self.store.erasure_done(tenant, lead).await? && self.store.lead(lead).await?.is_none())
     }
 
     /// Whether a lead has active consent for `purpose` at `at` (for the dialer).
@@ -211,12 +174,7 @@ impl Vault {
         purpose: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<(String, DateTime<Utc>)>> {
-        let rows = consent::Entity::find()
-            .filter(consent::Column::TenantId.eq(tenant))
-            .filter(consent::Column::LeadId.eq(lead))
-            .filter(consent::Column::Purpose.eq(purpose))
-            .all(&self.db)
-            .await?;
+        let rows = self.store.consents(tenant, lead, Some(purpose)).await?;
         Ok(rows.into_iter().find(|c| active_at(c, at)).map(|c| (c.id, c.granted_at)))
     }
 }

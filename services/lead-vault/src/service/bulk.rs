@@ -6,11 +6,9 @@
 use guardline_audit_client::EventBuilder;
 use guardline_audit_client::Outcome;
 use guardline_authz::{Resource, Subject, decide};
-use sea_orm::{ActiveValue::Set, EntityTrait};
 
 use crate::error::{Error, Result};
 use crate::service::{LeadInput, Vault, View};
-use crate::store::export_count;
 
 /// A refused import row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,10 +63,7 @@ impl Vault {
             }
         }
         let day = self.clock.now().format("%Y-%m-%d").to_string();
-        let used = export_count::Entity::find_by_id((tenant.to_owned(), day.clone()))
-            .one(&self.db)
-            .await?
-            .map_or(0, |c| c.count as u64);
+        let used = self.store.exports(tenant, &day).await?;
         if used + views.len() as u64 > self.export_quota {
             return Err(Error::ResourceExhausted(format!(
                 "the tenant's daily export quota of {} leads would be exceeded",
@@ -81,19 +76,7 @@ impl Vault {
             .detail("count", views.len())
             .detail("clear", clear);
         self.audit().append_now(vec![event.build()]).await?;
-        let row = export_count::ActiveModel {
-            tenant_id: Set(tenant.into()),
-            day: Set(day),
-            count: Set((used + views.len() as u64) as i64),
-        };
-        export_count::Entity::insert(row)
-            .on_conflict(
-                sea_orm::sea_query::OnConflict::columns([export_count::Column::TenantId, export_count::Column::Day])
-                    .update_column(export_count::Column::Count)
-                    .to_owned(),
-            )
-            .exec(&self.db)
-            .await?;
+        self.store.set_exports(tenant, &day, used + views.len() as u64).await?;
         Ok(views)
     }
 

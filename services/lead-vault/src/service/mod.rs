@@ -3,95 +3,27 @@
 //! the lead's record key with associated data binding tenant, lead, field and
 //! version; phone numbers are also indexed blindly for exact lookup.
 
+pub mod bulk;
+pub mod consent;
+pub mod erasure;
+pub mod rotation;
+pub mod settings;
+pub mod update;
+
 use std::sync::Arc;
 
 use guardline_audit_client::Outcome;
 use guardline_audit_client::{AuditClient, EventBuilder};
 use guardline_authz::{Resource, Scope, Subject, decide, widest_scope};
 use guardline_keys::{Envelope, SealedRecordKey, open_field, seal_field};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use serde::Serialize;
 
+use crate::domain::lead::parse_phones;
+pub use crate::domain::lead::{Address, DialTarget, Field, LeadInput, Pii, check_text, time_zone_or_derived};
 use crate::domain::mask;
 use crate::error::{Error, Result};
-use crate::store::{lead, phone_index, reveal_count, tenant_secret};
-use guardline_phone::{Phone, PhoneError};
-
-/// A structured address.
-#[derive(Clone, Default, Serialize, Deserialize)]
-pub struct Address {
-    /// Province or state.
-    pub province: String,
-    /// City.
-    pub city: String,
-    /// District.
-    pub district: String,
-    /// Street.
-    pub street: String,
-}
-
-/// What dialer-policy needs to decide on a call.
-#[derive(Clone)]
-pub struct DialTarget {
-    /// E.164 number.
-    pub e164: String,
-    /// Its blind index.
-    pub blind_index: Vec<u8>,
-    /// The callee's IANA time zone (empty when unknown).
-    pub time_zone: String,
-    /// Owning agent.
-    pub owner_id: String,
-    /// Owning team.
-    pub team_id: String,
-    /// Why the number is on the internal do-not-call list, if it is.
-    pub internal_dnc: Option<String>,
-    /// The address's province or state as written, for state laws.
-    pub address_region: String,
-}
-
-/// What a caller submits for a lead, in clear.
-#[derive(Clone, Default)]
-pub struct LeadInput {
-    /// Raw phone numbers.
-    pub phones: Vec<String>,
-    /// Region for national numbers.
-    pub default_region: String,
-    /// Name.
-    pub name: String,
-    /// Address.
-    pub address: Address,
-    /// Needs.
-    pub needs: String,
-    /// Notes.
-    pub notes: String,
-    /// Tags.
-    pub tags: Vec<String>,
-    /// Source.
-    pub source: String,
-    /// Time zone.
-    pub time_zone: String,
-    /// Owner (the caller when empty).
-    pub owner_id: String,
-    /// Team (the caller's first team when empty).
-    pub team_id: String,
-}
-
-/// The decrypted PII of a lead.
-#[derive(Clone, Default)]
-pub struct Pii {
-    /// E.164 numbers.
-    pub phones: Vec<String>,
-    /// Name.
-    pub name: String,
-    /// Address.
-    pub address: Address,
-    /// Needs.
-    pub needs: String,
-    /// Notes.
-    pub notes: String,
-}
+use crate::store::{Owners, Store, lead};
+use guardline_phone::Phone;
 
 /// A lead as a caller may see it.
 pub struct View {
@@ -99,33 +31,6 @@ pub struct View {
     pub row: lead::Model,
     /// Decrypted PII; the API layer masks it.
     pub pii: Pii,
-}
-
-/// A revealable field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Field {
-    /// A phone, by position.
-    Phone(usize),
-    /// Name.
-    Name,
-    /// Full address.
-    Address,
-    /// Needs.
-    Needs,
-    /// Notes.
-    Notes,
-}
-
-impl Field {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Phone(_) => "phone",
-            Self::Name => "name",
-            Self::Address => "address",
-            Self::Needs => "needs",
-            Self::Notes => "notes",
-        }
-    }
 }
 
 const FIELDS: [&str; 5] = ["phones", "name", "address", "needs", "notes"];
@@ -143,16 +48,15 @@ const MAC_KEY: &str = "lead-mac";
 
 /// The lead vault's state.
 pub struct Vault {
-    pub(crate) db: DatabaseConnection,
+    pub(crate) store: Store,
     envelope: Arc<Envelope>,
     audit: AuditClient,
-    pub(crate) outbox: Arc<Notify>,
     /// Reveals per user per day.
     pub reveal_quota: u32,
     /// Leads exported per tenant per day.
     pub export_quota: u64,
     /// The recordings service, asked to erase a lead's recordings on erasure.
-    pub recordings: Option<Arc<dyn crate::erasure::RecordingsEraser>>,
+    pub recordings: Option<Arc<dyn crate::service::erasure::RecordingsEraser>>,
     /// Opened tenant secrets, kept as long as data keys are
     /// (`DATA_KEY_TTL`); their clear value never changes, only their sealing.
     secrets: tokio::sync::Mutex<std::collections::HashMap<(String, String), CachedSecret>>,
@@ -171,33 +75,13 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-/// Checks free text: length and no control characters (newlines allowed).
-/// The lead's IANA time zone: the one given, else the one its primary number
-/// determines (see [`Phone::derived_time_zone`]); empty when the number's
-/// country has several zones, so that the dialer respects all of them.
-pub(crate) fn time_zone_or_derived(given: &str, primary: &Phone) -> Result<String> {
-    if given.is_empty() {
-        return Ok(primary.derived_time_zone().map(|tz| tz.name().to_owned()).unwrap_or_default());
-    }
-    given.parse::<chrono_tz::Tz>().map_err(|_| Error::invalid("lead.time_zone", "not an IANA time zone"))?;
-    Ok(given.to_owned())
-}
-
-pub(crate) fn check_text(field: &str, v: &str, max: usize) -> Result<()> {
-    if v.chars().count() > max || v.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(Error::invalid(field, format!("at most {max} printable characters")));
-    }
-    Ok(())
-}
-
 impl Vault {
     /// Assembles the vault.
-    pub fn new(db: DatabaseConnection, envelope: Arc<Envelope>, audit: AuditClient, outbox: Arc<Notify>) -> Self {
+    pub fn new(store: Store, envelope: Arc<Envelope>, audit: AuditClient) -> Self {
         Self {
-            db,
+            store,
             envelope,
             audit,
-            outbox,
             reveal_quota: 50,
             export_quota: 10_000,
             recordings: None,
@@ -215,7 +99,7 @@ impl Vault {
         {
             return Ok(c.key.clone());
         }
-        if let Some(s) = tenant_secret::Entity::find_by_id(id.clone()).one(&self.db).await? {
+        if let Some(s) = self.store.secret(tenant, kind).await? {
             let key = self.envelope.open_secret(tenant, kind, tenant, &s.data_key_id, &s.sealed).await?;
             let cached = CachedSecret { key: key.clone(), opened: std::time::Instant::now() };
             let mut secrets = self.secrets.lock().await;
@@ -226,13 +110,7 @@ impl Vault {
         let mut key = vec![0u8; 32];
         aws_lc_rs::rand::fill(&mut key).map_err(|_| Error::Internal("random".into()))?;
         let (dk, sealed) = self.envelope.seal_secret(tenant, kind, tenant, &key).await?;
-        let row = tenant_secret::ActiveModel {
-            tenant_id: Set(tenant.into()),
-            kind: Set(kind.into()),
-            data_key_id: Set(dk),
-            sealed: Set(sealed),
-        };
-        if tenant_secret::Entity::insert(row).exec(&self.db).await.is_err() {
+        if !self.store.insert_secret(tenant, kind, dk, sealed).await {
             // Another replica created it first.
             return Box::pin(self.tenant_secret(tenant, kind)).await;
         }
@@ -272,46 +150,10 @@ impl Vault {
     /// Creates a lead. Nothing is written unless every field is valid and no
     /// number belongs to another lead of the tenant.
     pub async fn create(&self, who: &Subject, tenant: &str, input: LeadInput) -> Result<View> {
-        let owner = if input.owner_id.is_empty() { who.user.clone() } else { input.owner_id.clone() };
-        // The caller's team for their own leads; another owner's team must be
-        // named (the vault does not know it, and guessing would put the lead
-        // out of its team lead's sight).
-        let team = match (input.team_id.is_empty(), owner == who.user) {
-            (false, _) => input.team_id.clone(),
-            (true, true) => who.teams.iter().next().cloned().unwrap_or_default(),
-            (true, false) => String::new(),
-        };
-        let res = Resource { tenant: tenant.into(), owner: Some(owner.clone()), team: Some(team.clone()) };
-        let d = decide(who, "lead.write", &res);
-        if !d.allowed {
-            return Err(Error::PermissionDenied(d.rule));
-        }
-        if team.is_empty() && owner != who.user {
-            return Err(Error::invalid("lead.team_id", "required when the lead is for another owner"));
-        }
-        if input.phones.is_empty() {
-            return Err(Error::invalid("lead.phones", "at least one phone number"));
-        }
+        let (owner, team) = placement(who, tenant, &input)?;
+        let phones = parse_phones(&input.phones, &input.default_region)?;
         let region = (!input.default_region.is_empty()).then_some(input.default_region.as_str());
-        let mut phones = Vec::new();
-        for (i, raw) in input.phones.iter().enumerate() {
-            let p = Phone::parse(raw, region).map_err(|e| match e {
-                PhoneError::Region => Error::invalid("lead.default_region", "not an ISO 3166 region code"),
-                PhoneError::Invalid => Error::invalid(format!("lead.phones[{i}]"), "not a valid phone number"),
-            })?;
-            phones.push(p);
-        }
-        check_text("lead.name", &input.name, 200)?;
-        check_text("lead.needs", &input.needs, 4000)?;
-        check_text("lead.notes", &input.notes, 4000)?;
-        for (f, v) in [
-            ("lead.address.province", &input.address.province),
-            ("lead.address.city", &input.address.city),
-            ("lead.address.district", &input.address.district),
-            ("lead.address.street", &input.address.street),
-        ] {
-            check_text(f, v, 200)?;
-        }
+        input.check_texts()?;
         let time_zone = time_zone_or_derived(&input.time_zone, &phones[0])?;
         let key = self.tenant_secret(tenant, INDEX_KEY).await?;
         let id = format!("lead-{}", uuid::Uuid::now_v7().simple());
@@ -346,30 +188,14 @@ impl Vault {
             created_at: self.clock.now(),
         };
         row.mac = self.mac(&row).await?;
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        for (i, p) in phones.iter().enumerate() {
-            let bi = p.blind_index(&key).to_vec();
-            let taken = phone_index::Entity::find_by_id((tenant.to_owned(), bi.clone())).one(&txn).await?;
-            if taken.is_some() {
-                return Err(Error::invalid(format!("lead.phones[{i}]"), DUPLICATE));
-            }
-            phone_index::Entity::insert(phone_index::ActiveModel {
-                tenant_id: Set(tenant.into()),
-                blind_index: Set(bi),
-                lead_id: Set(id.clone()),
-                position: Set(i as i32),
-            })
-            .exec(&txn)
-            .await?;
-        }
-        lead::Entity::insert(lead::ActiveModel::from(row.clone())).exec(&txn).await?;
+        let indexes: Vec<Vec<u8>> = phones.iter().map(|p| p.blind_index(&key).to_vec()).collect();
         let event = EventBuilder::new(tenant, "lead.create")
             .actor(&who.user, "")
             .resource("lead", &id)
             .detail("fields", FIELDS.join(","));
-        guardline_audit_client::enqueue(&txn, &event.build()).await?;
-        txn.commit().await?;
-        self.outbox.notify_one();
+        if let Some(i) = self.store.insert_lead(&row, &indexes, event).await? {
+            return Err(Error::invalid(format!("lead.phones[{i}]"), DUPLICATE));
+        }
         Ok(View {
             row,
             pii: Pii { phones: e164, name: input.name, address: input.address, needs: input.needs, notes: input.notes },
@@ -405,11 +231,7 @@ impl Vault {
         if tenant.is_empty() {
             return Err(Error::invalid("tenant_id", "required"));
         }
-        let row = lead::Entity::find_by_id(id.to_owned())
-            .filter(lead::Column::TenantId.eq(tenant))
-            .one(&self.db)
-            .await?
-            .ok_or(Error::NotFound)?;
+        let row = self.store.tenant_lead(tenant, id).await?.ok_or(Error::NotFound)?;
         self.check_mac(&row).await?;
         let pii = self.open(&row).await?;
         let e164 = pii
@@ -417,22 +239,12 @@ impl Vault {
             .get(index as usize)
             .cloned()
             .ok_or_else(|| Error::invalid("phone_index", format!("the lead has {} number(s)", pii.phones.len())))?;
-        let blind_index = phone_index::Entity::find()
-            .filter(phone_index::Column::TenantId.eq(tenant))
-            .filter(phone_index::Column::LeadId.eq(id))
-            .filter(phone_index::Column::Position.eq(index as i32))
-            .one(&self.db)
-            .await?
-            .ok_or(Error::NotFound)?
-            .blind_index;
+        let blind_index = self.store.blind_index(tenant, id, index).await?.ok_or(Error::NotFound)?;
         let event = EventBuilder::new(tenant, "lead.dial_target")
             .actor("", "dialer-policy")
             .resource("lead", id)
             .detail("phone_index", index);
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        guardline_audit_client::enqueue(&txn, &event.build()).await?;
-        txn.commit().await?;
-        self.outbox.notify_one();
+        self.store.audit(event).await?;
         let internal_dnc = self.internal_dnc(tenant, &blind_index).await?;
         Ok(DialTarget {
             e164,
@@ -475,11 +287,7 @@ impl Vault {
         }
         let key = self.index_key(tenant).await?;
         let indexes: Vec<Vec<u8>> = phones.iter().map(|p| p.blind_index(&key).to_vec()).collect();
-        let listed = crate::store::internal_dnc::Entity::find()
-            .filter(crate::store::internal_dnc::Column::TenantId.eq(tenant))
-            .filter(crate::store::internal_dnc::Column::BlindIndex.is_in(indexes.clone()))
-            .all(&self.db)
-            .await?;
+        let listed = self.store.internal_dnc_among(tenant, indexes.clone()).await?;
         Ok(indexes
             .into_iter()
             .map(|ix| {
@@ -490,10 +298,7 @@ impl Vault {
     }
 
     async fn internal_dnc(&self, tenant: &str, blind_index: &[u8]) -> Result<Option<String>> {
-        Ok(crate::store::internal_dnc::Entity::find_by_id((tenant.to_owned(), blind_index.to_vec()))
-            .one(&self.db)
-            .await?
-            .map(|r| dnc_reason(&r)))
+        Ok(self.store.internal_dnc(tenant, blind_index).await?.map(|r| dnc_reason(&r)))
     }
 
     /// A lead within the caller's `lead.read` scope; NOT_FOUND otherwise.
@@ -501,11 +306,7 @@ impl Vault {
         if who.tenant != tenant || widest_scope(who, "lead.read").is_none() {
             return Err(Error::PermissionDenied("no role grants lead.read in this tenant".into()));
         }
-        let row = lead::Entity::find_by_id(id.to_owned())
-            .one(&self.db)
-            .await?
-            .filter(|l| l.tenant_id == tenant)
-            .ok_or(Error::NotFound)?;
+        let row = self.store.lead(id).await?.filter(|l| l.tenant_id == tenant).ok_or(Error::NotFound)?;
         // The metadata that decides access is trusted only once its MAC checks.
         self.check_mac(&row).await?;
         let res =
@@ -524,16 +325,12 @@ impl Vault {
         }
         let scope =
             widest_scope(who, "lead.read").ok_or_else(|| Error::PermissionDenied("no role grants lead.read".into()))?;
-        let mut q = lead::Entity::find().filter(lead::Column::TenantId.eq(tenant)).order_by_desc(lead::Column::Id);
-        q = match scope {
-            Scope::Own => q.filter(lead::Column::OwnerId.eq(&who.user)),
-            Scope::Team => q.filter(lead::Column::TeamId.is_in(who.teams.iter().cloned().collect::<Vec<_>>())),
-            Scope::Tenant => q,
+        let owners = match scope {
+            Scope::Own => Owners::Owner(who.user.clone()),
+            Scope::Team => Owners::Teams(who.teams.iter().cloned().collect()),
+            Scope::Tenant => Owners::All,
         };
-        if let Some(b) = before {
-            q = q.filter(lead::Column::Id.lt(b));
-        }
-        let rows = q.limit(limit.clamp(1, 1000)).all(&self.db).await?;
+        let rows = self.store.leads(tenant, owners, before, limit).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             self.check_mac(&row).await?;
@@ -575,23 +372,7 @@ impl Vault {
         if reason.trim().len() < 4 || reason.len() > 500 {
             return Err(Error::invalid("reason", "say why, in 4 to 500 characters"));
         }
-        let value = match field {
-            Field::Phone(i) => {
-                view.pii.phones.get(i).cloned().ok_or_else(|| Error::invalid("index", "no phone at that position"))?
-            }
-            Field::Name => view.pii.name.clone(),
-            Field::Address => {
-                let a = &view.pii.address;
-                [&a.province, &a.city, &a.district, &a.street]
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            }
-            Field::Needs => view.pii.needs.clone(),
-            Field::Notes => view.pii.notes.clone(),
-        };
+        let value = view.pii.value(field)?;
         // Quota first, audit second, count last: a reveal refused because
         // audit is down costs the user nothing.
         if self.reveals_today(tenant, &who.user).await? >= self.reveal_quota {
@@ -613,41 +394,12 @@ impl Vault {
     }
 
     async fn reveals_today(&self, tenant: &str, user: &str) -> Result<u32> {
-        let key = (tenant.to_owned(), user.to_owned(), self.today());
-        Ok(reveal_count::Entity::find_by_id(key).one(&self.db).await?.map_or(0, |r| r.count as u32))
+        self.store.reveals(tenant, user, &self.today()).await
     }
 
     /// Counts one reveal for `user` today; returns the count including it.
     async fn count_reveal(&self, tenant: &str, user: &str) -> Result<u32> {
-        let day = self.today();
-        let key = (tenant.to_owned(), user.to_owned(), day.clone());
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        let n = match reveal_count::Entity::find_by_id(key.clone()).one(&txn).await? {
-            Some(r) => {
-                reveal_count::Entity::update_many()
-                    .col_expr(reveal_count::Column::Count, Expr::value(r.count + 1))
-                    .filter(reveal_count::Column::TenantId.eq(tenant))
-                    .filter(reveal_count::Column::UserId.eq(user))
-                    .filter(reveal_count::Column::Day.eq(&day))
-                    .filter(reveal_count::Column::Count.eq(r.count))
-                    .exec(&txn)
-                    .await?;
-                r.count + 1
-            }
-            None => {
-                reveal_count::Entity::insert(reveal_count::ActiveModel {
-                    tenant_id: Set(key.0),
-                    user_id: Set(key.1),
-                    day: Set(key.2),
-                    count: Set(1),
-                })
-                .exec(&txn)
-                .await?;
-                1
-            }
-        };
-        txn.commit().await?;
-        Ok(n as u32)
+        self.store.count_reveal(tenant, user, &self.today()).await
     }
 
     /// Scans a tenant (`audit.read`): leads whose metadata MAC fails or whose
@@ -657,11 +409,7 @@ impl Vault {
         if !d.allowed {
             return Err(Error::PermissionDenied(d.rule));
         }
-        let rows = lead::Entity::find()
-            .filter(lead::Column::TenantId.eq(tenant))
-            .order_by_asc(lead::Column::Id)
-            .all(&self.db)
-            .await?;
+        let rows = self.store.all_leads(tenant).await?;
         let mut findings = Vec::new();
         for row in &rows {
             if self.check_mac(row).await.is_err() {
@@ -674,10 +422,7 @@ impl Vault {
             .actor(&who.user, "")
             .detail("scanned", rows.len())
             .detail("findings", findings.len());
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        guardline_audit_client::enqueue(&txn, &event.build()).await?;
-        txn.commit().await?;
-        self.outbox.notify_one();
+        self.store.audit(event).await?;
         Ok((rows.len() as u64, findings))
     }
 
@@ -706,6 +451,28 @@ impl Vault {
             .collect();
         (phones, mask::name(&view.pii.name), mask::address(&view.pii.address.province, &view.pii.address.city))
     }
+}
+
+/// Who owns a new lead and in which team, if the caller may write it there.
+fn placement(who: &Subject, tenant: &str, input: &LeadInput) -> Result<(String, String)> {
+    let owner = if input.owner_id.is_empty() { who.user.clone() } else { input.owner_id.clone() };
+    // The caller's team for their own leads; another owner's team must be
+    // named (the vault does not know it, and guessing would put the lead
+    // out of its team lead's sight).
+    let team = match (input.team_id.is_empty(), owner == who.user) {
+        (false, _) => input.team_id.clone(),
+        (true, true) => who.teams.iter().next().cloned().unwrap_or_default(),
+        (true, false) => String::new(),
+    };
+    let res = Resource { tenant: tenant.into(), owner: Some(owner.clone()), team: Some(team.clone()) };
+    let d = decide(who, "lead.write", &res);
+    if !d.allowed {
+        return Err(Error::PermissionDenied(d.rule));
+    }
+    if team.is_empty() && owner != who.user {
+        return Err(Error::invalid("lead.team_id", "required when the lead is for another owner"));
+    }
+    Ok((owner, team))
 }
 
 /// JSON of a plain value (serializing strings and structs of strings cannot fail).
