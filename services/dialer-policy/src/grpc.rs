@@ -18,12 +18,12 @@ use guardline_runtime::peer::PeerInfo;
 use guardline_runtime::token::TokenVerifier;
 use tonic::{Request, Response, Status};
 
-use crate::attempts::result;
-use crate::dnc::{ImportTarget, TenantList};
 use crate::domain::decision::Verdict;
 use crate::domain::numbers::LineParser;
 use crate::domain::policy::{Effective, Policy};
 use crate::error::Error;
+use crate::service::attempts::result;
+use crate::service::dnc::{ImportTarget, TenantList};
 use crate::service::{CallQuery, Callee, Caller, Decision, Dialer, Target, VaultPort};
 
 /// The API.
@@ -78,7 +78,8 @@ impl Api {
         if h.format != pb::DncFormat::Rnd as i32 {
             return Err(Error::invalid("header.format", "RND for reassigned-numbers results").into());
         }
-        let obtained = crate::compliance::obtained_date(from_ts(h.copy_date, "header.copy_date")?, self.dialer.now())?;
+        let obtained =
+            crate::service::compliance::obtained_date(from_ts(h.copy_date, "header.copy_date")?, self.dialer.now())?;
         let mut parser = crate::domain::reassigned::ResultsParser::default();
         while let Some(m) = stream.message().await? {
             match m.item {
@@ -127,7 +128,14 @@ pub fn allow_list(mesh: &MeshArgs) -> AllowList {
 }
 
 /// The lead vault over mTLS, as [`VaultPort`].
-pub struct VaultClient(pub LeadVaultServiceClient<guardline_runtime::GrpcChannel>);
+pub struct VaultClient(LeadVaultServiceClient<guardline_runtime::GrpcChannel>);
+
+impl VaultClient {
+    /// The lead vault over `channel`.
+    pub fn new(channel: guardline_runtime::GrpcChannel) -> Self {
+        Self(LeadVaultServiceClient::new(channel))
+    }
+}
 
 fn vault_error(s: Status, field: &str) -> Error {
     match s.code() {

@@ -3,15 +3,9 @@
 //! numbers. It never hands an agent a callee's real number.
 
 pub mod args;
-pub mod attempts;
-pub mod axb;
-pub mod caps;
-pub mod compliance;
-pub mod dnc;
 pub mod domain;
 pub mod error;
 pub mod grpc;
-pub mod registry;
 pub mod service;
 pub mod store;
 
@@ -36,19 +30,17 @@ pub async fn run(
     trusted.extend(registry_admins.iter().cloned());
     let packs = domain::window::Packs::load(packs_dir.as_deref())?;
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
-    let registry = registry::Registry::load(&base.db, registry_dir).await?;
+    let store = store::Store::new(base.audited());
+    let registry = service::registry::Registry::load(&store, registry_dir).await?;
     for (region, date, numbers, bytes) in registry.status() {
         tracing::info!(%region, %date, numbers, bytes, "national registry copy loaded");
     }
     let vault = guardline_runtime::connect(&common.mesh.lead_vault_endpoint, base.tls.clone())?;
-    let vault =
-        grpc::VaultClient(guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient::new(vault));
     let dialer = service::Dialer::new(
-        base.db.clone(),
+        store,
         packs,
         registry,
-        std::sync::Arc::new(vault),
-        base.outbox_waker.clone(),
+        std::sync::Arc::new(grpc::VaultClient::new(vault)),
         registry_admins,
     )
     .with_clock(common.clock.clone());

@@ -5,17 +5,13 @@
 
 use chrono::NaiveDate;
 use guardline_audit_client::EventBuilder;
-use sea_orm::{ActiveValue, ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::domain::numbers::LineParser;
 use crate::error::{Error, Result};
 use crate::service::{Caller, Dialer};
-use crate::store::dnc;
+use crate::store::lists;
+pub use crate::store::lists::{CAMPAIGN, INTERNAL};
 
-/// The internal list, as stored.
-pub const INTERNAL: &str = "internal";
-/// Campaign lists, as stored.
-pub const CAMPAIGN: &str = "campaign";
 /// Numbers per lead-vault `LookupNumbers` call.
 const LOOKUP_BATCH: usize = 1000;
 /// The audit log that platform-wide events (registry imports) go to.
@@ -67,6 +63,11 @@ pub struct Imported {
     pub rejected: u64,
 }
 
+enum Change {
+    Add(Vec<Vec<u8>>),
+    Remove(Vec<Vec<u8>>),
+}
+
 impl Dialer {
     pub(crate) async fn blind_indexes(&self, tenant: &str, e164: &[String], extra: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let mut out = Vec::with_capacity(e164.len() + extra.len());
@@ -109,56 +110,34 @@ impl Dialer {
         if keys.is_empty() {
             return Err(Error::invalid("e164", "at least one number or blind index"));
         }
-        let added = self.insert(tenant, &list, keys, reason).await?;
-        self.audit_change(who, tenant, "dialer.dnc.add", &list, added, reason).await?;
-        Ok(added)
+        self.change(who, tenant, "dialer.dnc.add", &list, Change::Add(keys), reason).await
     }
 
-    async fn insert(&self, tenant: &str, list: &TenantList, keys: Vec<Vec<u8>>, reason: &str) -> Result<u64> {
-        let (name, campaign) = list.key();
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        let mut added = 0;
-        for k in keys {
-            let id = (tenant.to_owned(), name.to_owned(), campaign.to_owned(), k.clone());
-            if dnc::Entity::find_by_id(id).one(&txn).await?.is_some() {
-                continue;
-            }
-            dnc::Entity::insert(dnc::ActiveModel {
-                tenant_id: ActiveValue::Set(tenant.into()),
-                list: ActiveValue::Set(name.into()),
-                campaign_id: ActiveValue::Set(campaign.into()),
-                blind_index: ActiveValue::Set(k),
-                reason: ActiveValue::Set(reason.into()),
-                added_at: ActiveValue::Set(self.clock.now()),
-            })
-            .exec(&txn)
-            .await?;
-            added += 1;
-        }
-        txn.commit().await?;
-        Ok(added)
-    }
-
-    async fn audit_change(
+    // Adds or removes numbers, audited in the same transaction.
+    async fn change(
         &self,
         who: &Caller,
         tenant: &str,
         action: &str,
         list: &TenantList,
-        count: u64,
+        change: Change,
         reason: &str,
-    ) -> Result<()> {
+    ) -> Result<u64> {
+        let key = list.key();
+        let tx = self.store.begin().await?;
+        let count = match change {
+            Change::Add(keys) => lists::add(&tx, tenant, key, keys, reason, self.clock.now()).await?,
+            Change::Remove(keys) => lists::remove(&tx, tenant, key, keys).await?,
+        };
         let (user, service) = who.actor();
-        let (name, campaign) = list.key();
         let event = EventBuilder::new(tenant, action)
             .actor(user, service)
-            .resource("dnc_list", name)
-            .detail("campaign_id", campaign)
+            .resource("dnc_list", key.0)
+            .detail("campaign_id", key.1)
             .detail("count", count)
             .detail("reason", reason);
-        guardline_audit_client::enqueue(&self.db, &event.build()).await?;
-        self.outbox.notify_one();
-        Ok(())
+        self.store.commit(tx, [event]).await?;
+        Ok(count)
     }
 
     /// Removes numbers from a tenant list (`dnc.manage`); audited. Erasures
@@ -179,17 +158,7 @@ impl Dialer {
         if keys.is_empty() {
             return Err(Error::invalid("e164", "at least one number"));
         }
-        let (name, campaign) = list.key();
-        let removed = dnc::Entity::delete_many()
-            .filter(dnc::Column::TenantId.eq(tenant))
-            .filter(dnc::Column::List.eq(name))
-            .filter(dnc::Column::CampaignId.eq(campaign))
-            .filter(dnc::Column::BlindIndex.is_in(keys))
-            .exec(&self.db)
-            .await?
-            .rows_affected;
-        self.audit_change(who, tenant, "dialer.dnc.remove", &list, removed, reason).await?;
-        Ok(removed)
+        self.change(who, tenant, "dialer.dnc.remove", &list, Change::Remove(keys), reason).await
     }
 
     /// Checks who may import into `target` before any data is read.
@@ -224,7 +193,7 @@ impl Dialer {
         let (numbers, rejected) = parsed.finish();
         match target {
             ImportTarget::National { region, date } => {
-                let loaded = self.registry.install(&self.db, &region, date, numbers, self.clock.now()).await?;
+                let loaded = self.registry.install(&self.store, &region, date, numbers, self.clock.now()).await?;
                 let (user, service) = who.actor();
                 let event = EventBuilder::new(PLATFORM_TENANT, "dialer.registry.import")
                     .actor(user, service)
@@ -232,15 +201,13 @@ impl Dialer {
                     .detail("copy_date", date)
                     .detail("numbers", loaded)
                     .detail("rejected", rejected);
-                guardline_audit_client::enqueue(&self.db, &event.build()).await?;
-                self.outbox.notify_one();
+                self.store.audit(event).await?;
                 Ok(Imported { loaded, rejected })
             }
             ImportTarget::Tenant { tenant, list } => {
                 let e164: Vec<String> = numbers.iter().map(|n| format!("+{n}")).collect();
                 let keys = self.blind_indexes(&tenant, &e164, &[]).await?;
-                let loaded = self.insert(&tenant, &list, keys, "import").await?;
-                self.audit_change(who, &tenant, "dialer.dnc.import", &list, loaded, "import").await?;
+                let loaded = self.change(who, &tenant, "dialer.dnc.import", &list, Change::Add(keys), "import").await?;
                 Ok(Imported { loaded, rejected })
             }
         }

@@ -5,13 +5,12 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use guardline_audit_client::EventBuilder;
-use sea_orm::{ActiveValue, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
 use crate::domain::decision::RuleResult;
 use crate::domain::reassigned::{self, Answer, QueryResult};
 use crate::error::{Error, Result};
 use crate::service::{Caller, Dialer};
-use crate::store::{calendar_alert, reassigned as stored};
+use crate::store::{Store, Tx, compliance};
 
 /// Where reassigned-number results come from: the imported files (the
 /// default, [`Imported`]), or a live client of the FCC's database, which
@@ -24,22 +23,12 @@ pub trait ReassignedSource: Send + Sync {
 
 /// The results imported with `ImportDnc` (`DNC_LIST_REASSIGNED`).
 #[derive(Clone, Debug)]
-pub struct Imported(pub sea_orm::DatabaseConnection);
+pub struct Imported(pub Store);
 
 #[async_trait::async_trait]
 impl ReassignedSource for Imported {
     async fn results(&self, tenant: &str, blind_index: &[u8]) -> Result<Vec<QueryResult>> {
-        let rows = stored::Entity::find()
-            .filter(stored::Column::TenantId.eq(tenant))
-            .filter(stored::Column::BlindIndex.eq(blind_index.to_vec()))
-            .all(&self.0)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                Some(QueryResult { asked: r.asked, answer: Answer::parse(&r.answer)?, obtained: r.obtained })
-            })
-            .collect())
+        compliance::results(&self.0, tenant, blind_index).await
     }
 }
 
@@ -67,27 +56,16 @@ impl Dialer {
         who.require("dnc.manage", tenant, &[])?;
         let numbers: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
         let keys = self.blind_indexes(tenant, &numbers, &[]).await?;
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        for ((_, asked, answer), key) in rows.iter().zip(&keys) {
-            stored::Entity::delete_by_id((tenant.to_owned(), key.clone(), *asked)).exec(&txn).await?;
-            stored::Entity::insert(stored::ActiveModel {
-                tenant_id: ActiveValue::Set(tenant.into()),
-                blind_index: ActiveValue::Set(key.clone()),
-                asked: ActiveValue::Set(*asked),
-                answer: ActiveValue::Set(answer.as_str().into()),
-                obtained: ActiveValue::Set(obtained),
-            })
-            .exec(&txn)
-            .await?;
-        }
+        let results: Vec<_> =
+            rows.into_iter().zip(&keys).map(|((_, asked, answer), key)| (key.clone(), asked, answer)).collect();
+        let tx = self.store.begin().await?;
+        compliance::put_results(&tx, tenant, obtained, &results).await?;
         let (user, service) = who.actor();
         let event = EventBuilder::new(tenant, "dialer.reassigned.import")
             .actor(user, service)
             .detail("obtained", obtained)
             .detail("results", keys.len());
-        guardline_audit_client::enqueue(&txn, &event.build()).await?;
-        txn.commit().await?;
-        self.outbox.notify_one();
+        self.store.commit(tx, [event]).await?;
         Ok(keys.len() as u64)
     }
 
@@ -96,7 +74,7 @@ impl Dialer {
     /// an audit event that the audit service raises as `calendar_missing`.
     pub(crate) async fn report_missing_calendars(
         &self,
-        txn: &DatabaseTransaction,
+        tx: &Tx,
         tenant: &str,
         packs: &[String],
         now: DateTime<Utc>,
@@ -110,26 +88,19 @@ impl Dialer {
                 continue;
             }
             // Another replica, or this one before a restart, may have reported it.
-            if calendar_alert::Entity::find_by_id(key.clone()).one(txn).await?.is_some() {
+            if compliance::calendar_reported(tx, &key).await? {
                 if let Ok(mut seen) = self.calendars_reported.lock() {
                     seen.insert(key);
                 }
                 continue;
             }
-            calendar_alert::Entity::insert(calendar_alert::ActiveModel {
-                tenant_id: ActiveValue::Set(tenant.into()),
-                pack: ActiveValue::Set(name.clone()),
-                year: ActiveValue::Set(year),
-                raised_at: ActiveValue::Set(now),
-            })
-            .exec(txn)
-            .await?;
+            compliance::calendar_report(tx, &key, now).await?;
             let event = EventBuilder::new(tenant, "dialer.calendar.missing")
                 .actor("", crate::NAME)
                 .resource("pack", name)
                 .detail("pack", name)
                 .detail("year", year);
-            guardline_audit_client::enqueue(txn, &event.build()).await?;
+            crate::store::enqueue(tx, event).await?;
         }
         Ok(())
     }

@@ -12,13 +12,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, NaiveDate, Utc};
 use guardline_phone::Phone;
-use sea_orm::{ActiveValue, DatabaseConnection, EntityTrait};
 
 use crate::domain::decision::RuleResult;
 use crate::domain::numbers::{NumberSet, e164_key};
 use crate::domain::policy::Effective;
 use crate::error::{Error, Result};
-use crate::store::registry_copy;
+use crate::store::{Store, registry_copies};
 
 /// One loaded copy.
 #[derive(Debug)]
@@ -41,15 +40,15 @@ pub struct Registry {
 
 impl Registry {
     /// Loads the copies recorded in `db` from their files under `dir`.
-    pub async fn load(db: &DatabaseConnection, dir: PathBuf) -> Result<Self> {
+    pub async fn load(store: &Store, dir: PathBuf) -> Result<Self> {
         std::fs::create_dir_all(&dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
         let mut map = BTreeMap::new();
-        for row in registry_copy::Entity::find().all(db).await? {
-            let path = dir.join(&row.file);
+        for (region, date, file) in registry_copies::all(store).await? {
+            let path = dir.join(&file);
             let numbers = tokio::task::spawn_blocking(move || read_numbers(&path))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??;
-            map.insert(row.region, Arc::new(Copy { date: row.copy_date, set: NumberSet::from_unsorted(numbers) }));
+            map.insert(region, Arc::new(Copy { date, set: NumberSet::from_unsorted(numbers) }));
         }
         Ok(Self { copies: Arc::new(ArcSwap::from_pointee(map)), dir })
     }
@@ -107,7 +106,7 @@ impl Registry {
     /// in-memory swap; the previous copy's file is removed afterwards.
     pub async fn install(
         &self,
-        db: &DatabaseConnection,
+        store: &Store,
         region: &str,
         date: NaiveDate,
         numbers: Vec<u64>,
@@ -123,23 +122,12 @@ impl Registry {
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
-        let previous = registry_copy::Entity::find_by_id(region.to_owned()).one(db).await?;
-        let row = registry_copy::ActiveModel {
-            region: ActiveValue::Set(region.into()),
-            copy_date: ActiveValue::Set(date),
-            numbers: ActiveValue::Set(numbers as i64),
-            file: ActiveValue::Set(file),
-            loaded_at: ActiveValue::Set(loaded_at),
-        };
-        let txn = guardline_runtime::storage::write_txn(db).await?;
-        registry_copy::Entity::delete_by_id(region.to_owned()).exec(&txn).await?;
-        registry_copy::Entity::insert(row).exec(&txn).await?;
-        txn.commit().await?;
+        let previous = registry_copies::replace(store, region, (date, numbers, file), loaded_at).await?;
         let mut next = (**self.copies.load()).clone();
         next.insert(region.into(), Arc::new(Copy { date, set }));
         self.copies.store(Arc::new(next));
         if let Some(old) = previous {
-            let _ = std::fs::remove_file(self.dir.join(old.file));
+            let _ = std::fs::remove_file(self.dir.join(old));
         }
         Ok(numbers)
     }

@@ -6,11 +6,10 @@
 use chrono::{DateTime, Duration, Utc};
 use guardline_audit_client::EventBuilder;
 use guardline_authz::{Resource, decide};
-use sea_orm::{ActiveValue, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 
 use crate::error::{Error, Result};
 use crate::service::{Caller, Dialer, line};
-use crate::store::{binding, privacy_number};
+use crate::store::{Tx, binding, privacy};
 
 /// The longest binding.
 pub const MAX_TTL_SECONDS: u32 = 86_400;
@@ -26,6 +25,18 @@ pub struct Binding {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A pool number not bound to `agent_line` at `now`, under the line's lock.
+async fn free_number(tx: &Tx, tenant: &str, agent_line: &str, now: DateTime<Utc>) -> Result<String> {
+    let pool = privacy::pool(tx, tenant).await?;
+    let busy = privacy::busy(tx, tenant, agent_line, now).await?;
+    pool.iter().find(|x| !busy.contains(x)).cloned().ok_or_else(|| {
+        Error::ResourceExhausted(format!(
+            "the privacy-number pool is exhausted: all {} numbers are bound to this agent line; release a binding or add numbers",
+            pool.len()
+        ))
+    })
+}
+
 impl Dialer {
     /// Adds numbers to the tenant's pool (`policy.manage`); returns (added, pool size).
     pub async fn add_privacy_numbers(&self, who: &Caller, tenant: &str, numbers: &[String]) -> Result<(u64, u64)> {
@@ -38,30 +49,14 @@ impl Dialer {
             .enumerate()
             .map(|(i, n)| line(&format!("numbers[{i}]"), n).map(|p| p.e164().to_owned()))
             .collect::<Result<Vec<_>>>()?;
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        let mut added = 0;
-        for n in parsed {
-            if privacy_number::Entity::find_by_id((tenant.to_owned(), n.clone())).one(&txn).await?.is_none() {
-                privacy_number::Entity::insert(privacy_number::ActiveModel {
-                    tenant_id: ActiveValue::Set(tenant.into()),
-                    number: ActiveValue::Set(n),
-                    added_at: ActiveValue::Set(self.clock.now()),
-                })
-                .exec(&txn)
-                .await?;
-                added += 1;
-            }
-        }
-        let size =
-            privacy_number::Entity::find().filter(privacy_number::Column::TenantId.eq(tenant)).count(&txn).await?;
+        let tx = self.store.begin().await?;
+        let (added, size) = privacy::add_numbers(&tx, tenant, parsed, self.clock.now()).await?;
         let (user, service) = who.actor();
         let event = EventBuilder::new(tenant, "dialer.privacy_numbers.add")
             .actor(user, service)
             .detail("added", added)
             .detail("pool_size", size);
-        guardline_audit_client::enqueue(&txn, &event.build()).await?;
-        txn.commit().await?;
-        self.outbox.notify_one();
+        self.store.commit(tx, [event]).await?;
         Ok((added, size))
     }
 
@@ -97,58 +92,32 @@ impl Dialer {
             return Err(Error::NotFound);
         }
         let now = self.clock.now();
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        crate::attempts::lock(&txn, &[format!("{tenant}/axb/{}", a.e164())]).await?;
-        let pool: Vec<String> = privacy_number::Entity::find()
-            .filter(privacy_number::Column::TenantId.eq(tenant))
-            .order_by_asc(privacy_number::Column::Number)
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|p| p.number)
-            .collect();
-        let busy: Vec<String> = binding::Entity::find()
-            .filter(binding::Column::TenantId.eq(tenant))
-            .filter(binding::Column::AgentLine.eq(a.e164()))
-            .filter(binding::Column::ReleasedAt.is_null())
-            .filter(binding::Column::ExpiresAt.gt(now))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|b| b.privacy_number)
-            .collect();
-        let Some(x) = pool.iter().find(|x| !busy.contains(x)).cloned() else {
-            return Err(Error::ResourceExhausted(format!(
-                "the privacy-number pool is exhausted: all {} numbers are bound to this agent line; release a binding or add numbers",
-                pool.len()
-            )));
-        };
+        let tx = self.store.begin().await?;
+        crate::store::lock(&tx, &[format!("{tenant}/axb/{}", a.e164())]).await?;
+        let x = free_number(&tx, tenant, a.e164(), now).await?;
         let b = Binding {
             id: format!("bind-{}", uuid::Uuid::now_v7().simple()),
             privacy_number: x,
             expires_at: now + Duration::seconds(i64::from(ttl_seconds)),
         };
-        binding::Entity::insert(binding::ActiveModel {
-            id: ActiveValue::Set(b.id.clone()),
-            tenant_id: ActiveValue::Set(tenant.into()),
-            privacy_number: ActiveValue::Set(b.privacy_number.clone()),
-            agent_line: ActiveValue::Set(a.e164().into()),
-            agent_id: ActiveValue::Set(user.user.clone()),
-            lead_id: ActiveValue::Set(lead_id.into()),
-            created_at: ActiveValue::Set(now),
-            expires_at: ActiveValue::Set(b.expires_at),
-            released_at: ActiveValue::Set(None),
-        })
-        .exec(&txn)
-        .await?;
+        let row = binding::Model {
+            id: b.id.clone(),
+            tenant_id: tenant.into(),
+            privacy_number: b.privacy_number.clone(),
+            agent_line: a.e164().into(),
+            agent_id: user.user.clone(),
+            lead_id: lead_id.into(),
+            created_at: now,
+            expires_at: b.expires_at,
+            released_at: None,
+        };
+        privacy::insert_binding(&tx, row).await?;
         let event = EventBuilder::new(tenant, "dialer.binding.create")
             .actor(&user.user, "")
             .resource("binding", &b.id)
             .detail("lead_id", lead_id)
             .detail("ttl_seconds", ttl_seconds);
-        guardline_audit_client::enqueue(&txn, &event.build()).await?;
-        txn.commit().await?;
-        self.outbox.notify_one();
+        self.store.commit(tx, [event]).await?;
         Ok(b)
     }
 
@@ -161,13 +130,7 @@ impl Dialer {
         who.in_tenant(tenant)?;
         let x = line("privacy_number", x)?;
         let a = line("calling_line", calling_line)?;
-        let b = binding::Entity::find()
-            .filter(binding::Column::TenantId.eq(tenant))
-            .filter(binding::Column::PrivacyNumber.eq(x.e164()))
-            .filter(binding::Column::AgentLine.eq(a.e164()))
-            .filter(binding::Column::ReleasedAt.is_null())
-            .filter(binding::Column::ExpiresAt.gt(self.clock.now()))
-            .one(&self.db)
+        let b = privacy::live_binding(&self.store, tenant, (x.e164(), a.e164()), self.clock.now())
             .await?
             .ok_or(Error::NotFound)?;
         let target = self.vault.dial_target(tenant, &b.lead_id).await?;
@@ -175,16 +138,14 @@ impl Dialer {
             .actor("", service)
             .resource("binding", &b.id)
             .detail("lead_id", &b.lead_id);
-        guardline_audit_client::enqueue(&self.db, &event.build()).await?;
-        self.outbox.notify_one();
+        self.store.audit(event).await?;
         Ok((target.e164, b.id))
     }
 
     /// Ends a binding early: its agent, or a user with `policy.manage`.
     pub async fn release(&self, who: &Caller, tenant: &str, binding_id: &str) -> Result<()> {
         who.in_tenant(tenant)?;
-        let b = binding::Entity::find_by_id(binding_id.to_owned())
-            .one(&self.db)
+        let b = privacy::binding(&self.store, binding_id)
             .await?
             .filter(|b| b.tenant_id == tenant)
             .ok_or(Error::NotFound)?;
@@ -199,18 +160,12 @@ impl Dialer {
             return Err(Error::NotFound);
         }
         if b.released_at.is_none() {
-            binding::Entity::update(binding::ActiveModel {
-                id: ActiveValue::Unchanged(b.id.clone()),
-                released_at: ActiveValue::Set(Some(self.clock.now())),
-                ..Default::default()
-            })
-            .exec(&self.db)
-            .await?;
+            let tx = self.store.begin().await?;
+            privacy::release(&tx, &b.id, self.clock.now()).await?;
             let (user, service) = who.actor();
             let event =
                 EventBuilder::new(tenant, "dialer.binding.release").actor(user, service).resource("binding", &b.id);
-            guardline_audit_client::enqueue(&self.db, &event.build()).await?;
-            self.outbox.notify_one();
+            self.store.commit(tx, [event]).await?;
         }
         Ok(())
     }
