@@ -46,7 +46,7 @@ async fn appends(batches: u64, batch: u64) {
     )
     .expect("keyring");
     let envelope = Arc::new(guardline_keys::Envelope::new(Arc::new(keyring), db.clone(), Duration::from_secs(60)));
-    let log = Log::open(db.clone(), envelope).await.expect("log");
+    let log = Log::open(guardline_audit::store::log::Store::new(db.clone()), envelope).await.expect("log");
 
     // Baseline: the same rows, inserted in the same batches, without tree, signature or dedup.
     let start = Instant::now();

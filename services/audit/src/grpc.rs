@@ -14,12 +14,16 @@ use guardline_runtime::peer::PeerInfo;
 use guardline_runtime::token::TokenVerifier;
 use tonic::{Request, Response, Status};
 
-use crate::alerting::{Alerting, state};
 use crate::domain::alerts::Thresholds;
+use crate::domain::alerts::{Calendar, Hours};
 use crate::domain::canonical::Event;
 use crate::error::Error;
+use crate::service::alerting::{Alerting, state};
 use crate::service::{Filter, Log};
 use crate::store::alert;
+use guardline_proto::identity::v1::GetTenantRequest;
+use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use guardline_runtime::GrpcChannel;
 
 /// The API.
 #[derive(Debug)]
@@ -520,5 +524,40 @@ impl AuditService for Api {
         }
         let days = self.log.set_retention(&r.tenant_id, r.retention_days).await?;
         Ok(Response::new(pb::SetRetentionResponse { retention_days: days }))
+    }
+}
+
+/// Identity, as alerting asks it for a tenant's working hours.
+#[derive(Clone, Debug)]
+pub struct IdentityHours(IdentityServiceClient<GrpcChannel>);
+
+impl IdentityHours {
+    /// Identity over `channel`.
+    pub fn new(channel: GrpcChannel) -> Self {
+        Self(IdentityServiceClient::new(channel))
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::service::alerting::WorkingHours for IdentityHours {
+    async fn calendar(&self, tenant: &str) -> Option<Calendar> {
+        let mut client = self.0.clone();
+        match client.get_tenant(GetTenantRequest { tenant_id: tenant.to_owned() }).await {
+            Ok(t) => {
+                let t = t.into_inner();
+                t.time_zone.parse::<chrono_tz::Tz>().ok().map(|tz| Calendar {
+                    tz,
+                    hours: t
+                        .working_hours
+                        .into_iter()
+                        .map(|h| Hours { weekdays: h.weekdays, start_minute: h.start_minute, end_minute: h.end_minute })
+                        .collect(),
+                })
+            }
+            Err(s) => {
+                tracing::debug!(code = ?s.code(), "no working hours from identity; off-hours rule skipped");
+                None
+            }
+        }
     }
 }

@@ -3,7 +3,6 @@
 //! alerts. It accepts events only from the mesh's services and never lets
 //! history change undetected.
 
-pub mod alerting;
 pub mod args;
 pub mod domain;
 pub mod error;
@@ -33,13 +32,14 @@ pub async fn run(
     let Args { common, keys, webhook_allow, webhook_allow_http } = args;
     let base = Base::start::<store::Migrator>(&common, false, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
-    let log =
-        std::sync::Arc::new(service::Log::open_on(base.db.clone(), envelope.clone(), common.clock.clone()).await?);
+    let store = store::log::Store::new(base.db.clone());
+    let log = std::sync::Arc::new(service::Log::open_on(store.clone(), envelope.clone(), common.clock.clone()).await?);
     let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
     let verifier = base.verifier(&common)?;
-    let identity_client = guardline_proto::identity::v1::identity_service_client::IdentityServiceClient::new(identity);
+    let hours: std::sync::Arc<dyn service::alerting::WorkingHours> =
+        std::sync::Arc::new(grpc::IdentityHours::new(identity));
     let alerting = std::sync::Arc::new(
-        alerting::Alerting::new(base.db.clone(), envelope, Some(identity_client))?
+        service::alerting::Alerting::new(store, envelope, Some(hours))?
             .with_clock(common.clock.clone())
             .with_egress(crate::domain::egress::Egress { allow: webhook_allow, allow_http: webhook_allow_http })?,
     );

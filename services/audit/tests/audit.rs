@@ -383,7 +383,7 @@ async fn tampering_is_named_by_index(postgres: bool) {
     let db = guardline_runtime::storage::connect(&args).await.expect("db");
     let provider = m.keys.provider(false).await.expect("keys");
     let log = guardline_audit::service::Log::open(
-        db.clone(),
+        guardline_audit::store::log::Store::new(db.clone()),
         Arc::new(guardline_keys::Envelope::new(provider, db.clone(), Duration::from_secs(60))),
     )
     .await
@@ -562,7 +562,7 @@ async fn alerts_reach_watchers_and_signed_webhooks(postgres: bool) {
     let ts: i64 = header("x-guardline-timestamp").parse().expect("timestamp");
     assert_eq!(
         header("x-guardline-signature"),
-        guardline_audit::alerting::signature(secret.as_bytes(), ts, body.as_bytes()),
+        guardline_audit::service::alerting::signature(secret.as_bytes(), ts, body.as_bytes()),
         "valid HMAC-SHA256"
     );
     let json: serde_json::Value = serde_json::from_str(&body).expect("json");
@@ -739,7 +739,7 @@ async fn retention_prunes_old_entries_and_the_rest_stays_provable(postgres: bool
     let db = guardline_runtime::storage::connect(&args).await.expect("db");
     let provider = m.keys.provider(false).await.expect("keys");
     let log = guardline_audit::service::Log::open(
-        db.clone(),
+        guardline_audit::store::log::Store::new(db.clone()),
         Arc::new(guardline_keys::Envelope::new(provider, db.clone(), Duration::from_secs(60))),
     )
     .await

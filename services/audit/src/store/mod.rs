@@ -1,6 +1,9 @@
 //! Audit's storage: the append-only event table (entry, leaf hash and the
 //! head signed at its size), the head-signing keys, per-tenant settings.
 
+pub mod alerts;
+pub mod log;
+
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{big_integer, binary, integer, string, timestamp_with_time_zone};
 

@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use guardline_keys::{Envelope, PLATFORM};
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::Mutex;
 
 use crate::domain::canonical::Event;
@@ -18,6 +17,8 @@ use crate::domain::sth::{HeadSigner, TreeHead};
 use crate::domain::validate;
 use crate::domain::verify::{Finding, Record, verify_log};
 use crate::error::{Error, Result};
+pub use crate::store::log::Filter;
+use crate::store::log::Store;
 use crate::store::{event, signing_key};
 
 /// A signed tree head as stored with the entry that produced it.
@@ -31,28 +32,9 @@ pub struct SignedHead {
     pub signature: Vec<u8>,
 }
 
-/// Filters of a query.
-#[derive(Clone, Debug, Default)]
-pub struct Filter {
-    /// Tenant.
-    pub tenant: String,
-    /// Actor user id.
-    pub actor_user: Option<String>,
-    /// Action.
-    pub action: Option<String>,
-    /// Resource type and id.
-    pub resource: Option<(String, String)>,
-    /// Outcome.
-    pub outcome: Option<String>,
-    /// From (inclusive).
-    pub from: Option<DateTime<Utc>>,
-    /// To (exclusive).
-    pub to: Option<DateTime<Utc>>,
-}
-
 /// The audit log of every tenant.
 pub struct Log {
-    db: DatabaseConnection,
+    store: Store,
     signer: HeadSigner,
     keys: HashMap<String, Vec<u8>>,
     trees: Mutex<HashMap<String, Tree>>,
@@ -78,13 +60,13 @@ impl Log {
     }
 
     /// Opens the log, creating the head-signing key on first start.
-    pub async fn open(db: DatabaseConnection, envelope: Arc<Envelope>) -> Result<Self> {
-        Self::open_on(db, envelope, Clock::system()).await
+    pub async fn open(store: Store, envelope: Arc<Envelope>) -> Result<Self> {
+        Self::open_on(store, envelope, Clock::system()).await
     }
 
     /// As [`Log::open`], with heads and keys dated by `clock`.
-    pub async fn open_on(db: DatabaseConnection, envelope: Arc<Envelope>, clock: Clock) -> Result<Self> {
-        let mut rows = signing_key::Entity::find().order_by_asc(signing_key::Column::CreatedAt).all(&db).await?;
+    pub async fn open_on(store: Store, envelope: Arc<Envelope>, clock: Clock) -> Result<Self> {
+        let mut rows = store.signing_keys().await?;
         if rows.is_empty() {
             let kid = format!("a-{}", uuid::Uuid::now_v7().simple());
             let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
@@ -99,7 +81,7 @@ impl Log {
                 public_key: signer.public_key(),
                 created_at: clock.now(),
             };
-            signing_key::Entity::insert(signing_key::ActiveModel::from(row.clone())).exec(&db).await?;
+            store.insert_signing_key(row.clone()).await?;
             rows.push(row);
         }
         let keys = rows.iter().map(|r| (r.kid.clone(), r.public_key.clone())).collect();
@@ -107,7 +89,7 @@ impl Log {
         let pkcs8 = envelope.open_secret(PLATFORM, KEY_KIND, &newest.kid, &newest.data_key_id, &newest.sealed).await?;
         let signer =
             HeadSigner::from_pkcs8(&newest.kid, &pkcs8).ok_or_else(|| Error::DataLoss("audit signing key".into()))?;
-        Ok(Self { db, signer, keys, trees: Mutex::new(HashMap::new()), clock })
+        Ok(Self { store, signer, keys, trees: Mutex::new(HashMap::new()), clock })
     }
 
     /// Public keys of tree heads, by key id.
@@ -117,30 +99,22 @@ impl Log {
 
     /// The tree of a tenant's pruned prefix (empty if nothing was pruned).
     async fn base_tree(&self, tenant: &str) -> Result<Tree> {
-        let Some(p) = crate::store::pruned::Entity::find_by_id(tenant.to_owned()).one(&self.db).await? else {
+        let Some((first, frontier)) = self.store.pruned(tenant).await? else {
             return Ok(Tree::new());
         };
-        let frontier: Vec<Hash> = p.frontier.chunks(32).filter_map(|c| c.try_into().ok()).collect();
-        Tree::with_frontier(p.first_index as u64, &frontier)
+        Tree::with_frontier(first, &frontier)
             .ok_or_else(|| Error::DataLoss("the pruned frontier does not match its index".into()))
     }
 
     /// The first index still stored and the pruned frontier.
     pub async fn pruned(&self, tenant: &str) -> Result<(u64, Vec<Hash>)> {
-        Ok(match crate::store::pruned::Entity::find_by_id(tenant.to_owned()).one(&self.db).await? {
-            Some(p) => (p.first_index as u64, p.frontier.chunks(32).filter_map(|c| c.try_into().ok()).collect()),
-            None => (0, vec![]),
-        })
+        Ok(self.store.pruned(tenant).await?.unwrap_or_default())
     }
 
     /// Deletes the entries older than the retention as of `as_of` (a prefix of
     /// the log), keeping the frontier hashes. Returns (pruned now, first index).
     pub async fn prune(&self, tenant: &str, as_of: DateTime<Utc>) -> Result<(u64, u64)> {
-        use sea_orm::ActiveModelTrait;
-        let days = crate::store::setting::Entity::find_by_id(tenant.to_owned())
-            .one(&self.db)
-            .await?
-            .map_or(DEFAULT_RETENTION_DAYS, |s| s.retention_days);
+        let days = self.store.retention(tenant).await?.unwrap_or(DEFAULT_RETENTION_DAYS);
         let cutoff = as_of - chrono::Duration::days(i64::from(days.max(MIN_RETENTION_DAYS)));
         let mut trees = self.trees.lock().await;
         if !trees.contains_key(tenant) {
@@ -148,51 +122,19 @@ impl Log {
             trees.insert(tenant.to_owned(), t);
         }
         let tree = trees.get(tenant).ok_or_else(|| Error::Internal("tree".into()))?;
-        let first_kept: Option<i64> = event::Entity::find()
-            .select_only()
-            .column(event::Column::Idx)
-            .filter(event::Column::TenantId.eq(tenant))
-            .filter(event::Column::Time.gte(cutoff))
-            .order_by_asc(event::Column::Idx)
-            .into_tuple()
-            .one(&self.db)
-            .await?;
-        let k = first_kept.map_or(tree.len(), |i| i as u64);
+        let k = self.store.first_since(tenant, cutoff).await?.unwrap_or(tree.len());
         let before = tree.pruned();
         if k <= before {
             return Ok((0, before));
         }
         let frontier = tree.frontier(k).map_err(|e| Error::Internal(e.to_string()))?;
-        let row = crate::store::pruned::ActiveModel {
-            tenant_id: Set(tenant.to_owned()),
-            first_index: Set(k as i64),
-            frontier: Set(frontier.concat()),
-        };
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        if crate::store::pruned::Entity::find_by_id(tenant.to_owned()).one(&txn).await?.is_some() {
-            row.update(&txn).await?;
-        } else {
-            crate::store::pruned::Entity::insert(row).exec(&txn).await?;
-        }
-        event::Entity::delete_many()
-            .filter(event::Column::TenantId.eq(tenant))
-            .filter(event::Column::Idx.lt(k as i64))
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
+        self.store.prune_below(tenant, k, &frontier).await?;
         trees.remove(tenant);
         Ok((k - before, k))
     }
 
     async fn load_tree(&self, tenant: &str) -> Result<Tree> {
-        let rows: Vec<Vec<u8>> = event::Entity::find()
-            .select_only()
-            .column(event::Column::LeafHash)
-            .filter(event::Column::TenantId.eq(tenant))
-            .order_by_asc(event::Column::Idx)
-            .into_tuple()
-            .all(&self.db)
-            .await?;
+        let rows = self.store.leaf_hashes(tenant).await?;
         let mut tree = self.base_tree(tenant).await?;
         for h in rows {
             tree.push(h.try_into().map_err(|_| Error::DataLoss("stored leaf hash has the wrong length".into()))?);
@@ -223,69 +165,64 @@ impl Log {
         trees: &mut HashMap<String, Tree>,
         events: Vec<Event>,
     ) -> Result<(Vec<String>, Vec<String>)> {
-        let (mut stored, mut dups) = (Vec::new(), Vec::new());
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        // One query per tenant of the batch finds the ids already stored.
-        let mut by_tenant: HashMap<&str, Vec<String>> = HashMap::new();
+        let mut by_tenant: HashMap<String, Vec<String>> = HashMap::new();
         for e in &events {
-            by_tenant.entry(e.tenant_id.as_str()).or_default().push(e.id.clone());
+            by_tenant.entry(e.tenant_id.clone()).or_default().push(e.id.clone());
         }
-        let mut seen: HashSet<(String, String)> = HashSet::new();
-        for (tenant, ids) in by_tenant {
-            let existing: Vec<String> = event::Entity::find()
-                .select_only()
-                .column(event::Column::EventId)
-                .filter(event::Column::TenantId.eq(tenant))
-                .filter(event::Column::EventId.is_in(ids))
-                .into_tuple()
-                .all(&txn)
-                .await?;
-            seen.extend(existing.into_iter().map(|id| (tenant.to_owned(), id)));
-        }
-        for e in events {
-            if !seen.insert((e.tenant_id.clone(), e.id.clone())) {
-                dups.push(e.id);
-                continue;
+        for tenant in by_tenant.keys() {
+            if !trees.contains_key(tenant) {
+                let t = self.load_tree(tenant).await?;
+                trees.insert(tenant.clone(), t);
             }
-            if !trees.contains_key(&e.tenant_id) {
-                let t = self.load_tree(&e.tenant_id).await?;
-                trees.insert(e.tenant_id.clone(), t);
-            }
-            let tree = trees.get_mut(&e.tenant_id).ok_or_else(|| Error::Internal("tree".into()))?;
-            let entry = e.encode();
-            let leaf = leaf_hash(&entry);
-            let idx = tree.len();
-            tree.push(leaf);
-            let head = TreeHead {
-                tenant_id: e.tenant_id.clone(),
-                tree_size: idx + 1,
-                timestamp_ms: self.clock.now().timestamp_millis(),
-                root: tree.root(idx + 1).map_err(|e| Error::Internal(e.to_string()))?,
-            };
-            let sig = self.signer.sign(&head);
-            event::Entity::insert(event::ActiveModel {
-                tenant_id: Set(e.tenant_id.clone()),
-                idx: Set(idx as i64),
-                event_id: Set(e.id.clone()),
-                time: Set(e.time),
-                actor_user: Set(e.actor_user.clone()),
-                action: Set(e.action.clone()),
-                resource_type: Set(e.resource_type.clone()),
-                resource_id: Set(e.resource_id.clone()),
-                outcome: Set(e.outcome.clone()),
-                entry: Set(entry),
-                leaf_hash: Set(leaf.to_vec()),
-                head_ts: Set(head.timestamp_ms),
-                head_kid: Set(self.signer.kid.clone()),
-                head_sig: Set(sig),
-            })
-            .exec(&txn)
-            .await?;
-            stored.push(e.id);
         }
-        // Durable before acknowledged.
-        txn.commit().await?;
+        let (mut stored, mut dups) = (Vec::new(), Vec::new());
+        let build = |seen: &HashSet<(String, String)>| {
+            let mut seen = seen.clone();
+            let mut rows = Vec::new();
+            for e in events {
+                if !seen.insert((e.tenant_id.clone(), e.id.clone())) {
+                    dups.push(e.id);
+                    continue;
+                }
+                let tree = trees.get_mut(&e.tenant_id).ok_or_else(|| Error::Internal("tree".into()))?;
+                rows.push(self.leaf(tree, &e)?);
+                stored.push(e.id);
+            }
+            Ok(rows)
+        };
+        self.store.insert_entries(by_tenant.into_iter().collect(), build).await?;
         Ok((stored, dups))
+    }
+
+    /// Appends `e` to `tree` and signs the head at the new size: the row.
+    fn leaf(&self, tree: &mut Tree, e: &Event) -> Result<event::Model> {
+        let entry = e.encode();
+        let leaf = leaf_hash(&entry);
+        let idx = tree.len();
+        tree.push(leaf);
+        let head = TreeHead {
+            tenant_id: e.tenant_id.clone(),
+            tree_size: idx + 1,
+            timestamp_ms: self.clock.now().timestamp_millis(),
+            root: tree.root(idx + 1).map_err(|e| Error::Internal(e.to_string()))?,
+        };
+        let sig = self.signer.sign(&head);
+        Ok(event::Model {
+            tenant_id: e.tenant_id.clone(),
+            idx: idx as i64,
+            event_id: e.id.clone(),
+            time: e.time,
+            actor_user: e.actor_user.clone(),
+            action: e.action.clone(),
+            resource_type: e.resource_type.clone(),
+            resource_id: e.resource_id.clone(),
+            outcome: e.outcome.clone(),
+            entry,
+            leaf_hash: leaf.to_vec(),
+            head_ts: head.timestamp_ms,
+            head_kid: self.signer.kid.clone(),
+            head_sig: sig,
+        })
     }
 
     /// The root of a tenant's tree at `size`.
@@ -295,12 +232,7 @@ impl Log {
 
     /// The head signed with a tenant's newest entry.
     pub async fn head(&self, tenant: &str) -> Result<Option<SignedHead>> {
-        let row = event::Entity::find()
-            .filter(event::Column::TenantId.eq(tenant))
-            .order_by_desc(event::Column::Idx)
-            .one(&self.db)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = self.store.newest(tenant).await? else { return Ok(None) };
         let size = row.idx as u64 + 1;
         let root = self.with_tree(tenant, |t| t.root(size)).await?.map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Some(SignedHead {
@@ -322,12 +254,7 @@ impl Log {
 
     /// The leaf index of an event and its inclusion proof at `size`.
     pub async fn inclusion(&self, tenant: &str, event_id: &str, size: u64) -> Result<(u64, Vec<Hash>)> {
-        let row = event::Entity::find()
-            .filter(event::Column::TenantId.eq(tenant))
-            .filter(event::Column::EventId.eq(event_id))
-            .one(&self.db)
-            .await?
-            .ok_or(Error::NotFound)?;
+        let row = self.store.entry_of(tenant, event_id).await?.ok_or(Error::NotFound)?;
         let idx = row.idx as u64;
         let proof = self
             .with_tree(tenant, |t| t.inclusion_proof(idx, size))
@@ -345,30 +272,7 @@ impl Log {
 
     /// Events matching `f`, newest first, below index `before`.
     pub async fn query(&self, f: &Filter, before: Option<i64>, limit: u64) -> Result<Vec<(i64, Event)>> {
-        let mut q =
-            event::Entity::find().filter(event::Column::TenantId.eq(&f.tenant)).order_by_desc(event::Column::Idx);
-        if let Some(a) = &f.actor_user {
-            q = q.filter(event::Column::ActorUser.eq(a));
-        }
-        if let Some(a) = &f.action {
-            q = q.filter(event::Column::Action.eq(a));
-        }
-        if let Some((t, id)) = &f.resource {
-            q = q.filter(event::Column::ResourceType.eq(t)).filter(event::Column::ResourceId.eq(id));
-        }
-        if let Some(o) = &f.outcome {
-            q = q.filter(event::Column::Outcome.eq(o));
-        }
-        if let Some(t) = f.from {
-            q = q.filter(event::Column::Time.gte(t));
-        }
-        if let Some(t) = f.to {
-            q = q.filter(event::Column::Time.lt(t));
-        }
-        if let Some(b) = before {
-            q = q.filter(event::Column::Idx.lt(b));
-        }
-        let rows = q.limit(limit.clamp(1, 1000)).all(&self.db).await?;
+        let rows = self.store.query(f, before, limit).await?;
         rows.into_iter()
             .map(|r| {
                 Event::decode(&r.entry)
@@ -385,35 +289,13 @@ impl Log {
 
     /// Up to `limit` (all when None) stored entries from index `from`, in index order.
     pub async fn records_page(&self, tenant: &str, from: u64, limit: Option<u64>) -> Result<Vec<Record>> {
-        let rows = event::Entity::find()
-            .filter(event::Column::TenantId.eq(tenant))
-            .filter(event::Column::Idx.gte(from as i64))
-            .order_by_asc(event::Column::Idx)
-            .limit(limit)
-            .all(&self.db)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Record {
-                index: r.idx as u64,
-                entry: r.entry,
-                head_timestamp_ms: r.head_ts,
-                head_kid: r.head_kid,
-                head_signature: r.head_sig,
-            })
-            .collect())
+        self.store.records(tenant, from, limit).await
     }
 
     /// Sets a tenant's retention (the caller checked the 180-day floor).
     pub async fn set_retention(&self, tenant: &str, days: u32) -> Result<u32> {
-        use sea_orm::ActiveModelTrait;
         let days_i = i32::try_from(days).map_err(|_| Error::invalid("retention_days", "too large"))?;
-        let row = crate::store::setting::ActiveModel { tenant_id: Set(tenant.to_owned()), retention_days: Set(days_i) };
-        if crate::store::setting::Entity::find_by_id(tenant.to_owned()).one(&self.db).await?.is_some() {
-            row.update(&self.db).await?;
-        } else {
-            crate::store::setting::Entity::insert(row).exec(&self.db).await?;
-        }
+        self.store.set_retention(tenant, days_i).await?;
         Ok(days)
     }
 

@@ -13,22 +13,15 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
 use guardline_keys::Envelope;
-use guardline_proto::identity::v1::GetTenantRequest;
-use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
-use guardline_runtime::GrpcChannel;
-use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::alerts::{Calendar, Detector, Hours, Raised, Thresholds};
+use crate::domain::alerts::{Calendar, Detector, Raised, Thresholds};
 use crate::domain::canonical::Event;
 use crate::error::{Error, Result};
-use crate::store::{alert, alert_setting, delivery};
+use crate::store::log::Store;
+use crate::store::{alert, delivery};
 
 /// Alert states as stored.
 pub mod state {
@@ -74,11 +67,19 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     format!("sha256={}", tag.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
+/// A tenant's working hours, as identity keeps them (for the off-hours
+/// rule). The gRPC client implements it in `grpc.rs`.
+#[async_trait::async_trait]
+pub trait WorkingHours: Send + Sync {
+    /// The tenant's calendar; `None` when it has none or identity cannot say.
+    async fn calendar(&self, tenant: &str) -> Option<Calendar>;
+}
+
 /// Detection, storage and delivery of alerts.
 pub struct Alerting {
-    db: DatabaseConnection,
+    store: Store,
     envelope: Arc<Envelope>,
-    identity: Option<IdentityServiceClient<GrpcChannel>>,
+    identity: Option<Arc<dyn WorkingHours>>,
     detector: Mutex<Detector>,
     thresholds: Mutex<HashMap<String, Thresholds>>,
     calendars: Mutex<HashMap<String, (Option<Calendar>, std::time::Instant)>>,
@@ -105,15 +106,11 @@ impl Alerting {
 
     /// Alerting over `db`; webhook secrets sealed by `envelope`; off-hours
     /// calendars asked of `identity`.
-    pub fn new(
-        db: DatabaseConnection,
-        envelope: Arc<Envelope>,
-        identity: Option<IdentityServiceClient<GrpcChannel>>,
-    ) -> Result<Self> {
+    pub fn new(store: Store, envelope: Arc<Envelope>, identity: Option<Arc<dyn WorkingHours>>) -> Result<Self> {
         let egress = Egress::default();
         let http = http_client(&egress)?;
         Ok(Self {
-            db,
+            store,
             envelope,
             identity,
             detector: Mutex::new(Detector::new()),
@@ -142,10 +139,11 @@ impl Alerting {
         if let Some(t) = self.thresholds.lock().await.get(tenant) {
             return Ok(t.clone());
         }
-        let t: Thresholds = alert_setting::Entity::find_by_id(tenant.to_owned())
-            .one(&self.db)
+        let t: Thresholds = self
+            .store
+            .alert_settings(tenant)
             .await?
-            .and_then(|s| serde_json::from_str(&s.thresholds).ok())
+            .and_then(|(thresholds, _)| serde_json::from_str(&thresholds).ok())
             .unwrap_or_default();
         self.thresholds.lock().await.insert(tenant.to_owned(), t.clone());
         Ok(t)
@@ -157,24 +155,7 @@ impl Alerting {
         {
             return c.clone();
         }
-        let mut client = self.identity.clone()?;
-        let c = match client.get_tenant(GetTenantRequest { tenant_id: tenant.to_owned() }).await {
-            Ok(t) => {
-                let t = t.into_inner();
-                t.time_zone.parse::<chrono_tz::Tz>().ok().map(|tz| Calendar {
-                    tz,
-                    hours: t
-                        .working_hours
-                        .into_iter()
-                        .map(|h| Hours { weekdays: h.weekdays, start_minute: h.start_minute, end_minute: h.end_minute })
-                        .collect(),
-                })
-            }
-            Err(s) => {
-                tracing::debug!(code = ?s.code(), "no working hours from identity; off-hours rule skipped");
-                None
-            }
-        };
+        let c = self.identity.as_ref()?.calendar(tenant).await;
         self.calendars.lock().await.insert(tenant.to_owned(), (c.clone(), std::time::Instant::now()));
         c
     }
@@ -217,7 +198,6 @@ impl Alerting {
             updated_by: String::new(),
             updated_at: None,
         };
-        alert::Entity::insert(alert::ActiveModel::from(row.clone())).exec(&self.db).await?;
         tracing::warn!(tenant = %row.tenant_id, rule = %row.rule, alert = %row.id, "alert raised");
         let payload = serde_json::to_string(&Payload {
             id: &row.id,
@@ -230,8 +210,11 @@ impl Alerting {
             raised_at: now.to_rfc3339(),
         })
         .map_err(|e| Error::Internal(e.to_string()))?;
-        for hook in self.webhooks(&row.tenant_id).await? {
-            delivery::Entity::insert(delivery::ActiveModel::from(delivery::Model {
+        let deliveries = self
+            .webhooks(&row.tenant_id)
+            .await?
+            .into_iter()
+            .map(|hook| delivery::Model {
                 id: uuid::Uuid::now_v7().to_string(),
                 tenant_id: row.tenant_id.clone(),
                 alert_id: row.id.clone(),
@@ -240,19 +223,19 @@ impl Alerting {
                 attempts: 0,
                 next_attempt_at: now,
                 delivered_at: None,
-            }))
-            .exec(&self.db)
-            .await?;
-        }
+            })
+            .collect();
+        self.store.insert_alert(&row, deliveries).await?;
         let _ = self.tx.send(row);
         Ok(())
     }
 
     async fn webhooks(&self, tenant: &str) -> Result<Vec<StoredWebhook>> {
-        Ok(alert_setting::Entity::find_by_id(tenant.to_owned())
-            .one(&self.db)
+        Ok(self
+            .store
+            .alert_settings(tenant)
             .await?
-            .and_then(|s| serde_json::from_str(&s.webhooks).ok())
+            .and_then(|(_, webhooks)| serde_json::from_str(&webhooks).ok())
             .unwrap_or_default())
     }
 
@@ -286,16 +269,9 @@ impl Alerting {
             let (dk, sealed) = self.envelope.seal_secret(tenant, SECRET_KIND, url, secret.as_bytes()).await?;
             stored.push(StoredWebhook { url: url.clone(), data_key_id: dk, sealed_secret: B64.encode(sealed) });
         }
-        let row = alert_setting::ActiveModel {
-            tenant_id: Set(tenant.to_owned()),
-            thresholds: Set(serde_json::to_string(&thresholds).map_err(|e| Error::Internal(e.to_string()))?),
-            webhooks: Set(serde_json::to_string(&stored).map_err(|e| Error::Internal(e.to_string()))?),
-        };
-        if alert_setting::Entity::find_by_id(tenant.to_owned()).one(&self.db).await?.is_some() {
-            row.update(&self.db).await?;
-        } else {
-            alert_setting::Entity::insert(row).exec(&self.db).await?;
-        }
+        let thresholds_json = serde_json::to_string(&thresholds).map_err(|e| Error::Internal(e.to_string()))?;
+        let webhooks_json = serde_json::to_string(&stored).map_err(|e| Error::Internal(e.to_string()))?;
+        self.store.put_alert_settings(tenant, thresholds_json, webhooks_json).await?;
         self.thresholds.lock().await.insert(tenant.to_owned(), thresholds.clone());
         Ok((thresholds, stored.into_iter().map(|h| h.url).collect()))
     }
@@ -313,46 +289,25 @@ impl Alerting {
         before: Option<&str>,
         limit: u64,
     ) -> Result<Vec<alert::Model>> {
-        let mut q = alert::Entity::find().filter(alert::Column::TenantId.eq(tenant)).order_by_desc(alert::Column::Id);
-        if let Some(s) = state {
-            q = q.filter(alert::Column::State.eq(s));
-        }
-        if let Some(b) = before {
-            q = q.filter(alert::Column::Id.lt(b));
-        }
-        Ok(q.limit(limit.clamp(1, 1000)).all(&self.db).await?)
+        self.store.alerts(tenant, state, before, limit).await
     }
 
     /// Moves an alert to `state`, recording who and when.
     pub async fn update(&self, tenant: &str, id: &str, state: &str, by: &str) -> Result<alert::Model> {
-        let row = alert::Entity::find_by_id(id.to_owned())
-            .one(&self.db)
-            .await?
-            .filter(|a| a.tenant_id == tenant)
-            .ok_or(Error::NotFound)?;
-        let mut active: alert::ActiveModel = row.into();
-        active.state = Set(state.into());
-        active.updated_by = Set(by.into());
-        active.updated_at = Set(Some(self.clock.now()));
-        Ok(active.update(&self.db).await?)
+        let row = self.store.alert(id).await?.filter(|a| a.tenant_id == tenant).ok_or(Error::NotFound)?;
+        self.store.set_alert_state(row, state, by, self.clock.now()).await
     }
 
     /// Sends due webhook deliveries once; returns how many succeeded.
     pub async fn deliver_due(&self) -> Result<usize> {
         let now = self.clock.now();
-        let due = delivery::Entity::find()
-            .filter(delivery::Column::DeliveredAt.is_null())
-            .filter(delivery::Column::NextAttemptAt.lte(now))
-            .order_by_asc(delivery::Column::Id)
-            .limit(100)
-            .all(&self.db)
-            .await?;
+        let due = self.store.due_deliveries(now).await?;
         let mut ok = 0;
         for d in due {
             let hook = self.webhooks(&d.tenant_id).await?.into_iter().find(|h| h.url == d.url);
             let Some(hook) = hook else {
                 // The webhook was removed: nothing to deliver to.
-                delivery::Entity::delete_by_id(d.id.clone()).exec(&self.db).await?;
+                self.store.drop_delivery(&d.id).await?;
                 continue;
             };
             let sealed = B64.decode(&hook.sealed_secret).map_err(|_| Error::DataLoss("webhook secret".into()))?;
@@ -361,7 +316,7 @@ impl Alerting {
             let ts = self.clock.now().timestamp();
             if self.egress.check_url(&d.url).is_err() {
                 // Registered before the rules tightened: never sent.
-                delivery::Entity::delete_by_id(d.id.clone()).exec(&self.db).await?;
+                self.store.drop_delivery(&d.id).await?;
                 continue;
             }
             let sent = self
@@ -376,21 +331,12 @@ impl Alerting {
             let delivered = matches!(&sent, Ok(r) if r.status().is_success());
             if delivered {
                 ok += 1;
-                delivery::Entity::update_many()
-                    .col_expr(delivery::Column::DeliveredAt, Expr::value(self.clock.now()))
-                    .filter(delivery::Column::Id.eq(&d.id))
-                    .exec(&self.db)
-                    .await?;
+                self.store.delivered(&d.id, self.clock.now()).await?;
             } else {
                 let backoff = chrono::Duration::milliseconds(200 * (1i64 << d.attempts.clamp(0, 12)))
                     .min(chrono::Duration::minutes(10));
                 tracing::warn!(alert = %d.alert_id, attempts = d.attempts + 1, status = ?sent.as_ref().map(reqwest::Response::status).ok(), "webhook delivery failed, will retry");
-                delivery::Entity::update_many()
-                    .col_expr(delivery::Column::Attempts, Expr::col(delivery::Column::Attempts).add(1))
-                    .col_expr(delivery::Column::NextAttemptAt, Expr::value(self.clock.now() + backoff))
-                    .filter(delivery::Column::Id.eq(&d.id))
-                    .exec(&self.db)
-                    .await?;
+                self.store.retry_delivery(&d.id, self.clock.now() + backoff).await?;
             }
         }
         Ok(ok)

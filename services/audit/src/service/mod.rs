@@ -1,0 +1,8 @@
+//! Audit's use-cases: the log (append, proofs, query, prune, verify) and
+//! alerting (detection, alerts, webhook delivery). No tonic: identity is
+//! reached through the [`alerting::WorkingHours`] port.
+
+pub mod alerting;
+pub mod log;
+
+pub use log::*;
