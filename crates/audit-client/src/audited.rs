@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 use tokio::sync::Notify;
 
 use crate::EventBuilder;
@@ -23,29 +23,59 @@ impl std::fmt::Debug for AuditedDb {
     }
 }
 
+/// A write transaction. Use-cases hold it and hand it to their store's
+/// functions; only a store looks inside.
+pub struct Tx(DatabaseTransaction);
+
+/// What a store function reads and writes through: the pool or a
+/// transaction, so one query serves both.
+pub trait Conn: Sync {
+    /// The connection sea-orm runs statements on.
+    type C: ConnectionTrait;
+    /// It.
+    fn conn(&self) -> &Self::C;
+}
+
+impl Conn for AuditedDb {
+    type C = DatabaseConnection;
+    fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+}
+
+impl Conn for Tx {
+    type C = DatabaseTransaction;
+    fn conn(&self) -> &DatabaseTransaction {
+        &self.0
+    }
+}
+
+impl Tx {
+    /// Writes `event` to the outbox in this transaction: it commits with
+    /// the change.
+    pub async fn enqueue(&self, event: EventBuilder) -> Result<()> {
+        crate::enqueue(&self.0, &event.build()).await
+    }
+}
+
 impl AuditedDb {
     /// Writes to `db`; committed events wake `outbox`.
     pub fn new(db: DatabaseConnection, outbox: Arc<Notify>) -> Self {
         Self { db, outbox }
     }
 
-    /// For reads outside a transaction.
-    pub fn db(&self) -> &DatabaseConnection {
-        &self.db
-    }
-
     /// Begins a write transaction (on SQLite, one that takes the write
     /// lock at once, so concurrent writers wait instead of failing).
-    pub async fn begin(&self) -> Result<DatabaseTransaction> {
-        Ok(guardline_runtime::storage::write_txn(&self.db).await?)
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(Tx(guardline_runtime::storage::write_txn(&self.db).await?))
     }
 
-    /// Writes `events` in `txn`, commits, and wakes delivery.
-    pub async fn commit(&self, txn: DatabaseTransaction, events: impl IntoIterator<Item = EventBuilder>) -> Result<()> {
+    /// Writes `events` in `tx`, commits, and wakes delivery.
+    pub async fn commit(&self, tx: Tx, events: impl IntoIterator<Item = EventBuilder>) -> Result<()> {
         for event in events {
-            crate::enqueue(&txn, &event.build()).await?;
+            tx.enqueue(event).await?;
         }
-        txn.commit().await?;
+        tx.0.commit().await?;
         self.outbox.notify_one();
         Ok(())
     }

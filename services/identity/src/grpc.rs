@@ -500,7 +500,7 @@ impl IdentityService for Api {
                 Subject::from_claims(&c.tenant, &c.sub, &c.teams, &c.perms)
             }
             Some(pb::authorize_request::Subject::Principal(p)) => {
-                let perms = store::permissions_of(&self.identity.db, &p.tenant_id, &p.roles).await?;
+                let perms = self.identity.permissions_of(&p.tenant_id, &p.roles).await?;
                 Subject::from_claims(&p.tenant_id, &p.user_id, &p.team_ids, &perms)
             }
             None => return Err(Error::invalid("subject", "give an access token or a principal").into()),

@@ -39,12 +39,12 @@ pub async fn run(
     anyhow::ensure!(access_token_ttl <= guardline_runtime::token::MAX_LIFETIME, "--access-token-ttl: at most 15m");
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
+    let store = store::Store::new(base.audited());
     let signers =
-        service::keys::Signers::load_on(base.db.clone(), envelope.clone(), signing_key_rotation, common.clock.clone())
+        service::keys::Signers::load_on(store.clone(), envelope.clone(), signing_key_rotation, common.clock.clone())
             .await?;
     let config = service::Config { access_ttl: access_token_ttl, refresh_ttl: refresh_token_ttl, ..Default::default() };
-    let mut identity = service::Identity::new(base.db.clone(), envelope, signers, config, base.outbox_waker.clone())
-        .with_clock(common.clock.clone());
+    let mut identity = service::Identity::new(store, envelope, signers, config).with_clock(common.clock.clone());
     // Reads tenants' settings without a user token: audit, for working hours.
     identity.tenant_readers = vec![common.mesh.identity_of("audit").to_string()];
     let identity = std::sync::Arc::new(identity);

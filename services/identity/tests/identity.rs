@@ -406,7 +406,9 @@ async fn tokens_survive_a_signing_key_rotation_and_a_restart(url: Option<String>
         std::time::Duration::from_secs(60),
     ));
     let day = std::time::Duration::from_secs(86_400);
-    let signers = Signers::load(db.clone(), envelope, day).await.expect("signers");
+    let store =
+        guardline_identity::store::Store::new(guardline_audit_client::AuditedDb::new(db.clone(), Default::default()));
+    let signers = Signers::load(store.clone(), envelope, day).await.expect("signers");
     let claims = Claims::new("t1", "u1", vec!["agent".into()], vec![], std::time::Duration::from_secs(600));
     let before = signers.sign(&claims).await.expect("sign");
     signers.rotate(chrono::Utc::now()).await.expect("rotate");
@@ -423,7 +425,7 @@ async fn tokens_survive_a_signing_key_rotation_and_a_restart(url: Option<String>
         db.clone(),
         std::time::Duration::from_secs(60),
     ));
-    let reloaded = Signers::load(db, envelope, day).await.expect("reload");
+    let reloaded = Signers::load(store, envelope, day).await.expect("reload");
     let verifier = TokenVerifier::new(OwnKeys(reloaded));
     assert!(verifier.verify(&before).await.is_ok() && verifier.verify(&after).await.is_ok());
 }

@@ -18,7 +18,8 @@ pub use entities::*;
 pub use migration::Migrator;
 
 use guardline_audit_client::{AuditedDb, EventBuilder};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
+pub use guardline_audit_client::{Conn, Tx};
+use sea_orm::DatabaseConnection;
 
 use crate::error::Result;
 
@@ -28,36 +29,16 @@ pub struct Store {
     db: AuditedDb,
 }
 
-/// A write transaction. Use-cases hold it and pass it to store functions;
-/// only the store can look inside.
-pub struct Tx(DatabaseTransaction);
-
-/// What a store function reads and writes through: the pool or a
-/// transaction.
-pub trait Conn: Sync {
-    /// The connection sea-orm runs statements on.
-    type C: ConnectionTrait;
-    /// It.
-    fn conn(&self) -> &Self::C;
-}
-
 impl Conn for Store {
     type C = DatabaseConnection;
     fn conn(&self) -> &DatabaseConnection {
-        self.db.db()
-    }
-}
-
-impl Conn for Tx {
-    type C = DatabaseTransaction;
-    fn conn(&self) -> &DatabaseTransaction {
-        &self.0
+        self.db.conn()
     }
 }
 
 /// Writes `event` to the outbox in `tx`: it commits with the change.
 pub async fn enqueue(tx: &Tx, event: EventBuilder) -> Result<()> {
-    guardline_audit_client::enqueue(&tx.0, &event.build()).await
+    tx.enqueue(event).await
 }
 
 impl Store {
@@ -68,12 +49,12 @@ impl Store {
 
     /// Begins a write transaction.
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(Tx(self.db.begin().await?))
+        self.db.begin().await
     }
 
     /// Commits `tx` with `events`, and wakes the outbox.
     pub async fn commit(&self, tx: Tx, events: impl IntoIterator<Item = EventBuilder>) -> Result<()> {
-        self.db.commit(tx.0, events).await
+        self.db.commit(tx, events).await
     }
 
     /// Records an event with no other change.

@@ -1,7 +1,6 @@
 //! Tenants, users, roles and teams.
 
 use guardline_authz::{BUILTIN_ROLES, parse_permissions};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{Caller, Identity};
 use crate::domain::credentials::validate_password;
@@ -10,7 +9,7 @@ use crate::domain::{
     validate_working_hours,
 };
 use crate::error::{Error, Result};
-use crate::store::{self, role, status, team, team_member, tenant, user};
+use crate::store::{self, role, status, team, team_member, tenant, tenants, user, users};
 
 /// Settings of a tenant.
 #[derive(Clone, Debug, Default)]
@@ -72,11 +71,7 @@ impl Identity {
         let event = Self::event(caller, "_platform", "identity.signing_key.revoke")
             .resource("signing_key", kid)
             .detail("reason", reason);
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        Self::audit(&txn, event).await?;
-        txn.commit().await?;
-        self.delivered();
-        Ok(())
+        self.store.audit(event).await
     }
 
     pub async fn create_tenant(&self, caller: &Caller, name: &str, settings: TenantSettings) -> Result<tenant::Model> {
@@ -100,21 +95,18 @@ impl Identity {
             risk_policy: json(&policy)?,
             created_at: self.clock.now(),
         };
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        tenant::Entity::insert(tenant::ActiveModel::from(model.clone())).exec(&txn).await?;
+        let mut roles = Vec::with_capacity(BUILTIN_ROLES.len());
         for (role_name, perms) in BUILTIN_ROLES {
-            role::Entity::insert(role::ActiveModel {
-                tenant_id: Set(id.clone()),
-                name: Set((*role_name).to_owned()),
-                permissions: Set(json(perms)?),
-                built_in: Set(true),
-            })
-            .exec(&txn)
-            .await?;
+            roles.push(role::Model {
+                tenant_id: id.clone(),
+                name: (*role_name).to_owned(),
+                permissions: json(perms)?,
+                built_in: true,
+            });
         }
-        Self::audit(&txn, Self::event(caller, &id, "tenant.create").resource("tenant", &id)).await?;
-        txn.commit().await?;
-        self.delivered();
+        let tx = self.store.begin().await?;
+        tenants::insert_tenant(&tx, &model, roles).await?;
+        self.store.commit(tx, [Self::event(caller, &id, "tenant.create").resource("tenant", &id)]).await?;
         Ok(model)
     }
 
@@ -127,50 +119,40 @@ impl Identity {
             }
             _ => {}
         }
-        tenant::Entity::find_by_id(id.to_owned()).one(&self.db).await?.ok_or(Error::NotFound)
+        tenants::tenant(&self.store, id).await?.ok_or(Error::NotFound)
     }
 
     /// Changes a tenant's settings (`user.manage`).
     pub async fn update_tenant(&self, caller: &Caller, id: &str, settings: TenantSettings) -> Result<tenant::Model> {
         self.require(caller, id, "user.manage")?;
-        let current = self.get_tenant(caller, id).await?;
-        let mut active: tenant::ActiveModel = current.into();
+        let mut next = self.get_tenant(caller, id).await?;
         let mut changed = Vec::new();
         if let Some(tz) = settings.time_zone {
             parse_time_zone("time_zone", &tz)?;
-            active.time_zone = Set(tz);
-            changed.push("time_zone");
+            next.time_zone = tz;
+            changed.push(("time_zone", tenant::Column::TimeZone));
         }
         if let Some(hours) = settings.working_hours {
             validate_working_hours(&hours)?;
-            active.working_hours = Set(json(&hours)?);
-            changed.push("working_hours");
+            next.working_hours = json(&hours)?;
+            changed.push(("working_hours", tenant::Column::WorkingHours));
         }
         if let Some(policy) = settings.risk_policy {
             policy.validate()?;
-            active.risk_policy = Set(json(&policy)?);
-            changed.push("login_risk_policy");
+            next.risk_policy = json(&policy)?;
+            changed.push(("login_risk_policy", tenant::Column::RiskPolicy));
         }
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        let updated = active.update(&txn).await?;
-        Self::audit(
-            &txn,
-            Self::event(caller, id, "tenant.update").resource("tenant", id).detail("fields", changed.join(",")),
-        )
-        .await?;
-        txn.commit().await?;
-        self.delivered();
+        let tx = self.store.begin().await?;
+        let cols: Vec<tenant::Column> = changed.iter().map(|c| c.1).collect();
+        let updated = tenants::save_tenant(&tx, next, &cols).await?;
+        let fields: Vec<&str> = changed.iter().map(|c| c.0).collect();
+        let event = Self::event(caller, id, "tenant.update").resource("tenant", id).detail("fields", fields.join(","));
+        self.store.commit(tx, [event]).await?;
         Ok(updated)
     }
 
     async fn check_roles(&self, tenant: &str, roles: &[String]) -> Result<()> {
-        let known: Vec<String> = role::Entity::find()
-            .filter(role::Column::TenantId.eq(tenant))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|r| r.name)
-            .collect();
+        let known: Vec<String> = tenants::roles(&self.store, tenant).await?.into_iter().map(|r| r.name).collect();
         if let Some(i) = roles.iter().position(|r| !known.contains(r)) {
             return Err(Error::invalid(format!("roles[{i}]"), "no such role in the tenant"));
         }
@@ -179,7 +161,7 @@ impl Identity {
 
     async fn check_team_ids(&self, tenant: &str, field: &str, teams: &[String]) -> Result<()> {
         for (i, t) in teams.iter().enumerate() {
-            let found = team::Entity::find_by_id(t.clone()).one(&self.db).await?.is_some_and(|x| x.tenant_id == tenant);
+            let found = tenants::team(&self.store, t).await?.is_some_and(|x| x.tenant_id == tenant);
             if !found {
                 return Err(Error::invalid(format!("{field}[{i}]"), "no such team in the tenant"));
             }
@@ -196,12 +178,7 @@ impl Identity {
         validate_password("password", &new.password)?;
         self.check_roles(tenant, &new.roles).await?;
         self.check_team_ids(tenant, "team_ids", &new.team_ids).await?;
-        let exists = user::Entity::find()
-            .filter(user::Column::TenantId.eq(tenant))
-            .filter(user::Column::Login.eq(&new.login))
-            .one(&self.db)
-            .await?;
-        if exists.is_some() {
+        if users::by_login(&self.store, tenant, &new.login).await?.is_some() {
             return Err(Error::invalid("login", "already taken in this tenant"));
         }
         let id = format!("u-{}", uuid::Uuid::now_v7().simple());
@@ -221,33 +198,28 @@ impl Identity {
             locked_until: None,
             created_at: self.clock.now(),
         };
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        user::Entity::insert(user::ActiveModel::from(model.clone())).exec(&txn).await?;
-        for t in &new.team_ids {
-            team_member::Entity::insert(team_member::ActiveModel {
-                team_id: Set(t.clone()),
-                user_id: Set(id.clone()),
-                tenant_id: Set(tenant.to_owned()),
-                is_lead: Set(false),
+        let memberships: Vec<team_member::Model> = new
+            .team_ids
+            .iter()
+            .map(|t| team_member::Model {
+                team_id: t.clone(),
+                user_id: id.clone(),
+                tenant_id: tenant.to_owned(),
+                is_lead: false,
             })
-            .exec(&txn)
-            .await?;
-        }
+            .collect();
+        let tx = self.store.begin().await?;
+        users::insert(&tx, &model).await?;
+        tenants::insert_members(&tx, &memberships).await?;
         let event =
             Self::event(caller, tenant, "user.create").resource("user", &id).detail("roles", new.roles.join(","));
-        Self::audit(&txn, event).await?;
-        txn.commit().await?;
-        self.delivered();
+        self.store.commit(tx, [event]).await?;
         Ok(model)
     }
 
     /// A user of the tenant.
     pub async fn user(&self, tenant: &str, id: &str) -> Result<user::Model> {
-        user::Entity::find_by_id(id.to_owned())
-            .one(&self.db)
-            .await?
-            .filter(|u| u.tenant_id == tenant)
-            .ok_or(Error::NotFound)
+        users::user(&self.store, id).await?.filter(|u| u.tenant_id == tenant).ok_or(Error::NotFound)
     }
 
     /// Changes a user (`user.manage`). Disabling revokes every session.
@@ -259,39 +231,38 @@ impl Identity {
         changes: UserChanges,
     ) -> Result<user::Model> {
         self.require(caller, tenant, "user.manage")?;
-        let current = self.user(tenant, id).await?;
-        let mut active: user::ActiveModel = current.into();
+        let mut next = self.user(tenant, id).await?;
         let mut fields = Vec::new();
         if let Some(name) = changes.display_name {
             validate_name("display_name", &name)?;
-            active.display_name = Set(name.trim().to_owned());
-            fields.push("display_name");
+            next.display_name = name.trim().to_owned();
+            fields.push(("display_name", vec![user::Column::DisplayName]));
         }
         if let Some(password) = changes.password {
             validate_password("password", &password)?;
-            active.password_hash = Set(self.passwords.hash(&password).await?);
-            fields.push("password");
+            next.password_hash = self.passwords.hash(&password).await?;
+            fields.push(("password", vec![user::Column::PasswordHash]));
         }
         let disable = changes.active == Some(false);
         if let Some(on) = changes.active {
-            active.status = Set(if on { status::ACTIVE } else { status::DISABLED }.into());
+            next.status = if on { status::ACTIVE } else { status::DISABLED }.into();
             if on {
-                active.failed_attempts = Set(0);
-                active.locked_until = Set(None);
+                next.failed_attempts = 0;
+                next.locked_until = None;
             }
-            fields.push("status");
+            let reset = [user::Column::FailedAttempts, user::Column::LockedUntil];
+            fields.push(("status", [&[user::Column::Status][..], if on { &reset[..] } else { &[] }].concat()));
         }
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        let updated = active.update(&txn).await?;
+        let tx = self.store.begin().await?;
+        let cols: Vec<user::Column> = fields.iter().flat_map(|f| f.1.clone()).collect();
+        let updated = users::save(&tx, next, &cols).await?;
         if disable {
-            self.revoke_user_sessions(&txn, id).await?;
+            store::sessions::revoke_user(&tx, id).await?;
         }
         let event = Self::event(caller, tenant, if disable { "user.disable" } else { "user.update" })
             .resource("user", id)
-            .detail("fields", fields.join(","));
-        Self::audit(&txn, event).await?;
-        txn.commit().await?;
-        self.delivered();
+            .detail("fields", fields.iter().map(|f| f.0).collect::<Vec<_>>().join(","));
+        self.store.commit(tx, [event]).await?;
         Ok(updated)
     }
 
@@ -305,22 +276,11 @@ impl Identity {
         limit: u64,
     ) -> Result<Vec<user::Model>> {
         self.require(caller, tenant, "user.manage")?;
-        let mut q = user::Entity::find().filter(user::Column::TenantId.eq(tenant)).order_by_asc(user::Column::Id);
-        if let Some(after) = after {
-            q = q.filter(user::Column::Id.gt(after));
-        }
-        if let Some(team) = team_id {
-            let ids: Vec<String> = team_member::Entity::find()
-                .filter(team_member::Column::TeamId.eq(team))
-                .filter(team_member::Column::TenantId.eq(tenant))
-                .all(&self.db)
-                .await?
-                .into_iter()
-                .map(|m| m.user_id)
-                .collect();
-            q = q.filter(user::Column::Id.is_in(ids));
-        }
-        Ok(q.limit(limit.clamp(1, PAGE_MAX)).all(&self.db).await?)
+        let ids = match team_id {
+            Some(team) => Some(tenants::member_ids(&self.store, tenant, team).await?),
+            None => None,
+        };
+        users::page(&self.store, tenant, ids, after, limit.clamp(1, PAGE_MAX)).await
     }
 
     /// Replaces a user's roles (`user.manage`).
@@ -333,14 +293,12 @@ impl Identity {
     ) -> Result<user::Model> {
         self.require(caller, tenant, "user.manage")?;
         self.check_roles(tenant, &roles).await?;
-        let mut active: user::ActiveModel = self.user(tenant, id).await?.into();
-        active.roles = Set(json(&roles)?);
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        let updated = active.update(&txn).await?;
+        let mut next = self.user(tenant, id).await?;
+        next.roles = json(&roles)?;
+        let tx = self.store.begin().await?;
+        let updated = users::save(&tx, next, &[user::Column::Roles]).await?;
         let event = Self::event(caller, tenant, "user.roles").resource("user", id).detail("roles", roles.join(","));
-        Self::audit(&txn, event).await?;
-        txn.commit().await?;
-        self.delivered();
+        self.store.commit(tx, [event]).await?;
         Ok(updated)
     }
 
@@ -360,8 +318,7 @@ impl Identity {
         if parsed.is_empty() {
             return Err(Error::invalid("permissions", "a role needs at least one permission"));
         }
-        let exists = role::Entity::find_by_id((tenant.to_owned(), name.to_owned())).one(&self.db).await?;
-        if exists.is_some() {
+        if tenants::role(&self.store, tenant, name).await?.is_some() {
             return Err(Error::invalid("name", "a role of that name exists"));
         }
         let canonical: Vec<String> = parsed.iter().map(ToString::to_string).collect();
@@ -371,25 +328,19 @@ impl Identity {
             permissions: json(&canonical)?,
             built_in: false,
         };
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        role::Entity::insert(role::ActiveModel::from(model.clone())).exec(&txn).await?;
+        let tx = self.store.begin().await?;
+        tenants::insert_role(&tx, &model).await?;
         let event = Self::event(caller, tenant, "role.create")
             .resource("role", name)
             .detail("permissions", canonical.join(","));
-        Self::audit(&txn, event).await?;
-        txn.commit().await?;
-        self.delivered();
+        self.store.commit(tx, [event]).await?;
         Ok(model)
     }
 
     /// Roles of a tenant (any user of the tenant).
     pub async fn list_roles(&self, caller: &Caller, tenant: &str) -> Result<Vec<role::Model>> {
         self.get_tenant(caller, tenant).await?;
-        Ok(role::Entity::find()
-            .filter(role::Column::TenantId.eq(tenant))
-            .order_by_asc(role::Column::Name)
-            .all(&self.db)
-            .await?)
+        tenants::roles(&self.store, tenant).await
     }
 
     /// Creates a team (`user.manage`).
@@ -402,11 +353,9 @@ impl Identity {
             tenant_id: tenant.into(),
             name: name.trim().into(),
         };
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        team::Entity::insert(team::ActiveModel::from(model.clone())).exec(&txn).await?;
-        Self::audit(&txn, Self::event(caller, tenant, "team.create").resource("team", &model.id)).await?;
-        txn.commit().await?;
-        self.delivered();
+        let tx = self.store.begin().await?;
+        tenants::insert_team(&tx, &model).await?;
+        self.store.commit(tx, [Self::event(caller, tenant, "team.create").resource("team", &model.id)]).await?;
         Ok(model)
     }
 
@@ -420,11 +369,8 @@ impl Identity {
         leads: &[String],
     ) -> Result<(team::Model, Vec<team_member::Model>)> {
         self.require(caller, tenant, "user.manage")?;
-        let team = team::Entity::find_by_id(team_id.to_owned())
-            .one(&self.db)
-            .await?
-            .filter(|t| t.tenant_id == tenant)
-            .ok_or(Error::NotFound)?;
+        let team =
+            tenants::team(&self.store, team_id).await?.filter(|t| t.tenant_id == tenant).ok_or(Error::NotFound)?;
         for (field, ids) in [("member_ids", members), ("lead_ids", leads)] {
             for (i, u) in ids.iter().enumerate() {
                 if self.user(tenant, u).await.is_err() {
@@ -432,8 +378,6 @@ impl Identity {
                 }
             }
         }
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        team_member::Entity::delete_many().filter(team_member::Column::TeamId.eq(team_id)).exec(&txn).await?;
         let mut rows = Vec::new();
         for (u, lead) in members.iter().map(|m| (m, false)).chain(leads.iter().map(|l| (l, true))) {
             if rows.iter().any(|r: &team_member::Model| r.user_id == *u) {
@@ -445,27 +389,31 @@ impl Identity {
                 tenant_id: tenant.into(),
                 is_lead: lead,
             };
-            team_member::Entity::insert(team_member::ActiveModel::from(row.clone())).exec(&txn).await?;
             rows.push(row);
         }
         let event = Self::event(caller, tenant, "team.members")
             .resource("team", team_id)
             .detail("members", members.len())
             .detail("leads", leads.len());
-        Self::audit(&txn, event).await?;
-        txn.commit().await?;
-        self.delivered();
+        let tx = self.store.begin().await?;
+        tenants::set_members(&tx, team_id, &rows).await?;
+        self.store.commit(tx, [event]).await?;
         Ok((team, rows))
     }
 
     /// Members and leads of a team.
     pub async fn team_members(&self, team_id: &str) -> Result<Vec<team_member::Model>> {
-        Ok(team_member::Entity::find().filter(team_member::Column::TeamId.eq(team_id)).all(&self.db).await?)
+        tenants::members(&self.store, team_id).await
+    }
+
+    /// The union of the permissions of `roles` in `tenant`, sorted.
+    pub async fn permissions_of(&self, tenant: &str, roles: &[String]) -> Result<Vec<String>> {
+        store::permissions_of(&self.store, tenant, roles).await
     }
 
     /// Teams a user belongs to or leads.
     pub async fn teams_of(&self, tenant: &str, user: &str) -> Result<Vec<String>> {
-        store::teams_of(&self.db, tenant, user).await
+        store::teams_of(&self.store, tenant, user).await
     }
 }
 

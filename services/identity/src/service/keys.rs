@@ -10,11 +10,10 @@ use chrono::{DateTime, Utc};
 use guardline_keys::Envelope;
 use guardline_keys::aead::{self, Binding};
 use guardline_runtime::token::{KeySource, MAX_LIFETIME, TokenSigner, VerificationKey};
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
 use tokio::sync::RwLock;
 
 use crate::error::{Error, Result};
-use crate::store::signing_key;
+use crate::store::{Store, keys as stored, signing_key};
 
 /// The pseudo-tenant whose data key seals platform secrets.
 const PLATFORM: &str = "_platform";
@@ -29,7 +28,7 @@ struct Entry {
 
 /// The signing keys, loaded from the database.
 pub struct Signers {
-    db: DatabaseConnection,
+    store: Store,
     envelope: Arc<Envelope>,
     rotation: Duration,
     keys: RwLock<Vec<Entry>>,
@@ -48,18 +47,13 @@ fn binding(kid: &str) -> Binding<'_> {
 
 impl Signers {
     /// Loads the keys, creating the first one if there is none.
-    pub async fn load(db: DatabaseConnection, envelope: Arc<Envelope>, rotation: Duration) -> Result<Arc<Self>> {
-        Self::load_on(db, envelope, rotation, Clock::system()).await
+    pub async fn load(store: Store, envelope: Arc<Envelope>, rotation: Duration) -> Result<Arc<Self>> {
+        Self::load_on(store, envelope, rotation, Clock::system()).await
     }
 
     /// As [`Signers::load`], with keys dated and withdrawn by `clock`.
-    pub async fn load_on(
-        db: DatabaseConnection,
-        envelope: Arc<Envelope>,
-        rotation: Duration,
-        clock: Clock,
-    ) -> Result<Arc<Self>> {
-        let rows = signing_key::Entity::find().all(&db).await?;
+    pub async fn load_on(store: Store, envelope: Arc<Envelope>, rotation: Duration, clock: Clock) -> Result<Arc<Self>> {
+        let rows = stored::all(&store).await?;
         let mut keys = Vec::with_capacity(rows.len());
         for row in rows {
             let dk = envelope.data_key(PLATFORM, &row.data_key_id).await?;
@@ -73,7 +67,7 @@ impl Signers {
             });
         }
         keys.sort_by_key(|k| k.created_at);
-        let this = Arc::new(Self { db, envelope, rotation, keys: RwLock::new(keys), clock });
+        let this = Arc::new(Self { store, envelope, rotation, keys: RwLock::new(keys), clock });
         this.rotate_if_due(this.clock.now()).await?;
         Ok(this)
     }
@@ -98,26 +92,19 @@ impl Signers {
         let (dk_id, dk) = self.envelope.active_data_key(PLATFORM).await?;
         let sealed = aead::seal(&dk, &binding(&kid), pkcs8.as_ref()).map_err(guardline_runtime::Error::from)?;
         let mut keys = self.keys.write().await;
-        signing_key::Entity::insert(signing_key::ActiveModel {
-            kid: Set(kid.clone()),
-            data_key_id: Set(dk_id),
-            sealed: Set(sealed),
-            public_key: Set(signer.verification_key().public_key),
-            created_at: Set(now),
-            retired_at: Set(None),
-            revoked_at: Set(None),
-        })
-        .exec(&self.db)
-        .await?;
+        let row = signing_key::Model {
+            kid: kid.clone(),
+            data_key_id: dk_id,
+            sealed,
+            public_key: signer.verification_key().public_key,
+            created_at: now,
+            retired_at: None,
+            revoked_at: None,
+        };
+        stored::insert(&self.store, row).await?;
         for k in keys.iter_mut().filter(|k| k.retired_at.is_none()) {
             k.retired_at = Some(now);
-            signing_key::Entity::update(signing_key::ActiveModel {
-                kid: sea_orm::ActiveValue::Unchanged(k.kid.clone()),
-                retired_at: Set(Some(now)),
-                ..Default::default()
-            })
-            .exec(&self.db)
-            .await?;
+            stored::retire(&self.store, &k.kid, now).await?;
         }
         tracing::info!(%kid, "token signing key rotated");
         keys.push(Entry { kid, signer, created_at: now, retired_at: None, revoked_at: None });
@@ -141,13 +128,7 @@ impl Signers {
         let mut keys = self.keys.write().await;
         for k in keys.iter_mut().filter(|k| k.kid == kid) {
             k.revoked_at = Some(now);
-            signing_key::Entity::update(signing_key::ActiveModel {
-                kid: sea_orm::ActiveValue::Unchanged(k.kid.clone()),
-                revoked_at: Set(Some(now)),
-                ..Default::default()
-            })
-            .exec(&self.db)
-            .await?;
+            stored::revoke(&self.store, &k.kid, now).await?;
         }
         tracing::warn!(%kid, "token signing key revoked");
         Ok(true)

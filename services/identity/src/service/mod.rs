@@ -14,13 +14,12 @@ use guardline_audit_client::EventBuilder;
 use guardline_authz::{Resource, Subject, decide};
 use guardline_keys::Envelope;
 use guardline_runtime::token::{Claims, TokenVerifier};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
-use tokio::sync::Notify;
 
 pub use admin::{NewUser, TenantSettings, UserChanges};
 pub use session::{ClientContext, Credentials, LoginOutcome};
 
 use crate::error::{Error, Result};
+use crate::store::Store;
 use keys::Signers;
 
 /// Tunables of the service.
@@ -87,12 +86,11 @@ fn own_verifier(signers: &Arc<keys::Signers>, clock: Clock) -> TokenVerifier {
 /// The identity service's state.
 #[derive(Debug)]
 pub struct Identity {
-    pub(crate) db: DatabaseConnection,
+    pub(crate) store: Store,
     pub(crate) envelope: Arc<Envelope>,
     pub(crate) signers: Arc<Signers>,
     pub(crate) verifier: TokenVerifier,
     pub(crate) config: Config,
-    outbox: Arc<Notify>,
     /// The server's time: token lifetimes, lockouts, login history.
     pub(crate) clock: Clock,
     /// Service identities (SPIFFE ids) that may read any tenant's settings
@@ -104,21 +102,14 @@ pub struct Identity {
 
 impl Identity {
     /// Assembles the service.
-    pub fn new(
-        db: DatabaseConnection,
-        envelope: Arc<Envelope>,
-        signers: Arc<Signers>,
-        config: Config,
-        outbox: Arc<Notify>,
-    ) -> Self {
+    pub fn new(store: Store, envelope: Arc<Envelope>, signers: Arc<Signers>, config: Config) -> Self {
         let verifier = own_verifier(&signers, Clock::system());
         Self {
-            db,
+            store,
             envelope,
             signers,
             verifier,
             config,
-            outbox,
             clock: Clock::system(),
             tenant_readers: Vec::new(),
             passwords: Default::default(),
@@ -154,15 +145,5 @@ impl Identity {
     pub(crate) fn event(caller: &Caller, tenant: &str, action: &str) -> EventBuilder {
         let (user, service) = caller.actor();
         EventBuilder::new(tenant, action).actor(user, service)
-    }
-
-    /// Writes `event` to the outbox within `txn`.
-    pub(crate) async fn audit(txn: &impl ConnectionTrait, event: EventBuilder) -> Result<()> {
-        guardline_audit_client::enqueue(txn, &event.build()).await
-    }
-
-    /// Wakes the outbox worker after a commit.
-    pub(crate) fn delivered(&self) {
-        self.outbox.notify_one();
     }
 }

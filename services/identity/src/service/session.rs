@@ -4,10 +4,6 @@ use chrono::{DateTime, Utc};
 use guardline_audit_client::Outcome;
 use guardline_keys::aead::{self, Binding};
 use guardline_runtime::token::Claims;
-use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
 
 use super::admin::json;
 use super::{Caller, Identity};
@@ -17,7 +13,9 @@ use crate::domain::credentials::{
 use crate::domain::risk::{self, Assessment, LoginSite, network_of};
 use crate::domain::{RiskAction, RiskLevel, RiskPolicy, WorkingHours, parse_time_zone};
 use crate::error::{Error, Result};
-use crate::store::{self, login_event, refresh_token, source_failure, status, tenant, user};
+use crate::store::{
+    self, Tx, login_event, refresh_token, sessions, source_failure, status, tenant, tenants, user, users,
+};
 
 /// Where a login comes from, as reported by the gateway.
 #[derive(Clone, Debug, Default)]
@@ -113,7 +111,7 @@ fn totp_binding<'a>(tenant: &'a str, user: &'a str, kind: &'a str) -> Binding<'a
 impl Identity {
     async fn record_login(
         &self,
-        txn: &impl ConnectionTrait,
+        tx: &Tx,
         at: Site<'_>,
         outcome: Result<(), &str>,
         risk: Option<&(Assessment, RiskAction)>,
@@ -124,7 +122,7 @@ impl Identity {
             None => ("none", vec![], "none"),
         };
         let id = uuid::Uuid::now_v7().to_string();
-        login_event::Entity::insert(login_event::ActiveModel::from(login_event::Model {
+        let row = login_event::Model {
             id: id.clone(),
             tenant_id: tenant.into(),
             user_id: user.map(str::to_owned),
@@ -139,9 +137,8 @@ impl Identity {
             device_id: ctx.device_id.clone(),
             region: ctx.region.clone(),
             user_agent: ctx.user_agent.chars().take(256).collect(),
-        }))
-        .exec(txn)
-        .await?;
+        };
+        sessions::insert_login(tx, row).await?;
         let caller = Caller::User(Claims { sub: user.unwrap_or_default().into(), ..blank_claims(tenant) });
         let mut event = Self::event(&caller, tenant, "identity.login")
             .resource("user", user.unwrap_or("unknown"))
@@ -155,70 +152,52 @@ impl Identity {
             Ok(()) => event.outcome(Outcome::Allowed, ""),
             Err(reason) => event.outcome(Outcome::Denied, reason),
         };
-        Self::audit(txn, event).await?;
+        tx.enqueue(event).await?;
         if outcome.is_ok() && risk.is_some_and(|(a, _)| a.level > RiskLevel::None) {
             let alert = Self::event(&caller, tenant, "identity.login.risky")
                 .resource("user", user.unwrap_or("unknown"))
                 .detail("risk_level", level)
                 .detail("risk_reasons", reasons.join(","));
-            Self::audit(txn, alert).await?;
+            tx.enqueue(alert).await?;
         }
         Ok(())
     }
 
     async fn source_blocked(&self, tenant: &str, addr: &str, now: DateTime<Utc>) -> Result<bool> {
-        let row = source_failure::Entity::find_by_id((tenant.to_owned(), addr.to_owned())).one(&self.db).await?;
+        let row = sessions::source_failure(&self.store, tenant, addr).await?;
         Ok(row.and_then(|r| r.locked_until).is_some_and(|until| until > now))
     }
 
-    async fn count_source_failure(
-        &self,
-        txn: &impl ConnectionTrait,
-        tenant: &str,
-        addr: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
+    async fn count_source_failure(&self, tx: &Tx, tenant: &str, addr: &str, now: DateTime<Utc>) -> Result<()> {
         if addr.is_empty() {
             return Ok(());
         }
         let window = chrono::Duration::from_std(self.config.source_window).unwrap_or_default();
-        let row = source_failure::Entity::find_by_id((tenant.to_owned(), addr.to_owned())).one(txn).await?;
+        let row = sessions::source_failure(tx, tenant, addr).await?;
         let (failures, start) = match &row {
             Some(r) if now - r.window_start < window => (r.failures + 1, r.window_start),
             _ => (1, now),
         };
         let locked = (failures as u32 >= self.config.source_max_failures).then_some(now + window);
-        let model = source_failure::ActiveModel {
-            tenant_id: Set(tenant.into()),
-            source_address: Set(addr.into()),
-            failures: Set(failures),
-            window_start: Set(start),
-            locked_until: Set(locked),
+        let model = source_failure::Model {
+            tenant_id: tenant.into(),
+            source_address: addr.into(),
+            failures,
+            window_start: start,
+            locked_until: locked,
         };
-        if row.is_some() {
-            model.update(txn).await.map(drop)?
-        } else {
-            source_failure::Entity::insert(model).exec(txn).await.map(drop)?
-        }
-        Ok(())
+        sessions::put_source_failure(tx, model, row.is_some()).await
     }
 
     /// Authenticates a user and issues tokens, or refuses with a reason.
     pub async fn login(&self, creds: Credentials, ctx: ClientContext) -> Result<LoginOutcome> {
         let now = self.clock.now();
-        let Some(tenant) = tenant::Entity::find_by_id(creds.tenant.clone())
-            .one(&self.db)
-            .await?
-            .filter(|t| t.status == status::ACTIVE)
+        let Some(tenant) = tenants::tenant(&self.store, &creds.tenant).await?.filter(|t| t.status == status::ACTIVE)
         else {
             self.passwords.verify_dummy(&creds.password).await?;
             return Err(invalid_credentials());
         };
-        let user = user::Entity::find()
-            .filter(user::Column::TenantId.eq(&tenant.id))
-            .filter(user::Column::Login.eq(&creds.login))
-            .one(&self.db)
-            .await?;
+        let user = users::by_login(&self.store, &tenant.id, &creds.login).await?;
         // Before the transaction: a rotation writes through another connection.
         self.signers.rotate_if_due(now).await?;
         let mut attempt = self.attempt(&tenant, user.as_ref(), &creds, &ctx, now).await;
@@ -230,50 +209,51 @@ impl Identity {
             let f = Failure { reserved: true, ..fail("totp_replayed", true, invalid_credentials()) };
             attempt = Err((f, Some(risk.clone())));
         }
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
+        let tx = self.store.begin().await?;
         let result = match attempt {
             Ok((user, risk, _)) => {
-                let outcome = self.issue(&txn, &user, None, now, risk.clone()).await?;
-                let mut active: user::ActiveModel = user.clone().into();
-                active.failed_attempts = Set(0);
-                active.locked_until = Set(None);
+                let outcome = self.issue(&tx, &user, None, now, risk.clone()).await?;
+                let mut next = user.clone();
+                next.failed_attempts = 0;
+                next.locked_until = None;
+                let mut cols = vec![user::Column::FailedAttempts, user::Column::LockedUntil];
                 // A hash made with other parameters is replaced while the
                 // password is at hand.
                 if needs_rehash(&user.password_hash) {
-                    active.password_hash = Set(self.passwords.hash(&creds.password).await?);
+                    next.password_hash = self.passwords.hash(&creds.password).await?;
+                    cols.push(user::Column::PasswordHash);
                 }
-                active.update(&txn).await?;
+                users::save(&tx, next, &cols).await?;
                 let site = Site { tenant: &tenant.id, user: Some(&user.id), ctx: &ctx, now };
-                self.record_login(&txn, site, Ok(()), Some(&risk)).await?;
+                self.record_login(&tx, site, Ok(()), Some(&risk)).await?;
                 Ok(outcome)
             }
             Err((failure, risk)) => {
                 if let Some(u) = &user {
                     if failure.counts && failure.reserved {
-                        self.count_user_failure(&txn, &tenant, u, now).await?;
+                        self.count_user_failure(&tx, &tenant, u, now).await?;
                     } else if failure.reserved {
                         // Not a guess (disabled, refused by risk...): the
                         // reserved failure is given back.
-                        self.release_attempt(&txn, &u.id).await?;
+                        users::release_attempt(&tx, &u.id).await?;
                     }
                 }
                 if failure.counts {
-                    self.count_source_failure(&txn, &tenant.id, &ctx.source_address, now).await?;
+                    self.count_source_failure(&tx, &tenant.id, &ctx.source_address, now).await?;
                 }
                 let uid = user.as_ref().map(|u| u.id.as_str());
                 let site = Site { tenant: &tenant.id, user: uid, ctx: &ctx, now };
-                self.record_login(&txn, site, Err(failure.reason), risk.as_ref()).await?;
+                self.record_login(&tx, site, Err(failure.reason), risk.as_ref()).await?;
                 Err(failure.error)
             }
         };
-        txn.commit().await?;
-        self.delivered();
+        self.store.commit(tx, []).await?;
         result
     }
 
     async fn count_user_failure(
         &self,
-        txn: &impl ConnectionTrait,
+        tx: &Tx,
         tenant: &tenant::Model,
         u: &user::Model,
         now: DateTime<Utc>,
@@ -281,64 +261,25 @@ impl Identity {
         let policy: RiskPolicy = serde_json::from_str(&tenant.risk_policy).unwrap_or_default();
         // The failure was counted when the attempt reserved it; read the
         // count as it is now, under this transaction.
-        let Some(current) = user::Entity::find_by_id(u.id.clone()).one(txn).await? else { return Ok(()) };
-        let failures = current.failed_attempts;
-        let mut active: user::ActiveModel = current.into();
-        if Ord::max(failures, 0) as u32 >= policy.max_failed_attempts {
-            active.locked_until = Set(Some(now + chrono::Duration::seconds(i64::from(policy.lockout_seconds))));
-            active.failed_attempts = Set(0);
+        let Some(mut current) = users::user(tx, &u.id).await? else { return Ok(()) };
+        if Ord::max(current.failed_attempts, 0) as u32 >= policy.max_failed_attempts {
+            current.locked_until = Some(now + chrono::Duration::seconds(i64::from(policy.lockout_seconds)));
+            current.failed_attempts = 0;
             let caller = Caller::User(Claims { sub: u.id.clone(), ..blank_claims(&tenant.id) });
             let event = Self::event(&caller, &tenant.id, "identity.lockout")
                 .resource("user", &u.id)
                 .outcome(Outcome::Denied, "too many failed attempts")
                 .detail("lockout_seconds", policy.lockout_seconds);
-            Self::audit(txn, event).await?;
-            active.update(txn).await?;
+            tx.enqueue(event).await?;
+            users::save(tx, current, &[user::Column::LockedUntil, user::Column::FailedAttempts]).await?;
         }
-        Ok(())
-    }
-
-    /// Takes one of the user's allowed failed attempts before a password is
-    /// checked (an atomic conditional increment), so that parallel guesses
-    /// never check more passwords than the limit; false when none is left
-    /// or the account is locked.
-    async fn reserve_attempt(&self, user_id: &str, max: u32, now: DateTime<Utc>) -> Result<bool> {
-        use sea_orm::Condition;
-        let n = user::Entity::update_many()
-            .col_expr(user::Column::FailedAttempts, Expr::col(user::Column::FailedAttempts).add(1))
-            .filter(user::Column::Id.eq(user_id))
-            .filter(user::Column::FailedAttempts.lt(max as i32))
-            .filter(Condition::any().add(user::Column::LockedUntil.is_null()).add(user::Column::LockedUntil.lte(now)))
-            .exec(&self.db)
-            .await?
-            .rows_affected;
-        Ok(n == 1)
-    }
-
-    /// Gives a reserved failed attempt back.
-    async fn release_attempt(&self, txn: &impl ConnectionTrait, user_id: &str) -> Result<()> {
-        user::Entity::update_many()
-            .col_expr(user::Column::FailedAttempts, Expr::col(user::Column::FailedAttempts).sub(1))
-            .filter(user::Column::Id.eq(user_id))
-            .filter(user::Column::FailedAttempts.gt(0))
-            .exec(txn)
-            .await?;
         Ok(())
     }
 
     /// Records that TOTP time step `step` was used, unless it (or a later
     /// one) already was: true for the one login that may use it.
     async fn claim_totp_step(&self, user_id: &str, step: u64) -> Result<bool> {
-        use sea_orm::Condition;
-        let step = step as i64;
-        let n = user::Entity::update_many()
-            .col_expr(user::Column::TotpLastStep, Expr::value(step))
-            .filter(user::Column::Id.eq(user_id))
-            .filter(Condition::any().add(user::Column::TotpLastStep.is_null()).add(user::Column::TotpLastStep.lt(step)))
-            .exec(&self.db)
-            .await?
-            .rows_affected;
-        Ok(n == 1)
+        users::claim_totp_step(&self.store, user_id, step).await
     }
 
     /// The checks of a login, in order; no writes.
@@ -363,7 +304,10 @@ impl Identity {
             return Err((fail("locked", false, locked()), None));
         }
         let policy: RiskPolicy = serde_json::from_str(&tenant.risk_policy).unwrap_or_default();
-        if !self.reserve_attempt(&user.id, policy.max_failed_attempts, now).await.map_err(db)? {
+        // One of the allowed failures is taken before the password is checked
+        // (an atomic conditional increment), so that parallel guesses never
+        // check more passwords than the limit.
+        if !users::reserve_attempt(&self.store, &user.id, policy.max_failed_attempts, now).await.map_err(db)? {
             return Err((fail("locked", false, locked()), None));
         }
         self.verified(tenant, user, creds, ctx, now).await.map_err(|(f, r)| (Failure { reserved: true, ..f }, r))
@@ -387,7 +331,7 @@ impl Identity {
         }
         // Risk, judged against the last 30 days of successful logins.
         let since = now - chrono::Duration::days(risk::HISTORY_DAYS);
-        let history = store::login_history(&self.db, &tenant.id, &user.id, since).await.map_err(db)?;
+        let history = store::login_history(&self.store, &tenant.id, &user.id, since).await.map_err(db)?;
         let tz = parse_time_zone("time_zone", &tenant.time_zone).unwrap_or(chrono_tz::UTC);
         let hours: Vec<WorkingHours> = serde_json::from_str(&tenant.working_hours).unwrap_or_default();
         let policy: RiskPolicy = serde_json::from_str(&tenant.risk_policy).unwrap_or_default();
@@ -405,7 +349,7 @@ impl Identity {
             return Err((fail("risk_denied", false, e), Some(risk)));
         }
         // Second factor: required by the role, by enrolment, or by the risk policy.
-        let perms = store::permissions_of(&self.db, &tenant.id, &store::roles_of(user)).await.map_err(db)?;
+        let perms = store::permissions_of(&self.store, &tenant.id, &store::roles_of(user)).await.map_err(db)?;
         let parsed: Vec<guardline_authz::Permission> = perms.iter().filter_map(|p| p.parse().ok()).collect();
         let by_role = guardline_authz::requires_totp(&parsed);
         let enrolled = user.totp_sealed.is_some();
@@ -435,21 +379,21 @@ impl Identity {
     /// Signs an access token and stores a new refresh token (in `family`, or a new one).
     async fn issue(
         &self,
-        txn: &impl ConnectionTrait,
+        tx: &Tx,
         user: &user::Model,
         family: Option<String>,
         now: DateTime<Utc>,
         risk: (Assessment, RiskAction),
     ) -> Result<LoginOutcome> {
         let roles = store::roles_of(user);
-        let perms = store::permissions_of(txn, &user.tenant_id, &roles).await?;
-        let teams = store::teams_of(txn, &user.tenant_id, &user.id).await?;
+        let perms = store::permissions_of(tx, &user.tenant_id, &roles).await?;
+        let teams = store::teams_of(tx, &user.tenant_id, &user.id).await?;
         let claims =
             Claims::issued_at(now.timestamp() as u64, &user.tenant_id, &user.id, roles, teams, self.config.access_ttl)
                 .with_permissions(perms);
         let access_token = self.signers.sign(&claims).await?;
         let (refresh, hash) = new_refresh_token()?;
-        refresh_token::Entity::insert(refresh_token::ActiveModel::from(refresh_token::Model {
+        let row = refresh_token::Model {
             hash,
             family_id: family.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
             tenant_id: user.tenant_id.clone(),
@@ -458,9 +402,8 @@ impl Identity {
             expires_at: now + chrono::Duration::from_std(self.config.refresh_ttl).unwrap_or_default(),
             used_at: None,
             revoked: false,
-        }))
-        .exec(txn)
-        .await?;
+        };
+        sessions::insert_refresh(tx, row).await?;
         let expires_at = DateTime::from_timestamp(claims.exp as i64, 0).unwrap_or(now);
         Ok(LoginOutcome { access_token, expires_at, refresh_token: refresh, risk })
     }
@@ -471,76 +414,45 @@ impl Identity {
         let now = self.clock.now();
         self.signers.rotate_if_due(now).await?;
         let hash = refresh_token_hash(token);
-        let row = refresh_token::Entity::find_by_id(hash.clone())
-            .one(&self.db)
+        let row = sessions::refresh(&self.store, &hash)
             .await?
             .ok_or_else(|| Error::Unauthenticated("invalid refresh token".into()))?;
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
+        let tx = self.store.begin().await?;
         // Conditional update: of two concurrent spends, exactly one wins.
-        let spent = refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::UsedAt, Expr::value(now))
-            .filter(refresh_token::Column::Hash.eq(&hash))
-            .filter(refresh_token::Column::UsedAt.is_null())
-            .filter(refresh_token::Column::Revoked.eq(false))
-            .exec(&txn)
-            .await?
-            .rows_affected
-            == 1;
-        if !spent {
-            self.revoke_family(&txn, &row.family_id).await?;
+        if !sessions::spend_refresh(&tx, &hash, now).await? {
+            sessions::revoke_family(&tx, &row.family_id).await?;
             let caller = Caller::User(Claims { sub: row.user_id.clone(), ..blank_claims(&row.tenant_id) });
             let event = Self::event(&caller, &row.tenant_id, "identity.refresh.reuse")
                 .resource("user", &row.user_id)
                 .outcome(Outcome::Denied, "refresh token reused; session family revoked");
-            Self::audit(&txn, event).await?;
-            txn.commit().await?;
-            self.delivered();
+            self.store.commit(tx, [event]).await?;
             return Err(Error::Unauthenticated("refresh token reuse detected; the session was revoked".into()));
         }
         if row.expires_at <= now {
-            txn.rollback().await?;
+            // Dropping the transaction rolls it back.
+            drop(tx);
             return Err(Error::Unauthenticated("refresh token expired".into()));
         }
         let user = self.user(&row.tenant_id, &row.user_id).await.ok().filter(|u| u.status == status::ACTIVE);
         let Some(user) = user else {
-            self.revoke_family(&txn, &row.family_id).await?;
-            txn.commit().await?;
+            sessions::revoke_family(&tx, &row.family_id).await?;
+            self.store.commit(tx, []).await?;
             return Err(Error::Unauthenticated("invalid refresh token".into()));
         };
         let none = (Assessment { level: RiskLevel::None, reasons: vec![] }, RiskAction::Allow);
-        let outcome = self.issue(&txn, &user, Some(row.family_id.clone()), now, none).await?;
-        txn.commit().await?;
+        let outcome = self.issue(&tx, &user, Some(row.family_id.clone()), now, none).await?;
+        self.store.commit(tx, []).await?;
         Ok(outcome)
-    }
-
-    async fn revoke_family(&self, txn: &impl ConnectionTrait, family: &str) -> Result<()> {
-        refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::Revoked, Expr::value(true))
-            .filter(refresh_token::Column::FamilyId.eq(family))
-            .exec(txn)
-            .await?;
-        Ok(())
-    }
-
-    pub(crate) async fn revoke_user_sessions(&self, txn: &impl ConnectionTrait, user: &str) -> Result<()> {
-        refresh_token::Entity::update_many()
-            .col_expr(refresh_token::Column::Revoked, Expr::value(true))
-            .filter(refresh_token::Column::UserId.eq(user))
-            .exec(txn)
-            .await?;
-        Ok(())
     }
 
     /// Revokes the family of a refresh token; unknown tokens are ignored.
     pub async fn logout(&self, token: &str) -> Result<()> {
-        if let Some(row) = refresh_token::Entity::find_by_id(refresh_token_hash(token)).one(&self.db).await? {
-            let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-            self.revoke_family(&txn, &row.family_id).await?;
+        if let Some(row) = sessions::refresh(&self.store, &refresh_token_hash(token)).await? {
+            let tx = self.store.begin().await?;
+            sessions::revoke_family(&tx, &row.family_id).await?;
             let caller = Caller::User(Claims { sub: row.user_id.clone(), ..blank_claims(&row.tenant_id) });
-            Self::audit(&txn, Self::event(&caller, &row.tenant_id, "identity.logout").resource("user", &row.user_id))
-                .await?;
-            txn.commit().await?;
-            self.delivered();
+            let event = Self::event(&caller, &row.tenant_id, "identity.logout").resource("user", &row.user_id);
+            self.store.commit(tx, [event]).await?;
         }
         Ok(())
     }
@@ -551,12 +463,7 @@ impl Identity {
             return self.user(&c.tenant, &c.sub).await;
         }
         let creds = creds.ok_or_else(|| Error::Unauthenticated("a bearer token or credentials are required".into()))?;
-        let user = user::Entity::find()
-            .filter(user::Column::TenantId.eq(&creds.tenant))
-            .filter(user::Column::Login.eq(&creds.login))
-            .one(&self.db)
-            .await?;
-        match user {
+        match users::by_login(&self.store, &creds.tenant, &creds.login).await? {
             Some(u) if u.status == status::ACTIVE => {
                 if self.passwords.verify(&creds.password, &u.password_hash).await? {
                     Ok(u)
@@ -588,17 +495,18 @@ impl Identity {
         let (dk_id, dk) = self.envelope.active_data_key(&user.tenant_id).await?;
         let sealed = aead::seal(&dk, &totp_binding(&user.tenant_id, &user.id, "totp-pending"), &secret)
             .map_err(guardline_runtime::Error::from)?;
-        let mut active: user::ActiveModel = user.clone().into();
-        active.totp_pending_sealed = Set(Some(sealed));
+        let mut next = user.clone();
+        next.totp_pending_sealed = Some(sealed);
         // Re-seal an existing secret under the same data key, so one id serves both.
         if user.totp_sealed.is_some() && user.totp_data_key_id.as_deref() != Some(dk_id.as_str()) {
             let current = self.open_totp(user, "totp").await?;
             let resealed = aead::seal(&dk, &totp_binding(&user.tenant_id, &user.id, "totp"), &current)
                 .map_err(guardline_runtime::Error::from)?;
-            active.totp_sealed = Set(Some(resealed));
+            next.totp_sealed = Some(resealed);
         }
-        active.totp_data_key_id = Set(Some(dk_id));
-        active.update(&self.db).await?;
+        next.totp_data_key_id = Some(dk_id);
+        let cols = [user::Column::TotpPendingSealed, user::Column::TotpSealed, user::Column::TotpDataKeyId];
+        users::save(&self.store, next, &cols).await?;
         totp_uri(&secret, &format!("{}@{}", user.login, user.tenant_id))
     }
 
@@ -612,18 +520,16 @@ impl Identity {
         let dk = self.envelope.data_key(&user.tenant_id, &dk_id).await?;
         let sealed = aead::seal(&dk, &totp_binding(&user.tenant_id, &user.id, "totp"), &secret)
             .map_err(guardline_runtime::Error::from)?;
-        let mut active: user::ActiveModel = user.clone().into();
-        active.totp_sealed = Set(Some(sealed));
-        active.totp_pending_sealed = Set(None);
-        active.totp_last_step = Set(Some(step as i64));
-        let txn = guardline_runtime::storage::write_txn(&self.db).await?;
-        active.update(&txn).await?;
+        let mut next = user.clone();
+        next.totp_sealed = Some(sealed);
+        next.totp_pending_sealed = None;
+        next.totp_last_step = Some(step as i64);
+        let tx = self.store.begin().await?;
+        let cols = [user::Column::TotpSealed, user::Column::TotpPendingSealed, user::Column::TotpLastStep];
+        users::save(&tx, next, &cols).await?;
         let caller = Caller::User(Claims { sub: user.id.clone(), ..blank_claims(&user.tenant_id) });
-        Self::audit(&txn, Self::event(&caller, &user.tenant_id, "identity.totp.enroll").resource("user", &user.id))
-            .await?;
-        txn.commit().await?;
-        self.delivered();
-        Ok(())
+        let event = Self::event(&caller, &user.tenant_id, "identity.totp.enroll").resource("user", &user.id);
+        self.store.commit(tx, [event]).await
     }
 
     /// Login events of a tenant (`audit.read` or `user.manage`), newest first.
@@ -639,22 +545,7 @@ impl Identity {
         if self.require(caller, tenant, "audit.read").is_err() {
             self.require(caller, tenant, "user.manage")?;
         }
-        let mut q = login_event::Entity::find()
-            .filter(login_event::Column::TenantId.eq(tenant))
-            .order_by_desc(login_event::Column::Id);
-        if let Some(u) = user {
-            q = q.filter(login_event::Column::UserId.eq(u));
-        }
-        if let Some(s) = range.0 {
-            q = q.filter(login_event::Column::At.gte(s));
-        }
-        if let Some(e) = range.1 {
-            q = q.filter(login_event::Column::At.lt(e));
-        }
-        if let Some(b) = before {
-            q = q.filter(login_event::Column::Id.lt(b));
-        }
-        Ok(q.limit(limit.clamp(1, 1000)).all(&self.db).await?)
+        sessions::logins(&self.store, tenant, user, range, before, limit).await
     }
 }
 

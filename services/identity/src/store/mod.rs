@@ -2,16 +2,76 @@
 //! and data-key tables), and the queries the service needs.
 
 pub mod entities;
+pub mod keys;
 mod migration;
+pub mod sessions;
+pub mod tenants;
+pub mod users;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use guardline_audit_client::{AuditedDb, EventBuilder};
+pub use guardline_audit_client::{Conn, Tx};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use sea_orm_migration::prelude::*;
 
 pub use entities::*;
 
+/// Identity's database: every query and transaction of the service.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: AuditedDb,
+}
+
+impl Conn for Store {
+    type C = DatabaseConnection;
+    fn conn(&self) -> &DatabaseConnection {
+        self.db.conn()
+    }
+}
+
+impl Store {
+    /// The store over `db`.
+    pub fn new(db: AuditedDb) -> Self {
+        Self { db }
+    }
+
+    /// Begins a write transaction.
+    pub async fn begin(&self) -> Result<Tx> {
+        self.db.begin().await
+    }
+
+    /// Commits `tx` with `events`, and wakes the outbox.
+    pub async fn commit(&self, tx: Tx, events: impl IntoIterator<Item = EventBuilder>) -> Result<()> {
+        self.db.commit(tx, events).await
+    }
+
+    /// Records an event with no other change.
+    pub async fn audit(&self, event: EventBuilder) -> Result<()> {
+        self.db.audit(event).await
+    }
+}
+
 use crate::domain::risk::LoginSite;
 use crate::error::Result;
+
+/// Writes columns `cols` of `row` (the others stay as stored, so a
+/// concurrent change to them, a reserved attempt or a used TOTP step,
+/// survives).
+async fn save_columns<M, A>(c: &impl Conn, row: M, cols: &[<M::Entity as EntityTrait>::Column]) -> Result<M>
+where
+    M: sea_orm::ModelTrait + sea_orm::IntoActiveModel<A> + Clone + Send,
+    A: sea_orm::ActiveModelTrait<Entity = M::Entity> + sea_orm::ActiveModelBehavior + Send,
+    M::Entity: EntityTrait<Model = M>,
+{
+    let mut active: A = row.clone().into_active_model();
+    for col in cols {
+        active.set(*col, row.get(*col));
+    }
+    if cols.is_empty() {
+        return Ok(row);
+    }
+    Ok(active.update(c.conn()).await?)
+}
 
 /// Migrations of identity, tracked in their own table so that services may
 /// share one database.
@@ -48,11 +108,11 @@ pub fn roles_of(user: &user::Model) -> Vec<String> {
 }
 
 /// Teams a user belongs to or leads.
-pub async fn teams_of(db: &impl ConnectionTrait, tenant: &str, user: &str) -> Result<Vec<String>> {
+pub async fn teams_of(c: &impl Conn, tenant: &str, user: &str) -> Result<Vec<String>> {
     Ok(team_member::Entity::find()
         .filter(team_member::Column::TenantId.eq(tenant))
         .filter(team_member::Column::UserId.eq(user))
-        .all(db)
+        .all(c.conn())
         .await?
         .into_iter()
         .map(|m| m.team_id)
@@ -60,11 +120,11 @@ pub async fn teams_of(db: &impl ConnectionTrait, tenant: &str, user: &str) -> Re
 }
 
 /// The union of the permissions of `roles` in `tenant`, sorted.
-pub async fn permissions_of(db: &impl ConnectionTrait, tenant: &str, roles: &[String]) -> Result<Vec<String>> {
+pub async fn permissions_of(c: &impl Conn, tenant: &str, roles: &[String]) -> Result<Vec<String>> {
     let rows = role::Entity::find()
         .filter(role::Column::TenantId.eq(tenant))
         .filter(role::Column::Name.is_in(roles.to_vec()))
-        .all(db)
+        .all(c.conn())
         .await?;
     let mut perms: Vec<String> =
         rows.iter().flat_map(|r| serde_json::from_str::<Vec<String>>(&r.permissions).unwrap_or_default()).collect();
@@ -74,19 +134,14 @@ pub async fn permissions_of(db: &impl ConnectionTrait, tenant: &str, roles: &[St
 }
 
 /// A user's successful logins since `since`, for risk assessment.
-pub async fn login_history(
-    db: &impl ConnectionTrait,
-    tenant: &str,
-    user: &str,
-    since: DateTime<Utc>,
-) -> Result<Vec<LoginSite>> {
+pub async fn login_history(c: &impl Conn, tenant: &str, user: &str, since: DateTime<Utc>) -> Result<Vec<LoginSite>> {
     Ok(login_event::Entity::find()
         .filter(login_event::Column::TenantId.eq(tenant))
         .filter(login_event::Column::UserId.eq(user))
         .filter(login_event::Column::Success.eq(true))
         .filter(login_event::Column::At.gte(since))
         .order_by_desc(login_event::Column::At)
-        .all(db)
+        .all(c.conn())
         .await?
         .into_iter()
         .map(|e| LoginSite { at: e.at, network: e.network, device: e.device_id, region: e.region })

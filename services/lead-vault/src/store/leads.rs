@@ -1,7 +1,7 @@
 //! Leads, their blind phone index, tenant secrets, reveal counters and the
 //! internal do-not-call list as the vault's use-cases read and write them.
 
-use guardline_audit_client::EventBuilder;
+use guardline_audit_client::{Conn, EventBuilder};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
@@ -41,15 +41,16 @@ impl Store {
         indexes: Option<&[Vec<u8>]>,
         event: EventBuilder,
     ) -> Result<Written> {
-        let txn = self.db.begin().await?;
+        let tx = self.db.begin().await?;
+        let txn = tx.conn();
         if let (Some(indexes), Some((row, _))) = (indexes, updates.first()) {
             phone_index::Entity::delete_many()
                 .filter(phone_index::Column::TenantId.eq(&row.tenant_id))
                 .filter(phone_index::Column::LeadId.eq(&row.id))
-                .exec(&txn)
+                .exec(txn)
                 .await?;
             for (i, bi) in indexes.iter().enumerate() {
-                if phone_index::Entity::find_by_id((row.tenant_id.clone(), bi.clone())).one(&txn).await?.is_some() {
+                if phone_index::Entity::find_by_id((row.tenant_id.clone(), bi.clone())).one(txn).await?.is_some() {
                     return Ok(Written::Taken(i));
                 }
                 phone_index::Entity::insert(phone_index::ActiveModel {
@@ -58,7 +59,7 @@ impl Store {
                     lead_id: Set(row.id.clone()),
                     position: Set(i as i32),
                 })
-                .exec(&txn)
+                .exec(txn)
                 .await?;
             }
         }
@@ -69,13 +70,13 @@ impl Store {
                 .set(active)
                 .filter(lead::Column::Id.eq(&row.id))
                 .filter(lead::Column::Version.eq(*expected))
-                .exec(&txn)
+                .exec(txn)
                 .await?;
             if updated.rows_affected != 1 {
                 return Ok(Written::Changed);
             }
         }
-        self.db.commit(txn, [event]).await?;
+        self.db.commit(tx, [event]).await?;
         Ok(Written::Done)
     }
 
@@ -86,12 +87,12 @@ impl Store {
         if !ids.is_empty() {
             q = q.filter(lead::Column::Id.is_in(ids.to_vec()));
         }
-        Ok(q.all(self.db.db()).await?)
+        Ok(q.all(self.db.conn()).await?)
     }
 
     /// A tenant secret of `kind`, sealed, if it exists.
     pub async fn secret(&self, tenant: &str, kind: &str) -> Result<Option<tenant_secret::Model>> {
-        Ok(tenant_secret::Entity::find_by_id((tenant.to_owned(), kind.to_owned())).one(self.db.db()).await?)
+        Ok(tenant_secret::Entity::find_by_id((tenant.to_owned(), kind.to_owned())).one(self.db.conn()).await?)
     }
 
     /// Stores a new sealed secret; `false` when another replica stored one first.
@@ -102,7 +103,7 @@ impl Store {
             data_key_id: Set(data_key_id),
             sealed: Set(sealed),
         };
-        tenant_secret::Entity::insert(row).exec(self.db.db()).await.is_ok()
+        tenant_secret::Entity::insert(row).exec(self.db.conn()).await.is_ok()
     }
 
     /// Inserts a lead with its numbers' blind indexes (by position). When
@@ -114,9 +115,10 @@ impl Store {
         indexes: &[Vec<u8>],
         event: EventBuilder,
     ) -> Result<Option<usize>> {
-        let txn = self.db.begin().await?;
+        let tx = self.db.begin().await?;
+        let txn = tx.conn();
         for (i, bi) in indexes.iter().enumerate() {
-            let taken = phone_index::Entity::find_by_id((row.tenant_id.clone(), bi.clone())).one(&txn).await?;
+            let taken = phone_index::Entity::find_by_id((row.tenant_id.clone(), bi.clone())).one(txn).await?;
             if taken.is_some() {
                 return Ok(Some(i));
             }
@@ -126,22 +128,25 @@ impl Store {
                 lead_id: Set(row.id.clone()),
                 position: Set(i as i32),
             })
-            .exec(&txn)
+            .exec(txn)
             .await?;
         }
-        lead::Entity::insert(lead::ActiveModel::from(row.clone())).exec(&txn).await?;
-        self.db.commit(txn, [event]).await?;
+        lead::Entity::insert(lead::ActiveModel::from(row.clone())).exec(txn).await?;
+        self.db.commit(tx, [event]).await?;
         Ok(None)
     }
 
     /// A lead by id, whatever its tenant (the caller checks).
     pub async fn lead(&self, id: &str) -> Result<Option<lead::Model>> {
-        Ok(lead::Entity::find_by_id(id.to_owned()).one(self.db.db()).await?)
+        Ok(lead::Entity::find_by_id(id.to_owned()).one(self.db.conn()).await?)
     }
 
     /// A lead of `tenant`.
     pub async fn tenant_lead(&self, tenant: &str, id: &str) -> Result<Option<lead::Model>> {
-        Ok(lead::Entity::find_by_id(id.to_owned()).filter(lead::Column::TenantId.eq(tenant)).one(self.db.db()).await?)
+        Ok(lead::Entity::find_by_id(id.to_owned())
+            .filter(lead::Column::TenantId.eq(tenant))
+            .one(self.db.conn())
+            .await?)
     }
 
     /// The blind index of a lead's number at `position`.
@@ -150,7 +155,7 @@ impl Store {
             .filter(phone_index::Column::TenantId.eq(tenant))
             .filter(phone_index::Column::LeadId.eq(lead))
             .filter(phone_index::Column::Position.eq(position as i32))
-            .one(self.db.db())
+            .one(self.db.conn())
             .await?
             .map(|p| p.blind_index))
     }
@@ -161,14 +166,14 @@ impl Store {
             .filter(phone_index::Column::TenantId.eq(tenant))
             .filter(phone_index::Column::LeadId.eq(lead))
             .order_by_asc(phone_index::Column::Position)
-            .one(self.db.db())
+            .one(self.db.conn())
             .await?
             .map(|p| p.blind_index))
     }
 
     /// The internal do-not-call row of a number, if listed.
     pub async fn internal_dnc(&self, tenant: &str, blind_index: &[u8]) -> Result<Option<internal_dnc::Model>> {
-        Ok(internal_dnc::Entity::find_by_id((tenant.to_owned(), blind_index.to_vec())).one(self.db.db()).await?)
+        Ok(internal_dnc::Entity::find_by_id((tenant.to_owned(), blind_index.to_vec())).one(self.db.conn()).await?)
     }
 
     /// The internal do-not-call rows among `indexes`.
@@ -176,7 +181,7 @@ impl Store {
         Ok(internal_dnc::Entity::find()
             .filter(internal_dnc::Column::TenantId.eq(tenant))
             .filter(internal_dnc::Column::BlindIndex.is_in(indexes))
-            .all(self.db.db())
+            .all(self.db.conn())
             .await?)
     }
 
@@ -197,7 +202,7 @@ impl Store {
         if let Some(b) = before {
             q = q.filter(lead::Column::Id.lt(b));
         }
-        Ok(q.limit(limit.clamp(1, 1000)).all(self.db.db()).await?)
+        Ok(q.limit(limit.clamp(1, 1000)).all(self.db.conn()).await?)
     }
 
     /// Every lead of a tenant, oldest first.
@@ -205,21 +210,22 @@ impl Store {
         Ok(lead::Entity::find()
             .filter(lead::Column::TenantId.eq(tenant))
             .order_by_asc(lead::Column::Id)
-            .all(self.db.db())
+            .all(self.db.conn())
             .await?)
     }
 
     /// Reveals `user` made on `day`.
     pub async fn reveals(&self, tenant: &str, user: &str, day: &str) -> Result<u32> {
         let key = (tenant.to_owned(), user.to_owned(), day.to_owned());
-        Ok(reveal_count::Entity::find_by_id(key).one(self.db.db()).await?.map_or(0, |r| r.count as u32))
+        Ok(reveal_count::Entity::find_by_id(key).one(self.db.conn()).await?.map_or(0, |r| r.count as u32))
     }
 
     /// Counts one reveal for `user` on `day`; returns the count including it.
     pub async fn count_reveal(&self, tenant: &str, user: &str, day: &str) -> Result<u32> {
         let key = (tenant.to_owned(), user.to_owned(), day.to_owned());
-        let txn = self.db.begin().await?;
-        let n = match reveal_count::Entity::find_by_id(key.clone()).one(&txn).await? {
+        let tx = self.db.begin().await?;
+        let txn = tx.conn();
+        let n = match reveal_count::Entity::find_by_id(key.clone()).one(txn).await? {
             Some(r) => {
                 reveal_count::Entity::update_many()
                     .col_expr(reveal_count::Column::Count, Expr::value(r.count + 1))
@@ -227,7 +233,7 @@ impl Store {
                     .filter(reveal_count::Column::UserId.eq(user))
                     .filter(reveal_count::Column::Day.eq(day))
                     .filter(reveal_count::Column::Count.eq(r.count))
-                    .exec(&txn)
+                    .exec(txn)
                     .await?;
                 r.count + 1
             }
@@ -238,18 +244,18 @@ impl Store {
                     day: Set(key.2),
                     count: Set(1),
                 })
-                .exec(&txn)
+                .exec(txn)
                 .await?;
                 1
             }
         };
-        txn.commit().await?;
+        self.db.commit(tx, []).await?;
         Ok(n as u32)
     }
 
     /// Leads the tenant exported on `day`.
     pub async fn exports(&self, tenant: &str, day: &str) -> Result<u64> {
-        let row = export_count::Entity::find_by_id((tenant.to_owned(), day.to_owned())).one(self.db.db()).await?;
+        let row = export_count::Entity::find_by_id((tenant.to_owned(), day.to_owned())).one(self.db.conn()).await?;
         Ok(row.map_or(0, |c| c.count as u64))
     }
 
@@ -263,7 +269,7 @@ impl Store {
                     .update_column(export_count::Column::Count)
                     .to_owned(),
             )
-            .exec(self.db.db())
+            .exec(self.db.conn())
             .await?;
         Ok(())
     }

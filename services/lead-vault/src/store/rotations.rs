@@ -1,7 +1,7 @@
 //! The data-key rotation job and the rows it moves: leads whose record
 //! key is wrapped by an older data key, and the tenant's secrets.
 
-use guardline_audit_client::EventBuilder;
+use guardline_audit_client::{Conn, EventBuilder};
 use guardline_keys::store::{entity as dk, state};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect};
@@ -31,12 +31,12 @@ pub enum DataKeyState {
 impl Store {
     /// The tenant's current or last rotation job.
     pub async fn rotation(&self, tenant: &str) -> Result<Option<rotation::Model>> {
-        Ok(rotation::Entity::find_by_id(tenant.to_owned()).one(self.db.db()).await?)
+        Ok(rotation::Entity::find_by_id(tenant.to_owned()).one(self.db.conn()).await?)
     }
 
     /// Running jobs, of every tenant.
     pub async fn running_rotations(&self) -> Result<Vec<rotation::Model>> {
-        Ok(rotation::Entity::find().filter(rotation::Column::State.eq(job_state::RUNNING)).all(self.db.db()).await?)
+        Ok(rotation::Entity::find().filter(rotation::Column::State.eq(job_state::RUNNING)).all(self.db.conn()).await?)
     }
 
     /// How many leads' record keys are not wrapped by `data_key`.
@@ -45,7 +45,7 @@ impl Store {
             .filter(lead::Column::TenantId.eq(tenant))
             .filter(lead::Column::KeyDataKeyId.ne(data_key))
             .filter(lead::Column::KeySealed.is_not_null())
-            .count(self.db.db())
+            .count(self.db.conn())
             .await?)
     }
 
@@ -56,7 +56,7 @@ impl Store {
             .filter(lead::Column::KeyDataKeyId.ne(data_key))
             .filter(lead::Column::KeySealed.is_not_null())
             .limit(limit)
-            .all(self.db.db())
+            .all(self.db.conn())
             .await?)
     }
 
@@ -75,17 +75,19 @@ impl Store {
             rewrapped: Set(0),
             state: Set(job_state::RUNNING.into()),
         };
-        let txn = self.db.begin().await?;
-        rotation::Entity::delete_by_id(tenant.to_owned()).exec(&txn).await?;
-        rotation::Entity::insert(row).exec(&txn).await?;
-        self.db.commit(txn, [event]).await
+        let tx = self.db.begin().await?;
+        let txn = tx.conn();
+        rotation::Entity::delete_by_id(tenant.to_owned()).exec(txn).await?;
+        rotation::Entity::insert(row).exec(txn).await?;
+        self.db.commit(tx, [event]).await
     }
 
     /// Stores re-wrapped record keys, each `(as read, re-wrapped)`, and adds
     /// them to the job's progress. A lead changed since it was read is left
     /// alone; the next batch picks it up again.
     pub async fn rewrapped(&self, tenant: &str, moved: &[(lead::Model, lead::Model)]) -> Result<()> {
-        let txn = self.db.begin().await?;
+        let tx = self.db.begin().await?;
+        let txn = tx.conn();
         let mut moved_now = 0i64;
         for (row, next) in moved {
             let done = lead::Entity::update_many()
@@ -95,16 +97,16 @@ impl Store {
                 .filter(lead::Column::Id.eq(&row.id))
                 .filter(lead::Column::Version.eq(row.version))
                 .filter(lead::Column::KeyDataKeyId.eq(&row.key_data_key_id))
-                .exec(&txn)
+                .exec(txn)
                 .await?;
             moved_now += done.rows_affected as i64;
         }
         rotation::Entity::update_many()
             .col_expr(rotation::Column::Rewrapped, Expr::col(rotation::Column::Rewrapped).add(moved_now))
             .filter(rotation::Column::TenantId.eq(tenant))
-            .exec(&txn)
+            .exec(txn)
             .await?;
-        txn.commit().await?;
+        self.db.commit(tx, []).await?;
         Ok(())
     }
 
@@ -113,7 +115,7 @@ impl Store {
         Ok(tenant_secret::Entity::find()
             .filter(tenant_secret::Column::TenantId.eq(tenant))
             .filter(tenant_secret::Column::DataKeyId.ne(data_key))
-            .all(self.db.db())
+            .all(self.db.conn())
             .await?)
     }
 
@@ -124,7 +126,7 @@ impl Store {
             .col_expr(tenant_secret::Column::Sealed, Expr::value(sealed))
             .filter(tenant_secret::Column::TenantId.eq(tenant))
             .filter(tenant_secret::Column::Kind.eq(kind))
-            .exec(self.db.db())
+            .exec(self.db.conn())
             .await?;
         Ok(())
     }
@@ -134,14 +136,14 @@ impl Store {
         rotation::Entity::update_many()
             .col_expr(rotation::Column::State, Expr::value(job_state::DONE))
             .filter(rotation::Column::TenantId.eq(tenant))
-            .exec(self.db.db())
+            .exec(self.db.conn())
             .await?;
         Ok(())
     }
 
     /// The tenant's data keys and their states.
     pub async fn data_keys(&self, tenant: &str) -> Result<Vec<(String, DataKeyState)>> {
-        let keys = dk::Entity::find().filter(dk::Column::TenantId.eq(tenant)).all(self.db.db()).await?;
+        let keys = dk::Entity::find().filter(dk::Column::TenantId.eq(tenant)).all(self.db.conn()).await?;
         Ok(keys
             .into_iter()
             .map(|k| {

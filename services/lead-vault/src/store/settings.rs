@@ -1,7 +1,7 @@
 //! Tenant settings and the consent retention sweep's deletion.
 
 use chrono::{DateTime, Utc};
-use guardline_audit_client::EventBuilder;
+use guardline_audit_client::{Conn, EventBuilder};
 use sea_orm::{ActiveValue, ColumnTrait, Condition, EntityTrait, QueryFilter};
 
 use super::{Store, consent, tenant_settings};
@@ -20,7 +20,7 @@ impl From<&tenant_settings::Model> for VaultSettings {
 impl Store {
     /// The settings a tenant set, if it set any.
     pub async fn settings(&self, tenant: &str) -> Result<Option<VaultSettings>> {
-        Ok(tenant_settings::Entity::find_by_id(tenant).one(self.db.db()).await?.as_ref().map(From::from))
+        Ok(tenant_settings::Entity::find_by_id(tenant).one(self.db.conn()).await?.as_ref().map(From::from))
     }
 
     /// Applies `change` to the tenant's settings in one transaction and
@@ -32,8 +32,9 @@ impl Store {
         now: DateTime<Utc>,
         event: impl FnOnce(VaultSettings, VaultSettings) -> EventBuilder,
     ) -> Result<VaultSettings> {
-        let txn = self.db.begin().await?;
-        let existing = tenant_settings::Entity::find_by_id(tenant).one(&txn).await?;
+        let tx = self.db.begin().await?;
+        let txn = tx.conn();
+        let existing = tenant_settings::Entity::find_by_id(tenant).one(txn).await?;
         let old = existing.as_ref().map_or_else(VaultSettings::default, From::from);
         let new = change(old)?;
         let row = tenant_settings::ActiveModel {
@@ -43,11 +44,11 @@ impl Store {
             updated_at: ActiveValue::Set(now),
         };
         if existing.is_some() {
-            tenant_settings::Entity::update(row).exec(&txn).await?;
+            tenant_settings::Entity::update(row).exec(txn).await?;
         } else {
-            tenant_settings::Entity::insert(row).exec(&txn).await?;
+            tenant_settings::Entity::insert(row).exec(txn).await?;
         }
-        self.db.commit(txn, [event(old, new)]).await?;
+        self.db.commit(tx, [event(old, new)]).await?;
         Ok(new)
     }
 
@@ -56,15 +57,16 @@ impl Store {
     pub async fn prune_consent(&self, tenant: &str, cutoff: DateTime<Utc>, event: EventBuilder) -> Result<u64> {
         let ended_before_cutoff =
             Condition::any().add(consent::Column::WithdrawnAt.lt(cutoff)).add(consent::Column::ExpiresAt.lt(cutoff));
-        let txn = self.db.begin().await?;
+        let tx = self.db.begin().await?;
+        let txn = tx.conn();
         let pruned = consent::Entity::delete_many()
             .filter(consent::Column::TenantId.eq(tenant))
             .filter(ended_before_cutoff)
-            .exec(&txn)
+            .exec(txn)
             .await?
             .rows_affected;
         let events = (pruned > 0).then(|| event.detail("pruned", pruned.to_string()));
-        self.db.commit(txn, events).await?;
+        self.db.commit(tx, events).await?;
         Ok(pruned)
     }
 }

@@ -2,7 +2,7 @@
 //! writes recording rows. Each change commits with its audit event.
 
 use chrono::{DateTime, Utc};
-use guardline_audit_client::{AuditedDb, EventBuilder};
+use guardline_audit_client::{AuditedDb, Conn, EventBuilder};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{recording, retention_class, state};
@@ -28,18 +28,18 @@ impl Store {
 
     /// Uploads in flight (state `uploading`).
     pub async fn uploading(&self) -> Result<Vec<recording::Model>> {
-        Ok(recording::Entity::find().filter(recording::Column::State.eq(state::UPLOADING)).all(self.db.db()).await?)
+        Ok(recording::Entity::find().filter(recording::Column::State.eq(state::UPLOADING)).all(self.db.conn()).await?)
     }
 
     /// Adds the row of an upload that begins.
     pub async fn insert(&self, row: recording::Model) -> Result<()> {
-        recording::Entity::insert(recording::ActiveModel::from(row)).exec(self.db.db()).await?;
+        recording::Entity::insert(recording::ActiveModel::from(row)).exec(self.db.conn()).await?;
         Ok(())
     }
 
     /// Removes a row (an upload that failed or died with the process).
     pub async fn delete(&self, id: &str) -> Result<()> {
-        recording::Entity::delete_by_id(id.to_owned()).exec(self.db.db()).await?;
+        recording::Entity::delete_by_id(id.to_owned()).exec(self.db.conn()).await?;
         Ok(())
     }
 
@@ -57,15 +57,16 @@ impl Store {
         active.sha256 = Set(Some(sha.to_vec()));
         active.stored_at = Set(Some(stored_at));
         active.retain_until = Set(retain_until);
-        let txn = self.db.begin().await?;
-        let stored = active.update(&txn).await?;
-        self.db.commit(txn, [event]).await?;
+        let tx = self.db.begin().await?;
+        let txn = tx.conn();
+        let stored = active.update(txn).await?;
+        self.db.commit(tx, [event]).await?;
         Ok(stored)
     }
 
     /// A tenant's class as (min days, delete-after days), if defined.
     pub async fn retention_class(&self, tenant: &str, name: &str) -> Result<Option<(i64, i64)>> {
-        let row = retention_class::Entity::find_by_id((tenant.to_owned(), name.to_owned())).one(self.db.db()).await?;
+        let row = retention_class::Entity::find_by_id((tenant.to_owned(), name.to_owned())).one(self.db.conn()).await?;
         Ok(row.map(|c| (i64::from(c.min_days), i64::from(c.delete_after_days))))
     }
 
@@ -82,18 +83,19 @@ impl Store {
             min_days: Set(min_days as i32),
             delete_after_days: Set(delete_after_days as i32),
         };
-        let txn = self.db.begin().await?;
-        if retention_class::Entity::find_by_id((tenant.to_owned(), name.to_owned())).one(&txn).await?.is_some() {
-            row.update(&txn).await?;
+        let tx = self.db.begin().await?;
+        let txn = tx.conn();
+        if retention_class::Entity::find_by_id((tenant.to_owned(), name.to_owned())).one(txn).await?.is_some() {
+            row.update(txn).await?;
         } else {
-            retention_class::Entity::insert(row).exec(&txn).await?;
+            retention_class::Entity::insert(row).exec(txn).await?;
         }
-        self.db.commit(txn, [event]).await
+        self.db.commit(tx, [event]).await
     }
 
     /// A row by id, in any state.
     pub async fn find(&self, id: &str) -> Result<Option<recording::Model>> {
-        Ok(recording::Entity::find_by_id(id.to_owned()).one(self.db.db()).await?)
+        Ok(recording::Entity::find_by_id(id.to_owned()).one(self.db.conn()).await?)
     }
 
     /// Stored recordings of a tenant matching `filter`, newest first.
@@ -126,7 +128,7 @@ impl Store {
         if let Some(b) = &filter.before {
             q = q.filter(recording::Column::Id.lt(b.clone()));
         }
-        Ok(q.limit(limit.clamp(1, 1000)).all(self.db.db()).await?)
+        Ok(q.limit(limit.clamp(1, 1000)).all(self.db.conn()).await?)
     }
 
     /// Stored recordings of a tenant, or of one of its leads.
@@ -137,7 +139,7 @@ impl Store {
         if let Some(lead) = lead {
             q = q.filter(recording::Column::LeadId.eq(lead));
         }
-        Ok(q.all(self.db.db()).await?)
+        Ok(q.all(self.db.conn()).await?)
     }
 
     /// Places or clears a legal hold.
@@ -150,9 +152,10 @@ impl Store {
         let mut active: recording::ActiveModel = row.into();
         active.legal_hold = Set(hold.is_some());
         active.legal_hold_reason = Set(hold.unwrap_or_default().to_owned());
-        let txn = self.db.begin().await?;
-        let updated = active.update(&txn).await?;
-        self.db.commit(txn, [event]).await?;
+        let tx = self.db.begin().await?;
+        let txn = tx.conn();
+        let updated = active.update(txn).await?;
+        self.db.commit(tx, [event]).await?;
         Ok(updated)
     }
 
@@ -161,8 +164,9 @@ impl Store {
         let mut active: recording::ActiveModel = row.into();
         active.key_sealed = Set(None);
         active.state = Set(new_state.into());
-        let txn = self.db.begin().await?;
-        active.update(&txn).await?;
-        self.db.commit(txn, [event]).await
+        let tx = self.db.begin().await?;
+        let txn = tx.conn();
+        active.update(txn).await?;
+        self.db.commit(tx, [event]).await
     }
 }
