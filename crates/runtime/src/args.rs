@@ -81,7 +81,18 @@ impl TlsArgs {
         Self { tls_cert: files.cert, tls_key: files.key, tls_ca: files.ca, tls_reload_interval: Duration::from_secs(5) }
     }
 
-    /// The files named by the flags.
+    /// Loads the TLS material these flags name and keeps it fresh until
+    /// `shutdown`.
+    pub fn load_and_watch(
+        &self,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<std::sync::Arc<crate::tls::TlsMaterial>> {
+        let tls = crate::tls::TlsMaterial::load(self.files())?;
+        tls.spawn_reloader(self.tls_reload_interval, shutdown.clone());
+        Ok(tls)
+    }
+
+    /// The files these flags name.
     pub fn files(&self) -> TlsFiles {
         TlsFiles { cert: self.tls_cert.clone(), key: self.tls_key.clone(), ca: self.tls_ca.clone() }
     }

@@ -187,10 +187,3 @@ fn build_from(contents: &[Vec<u8>; 3], digest: Vec<u8>) -> Result<Loaded> {
 
     Ok(Loaded { digest, server: Arc::new(server), client: Arc::new(client) })
 }
-
-/// Loads a component's TLS material from its flags and keeps it fresh.
-pub fn load_and_watch(args: &crate::args::TlsArgs, shutdown: &CancellationToken) -> Result<Arc<TlsMaterial>> {
-    let tls = TlsMaterial::load(args.files())?;
-    tls.spawn_reloader(args.tls_reload_interval, shutdown.clone());
-    Ok(tls)
-}

@@ -93,7 +93,7 @@ impl Base {
         outbox: bool,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
-        let tls = guardline_runtime::tls::load_and_watch(&args.tls, shutdown)?;
+        let tls = args.tls.load_and_watch(shutdown)?;
         let db = guardline_runtime::storage::open::<M>(&args.database).await?;
         let audit =
             AuditClient::new(guardline_runtime::connect(&args.mesh.audit_endpoint, tls.clone())?, AUDIT_TIMEOUT);

@@ -5,6 +5,8 @@ mod admin;
 pub mod keys;
 pub mod passwords;
 mod session;
+mod tokens;
+mod totp;
 
 use guardline_runtime::clock::Clock;
 use std::sync::Arc;

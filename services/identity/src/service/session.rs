@@ -2,20 +2,16 @@
 
 use chrono::{DateTime, Utc};
 use guardline_audit_client::Outcome;
-use guardline_keys::aead::{self, Binding};
+use guardline_keys::aead::Binding;
 use guardline_runtime::token::Claims;
 
 use super::admin::json;
 use super::{Caller, Identity};
-use crate::domain::credentials::{
-    check_totp, needs_rehash, new_refresh_token, new_totp_secret, refresh_token_hash, totp_uri,
-};
+use crate::domain::credentials::{check_totp, needs_rehash};
 use crate::domain::risk::{self, Assessment, LoginSite, network_of};
 use crate::domain::{RiskAction, RiskLevel, RiskPolicy, WorkingHours, parse_time_zone};
 use crate::error::{Error, Result};
-use crate::store::{
-    self, Tx, login_event, refresh_token, sessions, source_failure, status, tenant, tenants, user, users,
-};
+use crate::store::{self, Tx, login_event, sessions, source_failure, status, tenant, tenants, user, users};
 
 /// Where a login comes from, as reported by the gateway.
 #[derive(Clone, Debug, Default)]
@@ -100,11 +96,11 @@ fn locked() -> Error {
     Error::ResourceExhausted("account locked after repeated failures; try again later".into())
 }
 
-fn invalid_credentials() -> Error {
+pub(super) fn invalid_credentials() -> Error {
     Error::Unauthenticated("invalid credentials".into())
 }
 
-fn totp_binding<'a>(tenant: &'a str, user: &'a str, kind: &'a str) -> Binding<'a> {
+pub(super) fn totp_binding<'a>(tenant: &'a str, user: &'a str, kind: &'a str) -> Binding<'a> {
     Binding { kind, tenant, record: user, field: "totp", version: 0 }
 }
 
@@ -212,21 +208,8 @@ impl Identity {
         let tx = self.store.begin().await?;
         let result = match attempt {
             Ok((user, risk, _)) => {
-                let outcome = self.issue(&tx, &user, None, now, risk.clone()).await?;
-                let mut next = user.clone();
-                next.failed_attempts = 0;
-                next.locked_until = None;
-                let mut cols = vec![user::Column::FailedAttempts, user::Column::LockedUntil];
-                // A hash made with other parameters is replaced while the
-                // password is at hand.
-                if needs_rehash(&user.password_hash) {
-                    next.password_hash = self.passwords.hash(&creds.password).await?;
-                    cols.push(user::Column::PasswordHash);
-                }
-                users::save(&tx, next, &cols).await?;
                 let site = Site { tenant: &tenant.id, user: Some(&user.id), ctx: &ctx, now };
-                self.record_login(&tx, site, Ok(()), Some(&risk)).await?;
-                Ok(outcome)
+                self.logged_in(&tx, site, &user, &creds.password, risk).await
             }
             Err((failure, risk)) => {
                 if let Some(u) = &user {
@@ -249,6 +232,31 @@ impl Identity {
         };
         self.store.commit(tx, []).await?;
         result
+    }
+
+    /// A login that passed: tokens issued, failures reset, the login recorded.
+    async fn logged_in(
+        &self,
+        tx: &Tx,
+        site: Site<'_>,
+        user: &user::Model,
+        password: &str,
+        risk: (Assessment, RiskAction),
+    ) -> Result<LoginOutcome> {
+        let outcome = self.issue(tx, user, None, site.now, risk.clone()).await?;
+        let mut next = user.clone();
+        next.failed_attempts = 0;
+        next.locked_until = None;
+        let mut cols = vec![user::Column::FailedAttempts, user::Column::LockedUntil];
+        // A hash made with other parameters is replaced while the password
+        // is at hand.
+        if needs_rehash(&user.password_hash) {
+            next.password_hash = self.passwords.hash(password).await?;
+            cols.push(user::Column::PasswordHash);
+        }
+        users::save(tx, next, &cols).await?;
+        self.record_login(tx, site, Ok(()), Some(&risk)).await?;
+        Ok(outcome)
     }
 
     async fn count_user_failure(
@@ -313,6 +321,32 @@ impl Identity {
         self.verified(tenant, user, creds, ctx, now).await.map_err(|(f, r)| (Failure { reserved: true, ..f }, r))
     }
 
+    /// The risk of a login, judged against the last 30 days of successful
+    /// logins, and the action the tenant's policy takes on it.
+    async fn risk_of(
+        &self,
+        tenant: &tenant::Model,
+        user: &user::Model,
+        ctx: &ClientContext,
+        now: DateTime<Utc>,
+    ) -> Result<(Assessment, RiskAction)> {
+        // Risk, judged against the last 30 days of successful logins.
+        let since = now - chrono::Duration::days(risk::HISTORY_DAYS);
+        let history = store::login_history(&self.store, &tenant.id, &user.id, since).await?;
+        let tz = parse_time_zone("time_zone", &tenant.time_zone).unwrap_or(chrono_tz::UTC);
+        let hours: Vec<WorkingHours> = serde_json::from_str(&tenant.working_hours).unwrap_or_default();
+        let policy: RiskPolicy = serde_json::from_str(&tenant.risk_policy).unwrap_or_default();
+        let site = LoginSite {
+            at: now,
+            network: network_of(&ctx.source_address),
+            device: ctx.device_id.clone(),
+            region: ctx.region.clone(),
+        };
+        let assessment = risk::assess(&site, &history, tz, &hours);
+        let action = risk::action_for(&policy, assessment.level);
+        Ok((assessment, action))
+    }
+
     /// The checks of a login after an attempt was reserved; no writes.
     async fn verified(
         &self,
@@ -329,21 +363,8 @@ impl Identity {
         if user.status != status::ACTIVE {
             return Err((fail("disabled", false, invalid_credentials()), None));
         }
-        // Risk, judged against the last 30 days of successful logins.
-        let since = now - chrono::Duration::days(risk::HISTORY_DAYS);
-        let history = store::login_history(&self.store, &tenant.id, &user.id, since).await.map_err(db)?;
-        let tz = parse_time_zone("time_zone", &tenant.time_zone).unwrap_or(chrono_tz::UTC);
-        let hours: Vec<WorkingHours> = serde_json::from_str(&tenant.working_hours).unwrap_or_default();
-        let policy: RiskPolicy = serde_json::from_str(&tenant.risk_policy).unwrap_or_default();
-        let site = LoginSite {
-            at: now,
-            network: network_of(&ctx.source_address),
-            device: ctx.device_id.clone(),
-            region: ctx.region.clone(),
-        };
-        let assessment = risk::assess(&site, &history, tz, &hours);
-        let action = risk::action_for(&policy, assessment.level);
-        let risk = (assessment, action);
+        let risk = self.risk_of(tenant, user, ctx, now).await.map_err(db)?;
+        let action = risk.1;
         if action == RiskAction::Deny {
             let e = Error::PermissionDenied("login refused by the tenant's risk policy".into());
             return Err((fail("risk_denied", false, e), Some(risk)));
@@ -376,162 +397,6 @@ impl Identity {
         }
     }
 
-    /// Signs an access token and stores a new refresh token (in `family`, or a new one).
-    async fn issue(
-        &self,
-        tx: &Tx,
-        user: &user::Model,
-        family: Option<String>,
-        now: DateTime<Utc>,
-        risk: (Assessment, RiskAction),
-    ) -> Result<LoginOutcome> {
-        let roles = store::roles_of(user);
-        let perms = store::permissions_of(tx, &user.tenant_id, &roles).await?;
-        let teams = store::teams_of(tx, &user.tenant_id, &user.id).await?;
-        let claims =
-            Claims::issued_at(now.timestamp() as u64, &user.tenant_id, &user.id, roles, teams, self.config.access_ttl)
-                .with_permissions(perms);
-        let access_token = self.signers.sign(&claims).await?;
-        let (refresh, hash) = new_refresh_token()?;
-        let row = refresh_token::Model {
-            hash,
-            family_id: family.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
-            tenant_id: user.tenant_id.clone(),
-            user_id: user.id.clone(),
-            created_at: now,
-            expires_at: now + chrono::Duration::from_std(self.config.refresh_ttl).unwrap_or_default(),
-            used_at: None,
-            revoked: false,
-        };
-        sessions::insert_refresh(tx, row).await?;
-        let expires_at = DateTime::from_timestamp(claims.exp as i64, 0).unwrap_or(now);
-        Ok(LoginOutcome { access_token, expires_at, refresh_token: refresh, risk })
-    }
-
-    /// Spends a refresh token for new tokens. Spending one twice revokes its
-    /// whole family: a stolen token and the genuine one cannot both live.
-    pub async fn refresh(&self, token: &str) -> Result<LoginOutcome> {
-        let now = self.clock.now();
-        self.signers.rotate_if_due(now).await?;
-        let hash = refresh_token_hash(token);
-        let row = sessions::refresh(&self.store, &hash)
-            .await?
-            .ok_or_else(|| Error::Unauthenticated("invalid refresh token".into()))?;
-        let tx = self.store.begin().await?;
-        // Conditional update: of two concurrent spends, exactly one wins.
-        if !sessions::spend_refresh(&tx, &hash, now).await? {
-            sessions::revoke_family(&tx, &row.family_id).await?;
-            let caller = Caller::User(Claims { sub: row.user_id.clone(), ..blank_claims(&row.tenant_id) });
-            let event = Self::event(&caller, &row.tenant_id, "identity.refresh.reuse")
-                .resource("user", &row.user_id)
-                .outcome(Outcome::Denied, "refresh token reused; session family revoked");
-            self.store.commit(tx, [event]).await?;
-            return Err(Error::Unauthenticated("refresh token reuse detected; the session was revoked".into()));
-        }
-        if row.expires_at <= now {
-            // Dropping the transaction rolls it back.
-            drop(tx);
-            return Err(Error::Unauthenticated("refresh token expired".into()));
-        }
-        let user = self.user(&row.tenant_id, &row.user_id).await.ok().filter(|u| u.status == status::ACTIVE);
-        let Some(user) = user else {
-            sessions::revoke_family(&tx, &row.family_id).await?;
-            self.store.commit(tx, []).await?;
-            return Err(Error::Unauthenticated("invalid refresh token".into()));
-        };
-        let none = (Assessment { level: RiskLevel::None, reasons: vec![] }, RiskAction::Allow);
-        let outcome = self.issue(&tx, &user, Some(row.family_id.clone()), now, none).await?;
-        self.store.commit(tx, []).await?;
-        Ok(outcome)
-    }
-
-    /// Revokes the family of a refresh token; unknown tokens are ignored.
-    pub async fn logout(&self, token: &str) -> Result<()> {
-        if let Some(row) = sessions::refresh(&self.store, &refresh_token_hash(token)).await? {
-            let tx = self.store.begin().await?;
-            sessions::revoke_family(&tx, &row.family_id).await?;
-            let caller = Caller::User(Claims { sub: row.user_id.clone(), ..blank_claims(&row.tenant_id) });
-            let event = Self::event(&caller, &row.tenant_id, "identity.logout").resource("user", &row.user_id);
-            self.store.commit(tx, [event]).await?;
-        }
-        Ok(())
-    }
-
-    /// The user a TOTP call is about: the token's user, or the credentials'.
-    pub async fn totp_subject(&self, caller: Option<&Claims>, creds: Option<&Credentials>) -> Result<user::Model> {
-        if let Some(c) = caller {
-            return self.user(&c.tenant, &c.sub).await;
-        }
-        let creds = creds.ok_or_else(|| Error::Unauthenticated("a bearer token or credentials are required".into()))?;
-        match users::by_login(&self.store, &creds.tenant, &creds.login).await? {
-            Some(u) if u.status == status::ACTIVE => {
-                if self.passwords.verify(&creds.password, &u.password_hash).await? {
-                    Ok(u)
-                } else {
-                    Err(invalid_credentials())
-                }
-            }
-            _ => {
-                self.passwords.verify_dummy(&creds.password).await?;
-                Err(invalid_credentials())
-            }
-        }
-    }
-
-    async fn open_totp(&self, user: &user::Model, kind: &str) -> Result<Vec<u8>> {
-        let sealed = if kind == "totp" { &user.totp_sealed } else { &user.totp_pending_sealed };
-        let (Some(sealed), Some(dk_id)) = (sealed, &user.totp_data_key_id) else {
-            return Err(Error::FailedPrecondition("no second factor enrolment in progress".into()));
-        };
-        let dk = self.envelope.data_key(&user.tenant_id, dk_id).await?;
-        Ok(aead::open(&dk, &totp_binding(&user.tenant_id, &user.id, kind), sealed)
-            .map_err(guardline_runtime::Error::from)?
-            .to_vec())
-    }
-
-    /// Starts enrolment: a new secret, sealed, pending confirmation. Returns the `otpauth://` URI.
-    pub async fn enroll_totp(&self, user: &user::Model) -> Result<String> {
-        let secret = new_totp_secret()?;
-        let (dk_id, dk) = self.envelope.active_data_key(&user.tenant_id).await?;
-        let sealed = aead::seal(&dk, &totp_binding(&user.tenant_id, &user.id, "totp-pending"), &secret)
-            .map_err(guardline_runtime::Error::from)?;
-        let mut next = user.clone();
-        next.totp_pending_sealed = Some(sealed);
-        // Re-seal an existing secret under the same data key, so one id serves both.
-        if user.totp_sealed.is_some() && user.totp_data_key_id.as_deref() != Some(dk_id.as_str()) {
-            let current = self.open_totp(user, "totp").await?;
-            let resealed = aead::seal(&dk, &totp_binding(&user.tenant_id, &user.id, "totp"), &current)
-                .map_err(guardline_runtime::Error::from)?;
-            next.totp_sealed = Some(resealed);
-        }
-        next.totp_data_key_id = Some(dk_id);
-        let cols = [user::Column::TotpPendingSealed, user::Column::TotpSealed, user::Column::TotpDataKeyId];
-        users::save(&self.store, next, &cols).await?;
-        totp_uri(&secret, &format!("{}@{}", user.login, user.tenant_id))
-    }
-
-    /// Confirms enrolment with a first valid code; the pending secret becomes the factor.
-    pub async fn confirm_totp(&self, user: &user::Model, code: &str) -> Result<()> {
-        let secret = self.open_totp(user, "totp-pending").await?;
-        let now = self.clock.now();
-        let step = check_totp(&secret, code, now.timestamp() as u64, None)
-            .ok_or_else(|| Error::invalid("code", "does not match the authenticator"))?;
-        let dk_id = user.totp_data_key_id.clone().ok_or_else(|| Error::Internal("totp data key".into()))?;
-        let dk = self.envelope.data_key(&user.tenant_id, &dk_id).await?;
-        let sealed = aead::seal(&dk, &totp_binding(&user.tenant_id, &user.id, "totp"), &secret)
-            .map_err(guardline_runtime::Error::from)?;
-        let mut next = user.clone();
-        next.totp_sealed = Some(sealed);
-        next.totp_pending_sealed = None;
-        next.totp_last_step = Some(step as i64);
-        let tx = self.store.begin().await?;
-        let cols = [user::Column::TotpSealed, user::Column::TotpPendingSealed, user::Column::TotpLastStep];
-        users::save(&tx, next, &cols).await?;
-        let caller = Caller::User(Claims { sub: user.id.clone(), ..blank_claims(&user.tenant_id) });
-        let event = Self::event(&caller, &user.tenant_id, "identity.totp.enroll").resource("user", &user.id);
-        self.store.commit(tx, [event]).await
-    }
-
     /// Login events of a tenant (`audit.read` or `user.manage`), newest first.
     pub async fn login_events(
         &self,
@@ -550,7 +415,7 @@ impl Identity {
 }
 
 /// Claims that only name a tenant (for audit actors outside a token).
-fn blank_claims(tenant: &str) -> Claims {
+pub(super) fn blank_claims(tenant: &str) -> Claims {
     Claims {
         iss: String::new(),
         sub: String::new(),
