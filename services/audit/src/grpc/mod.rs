@@ -3,27 +3,29 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use guardline_authz::{Resource, Subject, decide};
 use guardline_proto::audit::v1 as pb;
 use guardline_proto::audit::v1::audit_service_server::{AuditService, AuditServiceServer};
-use guardline_proto::common::v1::{Outcome, PageResponse, RequestContext};
+use guardline_proto::common::v1::PageResponse;
 use guardline_runtime::args::MeshArgs;
 use guardline_runtime::authz::AllowList;
 use guardline_runtime::peer::PeerInfo;
 use guardline_runtime::token::TokenVerifier;
 use tonic::{Request, Response, Status};
 
-use crate::domain::alerts::Thresholds;
 use crate::domain::alerts::{Calendar, Hours};
 use crate::domain::canonical::Event;
 use crate::error::Error;
 use crate::service::alerting::{Alerting, state};
 use crate::service::{Filter, Log};
-use crate::store::alert;
 use guardline_proto::identity::v1::GetTenantRequest;
 use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use guardline_runtime::GrpcChannel;
+
+mod convert;
+
+use convert::*;
 
 /// The API.
 #[derive(Debug)]
@@ -104,125 +106,6 @@ pub fn allow_list(mesh: &MeshArgs) -> AllowList {
     AllowList::new()
         .mesh("guardline.audit.v1.AuditService", MESH_OPEN)
         .allow("/guardline.audit.v1.AuditService/Append", writers)
-}
-
-fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
-}
-
-fn from_ts(field: &str, t: &prost_types::Timestamp) -> Result<DateTime<Utc>, Status> {
-    DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
-        .ok_or_else(|| Error::invalid(field, "out of range").into())
-}
-
-fn alert_pb(a: alert::Model) -> pb::Alert {
-    let st = match a.state.as_str() {
-        state::OPEN => pb::AlertState::Open,
-        state::ACKNOWLEDGED => pb::AlertState::Acknowledged,
-        _ => pb::AlertState::Resolved,
-    };
-    pb::Alert {
-        event_ids: serde_json::from_str(&a.event_ids).unwrap_or_default(),
-        id: a.id,
-        tenant_id: a.tenant_id,
-        rule: a.rule,
-        summary: a.summary,
-        actor: Some(pb::Actor { user_id: a.actor_user, service_identity: a.actor_service }),
-        state: st as i32,
-        raised_at: Some(ts(a.raised_at)),
-        updated_by: a.updated_by,
-        updated_at: a.updated_at.map(ts),
-    }
-}
-
-fn thresholds_pb(t: &Thresholds) -> pb::AlertThresholds {
-    let secs = |s: i64| u32::try_from(s).unwrap_or(u32::MAX);
-    pb::AlertThresholds {
-        bulk_records: t.bulk_records,
-        bulk_window_seconds: secs(t.bulk_window_secs),
-        failed_logins: t.failed_logins,
-        failed_login_window_seconds: secs(t.failed_login_window_secs),
-        modifications: t.modifications,
-        modification_window_seconds: secs(t.modification_window_secs),
-        delivery_gap_seconds: secs(t.delivery_gap_secs),
-    }
-}
-
-/// Applies the non-zero fields of `p` to `t`.
-fn merge_thresholds(mut t: Thresholds, p: &pb::AlertThresholds) -> Thresholds {
-    let pick = |new: u64, old: u64| if new == 0 { old } else { new };
-    let pick_s = |new: u32, old: i64| if new == 0 { old } else { i64::from(new) };
-    t.bulk_records = pick(p.bulk_records, t.bulk_records);
-    t.bulk_window_secs = pick_s(p.bulk_window_seconds, t.bulk_window_secs);
-    t.failed_logins = pick(p.failed_logins, t.failed_logins);
-    t.failed_login_window_secs = pick_s(p.failed_login_window_seconds, t.failed_login_window_secs);
-    t.modifications = pick(p.modifications, t.modifications);
-    t.modification_window_secs = pick_s(p.modification_window_seconds, t.modification_window_secs);
-    t.delivery_gap_secs = pick_s(p.delivery_gap_seconds, t.delivery_gap_secs);
-    t
-}
-
-fn outcome_str(o: i32) -> Option<&'static str> {
-    match Outcome::try_from(o) {
-        Ok(Outcome::Allowed) => Some("allowed"),
-        Ok(Outcome::Denied) => Some("denied"),
-        Ok(Outcome::Failed) => Some("failed"),
-        _ => None,
-    }
-}
-
-fn from_pb(i: usize, e: pb::AuditEvent) -> Result<Event, Status> {
-    let time = e.time.as_ref().ok_or_else(|| Status::from(Error::invalid(format!("events[{i}].time"), "required")))?;
-    let outcome = outcome_str(e.outcome).ok_or_else(|| {
-        Status::from(Error::invalid(format!("events[{i}].outcome"), "must be ALLOWED, DENIED or FAILED"))
-    })?;
-    let actor = e.actor.unwrap_or_default();
-    let resource = e.resource.unwrap_or_default();
-    let ctx = e.context.unwrap_or_default();
-    Ok(Event {
-        id: e.id,
-        tenant_id: e.tenant_id,
-        time: from_ts(&format!("events[{i}].time"), time)?,
-        actor_user: actor.user_id,
-        actor_service: actor.service_identity,
-        action: e.action,
-        resource_type: resource.r#type,
-        resource_id: resource.id,
-        outcome: outcome.into(),
-        reason: e.reason,
-        source_address: ctx.source_address,
-        device_id: ctx.device_id,
-        user_agent: ctx.user_agent,
-        region: ctx.region,
-        trace_id: ctx.trace_id,
-        details: e.details,
-    })
-}
-
-fn to_pb(e: Event) -> pb::AuditEvent {
-    let outcome = match e.outcome.as_str() {
-        "allowed" => Outcome::Allowed,
-        "denied" => Outcome::Denied,
-        _ => Outcome::Failed,
-    };
-    pb::AuditEvent {
-        id: e.id,
-        tenant_id: e.tenant_id,
-        time: Some(ts(e.time)),
-        actor: Some(pb::Actor { user_id: e.actor_user, service_identity: e.actor_service }),
-        action: e.action,
-        resource: Some(pb::ResourceRef { r#type: e.resource_type, id: e.resource_id }),
-        outcome: outcome as i32,
-        reason: e.reason,
-        context: Some(RequestContext {
-            source_address: e.source_address,
-            device_id: e.device_id,
-            user_agent: e.user_agent,
-            region: e.region,
-            trace_id: e.trace_id,
-        }),
-        details: e.details,
-    }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -342,8 +225,7 @@ impl AuditService for Api {
     }
 
     async fn export_events(&self, req: Request<pb::ExportEventsRequest>) -> Reply<ChunkStream> {
-        use crate::domain::export::{FORMAT, Line};
-        use base64::Engine;
+        use crate::domain::export::FORMAT;
         let tenant = req.get_ref().tenant_id.clone();
         let subject = self
             .authorize(&req, &tenant, "audit.read", false)
@@ -366,66 +248,11 @@ impl AuditService for Api {
         };
         read.details.insert("format".into(), FORMAT.into());
         self.log.append(vec![read]).await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let log = self.log.clone();
-        tokio::spawn(async move {
-            let b64 = base64::engine::general_purpose::STANDARD;
-            let keys = log.public_keys().iter().map(|(k, v)| (k.clone(), b64.encode(v))).collect();
-            let (pruned_before, frontier) = match log.pruned(&tenant).await {
-                Ok(p) => p,
-                Err(e) => {
-                    let _ = tx.send(Err(e.into())).await;
-                    return;
-                }
-            };
-            let frontier = frontier.iter().map(|h| b64.encode(h)).collect();
-            let mut chunk =
-                Line::Header { format: FORMAT.into(), tenant_id: tenant.clone(), keys, pruned_before, frontier }
-                    .to_json_line();
-            let mut from = pruned_before;
-            let mut last = None;
-            loop {
-                let page = match log.records_page(&tenant, from, Some(1000)).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into())).await;
-                        return;
-                    }
-                };
-                if page.is_empty() {
-                    break;
-                }
-                for r in &page {
-                    chunk.push_str(&Line::entry(r).to_json_line());
-                }
-                from = page.last().map_or(from, |r| r.index + 1);
-                last = page.last().cloned();
-                if tx.send(Ok(pb::ExportChunk { data: std::mem::take(&mut chunk).into_bytes() })).await.is_err() {
-                    return;
-                }
-            }
-            if let Some(r) = last {
-                let size = r.index + 1;
-                match log.root_at(&tenant, size).await {
-                    Ok(root) => chunk.push_str(
-                        &Line::TreeHead {
-                            tree_size: size,
-                            root_hash: b64.encode(root),
-                            timestamp_ms: r.head_timestamp_ms,
-                            key_id: r.head_kid.clone(),
-                            signature: b64.encode(&r.head_signature),
-                        }
-                        .to_json_line(),
-                    ),
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into())).await;
-                        return;
-                    }
-                }
-            }
-            let _ = tx.send(Ok(pb::ExportChunk { data: chunk.into_bytes() })).await;
+        let chunks = crate::service::export::chunks(self.log.clone(), tenant);
+        let stream = tokio_stream::StreamExt::map(chunks, |c| {
+            c.map(|data| pb::ExportChunk { data: data.into_bytes() }).map_err(Status::from)
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn list_alerts(&self, req: Request<pb::ListAlertsRequest>) -> Reply<pb::ListAlertsResponse> {
