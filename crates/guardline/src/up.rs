@@ -100,12 +100,9 @@ fn common(args: &UpArgs, name: &str, addr: SocketAddr, mesh: &MeshArgs, pki: &Pa
     CommonArgs { telemetry: args.telemetry.clone(), ..CommonArgs::new(addr, tls, mesh.clone(), database) }
 }
 
-pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
-    let _telemetry = guardline_runtime::telemetry::init("guardline", &args.telemetry)?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
-    let pki = args.data_dir.join("pki");
-    ensure_dev_pki(&pki, &args.trust_domain, &args.namespace)?;
+/// Without Vault or a keyring named, the local keyring in the data
+/// directory, sealed by a master key created there once.
+fn default_keyring(args: &mut UpArgs) -> anyhow::Result<()> {
     if args.keys.vault_addr.is_none() && args.keys.keyring_path.is_none() {
         args.keys.keyring_path = Some(args.data_dir.join("keyring.json"));
         if args.keys.master_key.is_none() && args.keys.master_key_file.is_none() {
@@ -115,6 +112,16 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
             args.keys.master_key_file = Some(file);
         }
     }
+    Ok(())
+}
+
+pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
+    let _telemetry = guardline_runtime::telemetry::init("guardline", &args.telemetry)?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating --data-dir {}", args.data_dir.display()))?;
+    let pki = args.data_dir.join("pki");
+    ensure_dev_pki(&pki, &args.trust_domain, &args.namespace)?;
+    default_keyring(&mut args)?;
 
     // Bind every port first, so a port in use fails the start with its flag named.
     let mut listeners = Vec::new();
@@ -144,76 +151,75 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         let recordings_dir = args.data_dir.join("recordings");
         let registry_dir = args.data_dir.join("registry");
         tasks.spawn(async move {
-            let res = match name {
-                "identity" => {
-                    let args = guardline_identity::Args {
-                        common: c,
-                        keys,
-                        // The developer's CLI certificate administers the embedded mesh.
-                        platform_admins: vec!["platform-admin".into(), CLI.into()],
-                        trusted_gateways: vec!["gateway".into()],
-                        access_token_ttl: Duration::from_secs(600),
-                        refresh_token_ttl: Duration::from_secs(12 * 3600),
-                        signing_key_rotation: Duration::from_secs(24 * 3600),
-                    };
-                    guardline_identity::run(args, Some(listener), s).await
-                }
-                "lead-vault" => {
-                    guardline_lead_vault::run(
-                        guardline_lead_vault::Args { common: c, keys, reveal_quota: 50, export_quota: 10_000 },
-                        Some(listener),
-                        s,
-                    )
-                    .await
-                }
-                "dialer-policy" => {
-                    let args = guardline_dialer_policy::Args {
-                        common: c,
-                        packs_dir: None,
-                        registry_dir: registry_dir.clone(),
-                        // The developer's CLI certificate may load a registry copy.
-                        registry_admins: vec!["operator".into(), CLI.into()],
-                        service_clients: vec!["dialer-app".into(), "telephony-bridge".into()],
-                    };
-                    guardline_dialer_policy::run(args, Some(listener), s).await
-                }
-                "recordings" => {
-                    let objects = guardline_recordings::args::ObjectStoreArgs {
-                        recordings_dir: Some(recordings_dir),
-                        ..Default::default()
-                    };
-                    guardline_recordings::run(
-                        guardline_recordings::Args {
-                            common: c,
-                            keys,
-                            objects,
-                            upload_idle_timeout: Duration::from_secs(60),
-                        },
-                        Some(listener),
-                        s,
-                    )
-                    .await
-                }
-                _ => {
-                    guardline_audit::run(
-                        guardline_audit::Args {
-                            common: c,
-                            keys,
-                            // A developer's local receiver, on one machine.
-                            webhook_allow: "127.0.0.0/8".parse().into_iter().collect(),
-                            webhook_allow_http: true,
-                        },
-                        Some(listener),
-                        s,
-                    )
-                    .await
-                }
-            };
+            let res = serve_one(name, c, keys, (recordings_dir, registry_dir), listener, s).await;
             (name, res)
         });
     }
     print_banner(&args, &mesh, &pki);
     supervise(tasks, shutdown).await
+}
+
+/// Runs service `name` on `listener` with its embedded defaults.
+async fn serve_one(
+    name: &'static str,
+    c: CommonArgs,
+    keys: guardline_keys::args::KeysArgs,
+    (recordings_dir, registry_dir): (std::path::PathBuf, std::path::PathBuf),
+    listener: TcpListener,
+    s: CancellationToken,
+) -> anyhow::Result<()> {
+    let l = Some(listener);
+    match name {
+        "identity" => guardline_identity::run(identity_args(c, keys), l, s).await,
+        "lead-vault" => {
+            let args = guardline_lead_vault::Args { common: c, keys, reveal_quota: 50, export_quota: 10_000 };
+            guardline_lead_vault::run(args, l, s).await
+        }
+        "dialer-policy" => {
+            let args = guardline_dialer_policy::Args {
+                common: c,
+                packs_dir: None,
+                registry_dir: registry_dir.clone(),
+                // The developer's CLI certificate may load a registry copy.
+                registry_admins: vec!["operator".into(), CLI.into()],
+                service_clients: vec!["dialer-app".into(), "telephony-bridge".into()],
+            };
+            guardline_dialer_policy::run(args, l, s).await
+        }
+        "recordings" => {
+            let objects = guardline_recordings::args::ObjectStoreArgs {
+                recordings_dir: Some(recordings_dir),
+                ..Default::default()
+            };
+            let args =
+                guardline_recordings::Args { common: c, keys, objects, upload_idle_timeout: Duration::from_secs(60) };
+            guardline_recordings::run(args, l, s).await
+        }
+        _ => {
+            let args = guardline_audit::Args {
+                common: c,
+                keys,
+                // A developer's local receiver, on one machine.
+                webhook_allow: "127.0.0.0/8".parse().into_iter().collect(),
+                webhook_allow_http: true,
+            };
+            guardline_audit::run(args, l, s).await
+        }
+    }
+}
+
+/// Identity's embedded defaults.
+fn identity_args(common: CommonArgs, keys: guardline_keys::args::KeysArgs) -> guardline_identity::Args {
+    guardline_identity::Args {
+        common,
+        keys,
+        // The developer's CLI certificate administers the embedded mesh.
+        platform_admins: vec!["platform-admin".into(), CLI.into()],
+        trusted_gateways: vec!["gateway".into()],
+        access_token_ttl: Duration::from_secs(600),
+        refresh_token_ttl: Duration::from_secs(12 * 3600),
+        signing_key_rotation: Duration::from_secs(24 * 3600),
+    }
 }
 
 /// Waits for every service; the first to fail stops the others.

@@ -170,80 +170,11 @@ impl Detector {
             self.last_seen.insert(k.clone(), received);
             self.gap_alerted.insert(k, false);
         }
-        let actor = e.actor_user.clone();
-        match e.action.as_str() {
-            "lead.reveal" | "lead.export" if e.outcome == "allowed" => {
-                let n = e.details.get("count").and_then(|c| c.parse().ok()).unwrap_or(1);
-                let window = Duration::seconds(t.bulk_window_secs);
-                if let Some(ids) =
-                    self.count((e.tenant_id.clone(), "bulk_access", actor), e.time, n, &e.id, window, t.bulk_records)
-                {
-                    out.push(raise(
-                        "bulk_access",
-                        format!(
-                            "more than {} records revealed or exported by one user within {} s",
-                            t.bulk_records, t.bulk_window_secs
-                        ),
-                        ids,
-                    ));
-                }
-            }
-            "lead.update" | "lead.delete" if e.outcome == "allowed" => {
-                let window = Duration::seconds(t.modification_window_secs);
-                if let Some(ids) = self.count(
-                    (e.tenant_id.clone(), "modification_burst", actor),
-                    e.time,
-                    1,
-                    &e.id,
-                    window,
-                    t.modifications,
-                ) {
-                    out.push(raise(
-                        "modification_burst",
-                        format!(
-                            "more than {} lead changes by one user within {} s",
-                            t.modifications, t.modification_window_secs
-                        ),
-                        ids,
-                    ));
-                }
-            }
-            "identity.login" if e.outcome == "denied" => {
-                let window = Duration::seconds(t.failed_login_window_secs);
-                if let Some(ids) = self.count(
-                    (e.tenant_id.clone(), "failed_login_burst", String::new()),
-                    e.time,
-                    1,
-                    &e.id,
-                    window,
-                    t.failed_logins,
-                ) {
-                    out.push(raise(
-                        "failed_login_burst",
-                        format!("more than {} failed logins within {} s", t.failed_logins, t.failed_login_window_secs),
-                        ids,
-                    ));
-                }
-            }
-            "identity.login.risky" => {
-                let reasons = e.details.get("risk_reasons").cloned().unwrap_or_default();
-                let level = e.details.get("risk_level").cloned().unwrap_or_default();
-                out.push(raise("risky_login", format!("{level} risk login: {reasons}"), vec![e.id.clone()]));
-            }
-            "dialer.line.throttled" => {
-                let reason = e.details.get("reason").cloned().unwrap_or_default();
-                out.push(raise("line_throttled", format!("caller line throttled: {reason}"), vec![e.id.clone()]));
-            }
-            "dialer.calendar.missing" => {
-                let pack = e.details.get("pack").cloned().unwrap_or_default();
-                let year = e.details.get("year").cloned().unwrap_or_default();
-                out.push(raise(
-                    "calendar_missing",
-                    format!("no official {year} holiday calendar is loaded for pack {pack}: fixed-date holidays only"),
-                    vec![e.id.clone()],
-                ));
-            }
-            _ => {}
+        if let Some((rule, summary, ids)) = self.windowed(e, t) {
+            out.push(raise(rule, summary, ids));
+        }
+        if let Some((rule, summary)) = single(e) {
+            out.push(raise(rule, summary, vec![e.id.clone()]));
         }
         if is_data_access(&e.action)
             && e.outcome == "allowed"
@@ -257,6 +188,44 @@ impl Detector {
             ));
         }
         out
+    }
+
+    /// The rules that count events in a sliding window: bulk access,
+    /// modification bursts, failed-login bursts.
+    fn windowed(&mut self, e: &Event, t: &Thresholds) -> Option<(&'static str, String, Vec<String>)> {
+        let (tenant, actor) = (e.tenant_id.clone(), e.actor_user.clone());
+        let secs = Duration::seconds;
+        match e.action.as_str() {
+            "lead.reveal" | "lead.export" if e.outcome == "allowed" => {
+                let n = e.details.get("count").and_then(|c| c.parse().ok()).unwrap_or(1);
+                let window = secs(t.bulk_window_secs);
+                let ids = self.count((tenant, "bulk_access", actor), e.time, n, &e.id, window, t.bulk_records)?;
+                let why = format!(
+                    "more than {} records revealed or exported by one user within {} s",
+                    t.bulk_records, t.bulk_window_secs
+                );
+                Some(("bulk_access", why, ids))
+            }
+            "lead.update" | "lead.delete" if e.outcome == "allowed" => {
+                let window = secs(t.modification_window_secs);
+                let key = (tenant, "modification_burst", actor);
+                let ids = self.count(key, e.time, 1, &e.id, window, t.modifications)?;
+                let why = format!(
+                    "more than {} lead changes by one user within {} s",
+                    t.modifications, t.modification_window_secs
+                );
+                Some(("modification_burst", why, ids))
+            }
+            "identity.login" if e.outcome == "denied" => {
+                let window = secs(t.failed_login_window_secs);
+                let key = (tenant, "failed_login_burst", String::new());
+                let ids = self.count(key, e.time, 1, &e.id, window, t.failed_logins)?;
+                let why =
+                    format!("more than {} failed logins within {} s", t.failed_logins, t.failed_login_window_secs);
+                Some(("failed_login_burst", why, ids))
+            }
+            _ => None,
+        }
     }
 
     /// Services that were delivering and have been silent longer than the
@@ -279,6 +248,27 @@ impl Detector {
             }
         }
         out
+    }
+}
+
+/// The rules that one event raises on its own: a risky login, a throttled
+/// line, a missing holiday calendar.
+fn single(e: &Event) -> Option<(&'static str, String)> {
+    let detail = |k: &str| e.details.get(k).cloned().unwrap_or_default();
+    match e.action.as_str() {
+        "identity.login.risky" => {
+            Some(("risky_login", format!("{} risk login: {}", detail("risk_level"), detail("risk_reasons"))))
+        }
+        "dialer.line.throttled" => Some(("line_throttled", format!("caller line throttled: {}", detail("reason")))),
+        "dialer.calendar.missing" => Some((
+            "calendar_missing",
+            format!(
+                "no official {} holiday calendar is loaded for pack {}: fixed-date holidays only",
+                detail("year"),
+                detail("pack")
+            ),
+        )),
+        _ => None,
     }
 }
 
