@@ -7,6 +7,8 @@
 //! [`Cluster::shared`] starts it once per test process; every journey of
 //! `tests/` runs against it in its own tenant.
 
+mod otlp;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -34,82 +36,6 @@ pub struct SeenSpan {
     pub trace_id: String,
     /// Span name.
     pub name: String,
-}
-
-/// An OTLP/gRPC receiver (traces; metrics accepted and dropped) on its own
-/// thread and runtime, so that it outlives the test that started the mesh.
-fn otlp_receiver() -> Result<(String, Arc<Mutex<Vec<SeenSpan>>>)> {
-    use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-        MetricsService, MetricsServiceServer,
-    };
-    use opentelemetry_proto::tonic::collector::metrics::v1::{
-        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-    };
-    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-    use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-
-    struct Receiver(Arc<Mutex<Vec<SeenSpan>>>);
-    #[tonic::async_trait]
-    impl TraceService for Receiver {
-        async fn export(
-            &self,
-            req: tonic::Request<ExportTraceServiceRequest>,
-        ) -> std::result::Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-            let mut seen = self.0.lock().map_err(|_| tonic::Status::internal("lock"))?;
-            for rs in req.into_inner().resource_spans {
-                let service = rs
-                    .resource
-                    .iter()
-                    .flat_map(|r| &r.attributes)
-                    .find(|a| a.key == "service.name")
-                    .and_then(|a| a.value.as_ref())
-                    .and_then(|v| match &v.value {
-                        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
-                            Some(s.clone())
-                        }
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
-                    seen.push(SeenSpan {
-                        service: service.clone(),
-                        trace_id: hex::encode(&span.trace_id),
-                        name: span.name.clone(),
-                    });
-                }
-            }
-            Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
-        }
-    }
-    struct Metrics;
-    #[tonic::async_trait]
-    impl MetricsService for Metrics {
-        async fn export(
-            &self,
-            _: tonic::Request<ExportMetricsServiceRequest>,
-        ) -> std::result::Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-            Ok(tonic::Response::new(ExportMetricsServiceResponse { partial_success: None }))
-        }
-    }
-
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    listener.set_nonblocking(true)?;
-    let endpoint = format!("http://{}", listener.local_addr()?);
-    let spans = Arc::new(Mutex::new(Vec::new()));
-    let keep = spans.clone();
-    std::thread::Builder::new().name("otlp-receiver".into()).spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        rt.block_on(async move {
-            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            let _ = tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(Receiver(keep)))
-                .add_service(MetricsServiceServer::new(Metrics))
-                .serve_with_incoming(incoming)
-                .await;
-        });
-    })?;
-    Ok((endpoint, spans))
 }
 
 /// The running mesh.
@@ -163,6 +89,71 @@ fn binary(service: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Where the e2e processes find their material.
+struct Env<'a> {
+    dir: &'a Path,
+    pki_dir: &'a Path,
+    ca: &'a Path,
+    endpoints: &'a [(String, String)],
+    bao: &'a OpenBao,
+    transit: &'a str,
+    otlp: &'a str,
+}
+
+impl Env<'_> {
+    fn endpoint(&self, name: &str) -> String {
+        self.endpoints.iter().find(|(n, _)| n == name).map(|(_, e)| e.clone()).unwrap_or_default()
+    }
+
+    /// The process of `service` on `port`, configured only by flags and
+    /// environment, as a Deployment would be.
+    fn command(&self, service: &str, port: u16, database: &str) -> Result<Command> {
+        let log = std::fs::File::create(self.dir.join(format!("{service}.log")))?;
+        let mut cmd = Command::new(binary(service)?);
+        // Only flags and environment, as a Deployment would.
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("GUARDLINE_LISTEN", format!("127.0.0.1:{}", port))
+            .env("GUARDLINE_TLS_CERT", self.pki_dir.join(format!("{service}.pem")))
+            .env("GUARDLINE_TLS_KEY", self.pki_dir.join(format!("{service}-key.pem")))
+            .env("GUARDLINE_TLS_CA", self.ca)
+            .env("GUARDLINE_TRUST_DOMAIN", TRUST_DOMAIN)
+            .env("GUARDLINE_NAMESPACE", NAMESPACE)
+            .env("GUARDLINE_IDENTITY_ENDPOINT", self.endpoint("identity"))
+            .env("GUARDLINE_LEAD_VAULT_ENDPOINT", self.endpoint("lead-vault"))
+            .env("GUARDLINE_DIALER_POLICY_ENDPOINT", self.endpoint("dialer-policy"))
+            .env("GUARDLINE_RECORDINGS_ENDPOINT", self.endpoint("recordings"))
+            .env("GUARDLINE_AUDIT_ENDPOINT", self.endpoint("audit"))
+            .env("GUARDLINE_DATABASE_URL", database)
+            .env("GUARDLINE_VAULT_ADDR", &self.bao.addr)
+            .env("GUARDLINE_VAULT_TOKEN", &self.bao.token)
+            .env("GUARDLINE_VAULT_TRANSIT_MOUNT", self.transit)
+            .env("GUARDLINE_LOG", "warn")
+            .env("GUARDLINE_OTLP_ENDPOINT", self.otlp)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        match service {
+            "identity" => {
+                cmd.env("GUARDLINE_PLATFORM_ADMINS", "platform-admin");
+            }
+            "audit" => {
+                // The journeys' webhook receiver listens on loopback, over http.
+                cmd.env("GUARDLINE_WEBHOOK_ALLOW", "127.0.0.0/8").env("GUARDLINE_WEBHOOK_ALLOW_HTTP", "true");
+            }
+            "recordings" => {
+                cmd.env("GUARDLINE_RECORDINGS_DIR", self.dir.join("recordings"));
+            }
+            "dialer-policy" => {
+                cmd.env("GUARDLINE_REGISTRY_DIR", self.dir.join("registry"))
+                    .env("GUARDLINE_REGISTRY_ADMINS", "operator");
+            }
+            _ => {}
+        }
+        Ok(cmd)
+    }
+}
+
 impl Cluster {
     /// The mesh of this test process, started on first use.
     pub async fn shared() -> Result<&'static Cluster> {
@@ -187,54 +178,20 @@ impl Cluster {
         let ports: Vec<u16> = SERVICES.iter().map(|_| free_port()).collect::<Result<_>>()?;
         let endpoints: Vec<(String, String)> =
             SERVICES.iter().zip(&ports).map(|(s, p)| ((*s).to_owned(), format!("https://localhost:{p}"))).collect();
-        let endpoint =
-            |name: &str| endpoints.iter().find(|(n, _)| n == name).map(|(_, e)| e.clone()).unwrap_or_default();
-        let (otlp, spans) = otlp_receiver()?;
+        let (otlp, spans) = otlp::receiver()?;
         let mut children = Vec::new();
         for (i, service) in SERVICES.iter().enumerate() {
             Self::issue(bao, &pki, service, &pki_dir)?;
-            let log = std::fs::File::create(dir.join(format!("{service}.log")))?;
-            let mut cmd = Command::new(binary(service)?);
-            // Only flags and environment, as a Deployment would.
-            cmd.env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("GUARDLINE_LISTEN", format!("127.0.0.1:{}", ports[i]))
-                .env("GUARDLINE_TLS_CERT", pki_dir.join(format!("{service}.pem")))
-                .env("GUARDLINE_TLS_KEY", pki_dir.join(format!("{service}-key.pem")))
-                .env("GUARDLINE_TLS_CA", &ca)
-                .env("GUARDLINE_TRUST_DOMAIN", TRUST_DOMAIN)
-                .env("GUARDLINE_NAMESPACE", NAMESPACE)
-                .env("GUARDLINE_IDENTITY_ENDPOINT", endpoint("identity"))
-                .env("GUARDLINE_LEAD_VAULT_ENDPOINT", endpoint("lead-vault"))
-                .env("GUARDLINE_DIALER_POLICY_ENDPOINT", endpoint("dialer-policy"))
-                .env("GUARDLINE_RECORDINGS_ENDPOINT", endpoint("recordings"))
-                .env("GUARDLINE_AUDIT_ENDPOINT", endpoint("audit"))
-                .env("GUARDLINE_DATABASE_URL", &databases[i].1)
-                .env("GUARDLINE_VAULT_ADDR", &bao.addr)
-                .env("GUARDLINE_VAULT_TOKEN", &bao.token)
-                .env("GUARDLINE_VAULT_TRANSIT_MOUNT", &transit)
-                .env("GUARDLINE_LOG", "warn")
-                .env("GUARDLINE_OTLP_ENDPOINT", &otlp)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log);
-            match *service {
-                "identity" => {
-                    cmd.env("GUARDLINE_PLATFORM_ADMINS", "platform-admin");
-                }
-                "audit" => {
-                    // The journeys' webhook receiver listens on loopback, over http.
-                    cmd.env("GUARDLINE_WEBHOOK_ALLOW", "127.0.0.0/8").env("GUARDLINE_WEBHOOK_ALLOW_HTTP", "true");
-                }
-                "recordings" => {
-                    cmd.env("GUARDLINE_RECORDINGS_DIR", dir.join("recordings"));
-                }
-                "dialer-policy" => {
-                    cmd.env("GUARDLINE_REGISTRY_DIR", dir.join("registry"))
-                        .env("GUARDLINE_REGISTRY_ADMINS", "operator");
-                }
-                _ => {}
-            }
+            let env = Env {
+                dir: &dir,
+                pki_dir: &pki_dir,
+                ca: &ca,
+                endpoints: &endpoints,
+                bao,
+                transit: &transit,
+                otlp: &otlp,
+            };
+            let mut cmd = env.command(service, ports[i], &databases[i].1)?;
             children.push(Guarded(cmd.spawn().with_context(|| format!("starting {service}"))?));
         }
         // The cluster lives in a static, whose `Drop` never runs: a watchdog

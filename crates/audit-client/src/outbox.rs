@@ -249,20 +249,7 @@ impl OutboxWorker {
             }
             // One bad event must not hold back the others: deliver the batch
             // one by one and park what audit refuses.
-            Appended::Refused(_) if rows.len() > 1 => {
-                let mut delivered = 0;
-                for (id, event) in ids.into_iter().zip(events) {
-                    match self.client.append(vec![event]).await {
-                        Appended::Acknowledged => {
-                            entity::Entity::delete_by_id(id).exec(&self.db).await?;
-                            delivered += 1;
-                        }
-                        Appended::Refused(why) => self.park(&id, &why).await?,
-                        Appended::Unreachable(_) => break,
-                    }
-                }
-                Ok(Ok(delivered))
-            }
+            Appended::Refused(_) if rows.len() > 1 => Ok(Ok(self.one_by_one(ids, events).await?)),
             Appended::Refused(why) => {
                 self.park(&ids[0], &why).await?;
                 Ok(Ok(0))
@@ -287,6 +274,23 @@ impl OutboxWorker {
                 Ok(Err(delay))
             }
         }
+    }
+
+    /// Delivers events one at a time; returns how many audit took. A
+    /// refused one is parked; an outage stops the round.
+    async fn one_by_one(&self, ids: Vec<String>, events: Vec<AuditEvent>) -> Result<usize> {
+        let mut delivered = 0;
+        for (id, event) in ids.into_iter().zip(events) {
+            match self.client.append(vec![event]).await {
+                Appended::Acknowledged => {
+                    entity::Entity::delete_by_id(id).exec(&self.db).await?;
+                    delivered += 1;
+                }
+                Appended::Refused(why) => self.park(&id, &why).await?,
+                Appended::Unreachable(_) => break,
+            }
+        }
+        Ok(delivered)
     }
 
     async fn park(&self, id: &str, why: &str) -> Result<()> {

@@ -81,12 +81,13 @@ impl Line {
     }
 }
 
-/// Verifies a whole export; the first failure names its index (or the line
-/// that cannot be read).
-pub fn verify_export(text: &str) -> Result<Finding, String> {
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let parse = |(n, l): (usize, &str)| serde_json::from_str::<Line>(l).map_err(|e| format!("line {}: {e}", n + 1));
-    let (tenant, keys, base) = match lines.next().map(parse).transpose()? {
+/// Head-signing public keys by key id.
+type Keys = HashMap<String, Vec<u8>>;
+
+/// The export's first line: the tenant, the heads' keys and the tree of the
+/// pruned prefix.
+fn header(line: Option<Line>) -> Result<(String, Keys, Tree), String> {
+    match line {
         Some(Line::Header { format, tenant_id, keys, pruned_before, frontier }) if format == FORMAT => {
             let keys = keys
                 .into_iter()
@@ -99,10 +100,18 @@ pub fn verify_export(text: &str) -> Result<Finding, String> {
                 .ok_or("header: a frontier hash is not 32 bytes of base64")?;
             let base = Tree::with_frontier(pruned_before, &frontier)
                 .ok_or("header: the frontier does not match pruned_before")?;
-            (tenant_id, keys, base)
+            Ok((tenant_id, keys, base))
         }
-        _ => return Err(format!("line 1: not a {FORMAT} header")),
-    };
+        _ => Err(format!("line 1: not a {FORMAT} header")),
+    }
+}
+
+/// Verifies a whole export; the first failure names its index (or the line
+/// that cannot be read).
+pub fn verify_export(text: &str) -> Result<Finding, String> {
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let parse = |(n, l): (usize, &str)| serde_json::from_str::<Line>(l).map_err(|e| format!("line {}: {e}", n + 1));
+    let (tenant, keys, base) = header(lines.next().map(parse).transpose()?)?;
     let mut records = Vec::new();
     let mut final_head = None;
     for item in lines {

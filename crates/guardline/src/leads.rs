@@ -141,6 +141,47 @@ pub async fn run(cmd: LeadsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads the CSV rows and sends each as it is read; returns the rows that
+/// are not valid CSV (by line, never quoting them).
+fn send_rows(
+    mut reader: csv::Reader<std::io::BufReader<std::fs::File>>,
+    header: &Header,
+    tx: &tokio::sync::mpsc::Sender<pb::ImportLeadsRequest>,
+    bar: &ProgressBar,
+) -> Vec<pb::RowError> {
+    let mut malformed = Vec::new();
+    let mut record = csv::StringRecord::new();
+    let mut sent = 0u64;
+    loop {
+        // The line the next record starts on (the header is line 1).
+        let line = reader.position().line();
+        match reader.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let row = pb::ImportRow { row_number: line, lead: Some(header.row(&record)) };
+                if tx
+                    .blocking_send(pb::ImportLeadsRequest { item: Some(pb::import_leads_request::Item::Row(row)) })
+                    .is_err()
+                {
+                    // The call ended early; its error is reported below.
+                    break;
+                }
+                sent += 1;
+            }
+            // The csv error would quote the row: report the line only.
+            Err(_) => malformed.push(pb::RowError {
+                row_number: line,
+                field: "csv".into(),
+                description: "malformed row (wrong number of fields or not UTF-8)".into(),
+            }),
+        }
+        bar.set_position(reader.position().byte());
+        bar.set_message(format!("{sent} rows sent"));
+    }
+    bar.set_message(format!("{sent} rows sent; the vault is storing them"));
+    malformed
+}
+
 async fn import(args: &ImportArgs) -> anyhow::Result<Outcome> {
     let file = std::fs::File::open(&args.file).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
     let size = file.metadata()?.len();
@@ -165,39 +206,7 @@ async fn import(args: &ImportArgs) -> anyhow::Result<Outcome> {
     };
     tx.send(pb::ImportLeadsRequest { item: Some(pb::import_leads_request::Item::Header(head)) }).await?;
     let reading_bar = bar.clone();
-    let reading = tokio::task::spawn_blocking(move || -> Vec<pb::RowError> {
-        let mut malformed = Vec::new();
-        let mut record = csv::StringRecord::new();
-        let mut sent = 0u64;
-        loop {
-            // The line the next record starts on (the header is line 1).
-            let line = reader.position().line();
-            match reader.read_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => {
-                    let row = pb::ImportRow { row_number: line, lead: Some(header.row(&record)) };
-                    if tx
-                        .blocking_send(pb::ImportLeadsRequest { item: Some(pb::import_leads_request::Item::Row(row)) })
-                        .is_err()
-                    {
-                        // The call ended early; its error is reported below.
-                        break;
-                    }
-                    sent += 1;
-                }
-                // The csv error would quote the row: report the line only.
-                Err(_) => malformed.push(pb::RowError {
-                    row_number: line,
-                    field: "csv".into(),
-                    description: "malformed row (wrong number of fields or not UTF-8)".into(),
-                }),
-            }
-            reading_bar.set_position(reader.position().byte());
-            reading_bar.set_message(format!("{sent} rows sent"));
-        }
-        reading_bar.set_message(format!("{sent} rows sent; the vault is storing them"));
-        malformed
-    });
+    let reading = tokio::task::spawn_blocking(move || send_rows(reader, &header, &tx, &reading_bar));
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     req.metadata_mut().insert("authorization", format!("Bearer {}", args.token).parse()?);

@@ -78,6 +78,24 @@ fn totp(uri: &str, at: u64) -> Result<String> {
     Ok(app.generate(at).to_string())
 }
 
+/// The admin enrolls TOTP through the gateway, confirms it, and logs in
+/// with the next code; returns the admin's token.
+async fn enroll_admin(m: &impl Mesh, tenant: &str) -> Result<String> {
+    let mut gateway = IdentityServiceClient::new(m.channel("identity", m.gateway())?);
+    let enroll = idpb::EnrollTotpRequest { tenant_id: tenant.into(), login: "admin".into(), password: PASSWORD.into() };
+    let uri = gateway.enroll_totp(enroll).await?.into_inner().provisioning_uri;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let confirm = idpb::ConfirmTotpRequest {
+        tenant_id: tenant.into(),
+        login: "admin".into(),
+        password: PASSWORD.into(),
+        code: totp(&uri, now)?,
+    };
+    gateway.confirm_totp(confirm).await?;
+    // The next time step: the code just used for the confirmation is spent.
+    Ok(login(m, tenant, "admin", &totp(&uri, now + 30)?).await?)
+}
+
 /// Journey 1: a tenant named `name`, its admin (who must enroll TOTP before
 /// logging in), teams North and South, a team lead of North, an agent in
 /// each team and an auditor.
@@ -98,20 +116,8 @@ pub async fn onboard(m: &impl Mesh, name: &str) -> Result<Org> {
         Err(s) => s,
         Ok(_) => anyhow::bail!("the admin logged in without a second factor"),
     };
+    let admin = enroll_admin(m, &tenant).await?;
     let mut gateway = IdentityServiceClient::new(m.channel("identity", m.gateway())?);
-    let enroll =
-        idpb::EnrollTotpRequest { tenant_id: tenant.clone(), login: "admin".into(), password: PASSWORD.into() };
-    let uri = gateway.enroll_totp(enroll).await?.into_inner().provisioning_uri;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    let confirm = idpb::ConfirmTotpRequest {
-        tenant_id: tenant.clone(),
-        login: "admin".into(),
-        password: PASSWORD.into(),
-        code: totp(&uri, now)?,
-    };
-    gateway.confirm_totp(confirm).await?;
-    // The next time step: the code just used for the confirmation is spent.
-    let admin = login(m, &tenant, "admin", &totp(&uri, now + 30)?).await?;
     let mut teams = Vec::new();
     for n in ["North", "South"] {
         let req = idpb::CreateTeamRequest { tenant_id: tenant.clone(), name: n.into() };

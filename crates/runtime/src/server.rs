@@ -83,15 +83,7 @@ impl GrpcServer {
             reporter.set_service_status(*s, ServingStatus::Serving).await;
         }
         reporter.set_service_status("", ServingStatus::Serving).await;
-        // Both reflection versions: grpcurl's older releases, grpc_cli,
-        // Python's grpcio-reflection and several GUI clients speak only v1alpha.
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(guardline_proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
-        let v1 = reflection().build_v1().map_err(|e| Error::Internal(format!("reflection: {e}")))?;
-        let v1alpha = reflection().build_v1alpha().map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+        let (v1, v1alpha) = reflection()?;
         routes.add_service(health).add_service(v1).add_service(v1alpha);
 
         let accept_stop = CancellationToken::new();
@@ -130,6 +122,22 @@ impl GrpcServer {
         tracing::info!(server = %name, "stopped");
         Ok(())
     }
+}
+
+/// Reflection in both versions: grpcurl's older releases, grpc_cli,
+/// Python's grpcio-reflection and several GUI clients speak only v1alpha.
+fn reflection() -> Result<(
+    tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+    tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
+)> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(guardline_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = builder().build_v1().map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    let v1alpha = builder().build_v1alpha().map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    Ok((v1, v1alpha))
 }
 
 /// Binds `addr` (use port 0 for an ephemeral port).
