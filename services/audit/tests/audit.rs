@@ -13,108 +13,44 @@ use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
 use guardline_proto::identity::v1 as idpb;
 use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use guardline_runtime::GrpcChannel;
-use guardline_runtime::args::{DatabaseArgs, MeshArgs};
-use guardline_runtime::devca::DevCa;
+use guardline_runtime::args::DatabaseArgs;
 use guardline_runtime::error::field_violations;
-use guardline_runtime::tls::{TlsMaterial, install_crypto_provider};
-use guardline_service::CommonArgs;
+use guardline_testmesh::{Keys, TestMesh};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use sha2::Sha256;
-use tokio_util::sync::CancellationToken;
 use tonic::{Code, Request};
 
 struct Mesh {
-    _dir: tempfile::TempDir,
-    ca: DevCa,
+    t: TestMesh,
     audit_uri: String,
     identity_uri: String,
     audit_db: String,
     keys: guardline_keys::args::KeysArgs,
-    stop: CancellationToken,
-}
-
-impl Drop for Mesh {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-fn common(ca: &DevCa, name: &str, addr: std::net::SocketAddr, mesh: &MeshArgs, db: String) -> CommonArgs {
-    CommonArgs::new(addr, ca.issue(name).expect("cert"), mesh.clone(), DatabaseArgs::url(db))
 }
 
 async fn start(postgres: bool) -> Mesh {
-    install_crypto_provider();
-    let dir = tempfile::tempdir().expect("tmp");
-    let ca = DevCa::open_or_create(&dir.path().join("pki"), "guardline.local", "guardline").expect("ca");
-    let (id_l, au_l) = (
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"),
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"),
-    );
-    let (id_a, au_a) = (id_l.local_addr().expect("addr"), au_l.local_addr().expect("addr"));
-    let mesh = MeshArgs {
-        identity_endpoint: format!("https://localhost:{}", id_a.port()),
-        audit_endpoint: format!("https://localhost:{}", au_a.port()),
-        ..MeshArgs::default()
-    };
-    let (id_db, au_db) = if postgres {
-        let pg = guardline_testkit::Postgres::shared().await.expect("postgres");
-        (pg.database().await.expect("db"), pg.database().await.expect("db"))
-    } else {
-        (
-            format!("sqlite://{}", dir.path().join("identity.db").display()),
-            format!("sqlite://{}", dir.path().join("audit.db").display()),
-        )
-    };
-    let keys = guardline_keys::args::KeysArgs {
-        keyring_path: Some(dir.path().join("keyring.json")),
-        master_key: Some(base64::engine::general_purpose::STANDARD.encode([3u8; 32])),
-        ..Default::default()
-    };
-    let stop = CancellationToken::new();
-    let identity = guardline_identity::Args {
-        common: common(&ca, "identity", id_a, &mesh, id_db),
-        keys: keys.clone(),
-        platform_admins: vec!["platform-admin".into()],
-        trusted_gateways: vec!["gateway".into()],
-        access_token_ttl: Duration::from_secs(600),
-        refresh_token_ttl: Duration::from_secs(3600),
-        signing_key_rotation: Duration::from_secs(86_400),
-    };
+    let mut t = TestMesh::new(postgres, Keys::Local, |_| {}).await;
+    // The test's receiver listens on loopback.
     let audit = guardline_audit::Args {
-        common: common(&ca, "audit", au_a, &mesh, au_db.clone()),
-        keys: keys.clone(),
-        // The test's receiver listens on loopback.
         webhook_allow: vec!["127.0.0.0/8".parse().expect("net")],
         webhook_allow_http: true,
+        ..t.audit_args()
     };
-    let s = stop.clone();
-    tokio::spawn(async move { guardline_identity::run(identity, Some(id_l), s).await.expect("identity") });
-    let s = stop.clone();
-    tokio::spawn(async move { guardline_audit::run(audit, Some(au_l), s).await.expect("audit") });
-    let m = Mesh {
-        _dir: dir,
-        ca,
-        audit_uri: mesh.audit_endpoint.clone(),
-        identity_uri: mesh.identity_endpoint.clone(),
-        audit_db: au_db,
-        keys,
-        stop,
-    };
-    for _ in 0..100 {
-        let mut c = m.audit("lead-vault");
-        if c.append(pb::AppendRequest::default()).await.is_ok() {
-            return m;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    t.start_identity(t.identity_args()).await;
+    t.start_audit(audit).await;
+    t.wait_serving("lead-vault").await;
+    Mesh {
+        audit_uri: t.endpoint("audit"),
+        identity_uri: t.endpoint("identity"),
+        audit_db: t.database("audit").to_owned(),
+        keys: t.keys().clone(),
+        t,
     }
-    panic!("audit did not start");
 }
 
 impl Mesh {
     fn channel(&self, uri: &str, name: &str) -> GrpcChannel {
-        let tls: Arc<TlsMaterial> = TlsMaterial::load(self.ca.issue(name).expect("cert")).expect("tls");
-        guardline_runtime::connect(uri, tls).expect("channel")
+        self.t.connect(uri, name)
     }
     fn audit(&self, name: &str) -> AuditServiceClient<GrpcChannel> {
         AuditServiceClient::new(self.channel(&self.audit_uri, name))

@@ -3,173 +3,60 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use guardline_proto::identity::v1 as idpb;
 use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use guardline_proto::vault::v1 as pb;
 use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
 use guardline_runtime::GrpcChannel;
-use guardline_runtime::args::{DatabaseArgs, MeshArgs};
-use guardline_runtime::devca::DevCa;
+use guardline_runtime::args::DatabaseArgs;
 use guardline_runtime::error::field_violations;
-use guardline_runtime::tls::{TlsMaterial, install_crypto_provider};
-use guardline_service::CommonArgs;
-use tokio_util::sync::CancellationToken;
+use guardline_testmesh::{Keys, TestMesh};
 use tonic::{Code, Request};
 
 struct Mesh {
-    _dir: tempfile::TempDir,
-    ca: DevCa,
+    t: TestMesh,
     vault_uri: String,
     id_uri: String,
     audit_uri: String,
     rec_uri: String,
     vault_db: String,
     vault_args: guardline_lead_vault::Args,
-    vault_stop: CancellationToken,
-    vault_task: tokio::task::JoinHandle<()>,
-    stop: CancellationToken,
-    audit_stop: CancellationToken,
-}
-
-impl Drop for Mesh {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        self.vault_stop.cancel();
-        self.audit_stop.cancel();
-    }
 }
 
 async fn start(postgres: bool) -> Mesh {
-    install_crypto_provider();
-    let _ = tracing_subscriber::fmt().with_env_filter("error").with_test_writer().try_init();
-    let dir = tempfile::tempdir().expect("tmp");
-    let ca = DevCa::open_or_create(&dir.path().join("pki"), "guardline.local", "guardline").expect("ca");
-    let mut listeners = Vec::new();
-    for _ in 0..4 {
-        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"));
-    }
-    let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().expect("addr")).collect();
-    let mesh = MeshArgs {
-        identity_endpoint: format!("https://localhost:{}", addrs[0].port()),
-        audit_endpoint: format!("https://localhost:{}", addrs[1].port()),
-        lead_vault_endpoint: format!("https://localhost:{}", addrs[2].port()),
-        recordings_endpoint: format!("https://localhost:{}", addrs[3].port()),
-        ..MeshArgs::default()
-    };
-    let mut dbs = Vec::new();
-    for name in ["identity", "audit", "vault", "recordings"] {
-        dbs.push(if postgres {
-            guardline_testkit::Postgres::shared().await.expect("pg").database().await.expect("db")
-        } else {
-            format!("sqlite://{}", dir.path().join(format!("{name}.db")).display())
-        });
-    }
-    // The production pairing (PostgreSQL, OpenBao transit) and the embedded one
-    // (SQLite, local keyring).
-    let keys = if postgres {
-        let bao = guardline_testkit::OpenBao::shared().await.expect("openbao");
-        guardline_keys::args::KeysArgs {
-            vault_addr: Some(bao.addr.clone()),
-            vault_token: Some(bao.token.clone()),
-            vault_transit_mount: bao.transit_mount().await.expect("transit"),
-            ..Default::default()
-        }
-    } else {
-        guardline_keys::args::KeysArgs {
-            keyring_path: Some(dir.path().join("keyring.json")),
-            master_key: Some(base64::engine::general_purpose::STANDARD.encode([9u8; 32])),
-            ..Default::default()
-        }
-    };
-    let common = |name: &str, i: usize| {
-        CommonArgs::new(addrs[i], ca.issue(name).expect("cert"), mesh.clone(), DatabaseArgs::url(dbs[i].clone()))
-    };
-    let identity = guardline_identity::Args {
-        common: common("identity", 0),
-        keys: keys.clone(),
-        platform_admins: vec!["platform-admin".into()],
-        trusted_gateways: vec!["gateway".into()],
-        access_token_ttl: Duration::from_secs(600),
-        refresh_token_ttl: Duration::from_secs(3600),
-        signing_key_rotation: Duration::from_secs(86_400),
-    };
-    let audit = guardline_audit::Args {
-        common: common("audit", 1),
-        keys: keys.clone(),
-        webhook_allow: vec![],
-        webhook_allow_http: false,
-    };
-    let recordings = guardline_recordings::Args {
-        common: common("recordings", 3),
-        keys: keys.clone(),
-        objects: guardline_recordings::args::ObjectStoreArgs {
-            recordings_dir: Some(dir.path().join("recordings")),
-            ..Default::default()
-        },
-        upload_idle_timeout: Duration::from_secs(5),
-    };
-    let vault = guardline_lead_vault::Args { common: common("lead-vault", 2), keys, reveal_quota: 3, export_quota: 3 };
-    let (stop, audit_stop) = (CancellationToken::new(), CancellationToken::new());
-    let mut ls = listeners.into_iter();
-    let (l0, l1, l2, l3) = (ls.next(), ls.next(), ls.next(), ls.next());
-    let s = stop.clone();
-    tokio::spawn(async move { guardline_recordings::run(recordings, l3, s).await.expect("recordings") });
-    let s = stop.clone();
-    tokio::spawn(async move { guardline_identity::run(identity, l0, s).await.expect("identity") });
-    let s = audit_stop.clone();
-    tokio::spawn(async move { guardline_audit::run(audit, l1, s).await.expect("audit") });
-    let vault_stop = CancellationToken::new();
-    let (s, args) = (vault_stop.clone(), vault.clone());
-    let vault_task = tokio::spawn(async move { guardline_lead_vault::run(args, l2, s).await.expect("vault") });
-    let m = Mesh {
-        _dir: dir,
-        ca,
-        vault_uri: mesh.lead_vault_endpoint.clone(),
-        id_uri: mesh.identity_endpoint.clone(),
-        audit_uri: mesh.audit_endpoint.clone(),
-        rec_uri: mesh.recordings_endpoint.clone(),
-        vault_db: dbs[2].clone(),
+    let mut t = TestMesh::new(postgres, Keys::OpenBao, |_| {}).await;
+    let mut recordings = t.recordings_args();
+    recordings.upload_idle_timeout = Duration::from_secs(5);
+    let vault = guardline_lead_vault::Args { reveal_quota: 3, export_quota: 3, ..t.vault_args() };
+    t.start_recordings(recordings).await;
+    t.start_identity(t.identity_args()).await;
+    t.start_audit(t.audit_args()).await;
+    t.start_vault(vault.clone()).await;
+    t.wait_serving("gateway").await;
+    Mesh {
+        vault_uri: t.endpoint("lead-vault"),
+        id_uri: t.endpoint("identity"),
+        audit_uri: t.endpoint("audit"),
+        rec_uri: t.endpoint("recordings"),
+        vault_db: t.database("lead-vault").to_owned(),
         vault_args: vault,
-        vault_stop,
-        vault_task,
-        stop,
-        audit_stop,
-    };
-    for _ in 0..100 {
-        let ok = m.identity().get_verification_keys(idpb::GetVerificationKeysRequest {}).await.is_ok()
-            && m.vault()
-                .get_lead(pb::GetLeadRequest::default())
-                .await
-                .is_err_and(|s| s.code() == Code::Unauthenticated);
-        if ok {
-            return m;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        t,
     }
-    panic!("services did not start");
 }
 
 impl Mesh {
     /// Stops the lead vault (the process is gone; what it committed stays).
     async fn stop_vault(&mut self) {
-        self.vault_stop.cancel();
-        (&mut self.vault_task).await.expect("vault stopped");
+        self.t.stop("lead-vault").await;
     }
 
     /// Starts the lead vault again on the same address and database.
     async fn start_vault(&mut self) {
-        let addr = self.vault_args.common.server.listen;
-        let listener = tokio::net::TcpListener::bind(addr).await.expect("rebind");
-        self.vault_stop = CancellationToken::new();
-        let (s, args) = (self.vault_stop.clone(), self.vault_args.clone());
-        self.vault_task =
-            tokio::spawn(async move { guardline_lead_vault::run(args, Some(listener), s).await.expect("vault") });
+        self.t.start_vault(self.vault_args.clone()).await;
     }
 
     fn channel(&self, uri: &str, name: &str) -> GrpcChannel {
-        guardline_runtime::connect(uri, TlsMaterial::load(self.ca.issue(name).expect("cert")).expect("tls"))
-            .expect("channel")
+        self.t.connect(uri, name)
     }
     fn vault(&self) -> LeadVaultServiceClient<GrpcChannel> {
         LeadVaultServiceClient::new(self.channel(&self.vault_uri, "gateway"))
@@ -366,7 +253,7 @@ async fn leads_are_encrypted_masked_and_scoped(postgres: bool) {
 }
 
 async fn reveal_needs_permission_a_reason_and_audit(postgres: bool) {
-    let m = start(postgres).await;
+    let mut m = start(postgres).await;
     let t = tenant(&m).await;
     let l = create(&m, &t, 0, lead(&["+8613812345678"])).await.expect("create");
     assert_eq!(
@@ -393,8 +280,7 @@ async fn reveal_needs_permission_a_reason_and_audit(postgres: bool) {
     assert_eq!(spent.code(), Code::ResourceExhausted);
 
     // With audit down, nothing is revealed.
-    m.audit_stop.cancel();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    m.t.stop("audit").await;
     let down = reveal(&m, &t, 4, &l.id, pb::LeadField::Phone, "customer asked again").await.expect_err("audit down");
     assert_eq!(down.code(), Code::Unavailable);
     // More refused reveals than the quota of 3: none of them used it up.

@@ -4,40 +4,24 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine;
 use guardline_proto::identity::v1 as idpb;
 use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use guardline_proto::recordings::v1 as pb;
 use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
 use guardline_runtime::GrpcChannel;
-use guardline_runtime::args::{DatabaseArgs, MeshArgs};
-use guardline_runtime::devca::DevCa;
+use guardline_runtime::args::DatabaseArgs;
 use guardline_runtime::error::field_violations;
-use guardline_runtime::tls::{TlsMaterial, install_crypto_provider};
-use guardline_service::CommonArgs;
-use tokio_util::sync::CancellationToken;
+use guardline_testmesh::{Keys, TestMesh};
 use tonic::{Code, Request};
 
 struct Mesh {
-    dir: tempfile::TempDir,
+    t: TestMesh,
     store: std::sync::Arc<dyn object_store::ObjectStore>,
     s3: bool,
-    ca: DevCa,
     rec_uri: String,
     id_uri: String,
     rec_db: String,
     keys: guardline_keys::args::KeysArgs,
-    stop: CancellationToken,
-}
-
-impl Drop for Mesh {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-fn common(ca: &DevCa, name: &str, addr: std::net::SocketAddr, mesh: &MeshArgs, db: String) -> CommonArgs {
-    CommonArgs::new(addr, ca.issue(name).expect("cert"), mesh.clone(), DatabaseArgs::url(db))
 }
 
 #[derive(Clone, Copy)]
@@ -47,44 +31,10 @@ enum Backend {
 }
 
 async fn start_on(postgres: bool, backend: Backend) -> Mesh {
-    install_crypto_provider();
-    let dir = tempfile::tempdir().expect("tmp");
-    let ca = DevCa::open_or_create(&dir.path().join("pki"), "guardline.local", "guardline").expect("ca");
-    let id_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let rec_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let (id_a, rec_a) = (id_l.local_addr().expect("addr"), rec_l.local_addr().expect("addr"));
-    let mesh = MeshArgs {
-        identity_endpoint: format!("https://localhost:{}", id_a.port()),
-        audit_endpoint: "https://localhost:1".into(),
-        ..MeshArgs::default()
-    };
-    let (id_db, rec_db) = if postgres {
-        let pg = guardline_testkit::Postgres::shared().await.expect("postgres");
-        (pg.database().await.expect("db"), pg.database().await.expect("db"))
-    } else {
-        (
-            format!("sqlite://{}", dir.path().join("identity.db").display()),
-            format!("sqlite://{}", dir.path().join("recordings.db").display()),
-        )
-    };
-    let keys = guardline_keys::args::KeysArgs {
-        keyring_path: Some(dir.path().join("keyring.json")),
-        master_key: Some(base64::engine::general_purpose::STANDARD.encode([5u8; 32])),
-        ..Default::default()
-    };
-    let stop = CancellationToken::new();
-    let identity = guardline_identity::Args {
-        common: common(&ca, "identity", id_a, &mesh, id_db),
-        keys: keys.clone(),
-        platform_admins: vec!["platform-admin".into()],
-        trusted_gateways: vec!["gateway".into()],
-        access_token_ttl: Duration::from_secs(600),
-        refresh_token_ttl: Duration::from_secs(3600),
-        signing_key_rotation: Duration::from_secs(86_400),
-    };
+    let mut t = TestMesh::new(postgres, Keys::Local, |_| {}).await;
     let objects = match backend {
         Backend::Fs => guardline_recordings::args::ObjectStoreArgs {
-            recordings_dir: Some(dir.path().join("objects")),
+            recordings_dir: Some(t.dir().join("objects")),
             ..Default::default()
         },
         Backend::S3 => {
@@ -100,46 +50,25 @@ async fn start_on(postgres: bool, backend: Backend) -> Mesh {
         }
     };
     let store = objects.build().expect("store");
-    let recordings = guardline_recordings::Args {
-        common: common(&ca, "recordings", rec_a, &mesh, rec_db.clone()),
-        keys: keys.clone(),
-        objects,
-        upload_idle_timeout: Duration::from_secs(1),
-    };
-    let s = stop.clone();
-    tokio::spawn(async move { guardline_identity::run(identity, Some(id_l), s).await.expect("identity") });
-    let s = stop.clone();
-    tokio::spawn(async move { guardline_recordings::run(recordings, Some(rec_l), s).await.expect("recordings") });
-    let m = Mesh {
-        dir,
+    let recordings =
+        guardline_recordings::Args { objects, upload_idle_timeout: Duration::from_secs(1), ..t.recordings_args() };
+    t.start_identity(t.identity_args()).await;
+    t.start_recordings(recordings).await;
+    t.wait_serving("gateway").await;
+    Mesh {
         store,
         s3: matches!(backend, Backend::S3),
-        ca,
-        rec_uri: format!("https://localhost:{}", rec_a.port()),
-        id_uri: mesh.identity_endpoint.clone(),
-        rec_db,
-        keys,
-        stop,
-    };
-    for _ in 0..100 {
-        let mut c = m.identity("platform-admin");
-        if c.get_verification_keys(idpb::GetVerificationKeysRequest {}).await.is_ok()
-            && m.rec("x")
-                .list_recordings(pb::ListRecordingsRequest::default())
-                .await
-                .is_err_and(|s| s.code() != Code::Unavailable)
-        {
-            return m;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        rec_uri: t.endpoint("recordings"),
+        id_uri: t.endpoint("identity"),
+        rec_db: t.database("recordings").to_owned(),
+        keys: t.keys().clone(),
+        t,
     }
-    panic!("services did not start");
 }
 
 impl Mesh {
     fn channel(&self, uri: &str, name: &str) -> GrpcChannel {
-        guardline_runtime::connect(uri, TlsMaterial::load(self.ca.issue(name).expect("cert")).expect("tls"))
-            .expect("channel")
+        self.t.connect(uri, name)
     }
     fn rec(&self, name: &str) -> RecordingsServiceClient<GrpcChannel> {
         RecordingsServiceClient::new(self.channel(&self.rec_uri, name))
@@ -148,7 +77,7 @@ impl Mesh {
         IdentityServiceClient::new(self.channel(&self.id_uri, name))
     }
     fn objects(&self) -> PathBuf {
-        self.dir.path().join("objects")
+        self.t.dir().join("objects")
     }
     fn path(tenant: &str, id: &str) -> object_store::path::Path {
         object_store::path::Path::from(format!("recordings/{tenant}/{id}"))

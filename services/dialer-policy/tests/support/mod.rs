@@ -6,164 +6,62 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
-use guardline_proto::dialer::v1 as pb;
 use guardline_proto::dialer::v1::dialer_policy_service_client::DialerPolicyServiceClient;
 use guardline_proto::identity::v1 as idpb;
 use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use guardline_proto::vault::v1 as vpb;
 use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
 use guardline_runtime::GrpcChannel;
-use guardline_runtime::args::{DatabaseArgs, MeshArgs};
 use guardline_runtime::clock::ManualClock;
-use guardline_runtime::devca::DevCa;
-use guardline_runtime::tls::{TlsMaterial, install_crypto_provider};
-use guardline_service::CommonArgs;
-use tokio_util::sync::CancellationToken;
-use tonic::{Code, Request};
+use guardline_testmesh::{Keys, TestMesh};
+use tonic::Request;
 
 /// A pack the tests load from `--packs-dir`: open around the clock, so that
 /// tests deciding "now" do not depend on the hour they run at.
 pub const ANYTIME: &str = r#"{"name":"anytime","description":"tests","windows":[{"days":["mon","tue","wed","thu","fri","sat","sun"],"start":"00:00","end":"24:00"}]}"#;
 
 pub struct Mesh {
-    _dir: tempfile::TempDir,
-    ca: DevCa,
+    t: TestMesh,
     pub dialer_uri: String,
     pub vault_uri: String,
     pub id_uri: String,
     pub audit_uri: String,
     /// The one clock of every service in the mesh: tests set and move it.
     pub clock: ManualClock,
-    stop: CancellationToken,
-}
-
-impl Drop for Mesh {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
 }
 
 pub async fn start(postgres: bool) -> Mesh {
-    install_crypto_provider();
-    let _ = tracing_subscriber::fmt().with_env_filter("error").with_test_writer().try_init();
-    let dir = tempfile::tempdir().expect("tmp");
-    let ca = DevCa::open_or_create(&dir.path().join("pki"), "guardline.local", "guardline").expect("ca");
-    let mut listeners = Vec::new();
-    for _ in 0..4 {
-        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"));
-    }
-    let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr().expect("addr")).collect();
-    let mesh = MeshArgs {
-        identity_endpoint: format!("https://localhost:{}", addrs[0].port()),
-        audit_endpoint: format!("https://localhost:{}", addrs[1].port()),
-        lead_vault_endpoint: format!("https://localhost:{}", addrs[2].port()),
-        dialer_policy_endpoint: format!("https://localhost:{}", addrs[3].port()),
-        // Short, so that a revoked signing key is seen to stop quickly.
-        key_refresh_interval: Duration::from_millis(300),
-        ..MeshArgs::default()
-    };
-    let mut dbs = Vec::new();
-    for name in ["identity", "audit", "vault", "dialer"] {
-        dbs.push(if postgres {
-            guardline_testkit::Postgres::shared().await.expect("pg").database().await.expect("db")
-        } else {
-            format!("sqlite://{}", dir.path().join(format!("{name}.db")).display())
-        });
-    }
-    let keys = if postgres {
-        let bao = guardline_testkit::OpenBao::shared().await.expect("openbao");
-        guardline_keys::args::KeysArgs {
-            vault_addr: Some(bao.addr.clone()),
-            vault_token: Some(bao.token.clone()),
-            vault_transit_mount: bao.transit_mount().await.expect("transit"),
-            ..Default::default()
-        }
-    } else {
-        guardline_keys::args::KeysArgs {
-            keyring_path: Some(dir.path().join("keyring.json")),
-            master_key: Some(base64::engine::general_purpose::STANDARD.encode([9u8; 32])),
-            ..Default::default()
-        }
-    };
     let clock = ManualClock::default();
-    let common = |name: &str, i: usize| {
-        CommonArgs::new(addrs[i], ca.issue(name).expect("cert"), mesh.clone(), DatabaseArgs::url(dbs[i].clone()))
-            .with_clock(clock.clock())
-    };
-    let identity = guardline_identity::Args {
-        common: common("identity", 0),
-        keys: keys.clone(),
-        platform_admins: vec!["platform-admin".into()],
-        trusted_gateways: vec!["gateway".into()],
-        access_token_ttl: Duration::from_secs(600),
-        refresh_token_ttl: Duration::from_secs(3600),
-        // Tests move the clock by months: no rotation in between (key
-        // rotation has tests of its own in identity).
-        signing_key_rotation: Duration::from_secs(10 * 365 * 86_400),
-    };
-    let audit = guardline_audit::Args {
-        common: common("audit", 1),
-        keys: keys.clone(),
-        webhook_allow: vec![],
-        webhook_allow_http: false,
-    };
-    let vault =
-        guardline_lead_vault::Args { common: common("lead-vault", 2), keys, reveal_quota: 50, export_quota: 1000 };
-    let packs = dir.path().join("packs");
+    // Short, so that a revoked signing key is seen to stop quickly.
+    let tweak = |m: &mut guardline_runtime::args::MeshArgs| m.key_refresh_interval = Duration::from_millis(300);
+    let mut t = TestMesh::new(postgres, Keys::OpenBao, tweak).await.with_clock(clock.clone());
+    // Tests move the clock by months: no rotation in between (key rotation
+    // has tests of its own in identity).
+    let identity =
+        guardline_identity::Args { signing_key_rotation: Duration::from_secs(10 * 365 * 86_400), ..t.identity_args() };
+    let packs = t.dir().join("packs");
     std::fs::create_dir_all(&packs).expect("packs dir");
     std::fs::write(packs.join("anytime.json"), ANYTIME).expect("pack");
-    let dialer = guardline_dialer_policy::Args {
-        common: common("dialer-policy", 3),
-        packs_dir: Some(packs),
-        registry_dir: dir.path().join("registry"),
-        registry_admins: vec!["operator".into()],
-        service_clients: vec!["dialer-app".into(), "telephony-bridge".into()],
-    };
-    let stop = CancellationToken::new();
-    let mut ls = listeners.into_iter();
-    let (l0, l1, l2, l3) = (ls.next(), ls.next(), ls.next(), ls.next());
-    let s = stop.clone();
-    tokio::spawn(async move { guardline_identity::run(identity, l0, s).await.expect("identity") });
-    let s = stop.clone();
-    tokio::spawn(async move { guardline_audit::run(audit, l1, s).await.expect("audit") });
-    let s = stop.clone();
-    tokio::spawn(async move { guardline_lead_vault::run(vault, l2, s).await.expect("vault") });
-    let s = stop.clone();
-    tokio::spawn(async move { guardline_dialer_policy::run(dialer, l3, s).await.expect("dialer") });
-    let m = Mesh {
-        _dir: dir,
-        ca,
-        dialer_uri: mesh.dialer_policy_endpoint.clone(),
-        vault_uri: mesh.lead_vault_endpoint.clone(),
-        id_uri: mesh.identity_endpoint.clone(),
-        audit_uri: mesh.audit_endpoint.clone(),
+    let dialer = guardline_dialer_policy::Args { packs_dir: Some(packs), ..t.dialer_args() };
+    t.start_identity(identity).await;
+    t.start_audit(t.audit_args()).await;
+    t.start_vault(t.vault_args()).await;
+    t.start_dialer(dialer).await;
+    t.wait_serving("gateway").await;
+    Mesh {
+        dialer_uri: t.endpoint("dialer-policy"),
+        vault_uri: t.endpoint("lead-vault"),
+        id_uri: t.endpoint("identity"),
+        audit_uri: t.endpoint("audit"),
         clock,
-        stop,
-    };
-    for _ in 0..100 {
-        let ok = m.identity().get_verification_keys(idpb::GetVerificationKeysRequest {}).await.is_ok()
-            && m.dialer()
-                .get_registry_status(pb::GetRegistryStatusRequest {})
-                .await
-                .is_err_and(|s| s.code() == Code::Unauthenticated)
-            && m.vault()
-                .get_lead(vpb::GetLeadRequest::default())
-                .await
-                .is_err_and(|s| s.code() == Code::Unauthenticated);
-        if ok {
-            return m;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        t,
     }
-    panic!("services did not start");
 }
 
 impl Mesh {
     pub fn channel(&self, uri: &str, name: &str) -> GrpcChannel {
-        guardline_runtime::connect(uri, TlsMaterial::load(self.ca.issue(name).expect("cert")).expect("tls"))
-            .expect("channel")
+        self.t.connect(uri, name)
     }
     pub fn dialer(&self) -> DialerPolicyServiceClient<GrpcChannel> {
         DialerPolicyServiceClient::new(self.channel(&self.dialer_uri, "gateway"))
