@@ -19,8 +19,8 @@ fn violated_field<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> String {
     field_violations(&s).first().map(|v| v.field.clone()).expect("names the field")
 }
 
-async fn onboarding_with_totp_for_admins(url: Option<String>) {
-    let h = harness::start(url).await;
+async fn onboarding_with_totp_for_admins(postgres: bool) {
+    let h = harness::start(postgres).await;
     let mut platform = h.ready().await;
     let t = tenant(&mut platform, "Acme", None).await;
     let mut c = h.client("gateway");
@@ -63,13 +63,7 @@ async fn onboarding_with_totp_for_admins(url: Option<String>) {
     let tokens = login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.7", "phone", "CN-31").await.expect("agent login");
 
     // Another service verifies the token locally with keys fetched from identity.
-    let verifier = TokenVerifier::new(IdentityKeys::new(
-        guardline_runtime::connect(
-            &h.uri,
-            guardline_runtime::tls::TlsMaterial::load(h.ca.issue("lead-vault").expect("cert")).expect("tls"),
-        )
-        .expect("ch"),
-    ));
+    let verifier = TokenVerifier::new(IdentityKeys::new(h.channel("lead-vault")));
     let claims = verifier.verify(&tokens.access_token).await.expect("valid");
     assert_eq!((claims.tenant.as_str(), claims.sub.as_str()), (t.id.as_str(), agent.as_str()));
     assert!(claims.perms.contains(&"lead.read:own".to_owned()), "{:?}", claims.perms);
@@ -125,8 +119,8 @@ async fn onboarding_with_totp_for_admins(url: Option<String>) {
     assert!(guardline_audit_client::outbox::pending(&db).await.expect("count") >= 8);
 }
 
-async fn wrong_role_wrong_tenant_and_bad_input_are_refused(url: Option<String>) {
-    let h = harness::start(url).await;
+async fn wrong_role_wrong_tenant_and_bad_input_are_refused(postgres: bool) {
+    let h = harness::start(postgres).await;
     let mut platform = h.ready().await;
     let a = tenant(&mut platform, "A", None).await;
     let b = tenant(&mut platform, "B", None).await;
@@ -247,8 +241,8 @@ async fn wrong_role_wrong_tenant_and_bad_input_are_refused(url: Option<String>) 
     assert_eq!(created.permissions, vec!["lead.read:team", "audit.read"]);
 }
 
-async fn lockout_after_repeated_failures(url: Option<String>) {
-    let h = harness::start(url).await;
+async fn lockout_after_repeated_failures(postgres: bool) {
+    let h = harness::start(postgres).await;
     let mut platform = h.ready().await;
     let policy = pb::LoginRiskPolicy { low: 1, medium: 1, high: 3, max_failed_attempts: 3, lockout_seconds: 60 };
     let t = tenant(&mut platform, "Locky", Some(policy)).await;
@@ -273,8 +267,8 @@ async fn lockout_after_repeated_failures(url: Option<String>) {
     assert_eq!(reasons, vec!["locked", "bad_password", "bad_password", "bad_password"], "newest first");
 }
 
-async fn refresh_tokens_rotate_and_reuse_revokes_the_family(url: Option<String>) {
-    let h = harness::start(url).await;
+async fn refresh_tokens_rotate_and_reuse_revokes_the_family(postgres: bool) {
+    let h = harness::start(postgres).await;
     let mut platform = h.ready().await;
     let t = tenant(&mut platform, "Fresh", None).await;
     let mut c = h.client("gateway");
@@ -318,8 +312,8 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(url: Option<String>)
     );
 }
 
-async fn unusual_logins_follow_the_tenant_policy(url: Option<String>) {
-    let h = harness::start(url).await;
+async fn unusual_logins_follow_the_tenant_policy(postgres: bool) {
+    let h = harness::start(postgres).await;
     let mut platform = h.ready().await;
     // low: alert, medium: demand TOTP, high: deny.
     let t = tenant(&mut platform, "Risky", None).await;
@@ -356,8 +350,8 @@ async fn unusual_logins_follow_the_tenant_policy(url: Option<String>) {
     assert!(denied.risk.as_ref().expect("risk").reasons.contains(&"impossible_travel".to_owned()));
 }
 
-async fn a_source_address_is_blocked_after_a_burst_of_failures(url: Option<String>) {
-    let h = harness::start(url).await;
+async fn a_source_address_is_blocked_after_a_burst_of_failures(postgres: bool) {
+    let h = harness::start(postgres).await;
     let mut platform = h.ready().await;
     let t = tenant(&mut platform, "Sprayed", None).await;
     let mut c = h.client("gateway");
@@ -386,11 +380,14 @@ async fn a_source_address_is_blocked_after_a_burst_of_failures(url: Option<Strin
     assert!(login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.8", "d", "CN-31").await.is_ok(), "the gateway's user");
 }
 
-async fn tokens_survive_a_signing_key_rotation_and_a_restart(url: Option<String>) {
+async fn tokens_survive_a_signing_key_rotation_and_a_restart(postgres: bool) {
     use guardline_identity::service::keys::{OwnKeys, Signers};
     use guardline_runtime::token::Claims;
     let dir = tempfile::tempdir().expect("tmp");
-    let url = url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("keys.db").display()));
+    let url = match postgres {
+        true => guardline_testkit::Postgres::shared().await.expect("postgres").database().await.expect("db"),
+        false => format!("sqlite://{}", dir.path().join("keys.db").display()),
+    };
     let args =
         guardline_runtime::args::DatabaseArgs { database_url: url, database_max_connections: 2, database_schema: None };
     let db = guardline_runtime::storage::open::<guardline_identity::store::Migrator>(&args).await.expect("db");
@@ -440,8 +437,8 @@ impl TokenOf for pb::LoginResponse {
     }
 }
 
-async fn parallel_guesses_and_a_replayed_code_gain_nothing(url: Option<String>) {
-    let h = harness::start(url).await;
+async fn parallel_guesses_and_a_replayed_code_gain_nothing(postgres: bool) {
+    let h = harness::start(postgres).await;
     let mut platform = h.ready().await;
     let policy = pb::LoginRiskPolicy { low: 1, medium: 1, high: 3, max_failed_attempts: 5, lockout_seconds: 60 };
     let t = tenant(&mut platform, "Racy", Some(policy)).await;
@@ -513,9 +510,9 @@ async fn parallel_guesses_and_a_replayed_code_gain_nothing(url: Option<String>) 
     assert_eq!(sessions, 1, "{results:?}");
 }
 
-async fn a_hash_with_old_parameters_is_replaced_at_login(url: Option<String>) {
+async fn a_hash_with_old_parameters_is_replaced_at_login(postgres: bool) {
     use sea_orm::ConnectionTrait;
-    let h = harness::start(url).await;
+    let h = harness::start(postgres).await;
     let mut platform = h.ready().await;
     let t = tenant(&mut platform, "Rehash", None).await;
     let mut c = h.client("gateway");
@@ -558,21 +555,7 @@ async fn a_hash_with_old_parameters_is_replaced_at_login(url: Option<String>) {
     login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.7", "d", "CN-31").await.expect("login with the new hash");
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(None).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
-                let pg = guardline_testkit::Postgres::shared().await.expect("postgres");
-                super::$name(Some(pg.database().await.expect("db"))).await;
-            })*
-        }
-    };
-}
-
-on_both_stores!(
+guardline_testkit::on_both_stores!(
     onboarding_with_totp_for_admins,
     wrong_role_wrong_tenant_and_bad_input_are_refused,
     lockout_after_repeated_failures,

@@ -1,71 +1,27 @@
 //! Identity started in-process on 127.0.0.1:0 over real mTLS, on SQLite or
 //! PostgreSQL, with the local keyring.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use guardline_proto::identity::v1 as pb;
 use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use guardline_runtime::GrpcChannel;
-use guardline_runtime::args::{DatabaseArgs, MeshArgs};
-use guardline_runtime::devca::DevCa;
-use guardline_runtime::tls::{TlsMaterial, install_crypto_provider};
-use guardline_service::CommonArgs;
-use tokio_util::sync::CancellationToken;
+use guardline_testmesh::{Keys, TestMesh};
 use tonic::Request;
 
 pub type Client = IdentityServiceClient<GrpcChannel>;
 
 pub struct Harness {
-    _dir: tempfile::TempDir,
+    t: TestMesh,
     pub database_url: String,
-    pub uri: String,
-    pub ca: DevCa,
-    stop: CancellationToken,
 }
 
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-pub async fn start(database_url: Option<String>) -> Harness {
-    install_crypto_provider();
-    let dir = tempfile::tempdir().expect("tmp");
-    let ca = DevCa::open_or_create(&dir.path().join("pki"), "guardline.local", "guardline").expect("ca");
-    let files = ca.issue("identity").expect("cert");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let database_url = database_url.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("identity.db").display()));
-    let master = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-    let args = guardline_identity::Args {
-        common: CommonArgs::new(
-            addr,
-            files,
-            MeshArgs { audit_endpoint: "https://localhost:1".into(), ..MeshArgs::default() },
-            DatabaseArgs::url(database_url.clone()),
-        ),
-        keys: guardline_keys::args::KeysArgs {
-            keyring_path: Some(dir.path().join("keyring.json")),
-            master_key: Some(master),
-            ..Default::default()
-        },
-        platform_admins: vec!["platform-admin".into()],
-        trusted_gateways: vec!["gateway".into()],
-        access_token_ttl: Duration::from_secs(600),
-        refresh_token_ttl: Duration::from_secs(3600),
-        signing_key_rotation: Duration::from_secs(86_400),
-    };
-    let stop = CancellationToken::new();
-    let s = stop.clone();
-    tokio::spawn(async move {
-        if let Err(e) = guardline_identity::run(args, Some(listener), s).await {
-            panic!("identity failed: {e:#}");
-        }
-    });
-    Harness { _dir: dir, database_url, uri: format!("https://localhost:{}", addr.port()), ca, stop }
+/// Identity alone (audit is down: its events wait in the outbox).
+pub async fn start(postgres: bool) -> Harness {
+    let mut t = TestMesh::new(postgres, Keys::Local, |_| {}).await;
+    t.start_identity(t.identity_args()).await;
+    t.wait_serving("platform-admin").await;
+    Harness { database_url: t.database("identity").to_owned(), t }
 }
 
 impl Harness {
@@ -82,8 +38,12 @@ impl Harness {
     }
 
     pub fn client(&self, name: &str) -> Client {
-        let tls: Arc<TlsMaterial> = TlsMaterial::load(self.ca.issue(name).expect("cert")).expect("tls");
-        IdentityServiceClient::new(guardline_runtime::connect(&self.uri, tls).expect("channel"))
+        IdentityServiceClient::new(self.channel(name))
+    }
+
+    /// A channel to identity presenting the certificate of `name`.
+    pub fn channel(&self, name: &str) -> GrpcChannel {
+        self.t.channel("identity", name)
     }
 
     /// Waits until the server answers.
