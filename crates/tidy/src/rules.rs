@@ -17,6 +17,7 @@ pub const PER_FILE: &[Check] = &[
     file_length,
     long_functions,
     println_in_library,
+    uninstrumented_handlers,
 ];
 
 /// Longest non-test source file, in lines.
@@ -240,4 +241,32 @@ pub fn println_in_library(path: &Path, text: &str) -> Vec<Violation> {
         .into_iter()
         .map(|l| Violation::new("print-in-library", path, l, "a library logs with tracing; it does not print"))
         .collect()
+}
+
+/// Every gRPC handler of a service has a span naming its RPC (and its
+/// tenant where the request names one): `#[tracing::instrument(skip_all, ..)]`.
+pub fn uninstrumented_handlers(path: &Path, text: &str) -> Vec<Violation> {
+    let Some(inside) = service_src(path) else { return vec![] };
+    if inside != "grpc.rs" && inside != "grpc/mod.rs" {
+        return vec![];
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(start) = lines.iter().position(|l| l.starts_with("impl ") && l.contains("Service for ")) else {
+        return vec![];
+    };
+    let end = lines[start..].iter().position(|l| *l == "}").map_or(lines.len(), |e| start + e);
+    let mut found = Vec::new();
+    for i in start + 1..end {
+        if lines[i].starts_with("    async fn ")
+            && !lines[i - 1].trim_start().starts_with("#[tracing::instrument(skip_all")
+        {
+            found.push(Violation::new(
+                "uninstrumented-handler",
+                path,
+                i + 1,
+                "a handler gets #[tracing::instrument(skip_all, fields(rpc = ..))] (no argument is recorded)",
+            ));
+        }
+    }
+    found
 }

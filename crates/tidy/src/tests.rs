@@ -150,3 +150,12 @@ fn an_unused_dependency_is_caught() {
         "a longer name is not a use"
     );
 }
+
+#[test]
+fn an_uninstrumented_handler_is_caught() {
+    let planted = "impl LeadVaultService for Api {\n    #[tracing::instrument(skip_all, fields(rpc = \"a\"))]\n    async fn a(&self) {}\n\n    async fn b(&self) {}\n}\n\nimpl Api {\n    async fn helper(&self) {}\n}\n";
+    let found = uninstrumented_handlers(p("services/x/src/grpc/mod.rs"), planted);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].line, 5);
+    assert!(uninstrumented_handlers(p("services/x/src/service.rs"), planted).is_empty());
+}

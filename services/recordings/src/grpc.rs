@@ -188,6 +188,7 @@ type AudioStream =
 impl RecordingsService for Api {
     type DownloadRecordingStream = AudioStream;
 
+    #[tracing::instrument(skip_all, fields(rpc = "upload_recording"))]
     async fn upload_recording(&self, req: Request<Streaming<pb::UploadRecordingRequest>>) -> Reply<pb::Recording> {
         let uploader = service_caller(&req).unwrap_or_default();
         let mut stream = req.into_inner();
@@ -232,6 +233,7 @@ impl RecordingsService for Api {
         Ok(Response::new(to_pb(row)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "download_recording", tenant = %req.get_ref().tenant_id))]
     async fn download_recording(&self, req: Request<pb::DownloadRecordingRequest>) -> Reply<AudioStream> {
         let who = self.user(&req).await?;
         let r = req.into_inner();
@@ -243,12 +245,14 @@ impl RecordingsService for Api {
         Ok(Response::new(Box::pin(out)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "get_recording", tenant = %req.get_ref().tenant_id))]
     async fn get_recording(&self, req: Request<pb::GetRecordingRequest>) -> Reply<pb::Recording> {
         let who = self.user(&req).await?;
         let r = req.get_ref();
         Ok(Response::new(to_pb(self.scoped(&who, "recording.play", &r.tenant_id, &r.recording_id).await?)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "list_recordings", tenant = %req.get_ref().tenant_id))]
     async fn list_recordings(&self, req: Request<pb::ListRecordingsRequest>) -> Reply<pb::ListRecordingsResponse> {
         let who = self.user(&req).await?;
         let r = req.into_inner();
@@ -288,6 +292,7 @@ impl RecordingsService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "verify_recording", tenant = %req.get_ref().tenant_id))]
     async fn verify_recording(&self, req: Request<pb::VerifyRecordingRequest>) -> Reply<pb::VerifyRecordingResponse> {
         let who = self.user(&req).await?;
         let r = req.get_ref();
@@ -296,6 +301,7 @@ impl RecordingsService for Api {
         Ok(Response::new(pb::VerifyRecordingResponse { ok, problem }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "set_legal_hold", tenant = %req.get_ref().tenant_id))]
     async fn set_legal_hold(&self, req: Request<pb::SetLegalHoldRequest>) -> Reply<pb::Recording> {
         let who = self.user(&req).await?;
         let r = req.get_ref();
@@ -305,6 +311,7 @@ impl RecordingsService for Api {
         )))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "clear_legal_hold", tenant = %req.get_ref().tenant_id))]
     async fn clear_legal_hold(&self, req: Request<pb::ClearLegalHoldRequest>) -> Reply<pb::Recording> {
         let who = self.user(&req).await?;
         let r = req.get_ref();
@@ -314,6 +321,7 @@ impl RecordingsService for Api {
         )))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "rewrap_tenant_keys", tenant = %req.get_ref().tenant_id))]
     async fn rewrap_tenant_keys(
         &self,
         req: Request<pb::RewrapTenantKeysRequest>,
@@ -324,6 +332,7 @@ impl RecordingsService for Api {
         Ok(Response::new(pb::RewrapTenantKeysResponse { rewrapped }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "purge_expired", tenant = %req.get_ref().tenant_id))]
     async fn purge_expired(&self, req: Request<pb::PurgeExpiredRequest>) -> Reply<pb::PurgeExpiredResponse> {
         let r = req.get_ref().clone();
         let actor = self.operator_or_user_with(&req, "policy.manage", &r.tenant_id).await?;
@@ -332,6 +341,7 @@ impl RecordingsService for Api {
         Ok(Response::new(pb::PurgeExpiredResponse { purged, held, kept_for_consent }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "set_retention_class"))]
     async fn set_retention_class(&self, req: Request<pb::SetRetentionClassRequest>) -> Reply<pb::RetentionClass> {
         let who = self.user(&req).await?;
         let class = req.into_inner().class.ok_or_else(|| Status::from(Error::invalid("class", "required")))?;
@@ -341,6 +351,7 @@ impl RecordingsService for Api {
         Ok(Response::new(class))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "erase_lead_recordings", tenant = %req.get_ref().tenant_id))]
     async fn erase_lead_recordings(
         &self,
         req: Request<pb::EraseLeadRecordingsRequest>,

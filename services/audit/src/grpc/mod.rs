@@ -118,6 +118,7 @@ impl AuditService for Api {
     type ExportEventsStream = ChunkStream;
     type WatchAlertsStream = AlertStream;
 
+    #[tracing::instrument(skip_all, fields(rpc = "append"))]
     async fn append(&self, req: Request<pb::AppendRequest>) -> Reply<pb::AppendResponse> {
         let events = req.into_inner().events;
         if events.len() > 1000 {
@@ -133,6 +134,7 @@ impl AuditService for Api {
         Ok(Response::new(pb::AppendResponse { stored_ids, duplicate_ids }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "get_signed_tree_head", tenant = %req.get_ref().tenant_id))]
     async fn get_signed_tree_head(&self, req: Request<pb::GetSignedTreeHeadRequest>) -> Reply<pb::SignedTreeHead> {
         let tenant = req.get_ref().tenant_id.clone();
         self.authorize(&req, &tenant, "audit.read", true).await?;
@@ -147,6 +149,7 @@ impl AuditService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "get_inclusion_proof", tenant = %req.get_ref().tenant_id))]
     async fn get_inclusion_proof(&self, req: Request<pb::GetInclusionProofRequest>) -> Reply<pb::InclusionProof> {
         let r = req.get_ref().clone();
         self.authorize(&req, &r.tenant_id, "audit.read", true).await?;
@@ -158,6 +161,7 @@ impl AuditService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "get_consistency_proof", tenant = %req.get_ref().tenant_id))]
     async fn get_consistency_proof(&self, req: Request<pb::GetConsistencyProofRequest>) -> Reply<pb::ConsistencyProof> {
         let r = req.get_ref().clone();
         self.authorize(&req, &r.tenant_id, "audit.read", true).await?;
@@ -169,6 +173,7 @@ impl AuditService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "query_events", tenant = %req.get_ref().tenant_id))]
     async fn query_events(&self, req: Request<pb::QueryEventsRequest>) -> Reply<pb::QueryEventsResponse> {
         let tenant = req.get_ref().tenant_id.clone();
         let subject = self
@@ -224,6 +229,7 @@ impl AuditService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "export_events", tenant = %req.get_ref().tenant_id))]
     async fn export_events(&self, req: Request<pb::ExportEventsRequest>) -> Reply<ChunkStream> {
         use crate::domain::export::FORMAT;
         let tenant = req.get_ref().tenant_id.clone();
@@ -255,6 +261,7 @@ impl AuditService for Api {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "list_alerts", tenant = %req.get_ref().tenant_id))]
     async fn list_alerts(&self, req: Request<pb::ListAlertsRequest>) -> Reply<pb::ListAlertsResponse> {
         let tenant = req.get_ref().tenant_id.clone();
         self.alert_reader(&req, &tenant).await?;
@@ -280,6 +287,7 @@ impl AuditService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "watch_alerts", tenant = %req.get_ref().tenant_id))]
     async fn watch_alerts(&self, req: Request<pb::WatchAlertsRequest>) -> Reply<AlertStream> {
         let tenant = req.get_ref().tenant_id.clone();
         self.alert_reader(&req, &tenant).await?;
@@ -304,6 +312,7 @@ impl AuditService for Api {
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "update_alert", tenant = %req.get_ref().tenant_id))]
     async fn update_alert(&self, req: Request<pb::UpdateAlertRequest>) -> Reply<pb::Alert> {
         let r = req.get_ref().clone();
         let who = self
@@ -318,6 +327,7 @@ impl AuditService for Api {
         Ok(Response::new(alert_pb(self.alerting.update(&r.tenant_id, &r.alert_id, st, &who.user).await?)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "configure_alerts", tenant = %req.get_ref().tenant_id))]
     async fn configure_alerts(&self, req: Request<pb::ConfigureAlertsRequest>) -> Reply<pb::AlertSettings> {
         let r = req.get_ref().clone();
         self.authorize(&req, &r.tenant_id, "alert.manage", false).await?;
@@ -332,6 +342,7 @@ impl AuditService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "prune", tenant = %req.get_ref().tenant_id))]
     async fn prune(&self, req: Request<pb::PruneRequest>) -> Reply<pb::PruneResponse> {
         let r = req.get_ref().clone();
         // The operator (service identity, no user token) prunes on schedule; users need policy.manage.
@@ -343,6 +354,7 @@ impl AuditService for Api {
         Ok(Response::new(pb::PruneResponse { pruned, first_index }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "set_retention", tenant = %req.get_ref().tenant_id))]
     async fn set_retention(&self, req: Request<pb::SetRetentionRequest>) -> Reply<pb::SetRetentionResponse> {
         let r = req.get_ref().clone();
         self.authorize(&req, &r.tenant_id, "policy.manage", false).await?;

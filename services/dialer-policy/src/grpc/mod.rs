@@ -205,6 +205,7 @@ type CheckStream = Pin<Box<dyn Stream<Item = Result<pb::CheckCallResponse, Statu
 impl DialerPolicyService for Api {
     type CheckCallsStream = CheckStream;
 
+    #[tracing::instrument(skip_all, fields(rpc = "check_call", tenant = %req.get_ref().tenant_id))]
     async fn check_call(&self, req: Request<pb::CheckCallRequest>) -> Reply<pb::CheckCallResponse> {
         let who = self.caller(&req).await?;
         let r = req.into_inner();
@@ -216,6 +217,7 @@ impl DialerPolicyService for Api {
     /// Decisions come back in request order; a request that cannot be
     /// decided (bad input, unknown lead) answers DENY with the reason under
     /// the rule `request`, so one bad row does not end the scrub.
+    #[tracing::instrument(skip_all, fields(rpc = "check_calls"))]
     async fn check_calls(&self, req: Request<tonic::Streaming<pb::CheckCallRequest>>) -> Reply<CheckStream> {
         let who = self.caller(&req).await?;
         let mut input = req.into_inner();
@@ -260,6 +262,7 @@ impl DialerPolicyService for Api {
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "record_call_attempt", tenant = %req.get_ref().tenant_id))]
     async fn record_call_attempt(
         &self,
         req: Request<pb::RecordCallAttemptRequest>,
@@ -271,6 +274,7 @@ impl DialerPolicyService for Api {
         Ok(Response::new(pb::RecordCallAttemptResponse { attempt_id }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "record_call_outcome", tenant = %req.get_ref().tenant_id))]
     async fn record_call_outcome(
         &self,
         req: Request<pb::RecordCallOutcomeRequest>,
@@ -289,6 +293,7 @@ impl DialerPolicyService for Api {
         Ok(Response::new(pb::RecordCallOutcomeResponse {}))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "add_to_dnc", tenant = %req.get_ref().tenant_id))]
     async fn add_to_dnc(&self, req: Request<pb::AddToDncRequest>) -> Reply<pb::AddToDncResponse> {
         let who = self.caller(&req).await?;
         let r = req.into_inner();
@@ -297,6 +302,7 @@ impl DialerPolicyService for Api {
         Ok(Response::new(pb::AddToDncResponse { added }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "remove_from_dnc", tenant = %req.get_ref().tenant_id))]
     async fn remove_from_dnc(&self, req: Request<pb::RemoveFromDncRequest>) -> Reply<pb::RemoveFromDncResponse> {
         let who = self.caller(&req).await?;
         let r = req.into_inner();
@@ -305,6 +311,7 @@ impl DialerPolicyService for Api {
         Ok(Response::new(pb::RemoveFromDncResponse { removed }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "import_dnc"))]
     async fn import_dnc(&self, req: Request<tonic::Streaming<pb::ImportDncRequest>>) -> Reply<pb::ImportDncResponse> {
         let who = self.caller(&req).await?;
         let mut stream = req.into_inner();
@@ -346,6 +353,7 @@ impl DialerPolicyService for Api {
         Ok(Response::new(pb::ImportDncResponse { loaded: done.loaded, rejected: done.rejected }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "get_line_health", tenant = %req.get_ref().tenant_id))]
     async fn get_line_health(&self, req: Request<pb::GetLineHealthRequest>) -> Reply<pb::LineHealth> {
         let who = self.caller(&req).await?;
         let r = req.into_inner();
@@ -362,6 +370,7 @@ impl DialerPolicyService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "bind_privacy_number", tenant = %req.get_ref().tenant_id))]
     async fn bind_privacy_number(&self, req: Request<pb::BindPrivacyNumberRequest>) -> Reply<pb::PrivacyBinding> {
         let who = self.caller(&req).await?;
         let r = req.into_inner();
@@ -373,6 +382,7 @@ impl DialerPolicyService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "resolve_binding", tenant = %req.get_ref().tenant_id))]
     async fn resolve_binding(&self, req: Request<pb::ResolveBindingRequest>) -> Reply<pb::ResolveBindingResponse> {
         // The allow-list admits the telephony bridge only; a user token is refused too.
         let who = self.caller(&req).await?;
@@ -381,6 +391,7 @@ impl DialerPolicyService for Api {
         Ok(Response::new(pb::ResolveBindingResponse { e164, binding_id }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "release_binding", tenant = %req.get_ref().tenant_id))]
     async fn release_binding(&self, req: Request<pb::ReleaseBindingRequest>) -> Reply<pb::ReleaseBindingResponse> {
         let who = self.caller(&req).await?;
         let r = req.into_inner();
@@ -388,6 +399,7 @@ impl DialerPolicyService for Api {
         Ok(Response::new(pb::ReleaseBindingResponse {}))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "add_privacy_numbers", tenant = %req.get_ref().tenant_id))]
     async fn add_privacy_numbers(
         &self,
         req: Request<pb::AddPrivacyNumbersRequest>,
@@ -398,6 +410,7 @@ impl DialerPolicyService for Api {
         Ok(Response::new(pb::AddPrivacyNumbersResponse { added, pool_size }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "set_dial_policy"))]
     async fn set_dial_policy(&self, req: Request<pb::SetDialPolicyRequest>) -> Reply<pb::DialPolicy> {
         let who = self.caller(&req).await?;
         let r = req.into_inner().policy.ok_or_else(|| Error::invalid("policy", "required"))?;
@@ -409,6 +422,7 @@ impl DialerPolicyService for Api {
         Ok(Response::new(policy_pb(r.tenant_id, r.campaign_id, e)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "get_dial_policy", tenant = %req.get_ref().tenant_id))]
     async fn get_dial_policy(&self, req: Request<pb::GetDialPolicyRequest>) -> Reply<pb::DialPolicy> {
         let who = self.caller(&req).await?;
         let r = req.into_inner();
@@ -416,6 +430,7 @@ impl DialerPolicyService for Api {
         Ok(Response::new(policy_pb(r.tenant_id, r.campaign_id, e)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "get_registry_status"))]
     async fn get_registry_status(&self, req: Request<pb::GetRegistryStatusRequest>) -> Reply<pb::RegistryStatus> {
         self.caller(&req).await?;
         let copies = self

@@ -108,6 +108,7 @@ type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl IdentityService for Api {
+    #[tracing::instrument(skip_all, fields(rpc = "create_tenant"))]
     async fn create_tenant(&self, req: Request<pb::CreateTenantRequest>) -> Reply<pb::Tenant> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();
@@ -119,11 +120,13 @@ impl IdentityService for Api {
         Ok(Response::new(tenant_pb(self.identity.create_tenant(&caller, &r.name, settings).await?)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "get_tenant", tenant = %req.get_ref().tenant_id))]
     async fn get_tenant(&self, req: Request<pb::GetTenantRequest>) -> Reply<pb::Tenant> {
         let caller = self.caller(&req).await?;
         Ok(Response::new(tenant_pb(self.identity.get_tenant(&caller, &req.get_ref().tenant_id).await?)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "update_tenant_settings", tenant = %req.get_ref().tenant_id))]
     async fn update_tenant_settings(&self, req: Request<pb::UpdateTenantSettingsRequest>) -> Reply<pb::Tenant> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();
@@ -135,6 +138,7 @@ impl IdentityService for Api {
         Ok(Response::new(tenant_pb(self.identity.update_tenant(&caller, &r.tenant_id, settings).await?)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "create_user", tenant = %req.get_ref().tenant_id))]
     async fn create_user(&self, req: Request<pb::CreateUserRequest>) -> Reply<pb::User> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();
@@ -149,6 +153,7 @@ impl IdentityService for Api {
         Ok(Response::new(user_pb(&self.identity, u).await?))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "update_user", tenant = %req.get_ref().tenant_id))]
     async fn update_user(&self, req: Request<pb::UpdateUserRequest>) -> Reply<pb::User> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();
@@ -163,6 +168,7 @@ impl IdentityService for Api {
         Ok(Response::new(user_pb(&self.identity, u).await?))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "disable_user", tenant = %req.get_ref().tenant_id))]
     async fn disable_user(&self, req: Request<pb::DisableUserRequest>) -> Reply<pb::User> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();
@@ -171,6 +177,7 @@ impl IdentityService for Api {
         Ok(Response::new(user_pb(&self.identity, u).await?))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "list_users", tenant = %req.get_ref().tenant_id))]
     async fn list_users(&self, req: Request<pb::ListUsersRequest>) -> Reply<pb::ListUsersResponse> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();
@@ -189,6 +196,7 @@ impl IdentityService for Api {
         Ok(Response::new(pb::ListUsersResponse { users, page: Some(PageResponse { next_page_token: next }) }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "assign_roles", tenant = %req.get_ref().tenant_id))]
     async fn assign_roles(&self, req: Request<pb::AssignRolesRequest>) -> Reply<pb::User> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();
@@ -196,18 +204,21 @@ impl IdentityService for Api {
         Ok(Response::new(user_pb(&self.identity, u).await?))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "create_role", tenant = %req.get_ref().tenant_id))]
     async fn create_role(&self, req: Request<pb::CreateRoleRequest>) -> Reply<pb::Role> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();
         Ok(Response::new(role_pb(self.identity.create_role(&caller, &r.tenant_id, &r.name, &r.permissions).await?)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "list_roles", tenant = %req.get_ref().tenant_id))]
     async fn list_roles(&self, req: Request<pb::ListRolesRequest>) -> Reply<pb::ListRolesResponse> {
         let caller = self.caller(&req).await?;
         let roles = self.identity.list_roles(&caller, &req.get_ref().tenant_id).await?;
         Ok(Response::new(pb::ListRolesResponse { roles: roles.into_iter().map(role_pb).collect() }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "create_team", tenant = %req.get_ref().tenant_id))]
     async fn create_team(&self, req: Request<pb::CreateTeamRequest>) -> Reply<pb::Team> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();
@@ -221,6 +232,7 @@ impl IdentityService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "set_team_members", tenant = %req.get_ref().tenant_id))]
     async fn set_team_members(&self, req: Request<pb::SetTeamMembersRequest>) -> Reply<pb::Team> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();
@@ -236,6 +248,7 @@ impl IdentityService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "login", tenant = %req.get_ref().tenant_id))]
     async fn login(&self, req: Request<pb::LoginRequest>) -> Reply<pb::LoginResponse> {
         let claimed = req.get_ref().context.as_ref().map(|c| c.source_address.clone()).unwrap_or_default();
         let source_address = self.source_address(&req, claimed);
@@ -246,15 +259,18 @@ impl IdentityService for Api {
         Ok(Response::new(login_pb(self.identity.login(creds, ctx).await?)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "refresh"))]
     async fn refresh(&self, req: Request<pb::RefreshRequest>) -> Reply<pb::LoginResponse> {
         Ok(Response::new(login_pb(self.identity.refresh(&req.get_ref().refresh_token).await?)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "logout"))]
     async fn logout(&self, req: Request<pb::LogoutRequest>) -> Reply<pb::LogoutResponse> {
         self.identity.logout(&req.get_ref().refresh_token).await?;
         Ok(Response::new(pb::LogoutResponse {}))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "enroll_totp", tenant = %req.get_ref().tenant_id))]
     async fn enroll_totp(&self, req: Request<pb::EnrollTotpRequest>) -> Reply<pb::EnrollTotpResponse> {
         let claims = match self.caller(&req).await? {
             Caller::User(c) => Some(c),
@@ -266,6 +282,7 @@ impl IdentityService for Api {
         Ok(Response::new(pb::EnrollTotpResponse { provisioning_uri: self.identity.enroll_totp(&user).await? }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "confirm_totp", tenant = %req.get_ref().tenant_id))]
     async fn confirm_totp(&self, req: Request<pb::ConfirmTotpRequest>) -> Reply<pb::ConfirmTotpResponse> {
         let claims = match self.caller(&req).await? {
             Caller::User(c) => Some(c),
@@ -278,6 +295,7 @@ impl IdentityService for Api {
         Ok(Response::new(pb::ConfirmTotpResponse {}))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "get_verification_keys"))]
     async fn get_verification_keys(
         &self,
         _req: Request<pb::GetVerificationKeysRequest>,
@@ -296,6 +314,7 @@ impl IdentityService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "revoke_signing_key"))]
     async fn revoke_signing_key(
         &self,
         req: Request<pb::RevokeSigningKeyRequest>,
@@ -306,6 +325,7 @@ impl IdentityService for Api {
         Ok(Response::new(pb::RevokeSigningKeyResponse {}))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "authorize"))]
     async fn authorize(&self, req: Request<pb::AuthorizeRequest>) -> Reply<pb::AuthorizeResponse> {
         // A verified access token speaks for itself; a bare principal is
         // judged only for a user of its own tenant (or the platform), so no
@@ -344,6 +364,7 @@ impl IdentityService for Api {
         Ok(Response::new(pb::AuthorizeResponse { allowed: d.allowed, rule: d.rule }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "list_login_events", tenant = %req.get_ref().tenant_id))]
     async fn list_login_events(&self, req: Request<pb::ListLoginEventsRequest>) -> Reply<pb::ListLoginEventsResponse> {
         let caller = self.caller(&req).await?;
         let r = req.into_inner();

@@ -138,6 +138,7 @@ type ExportStream =
 impl LeadVaultService for Api {
     type ExportLeadsStream = ExportStream;
 
+    #[tracing::instrument(skip_all, fields(rpc = "create_lead", tenant = %req.get_ref().tenant_id))]
     async fn create_lead(&self, req: Request<pb::CreateLeadRequest>) -> Reply<pb::Lead> {
         let who = self.user(&req).await?;
         let r = req.into_inner();
@@ -145,12 +146,14 @@ impl LeadVaultService for Api {
         Ok(Response::new(to_pb(self.vault.create(&who, &r.tenant_id, input(lead)).await?)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "get_lead", tenant = %req.get_ref().tenant_id))]
     async fn get_lead(&self, req: Request<pb::GetLeadRequest>) -> Reply<pb::Lead> {
         let who = self.user(&req).await?;
         let r = req.get_ref();
         Ok(Response::new(to_pb(self.vault.get(&who, &r.tenant_id, &r.lead_id).await?)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "list_leads", tenant = %req.get_ref().tenant_id))]
     async fn list_leads(&self, req: Request<pb::ListLeadsRequest>) -> Reply<pb::ListLeadsResponse> {
         let who = self.user(&req).await?;
         let r = req.into_inner();
@@ -169,6 +172,7 @@ impl LeadVaultService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "record_consent", tenant = %req.get_ref().tenant_id))]
     async fn record_consent(&self, req: Request<pb::RecordConsentRequest>) -> Reply<pb::ConsentRecord> {
         let who = self.user(&req).await?;
         let r = req.into_inner();
@@ -191,12 +195,14 @@ impl LeadVaultService for Api {
         Ok(Response::new(consent_pb(self.vault.record_consent(&who, &r.tenant_id, &r.lead_id, c).await?)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "withdraw_consent", tenant = %req.get_ref().tenant_id))]
     async fn withdraw_consent(&self, req: Request<pb::WithdrawConsentRequest>) -> Reply<pb::ConsentRecord> {
         let who = self.user(&req).await?;
         let r = req.get_ref();
         Ok(Response::new(consent_pb(self.vault.withdraw_consent(&who, &r.tenant_id, &r.consent_id).await?)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "get_consent_history", tenant = %req.get_ref().tenant_id))]
     async fn get_consent_history(
         &self,
         req: Request<pb::GetConsentHistoryRequest>,
@@ -207,6 +213,7 @@ impl LeadVaultService for Api {
         Ok(Response::new(pb::GetConsentHistoryResponse { records: records.into_iter().map(consent_pb).collect() }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "check_consent", tenant = %req.get_ref().tenant_id))]
     async fn check_consent(&self, req: Request<pb::CheckConsentRequest>) -> Reply<pb::CheckConsentResponse> {
         // Only dialer-policy reaches this (allow-list).
         let r = req.into_inner();
@@ -220,6 +227,7 @@ impl LeadVaultService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "get_dial_target", tenant = %req.get_ref().tenant_id))]
     async fn get_dial_target(&self, req: Request<pb::GetDialTargetRequest>) -> Reply<pb::DialTarget> {
         // Only dialer-policy reaches this (allow-list).
         let r = req.into_inner();
@@ -236,6 +244,7 @@ impl LeadVaultService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "lookup_numbers", tenant = %req.get_ref().tenant_id))]
     async fn lookup_numbers(&self, req: Request<pb::LookupNumbersRequest>) -> Reply<pb::LookupNumbersResponse> {
         // Only dialer-policy reaches this (allow-list).
         let r = req.into_inner();
@@ -251,6 +260,7 @@ impl LeadVaultService for Api {
         Ok(Response::new(pb::LookupNumbersResponse { lookups }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "lookup_number", tenant = %req.get_ref().tenant_id))]
     async fn lookup_number(&self, req: Request<pb::LookupNumberRequest>) -> Reply<pb::NumberLookup> {
         // Only dialer-policy reaches this (allow-list).
         let r = req.into_inner();
@@ -262,6 +272,7 @@ impl LeadVaultService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "verify_integrity", tenant = %req.get_ref().tenant_id))]
     async fn verify_integrity(&self, req: Request<pb::VerifyIntegrityRequest>) -> Reply<pb::VerifyIntegrityResponse> {
         let who = self.user(&req).await?;
         let (scanned, findings) = self.vault.verify_integrity(&who, &req.get_ref().tenant_id).await?;
@@ -272,6 +283,7 @@ impl LeadVaultService for Api {
         Ok(Response::new(pb::VerifyIntegrityResponse { scanned, findings }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "update_lead", tenant = %req.get_ref().tenant_id))]
     async fn update_lead(&self, req: Request<pb::UpdateLeadRequest>) -> Reply<pb::Lead> {
         let who = self.user(&req).await?;
         let r = req.into_inner();
@@ -281,6 +293,7 @@ impl LeadVaultService for Api {
         Ok(Response::new(to_pb(view)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "transfer_ownership", tenant = %req.get_ref().tenant_id))]
     async fn transfer_ownership(
         &self,
         req: Request<pb::TransferOwnershipRequest>,
@@ -292,6 +305,7 @@ impl LeadVaultService for Api {
         Ok(Response::new(pb::TransferOwnershipResponse { transferred }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "export_leads", tenant = %req.get_ref().tenant_id))]
     async fn export_leads(&self, req: Request<pb::ExportLeadsRequest>) -> Reply<ExportStream> {
         let who = self.user(&req).await?;
         let r = req.into_inner();
@@ -304,6 +318,7 @@ impl LeadVaultService for Api {
         Ok(Response::new(Box::pin(out)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "import_leads"))]
     async fn import_leads(
         &self,
         req: Request<tonic::Streaming<pb::ImportLeadsRequest>>,
@@ -343,6 +358,7 @@ impl LeadVaultService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "reveal_field", tenant = %req.get_ref().tenant_id))]
     async fn reveal_field(&self, req: Request<pb::RevealFieldRequest>) -> Reply<pb::RevealFieldResponse> {
         let who = self.user(&req).await?;
         let r = req.into_inner();
@@ -358,6 +374,7 @@ impl LeadVaultService for Api {
         Ok(Response::new(pb::RevealFieldResponse { value, remaining_quota }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "request_erasure", tenant = %req.get_ref().tenant_id))]
     async fn request_erasure(&self, req: Request<pb::RequestErasureRequest>) -> Reply<pb::ErasureCase> {
         use crate::service::erasure::ErasureSubject;
         use pb::request_erasure_request::Subject as S;
@@ -371,12 +388,14 @@ impl LeadVaultService for Api {
         Ok(Response::new(erasure_pb(self.vault.request_erasure(&who, &r.tenant_id, subject).await?)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "execute_erasure", tenant = %req.get_ref().tenant_id))]
     async fn execute_erasure(&self, req: Request<pb::ExecuteErasureRequest>) -> Reply<pb::ErasureCase> {
         let who = self.user(&req).await?;
         let r = req.into_inner();
         Ok(Response::new(erasure_pb(self.vault.execute_erasure(&who, &r.tenant_id, &r.case_id).await?)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "list_erasure_cases", tenant = %req.get_ref().tenant_id))]
     async fn list_erasure_cases(
         &self,
         req: Request<pb::ListErasureCasesRequest>,
@@ -395,6 +414,7 @@ impl LeadVaultService for Api {
         Ok(Response::new(pb::ListErasureCasesResponse { cases: cases.into_iter().map(erasure_pb).collect() }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "rewrap_tenant_keys", tenant = %req.get_ref().tenant_id))]
     async fn rewrap_tenant_keys(
         &self,
         req: Request<pb::RewrapTenantKeysRequest>,
@@ -405,6 +425,7 @@ impl LeadVaultService for Api {
         Ok(Response::new(pb::RewrapTenantKeysResponse { rewrapped, tenant_key_version: version }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "rotate_data_key", tenant = %req.get_ref().tenant_id))]
     async fn rotate_data_key(&self, req: Request<pb::RotateDataKeyRequest>) -> Reply<pb::KeyStatus> {
         let tenant = req.get_ref().tenant_id.clone();
         let (user, service) = self.key_operator(&req, &tenant).await?;
@@ -412,6 +433,7 @@ impl LeadVaultService for Api {
         Ok(Response::new(key_status_pb(tenant, status)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "get_key_status", tenant = %req.get_ref().tenant_id))]
     async fn get_key_status(&self, req: Request<pb::GetKeyStatusRequest>) -> Reply<pb::KeyStatus> {
         let tenant = req.get_ref().tenant_id.clone();
         self.key_operator(&req, &tenant).await?;
@@ -419,6 +441,7 @@ impl LeadVaultService for Api {
         Ok(Response::new(key_status_pb(tenant, status)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "get_vault_settings", tenant = %req.get_ref().tenant_id))]
     async fn get_vault_settings(&self, req: Request<pb::GetVaultSettingsRequest>) -> Reply<pb::VaultSettings> {
         let who = self.user(&req).await?;
         let tenant = req.into_inner().tenant_id;
@@ -426,6 +449,7 @@ impl LeadVaultService for Api {
         Ok(Response::new(settings_pb(tenant, s)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "update_vault_settings", tenant = %req.get_ref().tenant_id))]
     async fn update_vault_settings(&self, req: Request<pb::UpdateVaultSettingsRequest>) -> Reply<pb::VaultSettings> {
         let who = self.user(&req).await?;
         let r = req.into_inner();
@@ -437,6 +461,7 @@ impl LeadVaultService for Api {
         Ok(Response::new(settings_pb(r.tenant_id, s)))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "prune_consent", tenant = %req.get_ref().tenant_id))]
     async fn prune_consent(&self, req: Request<pb::PruneConsentRequest>) -> Reply<pb::PruneConsentResponse> {
         let tenant = req.get_ref().tenant_id.clone();
         let (user, service) = if PeerInfo::is_service_acting_alone(&req, "operator") {
