@@ -30,7 +30,7 @@ pub async fn run(
     trusted.extend(registry_admins.iter().cloned());
     let packs = domain::window::Packs::load(packs_dir.as_deref())?;
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
-    let store = store::Store::new(base.audited());
+    let store = base.audited();
     let registry = service::registry::Registry::load(&store, registry_dir).await?;
     for (region, date, numbers, bytes) in registry.status() {
         tracing::info!(%region, %date, numbers, bytes, "national registry copy loaded");

@@ -39,7 +39,7 @@ pub async fn run(
     anyhow::ensure!(access_token_ttl <= guardline_runtime::token::MAX_LIFETIME, "--access-token-ttl: at most 15m");
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
-    let store = store::Store::new(base.audited());
+    let store = base.audited();
     let signers =
         service::keys::Signers::load_on(store.clone(), envelope.clone(), signing_key_rotation, common.clock.clone())
             .await?;

@@ -403,8 +403,7 @@ async fn tokens_survive_a_signing_key_rotation_and_a_restart(postgres: bool) {
         std::time::Duration::from_secs(60),
     ));
     let day = std::time::Duration::from_secs(86_400);
-    let store =
-        guardline_identity::store::Store::new(guardline_audit_client::AuditedDb::new(db.clone(), Default::default()));
+    let store = guardline_audit_client::AuditedDb::new(db.clone(), Default::default());
     let signers = Signers::load(store.clone(), envelope, day).await.expect("signers");
     let claims = Claims::new("t1", "u1", vec!["agent".into()], vec![], std::time::Duration::from_secs(600));
     let before = signers.sign(&claims).await.expect("sign");

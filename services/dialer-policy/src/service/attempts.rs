@@ -226,7 +226,7 @@ impl Dialer {
             .actor("", crate::NAME)
             .resource("caller_line", &crate::service::phone_free_line(line))
             .detail("reason", reason);
-        crate::store::enqueue(tx, event).await
+        tx.enqueue(event).await
     }
 
     pub(crate) async fn clear_throttle(&self, tenant: &str, line: &str) -> Result<()> {

@@ -100,7 +100,7 @@ impl Dialer {
                 .resource("pack", name)
                 .detail("pack", name)
                 .detail("year", year);
-            crate::store::enqueue(tx, event).await?;
+            tx.enqueue(event).await?;
         }
         Ok(())
     }

@@ -9,47 +9,17 @@ pub mod tenants;
 pub mod users;
 
 use chrono::{DateTime, Utc};
-use guardline_audit_client::{AuditedDb, EventBuilder};
+use guardline_audit_client::AuditedDb;
 pub use guardline_audit_client::{Conn, Tx};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use sea_orm_migration::prelude::*;
 
 pub use entities::*;
 
-/// Identity's database: every query and transaction of the service.
-#[derive(Clone, Debug)]
-pub struct Store {
-    db: AuditedDb,
-}
-
-impl Conn for Store {
-    type C = DatabaseConnection;
-    fn conn(&self) -> &DatabaseConnection {
-        self.db.conn()
-    }
-}
-
-impl Store {
-    /// The store over `db`.
-    pub fn new(db: AuditedDb) -> Self {
-        Self { db }
-    }
-
-    /// Begins a write transaction.
-    pub async fn begin(&self) -> Result<Tx> {
-        self.db.begin().await
-    }
-
-    /// Commits `tx` with `events`, and wakes the outbox.
-    pub async fn commit(&self, tx: Tx, events: impl IntoIterator<Item = EventBuilder>) -> Result<()> {
-        self.db.commit(tx, events).await
-    }
-
-    /// Records an event with no other change.
-    pub async fn audit(&self, event: EventBuilder) -> Result<()> {
-        self.db.audit(event).await
-    }
-}
+/// Identity's database: the pool, whose transactions commit with their audit
+/// events (`begin`, `commit`, `audit`); every query is a function of this
+/// module's children over [`Conn`].
+pub type Store = AuditedDb;
 
 use crate::domain::risk::LoginSite;
 use crate::error::Result;
