@@ -262,8 +262,9 @@ impl TestMesh {
     }
 
     /// Starts `service` with `run` on its address (the listener bound at
-    /// the start, or the address bound again after a stop); a failure of
-    /// the service fails the test.
+    /// the start, or the address bound again after a stop). A service that
+    /// fails panics in its task: the test sees it as the service's calls
+    /// failing, and as a panic when it stops the service.
     pub async fn start<F, Fut>(&mut self, service: &'static str, run: F)
     where
         F: FnOnce(Option<TcpListener>, CancellationToken) -> Fut,

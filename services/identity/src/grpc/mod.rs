@@ -62,6 +62,20 @@ impl Api {
             Caller::Service(peer.to_string())
         })
     }
+
+    /// The user a TOTP call is about: the bearer token's user, or the one the
+    /// credentials `(tenant, login, password)` name.
+    async fn totp_user<T>(
+        &self,
+        req: &Request<T>,
+        (tenant, login, password): (&str, &str, &str),
+    ) -> Result<crate::store::user::Model, Status> {
+        let claims = match self.caller(req).await? {
+            Caller::User(c) => Some(c),
+            _ => None,
+        };
+        Ok(self.identity.totp_subject(claims.as_ref(), creds(tenant, login, password).as_ref()).await?)
+    }
 }
 
 /// The generated server with the message size limits applied.
@@ -272,25 +286,15 @@ impl IdentityService for Api {
 
     #[tracing::instrument(skip_all, fields(rpc = "enroll_totp", tenant = %req.get_ref().tenant_id))]
     async fn enroll_totp(&self, req: Request<pb::EnrollTotpRequest>) -> Reply<pb::EnrollTotpResponse> {
-        let claims = match self.caller(&req).await? {
-            Caller::User(c) => Some(c),
-            _ => None,
-        };
         let r = req.get_ref();
-        let user =
-            self.identity.totp_subject(claims.as_ref(), creds(&r.tenant_id, &r.login, &r.password).as_ref()).await?;
+        let user = self.totp_user(&req, (&r.tenant_id, &r.login, &r.password)).await?;
         Ok(Response::new(pb::EnrollTotpResponse { provisioning_uri: self.identity.enroll_totp(&user).await? }))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "confirm_totp", tenant = %req.get_ref().tenant_id))]
     async fn confirm_totp(&self, req: Request<pb::ConfirmTotpRequest>) -> Reply<pb::ConfirmTotpResponse> {
-        let claims = match self.caller(&req).await? {
-            Caller::User(c) => Some(c),
-            _ => None,
-        };
         let r = req.get_ref();
-        let user =
-            self.identity.totp_subject(claims.as_ref(), creds(&r.tenant_id, &r.login, &r.password).as_ref()).await?;
+        let user = self.totp_user(&req, (&r.tenant_id, &r.login, &r.password)).await?;
         self.identity.confirm_totp(&user, &r.code).await?;
         Ok(Response::new(pb::ConfirmTotpResponse {}))
     }

@@ -110,7 +110,7 @@ impl Vault {
         let mut key = vec![0u8; 32];
         aws_lc_rs::rand::fill(&mut key).map_err(|_| Error::Internal("random".into()))?;
         let (dk, sealed) = self.envelope.seal_secret(tenant, kind, tenant, &key).await?;
-        if !self.store.insert_secret(tenant, kind, dk, sealed).await {
+        if !self.store.insert_secret(tenant, kind, dk, sealed).await? {
             // Another replica created it first.
             return Box::pin(self.tenant_secret(tenant, kind)).await;
         }

@@ -95,15 +95,21 @@ impl Store {
         Ok(tenant_secret::Entity::find_by_id((tenant.to_owned(), kind.to_owned())).one(self.db.conn()).await?)
     }
 
-    /// Stores a new sealed secret; `false` when another replica stored one first.
-    pub async fn insert_secret(&self, tenant: &str, kind: &str, data_key_id: String, sealed: Vec<u8>) -> bool {
+    /// Stores a new sealed secret; `false` when another replica stored one
+    /// first (the key is taken). Any other failure is an error: it must not
+    /// pass for a lost race, or the caller would read and insert forever.
+    pub async fn insert_secret(&self, tenant: &str, kind: &str, data_key_id: String, sealed: Vec<u8>) -> Result<bool> {
         let row = tenant_secret::ActiveModel {
             tenant_id: Set(tenant.into()),
             kind: Set(kind.into()),
             data_key_id: Set(data_key_id),
             sealed: Set(sealed),
         };
-        tenant_secret::Entity::insert(row).exec(self.db.conn()).await.is_ok()
+        match tenant_secret::Entity::insert(row).exec(self.db.conn()).await {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Inserts a lead with its numbers' blind indexes (by position). When
