@@ -330,4 +330,14 @@ impl guardline_journeys::Mesh for Cluster {
     fn gateway(&self) -> &str {
         "gateway"
     }
+    /// Rotates the tenant's key in OpenBao's transit, as a key administrator would.
+    fn rotate_tenant_key(&self, tenant: &str) -> Result<bool> {
+        self.bao.cli(&["write", "-f", &format!("{}/keys/tenant-{tenant}/rotate", self.transit)])?;
+        Ok(true)
+    }
+    fn set_min_decryption_version(&self, tenant: &str, version: u64) -> Result<bool> {
+        let config = format!("{}/keys/tenant-{tenant}/config", self.transit);
+        self.bao.cli(&["write", &config, &format!("min_decryption_version={version}")])?;
+        Ok(true)
+    }
 }

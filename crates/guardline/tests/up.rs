@@ -505,7 +505,7 @@ async fn the_demo_runs_every_journey_against_guardline_up() {
     assert!(deferred.iter().any(|d| stdout.contains(d.as_str())), "missing `{}` in:\n{stdout}", deferred[0]);
     for expected in [
         "admin enrolled TOTP",
-        "refused 2 rows",
+        "refused 4 rows",
         "agent1 asks for agent2's lead: NotFound",
         "DENY (dnc.national: on the national registry copy of",
         "DENY (cap.callee.24h: 1 of 1 calls in the last 24 h)",
@@ -513,7 +513,7 @@ async fn the_demo_runs_every_journey_against_guardline_up() {
         "2026-10-01 in Asia/Shanghai is a public holiday, National Day (State Council notice of 2025-11-04)",
         "agent1 tries to resolve it: PermissionDenied",
         "agent2 (another team) tries: NotFound",
-        "deletes 0 and keeps 1 held",
+        "0 deleted, 1 kept under a legal hold",
         "ALERT bulk_access",
         "the lead: NotFound; its recording: NotFound",
         "retiring keys left",

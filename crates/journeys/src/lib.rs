@@ -1,19 +1,38 @@
-//! The product's user journeys as client code over the public gRPC API,
-//! shared by `guardline demo` (which narrates them) and the end-to-end suite
-//! (which asserts on them), so that both walk the same steps.
+//! The product's user journeys 1–8 as client code over the public gRPC API,
+//! written once and used by `guardline demo` (which narrates them through
+//! [`Mesh::say`]) and by the end-to-end suite (which asserts on what each
+//! journey returns). Every journey fails with an error when the mesh answers
+//! what the product promises it never would (a read that no longer decrypts,
+//! a refused step that went through).
+//!
+//! Each journey builds what it needs in the tenant it is given, so the suite
+//! can run them in parallel and the demo can run them in one tenant.
 
+pub mod audit;
+pub mod dialing;
+pub mod erasure;
+pub mod exfiltration;
+pub mod leads;
+pub mod onboarding;
+pub mod recording;
+pub mod rotation;
 pub mod time;
 
 use anyhow::Result;
-use guardline_proto::identity::v1 as idpb;
+use guardline_proto::audit::v1 as apb;
+use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
+use guardline_proto::dialer::v1::dialer_policy_service_client::DialerPolicyServiceClient;
 use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use guardline_proto::recordings::v1 as rpb;
+use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
+use guardline_proto::vault::v1 as vpb;
+use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
 use guardline_runtime::GrpcChannel;
-use tonic::Request;
+use tonic::{Request, Status};
 
-/// The password of every user the journeys create.
-pub const PASSWORD: &str = "a long enough passphrase";
+pub use onboarding::{Org, PASSWORD, login, onboard};
 
-/// A running mesh, as the journeys reach it.
+/// A running mesh, as the journeys reach it, and where they narrate.
 pub trait Mesh {
     /// A channel to `service` as the mesh identity `identity`.
     fn channel(&self, service: &str, identity: &str) -> Result<GrpcChannel>;
@@ -21,6 +40,22 @@ pub trait Mesh {
     fn platform_admin(&self) -> &str;
     /// The identity a gateway or client application calls with.
     fn gateway(&self) -> &str;
+    /// The narration hook: a journey begins a numbered step.
+    fn step(&self, _title: &str) {}
+    /// The narration hook: what the services just answered. Lines never
+    /// hold a clear value of personal data.
+    fn say(&self, _line: &str) {}
+    /// Rotates the tenant's key in the key store, as a key administrator
+    /// would in Vault; `false` where the mesh's keyring is out of reach
+    /// (the embedded local keyring lives inside `guardline up`).
+    fn rotate_tenant_key(&self, _tenant: &str) -> Result<bool> {
+        Ok(false)
+    }
+    /// Makes tenant key versions below `version` unusable for decryption;
+    /// `false` where the keyring is out of reach.
+    fn set_min_decryption_version(&self, _tenant: &str, _version: u64) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// `msg` with a bearer token.
@@ -32,124 +67,126 @@ pub fn bearer<T>(token: &str, msg: T) -> Request<T> {
     r
 }
 
-/// A tenant as journey 1 sets it up.
-#[derive(Debug)]
-pub struct Org {
-    /// Tenant id.
-    pub tenant: String,
-    /// Tokens.
-    pub admin: String,
-    /// Team lead of North.
-    pub team_lead: String,
-    /// Agent of North.
-    pub agent1: String,
-    /// Agent of South.
-    pub agent2: String,
-    /// Auditor.
-    pub auditor: String,
-    /// User ids of the agents.
-    pub agent1_id: String,
-    /// User id of agent 2.
-    pub agent2_id: String,
-    /// North (agent 1, the team lead) and South (agent 2).
-    pub teams: Vec<String>,
-    /// What identity answered when the admin first tried to log in without
-    /// a second factor.
-    pub admin_without_totp: tonic::Status,
+/// The refusal `result` must be; an error if the step went through.
+pub fn refused<T>(result: Result<T, Status>, what: &str) -> Result<Status> {
+    match result {
+        Err(status) => Ok(status),
+        Ok(_) => anyhow::bail!("{what} was allowed"),
+    }
 }
 
-/// Logs `login` in; `totp` may be empty.
-pub async fn login(m: &impl Mesh, tenant: &str, login: &str, totp: &str) -> Result<String, tonic::Status> {
-    let req = idpb::LoginRequest {
-        tenant_id: tenant.into(),
-        login: login.into(),
-        password: PASSWORD.into(),
-        totp_code: totp.into(),
+/// A protobuf timestamp of `t`, to the second.
+pub fn at(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.timestamp(), nanos: 0 }
+}
+
+fn identity(m: &impl Mesh, who: &str) -> Result<IdentityServiceClient<GrpcChannel>> {
+    Ok(IdentityServiceClient::new(m.channel("identity", who)?))
+}
+
+fn vault(m: &impl Mesh) -> Result<LeadVaultServiceClient<GrpcChannel>> {
+    vault_as(m, m.gateway())
+}
+
+fn vault_as(m: &impl Mesh, who: &str) -> Result<LeadVaultServiceClient<GrpcChannel>> {
+    Ok(LeadVaultServiceClient::new(m.channel("lead-vault", who)?))
+}
+
+fn dialer(m: &impl Mesh, who: &str) -> Result<DialerPolicyServiceClient<GrpcChannel>> {
+    Ok(DialerPolicyServiceClient::new(m.channel("dialer-policy", who)?))
+}
+
+fn recordings(m: &impl Mesh, who: &str) -> Result<RecordingsServiceClient<GrpcChannel>> {
+    Ok(RecordingsServiceClient::new(m.channel("recordings", who)?))
+}
+
+fn audit_service(m: &impl Mesh) -> Result<AuditServiceClient<GrpcChannel>> {
+    Ok(AuditServiceClient::new(m.channel("audit", m.gateway())?))
+}
+
+/// A lead of agent 1 with web-form marketing consent granted yesterday;
+/// returns its id.
+pub async fn consented_lead(m: &impl Mesh, org: &Org, phone: &str) -> Result<String> {
+    let input = vpb::LeadInput { phones: vec![phone.into()], name: "王五".into(), ..Default::default() };
+    let req = vpb::CreateLeadRequest { tenant_id: org.tenant.clone(), lead: Some(input) };
+    let id = vault(m)?.create_lead(bearer(&org.agent1, req)).await?.into_inner().id;
+    let consent = vpb::RecordConsentRequest {
+        tenant_id: org.tenant.clone(),
+        lead_id: id.clone(),
+        purpose: "marketing".into(),
+        channel: "web_form".into(),
+        evidence: Some(vpb::ConsentEvidence {
+            form_sha256: vec![1; 32],
+            disclosure_version: "v2".into(),
+            ..Default::default()
+        }),
+        granted_at: Some(at(chrono::Utc::now() - chrono::Duration::days(1))),
+        expires_at: None,
+    };
+    vault(m)?.record_consent(bearer(&org.agent1, consent)).await?;
+    Ok(id)
+}
+
+/// The audio every journey's call records: 10 kB.
+pub const AUDIO: [u8; 10_000] = [7u8; 10_000];
+
+/// A call of agent 1 to `lead`, recorded and uploaded by the telephony
+/// bridge, with the spoken consent at `consent` (offset, length in ms).
+pub async fn upload_recording(
+    m: &impl Mesh,
+    org: &Org,
+    lead: &str,
+    consent: Option<(u64, u64)>,
+) -> Result<rpb::Recording> {
+    let header = rpb::RecordingHeader {
+        tenant_id: org.tenant.clone(),
+        call_id: format!("call-{lead}-{}", chrono::Utc::now().timestamp_micros()),
+        lead_id: lead.into(),
+        agent_id: org.agent1_id.clone(),
+        team_id: org.teams[0].clone(),
+        caller_line: "+14155552671".into(),
+        started_at: Some(at(chrono::Utc::now())),
+        duration_seconds: 30,
+        format: "audio/wav".into(),
+        consent_offset_ms: consent.map(|c| c.0),
+        consent_length_ms: consent.map(|c| c.1),
         ..Default::default()
     };
-    let ch = m.channel("identity", m.gateway()).map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    IdentityServiceClient::new(ch).login(req).await.map(|r| r.into_inner().access_token)
+    use rpb::upload_recording_request::Item;
+    let end = rpb::UploadEnd { size_bytes: AUDIO.len() as u64, sha256: vec![] };
+    let msgs = [Item::Header(header), Item::Chunk(AUDIO.to_vec()), Item::End(end)]
+        .map(|item| rpb::UploadRecordingRequest { item: Some(item) });
+    Ok(recordings(m, "telephony-bridge")?.upload_recording(tokio_stream::iter(msgs)).await?.into_inner())
 }
 
-/// The authenticator app: the code for `at` from the provisioning URI
-/// identity gave at enrolment.
-fn totp(uri: &str, at: u64) -> Result<String> {
-    let app = totp_rs::Totp::from_url(uri).map_err(|e| anyhow::anyhow!("otpauth URI: {e}"))?;
-    Ok(app.generate(at).to_string())
-}
-
-/// The admin enrolls TOTP through the gateway, confirms it, and logs in
-/// with the next code; returns the admin's token.
-async fn enroll_admin(m: &impl Mesh, tenant: &str) -> Result<String> {
-    let mut gateway = IdentityServiceClient::new(m.channel("identity", m.gateway())?);
-    let enroll = idpb::EnrollTotpRequest { tenant_id: tenant.into(), login: "admin".into(), password: PASSWORD.into() };
-    let uri = gateway.enroll_totp(enroll).await?.into_inner().provisioning_uri;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    let confirm = idpb::ConfirmTotpRequest {
-        tenant_id: tenant.into(),
-        login: "admin".into(),
-        password: PASSWORD.into(),
-        code: totp(&uri, now)?,
+/// The whole recording as `token` may play it.
+pub async fn download(m: &impl Mesh, org: &Org, token: &str, recording: &str) -> Result<Vec<u8>, Status> {
+    let req = rpb::DownloadRecordingRequest {
+        tenant_id: org.tenant.clone(),
+        recording_id: recording.into(),
+        offset: 0,
+        length: 0,
     };
-    gateway.confirm_totp(confirm).await?;
-    // The next time step: the code just used for the confirmation is spent.
-    Ok(login(m, tenant, "admin", &totp(&uri, now + 30)?).await?)
-}
-
-/// Journey 1: a tenant named `name`, its admin (who must enroll TOTP before
-/// logging in), teams North and South, a team lead of North, an agent in
-/// each team and an auditor.
-pub async fn onboard(m: &impl Mesh, name: &str) -> Result<Org> {
-    let mut platform = IdentityServiceClient::new(m.channel("identity", m.platform_admin())?);
-    let req = idpb::CreateTenantRequest { name: name.into(), time_zone: "Asia/Shanghai".into(), ..Default::default() };
-    let tenant = platform.create_tenant(req).await?.into_inner().id;
-    let user = |login: &str, role: &str, teams: Vec<String>| idpb::CreateUserRequest {
-        tenant_id: tenant.clone(),
-        login: login.into(),
-        display_name: login.into(),
-        password: PASSWORD.into(),
-        roles: vec![role.into()],
-        team_ids: teams,
-    };
-    platform.create_user(user("admin", "admin", vec![])).await?;
-    let admin_without_totp = match login(m, &tenant, "admin", "").await {
-        Err(s) => s,
-        Ok(_) => anyhow::bail!("the admin logged in without a second factor"),
-    };
-    let admin = enroll_admin(m, &tenant).await?;
-    let mut gateway = IdentityServiceClient::new(m.channel("identity", m.gateway())?);
-    let mut teams = Vec::new();
-    for n in ["North", "South"] {
-        let req = idpb::CreateTeamRequest { tenant_id: tenant.clone(), name: n.into() };
-        teams.push(gateway.create_team(bearer(&admin, req)).await?.into_inner().id);
+    let mut rec = recordings(m, m.gateway()).map_err(|e| Status::unavailable(e.to_string()))?;
+    let mut stream = rec.download_recording(bearer(token, req)).await?.into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        out.extend_from_slice(&chunk.chunk);
     }
-    let mut ids = Vec::new();
-    for (l, role, team) in [
-        ("lead1", "team_lead", Some(0)),
-        ("agent1", "agent", Some(0)),
-        ("agent2", "agent", Some(1)),
-        ("auditor1", "auditor", None),
-    ] {
-        let t = team.map(|t: usize| vec![teams[t].clone()]).unwrap_or_default();
-        ids.push(gateway.create_user(bearer(&admin, user(l, role, t))).await?.into_inner().id);
+    Ok(out)
+}
+
+/// The tenant's audit events of `action`, read by the auditor once they
+/// arrived (the outboxes deliver asynchronously); an error after 10 s.
+pub async fn audit_events(m: &impl Mesh, org: &Org, action: &str) -> Result<Vec<apb::AuditEvent>> {
+    let mut audit = audit_service(m)?;
+    for _ in 0..100 {
+        let q = apb::QueryEventsRequest { tenant_id: org.tenant.clone(), action: action.into(), ..Default::default() };
+        let events = audit.query_events(bearer(&org.auditor, q)).await?.into_inner().events;
+        if !events.is_empty() {
+            return Ok(events);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let members = idpb::SetTeamMembersRequest {
-        tenant_id: tenant.clone(),
-        team_id: teams[0].clone(),
-        member_ids: vec![ids[1].clone()],
-        lead_ids: vec![ids[0].clone()],
-    };
-    gateway.set_team_members(bearer(&admin, members)).await?;
-    Ok(Org {
-        team_lead: login(m, &tenant, "lead1", "").await?,
-        agent1: login(m, &tenant, "agent1", "").await?,
-        agent2: login(m, &tenant, "agent2", "").await?,
-        auditor: login(m, &tenant, "auditor1", "").await?,
-        agent1_id: ids[1].clone(),
-        agent2_id: ids[2].clone(),
-        teams,
-        tenant,
-        admin,
-        admin_without_totp,
-    })
+    anyhow::bail!("no {action} event arrived in audit")
 }
