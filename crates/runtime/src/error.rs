@@ -5,11 +5,38 @@
 //! INTERNAL; its details go to the log only. Messages are built by our code
 //! from field names and rule names, never from submitted values, so no PII
 //! can reach a client or a log through an error.
+//!
+//! A service's own refusals (a used decision, a locked account, a tampered
+//! record) are a typed `thiserror` enum in that service's crate that
+//! implements [`Refusal`]; it becomes [`Error::Refused`] by `?`, and reaches
+//! the client with its code, its message and a `google.rpc.ErrorInfo`
+//! naming the variant (`reason`) and the service (`domain`), which clients
+//! and tests match on instead of the text.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-pub use tonic_types::FieldViolation;
+pub use tonic_types::{ErrorInfo, FieldViolation};
+
+/// A service's own refusal, as a variant of that service's error enum.
+pub trait Refusal: std::error::Error + Send + Sync + 'static {
+    /// The gRPC code (never INTERNAL: a fault of ours is not a refusal).
+    fn code(&self) -> Code;
+    /// The variant's stable name in UPPER_SNAKE_CASE (`ErrorInfo.reason`).
+    fn reason(&self) -> &'static str;
+    /// The service that refuses (`ErrorInfo.domain`), e.g. `dialer-policy.guardline.io`.
+    fn domain(&self) -> &'static str;
+    /// Facts a client may act on (a rule's name, a limit); never personal data.
+    fn metadata(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+}
+
+impl<R: Refusal> From<R> for Error {
+    fn from(refusal: R) -> Self {
+        Self::Refused(Box::new(refusal))
+    }
+}
 
 /// Result with the runtime's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -69,6 +96,9 @@ pub enum Error {
     /// Anything else that is our fault.
     #[error("internal: {0}")]
     Internal(String),
+    /// A service's own refusal (see [`Refusal`]).
+    #[error("{0}")]
+    Refused(Box<dyn Refusal>),
 }
 
 impl Error {
@@ -98,9 +128,18 @@ impl Error {
         Self::Tls(reason.into())
     }
 
+    /// The service's refusal of type `R` this error carries, if any.
+    pub fn refusal<R: Refusal>(&self) -> Option<&R> {
+        match self {
+            Self::Refused(r) => (r.as_ref() as &dyn std::error::Error).downcast_ref::<R>(),
+            _ => None,
+        }
+    }
+
     /// The gRPC code this error maps to.
     pub fn code(&self) -> Code {
         match self {
+            Self::Refused(r) => r.code(),
             Self::InvalidArgument { .. } => Code::InvalidArgument,
             Self::NotFound => Code::NotFound,
             Self::Unauthenticated(_) => Code::Unauthenticated,
@@ -137,6 +176,12 @@ impl From<Error> for Status {
                 Status::with_error_details(code, format!("invalid {field}: {reason}"), details)
             }
             Error::NotFound => Status::not_found("not found"),
+            Error::Refused(r) => {
+                let metadata: std::collections::HashMap<String, String> =
+                    r.metadata().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+                let details = ErrorDetails::with_error_info(r.reason(), r.domain(), metadata);
+                Status::with_error_details(code, r.to_string(), details)
+            }
             Error::Unauthenticated(m)
             | Error::PermissionDenied(m)
             | Error::ResourceExhausted(m)
@@ -151,6 +196,17 @@ impl From<Error> for Status {
             }
         }
     }
+}
+
+/// Reads a refusal's `google.rpc.ErrorInfo` back out of a status (for
+/// clients and tests): its `reason` names the variant.
+pub fn error_info(status: &Status) -> Option<ErrorInfo> {
+    status.get_details_error_info()
+}
+
+/// The `reason` of a status's `ErrorInfo`, or "" when it carries none.
+pub fn reason(status: &Status) -> String {
+    error_info(status).map(|i| i.reason).unwrap_or_default()
 }
 
 /// Reads the field violations back out of a status's standard
@@ -179,6 +235,40 @@ mod tests {
         assert_eq!(status.code(), Code::Internal);
         assert_eq!(status.message(), "internal error");
         assert!(status.details().is_empty());
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum Planted {
+        #[error("decision d-1 was already used")]
+        Used,
+    }
+
+    impl Refusal for Planted {
+        fn code(&self) -> Code {
+            Code::FailedPrecondition
+        }
+        fn reason(&self) -> &'static str {
+            "DECISION_USED"
+        }
+        fn domain(&self) -> &'static str {
+            "test.guardline.io"
+        }
+        fn metadata(&self) -> Vec<(&'static str, String)> {
+            vec![("decision", "d-1".into())]
+        }
+    }
+
+    #[test]
+    fn a_refusal_keeps_its_type_and_reaches_the_client_with_its_reason() {
+        let error = Error::from(Planted::Used);
+        assert!(matches!(error.refusal::<Planted>(), Some(Planted::Used)));
+        assert!(Error::NotFound.refusal::<Planted>().is_none());
+        let status = Status::from(error);
+        assert_eq!((status.code(), status.message()), (Code::FailedPrecondition, "decision d-1 was already used"));
+        let info = error_info(&status).expect("ErrorInfo");
+        assert_eq!((info.reason.as_str(), info.domain.as_str()), ("DECISION_USED", "test.guardline.io"));
+        assert_eq!(info.metadata["decision"], "d-1");
+        assert_eq!(reason(&Status::from(Error::NotFound)), "");
     }
 
     #[test]

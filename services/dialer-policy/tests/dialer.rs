@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use guardline_proto::dialer::v1 as pb;
 use guardline_proto::vault::v1 as vpb;
-use guardline_runtime::error::field_violations;
+use guardline_runtime::error::{error_info, field_violations, reason};
 use support::{AGENT1, AGENT2, COMPLIANCE, Mesh, Tenant, at, cn_open, lead, start, tenant, ts, utc, with, zoned_lead};
 use tonic::{Code, Request};
 
@@ -265,7 +265,9 @@ async fn caps_hold_under_parallel_attempts(postgres: bool) {
     assert_eq!(ok, 3, "{results:?}");
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
         assert_eq!(r.code(), Code::FailedPrecondition, "{r:?}");
-        assert_eq!(r.message(), "cap.callee.24h: 3 of 3 calls in the last 24 h");
+        let info = error_info(r).expect("the refusal's ErrorInfo");
+        assert_eq!((info.reason.as_str(), info.metadata["rule"].as_str()), ("CAP_REACHED", "cap.callee.24h"));
+        assert_eq!((info.metadata["count"].as_str(), info.metadata["limit"].as_str()), ("3", "3"));
     }
     let d = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing")).await.expect("check");
     assert_eq!(
@@ -281,10 +283,10 @@ async fn caps_hold_under_parallel_attempts(postgres: bool) {
     // A decision is used once, and only an ALLOW admits a call.
     let used = allowed.iter().zip(&results).find(|(_, r)| r.is_ok()).expect("one").0;
     let again = record(&m, &t, used).await.expect_err("used");
-    assert!(again.message().contains("already used"), "{again:?}");
+    assert_eq!(reason(&again), "DECISION_ALREADY_USED", "{again:?}");
     let denied = check(&m, &t.tokens[AGENT1], call(&t, by_lead(&l), "marketing")).await.expect("check");
     let refused = record(&m, &t, &denied.decision_id).await.expect_err("a DENY");
-    assert!(refused.message().contains("did not allow"), "{refused:?}");
+    assert_eq!(reason(&refused), "DECISION_NOT_ALLOWED", "{refused:?}");
     let bad = record(&m, &t, "").await.expect_err("no id");
     assert_eq!(field_violations(&bad)[0].field, "decision_id");
     // Seen from the next day, that tenant's decisions are stale anyway.
@@ -478,7 +480,8 @@ async fn privacy_numbers(postgres: bool) {
     assert_ne!(b2.privacy_number, b1.privacy_number);
     let full = m.dialer().bind_privacy_number(bind(AGENT1, &l, 600)).await.expect_err("exhausted");
     assert_eq!(full.code(), Code::ResourceExhausted);
-    assert!(full.message().contains("pool is exhausted: all 2 numbers"), "{}", full.message());
+    let info = error_info(&full).expect("the refusal's ErrorInfo");
+    assert_eq!((info.reason.as_str(), info.metadata["pool_size"].as_str()), ("PRIVACY_POOL_EXHAUSTED", "2"));
     // An expired binding does not resolve, and frees its number.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
@@ -609,7 +612,7 @@ async fn the_servers_clock_decides(postgres: bool) {
     assert_eq!(rule(&p, "cap.callee.24h").reason, "0 of 3 calls in the last 24 h", "today's attempts, seen from then");
     let refused = record(&m, &t, &p.decision_id).await.expect_err("a plan");
     assert_eq!(refused.code(), Code::FailedPrecondition);
-    assert!(refused.message().contains("is a plan"), "{refused:?}");
+    assert_eq!(reason(&refused), "PLAN_ADMITS_NO_CALL", "{refused:?}");
     let saturday = utc("2026-11-28T02:00:00Z");
     let p = check(&m, &t.tokens[AGENT1], plan(&t, by_lead(&l), "marketing", saturday)).await.expect("plan");
     assert_eq!((verdict(&p), p.earliest_allowed_at), (pb::Verdict::Defer, Some(ts(utc("2026-11-30T01:00:00Z")))));
@@ -627,6 +630,9 @@ async fn the_servers_clock_decides(postgres: bool) {
     m.clock.advance(chrono::Duration::minutes(2));
     let refused = record(&m, &t, &d.decision_id).await.expect_err("closed by now");
     assert_eq!(refused.code(), Code::FailedPrecondition);
+    let info = error_info(&refused).expect("the refusal's ErrorInfo");
+    assert_eq!((info.reason.as_str(), info.metadata["rule"].as_str()), ("CLOSED_SINCE_DECISION", "window.cn"));
+    // The message explains, as the decision's rules do.
     assert_eq!(refused.message(), "window.cn: Fri 18:01 Asia/Shanghai is outside 09:00–18:00");
     // A registry copy on its last day at the decision is too old at the attempt.
     at(&m, &mut t, utc("2026-11-27T23:59:50Z")).await;
@@ -644,6 +650,8 @@ async fn the_servers_clock_decides(postgres: bool) {
     assert_eq!(verdict(&d), pb::Verdict::Allow, "{:?}", d.rules);
     m.clock.advance(chrono::Duration::seconds(20));
     let refused = record(&m, &t, &d.decision_id).await.expect_err("stale copy by now");
+    let info = error_info(&refused).expect("the refusal's ErrorInfo");
+    assert_eq!((info.reason.as_str(), info.metadata["rule"].as_str()), ("CLOSED_SINCE_DECISION", "dnc.national"));
     assert_eq!(refused.message(), "dnc.national: the registry copy of 2026-10-27 is 32 days old (limit 31)");
     at(&m, &mut t, cn_open() + chrono::Duration::minutes(1)).await;
 

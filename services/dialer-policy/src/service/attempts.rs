@@ -7,7 +7,7 @@
 use crate::domain::decision::Verdict;
 use crate::domain::health::{self, LineStats};
 use crate::domain::policy::Effective;
-use crate::error::{Error, Result};
+use crate::error::{DialerError, Error, Result};
 use crate::service::caps::{Counted, cap_counts};
 use crate::service::{Caller, DECISION_TTL, Dialer, PLAN_PREFIX};
 use chrono::{DateTime, Duration, Utc};
@@ -68,9 +68,7 @@ impl Dialer {
             return Err(Error::invalid("at", "within 5 s of the server's clock; attempts are recorded at server time"));
         }
         if decision_id.starts_with(PLAN_PREFIX) {
-            return Err(Error::FailedPrecondition(format!(
-                "{decision_id} is a plan, which never admits a call; check the call when placing it"
-            )));
+            return Err(DialerError::PlanAdmitsNoCall { decision: decision_id.into() }.into());
         }
         // Everything read through the pool is read before the transaction
         // takes its connection: parallel attempts wait on each other's locks
@@ -117,13 +115,13 @@ impl Dialer {
     async fn admits(&self, tx: &Tx, d: &decision::Model, policy: &Effective, now: DateTime<Utc>) -> Result<()> {
         let id = &d.id;
         if d.verdict != "allow" {
-            return Err(Error::FailedPrecondition(format!("decision {id} did not allow the call")));
+            return Err(DialerError::NotAllowed { decision: id.clone() }.into());
         }
         if d.used {
-            return Err(Error::FailedPrecondition(format!("decision {id} was already used")));
+            return Err(DialerError::AlreadyUsed { decision: id.clone() }.into());
         }
         if now - d.decided_at > DECISION_TTL || now < d.decided_at {
-            return Err(Error::FailedPrecondition(format!("decision {id} is stale; check the call again")));
+            return Err(DialerError::Stale { decision: id.clone() }.into());
         }
         self.still_allowed(d, policy, now)?;
         let counted = Counted {
@@ -136,7 +134,7 @@ impl Dialer {
         let subject_cap = d.subject_cap_24h.max(0) as u32;
         for (rule, count, limit, label) in cap_counts(tx, &counted, now, policy, subject_cap).await? {
             if count >= limit {
-                return Err(Error::FailedPrecondition(format!("{rule}: {count} of {limit} calls in the last {label}")));
+                return Err(DialerError::CapReached { rule, count, limit, window: label }.into());
             }
         }
         Ok(())
@@ -147,13 +145,13 @@ impl Dialer {
     fn still_allowed(&self, d: &decision::Model, policy: &Effective, now: DateTime<Utc>) -> Result<()> {
         let zones: Vec<chrono_tz::Tz> = d.zones.split(',').filter_map(|z| z.parse().ok()).collect();
         if zones.is_empty() {
-            return Err(Error::FailedPrecondition(format!("decision {} is stale; check the call again", d.id)));
+            return Err(DialerError::Stale { decision: d.id.clone() }.into());
         }
         let packs: Vec<String> = d.packs.split(',').filter(|p| !p.is_empty()).map(str::to_owned).collect();
         let (windows, _) = self.pack_rules(now, &packs, &zones, policy);
         let closed = self.registry.unusable(&d.region, now, policy).into_iter().chain(windows);
         match closed.into_iter().find(|r| r.outcome != Verdict::Allow) {
-            Some(r) => Err(Error::FailedPrecondition(format!("{}: {}", r.rule, r.reason))),
+            Some(r) => Err(DialerError::ClosedSinceDecision { rule: r.rule, reason: r.reason }.into()),
             None => Ok(()),
         }
     }
@@ -178,7 +176,7 @@ impl Dialer {
         let tx = self.store.begin().await?;
         let a = attempts::attempt(&tx, attempt_id).await?.filter(|a| a.tenant_id == tenant).ok_or(Error::NotFound)?;
         if !a.result.is_empty() {
-            return Err(Error::FailedPrecondition(format!("the outcome of {attempt_id} is already recorded")));
+            return Err(DialerError::OutcomeRecorded { attempt: attempt_id.into() }.into());
         }
         attempts::set_outcome(&tx, &a.id, result, duration_seconds).await?;
         if result == result::OPT_OUT {

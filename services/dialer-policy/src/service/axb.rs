@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use guardline_audit_client::EventBuilder;
 use guardline_authz::{Resource, decide};
 
-use crate::error::{Error, Result};
+use crate::error::{DialerError, Error, Result};
 use crate::service::{Caller, Dialer, line};
 use crate::store::{Tx, binding, privacy};
 
@@ -29,12 +29,10 @@ pub struct Binding {
 async fn free_number(tx: &Tx, tenant: &str, agent_line: &str, now: DateTime<Utc>) -> Result<String> {
     let pool = privacy::pool(tx, tenant).await?;
     let busy = privacy::busy(tx, tenant, agent_line, now).await?;
-    pool.iter().find(|x| !busy.contains(x)).cloned().ok_or_else(|| {
-        Error::ResourceExhausted(format!(
-            "the privacy-number pool is exhausted: all {} numbers are bound to this agent line; release a binding or add numbers",
-            pool.len()
-        ))
-    })
+    pool.iter()
+        .find(|x| !busy.contains(x))
+        .cloned()
+        .ok_or_else(|| DialerError::PoolExhausted { size: pool.len() }.into())
 }
 
 impl Dialer {

@@ -16,7 +16,7 @@ use guardline_phone::Phone;
 use crate::domain::decision::RuleResult;
 use crate::domain::numbers::{NumberSet, e164_key};
 use crate::domain::policy::Effective;
-use crate::error::{Error, Result};
+use crate::error::{DialerError, Error, Result};
 use crate::store::{Store, registry_copies};
 
 /// One loaded copy.
@@ -170,8 +170,8 @@ fn read_numbers(path: &Path) -> Result<Vec<u64>> {
     for _ in 0..len {
         let (mut d, mut shift) = (0u64, 0);
         loop {
-            let b =
-                bytes.next().ok_or_else(|| Error::DataLoss(format!("{}: truncated", path.display())))?.map_err(io)?;
+            let truncated = || DialerError::RegistryTruncated { file: path.display().to_string() };
+            let b = bytes.next().ok_or_else(truncated)?.map_err(io)?;
             d |= u64::from(b & 0x7f) << shift;
             shift += 7;
             if b & 0x80 == 0 || shift > 63 {
@@ -200,6 +200,7 @@ mod tests {
         assert_eq!(read_numbers(&path).expect("read"), sorted);
         let bytes = std::fs::read(&path).expect("file");
         std::fs::write(&path, &bytes[..bytes.len() - 1]).expect("truncate");
-        assert!(matches!(read_numbers(&path), Err(Error::DataLoss(_))));
+        let e = read_numbers(&path).expect_err("truncated");
+        assert!(matches!(e.refusal(), Some(DialerError::RegistryTruncated { .. })), "{e:?}");
     }
 }
