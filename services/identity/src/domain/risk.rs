@@ -12,6 +12,11 @@ use super::{RiskAction, RiskLevel, RiskPolicy, WorkingHours};
 pub const HISTORY_DAYS: i64 = 30;
 /// Faster than an airliner: the two logins cannot both be genuine.
 pub const MAX_TRAVEL_KMH: f64 = 900.0;
+/// Below this distance between two regions' centres, travel speed says
+/// nothing: address geolocation errs by that much, and neighbouring
+/// provinces (Shanghai and Hangzhou, 170 km) are a commute. A new region
+/// still counts as one.
+pub const MIN_TRAVEL_KM: f64 = 500.0;
 
 /// What we know of one login.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,7 +93,7 @@ pub fn assess(current: &LoginSite, history: &[LoginSite], tz: chrono_tz::Tz, hou
         && let Some(km) = regions::distance_km(&last.region, &current.region)
     {
         let hours = (current.at - last.at).num_seconds().max(1) as f64 / 3600.0;
-        if km / hours > MAX_TRAVEL_KMH {
+        if km >= MIN_TRAVEL_KM && km / hours > MAX_TRAVEL_KMH {
             reasons.push("impossible_travel".to_owned());
             impossible = true;
         }

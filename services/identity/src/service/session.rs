@@ -10,7 +10,7 @@ use super::{Caller, Identity};
 use crate::domain::credentials::{check_totp, needs_rehash};
 use crate::domain::risk::{self, Assessment, LoginSite, network_of};
 use crate::domain::{RiskAction, RiskLevel, RiskPolicy, WorkingHours, parse_time_zone};
-use crate::error::{Error, Result};
+use crate::error::{Error, IdentityError, Result};
 use crate::store::{self, Tx, login_event, sessions, source_failure, status, tenant, tenants, user, users};
 
 /// Where a login comes from, as reported by the gateway.
@@ -93,11 +93,11 @@ fn fail(reason: &'static str, counts: bool, error: Error) -> Failure {
 }
 
 fn locked() -> Error {
-    Error::ResourceExhausted("account locked after repeated failures; try again later".into())
+    IdentityError::AccountLocked.into()
 }
 
 pub(super) fn invalid_credentials() -> Error {
-    Error::Unauthenticated("invalid credentials".into())
+    IdentityError::InvalidCredentials.into()
 }
 
 pub(super) fn totp_binding<'a>(tenant: &'a str, user: &'a str, kind: &'a str) -> Binding<'a> {
@@ -301,7 +301,7 @@ impl Identity {
     ) -> Result<(user::Model, (Assessment, RiskAction), Option<u64>), (Failure, Option<(Assessment, RiskAction)>)> {
         let db = |e: Error| (fail("internal", false, e), None);
         if self.source_blocked(&tenant.id, &ctx.source_address, now).await.map_err(db)? {
-            let e = Error::ResourceExhausted("too many failed logins from this address; try again later".into());
+            let e = Error::from(IdentityError::SourceLocked);
             return Err((fail("source_locked", false, e), None));
         }
         let Some(user) = user else {
@@ -366,7 +366,7 @@ impl Identity {
         let risk = self.risk_of(tenant, user, ctx, now).await.map_err(db)?;
         let action = risk.1;
         if action == RiskAction::Deny {
-            let e = Error::PermissionDenied("login refused by the tenant's risk policy".into());
+            let e = Error::from(IdentityError::RiskDenied);
             return Err((fail("risk_denied", false, e), Some(risk)));
         }
         // Second factor: required by the role, by enrolment, or by the risk policy.
@@ -378,15 +378,12 @@ impl Identity {
             return Ok((user.clone(), risk, None));
         }
         if !enrolled {
-            let e = if by_role {
-                Error::FailedPrecondition("this role requires a second factor: enroll one with EnrollTotp".into())
-            } else {
-                Error::PermissionDenied("the risk policy requires a second factor and none is enrolled".into())
-            };
+            let e =
+                if by_role { IdentityError::EnrollSecondFactor } else { IdentityError::RiskNeedsSecondFactor }.into();
             return Err((fail("totp_not_enrolled", false, e), Some(risk)));
         }
         if creds.totp_code.trim().is_empty() {
-            let e = Error::Unauthenticated("a second factor (TOTP code) is required".into());
+            let e = Error::from(IdentityError::SecondFactorRequired);
             return Err((fail("totp_required", false, e), Some(risk)));
         }
         let secret = self.open_totp(user, "totp").await.map_err(db)?;

@@ -10,7 +10,7 @@ use super::{Caller, Identity, LoginOutcome};
 use crate::domain::credentials::{new_refresh_token, refresh_token_hash};
 use crate::domain::risk::Assessment;
 use crate::domain::{RiskAction, RiskLevel};
-use crate::error::{Error, Result};
+use crate::error::{Error, IdentityError, Result};
 use crate::store::{self, Tx, refresh_token, sessions, status, user};
 
 impl Identity {
@@ -54,7 +54,7 @@ impl Identity {
         let hash = refresh_token_hash(token);
         let row = sessions::refresh(&self.store, &hash)
             .await?
-            .ok_or_else(|| Error::Unauthenticated("invalid refresh token".into()))?;
+            .ok_or_else(|| Error::from(IdentityError::InvalidRefreshToken))?;
         let tx = self.store.begin().await?;
         // Conditional update: of two concurrent spends, exactly one wins.
         if !sessions::spend_refresh(&tx, &hash, now).await? {
@@ -64,18 +64,18 @@ impl Identity {
                 .resource("user", &row.user_id)
                 .outcome(Outcome::Denied, "refresh token reused; session family revoked");
             self.store.commit(tx, [event]).await?;
-            return Err(Error::Unauthenticated("refresh token reuse detected; the session was revoked".into()));
+            return Err(IdentityError::RefreshTokenReused.into());
         }
         if row.expires_at <= now {
             // Dropping the transaction rolls it back.
             drop(tx);
-            return Err(Error::Unauthenticated("refresh token expired".into()));
+            return Err(IdentityError::RefreshTokenExpired.into());
         }
         let user = self.user(&row.tenant_id, &row.user_id).await.ok().filter(|u| u.status == status::ACTIVE);
         let Some(user) = user else {
             sessions::revoke_family(&tx, &row.family_id).await?;
             self.store.commit(tx, []).await?;
-            return Err(Error::Unauthenticated("invalid refresh token".into()));
+            return Err(Error::from(IdentityError::InvalidRefreshToken));
         };
         let none = (Assessment { level: RiskLevel::None, reasons: vec![] }, RiskAction::Allow);
         let outcome = self.issue(&tx, &user, Some(row.family_id.clone()), now, none).await?;

@@ -6,7 +6,7 @@ use guardline_runtime::token::Claims;
 use super::session::{blank_claims, invalid_credentials, totp_binding};
 use super::{Caller, Credentials, Identity};
 use crate::domain::credentials::{check_totp, new_totp_secret, totp_uri};
-use crate::error::{Error, Result};
+use crate::error::{Error, IdentityError, Result};
 use crate::store::{status, user, users};
 
 impl Identity {
@@ -15,7 +15,7 @@ impl Identity {
         if let Some(c) = caller {
             return self.user(&c.tenant, &c.sub).await;
         }
-        let creds = creds.ok_or_else(|| Error::Unauthenticated("a bearer token or credentials are required".into()))?;
+        let creds = creds.ok_or_else(|| Error::from(IdentityError::CredentialsRequired))?;
         match users::by_login(&self.store, &creds.tenant, &creds.login).await? {
             Some(u) if u.status == status::ACTIVE => {
                 if self.passwords.verify(&creds.password, &u.password_hash).await? {
@@ -34,7 +34,7 @@ impl Identity {
     pub(super) async fn open_totp(&self, user: &user::Model, kind: &str) -> Result<Vec<u8>> {
         let sealed = if kind == "totp" { &user.totp_sealed } else { &user.totp_pending_sealed };
         let (Some(sealed), Some(dk_id)) = (sealed, &user.totp_data_key_id) else {
-            return Err(Error::FailedPrecondition("no second factor enrolment in progress".into()));
+            return Err(IdentityError::NoEnrollment.into());
         };
         let dk = self.envelope.data_key(&user.tenant_id, dk_id).await?;
         Ok(aead::open(&dk, &totp_binding(&user.tenant_id, &user.id, kind), sealed)

@@ -69,6 +69,15 @@ fn impossible_travel_is_high_risk() {
 }
 
 #[test]
+fn a_neighbouring_region_is_new_but_not_impossible_travel() {
+    // Shanghai at 01:00, Hangzhou (170 km) a minute later: a new region, no more.
+    let mut h = history();
+    h.push(site(at(1, 0), "203.0.113.7", "laptop-1", "CN-31"));
+    let a = assess(&site(at(1, 1), "203.0.113.7", "laptop-1", "CN-33"), &h, shanghai(), &office_hours());
+    assert_eq!((a.level, a.reasons), (RiskLevel::Medium, vec!["new_region".to_owned()]));
+}
+
+#[test]
 fn off_hours_is_judged_in_the_tenants_time_zone() {
     // 13:00 UTC is 21:00 in Shanghai, after 20:00.
     let a = assess_now(site(at(13, 0), "203.0.113.7", "laptop-1", "CN-31"));
