@@ -9,7 +9,7 @@ use guardline_proto::vault::v1 as pb;
 use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
 use guardline_runtime::GrpcChannel;
 use guardline_runtime::args::DatabaseArgs;
-use guardline_runtime::error::field_violations;
+use guardline_runtime::error::{error_info, field_violations, reason};
 use guardline_testmesh::{Keys, TestMesh};
 use tonic::{Code, Request};
 
@@ -277,7 +277,7 @@ async fn reveal_needs_permission_a_reason_and_audit(postgres: bool) {
     // The third reveal of the day is the last one (quota 3 in this mesh).
     assert!(reveal(&m, &t, 2, &l.id, pb::LeadField::Address, "to send the contract").await.is_ok());
     let spent = reveal(&m, &t, 2, &l.id, pb::LeadField::Needs, "one too many").await.expect_err("quota");
-    assert_eq!(spent.code(), Code::ResourceExhausted);
+    assert_eq!((spent.code(), reason(&spent).as_str()), (Code::ResourceExhausted, "REVEAL_QUOTA_USED_UP"));
 
     // With audit down, nothing is revealed.
     m.t.stop("audit").await;
@@ -304,7 +304,10 @@ async fn a_ciphertext_moved_to_another_lead_does_not_open(postgres: bool) {
         .update(&db)
         .await
         .expect("move");
-    assert_eq!(get(&m, &t, &t.tokens[0], &b.id).await.expect_err("moved ciphertext").code(), Code::DataLoss);
+    let moved = get(&m, &t, &t.tokens[0], &b.id).await.expect_err("moved ciphertext");
+    let info = error_info(&moved).expect("the refusal's ErrorInfo");
+    assert_eq!((moved.code(), info.reason.as_str()), (Code::DataLoss, "LEAD_FIELD_UNREADABLE"));
+    assert_eq!(info.metadata["field"], "name");
     assert!(get(&m, &t, &t.tokens[0], &a.id).await.is_ok(), "the original still opens");
 
     // An owner column edited in the database is caught by the record MAC: the
@@ -313,7 +316,8 @@ async fn a_ciphertext_moved_to_another_lead_does_not_open(postgres: bool) {
         .update(&db)
         .await
         .expect("tamper");
-    assert_eq!(get(&m, &t, &t.tokens[3], &a.id).await.expect_err("tampered metadata").code(), Code::DataLoss);
+    let tampered = get(&m, &t, &t.tokens[3], &a.id).await.expect_err("tampered metadata");
+    assert_eq!((tampered.code(), reason(&tampered).as_str()), (Code::DataLoss, "LEAD_INTEGRITY_FAILED"));
     let scan = |who: &str| with(who, Request::new(pb::VerifyIntegrityRequest { tenant_id: t.id.clone() }));
     assert_eq!(m.vault().verify_integrity(scan(&t.tokens[0])).await.expect_err("agent").code(), Code::PermissionDenied);
     let report = m.vault().verify_integrity(scan(&t.tokens[3])).await.expect("scan").into_inner();
@@ -585,7 +589,11 @@ async fn guarded_export_and_validated_import(postgres: bool) {
     phones.sort();
     assert_eq!(phones, vec!["+8613812345671", "+8613812345672", "+8613812345673"]);
     let over = export(&m, &t, &exporter, false, "").await.expect_err("quota");
-    assert_eq!(over.code(), Code::ResourceExhausted, "3 of 3 leads already exported today");
+    assert_eq!(
+        (over.code(), reason(&over).as_str()),
+        (Code::ResourceExhausted, "EXPORT_QUOTA_EXCEEDED"),
+        "3 of 3 leads already exported today"
+    );
 }
 
 async fn key_status(m: &Mesh, t: &Tenant) -> pb::KeyStatus {

@@ -7,7 +7,7 @@ use guardline_audit_client::EventBuilder;
 use guardline_audit_client::Outcome;
 use guardline_authz::{Resource, Subject, decide};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, VaultError};
 use crate::service::{LeadInput, Vault, View};
 
 /// A refused import row.
@@ -65,10 +65,7 @@ impl Vault {
         let day = self.clock.now().format("%Y-%m-%d").to_string();
         let used = self.store.exports(tenant, &day).await?;
         if used + views.len() as u64 > self.export_quota {
-            return Err(Error::ResourceExhausted(format!(
-                "the tenant's daily export quota of {} leads would be exceeded",
-                self.export_quota
-            )));
+            return Err(VaultError::ExportQuotaExceeded { quota: self.export_quota }.into());
         }
         let event = EventBuilder::new(tenant, "lead.export")
             .actor(&who.user, "")

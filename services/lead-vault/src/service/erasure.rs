@@ -10,7 +10,7 @@ use chrono::Duration;
 use guardline_audit_client::EventBuilder;
 use guardline_authz::{Resource, Subject, decide};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, VaultError};
 use crate::service::Vault;
 use crate::store::erasure_case;
 use guardline_phone::Phone;
@@ -93,7 +93,7 @@ impl Vault {
         }
         let case = self.store.case(tenant, case_id).await?.ok_or(Error::NotFound)?;
         if case.state == state::DONE {
-            return Err(Error::FailedPrecondition("the case was already executed".into()));
+            return Err(VaultError::CaseAlreadyExecuted.into());
         }
         let recordings = self.recordings.as_ref().ok_or_else(|| Error::Unavailable("recordings".into()))?;
         let (recordings_erased, held) = recordings.erase_lead(tenant, &case.lead_id).await?;

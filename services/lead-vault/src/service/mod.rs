@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::domain::lead::parse_phones;
 pub use crate::domain::lead::{Address, DialTarget, Field, LeadInput, Pii, check_text, time_zone_or_derived};
 use crate::domain::mask;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, VaultError};
 use crate::store::{Owners, Store, lead};
 use guardline_phone::Phone;
 
@@ -142,7 +142,7 @@ impl Vault {
         let expected = self.mac(row).await?;
         if aws_lc_rs::constant_time::verify_slices_are_equal(&expected, &row.mac).is_err() {
             tracing::error!(lead = %row.id, "lead metadata changed outside the service");
-            return Err(Error::DataLoss("the lead failed its integrity check".into()));
+            return Err(VaultError::IntegrityFailed.into());
         }
         Ok(())
     }
@@ -209,17 +209,17 @@ impl Vault {
         };
         let rk = self.envelope.open_record_key(&row.tenant_id, &row.id, &sealed).await?;
         let v = row.version as u64;
-        let field = |name: &str, sealed: &[u8]| -> Result<String> {
-            let clear = open_field(&rk, &row.tenant_id, &row.id, name, v, sealed)
-                .map_err(|_| Error::DataLoss("a lead field failed authentication".into()))?;
-            String::from_utf8(clear.to_vec()).map_err(|_| Error::DataLoss("a lead field is not text".into()))
+        let field = |name: &'static str, sealed: &[u8]| -> Result<String> {
+            let unreadable = |_| Error::from(VaultError::FieldUnreadable { field: name });
+            let clear = open_field(&rk, &row.tenant_id, &row.id, name, v, sealed).map_err(unreadable)?;
+            String::from_utf8(clear.to_vec()).map_err(|_| VaultError::FieldUnreadable { field: name }.into())
         };
         Ok(Pii {
             phones: serde_json::from_str(&field("phones", &row.phones_sealed)?)
-                .map_err(|_| Error::DataLoss("phones".into()))?,
+                .map_err(|_| VaultError::FieldUnreadable { field: "phones" })?,
             name: field("name", &row.name_sealed)?,
             address: serde_json::from_str(&field("address", &row.address_sealed)?)
-                .map_err(|_| Error::DataLoss("address".into()))?,
+                .map_err(|_| VaultError::FieldUnreadable { field: "address" })?,
             needs: field("needs", &row.needs_sealed)?,
             notes: field("notes", &row.notes_sealed)?,
         })
@@ -376,7 +376,7 @@ impl Vault {
         // Quota first, audit second, count last: a reveal refused because
         // audit is down costs the user nothing.
         if self.reveals_today(tenant, &who.user).await? >= self.reveal_quota {
-            return Err(Error::ResourceExhausted("daily reveal quota used up".into()));
+            return Err(VaultError::RevealQuotaUsedUp.into());
         }
         let event = EventBuilder::new(tenant, "lead.reveal")
             .actor(&who.user, "")

@@ -8,7 +8,7 @@ use guardline_authz::{Resource, Subject, decide};
 use guardline_keys::{SealedRecordKey, seal_field};
 
 use crate::domain::lead::{MAX_NAME, MAX_TEXT, check_address, check_text, parse_phones, time_zone_or_derived};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, VaultError};
 use crate::service::{LeadInput, Pii, Vault, View};
 use crate::store::{Written, lead};
 use guardline_phone::Phone;
@@ -63,7 +63,7 @@ impl Vault {
             return Err(Error::invalid(format!("update_fields[{i}]"), format!("one of {}", UPDATABLE.join(", "))));
         }
         if expected != row.version as u64 {
-            return Err(Error::Aborted("the lead changed since it was read; read it again".into()));
+            return Err(VaultError::LeadChanged.into());
         }
         let (mut next, new_phones) = merged(&row, &mut pii, &input, fields)?;
         next.version = row.version + 1;
@@ -166,7 +166,7 @@ fn merged(
         let primary = match &new_phones {
             Some(parsed) => parsed[0].clone(),
             None => Phone::parse(pii.phones.first().map(String::as_str).unwrap_or_default(), None)
-                .map_err(|_| Error::DataLoss("the stored primary number does not parse".into()))?,
+                .map_err(|_| VaultError::FieldUnreadable { field: "phones" })?,
         };
         next.time_zone = time_zone_or_derived(&input.time_zone, &primary)?;
     }
@@ -174,5 +174,5 @@ fn merged(
 }
 
 fn changed() -> Error {
-    Error::Aborted("the lead changed meanwhile; read it again".into())
+    VaultError::LeadChanged.into()
 }
