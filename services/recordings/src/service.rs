@@ -18,7 +18,7 @@ pub use crate::domain::recording::{
 };
 use crate::domain::recording::{Retention, retention, validate_class};
 use crate::domain::stream::{self, Binding, Encryptor};
-use crate::error::{Error, Result};
+use crate::error::{Error, RecordingError, Result};
 use crate::store::{Store, recording, state};
 
 /// The recordings service's state.
@@ -239,8 +239,8 @@ impl Recordings {
             .envelope
             .open_record_key(&row.tenant_id, &row.id, &sealed)
             .await
-            .map_err(|_| Error::DataLoss("recording key does not open".into()))?;
-        let prefix = row.nonce_prefix.clone().try_into().map_err(|_| Error::DataLoss("nonce prefix".into()))?;
+            .map_err(|_| RecordingError::KeyUnreadable)?;
+        let prefix = row.nonce_prefix.clone().try_into().map_err(|_| RecordingError::KeyUnreadable)?;
         Ok((rk, prefix))
     }
 
@@ -255,7 +255,7 @@ impl Recordings {
             tracing::error!(recording = %row.id, error = %e, "the tamper event could not be written");
         }
         tracing::error!(recording = %row.id, %problem, "recording failed authentication");
-        Error::DataLoss("the recording failed its integrity check".into())
+        RecordingError::Tampered.into()
     }
 
     /// Decrypted audio bytes `[offset, offset + len)` (to the end when len = 0),
@@ -301,7 +301,7 @@ impl Recordings {
     pub async fn verify(&self, row: &recording::Model, actor: &str) -> Result<(bool, String)> {
         let pieces = match self.read_range(row, actor, 0, 0).await {
             Ok(p) => p,
-            Err(Error::DataLoss(m)) => return Ok((false, m)),
+            Err(e) if e.refusal::<RecordingError>().is_some() => return Ok((false, e.to_string())),
             Err(e) => return Err(e),
         };
         let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);

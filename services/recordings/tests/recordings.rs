@@ -347,7 +347,8 @@ async fn tampering_fails_with_data_loss(postgres: bool, backend: Backend) {
     let original = m.object(&t.id, &a.id).await.expect("object");
     let check = async |what: &str| {
         let err = download(&m, &t.tokens[0], &t.id, &a.id, 0, 0).await.expect_err(what);
-        assert_eq!(err.code(), Code::DataLoss, "{what}: {err:?}");
+        let why = guardline_runtime::error::reason(&err);
+        assert_eq!((err.code(), why.as_str()), (Code::DataLoss, "RECORDING_TAMPERED"), "{what}: {err:?}");
         let verify = pb::VerifyRecordingRequest { tenant_id: t.id.clone(), recording_id: a.id.clone() };
         assert!(
             !m.rec("gateway")
