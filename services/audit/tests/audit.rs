@@ -8,6 +8,7 @@ use base64::Engine;
 use ct_merkle::{ConsistencyProof, HashableLeaf, InclusionProof, RootHash};
 use guardline_audit::domain::canonical::Event;
 use guardline_audit::domain::verify::Finding;
+use guardline_audit::error::AuditError;
 use guardline_proto::audit::v1 as pb;
 use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
 use guardline_proto::identity::v1 as idpb;
@@ -337,6 +338,19 @@ async fn tampering_is_named_by_index(postgres: bool) {
         .await
         .expect("tamper");
     assert!(matches!(log.verify("t1").await.expect("verify"), Finding::Tampered { index: 5, .. }));
+    // An entry that no longer decodes: a query names it by index.
+    event::ActiveModel {
+        tenant_id: Set("t1".into()),
+        idx: Set(5),
+        entry: Set(b"not an entry".to_vec()),
+        ..Default::default()
+    }
+    .update(&db)
+    .await
+    .expect("garble");
+    let filter = guardline_audit::store::log::Filter { tenant: "t1".into(), ..Default::default() };
+    let corrupt = log.query(&filter, None, 100).await.expect_err("a corrupt entry");
+    assert!(matches!(corrupt.refusal(), Some(AuditError::EntryCorrupt { index: 5 })), "{corrupt:?}");
     event::ActiveModel { tenant_id: Set("t1".into()), idx: Set(5), entry: Set(r5.entry.clone()), ..Default::default() }
         .update(&db)
         .await

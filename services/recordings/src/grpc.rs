@@ -42,7 +42,7 @@ impl Api {
     /// for scope (so ids cannot be probed), PERMISSION_DENIED without the permission.
     async fn scoped(&self, who: &Subject, action: &str, tenant: &str, id: &str) -> Result<recording::Model, Status> {
         if widest_scope(who, action).is_none() || who.tenant != tenant {
-            return Err(Status::permission_denied(format!("no role grants {action} in this tenant")));
+            return Err(Status::from(Error::PermissionDenied(format!("no role grants {action} in this tenant"))));
         }
         let row = self.recordings.get(tenant, id).await?;
         let res = Resource {
@@ -229,7 +229,7 @@ impl RecordingsService for Api {
         let recordings = self.recordings.clone();
         let row = tokio::spawn(async move { recordings.upload(&uploader, header, Box::pin(audio), closing).await })
             .await
-            .map_err(|_| Status::internal("internal error"))??;
+            .map_err(|e| Error::Internal(format!("the upload task: {e}")))??;
         Ok(Response::new(to_pb(row)))
     }
 
@@ -257,13 +257,13 @@ impl RecordingsService for Api {
         let who = self.user(&req).await?;
         let r = req.into_inner();
         if who.tenant != r.tenant_id {
-            return Err(Status::permission_denied("cross-tenant access is never allowed"));
+            return Err(Status::from(Error::PermissionDenied("cross-tenant access is never allowed".into())));
         }
         widest_scope(&who, "recording.play")
-            .ok_or_else(|| Status::permission_denied("no role grants recording.play"))?;
+            .ok_or_else(|| Status::from(Error::PermissionDenied("no role grants recording.play".into())))?;
         // What a caller may list is what its lead.read scope reaches.
-        let scope =
-            widest_scope(&who, "lead.read").ok_or_else(|| Status::permission_denied("no role grants lead.read"))?;
+        let scope = widest_scope(&who, "lead.read")
+            .ok_or_else(|| Status::from(Error::PermissionDenied("no role grants lead.read".into())))?;
         let some = |s: String| (!s.is_empty()).then_some(s);
         let mut filter = ListFilter {
             lead: some(r.lead_id),
@@ -365,5 +365,5 @@ impl RecordingsService for Api {
 
 fn require(who: &Subject, action: &str, tenant: &str) -> Result<(), Status> {
     let d = decide(who, action, &Resource { tenant: tenant.to_owned(), ..Default::default() });
-    if d.allowed { Ok(()) } else { Err(Status::permission_denied(d.rule)) }
+    if d.allowed { Ok(()) } else { Err(Status::from(Error::PermissionDenied(d.rule))) }
 }

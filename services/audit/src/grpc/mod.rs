@@ -48,7 +48,7 @@ impl Api {
             _ => self
                 .authorize(req, tenant, "audit.read", false)
                 .await?
-                .ok_or_else(|| Status::permission_denied("needs a user token")),
+                .ok_or_else(|| Status::from(Error::PermissionDenied("needs a user token".into()))),
         }
     }
 
@@ -66,13 +66,13 @@ impl Api {
             return if services_may && peer.is_some() {
                 Ok(None)
             } else {
-                Err(Status::permission_denied(format!("{action} needs a user token")))
+                Err(Status::from(Error::PermissionDenied(format!("{action} needs a user token"))))
             };
         }
         let c = self.verifier.authenticate(req).await?;
         let subject = Subject::from_claims(&c.tenant, &c.sub, &c.teams, &c.perms);
         let d = decide(&subject, action, &Resource { tenant: tenant.to_owned(), ..Default::default() });
-        if d.allowed { Ok(Some(subject)) } else { Err(Status::permission_denied(d.rule)) }
+        if d.allowed { Ok(Some(subject)) } else { Err(Status::from(Error::PermissionDenied(d.rule))) }
     }
 }
 
@@ -179,7 +179,7 @@ impl AuditService for Api {
         let subject = self
             .authorize(&req, &tenant, "audit.read", false)
             .await?
-            .ok_or_else(|| Status::permission_denied("audit.read needs a user token"))?;
+            .ok_or_else(|| Status::from(Error::PermissionDenied("audit.read needs a user token".into())))?;
         let r = req.into_inner();
         let range = r.range.unwrap_or_default();
         let filter = Filter {
@@ -236,7 +236,7 @@ impl AuditService for Api {
         let subject = self
             .authorize(&req, &tenant, "audit.read", false)
             .await?
-            .ok_or_else(|| Status::permission_denied("audit.read needs a user token"))?;
+            .ok_or_else(|| Status::from(Error::PermissionDenied("audit.read needs a user token".into())))?;
         if req.get_ref().range.is_some() {
             return Err(Error::invalid("range", "exports cover the whole log, so that they verify offline").into());
         }
@@ -318,7 +318,7 @@ impl AuditService for Api {
         let who = self
             .authorize(&req, &r.tenant_id, "alert.manage", false)
             .await?
-            .ok_or_else(|| Status::permission_denied("needs a user token"))?;
+            .ok_or_else(|| Status::from(Error::PermissionDenied("needs a user token".into())))?;
         let st = match pb::AlertState::try_from(r.state) {
             Ok(pb::AlertState::Acknowledged) => state::ACKNOWLEDGED,
             Ok(pb::AlertState::Resolved) => state::RESOLVED,

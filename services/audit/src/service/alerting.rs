@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::alerts::{Calendar, Detector, Raised, Thresholds};
 use crate::domain::canonical::Event;
-use crate::error::{Error, Result};
+use crate::error::{AuditError, Error, Result};
 use crate::store::log::Store;
 use crate::store::{alert, delivery};
 
@@ -310,7 +310,7 @@ impl Alerting {
                 self.store.drop_delivery(&d.id).await?;
                 continue;
             };
-            let sealed = B64.decode(&hook.sealed_secret).map_err(|_| Error::DataLoss("webhook secret".into()))?;
+            let sealed = B64.decode(&hook.sealed_secret).map_err(|_| AuditError::WebhookSecretUnreadable)?;
             let secret =
                 self.envelope.open_secret(&d.tenant_id, SECRET_KIND, &hook.url, &hook.data_key_id, &sealed).await?;
             let ts = self.clock.now().timestamp();

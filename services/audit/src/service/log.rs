@@ -16,7 +16,7 @@ use crate::domain::merkle::{Hash, Tree, leaf_hash};
 use crate::domain::sth::{HeadSigner, TreeHead};
 use crate::domain::validate;
 use crate::domain::verify::{Finding, Record, verify_log};
-use crate::error::{Error, Result};
+use crate::error::{AuditError, Error, Result};
 pub use crate::store::log::Filter;
 use crate::store::log::Store;
 use crate::store::{event, signing_key};
@@ -87,8 +87,7 @@ impl Log {
         let keys = rows.iter().map(|r| (r.kid.clone(), r.public_key.clone())).collect();
         let newest = rows.last().ok_or_else(|| Error::Internal("no signing key".into()))?;
         let pkcs8 = envelope.open_secret(PLATFORM, KEY_KIND, &newest.kid, &newest.data_key_id, &newest.sealed).await?;
-        let signer =
-            HeadSigner::from_pkcs8(&newest.kid, &pkcs8).ok_or_else(|| Error::DataLoss("audit signing key".into()))?;
+        let signer = HeadSigner::from_pkcs8(&newest.kid, &pkcs8).ok_or(AuditError::SigningKeyUnreadable)?;
         Ok(Self { store, signer, keys, trees: Mutex::new(HashMap::new()), clock })
     }
 
@@ -102,8 +101,7 @@ impl Log {
         let Some((first, frontier)) = self.store.pruned(tenant).await? else {
             return Ok(Tree::new());
         };
-        Tree::with_frontier(first, &frontier)
-            .ok_or_else(|| Error::DataLoss("the pruned frontier does not match its index".into()))
+        Tree::with_frontier(first, &frontier).ok_or_else(|| AuditError::FrontierMismatch.into())
     }
 
     /// The first index still stored and the pruned frontier.
@@ -137,7 +135,7 @@ impl Log {
         let rows = self.store.leaf_hashes(tenant).await?;
         let mut tree = self.base_tree(tenant).await?;
         for h in rows {
-            tree.push(h.try_into().map_err(|_| Error::DataLoss("stored leaf hash has the wrong length".into()))?);
+            tree.push(h.try_into().map_err(|_| AuditError::LeafHashCorrupt)?);
         }
         Ok(tree)
     }
@@ -277,7 +275,7 @@ impl Log {
             .map(|r| {
                 Event::decode(&r.entry)
                     .map(|e| (r.idx, e))
-                    .ok_or_else(|| Error::DataLoss(format!("audit entry {} is corrupt", r.idx)))
+                    .ok_or_else(|| AuditError::EntryCorrupt { index: r.idx }.into())
             })
             .collect()
     }

@@ -59,11 +59,11 @@ impl Api {
         let service = PeerInfo::of(req)
             .and_then(|p| p.identity.as_ref())
             .and_then(|id| id.service_account().map(str::to_owned))
-            .ok_or_else(|| Status::unauthenticated("no service identity and no bearer token"))?;
+            .ok_or_else(|| Status::from(Error::Unauthenticated("no service identity and no bearer token".into())))?;
         if self.trusted.contains(&service) {
             Ok(Caller::Service(service))
         } else {
-            Err(Status::unauthenticated(format!("{service} must send the user's bearer token")))
+            Err(Status::from(Error::Unauthenticated(format!("{service} must send the user's bearer token"))))
         }
     }
 }

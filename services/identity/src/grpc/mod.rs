@@ -55,7 +55,7 @@ impl Api {
         }
         let peer = PeerInfo::of(req)
             .and_then(|p| p.identity.clone())
-            .ok_or_else(|| Status::unauthenticated("no service identity and no bearer token"))?;
+            .ok_or_else(|| Status::from(Error::Unauthenticated("no service identity and no bearer token".into())))?;
         Ok(if self.platform_admins.contains(&peer) {
             Caller::Platform(peer.to_string())
         } else {
