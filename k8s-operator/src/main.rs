@@ -1,15 +1,24 @@
-//! `guardline-operator`: the kube-rs operator that rotates tenant keys and
-//! enforces retention through CRDs. Its own issue builds it; until then the
-//! binary only states that, so that no deployment mistakes it for a working one.
+//! `guardline-operator`: `crdgen` prints the CRDs the Helm chart ships.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
-/// Guardline's Kubernetes operator (not built yet: see its issue).
+/// Guardline's Kubernetes operator: tenant key rotation and retention as CRDs.
 #[derive(Parser, Debug)]
 #[command(name = "guardline-operator", version)]
-struct Args {}
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the CRDs (TenantKeyPolicy, RetentionPolicy) as YAML.
+    Crdgen,
+}
 
 fn main() -> anyhow::Result<()> {
-    let Args {} = Args::parse();
-    anyhow::bail!("guardline-operator is not implemented yet: its issue adds the CRDs and controllers")
+    match Args::parse().command {
+        Command::Crdgen => print!("{}", guardline_operator::crds_yaml()?),
+    }
+    Ok(())
 }

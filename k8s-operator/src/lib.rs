@@ -1,0 +1,24 @@
+//! Guardline's Kubernetes operator: tenant key rotation and retention,
+//! driven by the `TenantKeyPolicy` and `RetentionPolicy` resources.
+//!
+//! - [`crd`]: the resources as Rust types, the source of the CRDs.
+//! - [`schedule`]: periods, cron schedules and backoff, pure.
+//! - [`rotation`]: what to do next for one tenant's rotation, pure.
+//! - [`conditions`]: conditions by Kubernetes API conventions.
+
+pub mod conditions;
+pub mod crd;
+pub mod rotation;
+pub mod schedule;
+
+use kube::CustomResourceExt;
+
+/// The CRDs of every resource, as one YAML stream (what `crdgen` prints).
+pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+    let mut out = String::new();
+    for crd in [crd::TenantKeyPolicy::crd(), crd::RetentionPolicy::crd()] {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&crd)?);
+    }
+    Ok(out)
+}
