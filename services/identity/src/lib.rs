@@ -47,6 +47,7 @@ pub async fn run(
     let mut identity = service::Identity::new(store, envelope, signers, config).with_clock(common.clock.clone());
     // Reads tenants' settings without a user token: audit, for working hours.
     identity.tenant_readers = vec![common.mesh.identity_of("audit").to_string()];
+    identity.tenant_listers = vec![common.mesh.identity_of("operator").to_string()];
     let identity = std::sync::Arc::new(identity);
     let admins = platform_admins.iter().map(|n| common.mesh.identity_of(n)).collect();
     let gateways = trusted_gateways.iter().map(|n| common.mesh.identity_of(n)).collect();

@@ -561,7 +561,34 @@ async fn a_hash_with_old_parameters_is_replaced_at_login(postgres: bool) {
     login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.7", "d", "CN-31").await.expect("login with the new hash");
 }
 
+async fn tenants_are_listed_for_the_operator_and_platform_admins_only(postgres: bool) {
+    use guardline_proto::common::v1::PageRequest;
+    let h = harness::start(postgres).await;
+    let mut platform = h.ready().await;
+    let a = tenant(&mut platform, "Listed A", None).await;
+    let b = tenant(&mut platform, "Listed B", None).await;
+    let c3 = tenant(&mut platform, "Listed C", None).await;
+    // The operator pages through every tenant, oldest first.
+    let mut operator = h.client("operator");
+    let page =
+        |token: &str| pb::ListTenantsRequest { page: Some(PageRequest { page_size: 2, page_token: token.into() }) };
+    let first = operator.list_tenants(page("")).await.expect("operator lists").into_inner();
+    let token = first.page.expect("page").next_page_token;
+    assert_eq!(first.tenants.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), [a.id.as_str(), b.id.as_str()]);
+    let second = operator.list_tenants(page(&token)).await.expect("next page").into_inner();
+    assert_eq!(second.tenants.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), [c3.id.as_str()]);
+    assert_eq!(second.page.expect("page").next_page_token, "", "the last page");
+    // A platform admin may too.
+    assert_eq!(platform.list_tenants(page("")).await.expect("platform admin").into_inner().tenants.len(), 2);
+    // Nobody else: another service, or a tenant's own admin through the gateway.
+    let (k, _) = code(h.client("lead-vault").list_tenants(page("")).await);
+    assert_eq!(k, Code::PermissionDenied);
+    let (k, _) = code(h.client("gateway").list_tenants(bearer(page(""), &a.admin_token)).await);
+    assert_eq!(k, Code::PermissionDenied, "a tenant admin does not see other tenants");
+}
+
 guardline_testkit::on_both_stores!(
+    tenants_are_listed_for_the_operator_and_platform_admins_only,
     onboarding_with_totp_for_admins,
     wrong_role_wrong_tenant_and_bad_input_are_refused,
     lockout_after_repeated_failures,

@@ -91,6 +91,7 @@ pub fn server(api: Api, max_message_bytes: usize) -> IdentityServiceServer<Api> 
 const MESH_OPEN: &[&str] = &[
     "CreateTenant",
     "GetTenant",
+    "ListTenants",
     "UpdateTenantSettings",
     "CreateUser",
     "UpdateUser",
@@ -138,6 +139,19 @@ impl IdentityService for Api {
     async fn get_tenant(&self, req: Request<pb::GetTenantRequest>) -> Reply<pb::Tenant> {
         let caller = self.caller(&req).await?;
         Ok(Response::new(tenant_pb(self.identity.get_tenant(&caller, &req.get_ref().tenant_id).await?)))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "list_tenants"))]
+    async fn list_tenants(&self, req: Request<pb::ListTenantsRequest>) -> Reply<pb::ListTenantsResponse> {
+        let caller = self.caller(&req).await?;
+        let (size, after) = page_size(req.get_ref().page.as_ref());
+        let rows = self.identity.list_tenants(&caller, after.as_deref(), size).await?;
+        let next = if rows.len() as u64 == size { rows.last().map(|t| t.id.clone()) } else { None };
+        let tenants = rows.into_iter().map(tenant_pb).collect();
+        Ok(Response::new(pb::ListTenantsResponse {
+            tenants,
+            page: Some(PageResponse { next_page_token: next.unwrap_or_default() }),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "update_tenant_settings", tenant = %req.get_ref().tenant_id))]

@@ -51,7 +51,6 @@ pub struct UserChanges {
 const PAGE_MAX: u64 = 1000;
 
 impl Identity {
-    /// Creates a tenant with the built-in roles.
     /// Revokes a token signing key at once (platform admins); audited in
     /// the platform's log.
     pub async fn revoke_signing_key(&self, caller: &Caller, kid: &str, reason: &str) -> Result<()> {
@@ -74,6 +73,21 @@ impl Identity {
         self.store.audit(event).await
     }
 
+    /// Every tenant, a page at a time (platform admins and the operator);
+    /// audited in the platform's log.
+    pub async fn list_tenants(&self, caller: &Caller, after: Option<&str>, limit: u64) -> Result<Vec<tenant::Model>> {
+        match caller {
+            Caller::Platform(_) => {}
+            Caller::Service(s) if self.tenant_listers.contains(s) => {}
+            _ => return Err(Error::PermissionDenied("only the operator and platform admins list tenants".into())),
+        }
+        let rows = tenants::page(&self.store, after, limit.clamp(1, PAGE_MAX)).await?;
+        let event = Self::event(caller, "_platform", "identity.tenant.list").detail("count", rows.len());
+        self.store.audit(event).await?;
+        Ok(rows)
+    }
+
+    /// Creates a tenant with the built-in roles.
     pub async fn create_tenant(&self, caller: &Caller, name: &str, settings: TenantSettings) -> Result<tenant::Model> {
         if !matches!(caller, Caller::Platform(_)) {
             return Err(Error::PermissionDenied("only a platform-admin identity creates tenants".into()));

@@ -98,6 +98,8 @@ pub struct Identity {
     /// Service identities (SPIFFE ids) that may read any tenant's settings
     /// without a user token: the audit service, for working hours.
     pub tenant_readers: Vec<String>,
+    /// Service identities (SPIFFE ids) that may list every tenant: the operator.
+    pub tenant_listers: Vec<String>,
     /// Argon2id on a bounded blocking pool.
     pub(crate) passwords: passwords::Passwords,
 }
@@ -114,6 +116,7 @@ impl Identity {
             config,
             clock: Clock::system(),
             tenant_readers: Vec::new(),
+            tenant_listers: Vec::new(),
             passwords: Default::default(),
         }
     }

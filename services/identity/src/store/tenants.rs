@@ -1,9 +1,18 @@
 //! Tenants, their roles and teams.
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{Conn, Tx, role, team, team_member, tenant};
 use crate::error::Result;
+
+/// Tenants after id `after` (ids grow with creation time), at most `limit`.
+pub async fn page(c: &impl Conn, after: Option<&str>, limit: u64) -> Result<Vec<tenant::Model>> {
+    let mut q = tenant::Entity::find().order_by_asc(tenant::Column::Id);
+    if let Some(after) = after {
+        q = q.filter(tenant::Column::Id.gt(after));
+    }
+    Ok(q.limit(limit).all(c.conn()).await?)
+}
 
 /// A tenant by id.
 pub async fn tenant(c: &impl Conn, id: &str) -> Result<Option<tenant::Model>> {
