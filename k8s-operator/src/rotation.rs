@@ -45,8 +45,6 @@ pub struct Observed {
     pub latest_created: DateTime<Utc>,
     /// Vault's `min_decryption_version`.
     pub min_decryption_version: u64,
-    /// Vault's `min_available_version` (0: nothing trimmed).
-    pub min_available_version: u64,
     /// The lead vault's data-key re-wrap still running.
     pub data_key_rewrap_running: bool,
 }
@@ -89,7 +87,8 @@ pub enum Step {
         /// The new minimum.
         to: u64,
     },
-    /// Set Vault's `min_available_version` to `to`.
+    /// Delete the versions below `to` in Vault (idempotent: trimming to
+    /// the same version again changes nothing).
     Trim {
         /// The new minimum available version.
         to: u64,
@@ -165,7 +164,7 @@ fn after_rewrap(policy: &Effective, state: &TenantKeyState, observed: &Observed)
 fn trim(policy: &Effective, state: &TenantKeyState, observed: &Observed) -> Step {
     let keep_from = state.key_version.saturating_sub(policy.keep_versions).max(1);
     let to = keep_from.min(observed.min_decryption_version.max(1));
-    if to > observed.min_available_version.max(1) { Step::Trim { to } } else { Step::Done }
+    if to > 1 { Step::Trim { to } } else { Step::Done }
 }
 
 #[cfg(test)]

@@ -252,7 +252,26 @@ impl KeyProvider for LocalKeyring {
         let state = self.current().await?;
         let entry = state.file.tenants.get(tenant).ok_or(Error::UnknownTenant)?;
         let latest = entry.versions.keys().next_back().copied().unwrap_or(0);
-        Ok(KeyVersions { latest, min_decryption: entry.min_decryption_version })
+        Ok(KeyVersions { latest, min_decryption: entry.min_decryption_version, latest_created: None })
+    }
+
+    async fn trim(&self, tenant: &str, min_available: u64) -> Result<()> {
+        check_tenant(tenant)?;
+        self.modify(|_, file| {
+            let entry = file.tenants.get_mut(tenant).ok_or(Error::UnknownTenant)?;
+            if min_available == 0 || min_available > entry.min_decryption_version {
+                return Err(Error::Config {
+                    field: "min_available_version",
+                    reason: format!(
+                        "must be between 1 and the minimum decryption version {}",
+                        entry.min_decryption_version
+                    ),
+                });
+            }
+            entry.versions.retain(|v, _| *v >= min_available);
+            Ok(())
+        })
+        .await
     }
 
     async fn set_min_decryption_version(&self, tenant: &str, version: u64) -> Result<()> {
@@ -260,10 +279,11 @@ impl KeyProvider for LocalKeyring {
         self.modify(|_, file| {
             let entry = file.tenants.get_mut(tenant).ok_or(Error::UnknownTenant)?;
             let latest = entry.versions.keys().next_back().copied().unwrap_or(0);
-            if version == 0 || version > latest {
+            let oldest = entry.versions.keys().next().copied().unwrap_or(0);
+            if version < oldest.max(1) || version > latest {
                 return Err(Error::Config {
                     field: "min_decryption_version",
-                    reason: format!("must be between 1 and {latest}"),
+                    reason: format!("must be between {} (the oldest version kept) and {latest}", oldest.max(1)),
                 });
             }
             entry.min_decryption_version = version;

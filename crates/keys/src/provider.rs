@@ -63,6 +63,8 @@ pub struct KeyVersions {
     pub latest: u64,
     /// Oldest version that may still unwrap.
     pub min_decryption: u64,
+    /// When the latest version was made (Unix seconds), where the store says.
+    pub latest_created: Option<u64>,
 }
 
 /// Tenant ids are used in key names and paths: keep them to a safe alphabet.
@@ -91,4 +93,7 @@ pub trait KeyProvider: Send + Sync + fmt::Debug + 'static {
     async fn versions(&self, tenant: &str) -> Result<KeyVersions>;
     /// Makes versions below `version` unusable for unwrapping.
     async fn set_min_decryption_version(&self, tenant: &str, version: u64) -> Result<()>;
+    /// Deletes the versions below `min_available` for good; at most up to
+    /// the minimum decryption version.
+    async fn trim(&self, tenant: &str, min_available: u64) -> Result<()>;
 }

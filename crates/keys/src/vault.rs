@@ -157,11 +157,13 @@ impl VaultProvider {
             Error::Unavailable(m) if m.ends_with("404") => Error::UnknownTenant,
             other => other,
         })?;
-        let latest = match resp.keys {
-            ReadKeyData::Symmetric(m) => m.keys().filter_map(|k| k.parse::<u64>().ok()).max().unwrap_or(0),
-            ReadKeyData::Asymmetric(m) => m.keys().filter_map(|k| k.parse::<u64>().ok()).max().unwrap_or(0),
+        // Symmetric keys map each usable version to its creation time.
+        let created: std::collections::BTreeMap<u64, Option<u64>> = match resp.keys {
+            ReadKeyData::Symmetric(m) => m.into_iter().filter_map(|(k, t)| Some((k.parse().ok()?, Some(t)))).collect(),
+            ReadKeyData::Asymmetric(m) => m.into_keys().filter_map(|k| Some((k.parse().ok()?, None))).collect(),
         };
-        Ok(KeyVersions { latest, min_decryption: resp.min_decryption_version })
+        let (latest, latest_created) = created.last_key_value().map_or((0, None), |(v, t)| (*v, *t));
+        Ok(KeyVersions { latest, min_decryption: resp.min_decryption_version, latest_created })
     }
 }
 
@@ -243,5 +245,17 @@ impl KeyProvider for VaultProvider {
         let mut opts = UpdateKeyConfigurationRequest::builder();
         opts.min_decryption_version(version);
         vault_call!(self, |c| vaultrs::transit::key::update(&*c, &self.mount, &name, Some(&mut opts.clone())))
+    }
+
+    async fn trim(&self, tenant: &str, min_available: u64) -> Result<()> {
+        check_tenant(tenant)?;
+        let name = key_name(tenant);
+        // Vault trims only a key whose minimum encryption version is set;
+        // new wraps use the latest version anyway, so pin it there.
+        let latest = self.read_versions(&name).await?.latest;
+        let mut opts = UpdateKeyConfigurationRequest::builder();
+        opts.min_encryption_version(latest);
+        vault_call!(self, |c| vaultrs::transit::key::update(&*c, &self.mount, &name, Some(&mut opts.clone())))?;
+        vault_call!(self, |c| vaultrs::transit::key::trim(&*c, &self.mount, &name, min_available))
     }
 }

@@ -77,6 +77,23 @@ async fn min_decryption_version_retires_old_wraps(p: Arc<dyn KeyProvider>) {
     assert_eq!(p.unwrap("t1", &rewrapped).await.expect("v2 opens").expose(), clear.expose());
 }
 
+async fn trimming_deletes_versions_below_the_minimum_only(p: Arc<dyn KeyProvider>) {
+    p.ensure_tenant_key("t1").await.expect("create");
+    p.rotate("t1").await.expect("v2");
+    p.rotate("t1").await.expect("v3");
+    let v = p.versions("t1").await.expect("versions");
+    assert_eq!((v.latest, v.min_decryption), (3, 1));
+    // Not above the minimum decryption version: a version that still decrypts stays.
+    assert!(p.trim("t1", 2).await.is_err(), "v1 still decrypts");
+    p.set_min_decryption_version("t1", 3).await.expect("raise");
+    p.trim("t1", 2).await.expect("trim v1");
+    p.trim("t1", 2).await.expect("trimming again to the same version changes nothing");
+    // v1 is gone for good: the minimum cannot come back down to it; v2 is kept.
+    assert!(p.set_min_decryption_version("t1", 1).await.is_err(), "v1 was deleted");
+    p.set_min_decryption_version("t1", 2).await.expect("v2 is still there");
+    assert_eq!(p.versions("t1").await.expect("versions").min_decryption, 2);
+}
+
 async fn a_wrap_of_one_tenant_does_not_open_under_another(p: Arc<dyn KeyProvider>) {
     p.ensure_tenant_key("t1").await.expect("create");
     p.ensure_tenant_key("t2").await.expect("create");
@@ -102,6 +119,7 @@ provider_suite!(
     rotation_keeps_old_wraps_readable,
     rewrap_moves_to_the_latest_version,
     min_decryption_version_retires_old_wraps,
+    trimming_deletes_versions_below_the_minimum_only,
     a_wrap_of_one_tenant_does_not_open_under_another,
 );
 
