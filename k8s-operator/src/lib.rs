@@ -5,9 +5,13 @@
 //! - [`schedule`]: periods, cron schedules and backoff, pure.
 //! - [`rotation`]: what to do next for one tenant's rotation, pure.
 //! - [`conditions`]: conditions by Kubernetes API conventions.
+//! - [`mesh`]: the port to Vault and the services' key RPCs.
+//! - [`executor`]: one step of one tenant's rotation.
 
 pub mod conditions;
 pub mod crd;
+pub mod executor;
+pub mod mesh;
 pub mod rotation;
 pub mod schedule;
 

@@ -26,7 +26,7 @@ pub struct Rotation {
 }
 
 /// Every lead opens (a masked read and a reveal) and the recording plays.
-async fn everything_reads(m: &impl Mesh, org: &Org, leads: &[String], recording: &str) -> Result<()> {
+pub async fn everything_reads(m: &impl Mesh, org: &Org, leads: &[String], recording: &str) -> Result<()> {
     for id in leads {
         let get = vpb::GetLeadRequest { tenant_id: org.tenant.clone(), lead_id: id.clone() };
         let lead = vault(m)?.get_lead(bearer(&org.agent1, get)).await?.into_inner();
