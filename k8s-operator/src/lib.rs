@@ -7,12 +7,17 @@
 //! - [`conditions`]: conditions by Kubernetes API conventions.
 //! - [`mesh`]: the port to Vault and the services' key RPCs.
 //! - [`executor`]: one step of one tenant's rotation.
+//! - [`controller`]: the `TenantKeyPolicy` reconcile: tenants, steps,
+//!   events and a bounded status.
+//! - [`run`]: `guardline-operator run`.
 
 pub mod conditions;
+pub mod controller;
 pub mod crd;
 pub mod executor;
 pub mod mesh;
 pub mod rotation;
+pub mod run;
 pub mod schedule;
 
 use kube::CustomResourceExt;

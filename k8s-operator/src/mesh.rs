@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use guardline_keys::KeyProvider;
+use guardline_proto::common::v1::PageRequest;
+use guardline_proto::identity::v1 as idpb;
+use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use guardline_proto::recordings::v1 as rpb;
 use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
 use guardline_proto::vault::v1 as vpb;
@@ -28,7 +31,7 @@ pub enum MeshError {
     /// A service refused or could not be reached.
     #[error("{service}: {code:?}: {message}")]
     Service {
-        /// `lead-vault` or `recordings`.
+        /// `identity`, `lead-vault` or `recordings`.
         service: &'static str,
         /// The gRPC code.
         code: tonic::Code,
@@ -54,6 +57,8 @@ pub struct Rewrap {
 
 /// What a rotation calls, one method per idempotent step.
 pub trait KeyMesh: Send + Sync {
+    /// Every tenant's id, from identity (`ListTenants`, open to the operator).
+    fn list_tenants(&self) -> impl Future<Output = Result<Vec<String>, MeshError>> + Send;
     /// Vault's view of the tenant key and the lead vault's re-wrap.
     fn observe(
         &self,
@@ -79,6 +84,8 @@ pub trait KeyMesh: Send + Sync {
 pub struct Mesh {
     /// Vault, as the operator's policy allows.
     pub keys: Arc<dyn KeyProvider>,
+    /// Identity, as `operator`.
+    pub identity: IdentityServiceClient<GrpcChannel>,
     /// The lead vault, as `operator`.
     pub vault: LeadVaultServiceClient<GrpcChannel>,
     /// Recordings, as `operator`.
@@ -96,6 +103,20 @@ fn rewrap_of(s: &vpb::KeyStatus) -> Rewrap {
 }
 
 impl KeyMesh for Mesh {
+    async fn list_tenants(&self) -> Result<Vec<String>, MeshError> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let req = idpb::ListTenantsRequest { page: Some(PageRequest { page_size: 1000, page_token: token }) };
+            let page = self.identity.clone().list_tenants(req).await.map_err(service("identity"))?.into_inner();
+            out.extend(page.tenants.into_iter().map(|t| t.id));
+            token = page.page.map(|p| p.next_page_token).unwrap_or_default();
+            if token.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+
     async fn observe(&self, tenant: &str, now: DateTime<Utc>) -> Result<(Observed, Rewrap), MeshError> {
         let v = self.keys.versions(tenant).await?;
         // A key store that keeps no creation time rotates on request only.

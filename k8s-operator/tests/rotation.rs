@@ -9,6 +9,7 @@ use guardline_operator::crd::{Phase, TenantKeyState};
 use guardline_operator::executor::{Advanced, advance};
 use guardline_operator::mesh::Mesh;
 use guardline_operator::rotation::{Effective, Step};
+use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
 use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
 use guardline_runtime::GrpcChannel;
@@ -34,6 +35,7 @@ impl journeys::Mesh for Journeys<'_> {
 async fn operator(t: &TestMesh) -> Mesh {
     Mesh {
         keys: t.keys().provider(false).await.expect("openbao"),
+        identity: IdentityServiceClient::new(t.channel("identity", "operator")),
         vault: LeadVaultServiceClient::new(t.channel("lead-vault", "operator")),
         recordings: RecordingsServiceClient::new(t.channel("recordings", "operator")),
     }

@@ -1,0 +1,267 @@
+//! The `TenantKeyPolicy` controller: each reconcile finds the tenants a
+//! policy governs (an override by tenant, else the oldest default), moves
+//! each tenant's rotation one step (starting at most
+//! `rewrapTenantsPerMinute` new ones a pass), tells each step as an event,
+//! and writes a bounded status by server-side apply. No finalizer: a
+//! policy leaves nothing behind outside its own status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use guardline_runtime::clock::Clock;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+
+use crate::conditions;
+use crate::crd::{ROTATE_NOW, TenantKeyPolicy, TenantKeyPolicySpec, TenantKeyPolicyStatus, TenantKeyState, Totals};
+use crate::executor::{Advanced, Event, advance};
+use crate::mesh::{KeyMesh, MeshError};
+use crate::rotation::{Effective, Step};
+use crate::schedule::{SpecError, parse_period};
+
+/// The field manager of the operator's status writes.
+pub const MANAGER: &str = "guardline-operator";
+/// Tenants listed in a status; the rest are counted.
+pub const MAX_LISTED: usize = 50;
+
+/// What every reconcile shares.
+pub struct Context<M> {
+    /// The Kubernetes API.
+    pub client: Client,
+    /// Where events go.
+    pub recorder: Recorder,
+    /// Vault and the services.
+    pub mesh: M,
+    /// The operator's clock.
+    pub clock: Clock,
+}
+
+/// A reconcile that could not finish; retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kubernetes API failed.
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+    /// Identity could not list the tenants.
+    #[error("{0}")]
+    Mesh(#[from] MeshError),
+}
+
+/// The policy's spec, parsed.
+pub fn effective(spec: &TenantKeyPolicySpec) -> Result<Effective, SpecError> {
+    Ok(Effective {
+        period: parse_period("spec.rotationPeriod", &spec.rotation_period)?,
+        raise_minimum: spec.raise_min_decryption_version,
+        keep_versions: u64::from(spec.keep_versions.max(1)),
+        suspend: spec.suspend,
+        dry_run: spec.dry_run,
+    })
+}
+
+/// The tenants `policy` governs among `tenants`, given every policy of the
+/// namespace; an error when another default already governs them.
+pub fn governed(policy: &TenantKeyPolicy, all: &[TenantKeyPolicy], tenants: &[String]) -> Result<Vec<String>, String> {
+    if let Some(t) = &policy.spec.tenant {
+        return Ok(tenants.iter().filter(|x| *x == t).cloned().collect());
+    }
+    let age = |p: &TenantKeyPolicy| (p.creation_timestamp().map(|t| t.0), p.name_any());
+    let first = all.iter().filter(|p| p.spec.tenant.is_none()).min_by_key(|p| age(p));
+    if let Some(first) = first.filter(|f| f.name_any() != policy.name_any()) {
+        return Err(format!(
+            "the default policy {} is older and governs every tenant; this one is ignored",
+            first.name_any()
+        ));
+    }
+    let overridden: Vec<&String> = all.iter().filter_map(|p| p.spec.tenant.as_ref()).collect();
+    Ok(tenants.iter().filter(|t| !overridden.contains(t)).cloned().collect())
+}
+
+/// One reconcile of `policy`.
+pub async fn reconcile<M: KeyMesh>(policy: Arc<TenantKeyPolicy>, ctx: Arc<Context<M>>) -> Result<Action, Error> {
+    let now = ctx.clock.now();
+    let api: Api<TenantKeyPolicy> = Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
+    let generation = policy.meta().generation;
+    let mut status = policy.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    let refused = |status: &mut TenantKeyPolicyStatus, reason: &str, message: String| {
+        conditions::set(&mut status.conditions, "Degraded", true, (reason, message.clone()), generation, now);
+        conditions::set(&mut status.conditions, "Ready", false, (reason, message), generation, now);
+    };
+    let p = match effective(&policy.spec) {
+        Ok(p) => p,
+        Err(e) => {
+            refused(&mut status, "InvalidSpec", e.to_string());
+            patch_status(&api, &policy, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let all = api.list(&ListParams::default()).await?.items;
+    let tenants = ctx.mesh.list_tenants().await?;
+    let governed = match governed(&policy, &all, &tenants) {
+        Ok(g) => g,
+        Err(message) => {
+            refused(&mut status, "ConflictingDefault", message);
+            patch_status(&api, &policy, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let asked = policy.annotations().get(ROTATE_NOW).filter(|v| status.last_rotate_now.as_ref() != Some(*v)).cloned();
+    let pass = step_all(&ctx.mesh, &p, &policy.spec, &governed, &status, asked.is_some(), now).await;
+    for e in &pass.events {
+        publish(&ctx.recorder, &policy, e).await?;
+    }
+    if asked.is_some() {
+        status.last_rotate_now = asked;
+    }
+    summarize(&mut status, &pass, &p, generation, now);
+    patch_status(&api, &policy, &status).await?;
+    Ok(requeue(&pass, now))
+}
+
+/// What one pass over a policy's tenants found.
+#[derive(Debug, Default)]
+pub struct Pass {
+    /// Tenants in progress or failing, with their progress.
+    pub states: Vec<TenantKeyState>,
+    /// Per-state totals.
+    pub totals: Totals,
+    /// The earliest rotation due among idle tenants.
+    pub next_due: Option<DateTime<Utc>>,
+    /// Whether a rotation finished.
+    pub finished: bool,
+    /// Tenants a dry run would rotate.
+    pub planned: Vec<String>,
+    /// What to tell.
+    pub events: Vec<Event>,
+}
+
+/// Moves every governed tenant one step; starts at most the policy's rate.
+async fn step_all(
+    mesh: &impl KeyMesh,
+    p: &Effective,
+    spec: &TenantKeyPolicySpec,
+    tenants: &[String],
+    status: &TenantKeyPolicyStatus,
+    rotate_now: bool,
+    now: DateTime<Utc>,
+) -> Pass {
+    let mut pass = Pass { totals: Totals { tenants: tenants.len() as u64, ..Totals::default() }, ..Pass::default() };
+    let mut starts = 0u32;
+    for tenant in tenants {
+        let state = status.tenants.iter().find(|s| &s.tenant == tenant && s.phase.is_some()).cloned();
+        if state.is_none() && starts >= spec.rewrap_tenants_per_minute {
+            pass.totals.due += 1;
+            continue;
+        }
+        let a = advance(mesh, p, tenant, state, rotate_now, now).await;
+        starts += u32::from(a.step == Step::Start);
+        record(&mut pass, tenant, a);
+    }
+    pass
+}
+
+fn record(pass: &mut Pass, tenant: &str, a: Advanced) {
+    match (&a.state, &a.step) {
+        (Some(s), _) if s.failures > 0 => pass.totals.failing += 1,
+        (Some(_), _) => pass.totals.rotating += 1,
+        (None, Step::NotDue { at }) => {
+            pass.totals.current += 1;
+            pass.next_due = Some(pass.next_due.map_or(*at, |n| n.min(*at)));
+        }
+        (None, Step::WouldRotate) => {
+            pass.totals.due += 1;
+            pass.planned.push(tenant.to_owned());
+        }
+        (None, _) if a.finished => pass.totals.current += 1,
+        (None, _) => pass.totals.due += 1,
+    }
+    pass.finished |= a.finished;
+    pass.states.extend(a.state);
+    pass.events.extend(a.event);
+}
+
+/// The status after a pass: totals, the first tenants in progress or
+/// failing (failing first), times and conditions.
+fn summarize(
+    status: &mut TenantKeyPolicyStatus,
+    pass: &Pass,
+    p: &Effective,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let mut listed = pass.states.clone();
+    listed.sort_by_key(|s| (s.failures == 0, s.tenant.clone()));
+    status.tenants_omitted = listed.len().saturating_sub(MAX_LISTED) as u64;
+    listed.truncate(MAX_LISTED);
+    status.tenants = listed;
+    status.totals = pass.totals.clone();
+    status.planned = pass.planned.iter().take(MAX_LISTED).cloned().collect();
+    let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    if pass.finished {
+        status.last_rotation_time = Some(stamp(now));
+    }
+    status.next_rotation_time = pass.next_due.map(stamp);
+    let t = &pass.totals;
+    let c = &mut status.conditions;
+    let failing: Vec<&str> =
+        status.tenants.iter().filter(|s| s.failures > 0).take(5).map(|s| s.tenant.as_str()).collect();
+    let degraded = if t.failing > 0 {
+        ("RotationFailed", format!("{} tenants failing: {}", t.failing, failing.join(", ")))
+    } else {
+        ("NoFailures", "no tenant failing".to_owned())
+    };
+    conditions::set(c, "Degraded", t.failing > 0, degraded, generation, now);
+    let rotating = (
+        if t.rotating > 0 { "RotationInProgress" } else { "Idle" },
+        format!("{} of {} tenants rotating", t.rotating, t.tenants),
+    );
+    conditions::set(c, "Rotating", t.rotating > 0, rotating, generation, now);
+    let suspended = (if p.suspend { "Suspended" } else { "Active" }, format!("{} tenants due", t.due));
+    conditions::set(c, "Suspended", p.suspend, suspended, generation, now);
+    let ready = if t.failing > 0 { "RotationFailed" } else { "Reconciled" };
+    conditions::set(
+        c,
+        "Ready",
+        t.failing == 0,
+        (ready, format!("{} current, {} due", t.current, t.due)),
+        generation,
+        now,
+    );
+}
+
+/// Soon while something is in progress; else when the next rotation is due (within the hour).
+fn requeue(pass: &Pass, now: DateTime<Utc>) -> Action {
+    if pass.totals.rotating + pass.totals.failing + pass.totals.due > 0 {
+        return Action::requeue(Duration::from_secs(5));
+    }
+    let until = pass.next_due.map_or(3600, |at| (at - now).num_seconds().clamp(10, 3600));
+    Action::requeue(Duration::from_secs(until as u64))
+}
+
+async fn publish(recorder: &Recorder, policy: &TenantKeyPolicy, e: &Event) -> Result<(), kube::Error> {
+    let ev = KubeEvent {
+        type_: if e.warning { EventType::Warning } else { EventType::Normal },
+        reason: e.reason.into(),
+        note: Some(e.note.clone()),
+        action: "Rotate".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &policy.object_ref(&())).await
+}
+
+async fn patch_status(
+    api: &Api<TenantKeyPolicy>,
+    policy: &TenantKeyPolicy,
+    status: &TenantKeyPolicyStatus,
+) -> Result<(), kube::Error> {
+    let patch = serde_json::json!({
+        "apiVersion": "guardline.io/v1alpha1",
+        "kind": "TenantKeyPolicy",
+        "status": status,
+    });
+    api.patch_status(&policy.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(())
+}
