@@ -13,17 +13,14 @@ use guardline_operator::controller::{Context, reconcile};
 use guardline_operator::crd::{ROTATE_NOW, TenantKeyPolicy, TenantKeyPolicySpec};
 use guardline_operator::mesh::{KeyMesh, Mesh, MeshError, Rewrap};
 use guardline_operator::rotation::Observed;
-use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
-use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
-use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
-use guardline_runtime::GrpcChannel;
 use guardline_runtime::clock::Clock;
-use guardline_testmesh::{Keys, TestMesh};
 use http::{Method, Request, Response};
 use kube::client::Body;
 use kube::runtime::events::Recorder;
 use kube::{Client, Resource};
 use serde_json::{Value, json};
+
+mod support;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
@@ -128,20 +125,6 @@ async fn an_invalid_period_only_reports_itself_naming_the_field() {
     api.await.expect("the scenario");
 }
 
-struct Journeys<'a>(&'a TestMesh);
-
-impl journeys::Mesh for Journeys<'_> {
-    fn channel(&self, service: &str, identity: &str) -> anyhow::Result<GrpcChannel> {
-        Ok(self.0.channel(service, identity))
-    }
-    fn platform_admin(&self) -> &str {
-        "platform-admin"
-    }
-    fn gateway(&self) -> &str {
-        "gateway"
-    }
-}
-
 /// One reconcile of `p` against the mocked API, expecting a list, one
 /// event of `reason` and a status patch; returns the patched status and
 /// the object as the API server now has it.
@@ -175,24 +158,10 @@ async fn one_pass(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_now_starts_a_rotation_and_each_reconcile_moves_it_one_step() {
-    let mut t = TestMesh::new(true, Keys::OpenBao, |_| {}).await;
-    t.start_identity(t.identity_args()).await;
-    t.start_audit(t.audit_args()).await;
-    t.start_vault(t.vault_args()).await;
-    t.start_recordings(t.recordings_args()).await;
-    t.wait_serving("platform-admin").await;
-    let j = Journeys(&t);
-    let org = journeys::onboard(&j, "Reconciled").await.expect("onboarding");
-    journeys::consented_lead(&j, &org, "+8613912346100").await.expect("a lead, so the tenant has a key");
-    let mesh = || async {
-        Mesh {
-            keys: t.keys().provider(false).await.expect("openbao"),
-            identity: IdentityServiceClient::new(t.channel("identity", "operator")),
-            vault: LeadVaultServiceClient::new(t.channel("lead-vault", "operator")),
-            recordings: RecordingsServiceClient::new(t.channel("recordings", "operator")),
-        }
-    };
-
+    let t = support::start().await;
+    let org = journeys::onboard(&t, "Reconciled").await.expect("onboarding");
+    journeys::consented_lead(&t, &org, "+8613912346100").await.expect("a lead, so the tenant has a key");
+    let mesh = || support::operator(&t);
     let (ctx, handle) = context(mesh().await);
     let (status, p) = one_pass(ctx, handle, policy("default", "90d", Some("now-1")), "RotationStarted").await;
     assert_eq!(status["tenants"][0]["tenant"], org.tenant.as_str());

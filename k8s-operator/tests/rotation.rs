@@ -8,55 +8,22 @@ use guardline_journeys as journeys;
 use guardline_operator::crd::{Phase, TenantKeyState};
 use guardline_operator::executor::{Advanced, advance};
 use guardline_operator::mesh::Mesh;
+
+mod support;
 use guardline_operator::rotation::{Effective, Step};
-use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
-use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
-use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
-use guardline_runtime::GrpcChannel;
-use guardline_testmesh::{Keys, TestMesh};
-
-/// The test mesh, as the journeys reach it.
-struct Journeys<'a>(&'a TestMesh);
-
-impl journeys::Mesh for Journeys<'_> {
-    fn channel(&self, service: &str, identity: &str) -> anyhow::Result<GrpcChannel> {
-        Ok(self.0.channel(service, identity))
-    }
-    fn platform_admin(&self) -> &str {
-        "platform-admin"
-    }
-    fn gateway(&self) -> &str {
-        "gateway"
-    }
-}
-
-/// The operator's view of the mesh: OpenBao with the services' transit
-/// mount, and the two services as `operator`. A new one is a restarted operator.
-async fn operator(t: &TestMesh) -> Mesh {
-    Mesh {
-        keys: t.keys().provider(false).await.expect("openbao"),
-        identity: IdentityServiceClient::new(t.channel("identity", "operator")),
-        vault: LeadVaultServiceClient::new(t.channel("lead-vault", "operator")),
-        recordings: RecordingsServiceClient::new(t.channel("recordings", "operator")),
-    }
-}
+use guardline_testmesh::TestMesh;
 
 /// A tenant with three leads and a recording, on the whole mesh.
 async fn tenant() -> (TestMesh, journeys::Org, Vec<String>, String) {
-    let mut t = TestMesh::new(true, Keys::OpenBao, |_| {}).await;
-    t.start_identity(t.identity_args()).await;
-    t.start_audit(t.audit_args()).await;
-    t.start_vault(t.vault_args()).await;
-    t.start_recordings(t.recordings_args()).await;
-    t.wait_serving("platform-admin").await;
-    let j = Journeys(&t);
-    let org = journeys::onboard(&j, "Rotated").await.expect("onboarding");
+    let t = support::start().await;
+    let j = &t;
+    let org = journeys::onboard(j, "Rotated").await.expect("onboarding");
     let mut leads = Vec::new();
     for i in 0..3 {
-        leads.push(journeys::consented_lead(&j, &org, &format!("+86139123460{i:02}")).await.expect("lead"));
+        leads.push(journeys::consented_lead(j, &org, &format!("+86139123460{i:02}")).await.expect("lead"));
     }
-    let rec = journeys::upload_recording(&j, &org, &leads[0], None).await.expect("recording").id;
-    journeys::rotation::everything_reads(&j, &org, &leads, &rec).await.expect("reads before");
+    let rec = journeys::upload_recording(j, &org, &leads[0], None).await.expect("recording").id;
+    journeys::rotation::everything_reads(j, &org, &leads, &rec).await.expect("reads before");
     (t, org, leads, rec)
 }
 
@@ -102,7 +69,7 @@ fn reasons(steps: &[Advanced]) -> Vec<&'static str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_rotates_in_openbao_and_everything_reads_with_old_versions_retired() {
     let (t, org, leads, rec) = tenant().await;
-    let mesh = operator(&t).await;
+    let mesh = support::operator(&t).await;
     let p = policy(1);
     // Not due yet: a new key was made today.
     let idle = advance(&mesh, &p, &org.tenant, None, false, Utc::now()).await;
@@ -117,8 +84,7 @@ async fn a_rotation_rotates_in_openbao_and_everything_reads_with_old_versions_re
     assert!(state.is_none());
     let v = mesh.keys.versions(&org.tenant).await.expect("versions");
     assert_eq!((v.latest, v.min_decryption), (2, 2));
-    let j = Journeys(&t);
-    journeys::rotation::everything_reads(&j, &org, &leads, &rec).await.expect("reads with version 1 retired");
+    journeys::rotation::everything_reads(&t, &org, &leads, &rec).await.expect("reads with version 1 retired");
 
     // Again: version 3, and version 1 trimmed (one old version kept).
     let (steps, _) = run(&mesh, &p, &org.tenant, None, true, |_| false).await;
@@ -126,7 +92,7 @@ async fn a_rotation_rotates_in_openbao_and_everything_reads_with_old_versions_re
     let v = mesh.keys.versions(&org.tenant).await.expect("versions");
     assert_eq!((v.latest, v.min_decryption), (3, 3));
     assert!(mesh.keys.set_min_decryption_version(&org.tenant, 1).await.is_err(), "version 1 is gone from OpenBao");
-    journeys::rotation::everything_reads(&j, &org, &leads, &rec).await.expect("reads after the trim");
+    journeys::rotation::everything_reads(&t, &org, &leads, &rec).await.expect("reads after the trim");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +101,7 @@ async fn an_operator_stopped_at_any_step_finishes_from_where_it_stopped() {
     let p = policy(2);
     // Stopped right after Vault rotated, before the status was written: the
     // restarted operator holds the state from before the rotation.
-    let first = operator(&t).await;
+    let first = support::operator(&t).await;
     let (steps, before) = run(&first, &p, &org.tenant, None, true, |a| a.step == Step::Start).await;
     assert_eq!(reasons(&steps), ["RotationStarted"]);
     let before = before.expect("in progress");
@@ -145,7 +111,7 @@ async fn an_operator_stopped_at_any_step_finishes_from_where_it_stopped() {
     drop((first, rotated));
 
     // The restarted operator sees Vault past the recorded version: no second rotation.
-    let second = operator(&t).await;
+    let second = support::operator(&t).await;
     let resumed = advance(&second, &p, &org.tenant, Some(before), false, Utc::now()).await;
     assert_eq!(resumed.step, Step::AlreadyRotated { version: 2 });
     // Stopped again in the middle of the data key's re-wrap.
@@ -155,10 +121,10 @@ async fn an_operator_stopped_at_any_step_finishes_from_where_it_stopped() {
     .await;
     drop(second);
 
-    let third = operator(&t).await;
+    let third = support::operator(&t).await;
     let (steps, done) = run(&third, &p, &org.tenant, mid, false, |_| false).await;
     assert!(done.is_none() && steps.last().is_some_and(|a| a.finished), "{steps:?}");
     let v = third.keys.versions(&org.tenant).await.expect("versions");
     assert_eq!((v.latest, v.min_decryption), (2, 2), "rotated once, retired once");
-    journeys::rotation::everything_reads(&Journeys(&t), &org, &leads, &rec).await.expect("reads after the restarts");
+    journeys::rotation::everything_reads(&t, &org, &leads, &rec).await.expect("reads after the restarts");
 }

@@ -310,3 +310,17 @@ impl TestMesh {
         }
     }
 }
+
+/// The journeys of `guardline-journeys` run on a test mesh as on any
+/// other: the dev CA issues every identity they call with.
+impl guardline_journeys::Mesh for TestMesh {
+    fn channel(&self, service: &str, identity: &str) -> anyhow::Result<GrpcChannel> {
+        Ok(TestMesh::channel(self, service, identity))
+    }
+    fn platform_admin(&self) -> &str {
+        "platform-admin"
+    }
+    fn gateway(&self) -> &str {
+        "gateway"
+    }
+}
