@@ -114,7 +114,11 @@ pub async fn reconcile<M: KeyMesh>(policy: Arc<TenantKeyPolicy>, ctx: Arc<Contex
         publish(&ctx.recorder, &policy, e).await?;
     }
     if asked.is_some() {
-        status.last_rotate_now = asked;
+        // Done once every governed tenant was reached; else resume after the cursor.
+        status.rotate_now_cursor = pass.cursor.clone().filter(|_| pass.skipped);
+        if !pass.skipped {
+            status.last_rotate_now = asked;
+        }
     }
     summarize(&mut status, &pass, &p, generation, now);
     patch_status(&api, &policy, &status).await?;
@@ -136,6 +140,10 @@ pub struct Pass {
     pub planned: Vec<String>,
     /// What to tell.
     pub events: Vec<Event>,
+    /// The last tenant a `rotate-now` reached in this pass.
+    pub cursor: Option<String>,
+    /// Whether the rate limit left tenants for a later pass.
+    pub skipped: bool,
 }
 
 /// Moves every governed tenant one step; starts at most the policy's rate.
@@ -150,14 +158,22 @@ async fn step_all(
 ) -> Pass {
     let mut pass = Pass { totals: Totals { tenants: tenants.len() as u64, ..Totals::default() }, ..Pass::default() };
     let mut starts = 0u32;
+    // A `rotate-now` spread over passes goes on after the last tenant it reached.
+    let reached = |t: &String| status.rotate_now_cursor.as_ref().is_some_and(|c| t <= c);
+    pass.cursor = status.rotate_now_cursor.clone();
     for tenant in tenants {
         let state = status.tenants.iter().find(|s| &s.tenant == tenant && s.phase.is_some()).cloned();
         if state.is_none() && starts >= spec.rewrap_tenants_per_minute {
             pass.totals.due += 1;
+            pass.skipped = true;
             continue;
         }
-        let a = advance(mesh, p, tenant, state, rotate_now, now).await;
+        let asked = rotate_now && !reached(tenant);
+        let a = advance(mesh, p, tenant, state, asked, now).await;
         starts += u32::from(a.step == Step::Start);
+        if asked && !pass.skipped {
+            pass.cursor = Some(tenant.clone());
+        }
         record(&mut pass, tenant, a);
     }
     pass

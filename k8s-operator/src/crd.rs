@@ -204,9 +204,13 @@ pub struct TenantKeyPolicyStatus {
     /// The earliest rotation due (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation_time: Option<String>,
-    /// The last `guardline.io/rotate-now` value acted on.
+    /// The last `guardline.io/rotate-now` value acted on for every tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotate_now: Option<String>,
+    /// While a `rotate-now` is being worked through (the rate limit spreads
+    /// it over passes): the last tenant it started, in identity's order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_now_cursor: Option<String>,
     /// In a dry run: the tenants that would rotate now, at most 50.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<String>,

@@ -126,24 +126,25 @@ async fn an_invalid_period_only_reports_itself_naming_the_field() {
 }
 
 /// One reconcile of `p` against the mocked API, expecting a list, one
-/// event of `reason` and a status patch; returns the patched status and
-/// the object as the API server now has it.
+/// event of each of `reasons` in order, and a status patch; returns the
+/// patched status and the object as the API server now has it.
 async fn one_pass(
     ctx: Arc<Context<Mesh>>,
     mut handle: Handle,
     p: TenantKeyPolicy,
-    reason: &'static str,
+    reasons: &'static [&'static str],
 ) -> (Value, TenantKeyPolicy) {
     let listed = serde_json::to_value(&p).expect("json");
     let stored = listed.clone();
     let api = tokio::spawn(async move {
         let list = json!({"apiVersion": "guardline.io/v1alpha1", "kind": "TenantKeyPolicyList", "metadata": {}, "items": [listed]});
         expect(&mut handle, Method::GET, &format!("{POLICIES}?"), |_| list).await;
-        let event =
-            expect(&mut handle, Method::POST, "/apis/events.k8s.io/v1/namespaces/guardline/events?", |b| b.clone())
-                .await;
-        assert_eq!(event["reason"], reason, "{event}");
-        assert_eq!(event["regarding"]["name"], "default");
+        for reason in reasons {
+            let path = "/apis/events.k8s.io/v1/namespaces/guardline/events?";
+            let event = expect(&mut handle, Method::POST, path, |b| b.clone()).await;
+            assert_eq!(event["reason"], *reason, "{event}");
+            assert_eq!(event["regarding"]["name"], "default");
+        }
         expect(&mut handle, Method::PATCH, &format!("{POLICIES}/default{STATUS}"), |b| applied(&stored, b)).await
     });
     tokio::time::timeout(Duration::from_secs(20), reconcile(Arc::new(p.clone()), ctx))
@@ -156,32 +157,45 @@ async fn one_pass(
     (body["status"].clone(), next)
 }
 
+fn tenant_at(status: &Value, i: usize) -> (&str, Option<&str>, Option<u64>) {
+    let t = &status["tenants"][i];
+    (t["tenant"].as_str().unwrap_or_default(), t["phase"].as_str(), t["keyVersion"].as_u64())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotate_now_starts_a_rotation_and_each_reconcile_moves_it_one_step() {
+async fn rotate_now_starts_rotations_at_the_rate_and_each_reconcile_moves_them_one_step() {
     let t = support::start().await;
-    let org = journeys::onboard(&t, "Reconciled").await.expect("onboarding");
-    journeys::consented_lead(&t, &org, "+8613912346100").await.expect("a lead, so the tenant has a key");
-    let mesh = || support::operator(&t);
-    let (ctx, handle) = context(mesh().await);
-    let (status, p) = one_pass(ctx, handle, policy("default", "90d", Some("now-1")), "RotationStarted").await;
-    assert_eq!(status["tenants"][0]["tenant"], org.tenant.as_str());
-    assert_eq!(
-        (status["tenants"][0]["phase"].as_str(), status["tenants"][0]["keyVersion"].as_u64()),
-        (Some("RotatingTenantKey"), Some(1))
+    let (a, b) = (
+        journeys::onboard(&t, "First").await.expect("onboarding"),
+        journeys::onboard(&t, "Second").await.expect("onboarding"),
     );
-    assert_eq!((status["totals"]["tenants"].as_u64(), status["totals"]["rotating"].as_u64()), (Some(1), Some(1)));
-    assert_eq!(status["lastRotateNow"], "now-1");
+    for (org, phone) in [(&a, "+8613912346100"), (&b, "+8613912346101")] {
+        journeys::consented_lead(&t, org, phone).await.expect("a lead, so the tenant has a key");
+    }
+    let mesh = || support::operator(&t);
+    // One new rotation a pass: the first tenant starts, the second waits.
+    let mut p = policy("default", "90d", Some("now-1"));
+    p.spec.rewrap_tenants_per_minute = 1;
+    let (ctx, handle) = context(mesh().await);
+    let (status, p) = one_pass(ctx, handle, p, &["RotationStarted"]).await;
+    assert_eq!(tenant_at(&status, 0), (a.tenant.as_str(), Some("RotatingTenantKey"), Some(1)));
+    let totals = &status["totals"];
+    assert_eq!(
+        (totals["tenants"].as_u64(), totals["rotating"].as_u64(), totals["due"].as_u64()),
+        (Some(2), Some(1), Some(1))
+    );
+    assert_eq!((status["rotateNowCursor"].as_str(), status.get("lastRotateNow")), (Some(a.tenant.as_str()), None));
     assert_eq!(condition(&status, "Rotating")["status"], "True");
     assert_eq!(condition(&status, "Ready")["status"], "True");
 
-    // The next reconcile (a restarted operator reads the same status) rotates in OpenBao.
+    // The next reconcile (a restarted operator reads the same status)
+    // rotates the first in OpenBao and starts the second: the request is done.
     let (ctx, handle) = context(mesh().await);
-    let (status, _) = one_pass(ctx, handle, p, "TenantKeyRotated").await;
-    assert_eq!(
-        (status["tenants"][0]["phase"].as_str(), status["tenants"][0]["keyVersion"].as_u64()),
-        (Some("Rewrapping"), Some(2))
-    );
-    let v = mesh().await.keys.versions(&org.tenant).await.expect("versions");
+    let (status, _) = one_pass(ctx, handle, p, &["TenantKeyRotated", "RotationStarted"]).await;
+    assert_eq!(tenant_at(&status, 0), (a.tenant.as_str(), Some("Rewrapping"), Some(2)));
+    assert_eq!(tenant_at(&status, 1), (b.tenant.as_str(), Some("RotatingTenantKey"), Some(1)));
+    assert_eq!((status["lastRotateNow"].as_str(), status.get("rotateNowCursor")), (Some("now-1"), None));
+    let v = mesh().await.keys.versions(&a.tenant).await.expect("versions");
     assert_eq!(v.latest, 2, "the key rotated in OpenBao");
     println!("status after two reconciles:\n{}", serde_yaml::to_string(&status).expect("yaml"));
 }
