@@ -41,6 +41,9 @@ impl IdentityService for Published {
     async fn get_tenant(&self, _: tonic::Request<pb::GetTenantRequest>) -> Reply<pb::Tenant> {
         unused()
     }
+    async fn list_tenants(&self, _: tonic::Request<pb::ListTenantsRequest>) -> Reply<pb::ListTenantsResponse> {
+        unused()
+    }
     async fn update_tenant_settings(&self, _: tonic::Request<pb::UpdateTenantSettingsRequest>) -> Reply<pb::Tenant> {
         unused()
     }
