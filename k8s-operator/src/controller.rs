@@ -122,7 +122,7 @@ pub async fn reconcile<M: KeyMesh>(policy: Arc<TenantKeyPolicy>, ctx: Arc<Contex
     }
     summarize(&mut status, &pass, &p, generation, now);
     patch_status(&api, &policy, &status).await?;
-    Ok(requeue(&pass, now))
+    Ok(requeue(&pass, &p, now))
 }
 
 /// What one pass over a policy's tenants found.
@@ -248,9 +248,11 @@ fn summarize(
     );
 }
 
-/// Soon while something is in progress; else when the next rotation is due (within the hour).
-fn requeue(pass: &Pass, now: DateTime<Utc>) -> Action {
-    if pass.totals.rotating + pass.totals.failing + pass.totals.due > 0 {
+/// Soon while something is in progress or due and allowed to start; else
+/// when the next rotation is due (within the hour).
+fn requeue(pass: &Pass, p: &Effective, now: DateTime<Utc>) -> Action {
+    let startable = if p.suspend || p.dry_run { 0 } else { pass.totals.due };
+    if pass.totals.rotating + pass.totals.failing + startable > 0 {
         return Action::requeue(Duration::from_secs(5));
     }
     let until = pass.next_due.map_or(3600, |at| (at - now).num_seconds().clamp(10, 3600));
@@ -280,4 +282,60 @@ async fn patch_status(
     });
     api.patch_status(&policy.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(name: &str, tenant: Option<&str>, created: &str) -> TenantKeyPolicy {
+        let spec = TenantKeyPolicySpec {
+            tenant: tenant.map(str::to_owned),
+            rotation_period: "90d".into(),
+            rewrap_tenants_per_minute: 60,
+            raise_min_decryption_version: true,
+            keep_versions: 2,
+            suspend: false,
+            dry_run: false,
+        };
+        let mut p = TenantKeyPolicy::new(name, spec);
+        let at: k8s_openapi::jiff::Timestamp = created.parse().expect("time");
+        p.meta_mut().creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));
+        p
+    }
+
+    #[test]
+    fn a_default_governs_the_tenants_no_override_names_and_the_older_default_wins() {
+        let tenants: Vec<String> = ["t1", "t2", "t3"].map(String::from).to_vec();
+        let default = policy("default", None, "2026-01-01T00:00:00Z");
+        let acme = policy("acme", Some("t2"), "2026-02-01T00:00:00Z");
+        let gone = policy("gone", Some("t9"), "2026-02-01T00:00:00Z");
+        let later = policy("later", None, "2026-03-01T00:00:00Z");
+        let all = [default.clone(), acme.clone(), gone.clone(), later.clone()];
+        assert_eq!(governed(&default, &all, &tenants), Ok(vec!["t1".to_owned(), "t3".to_owned()]));
+        assert_eq!(governed(&acme, &all, &tenants), Ok(vec!["t2".to_owned()]));
+        assert_eq!(governed(&gone, &all, &tenants), Ok(vec![]), "a tenant that does not exist");
+        let refused = governed(&later, &all, &tenants).expect_err("a second default");
+        assert!(refused.contains("default"), "{refused}");
+    }
+
+    #[test]
+    fn a_suspended_or_dry_run_policy_with_due_tenants_does_not_spin() {
+        let now: DateTime<Utc> = "2026-12-02T00:00:00Z".parse().expect("time");
+        let p = effective(&policy("p", None, "2026-01-01T00:00:00Z").spec).expect("spec");
+        let due = Pass { totals: Totals { tenants: 3, due: 3, ..Totals::default() }, ..Pass::default() };
+        assert_eq!(requeue(&due, &p, now), Action::requeue(Duration::from_secs(5)));
+        for quiet in [Effective { suspend: true, ..p.clone() }, Effective { dry_run: true, ..p.clone() }] {
+            assert_eq!(requeue(&due, &quiet, now), Action::requeue(Duration::from_secs(3600)));
+        }
+        let next = Pass { next_due: Some(now + chrono::Duration::minutes(2)), ..Pass::default() };
+        assert_eq!(requeue(&next, &p, now), Action::requeue(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn a_bad_period_is_named() {
+        let mut spec = policy("p", None, "2026-01-01T00:00:00Z").spec;
+        spec.rotation_period = "30m".into();
+        assert_eq!(effective(&spec).expect_err("30 minutes").field, "spec.rotationPeriod");
+    }
 }
