@@ -4,6 +4,8 @@
 //! - [`crd`]: the resources as Rust types, the source of the CRDs.
 //! - [`schedule`]: periods, cron schedules and backoff, pure.
 //! - [`rotation`]: what to do next for one tenant's rotation, pure.
+//! - [`retention`]: when a retention run is due and which periods fall
+//!   below the legal floors, pure (its controller comes next).
 //! - [`conditions`]: conditions by Kubernetes API conventions.
 //! - [`mesh`]: the port to Vault and the services' key RPCs.
 //! - [`executor`]: one step of one tenant's rotation.
@@ -16,6 +18,7 @@ pub mod controller;
 pub mod crd;
 pub mod executor;
 pub mod mesh;
+pub mod retention;
 pub mod rotation;
 pub mod run;
 pub mod schedule;
