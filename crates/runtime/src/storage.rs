@@ -39,6 +39,13 @@ pub async fn connect(args: &DatabaseArgs) -> Result<DatabaseConnection> {
     opts.max_connections(args.database_max_connections)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
+        // No idle timeout and no maximum lifetime, so sqlx starts no pool
+        // maintenance task: in sqlx-core 0.9.0 that task can spin a core
+        // forever once its idle count underflows (transact-rs/sqlx#3645,
+        // fixed upstream by #4289, not released yet); seen here as a test
+        // hung at 100% CPU in `spawn_maintenance_tasks`.
+        .idle_timeout(None::<Duration>)
+        .max_lifetime(None::<Duration>)
         // Statement logging stays off: parameters may be PII.
         .sqlx_logging(false);
     let db = Database::connect(opts).await.map_err(|e| Error::Storage(format!("connecting: {e}")))?;
