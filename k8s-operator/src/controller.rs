@@ -289,15 +289,7 @@ mod tests {
     use super::*;
 
     fn policy(name: &str, tenant: Option<&str>, created: &str) -> TenantKeyPolicy {
-        let spec = TenantKeyPolicySpec {
-            tenant: tenant.map(str::to_owned),
-            rotation_period: "90d".into(),
-            rewrap_tenants_per_minute: 60,
-            raise_min_decryption_version: true,
-            keep_versions: 2,
-            suspend: false,
-            dry_run: false,
-        };
+        let spec = TenantKeyPolicySpec { tenant: tenant.map(str::to_owned), ..TenantKeyPolicySpec::every("90d") };
         let mut p = TenantKeyPolicy::new(name, spec);
         let at: k8s_openapi::jiff::Timestamp = created.parse().expect("time");
         p.meta_mut().creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at));

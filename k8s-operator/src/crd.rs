@@ -81,6 +81,22 @@ pub struct TenantKeyPolicySpec {
     pub dry_run: bool,
 }
 
+impl TenantKeyPolicySpec {
+    /// A default policy rotating every `period`, the other fields as an
+    /// object that names only `rotationPeriod` gets them.
+    pub fn every(period: &str) -> Self {
+        Self {
+            tenant: None,
+            rotation_period: period.into(),
+            rewrap_tenants_per_minute: default_rate(),
+            raise_min_decryption_version: yes(),
+            keep_versions: default_keep(),
+            suspend: false,
+            dry_run: false,
+        }
+    }
+}
+
 fn default_rate() -> u32 {
     60
 }
@@ -161,6 +177,24 @@ pub struct TenantKeyState {
     /// What failed last, without personal data.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+}
+
+impl TenantKeyState {
+    /// `tenant` before its rotation starts, at Vault's current versions.
+    pub fn idle(tenant: &str, key_version: u64, min_decryption_version: u64) -> Self {
+        Self {
+            tenant: tenant.into(),
+            phase: None,
+            key_version,
+            min_decryption_version,
+            rewrap_done: 0,
+            rewrap_total: 0,
+            started: None,
+            failures: 0,
+            last_failure_time: None,
+            message: String::new(),
+        }
+    }
 }
 
 /// Tenants per state; stays small at any number of tenants.

@@ -55,18 +55,9 @@ pub async fn advance(
     if matches!(step, Step::NotDue { .. } | Step::Suspended | Step::WouldRotate | Step::BackOff { .. }) {
         return Advanced { step, state, finished: false, event: None };
     }
-    let mut s = state.filter(|s| s.phase.is_some()).unwrap_or_else(|| TenantKeyState {
-        tenant: tenant.into(),
-        phase: None,
-        key_version: observed.latest_version,
-        min_decryption_version: observed.min_decryption_version,
-        rewrap_done: 0,
-        rewrap_total: 0,
-        started: None,
-        failures: 0,
-        last_failure_time: None,
-        message: String::new(),
-    });
+    let mut s = state
+        .filter(|s| s.phase.is_some())
+        .unwrap_or_else(|| TenantKeyState::idle(tenant, observed.latest_version, observed.min_decryption_version));
     if step == Step::Start {
         s.started = Some(stamp(now));
     }

@@ -28,15 +28,7 @@ const NS: &str = "guardline";
 const POLICIES: &str = "/apis/guardline.io/v1alpha1/namespaces/guardline/tenantkeypolicies";
 
 fn policy(name: &str, period: &str, rotate_now: Option<&str>) -> TenantKeyPolicy {
-    let spec = TenantKeyPolicySpec {
-        tenant: None,
-        rotation_period: period.into(),
-        rewrap_tenants_per_minute: 60,
-        raise_min_decryption_version: true,
-        keep_versions: 2,
-        suspend: false,
-        dry_run: false,
-    };
+    let spec = TenantKeyPolicySpec::every(period);
     let mut p = TenantKeyPolicy::new(name, spec);
     p.meta_mut().namespace = Some(NS.into());
     p.meta_mut().generation = Some(1);

@@ -22,18 +22,7 @@ fn vault() -> Observed {
 }
 
 fn at(phase: Phase, key_version: u64) -> TenantKeyState {
-    TenantKeyState {
-        tenant: "t-1".into(),
-        phase: Some(phase),
-        key_version,
-        min_decryption_version: 1,
-        rewrap_done: 0,
-        rewrap_total: 0,
-        started: None,
-        failures: 0,
-        last_failure_time: None,
-        message: String::new(),
-    }
+    TenantKeyState { phase: Some(phase), ..TenantKeyState::idle("t-1", key_version, 1) }
 }
 
 #[test]
