@@ -37,6 +37,17 @@ pub struct Context<M> {
     pub mesh: M,
     /// The operator's clock.
     pub clock: Clock,
+    /// Audit's head per tenant after this process's last retention run,
+    /// which the next run checks the log against (lost on restart: the
+    /// run then checks from the head it reads before pruning).
+    pub audit_heads: std::sync::Mutex<std::collections::HashMap<String, crate::mesh::Head>>,
+}
+
+impl<M> Context<M> {
+    /// A context with nothing remembered yet.
+    pub fn new(client: Client, recorder: Recorder, mesh: M, clock: Clock) -> Self {
+        Self { client, recorder, mesh, clock, audit_heads: Default::default() }
+    }
 }
 
 /// A reconcile that could not finish; retried with backoff.
@@ -61,21 +72,40 @@ pub fn effective(spec: &TenantKeyPolicySpec) -> Result<Effective, SpecError> {
     })
 }
 
-/// The tenants `policy` governs among `tenants`, given every policy of the
-/// namespace; an error when another default already governs them.
-pub fn governed(policy: &TenantKeyPolicy, all: &[TenantKeyPolicy], tenants: &[String]) -> Result<Vec<String>, String> {
-    if let Some(t) = &policy.spec.tenant {
+/// A policy that is a default for every tenant or an override for one.
+pub trait PerTenant: ResourceExt {
+    /// The tenant it overrides; `None` for a default.
+    fn tenant(&self) -> Option<&String>;
+}
+
+impl PerTenant for TenantKeyPolicy {
+    fn tenant(&self) -> Option<&String> {
+        self.spec.tenant.as_ref()
+    }
+}
+
+impl PerTenant for crate::crd::RetentionPolicy {
+    fn tenant(&self) -> Option<&String> {
+        self.spec.tenant.as_ref()
+    }
+}
+
+/// The tenants `policy` governs among `tenants`, given every policy of its
+/// kind in the namespace: an override its tenant, the oldest default the
+/// rest; an error when another default already governs them.
+pub fn governed<P: PerTenant>(policy: &P, all: &[P], tenants: &[String]) -> Result<Vec<String>, String> {
+    if let Some(t) = policy.tenant() {
         return Ok(tenants.iter().filter(|x| *x == t).cloned().collect());
     }
-    let age = |p: &TenantKeyPolicy| (p.creation_timestamp().map(|t| t.0), p.name_any());
-    let first = all.iter().filter(|p| p.spec.tenant.is_none()).min_by_key(|p| age(p));
+    let age = |p: &P| (p.creation_timestamp().map(|t| t.0), p.name_any());
+    let first = all.iter().filter(|p| p.tenant().is_none()).min_by_key(|p| age(p));
     if let Some(first) = first.filter(|f| f.name_any() != policy.name_any()) {
         return Err(format!(
             "the default policy {} is older and governs every tenant; this one is ignored",
             first.name_any()
         ));
     }
-    let overridden: Vec<&String> = all.iter().filter_map(|p| p.spec.tenant.as_ref()).collect();
+    let overridden: Vec<&String> = all.iter().filter_map(|p| p.tenant()).collect();
     Ok(tenants.iter().filter(|t| !overridden.contains(t)).cloned().collect())
 }
 
@@ -94,24 +124,24 @@ pub async fn reconcile<M: KeyMesh>(policy: Arc<TenantKeyPolicy>, ctx: Arc<Contex
         Ok(p) => p,
         Err(e) => {
             refused(&mut status, "InvalidSpec", e.to_string());
-            patch_status(&api, &policy, &status).await?;
+            patch_status(&api, policy.as_ref(), &status).await?;
             return Ok(Action::await_change());
         }
     };
     let all = api.list(&ListParams::default()).await?.items;
     let tenants = ctx.mesh.list_tenants().await?;
-    let governed = match governed(&policy, &all, &tenants) {
+    let governed = match governed(policy.as_ref(), &all, &tenants) {
         Ok(g) => g,
         Err(message) => {
             refused(&mut status, "ConflictingDefault", message);
-            patch_status(&api, &policy, &status).await?;
+            patch_status(&api, policy.as_ref(), &status).await?;
             return Ok(Action::await_change());
         }
     };
     let asked = policy.annotations().get(ROTATE_NOW).filter(|v| status.last_rotate_now.as_ref() != Some(*v)).cloned();
     let pass = step_all(&ctx.mesh, &p, &policy.spec, &governed, &status, asked.is_some(), now).await;
     for e in &pass.events {
-        publish(&ctx.recorder, &policy, e).await?;
+        publish(&ctx.recorder, policy.as_ref(), "Rotate", e).await?;
     }
     if asked.is_some() {
         // Done once every governed tenant was reached; else resume after the cursor.
@@ -121,7 +151,7 @@ pub async fn reconcile<M: KeyMesh>(policy: Arc<TenantKeyPolicy>, ctx: Arc<Contex
         }
     }
     summarize(&mut status, &pass, &p, generation, now);
-    patch_status(&api, &policy, &status).await?;
+    patch_status(&api, policy.as_ref(), &status).await?;
     Ok(requeue(&pass, &p, now))
 }
 
@@ -259,28 +289,34 @@ fn requeue(pass: &Pass, p: &Effective, now: DateTime<Utc>) -> Action {
     Action::requeue(Duration::from_secs(until as u64))
 }
 
-async fn publish(recorder: &Recorder, policy: &TenantKeyPolicy, e: &Event) -> Result<(), kube::Error> {
+/// Publishes `e` about `object`, as `action` (`Rotate`, `Purge`).
+pub async fn publish<K: Resource<DynamicType = ()>>(
+    recorder: &Recorder,
+    object: &K,
+    action: &str,
+    e: &Event,
+) -> Result<(), kube::Error> {
     let ev = KubeEvent {
         type_: if e.warning { EventType::Warning } else { EventType::Normal },
         reason: e.reason.into(),
         note: Some(e.note.clone()),
-        action: "Rotate".into(),
+        action: action.into(),
         secondary: None,
     };
-    recorder.publish(&ev, &policy.object_ref(&())).await
+    recorder.publish(&ev, &object.object_ref(&())).await
 }
 
-async fn patch_status(
-    api: &Api<TenantKeyPolicy>,
-    policy: &TenantKeyPolicy,
-    status: &TenantKeyPolicyStatus,
-) -> Result<(), kube::Error> {
+/// Writes `status` by server-side apply, as the operator's field manager.
+pub async fn patch_status<K>(api: &Api<K>, object: &K, status: &impl serde::Serialize) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let patch = serde_json::json!({
-        "apiVersion": "guardline.io/v1alpha1",
-        "kind": "TenantKeyPolicy",
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(&policy.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    api.patch_status(&object.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(())
 }
 

@@ -113,7 +113,8 @@ fn default_keep() -> u32 {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// `Ready`, `Rotating`, `Degraded`, `Suspended`, `Purging`, `Blocked`.
+    /// `Ready`, `Rotating`, `Degraded`, `Suspended`, `Purging`, `Blocked`,
+    /// `ErasuresOverdue`.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.
@@ -265,6 +266,7 @@ pub struct TenantKeyPolicyStatus {
     printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenant"),
     printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
     printcolumn(name = "Purged", type_ = "integer", json_path = ".status.lastRun.purged"),
+    printcolumn(name = "Overdue", type_ = "integer", json_path = ".status.overdueErasures"),
     printcolumn(name = "Last", type_ = "date", json_path = ".status.lastRunTime"),
     printcolumn(name = "Next", type_ = "date", json_path = ".status.nextRunTime"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
@@ -305,11 +307,12 @@ fn default_cap() -> u32 {
     10_000
 }
 
-/// What one retention run did.
+/// What one retention run did (in a dry run: would do), over the tenants
+/// the policy governs.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunReport {
-    /// Recordings and audit entries deleted.
+    /// Recordings deleted.
     pub purged: u64,
     /// Due recordings kept under a legal hold.
     pub held: u64,
@@ -319,8 +322,27 @@ pub struct RunReport {
     pub consent_pruned: u64,
     /// Audit entries pruned.
     pub audit_pruned: u64,
-    /// Whether the cap stopped the run before everything due was deleted.
+    /// Whether `maxDeletionsPerRun` stopped the run before everything due
+    /// was deleted; the rest goes in the next run.
     pub capped: bool,
+    /// Tenants the run reached.
+    pub tenants: u64,
+    /// Whether it was a dry run: nothing was deleted or written.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// A tenant whose retention run failed or was blocked.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantRetentionState {
+    /// Tenant id.
+    pub tenant: String,
+    /// What failed, without personal data.
+    pub message: String,
+    /// Overdue erasure cases of this tenant.
+    #[serde(default)]
+    pub overdue_erasures: u64,
 }
 
 /// What the operator observed and did.
@@ -330,7 +352,7 @@ pub struct RetentionPolicyStatus {
     /// The spec generation this status reflects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Purging`, `Blocked`.
+    /// `Ready`, `Purging`, `Blocked`, `ErasuresOverdue`.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// RFC 3339.
@@ -342,10 +364,23 @@ pub struct RetentionPolicyStatus {
     /// The last run's totals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<RunReport>,
-    /// Erasure cases past their due date.
+    /// Erasure cases past their due date, over every governed tenant.
     #[serde(default)]
     pub overdue_erasures: u64,
     /// The last `guardline.io/run-now` value acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_now: Option<String>,
+    /// Failed runs in a row; retried with exponential backoff from
+    /// `lastFailureTime` (1 minute doubling to 32 hours).
+    #[serde(default)]
+    pub failures: u32,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_time: Option<String>,
+    /// Tenants failing, blocked or with overdue erasures, at most 50.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<TenantRetentionState>,
+    /// Such tenants beyond those listed.
+    #[serde(default)]
+    pub tenants_omitted: u64,
 }

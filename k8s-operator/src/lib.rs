@@ -5,12 +5,15 @@
 //! - [`schedule`]: periods, cron schedules and backoff, pure.
 //! - [`rotation`]: what to do next for one tenant's rotation, pure.
 //! - [`retention`]: when a retention run is due and which periods fall
-//!   below the legal floors, pure (its controller comes next).
+//!   below the legal floors, pure.
 //! - [`conditions`]: conditions by Kubernetes API conventions.
 //! - [`mesh`]: the port to Vault and the services' key RPCs.
 //! - [`executor`]: one step of one tenant's rotation.
 //! - [`controller`]: the `TenantKeyPolicy` reconcile: tenants, steps,
 //!   events and a bounded status.
+//! - [`purge`]: one tenant's retention run, its audit log checked
+//!   before and after the prune.
+//! - [`retention_controller`]: the `RetentionPolicy` reconcile.
 //! - [`run`]: `guardline-operator run`.
 
 pub mod conditions;
@@ -18,7 +21,9 @@ pub mod controller;
 pub mod crd;
 pub mod executor;
 pub mod mesh;
+pub mod purge;
 pub mod retention;
+pub mod retention_controller;
 pub mod rotation;
 pub mod run;
 pub mod schedule;

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::crd::{RetentionPolicySpec, RetentionPolicyStatus};
-use crate::schedule::{SpecError, next_run};
+use crate::schedule::{SpecError, next_run, retry_at};
 
 /// Consent evidence is kept at least three years after the consent ends.
 pub const CONSENT_FLOOR_DAYS: u32 = 3 * 365;
@@ -50,7 +50,8 @@ pub fn below_floors(spec: &RetentionPolicySpec) -> Vec<SpecError> {
 }
 
 /// Whether a run is due at `now`: the schedule's first match after the
-/// last run (after `created` if none ran yet), or a `run-now` not yet acted on.
+/// last run (after `created` if none ran yet), a retry of a failed run once
+/// its backoff has passed, or a `run-now` not yet acted on.
 pub fn next(
     spec: &RetentionPolicySpec,
     status: &RetentionPolicyStatus,
@@ -58,8 +59,13 @@ pub fn next(
     run_now: bool,
     now: DateTime<Utc>,
 ) -> Result<RunStep, SpecError> {
-    let last = status.last_run_time.as_deref().and_then(|t| t.parse::<DateTime<Utc>>().ok()).unwrap_or(created);
-    let at = next_run("spec.schedule", &spec.schedule, last)?;
+    let parse = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<DateTime<Utc>>().ok());
+    let last = parse(&status.last_run_time).unwrap_or(created);
+    let mut at = next_run("spec.schedule", &spec.schedule, last)?;
+    if status.failures > 0 {
+        let failed = parse(&status.last_failure_time).unwrap_or(last);
+        at = at.min(retry_at(status.failures, failed));
+    }
     if !run_now && now < at {
         return Ok(RunStep::NotDue { at });
     }
@@ -128,6 +134,32 @@ mod tests {
         assert_eq!(next(&dry, &last, created, true, early), Ok(RunStep::Run { dry_run: true }));
         let bad = RetentionPolicySpec { schedule: "daily at three".into(), ..spec() };
         assert_eq!(next(&bad, &last, created, false, early).expect_err("not cron").field, "spec.schedule");
+    }
+
+    #[test]
+    fn a_failed_run_is_retried_with_backoff_before_the_next_schedule() {
+        let created = t("2026-11-30T12:00:00Z");
+        let failed = RetentionPolicyStatus {
+            last_run_time: Some("2026-12-01T03:00:00Z".into()),
+            failures: 3,
+            last_failure_time: Some("2026-12-01T03:00:00Z".into()),
+            ..Default::default()
+        };
+        // Three failures in a row: four minutes.
+        assert_eq!(
+            next(&spec(), &failed, created, false, t("2026-12-01T03:03:59Z")),
+            Ok(RunStep::NotDue { at: t("2026-12-01T03:04:00Z") })
+        );
+        assert_eq!(
+            next(&spec(), &failed, created, false, t("2026-12-01T03:04:00Z")),
+            Ok(RunStep::Run { dry_run: false })
+        );
+        // A backoff longer than the schedule waits for the schedule.
+        let many = RetentionPolicyStatus { failures: 12, ..failed };
+        assert_eq!(
+            next(&spec(), &many, created, false, t("2026-12-01T04:00:00Z")),
+            Ok(RunStep::NotDue { at: t("2026-12-02T03:00:00Z") })
+        );
     }
 
     #[test]

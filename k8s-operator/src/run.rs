@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
 use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
 use guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient;
@@ -16,10 +17,12 @@ use kube::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Recorder;
 use kube::runtime::watcher;
+use tokio_util::sync::CancellationToken;
 
 use crate::controller::{Context, Error, MANAGER, reconcile};
-use crate::crd::TenantKeyPolicy;
+use crate::crd::{RetentionPolicy, TenantKeyPolicy};
 use crate::mesh::Mesh;
+use crate::retention_controller;
 
 /// Flags of `guardline-operator run`; every flag is also a `GUARDLINE_*` variable.
 #[derive(clap::Args, Debug)]
@@ -43,7 +46,7 @@ pub struct RunArgs {
 
 /// A failed reconcile is retried after 30 s; a failing tenant backs off on
 /// its own schedule (see `schedule::backoff`), recorded in the status.
-fn error_policy(_: Arc<TenantKeyPolicy>, error: &Error, _: Arc<Context<Mesh>>) -> Action {
+fn error_policy<K>(_: Arc<K>, error: &Error, _: Arc<Context<Mesh>>) -> Action {
     tracing::warn!(%error, "reconcile failed");
     Action::requeue(Duration::from_secs(30))
 }
@@ -59,20 +62,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         identity: IdentityServiceClient::new(channel(&args.mesh.identity_endpoint)?),
         vault: LeadVaultServiceClient::new(channel(&args.mesh.lead_vault_endpoint)?),
         recordings: RecordingsServiceClient::new(channel(&args.mesh.recordings_endpoint)?),
+        audit: AuditServiceClient::new(channel(&args.mesh.audit_endpoint)?),
     };
     let client = kube::Client::try_default().await?;
     let recorder = Recorder::new(client.clone(), MANAGER.into());
-    let ctx = Arc::new(Context { client: client.clone(), recorder, mesh, clock: Clock::system() });
-    let policies: Api<TenantKeyPolicy> = Api::namespaced(client, &args.watch_namespace);
-    tracing::info!(namespace = %args.watch_namespace, "reconciling TenantKeyPolicy");
-    Controller::new(policies, watcher::Config::default())
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Ok((object, _)) = r {
-                tracing::debug!(policy = %object.name, "reconciled");
-            }
-        })
-        .await;
+    let ctx = Arc::new(Context::new(client.clone(), recorder, mesh, Clock::system()));
+    let ns = &args.watch_namespace;
+    tracing::info!(namespace = %ns, "reconciling TenantKeyPolicy and RetentionPolicy");
+    let keys = Controller::new(Api::<TenantKeyPolicy>::namespaced(client.clone(), ns), watcher::Config::default())
+        .graceful_shutdown_on(cancelled(&shutdown))
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let retention = Controller::new(Api::<RetentionPolicy>::namespaced(client, ns), watcher::Config::default())
+        .graceful_shutdown_on(cancelled(&shutdown))
+        .run(retention_controller::reconcile, error_policy, ctx)
+        .for_each(|_| async {});
+    futures::join!(keys, retention);
     Ok(())
+}
+
+fn cancelled(token: &CancellationToken) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let token = token.clone();
+    async move { token.cancelled().await }
 }

@@ -11,20 +11,18 @@ use std::time::Duration;
 use guardline_journeys as journeys;
 use guardline_operator::controller::{Context, reconcile};
 use guardline_operator::crd::{ROTATE_NOW, TenantKeyPolicy, TenantKeyPolicySpec};
-use guardline_operator::mesh::{KeyMesh, Mesh, MeshError, Rewrap};
+use guardline_operator::mesh::{KeyMesh, Mesh, MeshError, Rewrap, Tenants};
 use guardline_operator::rotation::Observed;
 use guardline_runtime::clock::Clock;
-use http::{Method, Request, Response};
-use kube::client::Body;
-use kube::runtime::events::Recorder;
-use kube::{Client, Resource};
+use http::Method;
+use kube::Resource;
 use serde_json::{Value, json};
 
 mod support;
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+use support::api::{self, Handle, STATUS, applied, condition, expect};
 
-const NS: &str = "guardline";
+const NS: &str = api::NS;
 const POLICIES: &str = "/apis/guardline.io/v1alpha1/namespaces/guardline/tenantkeypolicies";
 
 fn policy(name: &str, period: &str, rotate_now: Option<&str>) -> TenantKeyPolicy {
@@ -39,40 +37,19 @@ fn policy(name: &str, period: &str, rotate_now: Option<&str>) -> TenantKeyPolicy
 }
 
 fn context<M: KeyMesh>(mesh: M) -> (Arc<Context<M>>, Handle) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, NS);
-    let recorder = Recorder::new(client.clone(), "guardline-operator".into());
-    (Arc::new(Context { client, recorder, mesh, clock: Clock::system() }), handle)
+    api::context(mesh, Clock::system())
 }
-
-/// The next request, checked; answered with `answer(body)`.
-async fn expect(handle: &mut Handle, method: Method, path: &str, answer: impl FnOnce(&Value) -> Value) -> Value {
-    let (request, send) = handle.next_request().await.expect("a request");
-    assert_eq!(request.method(), method, "{}", request.uri());
-    assert_eq!(request.uri().to_string(), path);
-    let bytes = request.into_body().collect_bytes().await.expect("body");
-    let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("json body") };
-    let reply = serde_json::to_vec(&answer(&body)).expect("reply");
-    send.send_response(Response::builder().body(Body::from(reply)).expect("response"));
-    body
-}
-
-/// The object as the API server has it after a status apply.
-fn applied(stored: &Value, patch: &Value) -> Value {
-    let mut object = stored.clone();
-    object["status"] = patch["status"].clone();
-    object
-}
-
-const STATUS: &str = "/status?&force=true&fieldManager=guardline-operator";
 
 /// A mesh that must not be reached.
 struct Unreached;
 
-impl KeyMesh for Unreached {
+impl Tenants for Unreached {
     async fn list_tenants(&self) -> Result<Vec<String>, MeshError> {
         panic!("listed tenants")
     }
+}
+
+impl KeyMesh for Unreached {
     async fn observe(&self, _: &str, _: chrono::DateTime<chrono::Utc>) -> Result<(Observed, Rewrap), MeshError> {
         panic!("observed a tenant")
     }
@@ -91,10 +68,6 @@ impl KeyMesh for Unreached {
     async fn trim(&self, _: &str, _: u64) -> Result<(), MeshError> {
         panic!("trimmed")
     }
-}
-
-fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
-    status["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == type_)).expect("condition")
 }
 
 #[tokio::test]
@@ -132,8 +105,7 @@ async fn one_pass(
         let list = json!({"apiVersion": "guardline.io/v1alpha1", "kind": "TenantKeyPolicyList", "metadata": {}, "items": [listed]});
         expect(&mut handle, Method::GET, &format!("{POLICIES}?"), |_| list).await;
         for reason in reasons {
-            let path = "/apis/events.k8s.io/v1/namespaces/guardline/events?";
-            let event = expect(&mut handle, Method::POST, path, |b| b.clone()).await;
+            let event = expect(&mut handle, Method::POST, api::EVENTS, |b| b.clone()).await;
             assert_eq!(event["reason"], *reason, "{event}");
             assert_eq!(event["regarding"]["name"], "default");
         }

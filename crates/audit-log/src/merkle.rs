@@ -244,5 +244,21 @@ impl Tree {
     }
 }
 
+/// Whether `path` proves that the tree of `old` (size, root) is a prefix
+/// of the tree of `new` (RFC 9162 §2.1.4.2), checked by `ct-merkle`, an
+/// implementation independent of the one that makes our proofs. Equal
+/// sizes need equal roots and an empty path.
+pub fn verify_consistency(old: (u64, &Hash), new: (u64, &Hash), path: &[Hash]) -> bool {
+    use ct_merkle::{ConsistencyProof, RootHash};
+    use sha2::Sha256;
+    if old.0 == new.0 {
+        return old.1 == new.1 && path.is_empty();
+    }
+    let root = |(size, hash): (u64, &Hash)| RootHash::<Sha256>::new((*hash).into(), size);
+    let digests: Vec<ct_merkle::digest::Output<Sha256>> = path.iter().map(|h| (*h).into()).collect();
+    let proof = ConsistencyProof::<Sha256>::from_digests(digests.iter());
+    root(new).verify_consistency(&root(old), &proof).is_ok()
+}
+
 #[cfg(test)]
 mod tests;

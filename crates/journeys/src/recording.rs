@@ -81,7 +81,8 @@ async fn hold_and_purge(m: &impl Mesh, org: &Org, lead: &str) -> Result<(rpb::Re
     };
     recordings(m, m.gateway())?.set_legal_hold(bearer(&org.admin, hold)).await?;
     let as_of = chrono::Utc::now() + chrono::Duration::days(3 * 365 + 60);
-    let purge = rpb::PurgeExpiredRequest { tenant_id: org.tenant.clone(), as_of: Some(at(as_of)) };
+    let purge =
+        rpb::PurgeExpiredRequest { tenant_id: org.tenant.clone(), as_of: Some(at(as_of)), ..Default::default() };
     let purge = recordings(m, "operator")?.purge_expired(purge).await?.into_inner();
     m.say(&format!(
         "a purge in {}: {} deleted, {} kept under a legal hold, {} kept as consent evidence",

@@ -605,6 +605,17 @@ async fn retention_prunes_old_entries_and_the_rest_stays_provable(postgres: bool
         .await
         .expect("set");
     assert_eq!(set.into_inner().retention_days, 365);
+    // The operator writes a RetentionPolicy's period without a user token;
+    // another service without one is refused, and the floor holds for both.
+    let by_operator = |days: u32| pb::SetRetentionRequest { tenant_id: tenant.clone(), retention_days: days };
+    let mut op = m.audit("operator");
+    assert_eq!(
+        field_violations(&op.set_retention(by_operator(90)).await.expect_err("floor"))[0].field,
+        "retention_days"
+    );
+    assert_eq!(op.set_retention(by_operator(365)).await.expect("the operator").into_inner().retention_days, 365);
+    let refused = c.set_retention(by_operator(365)).await.expect_err("gateway, no token");
+    assert_eq!(refused.code(), Code::PermissionDenied);
 
     // Identity's own events for this tenant (dated now) may already lead the
     // log; the kept events are dated five years ahead and the prune applies a
@@ -633,11 +644,10 @@ async fn retention_prunes_old_entries_and_the_rest_stays_provable(postgres: bool
         .expect("sth")
         .into_inner();
     let denied = lv
-        .prune(pb::PruneRequest { tenant_id: tenant.clone(), as_of: None })
+        .prune(pb::PruneRequest { tenant_id: tenant.clone(), ..Default::default() })
         .await
         .expect_err("lead-vault is not the operator");
     assert_eq!(denied.code(), Code::PermissionDenied);
-    let mut op = m.audit("operator");
     let first_kept = {
         let p = op
             .get_inclusion_proof(pb::GetInclusionProofRequest {
@@ -650,7 +660,9 @@ async fn retention_prunes_old_entries_and_the_rest_stays_provable(postgres: bool
         p.into_inner().leaf_index
     };
     let next_year = prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() + 366 * 86_400, nanos: 0 };
-    let prune = || pb::PruneRequest { tenant_id: tenant.clone(), as_of: Some(next_year) };
+    let prune = || pb::PruneRequest { tenant_id: tenant.clone(), as_of: Some(next_year), dry_run: false };
+    let dry = op.prune(pb::PruneRequest { dry_run: true, ..prune() }).await.expect("dry run").into_inner();
+    assert_eq!((dry.pruned, dry.first_index), (first_kept, 0), "counted, nothing deleted");
     let pruned = op.prune(prune()).await.expect("prune").into_inner();
     assert_eq!(
         (pruned.pruned, pruned.first_index),

@@ -1021,6 +1021,25 @@ async fn settings_set_the_erasure_deadline_and_the_consent_retention(postgres: b
 
     let s = m.vault().update_vault_settings(set(comp, Some(10), None)).await.expect("officer").into_inner();
     assert_eq!((s.erasure_deadline_days, s.consent_retention_days), (10, 1461));
+    // The operator writes a RetentionPolicy's consent period without a user
+    // token, under the same floor; no other service may.
+    let mut op = LeadVaultServiceClient::new(m.channel(&m.vault_uri, "operator"));
+    let by_operator = |retention: u32| pb::UpdateVaultSettingsRequest {
+        tenant_id: t.id.clone(),
+        erasure_deadline_days: None,
+        consent_retention_days: Some(retention),
+    };
+    let floor = op.update_vault_settings(by_operator(365)).await.expect_err("below the floor");
+    assert_eq!(field_violations(&floor)[0].field, "consent_retention_days");
+    let s = op.update_vault_settings(by_operator(1461)).await.expect("the operator").into_inner();
+    assert_eq!((s.erasure_deadline_days, s.consent_retention_days), (10, 1461));
+    let mut gateway = LeadVaultServiceClient::new(m.channel(&m.vault_uri, "gateway"));
+    let refused = gateway.update_vault_settings(by_operator(1461)).await.expect_err("another service, no token");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let overdue = pb::ListErasureCasesRequest { tenant_id: t.id.clone(), state: 0, overdue_only: true };
+    assert!(op.list_erasure_cases(overdue.clone()).await.expect("the operator").into_inner().cases.is_empty());
+    let refused = gateway.list_erasure_cases(overdue).await.expect_err("another service, no token");
+    assert_eq!(refused.code(), Code::Unauthenticated);
     let l = create(&m, &t, 0, lead(&["+8613812345670"])).await.expect("create");
     let case = pb::RequestErasureRequest {
         tenant_id: t.id.clone(),
@@ -1043,15 +1062,21 @@ async fn settings_set_the_erasure_deadline_and_the_consent_retention(postgres: b
         granted_at: Some(granted),
         expires_at: expires,
     };
-    for (granted, expires) in [(6, Some(5)), (6, Some(2)), (1, None)] {
+    for (granted, expires) in [(6, Some(5)), (7, Some(6)), (6, Some(2)), (1, None)] {
         let r = record(years_ago(granted), expires.map(years_ago));
         m.vault().record_consent(with(&t.tokens[0], Request::new(r))).await.expect("consent");
     }
-    let prune = || pb::PruneConsentRequest { tenant_id: t.id.clone() };
+    let prune = || pb::PruneConsentRequest { tenant_id: t.id.clone(), ..Default::default() };
     let denied = m.vault().prune_consent(with(&t.tokens[0], Request::new(prune()))).await.expect_err("agent");
     assert_eq!(denied.code(), Code::PermissionDenied);
-    let mut op = LeadVaultServiceClient::new(m.channel(&m.vault_uri, "operator"));
-    assert_eq!(op.prune_consent(prune()).await.expect("operator").into_inner().pruned, 1);
+    let refused = gateway.prune_consent(prune()).await.expect_err("another service, no token");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let counted = |r: pb::PruneConsentResponse| (r.pruned, r.more);
+    let dry = op.prune_consent(pb::PruneConsentRequest { dry_run: true, ..prune() }).await.expect("dry run");
+    assert_eq!(counted(dry.into_inner()), (2, false), "two ended over four years ago, counted");
+    let capped = op.prune_consent(pb::PruneConsentRequest { limit: 1, ..prune() }).await.expect("capped");
+    assert_eq!(counted(capped.into_inner()), (1, true), "the limit leaves one for later");
+    assert_eq!(counted(op.prune_consent(prune()).await.expect("operator").into_inner()), (1, false));
     assert_eq!(op.prune_consent(prune()).await.expect("again").into_inner().pruned, 0, "idempotent");
     let h = pb::GetConsentHistoryRequest { tenant_id: t.id.clone(), lead_id: l.id.clone() };
     let left = m.vault().get_consent_history(with(comp, Request::new(h))).await.expect("history").into_inner();

@@ -17,7 +17,7 @@ use guardline_runtime::token::TokenVerifier;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Error;
-use crate::service::{Header, ListFilter, Recordings};
+use crate::service::{Header, ListFilter, PurgeRun, Recordings};
 use crate::store::recording;
 
 /// The API.
@@ -337,17 +337,28 @@ impl RecordingsService for Api {
         let r = req.get_ref().clone();
         let actor = self.operator_or_user_with(&req, "policy.manage", &r.tenant_id).await?;
         let as_of = from_ts("as_of", r.as_of.as_ref())?.unwrap_or_else(|| self.recordings.now());
-        let (purged, held, kept_for_consent) = self.recordings.purge(&r.tenant_id, as_of, (&actor.0, &actor.1)).await?;
-        Ok(Response::new(pb::PurgeExpiredResponse { purged, held, kept_for_consent }))
+        let run = PurgeRun { limit: r.limit, dry_run: r.dry_run };
+        let p = self.recordings.purge(&r.tenant_id, as_of, run, (&actor.0, &actor.1)).await?;
+        Ok(Response::new(pb::PurgeExpiredResponse {
+            purged: p.purged,
+            held: p.held,
+            kept_for_consent: p.kept_for_consent,
+            more: p.more,
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "set_retention_class"))]
     async fn set_retention_class(&self, req: Request<pb::SetRetentionClassRequest>) -> Reply<pb::RetentionClass> {
-        let who = self.user(&req).await?;
+        let tenant = req.get_ref().class.as_ref().map(|c| c.tenant_id.clone()).unwrap_or_default();
+        let actor = self.operator_or_user_with(&req, "policy.manage", &tenant).await?;
         let class = req.into_inner().class.ok_or_else(|| Status::from(Error::invalid("class", "required")))?;
-        require(&who, "policy.manage", &class.tenant_id)?;
+        if class.tenant_id.is_empty() {
+            return Err(Error::invalid("class.tenant_id", "required").into());
+        }
         let c = &class;
-        self.recordings.set_retention_class(&c.tenant_id, &c.name, c.min_days, c.delete_after_days, &who.user).await?;
+        let names = (c.tenant_id.as_str(), c.name.as_str());
+        let actor = (actor.0.as_str(), actor.1.as_str());
+        self.recordings.set_retention_class(names.0, names.1, c.min_days, c.delete_after_days, actor).await?;
         Ok(Response::new(class))
     }
 

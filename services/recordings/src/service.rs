@@ -21,6 +21,28 @@ use crate::domain::stream::{self, Binding, Encryptor};
 use crate::error::{Error, RecordingError, Result};
 use crate::store::{Store, recording, state};
 
+/// How a purge runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PurgeRun {
+    /// At most this many deletions; 0 for no limit.
+    pub limit: u32,
+    /// Count only.
+    pub dry_run: bool,
+}
+
+/// What a purge did (or, in a dry run, would do).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Recordings deleted.
+    pub purged: u64,
+    /// Due recordings kept under a legal hold.
+    pub held: u64,
+    /// Recordings past their class kept as consent evidence.
+    pub kept_for_consent: u64,
+    /// Due recordings left for a later run by the limit.
+    pub more: bool,
+}
+
 /// The recordings service's state.
 pub struct Recordings {
     store: Store,
@@ -212,11 +234,11 @@ impl Recordings {
         name: &str,
         min_days: u32,
         delete_after_days: u32,
-        actor: &str,
+        actor: (&str, &str),
     ) -> Result<()> {
         validate_class(name, min_days, delete_after_days)?;
         let event = EventBuilder::new(tenant, "recording.retention_class")
-            .actor(actor, "")
+            .actor(actor.0, actor.1)
             .resource("retention_class", name)
             .detail("min_days", min_days)
             .detail("delete_after_days", delete_after_days);
@@ -363,22 +385,42 @@ impl Recordings {
         Ok(rewrapped)
     }
 
-    /// Deletes what is due at `as_of`. Returns (purged, held, kept for consent).
-    pub async fn purge(&self, tenant: &str, as_of: DateTime<Utc>, actor: (&str, &str)) -> Result<(u64, u64, u64)> {
-        let (mut purged, mut held, mut consent) = (0, 0, 0);
+    /// Deletes what is due at `as_of`, at most `limit` (0: no limit), or
+    /// with `dry_run` only counts it. Held recordings, and recordings that
+    /// hold spoken consent while the consent is kept, are counted, never
+    /// deleted.
+    pub async fn purge(
+        &self,
+        tenant: &str,
+        as_of: DateTime<Utc>,
+        run: PurgeRun,
+        actor: (&str, &str),
+    ) -> Result<Purged> {
+        let mut out = Purged::default();
+        let mut classes = std::collections::HashMap::new();
         for r in self.store.stored(tenant, None).await? {
+            if !classes.contains_key(&r.retention_class) {
+                // A class deleted since keeps its recordings at the default period.
+                let days =
+                    self.retention_class(tenant, &r.retention_class).await.map_or(DEFAULT_DELETE_AFTER_DAYS, |c| c.1);
+                classes.insert(r.retention_class.clone(), days);
+            }
             let stored_at = r.stored_at.unwrap_or(r.started_at);
-            match retention(stored_at, r.retain_until, r.consent_length_ms.is_some(), r.legal_hold, as_of) {
+            let class_due = stored_at + chrono::Duration::days(classes[&r.retention_class]);
+            match retention(class_due, r.retain_until, r.consent_length_ms.is_some(), r.legal_hold, as_of) {
                 Retention::Keep => {}
-                Retention::KeepForConsent => consent += 1,
-                Retention::Held => held += 1,
+                Retention::KeepForConsent => out.kept_for_consent += 1,
+                Retention::Held => out.held += 1,
+                Retention::Purge if run.limit > 0 && out.purged >= u64::from(run.limit) => out.more = true,
                 Retention::Purge => {
-                    self.destroy(r, state::PURGED, "recording.purge", actor).await?;
-                    purged += 1;
+                    if !run.dry_run {
+                        self.destroy(r, state::PURGED, "recording.purge", actor).await?;
+                    }
+                    out.purged += 1;
                 }
             }
         }
-        Ok((purged, held, consent))
+        Ok(out)
     }
 
     /// Erases a lead's recordings, except those under legal hold, which are

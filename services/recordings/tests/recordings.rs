@@ -405,6 +405,7 @@ async fn legal_hold_purge_and_erasure(postgres: bool, backend: Backend) {
     let held = upload(&m, "telephony-bridge", header(&t, "lead-h", 0, 0, false), &data).await.expect("upload");
     let plain = upload(&m, "telephony-bridge", header(&t, "lead-p", 0, 0, false), &data).await.expect("upload");
     let consent = upload(&m, "telephony-bridge", header(&t, "lead-c", 0, 0, true), &data).await.expect("upload");
+    upload(&m, "telephony-bridge", header(&t, "lead-q", 0, 0, false), &data).await.expect("upload");
     let comp = &t.tokens[4];
     let hold = |reason: &str| {
         with(
@@ -436,12 +437,25 @@ async fn legal_hold_purge_and_erasure(postgres: bool, backend: Backend) {
     let at = |secs: i64| pb::PurgeExpiredRequest {
         tenant_id: t.id.clone(),
         as_of: Some(prost_types::Timestamp { seconds: secs, nanos: until.nanos }),
+        ..Default::default()
     };
     let mut op = m.rec("operator");
     let before = op.purge_expired(at(until.seconds - 1)).await.expect("purge").into_inner();
     assert_eq!((before.purged, before.held), (0, 0));
+    // A dry run counts and deletes nothing; a limit leaves the rest for later.
+    let dry = op.purge_expired(pb::PurgeExpiredRequest { dry_run: true, ..at(until.seconds + 1) }).await;
+    let dry = dry.expect("dry run").into_inner();
+    assert_eq!((dry.purged, dry.held, dry.kept_for_consent, dry.more), (2, 1, 1, false));
+    assert!(m.object(&t.id, &plain.id).await.is_some(), "a dry run deletes nothing");
+    let capped = op.purge_expired(pb::PurgeExpiredRequest { limit: 1, ..at(until.seconds + 1) }).await;
+    let capped = capped.expect("capped").into_inner();
+    assert_eq!((capped.purged, capped.more), (1, true), "one deleted, one left by the limit");
     let due = op.purge_expired(at(until.seconds + 1)).await.expect("purge").into_inner();
-    assert_eq!((due.purged, due.held, due.kept_for_consent), (1, 1, 1), "plain purged, held kept, consent kept");
+    assert_eq!(
+        (due.purged, due.held, due.kept_for_consent, due.more),
+        (1, 1, 1, false),
+        "the rest purged, held kept, consent kept"
+    );
     assert_eq!(download(&m, &t.tokens[0], &t.id, &plain.id, 0, 0).await.expect_err("purged").code(), Code::NotFound);
     assert!(m.object(&t.id, &plain.id).await.is_none(), "object deleted");
     assert_eq!(
@@ -548,6 +562,17 @@ async fn retention_classes_per_tenant(postgres: bool, backend: Backend) {
         c.set_retention_class(with(&t.tokens[4], Request::new(class("Bad Name", 180, 200)))).await.expect_err("name");
     assert_eq!(field_violations(&bad)[0].field, "class.name");
     c.set_retention_class(with(&t.tokens[4], Request::new(class("short", 180, 200)))).await.expect("set");
+    // The operator writes a RetentionPolicy's period without a user token;
+    // another service without one is refused.
+    m.rec("operator").set_retention_class(class("short", 180, 200)).await.expect("the operator");
+    assert_eq!(
+        m.rec("gateway").set_retention_class(class("short", 180, 200)).await.expect_err("no token").code(),
+        Code::Unauthenticated
+    );
+    let mut no_tenant = class("short", 180, 200);
+    no_tenant.class.as_mut().expect("class").tenant_id.clear();
+    let bad = m.rec("operator").set_retention_class(no_tenant).await.expect_err("no tenant");
+    assert_eq!(field_violations(&bad)[0].field, "class.tenant_id");
 
     let mut h = header(&t, "lead-s", 0, 0, false);
     h.retention_class = "short".into();

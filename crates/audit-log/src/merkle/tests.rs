@@ -86,6 +86,25 @@ fn every_consistency_proof_verifies() {
 }
 
 #[test]
+fn verify_consistency_accepts_our_proofs_and_nothing_else() {
+    let t = tree(33);
+    let at = |n: u64| t.root(n).expect("root");
+    for (m, n) in [(1, 2), (3, 7), (8, 16), (9, 33), (32, 33)] {
+        let path = t.consistency_proof(m, n).expect("proof");
+        assert!(verify_consistency((m, &at(m)), (n, &at(n)), &path), "{m} -> {n}");
+        let mut bent = path.clone();
+        bent[0][0] ^= 1;
+        assert!(!verify_consistency((m, &at(m)), (n, &at(n)), &bent), "{m} -> {n}: a changed node");
+        assert!(!verify_consistency((m, &at(m + 1)), (n, &at(n)), &path), "{m} -> {n}: another old root");
+        assert!(!verify_consistency((m, &at(m)), (n, &at(n)), &path[1..]), "{m} -> {n}: a node short");
+    }
+    // Equal sizes: the same root, nothing to prove.
+    assert!(verify_consistency((5, &at(5)), (5, &at(5)), &[]));
+    assert!(!verify_consistency((5, &at(5)), (5, &at(6)), &[]), "rewritten at the same size");
+    assert!(!verify_consistency((6, &at(6)), (5, &at(5)), &[]), "a shrunken log");
+}
+
+#[test]
 fn out_of_range_requests_are_refused() {
     let t = tree(5);
     assert_eq!(t.inclusion_proof(5, 5), Err(ProofError::LeafBeyondSize(5, 5)));

@@ -252,7 +252,8 @@ impl Detector {
 }
 
 /// The rules that one event raises on its own: a risky login, a throttled
-/// line, a missing holiday calendar.
+/// line, a missing holiday calendar, erasure cases past their deadline
+/// (reported by the operator's retention run).
 fn single(e: &Event) -> Option<(&'static str, String)> {
     let detail = |k: &str| e.details.get(k).cloned().unwrap_or_default();
     match e.action.as_str() {
@@ -268,6 +269,9 @@ fn single(e: &Event) -> Option<(&'static str, String)> {
                 detail("pack")
             ),
         )),
+        "erasure.overdue" => {
+            Some(("erasure_overdue", format!("{} erasure cases are past their deadline", detail("count"))))
+        }
         _ => None,
     }
 }

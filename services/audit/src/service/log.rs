@@ -110,8 +110,9 @@ impl Log {
     }
 
     /// Deletes the entries older than the retention as of `as_of` (a prefix of
-    /// the log), keeping the frontier hashes. Returns (pruned now, first index).
-    pub async fn prune(&self, tenant: &str, as_of: DateTime<Utc>) -> Result<(u64, u64)> {
+    /// the log), keeping the frontier hashes; with `dry_run` only counts them.
+    /// Returns (pruned now, first index).
+    pub async fn prune(&self, tenant: &str, as_of: DateTime<Utc>, dry_run: bool) -> Result<(u64, u64)> {
         let days = self.store.retention(tenant).await?.unwrap_or(DEFAULT_RETENTION_DAYS);
         let cutoff = as_of - chrono::Duration::days(i64::from(days.max(MIN_RETENTION_DAYS)));
         let mut trees = self.trees.lock().await;
@@ -124,6 +125,9 @@ impl Log {
         let before = tree.pruned();
         if k <= before {
             return Ok((0, before));
+        }
+        if dry_run {
+            return Ok((k - before, before));
         }
         let frontier = tree.frontier(k).map_err(|e| Error::Internal(e.to_string()))?;
         self.store.prune_below(tenant, k, &frontier).await?;

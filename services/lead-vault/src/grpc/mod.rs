@@ -20,7 +20,7 @@ mod convert;
 
 use crate::error::Error;
 use crate::service::settings::SettingsChange;
-use crate::service::{Field, Vault};
+use crate::service::{Actor, Field, Vault};
 use convert::*;
 
 /// The API.
@@ -39,6 +39,15 @@ impl Api {
     async fn user<T>(&self, req: &Request<T>) -> Result<Subject, Status> {
         let c = self.verifier.authenticate(req).await?;
         Ok(Subject::from_claims(&c.tenant, &c.sub, &c.teams, &c.perms))
+    }
+
+    /// The operator's service identity acting alone (no user token), or
+    /// the user of the request's token.
+    async fn user_or_operator<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        if PeerInfo::is_service_acting_alone(req, "operator") {
+            return Ok(Caller::Operator);
+        }
+        Ok(Caller::User(self.user(req).await?))
     }
 
     /// Who may run a key operation on `tenant`: the operator's service
@@ -401,7 +410,7 @@ impl LeadVaultService for Api {
         req: Request<pb::ListErasureCasesRequest>,
     ) -> Reply<pb::ListErasureCasesResponse> {
         use crate::service::erasure::state;
-        let who = self.user(&req).await?;
+        let who = self.user_or_operator(&req).await?;
         let r = req.into_inner();
         let filter = match pb::ErasureState::try_from(r.state) {
             Ok(pb::ErasureState::Unspecified) => None,
@@ -410,7 +419,7 @@ impl LeadVaultService for Api {
             Ok(pb::ErasureState::Blocked) => Some(state::BLOCKED),
             Err(_) => return Err(Error::invalid("state", "unknown erasure state").into()),
         };
-        let cases = self.vault.list_erasure_cases(&who, &r.tenant_id, filter, r.overdue_only).await?;
+        let cases = self.vault.list_erasure_cases(&who.actor(), &r.tenant_id, filter, r.overdue_only).await?;
         Ok(Response::new(pb::ListErasureCasesResponse { cases: cases.into_iter().map(erasure_pb).collect() }))
     }
 
@@ -451,30 +460,39 @@ impl LeadVaultService for Api {
 
     #[tracing::instrument(skip_all, fields(rpc = "update_vault_settings", tenant = %req.get_ref().tenant_id))]
     async fn update_vault_settings(&self, req: Request<pb::UpdateVaultSettingsRequest>) -> Reply<pb::VaultSettings> {
-        let who = self.user(&req).await?;
+        let who = self.user_or_operator(&req).await?;
         let r = req.into_inner();
         let change = SettingsChange {
             erasure_deadline_days: r.erasure_deadline_days,
             consent_retention_days: r.consent_retention_days,
         };
-        let s = self.vault.update_settings(&who, &r.tenant_id, change).await?;
+        let s = self.vault.update_settings(&who.actor(), &r.tenant_id, change).await?;
         Ok(Response::new(settings_pb(r.tenant_id, s)))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "prune_consent", tenant = %req.get_ref().tenant_id))]
     async fn prune_consent(&self, req: Request<pb::PruneConsentRequest>) -> Reply<pb::PruneConsentResponse> {
-        let tenant = req.get_ref().tenant_id.clone();
-        let (user, service) = if PeerInfo::is_service_acting_alone(&req, "operator") {
-            (String::new(), "operator".to_owned())
-        } else {
-            let who = self.user(&req).await?;
-            let d = decide(&who, "policy.manage", &Resource { tenant: tenant.clone(), ..Default::default() });
-            if !d.allowed {
-                return Err(Error::PermissionDenied(d.rule).into());
-            }
-            (who.user, String::new())
-        };
-        let pruned = self.vault.prune_consent(&tenant, (&user, &service)).await?;
-        Ok(Response::new(pb::PruneConsentResponse { pruned }))
+        let r = req.get_ref().clone();
+        let who = self.user_or_operator(&req).await?;
+        let actor = who.actor();
+        actor.require("policy.manage", &r.tenant_id)?;
+        let (pruned, more) =
+            self.vault.prune_consent(&r.tenant_id, (r.limit, r.dry_run), (actor.user(), actor.service())).await?;
+        Ok(Response::new(pb::PruneConsentResponse { pruned, more }))
+    }
+}
+
+/// The caller of an RPC open to both users and the operator.
+enum Caller {
+    User(Subject),
+    Operator,
+}
+
+impl Caller {
+    fn actor(&self) -> Actor<'_> {
+        match self {
+            Caller::User(who) => Actor::User(who),
+            Caller::Operator => Actor::Service("operator"),
+        }
     }
 }

@@ -11,7 +11,7 @@ use guardline_audit_client::EventBuilder;
 use guardline_authz::{Resource, Subject, decide};
 
 use crate::error::{Error, Result, VaultError};
-use crate::service::Vault;
+use crate::service::{Actor, Vault};
 use crate::store::erasure_case;
 use guardline_phone::Phone;
 
@@ -126,12 +126,12 @@ impl Vault {
     /// Cases of the tenant, newest first.
     pub async fn list_erasure_cases(
         &self,
-        who: &Subject,
+        who: &Actor<'_>,
         tenant: &str,
         state: Option<&str>,
         overdue_only: bool,
     ) -> Result<Vec<erasure_case::Model>> {
-        Self::require_erasure(who, tenant)?;
+        who.require("erasure.execute", tenant)?;
         let overdue_at = overdue_only.then(|| self.clock.now());
         self.store.cases(tenant, state, overdue_at).await
     }

@@ -3,6 +3,7 @@
 //! the lead's record key with associated data binding tenant, lead, field and
 //! version; phone numbers are also indexed blindly for exact lookup.
 
+mod actor;
 pub mod bulk;
 pub mod consent;
 pub mod erasure;
@@ -11,6 +12,8 @@ pub mod settings;
 pub mod update;
 
 use std::sync::Arc;
+
+pub use actor::Actor;
 
 use guardline_audit_client::Outcome;
 use guardline_audit_client::{AuditClient, EventBuilder};

@@ -7,7 +7,7 @@ use guardline_authz::{Resource, Subject, decide};
 
 pub use crate::domain::settings::*;
 use crate::error::{Error, Result};
-use crate::service::Vault;
+use crate::service::{Actor, Vault};
 
 fn require_policy(who: &Subject, tenant: &str) -> Result<()> {
     let d = decide(who, "policy.manage", &Resource { tenant: tenant.into(), ..Default::default() });
@@ -28,11 +28,16 @@ impl Vault {
 
     /// Changes the tenant's settings; the old and new values are audited
     /// (numbers, never PII).
-    pub async fn update_settings(&self, who: &Subject, tenant: &str, change: SettingsChange) -> Result<VaultSettings> {
-        require_policy(who, tenant)?;
+    pub async fn update_settings(
+        &self,
+        who: &Actor<'_>,
+        tenant: &str,
+        change: SettingsChange,
+    ) -> Result<VaultSettings> {
+        who.require("policy.manage", tenant)?;
         let event = |old: VaultSettings, new: VaultSettings| {
             EventBuilder::new(tenant, "vault.settings.update")
-                .actor(&who.user, "")
+                .actor(who.user(), who.service())
                 .resource("tenant", tenant)
                 .detail(
                     "erasure_deadline_days",
@@ -50,7 +55,7 @@ impl Vault {
     /// expired) longer ago than its consent retention. Active consent is
     /// never deleted, whether or not the lead still exists. `actor` is
     /// (user id, service identity) for the audit event.
-    pub async fn prune_consent(&self, tenant: &str, actor: (&str, &str)) -> Result<u64> {
+    pub async fn prune_consent(&self, tenant: &str, run: (u32, bool), actor: (&str, &str)) -> Result<(u64, bool)> {
         if tenant.is_empty() {
             return Err(Error::invalid("tenant_id", "required"));
         }
@@ -60,7 +65,6 @@ impl Vault {
             .actor(actor.0, actor.1)
             .resource("tenant", tenant)
             .detail("retention_days", settings.consent_retention_days.to_string());
-        let pruned = self.store.prune_consent(tenant, cutoff, event).await?;
-        Ok(pruned)
+        self.store.prune_consent(tenant, cutoff, run, event).await
     }
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use guardline_audit_client::{Conn, EventBuilder};
-use sea_orm::{ActiveValue, ColumnTrait, Condition, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{Store, consent, tenant_settings};
 use crate::domain::settings::VaultSettings;
@@ -53,20 +53,39 @@ impl Store {
     }
 
     /// Deletes the tenant's consent records that ended (withdrawn or
-    /// expired) before `cutoff`; audited with the count when any went.
-    pub async fn prune_consent(&self, tenant: &str, cutoff: DateTime<Utc>, event: EventBuilder) -> Result<u64> {
+    /// expired) before `cutoff`, at most `limit` (0: all), or with `dry_run`
+    /// only counts them; audited with the count when any went. Returns
+    /// (deleted or counted, whether more remain beyond the limit).
+    pub async fn prune_consent(
+        &self,
+        tenant: &str,
+        cutoff: DateTime<Utc>,
+        (limit, dry_run): (u32, bool),
+        event: EventBuilder,
+    ) -> Result<(u64, bool)> {
         let ended_before_cutoff =
             Condition::any().add(consent::Column::WithdrawnAt.lt(cutoff)).add(consent::Column::ExpiresAt.lt(cutoff));
         let tx = self.db.begin().await?;
         let txn = tx.conn();
-        let pruned = consent::Entity::delete_many()
+        let mut due = consent::Entity::find()
+            .select_only()
+            .column(consent::Column::Id)
             .filter(consent::Column::TenantId.eq(tenant))
             .filter(ended_before_cutoff)
-            .exec(txn)
-            .await?
-            .rows_affected;
-        let events = (pruned > 0).then(|| event.detail("pruned", pruned.to_string()));
-        self.db.commit(tx, events).await?;
-        Ok(pruned)
+            .order_by_asc(consent::Column::Id);
+        if limit > 0 {
+            // One more than the limit tells whether any remain.
+            due = due.limit(u64::from(limit) + 1);
+        }
+        let mut ids: Vec<String> = due.into_tuple().all(txn).await?;
+        let more = limit > 0 && ids.len() > limit as usize;
+        ids.truncate(if limit > 0 { limit as usize } else { ids.len() });
+        if dry_run || ids.is_empty() {
+            return Ok((ids.len() as u64, more));
+        }
+        let pruned =
+            consent::Entity::delete_many().filter(consent::Column::Id.is_in(ids)).exec(txn).await?.rows_affected;
+        self.db.commit(tx, Some(event.detail("pruned", pruned.to_string()))).await?;
+        Ok((pruned, more))
     }
 }

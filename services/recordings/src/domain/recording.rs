@@ -108,18 +108,18 @@ pub enum Retention {
     Purge,
 }
 
-/// The retention decision for a recording stored at `stored_at`, due at
-/// `retain_until`, at `as_of`.
+/// The retention decision at `as_of` for a recording its class would delete
+/// at `class_due`, kept until `retain_until` (later, when it holds spoken
+/// consent).
 pub fn retention(
-    stored_at: DateTime<Utc>,
+    class_due: DateTime<Utc>,
     retain_until: DateTime<Utc>,
     holds_consent: bool,
     legal_hold: bool,
     as_of: DateTime<Utc>,
 ) -> Retention {
     if retain_until > as_of {
-        let class_due = stored_at + Duration::days(DEFAULT_DELETE_AFTER_DAYS) <= as_of;
-        return if class_due && holds_consent { Retention::KeepForConsent } else { Retention::Keep };
+        return if class_due <= as_of && holds_consent { Retention::KeepForConsent } else { Retention::Keep };
     }
     if legal_hold { Retention::Held } else { Retention::Purge }
 }

@@ -189,3 +189,13 @@ fn a_missing_holiday_calendar_reported_by_the_dialer() {
     assert_eq!(rules(&fired), vec!["calendar_missing"]);
     assert_eq!(fired[0].summary, "no official 2027 holiday calendar is loaded for pack cn: fixed-date holidays only");
 }
+
+#[test]
+fn overdue_erasures_reported_by_the_operator() {
+    let mut d = Detector::new();
+    let mut e = ev("erasure.overdue", "allowed", 0, "");
+    e.details.insert("count".into(), "2".into());
+    let fired = d.observe(&e, NOW, &small(), None);
+    assert_eq!(rules(&fired), vec!["erasure_overdue"]);
+    assert_eq!(fired[0].summary, "2 erasure cases are past their deadline");
+}
