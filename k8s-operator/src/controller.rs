@@ -41,12 +41,20 @@ pub struct Context<M> {
     /// which the next run checks the log against (lost on restart: the
     /// run then checks from the head it reads before pruning).
     pub audit_heads: std::sync::Mutex<std::collections::HashMap<String, crate::mesh::Head>>,
+    /// Reconciles, rotation and retention progress.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl<M> Context<M> {
-    /// A context with nothing remembered yet.
+    /// A context with nothing remembered yet, its metrics on the global
+    /// meter provider.
     pub fn new(client: Client, recorder: Recorder, mesh: M, clock: Clock) -> Self {
-        Self { client, recorder, mesh, clock, audit_heads: Default::default() }
+        Self { client, recorder, mesh, clock, audit_heads: Default::default(), metrics: Default::default() }
+    }
+
+    /// The same, its metrics recorded as `metrics`.
+    pub fn with_metrics(self, metrics: crate::metrics::Metrics) -> Self {
+        Self { metrics, ..self }
     }
 }
 
@@ -151,6 +159,7 @@ pub async fn reconcile<M: KeyMesh>(policy: Arc<TenantKeyPolicy>, ctx: Arc<Contex
         }
     }
     summarize(&mut status, &pass, &p, generation, now);
+    ctx.metrics.rotation(&policy.name_any(), &status.totals);
     patch_status(&api, policy.as_ref(), &status).await?;
     Ok(requeue(&pass, &p, now))
 }

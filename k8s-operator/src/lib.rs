@@ -14,13 +14,18 @@
 //! - [`purge`]: one tenant's retention run, its audit log checked
 //!   before and after the prune.
 //! - [`retention_controller`]: the `RetentionPolicy` reconcile.
-//! - [`run`]: `guardline-operator run`.
+//! - [`leader`]: leader election over a `Lease`.
+//! - [`metrics`]: reconciles, rotation and retention progress.
+//! - [`run`]: `guardline-operator run`: leader election, both
+//!   controllers, graceful shutdown.
 
 pub mod conditions;
 pub mod controller;
 pub mod crd;
 pub mod executor;
+pub mod leader;
 pub mod mesh;
+pub mod metrics;
 pub mod purge;
 pub mod retention;
 pub mod retention_controller;

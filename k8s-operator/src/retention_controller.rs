@@ -75,6 +75,7 @@ pub async fn reconcile<M: RetentionMesh>(policy: Arc<RetentionPolicy>, ctx: Arc<
         publish(&ctx.recorder, policy.as_ref(), "Purge", e).await?;
     }
     summarize(&mut status, &pass, generation, now);
+    ctx.metrics.retention(&policy.name_any(), &pass.report, pass.overdue);
     status.next_run_time = next_run("spec.schedule", &policy.spec.schedule, now).ok().map(stamp);
     if asked.is_some() {
         status.last_run_now = asked;

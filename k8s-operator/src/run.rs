@@ -1,10 +1,12 @@
-//! `guardline-operator run`: the controllers, until SIGTERM or SIGINT.
+//! `guardline-operator run`: the controllers, until SIGTERM or SIGINT,
+//! while this replica holds the leader `Lease` (on by default).
 //! The operator authenticates to the services with its own mTLS identity
 //! (`operator`) and to Vault with a policy limited to the tenant keys'
 //! read, rotate, config and trim (see `docs/operator/README.md`).
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
@@ -19,10 +21,11 @@ use kube::runtime::events::Recorder;
 use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
-use crate::controller::{Context, Error, MANAGER, reconcile};
+use crate::controller::{Context, Error, MANAGER};
 use crate::crd::{RetentionPolicy, TenantKeyPolicy};
+use crate::leader::{Led, while_leading};
 use crate::mesh::Mesh;
-use crate::retention_controller;
+use crate::{controller, retention_controller};
 
 /// Flags of `guardline-operator run`; every flag is also a `GUARDLINE_*` variable.
 #[derive(clap::Args, Debug)]
@@ -30,6 +33,16 @@ pub struct RunArgs {
     /// The namespace whose policies this operator reconciles (Guardline's own).
     #[arg(long, env = "GUARDLINE_WATCH_NAMESPACE", default_value = "guardline")]
     pub watch_namespace: String,
+    /// Reconcile only while holding the leader Lease, so that one of
+    /// several replicas acts at a time.
+    #[arg(long, env = "GUARDLINE_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// The Lease, in the watch namespace.
+    #[arg(long, env = "GUARDLINE_LEASE_NAME", default_value = "guardline-operator")]
+    pub lease_name: String,
+    /// This replica's name in the Lease (the pod name); `$HOSTNAME` when unset.
+    #[arg(long, env = "GUARDLINE_LEADER_IDENTITY")]
+    pub leader_identity: Option<String>,
     /// The operator's mTLS identity.
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -39,7 +52,7 @@ pub struct RunArgs {
     /// Vault, with the operator's policy.
     #[command(flatten)]
     pub keys: guardline_keys::args::KeysArgs,
-    /// Logs and traces.
+    /// Logs, traces and metrics.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
 }
@@ -51,7 +64,38 @@ fn error_policy<K>(_: Arc<K>, error: &Error, _: Arc<Context<Mesh>>) -> Action {
     Action::requeue(Duration::from_secs(30))
 }
 
-/// Runs the controllers until a signal.
+/// `reconcile`, counted and timed as `controller`.
+async fn measured<K, F>(
+    controller: &'static str,
+    object: Arc<K>,
+    ctx: Arc<Context<Mesh>>,
+    reconcile: F,
+) -> Result<Action, Error>
+where
+    F: AsyncFnOnce(Arc<K>, Arc<Context<Mesh>>) -> Result<Action, Error>,
+{
+    let start = Instant::now();
+    let out = reconcile(object, ctx.clone()).await;
+    ctx.metrics.reconciled(controller, out.is_ok(), start.elapsed());
+    out
+}
+
+/// Both controllers, until `stop`.
+async fn controllers(client: kube::Client, ns: String, ctx: Arc<Context<Mesh>>, stop: CancellationToken) {
+    tracing::info!(namespace = %ns, "reconciling TenantKeyPolicy and RetentionPolicy");
+    let keys = Controller::new(Api::<TenantKeyPolicy>::namespaced(client.clone(), &ns), watcher::Config::default())
+        .graceful_shutdown_on(cancelled(&stop))
+        .run(|p, c| measured("TenantKeyPolicy", p, c, controller::reconcile), error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let retention = Controller::new(Api::<RetentionPolicy>::namespaced(client, &ns), watcher::Config::default())
+        .graceful_shutdown_on(cancelled(&stop))
+        .run(|p, c| measured("RetentionPolicy", p, c, retention_controller::reconcile), error_policy, ctx)
+        .for_each(|_| async {});
+    futures::join!(keys, retention);
+}
+
+/// Runs the controllers until a signal (or, with leader election, until
+/// the lease is lost, which is an error: the pod restarts and campaigns).
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _telemetry = guardline_runtime::telemetry::init("guardline-operator", &args.telemetry)?;
     let shutdown = guardline_runtime::shutdown::on_signals();
@@ -67,21 +111,37 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await?;
     let recorder = Recorder::new(client.clone(), MANAGER.into());
     let ctx = Arc::new(Context::new(client.clone(), recorder, mesh, Clock::system()));
-    let ns = &args.watch_namespace;
-    tracing::info!(namespace = %ns, "reconciling TenantKeyPolicy and RetentionPolicy");
-    let keys = Controller::new(Api::<TenantKeyPolicy>::namespaced(client.clone(), ns), watcher::Config::default())
-        .graceful_shutdown_on(cancelled(&shutdown))
-        .run(reconcile, error_policy, ctx.clone())
-        .for_each(|_| async {});
-    let retention = Controller::new(Api::<RetentionPolicy>::namespaced(client, ns), watcher::Config::default())
-        .graceful_shutdown_on(cancelled(&shutdown))
-        .run(retention_controller::reconcile, error_policy, ctx)
-        .for_each(|_| async {});
-    futures::join!(keys, retention);
-    Ok(())
+    let ns = args.watch_namespace.clone();
+    if !args.leader_election {
+        controllers(client, ns, ctx, shutdown).await;
+        return Ok(());
+    }
+    let identity = args
+        .leader_identity
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("guardline-operator-{}", std::process::id()));
+    let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&ns)
+        .with_identity(&identity)
+        .with_field_manager(MANAGER)
+        .build()
+        .await?;
+    tracing::info!(lease = %args.lease_name, %identity, "campaigning for the leader lease");
+    let (leader, manager) = lease.watch().await;
+    let led = while_leading(leader, shutdown, |stop| controllers(client, ns, ctx, stop)).await;
+    // The receiver is gone: the manager releases the lease and returns.
+    match manager.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "lease not released; it expires on its own"),
+        Err(e) => tracing::warn!(error = %e, "lease manager stopped"),
+    }
+    match led {
+        Led::ShutDown => Ok(()),
+        Led::LostLease => anyhow::bail!("lost the leader lease; restarting to campaign again"),
+    }
 }
 
-fn cancelled(token: &CancellationToken) -> impl std::future::Future<Output = ()> + Send + 'static {
+fn cancelled(token: &CancellationToken) -> impl Future<Output = ()> + Send + 'static {
     let token = token.clone();
     async move { token.cancelled().await }
 }

@@ -10,6 +10,7 @@ use guardline_journeys::{self as journeys, bearer};
 use guardline_operator::controller::Context;
 use guardline_operator::crd::{RUN_NOW, RetentionPolicy, RetentionPolicySpec};
 use guardline_operator::mesh::{Head, MeshError, Periods, Purged, RetentionMesh, Tenants};
+use guardline_operator::metrics::Metrics;
 use guardline_operator::retention_controller::reconcile;
 use guardline_proto::audit::v1 as apb;
 use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
@@ -137,6 +138,12 @@ async fn a_run_purges_the_expired_keeps_the_held_and_the_consent_evidence_and_re
     // one holding spoken consent stay, and the open erasure case is overdue.
     clock.advance(chrono::Duration::days(31));
     let (ctx, handle) = api::context(support::operator(&t).await, clock.clock());
+    // Its metrics as Prometheus scrapes them.
+    let registry = prometheus::Registry::new();
+    let exporter = opentelemetry_prometheus::exporter().with_registry(registry.clone()).build().expect("exporter");
+    let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder().with_reader(exporter).build();
+    let metrics = Metrics::new(&opentelemetry::metrics::MeterProvider::meter(&meters, "guardline-operator"));
+    let ctx = Arc::new(Arc::into_inner(ctx).expect("one owner").with_metrics(metrics));
     // The object as the API server now has it, with the first run's status.
     let mut p = p;
     p.annotations_mut().insert(RUN_NOW.into(), "second".into());
@@ -157,6 +164,19 @@ async fn a_run_purges_the_expired_keeps_the_held_and_the_consent_evidence_and_re
     println!("status after the run, as `kubectl get retentionpolicy default -o yaml` shows it:\n{}", {
         serde_yaml::to_string(&json!({"status": status})).expect("yaml")
     });
+
+    let (_, scraped) = guardline_runtime::metrics::render(&registry);
+    let scraped = String::from_utf8(scraped).expect("text");
+    let line = |name: &str, label: &str| {
+        scraped
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains(label))
+            .map(|l| l.rsplit(' ').next().map(str::to_owned))
+    };
+    assert_eq!(line("guardline_operator_retention_deleted_total", r#"kind="recordings""#), Some(Some("1".into())));
+    assert_eq!(line("guardline_operator_retention_kept", r#"reason="legal_hold""#), Some(Some("1".into())));
+    assert_eq!(line("guardline_operator_erasures_overdue", r#"policy="default""#), Some(Some("1".into())));
+    assert!(!scraped.contains(&org.tenant), "no tenant in a label:\n{scraped}");
 
     // What the services did, seen by people who log in now.
     let agent = journeys::onboarding::login(&t, &org.tenant, "agent1", "").await.expect("agent login");

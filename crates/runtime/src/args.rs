@@ -50,11 +50,22 @@ pub struct TelemetryArgs {
     /// `--log`, so quiet logs do not silence traces.
     #[arg(long, env = "GUARDLINE_TRACE", default_value = "info")]
     pub trace: String,
+    /// Serves the metrics for Prometheus at `http://ADDRESS/metrics` (plain
+    /// HTTP; counts and durations only, never personal data), e.g.
+    /// `0.0.0.0:9090`. Off when unset.
+    #[arg(long, env = "GUARDLINE_METRICS_ADDRESS")]
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl Default for TelemetryArgs {
     fn default() -> Self {
-        Self { log: "info".into(), log_format: LogFormat::Text, otlp_endpoint: None, trace: "info".into() }
+        Self {
+            log: "info".into(),
+            log_format: LogFormat::Text,
+            otlp_endpoint: None,
+            trace: "info".into(),
+            metrics_address: None,
+        }
     }
 }
 
