@@ -127,6 +127,11 @@ pub struct ServerArgs {
     /// How long in-flight requests may finish after SIGTERM.
     #[arg(long, env = "GUARDLINE_DRAIN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// Also serve gRPC health (`grpc.health.v1.Health`), and nothing else,
+    /// in plaintext here: for kubelet's gRPC probes, which cannot present a
+    /// client certificate. The main port stays mTLS-only. Off when unset.
+    #[arg(long, env = "GUARDLINE_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl ServerArgs {
@@ -138,6 +143,7 @@ impl ServerArgs {
             max_in_flight: 1024,
             max_message_bytes: 4 * 1024 * 1024,
             drain_timeout: Duration::from_secs(20),
+            health_listen: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Server assembly shared by every service: mTLS transport, gRPC health and
 //! reflection, tracing, load shedding, the service allow-list, request
-//! timeouts, and a graceful drain on shutdown.
+//! timeouts, and a graceful drain on shutdown; optionally a plaintext
+//! health-only listener for kubelet's probes.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ pub struct GrpcServer {
     routes: RoutesBuilder,
     services: Vec<&'static str>,
     allow: AllowList,
+    health_listener: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -37,7 +39,13 @@ impl std::fmt::Debug for GrpcServer {
 impl GrpcServer {
     /// A server named `name` (used in logs).
     pub fn new(name: &str) -> Self {
-        Self { name: name.to_owned(), routes: RoutesBuilder::default(), services: Vec::new(), allow: AllowList::new() }
+        Self {
+            name: name.to_owned(),
+            routes: RoutesBuilder::default(),
+            services: Vec::new(),
+            allow: AllowList::new(),
+            health_listener: None,
+        }
     }
 
     /// Adds a generated tonic service; its health is reported SERVING while the server runs.
@@ -56,6 +64,13 @@ impl GrpcServer {
         self
     }
 
+    /// Serves plaintext gRPC health, and nothing else, on `listener` (else
+    /// on `--health-listen`, when set).
+    pub fn health_on(mut self, listener: TcpListener) -> Self {
+        self.health_listener = Some(listener);
+        self
+    }
+
     /// Restricts RPCs to service identities.
     pub fn allow_list(mut self, allow: AllowList) -> Self {
         self.allow = allow;
@@ -71,7 +86,16 @@ impl GrpcServer {
         args: &ServerArgs,
         shutdown: CancellationToken,
     ) -> Result<()> {
-        let Self { name, mut routes, services, allow } = self;
+        let Self { name, mut routes, services, allow, health_listener } = self;
+        let health_listener = match (health_listener, args.health_listen) {
+            (Some(l), _) => Some(l),
+            (None, Some(addr)) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| Error::config("--health-listen", format!("cannot bind {addr}: {e}")))?,
+            ),
+            (None, None) => None,
+        };
         // Health and reflection answer every mesh peer.
         let allow = allow
             .mesh_service("grpc.health.v1.Health")
@@ -84,6 +108,22 @@ impl GrpcServer {
         }
         reporter.set_service_status("", ServingStatus::Serving).await;
         let (v1, v1alpha) = reflection()?;
+        // The probe listener: the same health state, no other service, no TLS.
+        let probes = CancellationToken::new();
+        if let Some(l) = health_listener {
+            let (health, stop) = (health.clone(), probes.clone());
+            tracing::info!(server = %name, addr = %l.local_addr()?, "serving health probes (plaintext, health only)");
+            tokio::spawn(async move {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+                let served = Server::builder()
+                    .add_service(health)
+                    .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await });
+                if let Err(e) = served.await {
+                    tracing::error!(error = %e, "health probe listener stopped");
+                }
+            });
+        }
+        let _probes = probes.drop_guard();
         routes.add_service(health).add_service(v1).add_service(v1alpha);
 
         let accept_stop = CancellationToken::new();

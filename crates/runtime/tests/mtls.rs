@@ -240,3 +240,48 @@ fn the_dev_ca_reuses_valid_certificates_and_reissues_missing_ones() {
     let reissued = std::fs::read(&third[0].1.cert).expect("cert");
     assert!(reissued.starts_with(b"-----BEGIN CERTIFICATE-----") && reissued != pem, "a broken one is reissued");
 }
+
+/// Kubelet's gRPC probe: plaintext health on its own port, sharing the
+/// main server's state; no other RPC is reachable there, and the main
+/// port still refuses a client without a certificate.
+#[tokio::test]
+async fn the_probe_port_serves_health_in_plaintext_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = ca(dir.path());
+    let tls = TlsMaterial::load(ca.issue("audit").expect("cert")).expect("tls");
+    let listener = bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let probe = bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let (addr, probe_addr) = (listener.local_addr().expect("addr"), probe.local_addr().expect("addr"));
+    let shutdown = CancellationToken::new();
+    let args = ServerArgs::on(addr);
+    let s = shutdown.clone();
+    let server = GrpcServer::new("test").health_on(probe);
+    let task = tokio::spawn(async move { server.serve(listener, tls, &args, s).await });
+
+    let plain = Endpoint::from_shared(format!("http://{probe_addr}")).expect("uri").connect().await.expect("plaintext");
+    let mut health = HealthClient::new(plain.clone());
+    let status = health.check(HealthCheckRequest { service: String::new() }).await.expect("probe").into_inner();
+    assert_eq!(status.status(), ServingStatus::Serving);
+    // A data RPC and reflection: not there.
+    let mut vault = guardline_proto::vault::v1::lead_vault_service_client::LeadVaultServiceClient::new(plain.clone());
+    let req = guardline_proto::vault::v1::GetLeadRequest::default();
+    assert_eq!(vault.get_lead(req).await.expect_err("no data RPC").code(), Code::Unimplemented);
+    let mut reflection = tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(plain.clone());
+    let ask = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let listed = reflection.server_reflection_info(tokio_stream::iter([ask])).await;
+    assert_eq!(listed.expect_err("no reflection").code(), Code::Unimplemented);
+    // The main port: TLS only.
+    let refused = Endpoint::from_shared(format!("http://{addr}")).expect("uri").connect().await;
+    let refused = match refused {
+        Ok(c) => HealthClient::new(c).check(HealthCheckRequest { service: String::new() }).await.map(|_| ()),
+        Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+    };
+    assert!(refused.is_err(), "plaintext refused on the main port");
+    shutdown.cancel();
+    task.await.expect("join").expect("clean stop");
+}
