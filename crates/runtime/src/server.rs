@@ -89,11 +89,7 @@ impl GrpcServer {
         let Self { name, mut routes, services, allow, health_listener } = self;
         let health_listener = match (health_listener, args.health_listen) {
             (Some(l), _) => Some(l),
-            (None, Some(addr)) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| Error::config("--health-listen", format!("cannot bind {addr}: {e}")))?,
-            ),
+            (None, Some(addr)) => Some(bind_as("--health-listen", addr).await?),
             (None, None) => None,
         };
         // Health and reflection answer every mesh peer.
@@ -103,27 +99,9 @@ impl GrpcServer {
             .mesh_service("grpc.reflection.v1alpha.ServerReflection");
         let addr = listener.local_addr()?;
         let (reporter, health) = tonic_health::server::health_reporter();
-        for s in &services {
-            reporter.set_service_status(*s, ServingStatus::Serving).await;
-        }
-        reporter.set_service_status("", ServingStatus::Serving).await;
+        report(&reporter, &services, ServingStatus::Serving).await;
         let (v1, v1alpha) = reflection()?;
-        // The probe listener: the same health state, no other service, no TLS.
-        let probes = CancellationToken::new();
-        if let Some(l) = health_listener {
-            let (health, stop) = (health.clone(), probes.clone());
-            tracing::info!(server = %name, addr = %l.local_addr()?, "serving health probes (plaintext, health only)");
-            tokio::spawn(async move {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
-                let served = Server::builder()
-                    .add_service(health)
-                    .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await });
-                if let Err(e) = served.await {
-                    tracing::error!(error = %e, "health probe listener stopped");
-                }
-            });
-        }
-        let _probes = probes.drop_guard();
+        let _probes = health_listener.map(|l| probes(&name, l, health.clone())).transpose()?;
         routes.add_service(health).add_service(v1).add_service(v1alpha);
 
         let accept_stop = CancellationToken::new();
@@ -137,10 +115,7 @@ impl GrpcServer {
             let shutdown = shutdown.clone();
             async move {
                 shutdown.cancelled().await;
-                for s in &services {
-                    reporter.set_service_status(*s, ServingStatus::NotServing).await;
-                }
-                reporter.set_service_status("", ServingStatus::NotServing).await;
+                report(&reporter, &services, ServingStatus::NotServing).await;
                 accept_stop.cancel();
             }
         };
@@ -164,6 +139,14 @@ impl GrpcServer {
     }
 }
 
+/// Every service's health, and the server's (""), to `status`.
+async fn report(reporter: &tonic_health::server::HealthReporter, services: &[&'static str], status: ServingStatus) {
+    for s in services {
+        reporter.set_service_status(*s, status).await;
+    }
+    reporter.set_service_status("", status).await;
+}
+
 /// Reflection in both versions: grpcurl's older releases, grpc_cli,
 /// Python's grpcio-reflection and several GUI clients speak only v1alpha.
 fn reflection() -> Result<(
@@ -182,5 +165,35 @@ fn reflection() -> Result<(
 
 /// Binds `addr` (use port 0 for an ephemeral port).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| Error::config("--listen", format!("cannot bind {addr}: {e}")))
+    bind_as("--listen", addr).await
+}
+
+async fn bind_as(flag: &'static str, addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| Error::config(flag, format!("cannot bind {addr}: {e}")))
+}
+
+/// The probe listener: the same health state, no other service, no TLS;
+/// it stops when the returned guard drops (when the main server ends).
+fn probes<S>(name: &str, listener: TcpListener, health: S) -> Result<tokio_util::sync::DropGuard>
+where
+    S: tower::Service<http::Request<Body>, Error = Infallible, Response = http::Response<Body>>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let stop = CancellationToken::new();
+    let cancelled = stop.clone();
+    tracing::info!(server = %name, addr = %listener.local_addr()?, "serving health probes (plaintext, health only)");
+    tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let served =
+            Server::builder().add_service(health).serve_with_incoming_shutdown(incoming, cancelled.cancelled_owned());
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "health probe listener stopped");
+        }
+    });
+    Ok(stop.drop_guard())
 }

@@ -48,6 +48,11 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
+{{/* The name label alone, beside guardline.labels (args: root, name). */}}
+{{- define "guardline.name" -}}
+app.kubernetes.io/name: {{ .name }}
+{{- end -}}
+
 {{/* Selector labels of component `name` (args: root, name). */}}
 {{- define "guardline.selector" -}}
 app.kubernetes.io/name: {{ .name }}
