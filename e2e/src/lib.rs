@@ -54,6 +54,8 @@ pub struct Cluster {
     pub databases: Vec<(String, String)>,
     /// Every span the services exported to the test's OTLP receiver.
     pub spans: Arc<Mutex<Vec<SeenSpan>>>,
+    /// Per service: its Prometheus scrape port and its plaintext health-only port.
+    pub side_ports: Vec<(String, u16, u16)>,
     _children: Vec<Guarded>,
 }
 
@@ -107,7 +109,7 @@ impl Env<'_> {
 
     /// The process of `service` on `port`, configured only by flags and
     /// environment, as a Deployment would be.
-    fn command(&self, service: &str, port: u16, database: &str) -> Result<Command> {
+    fn command(&self, service: &str, (port, metrics, health): (u16, u16, u16), database: &str) -> Result<Command> {
         let log = std::fs::File::create(self.dir.join(format!("{service}.log")))?;
         let mut cmd = Command::new(binary(service)?);
         // Only flags and environment, as a Deployment would.
@@ -130,6 +132,8 @@ impl Env<'_> {
             .env("GUARDLINE_VAULT_TRANSIT_MOUNT", self.transit)
             .env("GUARDLINE_LOG", "warn")
             .env("GUARDLINE_OTLP_ENDPOINT", self.otlp)
+            .env("GUARDLINE_METRICS_ADDRESS", format!("127.0.0.1:{metrics}"))
+            .env("GUARDLINE_HEALTH_LISTEN", format!("127.0.0.1:{health}"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -176,6 +180,8 @@ impl Cluster {
             databases.push((s.to_owned(), pg.database().await?));
         }
         let ports: Vec<u16> = SERVICES.iter().map(|_| free_port()).collect::<Result<_>>()?;
+        let side_ports: Vec<(String, u16, u16)> =
+            SERVICES.iter().map(|s| Ok(((*s).to_owned(), free_port()?, free_port()?))).collect::<Result<_>>()?;
         let endpoints: Vec<(String, String)> =
             SERVICES.iter().zip(&ports).map(|(s, p)| ((*s).to_owned(), format!("https://localhost:{p}"))).collect();
         let (otlp, spans) = otlp::receiver()?;
@@ -191,7 +197,8 @@ impl Cluster {
                 transit: &transit,
                 otlp: &otlp,
             };
-            let mut cmd = env.command(service, ports[i], &databases[i].1)?;
+            let (_, metrics, health) = side_ports[i];
+            let mut cmd = env.command(service, (ports[i], metrics, health), &databases[i].1)?;
             children.push(Guarded(cmd.spawn().with_context(|| format!("starting {service}"))?));
         }
         // The cluster lives in a static, whose `Drop` never runs: a watchdog
@@ -201,7 +208,7 @@ impl Cluster {
         for name in ["platform-admin", "gateway", "operator", "telephony-bridge", "cli"] {
             Self::issue(bao, &pki, name, &pki_dir)?;
         }
-        let cluster = Self { dir, endpoints, bao, transit, pki, databases, spans, _children: children };
+        let cluster = Self { dir, endpoints, bao, transit, pki, databases, spans, side_ports, _children: children };
         cluster.wait_serving().await?;
         Ok(cluster)
     }
@@ -266,6 +273,22 @@ impl Cluster {
     }
 
     /// mTLS material of a mesh identity issued at start (`platform-admin`,
+    /// What `service` serves at `/metrics` now (the Prometheus text).
+    pub async fn scrape(&self, service: &str) -> Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let port = self.side_ports.iter().find(|(s, _, _)| s == service).map(|p| p.1).context("no such service")?;
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n").await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        Ok(out)
+    }
+
+    /// `service`'s plaintext health-only port.
+    pub fn health_port(&self, service: &str) -> u16 {
+        self.side_ports.iter().find(|(s, _, _)| s == service).map_or(0, |p| p.2)
+    }
+
     /// `gateway`, `operator`, `telephony-bridge`, or a service).
     pub fn tls(&self, identity: &str) -> Result<Arc<TlsMaterial>> {
         TlsMaterial::load(TlsFiles::in_dir(&self.dir.join("pki"), identity)).map_err(Into::into)

@@ -352,3 +352,88 @@ async fn journey_9_telemetry() {
         assert!(services.contains(expected), "{expected} missing from the trace: {services:?}");
     }
 }
+
+/// The value of the first sample of `name` whose labels include every one
+/// of `labels`, in a Prometheus text exposition.
+fn sample(scraped: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    scraped
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journey_10_metrics_and_probes() {
+    use guardline_proto::dialer::v1::dialer_policy_service_client::DialerPolicyServiceClient;
+    let c = cluster().await;
+    let org = onboard(c, "Metrics").await;
+    let phone = "+8613912348888";
+    let lead = journeys::consented_lead(c, &org, phone).await.expect("lead");
+    let check = dpb::CheckCallRequest {
+        tenant_id: org.tenant.clone(),
+        callee: Some(dpb::check_call_request::Callee::LeadId(lead.clone())),
+        caller_line: "+14155552671".into(),
+        purpose: "marketing".into(),
+        ..Default::default()
+    };
+    let mut dialer = DialerPolicyServiceClient::new(c.channel("dialer-policy", "gateway").expect("channel"));
+    dialer.check_call(with(&org.agent1, Request::new(check))).await.expect("check");
+    let reveal = vpb::RevealFieldRequest {
+        tenant_id: org.tenant.clone(),
+        lead_id: lead.clone(),
+        field: vpb::LeadField::Name as i32,
+        index: 0,
+        reason: "metrics journey".into(),
+    };
+    vault(c).reveal_field(with(&org.admin, Request::new(reveal))).await.expect("reveal");
+    let denied = vpb::GetLeadRequest { tenant_id: org.tenant.clone(), lead_id: lead.clone() };
+    let code =
+        vault(c).get_lead(with(&org.agent2, Request::new(denied))).await.expect_err("another team's lead").code();
+
+    // Each service's scrape: RPCs by the OpenTelemetry conventions and the business numbers.
+    let dialer = c.scrape("dialer-policy").await.expect("scrape");
+    let check_call = [r#"rpc_method="CheckCall""#, r#"rpc_service="guardline.dialer.v1.DialerPolicyService""#];
+    let ok = [&check_call[..], &[r#"rpc_grpc_status_code="0""#, r#"rpc_system="grpc""#]].concat();
+    assert!(sample(&dialer, "rpc_server_duration_seconds_count", &ok).is_some_and(|n| n >= 1.0), "{dialer}");
+    let verdicts = ["ALLOW", "DENY", "DEFER"]
+        .map(|v| sample(&dialer, "guardline_dialer_decisions_total", &[&format!("verdict=\"{v}\"")]));
+    assert!(verdicts.iter().flatten().sum::<f64>() >= 1.0, "a decision counted by verdict: {dialer}");
+    let vault = c.scrape("lead-vault").await.expect("scrape");
+    assert!(sample(&vault, "guardline_vault_reveals_total", &[r#"field="NAME""#]).is_some_and(|n| n >= 1.0), "{vault}");
+    let denied = [r#"rpc_method="GetLead""#.to_owned(), format!("rpc_grpc_status_code=\"{}\"", code as i32)];
+    let denied: Vec<&str> = denied.iter().map(String::as_str).collect();
+    assert!(
+        sample(&vault, "rpc_server_duration_seconds_count", &denied).is_some(),
+        "the refusal, by its code: {vault}"
+    );
+    let audit = c.scrape("audit").await.expect("scrape");
+    assert!(sample(&audit, "guardline_audit_appended_total", &[]).is_some_and(|n| n >= 1.0), "{audit}");
+    assert!(sample(&audit, "guardline_audit_append_duration_seconds_count", &[]).is_some(), "{audit}");
+    let identity = c.scrape("identity").await.expect("scrape");
+    let expiry = sample(&identity, "guardline_tls_certificate_expiry_seconds", &[]).expect("certificate expiry");
+    assert!(expiry > chrono::Utc::now().timestamp() as f64, "the certificate's expiry, in the future");
+
+    // No label value carries anything personal or an id.
+    for service in ["identity", "lead-vault", "dialer-policy", "recordings", "audit"] {
+        let scraped = c.scrape(service).await.expect("scrape");
+        for secret in [phone, "王五", lead.as_str(), org.tenant.as_str(), org.agent1_id.as_str()] {
+            assert!(!scraped.contains(secret), "{service} exposes {secret}");
+        }
+    }
+
+    // kubelet's probe port: plaintext health, no data RPC.
+    let plain = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", c.health_port("lead-vault")))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("plaintext");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(plain.clone());
+    let status = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.expect("probe");
+    assert_eq!(status.into_inner().status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+    let mut data = LeadVaultServiceClient::new(plain);
+    let get = vpb::GetLeadRequest { tenant_id: org.tenant.clone(), lead_id: lead };
+    let refused = data.get_lead(with(&org.admin, Request::new(get))).await.expect_err("no data RPC on the probe port");
+    assert_eq!(refused.code(), tonic::Code::Unimplemented);
+}

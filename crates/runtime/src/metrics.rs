@@ -2,6 +2,10 @@
 //! format, encoded by the `prometheus` crate from what OpenTelemetry's
 //! Prometheus exporter collected. Plain HTTP on its own address, apart from
 //! the mTLS port; metric names and labels carry no personal data.
+//!
+//! Also the instruments the services share (on the global meter provider,
+//! which `telemetry::init` installs before any is used): every label value
+//! is a fixed vocabulary (a verdict, a field name), never an id or a value.
 
 use std::net::SocketAddr;
 
@@ -46,4 +50,56 @@ pub fn serve(address: SocketAddr, registry: Registry) -> anyhow::Result<(SocketA
     });
     tracing::info!(address = %bound, "serving metrics at /metrics");
     Ok((bound, server))
+}
+
+/// The mesh's business instruments.
+#[derive(Debug)]
+pub struct Business {
+    /// Pre-dial decisions, by `verdict`.
+    pub decisions: opentelemetry::metrics::Counter<u64>,
+    /// Fields revealed in clear, by `field`.
+    pub reveals: opentelemetry::metrics::Counter<u64>,
+    /// Leads exported.
+    pub exported: opentelemetry::metrics::Counter<u64>,
+    /// Audit events appended.
+    pub audit_appended: opentelemetry::metrics::Counter<u64>,
+    /// How long an audit append batch took (seconds).
+    pub audit_append: opentelemetry::metrics::Histogram<f64>,
+    /// When this process's certificate expires (Unix seconds).
+    pub certificate_expiry: opentelemetry::metrics::Gauge<u64>,
+}
+
+/// The instruments, created once.
+pub fn business() -> &'static Business {
+    static B: std::sync::OnceLock<Business> = std::sync::OnceLock::new();
+    B.get_or_init(|| {
+        let m = opentelemetry::global::meter("guardline");
+        Business {
+            decisions: m
+                .u64_counter("guardline.dialer.decisions")
+                .with_description("Pre-dial decisions by verdict")
+                .build(),
+            reveals: m
+                .u64_counter("guardline.vault.reveals")
+                .with_description("Fields revealed in clear, by field")
+                .build(),
+            exported: m.u64_counter("guardline.vault.exported").with_description("Leads exported").build(),
+            audit_appended: m.u64_counter("guardline.audit.appended").with_description("Audit events appended").build(),
+            audit_append: m
+                .f64_histogram("guardline.audit.append.duration")
+                .with_unit("s")
+                .with_description("Audit append batch latency")
+                .build(),
+            certificate_expiry: m
+                .u64_gauge("guardline.tls.certificate.expiry")
+                .with_unit("s")
+                .with_description("When the certificate this process presents expires (Unix time)")
+                .build(),
+        }
+    })
+}
+
+/// A label.
+pub fn label(key: &'static str, value: impl Into<opentelemetry::Value>) -> opentelemetry::KeyValue {
+    opentelemetry::KeyValue::new(key, value)
 }

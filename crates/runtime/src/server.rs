@@ -18,7 +18,7 @@ use tonic_health::ServingStatus;
 use crate::args::ServerArgs;
 use crate::authz::{AllowList, AllowListLayer};
 use crate::error::{Error, Result};
-use crate::layers::{ServerTraceLayer, ShedLayer};
+use crate::layers::{RpcMetricsLayer, ServerTraceLayer, ShedLayer};
 use crate::tls::TlsMaterial;
 
 /// A gRPC server under construction.
@@ -108,6 +108,7 @@ impl GrpcServer {
         let incoming = crate::transport::tls_incoming(listener, tls, accept_stop.clone());
         let layers = tower::ServiceBuilder::new()
             .layer(ServerTraceLayer)
+            .layer(RpcMetricsLayer::default())
             .layer(ShedLayer::new(args.max_in_flight))
             .layer(AllowListLayer::new(allow))
             .into_inner();

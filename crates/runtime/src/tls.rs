@@ -154,6 +154,10 @@ fn build_from(contents: &[Vec<u8>; 3], digest: Vec<u8>) -> Result<Loaded> {
     if certs.is_empty() {
         return Err(Error::tls("certificate file holds no certificate"));
     }
+    if let Ok((_, leaf)) = x509_parser::parse_x509_certificate(certs[0].as_ref()) {
+        let expiry = leaf.validity().not_after.timestamp().max(0) as u64;
+        crate::metrics::business().certificate_expiry.record(expiry, &[]);
+    }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| Error::tls(format!("private key: {e}")))?;
     let mut roots = RootCertStore::empty();
     for ca in CertificateDer::pem_slice_iter(ca_pem) {

@@ -126,7 +126,11 @@ impl AuditService for Api {
             return Err(Error::invalid("events", "at most 1000 per call").into());
         }
         let events = events.into_iter().enumerate().map(|(i, e)| from_pb(i, e)).collect::<Result<Vec<_>, _>>()?;
+        let started = std::time::Instant::now();
         let (stored_ids, duplicate_ids) = self.log.append(events.clone()).await?;
+        let metrics = guardline_runtime::metrics::business();
+        metrics.audit_append.record(started.elapsed().as_secs_f64(), &[]);
+        metrics.audit_appended.add(stored_ids.len() as u64, &[]);
         let stored: Vec<Event> = events.into_iter().filter(|e| stored_ids.contains(&e.id)).collect();
         if let Err(error) = self.alerting.observe(&stored).await {
             // The events are durable; a detection failure must not fail the append.

@@ -199,6 +199,14 @@ impl VaultPort for VaultClient {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// Counts a decision by its verdict (`ALLOW`, `DENY`, `DEFER`).
+fn count_decision(d: &pb::CheckCallResponse) {
+    let verdict = pb::Verdict::try_from(d.verdict).map_or("UNKNOWN", |v| v.as_str_name());
+    let verdict = verdict.trim_start_matches("VERDICT_");
+    use guardline_runtime::metrics::{business, label};
+    business().decisions.add(1, &[label("verdict", verdict)]);
+}
 type CheckStream = Pin<Box<dyn Stream<Item = Result<pb::CheckCallResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -210,8 +218,9 @@ impl DialerPolicyService for Api {
         let who = self.caller(&req).await?;
         let r = req.into_inner();
         let correlation = r.correlation_id.clone();
-        let d = self.dialer.check(&who, query(r)?).await?;
-        Ok(Response::new(decision_pb(d, correlation)))
+        let d = decision_pb(self.dialer.check(&who, query(r)?).await?, correlation);
+        count_decision(&d);
+        Ok(Response::new(d))
     }
 
     /// Decisions come back in request order; a request that cannot be
@@ -239,7 +248,11 @@ impl DialerPolicyService for Api {
                     Err(e) => Err(e),
                 };
                 let out = match answer {
-                    Ok(d) => decision_pb(d, correlation),
+                    Ok(d) => {
+                        let d = decision_pb(d, correlation);
+                        count_decision(&d);
+                        d
+                    }
                     Err(e) => {
                         let status = Status::from(e);
                         pb::CheckCallResponse {

@@ -20,7 +20,7 @@ mod convert;
 
 use crate::error::Error;
 use crate::service::settings::SettingsChange;
-use crate::service::{Actor, Field, Vault};
+use crate::service::{Caller, Field, Vault};
 use convert::*;
 
 /// The API.
@@ -45,7 +45,7 @@ impl Api {
     /// the user of the request's token.
     async fn user_or_operator<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
         if PeerInfo::is_service_acting_alone(req, "operator") {
-            return Ok(Caller::Operator);
+            return Ok(Caller::Service("operator"));
         }
         Ok(Caller::User(self.user(req).await?))
     }
@@ -319,6 +319,10 @@ impl LeadVaultService for Api {
         let who = self.user(&req).await?;
         let r = req.into_inner();
         let views = self.vault.export(&who, &r.tenant_id, r.clear, &r.reason).await?;
+        let mode = if r.clear { "clear" } else { "masked" };
+        guardline_runtime::metrics::business()
+            .exported
+            .add(views.len() as u64, &[guardline_runtime::metrics::label("mode", mode)]);
         let clear = r.clear;
         let out = tokio_stream::iter(views.into_iter().map(move |v| {
             let clear_phones = if clear { v.pii.phones.clone() } else { Vec::new() };
@@ -379,7 +383,10 @@ impl LeadVaultService for Api {
             Ok(pb::LeadField::Notes) => Field::Notes,
             _ => return Err(Error::invalid("field", "name a field: PHONE, NAME, ADDRESS, NEEDS or NOTES").into()),
         };
+        let name = pb::LeadField::try_from(r.field).map_or("UNKNOWN", |f| f.as_str_name());
         let (value, remaining_quota) = self.vault.reveal(&who, &r.tenant_id, &r.lead_id, field, &r.reason).await?;
+        use guardline_runtime::metrics::{business, label};
+        business().reveals.add(1, &[label("field", name.trim_start_matches("LEAD_FIELD_"))]);
         Ok(Response::new(pb::RevealFieldResponse { value, remaining_quota }))
     }
 
@@ -479,20 +486,5 @@ impl LeadVaultService for Api {
         let (pruned, more) =
             self.vault.prune_consent(&r.tenant_id, (r.limit, r.dry_run), (actor.user(), actor.service())).await?;
         Ok(Response::new(pb::PruneConsentResponse { pruned, more }))
-    }
-}
-
-/// The caller of an RPC open to both users and the operator.
-enum Caller {
-    User(Subject),
-    Operator,
-}
-
-impl Caller {
-    fn actor(&self) -> Actor<'_> {
-        match self {
-            Caller::User(who) => Actor::User(who),
-            Caller::Operator => Actor::Service("operator"),
-        }
     }
 }

@@ -43,3 +43,23 @@ impl Actor<'_> {
         }
     }
 }
+
+/// The caller of an RPC open to both users and the operator, as the gRPC
+/// layer resolved it.
+#[derive(Debug)]
+pub enum Caller {
+    /// A user, from a verified token.
+    User(Subject),
+    /// A service identity acting alone, from the peer certificate.
+    Service(&'static str),
+}
+
+impl Caller {
+    /// The actor an operation judges.
+    pub fn actor(&self) -> Actor<'_> {
+        match self {
+            Caller::User(who) => Actor::User(who),
+            Caller::Service(s) => Actor::Service(s),
+        }
+    }
+}

@@ -13,7 +13,7 @@ pub mod update;
 
 use std::sync::Arc;
 
-pub use actor::Actor;
+pub use actor::{Actor, Caller};
 
 use guardline_audit_client::Outcome;
 use guardline_audit_client::{AuditClient, EventBuilder};
