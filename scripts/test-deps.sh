@@ -60,3 +60,11 @@ if ! command -v kubernetes-validate >/dev/null 2>&1; then
   echo "test-deps: installing kubernetes-validate==1.37.0 (pip)"
   python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
 fi
+
+# The chart README's parameter tables, generated from the commented values.
+GEN_DIR="$(cd "$(dirname "$0")/.." && pwd)/.tools/readme-generator"
+if [ ! -x "$GEN_DIR/node_modules/.bin/readme-generator" ]; then
+  echo "test-deps: installing readme-generator (npm @bitnami/readme-generator-for-helm@2.7.0)"
+  mkdir -p "$GEN_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$GEN_DIR" @bitnami/readme-generator-for-helm@2.7.0 >/dev/null
+fi

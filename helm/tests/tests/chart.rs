@@ -336,3 +336,26 @@ fn probes_use_the_health_only_port_and_the_grace_period_covers_the_drain() {
         assert!(grace > drain + pre_stop, "{name}: grace {grace} > preStop {pre_stop} + drain {drain}");
     }
 }
+
+#[test]
+fn the_readme_tables_are_generated_from_the_commented_values() {
+    let root = guardline_chart::root();
+    let generator = root.join(".tools/readme-generator/node_modules/.bin/readme-generator");
+    let dir = std::env::temp_dir().join(format!("guardline-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let copy = dir.join("README.md");
+    let committed = std::fs::read_to_string(guardline_chart::chart().join("README.md")).expect("README");
+    std::fs::write(&copy, &committed).expect("copy");
+    let out = std::process::Command::new(&generator)
+        .args(["-v", "helm/guardline/values.yaml", "-r"])
+        .arg(&copy)
+        .current_dir(&root)
+        .output()
+        .expect("readme-generator (scripts/test-deps.sh installs it)");
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success() && !log.contains("ERROR"), "every value is documented:\n{log}");
+    let generated = std::fs::read_to_string(&copy).expect("generated");
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(generated == committed, "helm/guardline/README.md is stale: run `make chart-readme`");
+    assert!(committed.contains("| `postgres.existingSecret`"), "the tables are there");
+}
