@@ -24,8 +24,9 @@ use tokio::sync::OnceCell;
 pub const SERVICES: [&str; 5] = ["audit", "identity", "lead-vault", "recordings", "dialer-policy"];
 
 /// The trust domain and namespace of the mesh's SPIFFE ids.
-const TRUST_DOMAIN: &str = "guardline.local";
-const NAMESPACE: &str = "e2e";
+pub const TRUST_DOMAIN: &str = "guardline.local";
+/// See [`TRUST_DOMAIN`].
+pub const NAMESPACE: &str = "e2e";
 
 /// A span the test's OTLP receiver was sent.
 #[derive(Clone, Debug)]
@@ -59,6 +60,69 @@ pub struct Cluster {
     _children: Vec<Guarded>,
 }
 
+/// Everything a mesh needs but its processes: OpenBao's PKI (each
+/// service's certificate issued), a transit mount, a database per service,
+/// ports and an OTLP receiver.
+#[derive(Debug)]
+pub struct Stage {
+    /// The mesh's directory (logs, `pki/`, recordings, registry).
+    pub dir: PathBuf,
+    /// `pki/`: `<name>.pem`, `<name>-key.pem`, `ca.pem`.
+    pub pki_dir: PathBuf,
+    /// The CA bundle.
+    pub ca: PathBuf,
+    /// OpenBao.
+    pub bao: &'static OpenBao,
+    /// The transit mount for tenant keys.
+    pub transit: String,
+    /// The PKI mount.
+    pub pki: String,
+    /// Database URL per service, in [`SERVICES`] order.
+    pub databases: Vec<(String, String)>,
+    /// gRPC port per service, in [`SERVICES`] order.
+    pub ports: Vec<u16>,
+    /// `https://localhost:PORT` per service.
+    pub endpoints: Vec<(String, String)>,
+    /// Per service: metrics and health-only ports.
+    pub side_ports: Vec<(String, u16, u16)>,
+    /// The OTLP receiver's endpoint.
+    pub otlp: String,
+    spans: Arc<Mutex<Vec<SeenSpan>>>,
+}
+
+impl Stage {
+    /// A fresh stage on the test process's OpenBao and PostgreSQL.
+    pub async fn new() -> Result<Self> {
+        guardline_runtime::tls::install_crypto_provider();
+        let bao = OpenBao::shared().await?;
+        let pg = Postgres::shared().await?;
+        let dir = tempfile::Builder::new().prefix("guardline-e2e-").tempdir()?.keep();
+        let transit = bao.transit_mount().await?;
+        let pki = format!("pki-{}", transit.trim_start_matches("transit-"));
+        // `pki/` is laid out as the CLI expects (`--data-dir DIR`).
+        let pki_dir = dir.join("pki");
+        std::fs::create_dir_all(&pki_dir)?;
+        let ca = Cluster::setup_pki(bao, &pki, &pki_dir)?;
+        let mut databases = Vec::new();
+        for s in SERVICES {
+            databases.push((s.to_owned(), pg.database().await?));
+            Cluster::issue(bao, &pki, s, &pki_dir)?;
+        }
+        let ports: Vec<u16> = SERVICES.iter().map(|_| free_port()).collect::<Result<_>>()?;
+        let endpoints: Vec<(String, String)> =
+            SERVICES.iter().zip(&ports).map(|(s, p)| ((*s).to_owned(), format!("https://localhost:{p}"))).collect();
+        let side_ports: Vec<(String, u16, u16)> =
+            SERVICES.iter().map(|s| Ok(((*s).to_owned(), free_port()?, free_port()?))).collect::<Result<_>>()?;
+        let (otlp, spans) = otlp::receiver()?;
+        Ok(Self { dir, pki_dir, ca, bao, transit, pki, databases, ports, endpoints, side_ports, otlp, spans })
+    }
+
+    /// The log file `service`'s process writes to.
+    pub fn log_file(&self, service: &str) -> Result<std::fs::File> {
+        Ok(std::fs::File::create(self.dir.join(format!("{service}.log")))?)
+    }
+}
+
 /// A child process killed with its test process.
 #[derive(Debug)]
 struct Guarded(Child);
@@ -80,7 +144,8 @@ fn bin_dir() -> Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
-fn binary(service: &str) -> Result<PathBuf> {
+/// The binary `guardline-<service>` cargo built.
+pub fn binary(service: &str) -> Result<PathBuf> {
     let path = bin_dir()?.join(format!("guardline-{service}"));
     if !path.exists() {
         bail!(
@@ -165,40 +230,30 @@ impl Cluster {
     }
 
     async fn start() -> Result<Self> {
-        guardline_runtime::tls::install_crypto_provider();
-        let bao = OpenBao::shared().await?;
-        let pg = Postgres::shared().await?;
-        let dir = tempfile::Builder::new().prefix("guardline-e2e-").tempdir()?.keep();
-        let transit = bao.transit_mount().await?;
-        let pki = format!("pki-{}", transit.trim_start_matches("transit-"));
-        // `pki/` is laid out as the CLI expects (`--data-dir DIR`).
-        let pki_dir = dir.join("pki");
-        std::fs::create_dir_all(&pki_dir)?;
-        let ca = Self::setup_pki(bao, &pki, &pki_dir)?;
-        let mut databases = Vec::new();
-        for s in SERVICES {
-            databases.push((s.to_owned(), pg.database().await?));
-        }
-        let ports: Vec<u16> = SERVICES.iter().map(|_| free_port()).collect::<Result<_>>()?;
-        let side_ports: Vec<(String, u16, u16)> =
-            SERVICES.iter().map(|s| Ok(((*s).to_owned(), free_port()?, free_port()?))).collect::<Result<_>>()?;
-        let endpoints: Vec<(String, String)> =
-            SERVICES.iter().zip(&ports).map(|(s, p)| ((*s).to_owned(), format!("https://localhost:{p}"))).collect();
-        let (otlp, spans) = otlp::receiver()?;
-        let mut children = Vec::new();
+        let stage = Stage::new().await?;
+        let mut commands = Vec::new();
         for (i, service) in SERVICES.iter().enumerate() {
-            Self::issue(bao, &pki, service, &pki_dir)?;
             let env = Env {
-                dir: &dir,
-                pki_dir: &pki_dir,
-                ca: &ca,
-                endpoints: &endpoints,
-                bao,
-                transit: &transit,
-                otlp: &otlp,
+                dir: &stage.dir,
+                pki_dir: &stage.pki_dir,
+                ca: &stage.ca,
+                endpoints: &stage.endpoints,
+                bao: stage.bao,
+                transit: &stage.transit,
+                otlp: &stage.otlp,
             };
-            let (_, metrics, health) = side_ports[i];
-            let mut cmd = env.command(service, (ports[i], metrics, health), &databases[i].1)?;
+            let (_, metrics, health) = stage.side_ports[i];
+            commands.push(env.command(service, (stage.ports[i], metrics, health), &stage.databases[i].1)?);
+        }
+        Self::launch(stage, commands).await
+    }
+
+    /// Starts `commands` (one per service, in [`SERVICES`] order) on `stage`,
+    /// and waits until every service is SERVING.
+    pub async fn launch(stage: Stage, commands: Vec<Command>) -> Result<Self> {
+        let Stage { dir, pki_dir, bao, transit, pki, databases, endpoints, side_ports, spans, .. } = stage;
+        let mut children = Vec::new();
+        for (service, mut cmd) in SERVICES.iter().zip(commands) {
             children.push(Guarded(cmd.spawn().with_context(|| format!("starting {service}"))?));
         }
         // The cluster lives in a static, whose `Drop` never runs: a watchdog
@@ -244,7 +299,7 @@ impl Cluster {
     }
 
     /// Issues `name`'s certificate (one hour, SPIFFE URI SAN) into `dir`.
-    fn issue(bao: &OpenBao, mount: &str, name: &str, dir: &Path) -> Result<()> {
+    pub fn issue(bao: &OpenBao, mount: &str, name: &str, dir: &Path) -> Result<()> {
         let out = bao.cli(&[
             "write",
             "-format=json",

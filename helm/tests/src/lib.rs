@@ -36,7 +36,12 @@ pub fn run_helm(args: &[&str]) -> Result<(bool, String, String)> {
 /// `helm template` of the chart in namespace `guardline` with `values`
 /// files (relative to the chart) and `--set` pairs; Ok(stdout) or Err(stderr).
 pub fn template(values: &[&str], set: &[&str]) -> Result<Result<String, String>> {
-    let mut args = vec!["template", "guardline", ".", "--namespace", "guardline"];
+    template_in("guardline", values, set)
+}
+
+/// [`template`] into release namespace `namespace`.
+pub fn template_in(namespace: &str, values: &[&str], set: &[&str]) -> Result<Result<String, String>> {
+    let mut args = vec!["template", "guardline", ".", "--namespace", namespace];
     for v in values {
         args.extend(["-f", v]);
     }
