@@ -68,3 +68,10 @@ if [ ! -x "$GEN_DIR/node_modules/.bin/readme-generator" ]; then
   mkdir -p "$GEN_DIR"
   npm install --silent --no-audit --no-fund --prefix "$GEN_DIR" @bitnami/readme-generator-for-helm@2.7.0 >/dev/null
 fi
+
+# buildah, for the images (make images) and their content checks.
+if ! command -v buildah >/dev/null 2>&1; then
+  echo "test-deps: installing buildah"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah >/dev/null
+fi
