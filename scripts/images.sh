@@ -36,6 +36,11 @@ for image in "${IMAGES[@]}"; do
     cp -L "$lib" "$root$lib"
   done
   cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+  mkdir -p "$root/usr/share/doc/guardline"
+  cp NOTICE.md LICENSE "$root/usr/share/doc/guardline/"
+  if [ -f "$SBOM_DIR/$bin.cdx.json" ]; then
+    cp "$SBOM_DIR/$bin.cdx.json" "$root/usr/share/doc/guardline/sbom.cdx.json"
+  fi
   echo "nonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin" > "$root/etc/passwd"
   echo "nonroot:x:65532:" > "$root/etc/group"
   sed -e "s|@BINARY@|$bin|g" -e "s|@IMAGE@|$image|g" images/Containerfile.in > "$ctx/Containerfile"

@@ -408,6 +408,9 @@ async fn journey_10_metrics_and_probes() {
         sample(&vault, "rpc_server_duration_seconds_count", &denied).is_some(),
         "the refusal, by its code: {vault}"
     );
+    // The lead vault's outbox delivered the reveal's audit event.
+    assert!(sample(&vault, "guardline_outbox_delivered_total", &[]).is_some_and(|n| n >= 1.0), "{vault}");
+    assert!(sample(&vault, "guardline_outbox_age_seconds", &[]).is_some(), "{vault}");
     let audit = c.scrape("audit").await.expect("scrape");
     assert!(sample(&audit, "guardline_audit_appended_total", &[]).is_some_and(|n| n >= 1.0), "{audit}");
     assert!(sample(&audit, "guardline_audit_append_duration_seconds_count", &[]).is_some(), "{audit}");

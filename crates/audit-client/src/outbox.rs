@@ -232,6 +232,10 @@ impl OutboxWorker {
             .limit(self.batch)
             .all(&self.db)
             .await?;
+        let metrics = guardline_runtime::metrics::business();
+        // The oldest due row comes first: its age is the outbox's.
+        let age = rows.first().map_or(0.0, |r| (now - r.created_at).to_std().unwrap_or_default().as_secs_f64());
+        metrics.outbox_age.record(age, &[]);
         if rows.is_empty() {
             return Ok(Ok(0));
         }
@@ -245,6 +249,7 @@ impl OutboxWorker {
         match self.client.append(events.clone()).await {
             Appended::Acknowledged => {
                 entity::Entity::delete_many().filter(entity::Column::Id.is_in(ids.clone())).exec(&self.db).await?;
+                metrics.outbox_delivered.add(ids.len() as u64, &[]);
                 Ok(Ok(ids.len()))
             }
             // One bad event must not hold back the others: deliver the batch

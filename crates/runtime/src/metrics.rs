@@ -67,6 +67,10 @@ pub struct Business {
     pub audit_append: opentelemetry::metrics::Histogram<f64>,
     /// When this process's certificate expires (Unix seconds).
     pub certificate_expiry: opentelemetry::metrics::Gauge<u64>,
+    /// Age of the oldest audit event waiting in this process's outbox (seconds; 0 when empty).
+    pub outbox_age: opentelemetry::metrics::Gauge<f64>,
+    /// Audit events the outbox delivered.
+    pub outbox_delivered: opentelemetry::metrics::Counter<u64>,
 }
 
 /// The instruments, created once.
@@ -94,6 +98,15 @@ pub fn business() -> &'static Business {
                 .u64_gauge("guardline.tls.certificate.expiry")
                 .with_unit("s")
                 .with_description("When the certificate this process presents expires (Unix time)")
+                .build(),
+            outbox_age: m
+                .f64_gauge("guardline.outbox.age")
+                .with_unit("s")
+                .with_description("Age of the oldest audit event waiting in the outbox")
+                .build(),
+            outbox_delivered: m
+                .u64_counter("guardline.outbox.delivered")
+                .with_description("Audit events the outbox delivered")
                 .build(),
         }
     })
