@@ -75,3 +75,10 @@ if ! command -v buildah >/dev/null 2>&1; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah >/dev/null
 fi
+
+# cargo-deny (licences, bans, sources; deny.toml), built from crates.io.
+TOOLS_DIR="$(cd "$(dirname "$0")/.." && pwd)/.tools"
+if [ ! -x "$TOOLS_DIR/bin/cargo-deny" ]; then
+  echo "test-deps: installing cargo-deny 0.20.2 (cargo install, a few minutes)"
+  cargo install --quiet --locked --root "$TOOLS_DIR" cargo-deny@0.20.2
+fi

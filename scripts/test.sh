@@ -9,4 +9,8 @@ scripts/test-deps.sh
 # The end-to-end journeys (e2e/) run the service binaries as processes:
 # build them first (cargo test builds only what each test target declares).
 cargo build --workspace --bins --locked
+# Supply chain: every crate's licence allowed, no banned crate, crates.io only
+# (deny.toml). Advisories need GitHub, which these machines cannot reach:
+# `make audit` checks them where it can.
+.tools/bin/cargo-deny --log-level error check licenses bans sources
 exec cargo test --workspace --locked "$@"
