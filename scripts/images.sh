@@ -21,6 +21,15 @@ IMAGES=("$@")
 flag=(); [ "$PROFILE" = release ] && flag=(--release)
 [ -n "${SKIP_BUILD:-}" ] || cargo build --workspace --bins --locked "${flag[@]}"
 mkdir -p "$OUT"
+# One CycloneDX SBOM per binary (cargo-cyclonedx writes them beside each
+# package's manifest; they are moved out of the tree at once).
+SBOM_DIR="$OUT/sbom"
+mkdir -p "$SBOM_DIR"
+CDX="${CARGO_CYCLONEDX:-.tools/bin/cargo-cyclonedx}"
+"$CDX" cyclonedx --describe binaries -f json --no-build-deps -q
+for f in $(git ls-files --others --exclude-standard --ignored -- '*_bin.cdx.json'); do
+  mv "$f" "$SBOM_DIR/$(basename "$f" _bin.cdx.json).cdx.json"
+done
 B=(buildah --storage-driver vfs)
 for image in "${IMAGES[@]}"; do
   bin="${BINARY[$image]:?unknown image $image}"

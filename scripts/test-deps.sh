@@ -82,3 +82,7 @@ if [ ! -x "$TOOLS_DIR/bin/cargo-deny" ]; then
   echo "test-deps: installing cargo-deny 0.20.2 (cargo install, a few minutes)"
   cargo install --quiet --locked --root "$TOOLS_DIR" cargo-deny@0.20.2
 fi
+if [ ! -x "$TOOLS_DIR/bin/cargo-cyclonedx" ]; then
+  echo "test-deps: installing cargo-cyclonedx 0.5.9 (cargo install, a few minutes)"
+  cargo install --quiet --locked --root "$TOOLS_DIR" cargo-cyclonedx@0.5.9
+fi

@@ -2,7 +2,8 @@
 //! the machines CI uses): `scripts/images.sh` builds every image from the
 //! debug binaries with buildah; each OCI archive is unpacked, its config
 //! read, and its entrypoint run under `chroot` as uid 65532 from a
-//! read-only bind mount of its root filesystem.
+//! read-only bind mount of its root filesystem; each carries the licence,
+//! the notice of third-party material and a CycloneDX SBOM.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -62,6 +63,12 @@ fn every_image_runs_its_binary_as_65532_from_a_read_only_root() {
             assert!(sh(Command::new("tar").arg("-xf").arg(&layer).arg("-C").arg(&rootfs)).0, "{image}: a layer");
         }
         assert!(!rootfs.join("bin/sh").exists() && !rootfs.join("usr/bin/sh").exists(), "{image}: no shell");
+        let doc = rootfs.join("usr/share/doc/guardline");
+        assert!(doc.join("NOTICE.md").exists() && doc.join("LICENSE").exists(), "{image}: licence and notice");
+        let sbom = json(&doc.join("sbom.cdx.json"));
+        assert_eq!(sbom["bomFormat"].as_str(), Some("CycloneDX"), "{image}");
+        let components = sbom["components"].as_sequence().map_or(0, Vec::len);
+        assert!(components > 50, "{image}: the SBOM lists the crates compiled in ({components})");
         // The entrypoint links and runs as 65532 with nothing writable but /tmp.
         let r = rootfs.display().to_string();
         let script = format!(
