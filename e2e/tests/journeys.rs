@@ -371,13 +371,7 @@ async fn journey_10_metrics_and_probes() {
     let org = onboard(c, "Metrics").await;
     let phone = "+8613912348888";
     let lead = journeys::consented_lead(c, &org, phone).await.expect("lead");
-    let check = dpb::CheckCallRequest {
-        tenant_id: org.tenant.clone(),
-        callee: Some(dpb::check_call_request::Callee::LeadId(lead.clone())),
-        caller_line: "+14155552671".into(),
-        purpose: "marketing".into(),
-        ..Default::default()
-    };
+    let check = journeys::dialing::call(&org, &lead, None);
     let mut dialer = DialerPolicyServiceClient::new(c.channel("dialer-policy", "gateway").expect("channel"));
     dialer.check_call(with(&org.agent1, Request::new(check))).await.expect("check");
     let reveal = vpb::RevealFieldRequest {
