@@ -169,8 +169,8 @@ async fn journey_4_recording() {
     // The owner plays it; an agent of another team cannot.
     assert_eq!(r.played, AUDIO);
     assert!(matches!(r.other_team.code(), Code::NotFound | Code::PermissionDenied), "{:?}", r.other_team);
-    // A purge past the default retention keeps both: the held call and the
-    // consent evidence.
+    // A purge forecast past the default retention keeps both: the held call
+    // and the consent evidence.
     assert_eq!((r.purge.purged, r.purge.held, r.purge.kept_for_consent), (0, 1, 1), "{:?}", r.purge);
     assert_eq!(r.held_after_purge, AUDIO);
 }

@@ -116,7 +116,7 @@ const COMMON: &str = "\
 | `UNAUTHENTICATED` | a user's RPC without a valid bearer token (missing, malformed, expired, signed by an unknown key) |
 | `PERMISSION_DENIED` | the caller's service identity is not on the RPC's allow-list, or the user lacks the permission or belongs to another tenant |
 | `INVALID_ARGUMENT` | the request is malformed; a field violation carries a standard `google.rpc.BadRequest` in `grpc-status-details-bin` whose `field` is the field's dotted path (`lead.phones[0]`) and whose description never repeats the value |
-| `RESOURCE_EXHAUSTED` | the server is over `--max-in-flight` requests: answered at once, never queued; retry with back-off |
+| `RESOURCE_EXHAUSTED` | the server is over `--max-in-flight` requests (answered at once, never queued; retry with back-off), or the caller is over its user, tenant or service rate limit (`--rate-limit-*`; the `google.rpc.RetryInfo` says when to retry) |
 | `DEADLINE_EXCEEDED` | the request took longer than `--request-timeout` |
 | `UNAVAILABLE` | the server is draining, or a dependency (audit, identity, Vault, the database) cannot be reached right now; retry |
 | `INTERNAL` | a fault of ours, with a generic message; details go to the server's log only |

@@ -50,9 +50,15 @@ impl EventBuilder {
         }
     }
 
-    /// Performed by a user, relayed by a service.
-    pub fn actor(mut self, user_id: &str, service_identity: &str) -> Self {
-        self.event.actor = Some(Actor { user_id: user_id.to_owned(), service_identity: service_identity.to_owned() });
+    /// Performed by a user, or by the mesh service `acting_service` that
+    /// called the writer (either may be empty). Audit attributes every event
+    /// to the writer's own certificate, so the service the writer acted for
+    /// is recorded as the `acting_service` detail, not as the actor.
+    pub fn actor(mut self, user_id: &str, acting_service: &str) -> Self {
+        self.event.actor = Some(Actor { user_id: user_id.to_owned(), service_identity: String::new() });
+        if !acting_service.is_empty() {
+            self.event.details.insert("acting_service".to_owned(), acting_service.to_owned());
+        }
         self
     }
 

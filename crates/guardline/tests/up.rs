@@ -513,7 +513,7 @@ async fn the_demo_runs_every_journey_against_guardline_up() {
         "2026-10-01 in Asia/Shanghai is a public holiday, National Day (State Council notice of 2025-11-04)",
         "agent1 tries to resolve it: PermissionDenied",
         "agent2 (another team) tries: NotFound",
-        "0 deleted, 1 kept under a legal hold",
+        "0 would be deleted, 1 kept under a legal hold",
         "ALERT bulk_access",
         "the lead: NotFound; its recording: NotFound",
         "retiring keys left",

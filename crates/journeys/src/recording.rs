@@ -70,8 +70,9 @@ pub async fn recording(m: &impl Mesh, org: &Org) -> Result<Recording> {
 }
 
 /// A later call to `lead` without consent goes under a legal hold; then
-/// the operator purges as of three years and two months from now, past the
-/// default retention (three years) and within consent evidence's (four).
+/// the operator forecasts a purge three years and two months from now, past
+/// the default retention (three years) and within consent evidence's (four).
+/// Only a dry run may look ahead: a real purge runs on the service's clock.
 async fn hold_and_purge(m: &impl Mesh, org: &Org, lead: &str) -> Result<(rpb::Recording, rpb::PurgeExpiredResponse)> {
     let held = upload_recording(m, org, lead, None).await?;
     let hold = rpb::SetLegalHoldRequest {
@@ -82,10 +83,10 @@ async fn hold_and_purge(m: &impl Mesh, org: &Org, lead: &str) -> Result<(rpb::Re
     recordings(m, m.gateway())?.set_legal_hold(bearer(&org.admin, hold)).await?;
     let as_of = chrono::Utc::now() + chrono::Duration::days(3 * 365 + 60);
     let purge =
-        rpb::PurgeExpiredRequest { tenant_id: org.tenant.clone(), as_of: Some(at(as_of)), ..Default::default() };
+        rpb::PurgeExpiredRequest { tenant_id: org.tenant.clone(), as_of: Some(at(as_of)), limit: 0, dry_run: true };
     let purge = recordings(m, "operator")?.purge_expired(purge).await?.into_inner();
     m.say(&format!(
-        "a purge in {}: {} deleted, {} kept under a legal hold, {} kept as consent evidence",
+        "a purge forecast for {}: {} would be deleted, {} kept under a legal hold, {} kept as consent evidence",
         as_of.date_naive(),
         purge.purged,
         purge.held,

@@ -132,6 +132,19 @@ pub struct ServerArgs {
     /// client certificate. The main port stays mTLS-only. Off when unset.
     #[arg(long, env = "GUARDLINE_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
+    /// Requests a second one user may make to this service, in bursts of
+    /// twice that (from the verified token); past it RESOURCE_EXHAUSTED with
+    /// a retry hint. 0: no limit.
+    #[arg(long, env = "GUARDLINE_RATE_LIMIT_USER", default_value_t = 100)]
+    pub rate_limit_user: u32,
+    /// Requests a second all users of one tenant may make to this service,
+    /// in bursts of twice that. 0: no limit.
+    #[arg(long, env = "GUARDLINE_RATE_LIMIT_TENANT", default_value_t = 1000)]
+    pub rate_limit_tenant: u32,
+    /// Requests a second one service identity may make without a user token,
+    /// in bursts of twice that. 0: no limit.
+    #[arg(long, env = "GUARDLINE_RATE_LIMIT_SERVICE", default_value_t = 5000)]
+    pub rate_limit_service: u32,
 }
 
 impl ServerArgs {
@@ -144,6 +157,18 @@ impl ServerArgs {
             max_message_bytes: 4 * 1024 * 1024,
             drain_timeout: Duration::from_secs(20),
             health_listen: None,
+            rate_limit_user: 100,
+            rate_limit_tenant: 1000,
+            rate_limit_service: 5000,
+        }
+    }
+
+    /// The rate limits these flags set.
+    pub fn rates(&self) -> crate::ratelimit::Rates {
+        crate::ratelimit::Rates {
+            user: self.rate_limit_user,
+            tenant: self.rate_limit_tenant,
+            service: self.rate_limit_service,
         }
     }
 }

@@ -44,6 +44,24 @@ impl Clock {
     }
 }
 
+/// The instant a retention run (a purge, a prune) deletes as of: the
+/// server's `now` unless the caller asks for an earlier one, which deletes
+/// less. A later instant would delete early, so it is accepted only for a
+/// dry run, as a forecast that deletes nothing.
+pub fn retention_instant(
+    requested: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<DateTime<Utc>, crate::Error> {
+    match requested {
+        None => Ok(now),
+        Some(at) if at > now && !dry_run => {
+            Err(crate::Error::invalid("as_of", "after the service's clock; a later instant is for dry runs only"))
+        }
+        Some(at) => Ok(at),
+    }
+}
+
 impl std::fmt::Debug for Clock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod layers;
 pub mod metrics;
 pub mod peer;
+pub mod ratelimit;
 pub mod server;
 pub mod shutdown;
 pub mod storage;

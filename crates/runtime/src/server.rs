@@ -1,7 +1,8 @@
 //! Server assembly shared by every service: mTLS transport, gRPC health and
 //! reflection, tracing, load shedding, the service allow-list, request
-//! timeouts, and a graceful drain on shutdown; optionally a plaintext
-//! health-only listener for kubelet's probes.
+//! timeouts, rate limits per user, tenant and service identity, and a
+//! graceful drain on shutdown; optionally a plaintext health-only listener
+//! for kubelet's probes.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,7 +20,9 @@ use crate::args::ServerArgs;
 use crate::authz::{AllowList, AllowListLayer};
 use crate::error::{Error, Result};
 use crate::layers::{RpcMetricsLayer, ServerTraceLayer, ShedLayer};
+use crate::ratelimit::RateLimitLayer;
 use crate::tls::TlsMaterial;
+use crate::token::TokenVerifier;
 
 /// A gRPC server under construction.
 pub struct GrpcServer {
@@ -28,6 +31,7 @@ pub struct GrpcServer {
     services: Vec<&'static str>,
     allow: AllowList,
     health_listener: Option<TcpListener>,
+    verifier: Option<Arc<TokenVerifier>>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -45,6 +49,7 @@ impl GrpcServer {
             services: Vec::new(),
             allow: AllowList::new(),
             health_listener: None,
+            verifier: None,
         }
     }
 
@@ -77,6 +82,14 @@ impl GrpcServer {
         self
     }
 
+    /// Verifies user tokens with `verifier` (the handlers' own), so that
+    /// rate limits count per user and tenant; without it every request
+    /// counts against its peer's service identity.
+    pub fn tokens(mut self, verifier: Arc<TokenVerifier>) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
     /// Serves on `listener` until `shutdown` fires, then reports NOT_SERVING,
     /// stops accepting, and lets in-flight requests finish within the drain timeout.
     pub async fn serve(
@@ -86,7 +99,7 @@ impl GrpcServer {
         args: &ServerArgs,
         shutdown: CancellationToken,
     ) -> Result<()> {
-        let Self { name, mut routes, services, allow, health_listener } = self;
+        let Self { name, mut routes, services, allow, health_listener, verifier } = self;
         let health_listener = match (health_listener, args.health_listen) {
             (Some(l), _) => Some(l),
             (None, Some(addr)) => Some(bind_as("--health-listen", addr).await?),
@@ -111,6 +124,7 @@ impl GrpcServer {
             .layer(RpcMetricsLayer::default())
             .layer(ShedLayer::new(args.max_in_flight))
             .layer(AllowListLayer::new(allow))
+            .layer(RateLimitLayer::new(args.rates(), verifier))
             .into_inner();
         let signal = {
             let shutdown = shutdown.clone();

@@ -329,53 +329,89 @@ macro_rules! on_both_stores {
 /// What a [`webhook_receiver`] was sent: (lower-cased headers, body) per request.
 pub type Received = std::sync::Arc<std::sync::Mutex<Vec<(Vec<(String, String)>, String)>>>;
 
+/// How a test webhook receiver answers a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// 200.
+    Ok,
+    /// 500.
+    Fail,
+    /// 302 to the URL given.
+    Redirect(String),
+    /// Nothing: the connection is held open until the sender gives up.
+    Hang,
+}
+
 /// An HTTP webhook receiver on 127.0.0.1 that keeps every request and
 /// answers 200, or 500 to the first one when `fail_first` (to exercise
 /// retries). Returns its URL and what it received.
 pub async fn webhook_receiver(fail_first: bool) -> Result<(String, Received)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    webhook_receiver_answering(move |n| if fail_first && n == 1 { Answer::Fail } else { Answer::Ok }).await
+}
+
+/// An HTTP webhook receiver on 127.0.0.1 that keeps every request (as soon
+/// as it has read it) and answers the `n`th (from 1) as `answer(n)` says;
+/// connections are served concurrently. Returns its URL and what it received.
+pub async fn webhook_receiver_answering(
+    answer: impl Fn(usize) -> Answer + Send + Sync + 'static,
+) -> Result<(String, Received)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://127.0.0.1:{}/hook", listener.local_addr()?.port());
     let seen: Received = Default::default();
     let keep = seen.clone();
+    let answer = std::sync::Arc::new(answer);
     tokio::spawn(async move {
         let mut n = 0;
-        while let Ok((mut sock, _)) = listener.accept().await {
+        while let Ok((sock, _)) = listener.accept().await {
             n += 1;
-            let (mut buf, mut tmp) = (Vec::new(), [0u8; 4096]);
-            let request = loop {
-                let k = sock.read(&mut tmp).await.unwrap_or(0);
-                if k == 0 {
-                    break None;
-                }
-                buf.extend_from_slice(&tmp[..k]);
-                let text = String::from_utf8_lossy(&buf).into_owned();
-                let Some(end) = text.find("\r\n\r\n") else { continue };
-                let head = text[..end].to_owned();
-                let len = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
-                    })
-                    .unwrap_or(0usize);
-                if buf.len() >= end + 4 + len {
-                    break Some((head, String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned()));
-                }
-            };
-            if let Some((head, body)) = request {
-                let headers = head
-                    .lines()
-                    .skip(1)
-                    .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned())))
-                    .collect();
-                if let Ok(mut seen) = keep.lock() {
-                    seen.push((headers, body));
-                }
-            }
-            let status = if fail_first && n == 1 { "500 Internal Server Error" } else { "200 OK" };
-            let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            let _ = sock.write_all(reply.as_bytes()).await;
+            let (keep, reply) = (keep.clone(), answer(n));
+            tokio::spawn(serve_webhook(sock, keep, reply));
         }
     });
     Ok((url, seen))
+}
+
+/// Reads one request from `sock`, keeps it in `seen` and answers `reply`.
+async fn serve_webhook(mut sock: tokio::net::TcpStream, seen: Received, reply: Answer) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut buf, mut tmp) = (Vec::new(), [0u8; 4096]);
+    let request = loop {
+        let k = sock.read(&mut tmp).await.unwrap_or(0);
+        if k == 0 {
+            break None;
+        }
+        buf.extend_from_slice(&tmp[..k]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let Some(end) = text.find("\r\n\r\n") else { continue };
+        let head = text[..end].to_owned();
+        let len = head
+            .lines()
+            .find_map(|l| l.to_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+            .unwrap_or(0usize);
+        if buf.len() >= end + 4 + len {
+            break Some((head, String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned()));
+        }
+    };
+    if let Some((head, body)) = request {
+        let headers = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned())))
+            .collect();
+        if let Ok(mut seen) = seen.lock() {
+            seen.push((headers, body));
+        }
+    }
+    let (status, extra) = match reply {
+        Answer::Ok => ("200 OK", String::new()),
+        Answer::Fail => ("500 Internal Server Error", String::new()),
+        Answer::Redirect(to) => ("302 Found", format!("location: {to}\r\n")),
+        Answer::Hang => {
+            // Held until the sender closes its end.
+            while sock.read(&mut tmp).await.is_ok_and(|k| k > 0) {}
+            return;
+        }
+    };
+    let reply = format!("HTTP/1.1 {status}\r\n{extra}content-length: 0\r\nconnection: close\r\n\r\n");
+    let _ = sock.write_all(reply.as_bytes()).await;
 }

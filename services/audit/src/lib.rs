@@ -44,9 +44,10 @@ pub async fn run(
             .with_egress(crate::domain::egress::Egress { allow: webhook_allow, allow_http: webhook_allow_http })?,
     );
     tokio::spawn(alerting.clone().run(ALERT_TICK, shutdown.clone()));
-    let api = grpc::Api::new(log, alerting, verifier);
+    let api = grpc::Api::new(log, alerting, verifier.clone());
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))
-        .allow_list(grpc::allow_list(&common.mesh));
+        .allow_list(grpc::allow_list(&common.mesh))
+        .tokens(verifier);
     guardline_service::serve(server, &base, &common, listener, shutdown).await
 }

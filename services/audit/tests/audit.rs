@@ -15,6 +15,7 @@ use guardline_proto::identity::v1 as idpb;
 use guardline_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use guardline_runtime::GrpcChannel;
 use guardline_runtime::args::DatabaseArgs;
+use guardline_runtime::clock::ManualClock;
 use guardline_runtime::error::field_violations;
 use guardline_testmesh::{Keys, TestMesh};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
@@ -23,6 +24,9 @@ use tonic::{Code, Request};
 
 struct Mesh {
     t: TestMesh,
+    /// Audit's own clock (the other services keep the system's): a prune
+    /// deletes as of the service's clock, so the retention test moves it.
+    clock: ManualClock,
     audit_uri: String,
     identity_uri: String,
     audit_db: String,
@@ -32,15 +36,19 @@ struct Mesh {
 async fn start(postgres: bool) -> Mesh {
     let mut t = TestMesh::new(postgres, Keys::Local, |_| {}).await;
     // The test's receiver listens on loopback.
+    let clock = ManualClock::default();
+    let base = t.audit_args();
     let audit = guardline_audit::Args {
         webhook_allow: vec!["127.0.0.0/8".parse().expect("net")],
         webhook_allow_http: true,
-        ..t.audit_args()
+        common: base.common.clone().with_clock(clock.clock()),
+        ..base
     };
     t.start_identity(t.identity_args()).await;
     t.start_audit(audit).await;
     t.wait_serving("lead-vault").await;
     Mesh {
+        clock,
         audit_uri: t.endpoint("audit"),
         identity_uri: t.endpoint("identity"),
         audit_db: t.database("audit").to_owned(),
@@ -312,7 +320,7 @@ async fn queries_need_audit_read_and_are_audited(postgres: bool) {
 async fn tampering_is_named_by_index(postgres: bool) {
     use guardline_audit::store::event;
     let m = start(postgres).await;
-    let mut c = m.audit("recordings");
+    let mut c = m.audit("lead-vault");
     c.append(pb::AppendRequest { events: (0..10).map(|i| to_pb(&ev("t1", &format!("e{i}"), &[]))).collect() })
         .await
         .expect("append");
@@ -545,6 +553,87 @@ async fn alerts_reach_watchers_and_signed_webhooks(postgres: bool) {
     assert_eq!(not_mine.code(), Code::NotFound);
 }
 
+/// One tenant's failing webhook delays no one else's: tenant C's secret no
+/// longer opens, tenant A's receiver hangs, tenant D's redirects; tenant B's
+/// alert, raised last, is still delivered while A's attempt is still open.
+/// The failures are retried with backoff, and a redirect is never followed.
+async fn webhook_failures_stay_with_their_webhook(postgres: bool) {
+    use guardline_testkit::Answer;
+    let m = start(postgres).await;
+    let mut lv = m.audit("lead-vault");
+    let mut c = m.audit("gateway");
+    let (followed, followed_seen) = guardline_testkit::webhook_receiver(false).await.expect("receiver");
+    let receivers = [
+        guardline_testkit::webhook_receiver(false).await.expect("receiver"),
+        guardline_testkit::webhook_receiver_answering(|_| Answer::Hang).await.expect("receiver"),
+        guardline_testkit::webhook_receiver_answering(move |_| Answer::Redirect(followed.clone()))
+            .await
+            .expect("receiver"),
+        guardline_testkit::webhook_receiver(false).await.expect("receiver"),
+    ];
+    let mut tenants = Vec::new();
+    for (name, (url, _)) in ["c", "a", "d", "b"].iter().zip(&receivers) {
+        let (tenant, tokens) = tenant_with(&m, &[(&format!("auditor-{name}"), "auditor")]).await;
+        let configure = pb::ConfigureAlertsRequest {
+            tenant_id: tenant.clone(),
+            thresholds: Some(pb::AlertThresholds { bulk_records: 10, ..Default::default() }),
+            webhooks: vec![pb::Webhook { url: url.clone(), secret: "0123456789abcdef-hook-secret".into() }],
+        };
+        c.configure_alerts(with(&tokens[0], Request::new(configure))).await.expect("configure");
+        tenants.push(tenant);
+    }
+    // C's sealed secret is damaged in the database.
+    let args = DatabaseArgs { database_url: m.audit_db.clone(), database_max_connections: 2, database_schema: None };
+    let db = guardline_runtime::storage::connect(&args).await.expect("db");
+    let store = guardline_audit::store::log::Store::new(db.clone());
+    let (thresholds, hooks) = store.alert_settings(&tenants[0]).await.expect("settings").expect("stored");
+    let mut hooks: serde_json::Value = serde_json::from_str(&hooks).expect("json");
+    hooks[0]["sealed_secret"] = "not base64!".into();
+    store.put_alert_settings(&tenants[0], thresholds, hooks.to_string()).await.expect("damage");
+    // Alerts in the order C, A, D, B: every failure comes before B's delivery.
+    for (i, tenant) in tenants.iter().enumerate() {
+        let mut e = ev(tenant, &format!("bulk-{i}"), &[("count", "11")]);
+        e.action = "lead.export".into();
+        lv.append(pb::AppendRequest { events: vec![to_pb(&e)] }).await.expect("append");
+    }
+
+    let pending = async |tenant: &str| {
+        use guardline_audit::store::delivery;
+        delivery::Entity::find()
+            .filter(delivery::Column::TenantId.eq(tenant))
+            .one(&db)
+            .await
+            .expect("row")
+            .expect("kept")
+    };
+    let (_, b_seen) = &receivers[3];
+    let (_, a_seen) = &receivers[1];
+    wait_until("B's delivery", || b_seen.lock().expect("lock").len() == 1).await;
+    assert_eq!(a_seen.lock().expect("lock").len(), 1, "A's receiver holds its request");
+    let a = pending(&tenants[1]).await;
+    assert_eq!((a.attempts, a.delivered_at), (0, None), "B was delivered while A's attempt was still open");
+    // C's and D's failures are retried with backoff, not dropped; the
+    // redirect's target never hears of it.
+    let (_, d_seen) = &receivers[2];
+    wait_until("D's retry", || d_seen.lock().expect("lock").len() >= 2).await;
+    assert!(followed_seen.lock().expect("lock").is_empty(), "a redirect is never followed");
+    let (c_row, d_row) = (pending(&tenants[0]).await, pending(&tenants[2]).await);
+    assert!(c_row.attempts >= 1 && c_row.delivered_at.is_none(), "{c_row:?}");
+    assert!(d_row.attempts >= 1 && d_row.delivered_at.is_none(), "{d_row:?}");
+    assert!(receivers[0].1.lock().expect("lock").is_empty(), "C's secret never opened: nothing sent");
+}
+
+/// Waits for `done`, polling every 50 ms, for at most 15 s.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen");
+}
+
 /// A tenant with one user per (login, role), and their access tokens.
 async fn tenant_with(m: &Mesh, users: &[(&str, &str)]) -> (String, Vec<String>) {
     let mut platform = m.identity("platform-admin");
@@ -659,10 +748,16 @@ async fn retention_prunes_old_entries_and_the_rest_stays_provable(postgres: bool
             .expect("proof");
         p.into_inner().leaf_index
     };
-    let next_year = prost_types::Timestamp { seconds: chrono::Utc::now().timestamp() + 366 * 86_400, nanos: 0 };
-    let prune = || pb::PruneRequest { tenant_id: tenant.clone(), as_of: Some(next_year), dry_run: false };
-    let dry = op.prune(pb::PruneRequest { dry_run: true, ..prune() }).await.expect("dry run").into_inner();
+    let next_year = chrono::Utc::now() + chrono::Duration::days(366);
+    let ahead = prost_types::Timestamp { seconds: next_year.timestamp(), nanos: 0 };
+    let early = pb::PruneRequest { tenant_id: tenant.clone(), as_of: Some(ahead), dry_run: false };
+    let refused = op.prune(early.clone()).await.expect_err("after the service's clock");
+    assert_eq!(field_violations(&refused)[0].field, "as_of", "a caller's clock never prunes early");
+    let dry = op.prune(pb::PruneRequest { dry_run: true, ..early }).await.expect("a forecast").into_inner();
     assert_eq!((dry.pruned, dry.first_index), (first_kept, 0), "counted, nothing deleted");
+    // A year on, by the service's clock.
+    m.clock.set(next_year);
+    let prune = || pb::PruneRequest { tenant_id: tenant.clone(), as_of: None, dry_run: false };
     let pruned = op.prune(prune()).await.expect("prune").into_inner();
     assert_eq!(
         (pruned.pruned, pruned.first_index),
@@ -671,6 +766,8 @@ async fn retention_prunes_old_entries_and_the_rest_stays_provable(postgres: bool
     );
     assert!(first_kept >= 6, "identity's events and the six old ones");
     assert_eq!(op.prune(prune()).await.expect("again").into_inner().pruned, 0);
+    // Back to the present, where the users' tokens are valid.
+    m.clock.set(chrono::Utc::now());
 
     // What remains still proves against the same signed head.
     for e in &fresh {
@@ -720,10 +817,74 @@ async fn retention_prunes_old_entries_and_the_rest_stays_provable(postgres: bool
     assert!(matches!(guardline_audit::domain::export::verify_export(&text).expect("readable"), Finding::Intact { .. }));
 }
 
+/// Audit takes a writer's identity from its certificate: a writer naming
+/// another service is refused whole, a non-writer is refused, and an event
+/// that leaves the service empty is stored under the writer's SPIFFE id.
+async fn appends_are_attributed_to_the_writers_certificate(postgres: bool) {
+    let m = start(postgres).await;
+    let lead_vault = "spiffe://guardline.local/ns/guardline/sa/lead-vault";
+    let mut c = m.audit("lead-vault");
+    let mut forged = ev("t1", "f1", &[]);
+    forged.actor_service = "spiffe://guardline.local/ns/guardline/sa/identity".into();
+    let batch = vec![to_pb(&ev("t1", "f0", &[])), to_pb(&forged)];
+    let err = c.append(pb::AppendRequest { events: batch }).await.expect_err("another service's name");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("events[1].actor.service_identity"), "{}", err.message());
+    forged.actor_service = "identity".into();
+    let err = c.append(pb::AppendRequest { events: vec![to_pb(&forged)] }).await.expect_err("a short name too");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // Refused before validation: a forged batch learns nothing of the rules.
+    let mut invalid = forged.clone();
+    invalid.action = String::new();
+    let err = c.append(pb::AppendRequest { events: vec![to_pb(&invalid)] }).await.expect_err("forged and invalid");
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    let err = m
+        .audit("guardline-cli")
+        .append(pb::AppendRequest { events: vec![to_pb(&ev("t1", "n1", &[]))] })
+        .await
+        .expect_err("not a writer");
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    let mut unnamed = ev("t1", "u1", &[]);
+    unnamed.actor_service = String::new();
+    let mut by_account = ev("t1", "u2", &[]);
+    by_account.actor_service = "lead-vault".into();
+    let ok = c
+        .append(pb::AppendRequest { events: vec![to_pb(&unnamed), to_pb(&by_account)] })
+        .await
+        .expect("own identity")
+        .into_inner();
+    assert_eq!(ok.stored_ids, vec!["u1", "u2"], "nothing of the refused batches was stored before");
+    let sth = c
+        .get_signed_tree_head(pb::GetSignedTreeHeadRequest { tenant_id: "t1".into() })
+        .await
+        .expect("sth")
+        .into_inner();
+    // Both leaves are the events as attributed: the writer's full SPIFFE id.
+    for (i, mut e) in [unnamed, by_account].into_iter().enumerate() {
+        e.actor_service = lead_vault.into();
+        let p = c
+            .get_inclusion_proof(pb::GetInclusionProofRequest {
+                tenant_id: "t1".into(),
+                event_id: e.id.clone(),
+                tree_size: sth.tree_size,
+            })
+            .await
+            .expect("proof")
+            .into_inner();
+        assert_eq!(p.leaf_index, i as u64);
+        let proof = InclusionProof::<Sha256>::from_digests(digests(&p.path).iter());
+        root(&sth).verify_inclusion(&Leaf(e.encode()), p.leaf_index, &proof).expect("stored as the writer");
+    }
+}
+
 guardline_testkit::on_both_stores!(
     ingest_is_idempotent_atomic_and_provable,
+    appends_are_attributed_to_the_writers_certificate,
     queries_need_audit_read_and_are_audited,
     tampering_is_named_by_index,
     alerts_reach_watchers_and_signed_webhooks,
+    webhook_failures_stay_with_their_webhook,
     retention_prunes_old_entries_and_the_rest_stays_provable,
 );

@@ -45,9 +45,10 @@ pub async fn run(
     )
     .with_clock(common.clock.clone());
     let verifier = base.verifier(&common)?;
-    let api = grpc::Api::new(std::sync::Arc::new(dialer), verifier, trusted);
+    let api = grpc::Api::new(std::sync::Arc::new(dialer), verifier.clone(), trusted);
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))
-        .allow_list(grpc::allow_list(&common.mesh));
+        .allow_list(grpc::allow_list(&common.mesh))
+        .tokens(verifier);
     guardline_service::serve(server, &base, &common, listener, shutdown).await
 }

@@ -49,11 +49,13 @@ pub async fn run(
     identity.tenant_readers = vec![common.mesh.identity_of("audit").to_string()];
     identity.tenant_listers = vec![common.mesh.identity_of("operator").to_string()];
     let identity = std::sync::Arc::new(identity);
+    let verifier = identity.verifier();
     let admins = platform_admins.iter().map(|n| common.mesh.identity_of(n)).collect();
     let gateways = trusted_gateways.iter().map(|n| common.mesh.identity_of(n)).collect();
     let api = grpc::Api::new(identity, admins).with_gateways(gateways);
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))
-        .allow_list(grpc::allow_list(&common.mesh));
+        .allow_list(grpc::allow_list(&common.mesh))
+        .tokens(verifier);
     guardline_service::serve(server, &base, &common, listener, shutdown).await
 }

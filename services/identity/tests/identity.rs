@@ -587,8 +587,64 @@ async fn tenants_are_listed_for_the_operator_and_platform_admins_only(postgres: 
     assert_eq!(k, Code::PermissionDenied, "a tenant admin does not see other tenants");
 }
 
+/// One tenant flooding cannot starve another: past a user's limit, and
+/// past the tenant's however many of its users share it, the answer is
+/// RESOURCE_EXHAUSTED with a retry hint, while another tenant's calls
+/// keep succeeding. The limits count from the verified token.
+async fn a_flooding_tenant_is_limited_and_others_are_served(postgres: bool) {
+    use tonic_types::StatusExt;
+    let h = harness::start_with(postgres, |a| {
+        a.common.server.rate_limit_user = 1;
+        a.common.server.rate_limit_tenant = 2;
+        a.common.server.rate_limit_service = 0;
+    })
+    .await;
+    let mut platform = h.ready().await;
+    let a = tenant(&mut platform, "A", None).await;
+    let b = tenant(&mut platform, "B", None).await;
+    let mut gateway = h.client("gateway");
+    let mut flooders = Vec::new();
+    for n in 0..3 {
+        let login_name = format!("agent{n}");
+        platform
+            .create_user(pb::CreateUserRequest {
+                tenant_id: a.id.clone(),
+                login: login_name.clone(),
+                display_name: login_name.clone(),
+                password: PASSWORD.into(),
+                roles: vec!["team_lead".into()],
+                team_ids: vec![],
+            })
+            .await
+            .expect("user");
+        let token = login(&mut gateway, &a.id, &login_name, PASSWORD, "203.0.113.7", "d", "CN-31").await;
+        flooders.push(token.expect("login").into_inner_token());
+    }
+    let list = |tenant: &str, token: &str| {
+        let mut c = h.client("gateway");
+        let req = bearer(pb::ListRolesRequest { tenant_id: tenant.to_owned() }, token);
+        async move { c.list_roles(req).await }
+    };
+    let flood = futures::future::join_all(
+        flooders.iter().flat_map(|t| std::iter::repeat_n(t.clone(), 40)).map(|t| list(&a.id, &t)),
+    )
+    .await;
+    let refusals: Vec<&tonic::Status> = flood.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(refusals.iter().all(|s| s.code() == Code::ResourceExhausted), "{refusals:?}");
+    assert!(refusals.len() >= 100, "{} of 120 refused", refusals.len());
+    for whose in ["this user's rate limit", "this tenant's rate limit"] {
+        assert!(refusals.iter().any(|s| s.message().contains(whose)), "{whose}: {refusals:?}");
+    }
+    assert!(refusals.iter().all(|s| s.get_error_details().retry_info().is_some()), "every refusal says when to retry");
+    // Tenant B, meanwhile, is served.
+    for _ in 0..2 {
+        list(&b.id, &b.admin_token).await.expect("another tenant's call");
+    }
+}
+
 guardline_testkit::on_both_stores!(
     tenants_are_listed_for_the_operator_and_platform_admins_only,
+    a_flooding_tenant_is_limited_and_others_are_served,
     onboarding_with_totp_for_admins,
     wrong_role_wrong_tenant_and_bad_input_are_refused,
     lockout_after_repeated_failures,

@@ -42,9 +42,10 @@ pub async fn run(
         tracing::info!(resumed, "resuming interrupted data key rotations");
     }
     let verifier = base.verifier(&common)?;
-    let api = grpc::Api::new(vault, verifier);
+    let api = grpc::Api::new(vault, verifier.clone());
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))
-        .allow_list(grpc::allow_list(&common.mesh));
+        .allow_list(grpc::allow_list(&common.mesh))
+        .tokens(verifier);
     guardline_service::serve(server, &base, &common, listener, shutdown).await
 }

@@ -336,7 +336,8 @@ impl RecordingsService for Api {
     async fn purge_expired(&self, req: Request<pb::PurgeExpiredRequest>) -> Reply<pb::PurgeExpiredResponse> {
         let r = req.get_ref().clone();
         let actor = self.operator_or_user_with(&req, "policy.manage", &r.tenant_id).await?;
-        let as_of = from_ts("as_of", r.as_of.as_ref())?.unwrap_or_else(|| self.recordings.now());
+        let requested = from_ts("as_of", r.as_of.as_ref())?;
+        let as_of = guardline_runtime::clock::retention_instant(requested, self.recordings.now(), r.dry_run)?;
         let run = PurgeRun { limit: r.limit, dry_run: r.dry_run };
         let p = self.recordings.purge(&r.tenant_id, as_of, run, (&actor.0, &actor.1)).await?;
         Ok(Response::new(pb::PurgeExpiredResponse {

@@ -39,9 +39,10 @@ pub async fn run(
     let recordings = std::sync::Arc::new(recordings);
     recordings.sweep().await?;
     let verifier = base.verifier(&common)?;
-    let api = grpc::Api::new(recordings, verifier);
+    let api = grpc::Api::new(recordings, verifier.clone());
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))
-        .allow_list(grpc::allow_list(&common.mesh));
+        .allow_list(grpc::allow_list(&common.mesh))
+        .tokens(verifier);
     guardline_service::serve(server, &base, &common, listener, shutdown).await
 }

@@ -10,12 +10,16 @@ use guardline_proto::recordings::v1 as pb;
 use guardline_proto::recordings::v1::recordings_service_client::RecordingsServiceClient;
 use guardline_runtime::GrpcChannel;
 use guardline_runtime::args::DatabaseArgs;
+use guardline_runtime::clock::ManualClock;
 use guardline_runtime::error::field_violations;
 use guardline_testmesh::{Keys, TestMesh};
 use tonic::{Code, Request};
 
 struct Mesh {
     t: TestMesh,
+    /// Recordings' own clock (the other services keep the system's): a
+    /// purge deletes as of the service's clock, so the tests move it.
+    clock: ManualClock,
     store: std::sync::Arc<dyn object_store::ObjectStore>,
     s3: bool,
     rec_uri: String,
@@ -50,12 +54,19 @@ async fn start_on(postgres: bool, backend: Backend) -> Mesh {
         }
     };
     let store = objects.build().expect("store");
-    let recordings =
-        guardline_recordings::Args { objects, upload_idle_timeout: Duration::from_secs(1), ..t.recordings_args() };
+    let clock = ManualClock::default();
+    let base = t.recordings_args();
+    let recordings = guardline_recordings::Args {
+        objects,
+        upload_idle_timeout: Duration::from_secs(1),
+        common: base.common.clone().with_clock(clock.clock()),
+        ..base
+    };
     t.start_identity(t.identity_args()).await;
     t.start_recordings(recordings).await;
     t.wait_serving("gateway").await;
     Mesh {
+        clock,
         store,
         s3: matches!(backend, Backend::S3),
         rec_uri: t.endpoint("recordings"),
@@ -434,32 +445,46 @@ async fn legal_hold_purge_and_erasure(postgres: bool, backend: Backend) {
 
     // Purge boundaries: one second before retain_until nothing goes; at it, it goes.
     let until = plain.retain_until.expect("retention");
+    let instant = |secs: i64| chrono::DateTime::from_timestamp(secs, until.nanos as u32).expect("instant");
     let at = |secs: i64| pb::PurgeExpiredRequest {
         tenant_id: t.id.clone(),
         as_of: Some(prost_types::Timestamp { seconds: secs, nanos: until.nanos }),
         ..Default::default()
     };
+    let now = || pb::PurgeExpiredRequest { tenant_id: t.id.clone(), ..Default::default() };
     let mut op = m.rec("operator");
-    let before = op.purge_expired(at(until.seconds - 1)).await.expect("purge").into_inner();
+    // The caller's clock never deletes early: a later instant is a forecast only.
+    let early = op.purge_expired(at(until.seconds + 1)).await.expect_err("after the service's clock");
+    assert_eq!(field_violations(&early)[0].field, "as_of");
+    let forecast = op.purge_expired(pb::PurgeExpiredRequest { dry_run: true, ..at(until.seconds + 1) }).await;
+    assert_eq!(forecast.expect("a dry run may look ahead").into_inner().purged, 2);
+    m.clock.set(instant(until.seconds - 1));
+    let before = op.purge_expired(now()).await.expect("purge").into_inner();
     assert_eq!((before.purged, before.held), (0, 0));
+    m.clock.set(instant(until.seconds + 1));
+    // An earlier instant than the service's deletes less, and is allowed.
+    let earlier = op.purge_expired(at(until.seconds - 1)).await.expect("an earlier instant").into_inner();
+    assert_eq!((earlier.purged, earlier.held), (0, 0));
     // A dry run counts and deletes nothing; a limit leaves the rest for later.
-    let dry = op.purge_expired(pb::PurgeExpiredRequest { dry_run: true, ..at(until.seconds + 1) }).await;
+    let dry = op.purge_expired(pb::PurgeExpiredRequest { dry_run: true, ..now() }).await;
     let dry = dry.expect("dry run").into_inner();
     assert_eq!((dry.purged, dry.held, dry.kept_for_consent, dry.more), (2, 1, 1, false));
     assert!(m.object(&t.id, &plain.id).await.is_some(), "a dry run deletes nothing");
-    let capped = op.purge_expired(pb::PurgeExpiredRequest { limit: 1, ..at(until.seconds + 1) }).await;
+    let capped = op.purge_expired(pb::PurgeExpiredRequest { limit: 1, ..now() }).await;
     let capped = capped.expect("capped").into_inner();
     assert_eq!((capped.purged, capped.more), (1, true), "one deleted, one left by the limit");
-    let due = op.purge_expired(at(until.seconds + 1)).await.expect("purge").into_inner();
+    let due = op.purge_expired(now()).await.expect("purge").into_inner();
     assert_eq!(
         (due.purged, due.held, due.kept_for_consent, due.more),
         (1, 1, 1, false),
         "the rest purged, held kept, consent kept"
     );
+    // Back to the present, where the users' tokens are valid.
+    m.clock.set(chrono::Utc::now());
     assert_eq!(download(&m, &t.tokens[0], &t.id, &plain.id, 0, 0).await.expect_err("purged").code(), Code::NotFound);
     assert!(m.object(&t.id, &plain.id).await.is_none(), "object deleted");
     assert_eq!(
-        m.rec("gateway").purge_expired(at(until.seconds + 1)).await.expect_err("not the operator").code(),
+        m.rec("gateway").purge_expired(now()).await.expect_err("not the operator").code(),
         Code::Unauthenticated
     );
 

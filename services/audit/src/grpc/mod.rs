@@ -10,7 +10,7 @@ use guardline_proto::audit::v1::audit_service_server::{AuditService, AuditServic
 use guardline_proto::common::v1::PageResponse;
 use guardline_runtime::args::MeshArgs;
 use guardline_runtime::authz::AllowList;
-use guardline_runtime::peer::PeerInfo;
+use guardline_runtime::peer::{PeerInfo, SpiffeId};
 use guardline_runtime::token::TokenVerifier;
 use tonic::{Request, Response, Status};
 
@@ -109,6 +109,27 @@ pub fn allow_list(mesh: &MeshArgs) -> AllowList {
         .allow("/guardline.audit.v1.AuditService/Append", writers)
 }
 
+/// Attributes every event to the service whose certificate sent it: a
+/// writer may leave the actor's service empty or name itself (by SPIFFE id
+/// or service account); naming anyone else refuses the whole batch, before
+/// anything in it is validated. A service a writer acted for is a detail
+/// (`acting_service`) the writer vouches for, not the actor.
+fn attribute(writer: &SpiffeId, events: &mut [pb::AuditEvent]) -> Result<(), Status> {
+    let (full, account) = (writer.to_string(), writer.service_account().unwrap_or_default().to_owned());
+    for (i, e) in events.iter_mut().enumerate() {
+        let actor = e.actor.get_or_insert_with(Default::default);
+        let claimed = actor.service_identity.as_str();
+        if !(claimed.is_empty() || claimed == full || claimed == account) {
+            return Err(Error::PermissionDenied(format!(
+                "events[{i}].actor.service_identity must be empty or the caller's own identity"
+            ))
+            .into());
+        }
+        actor.service_identity.clone_from(&full);
+    }
+    Ok(())
+}
+
 type Reply<T> = Result<Response<T>, Status>;
 type AlertStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Alert, Status>> + Send + 'static>>;
 type ChunkStream =
@@ -121,7 +142,11 @@ impl AuditService for Api {
 
     #[tracing::instrument(skip_all, fields(rpc = "append"))]
     async fn append(&self, req: Request<pb::AppendRequest>) -> Reply<pb::AppendResponse> {
-        let events = req.into_inner().events;
+        let writer = PeerInfo::of(&req)
+            .and_then(|p| p.identity.clone())
+            .ok_or_else(|| Status::from(Error::PermissionDenied("append needs a service certificate".into())))?;
+        let mut events = req.into_inner().events;
+        attribute(&writer, &mut events)?;
         if events.len() > 1000 {
             return Err(Error::invalid("events", "at most 1000 per call").into());
         }
@@ -354,7 +379,8 @@ impl AuditService for Api {
         if !PeerInfo::is_service_acting_alone(&req, "operator") {
             self.authorize(&req, &r.tenant_id, "policy.manage", false).await?;
         }
-        let as_of = r.as_of.as_ref().map(|t| from_ts("as_of", t)).transpose()?.unwrap_or_else(|| self.log.now());
+        let requested = r.as_of.as_ref().map(|t| from_ts("as_of", t)).transpose()?;
+        let as_of = guardline_runtime::clock::retention_instant(requested, self.log.now(), r.dry_run)?;
         let (pruned, first_index) = self.log.prune(&r.tenant_id, as_of, r.dry_run).await?;
         Ok(Response::new(pb::PruneResponse { pruned, first_index }))
     }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::alerts::{Calendar, Detector, Raised, Thresholds};
 use crate::domain::canonical::Event;
-use crate::error::{AuditError, Error, Result};
+use crate::error::{Error, Result};
 use crate::store::log::Store;
 use crate::store::{alert, delivery};
 
@@ -52,6 +52,10 @@ struct Payload<'a> {
     event_ids: Vec<String>,
     raised_at: String,
 }
+
+mod webhooks;
+
+use webhooks::http_client;
 
 const CALENDAR_TTL: Duration = Duration::from_secs(300);
 const SECRET_KIND: &str = "audit-webhook-secret";
@@ -298,50 +302,6 @@ impl Alerting {
         self.store.set_alert_state(row, state, by, self.clock.now()).await
     }
 
-    /// Sends due webhook deliveries once; returns how many succeeded.
-    pub async fn deliver_due(&self) -> Result<usize> {
-        let now = self.clock.now();
-        let due = self.store.due_deliveries(now).await?;
-        let mut ok = 0;
-        for d in due {
-            let hook = self.webhooks(&d.tenant_id).await?.into_iter().find(|h| h.url == d.url);
-            let Some(hook) = hook else {
-                // The webhook was removed: nothing to deliver to.
-                self.store.drop_delivery(&d.id).await?;
-                continue;
-            };
-            let sealed = B64.decode(&hook.sealed_secret).map_err(|_| AuditError::WebhookSecretUnreadable)?;
-            let secret =
-                self.envelope.open_secret(&d.tenant_id, SECRET_KIND, &hook.url, &hook.data_key_id, &sealed).await?;
-            let ts = self.clock.now().timestamp();
-            if self.egress.check_url(&d.url).is_err() {
-                // Registered before the rules tightened: never sent.
-                self.store.drop_delivery(&d.id).await?;
-                continue;
-            }
-            let sent = self
-                .http
-                .post(&d.url)
-                .header("content-type", "application/json")
-                .header("x-guardline-timestamp", ts.to_string())
-                .header("x-guardline-signature", signature(&secret, ts, d.payload.as_bytes()))
-                .body(d.payload.clone())
-                .send()
-                .await;
-            let delivered = matches!(&sent, Ok(r) if r.status().is_success());
-            if delivered {
-                ok += 1;
-                self.store.delivered(&d.id, self.clock.now()).await?;
-            } else {
-                let backoff = chrono::Duration::milliseconds(200 * (1i64 << d.attempts.clamp(0, 12)))
-                    .min(chrono::Duration::minutes(10));
-                tracing::warn!(alert = %d.alert_id, attempts = d.attempts + 1, status = ?sent.as_ref().map(reqwest::Response::status).ok(), "webhook delivery failed, will retry");
-                self.store.retry_delivery(&d.id, self.clock.now() + backoff).await?;
-            }
-        }
-        Ok(ok)
-    }
-
     /// Delivers webhooks and checks delivery gaps until `shutdown`.
     pub async fn run(self: Arc<Self>, tick: Duration, shutdown: CancellationToken) {
         loop {
@@ -356,35 +316,5 @@ impl Alerting {
                 _ = tokio::time::sleep(tick) => {}
             }
         }
-    }
-}
-
-/// The webhook client: 10 s per delivery, no redirects, and every address
-/// a host name resolves to checked against the egress rules.
-fn http_client(egress: &Egress) -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .dns_resolver(Arc::new(CheckedResolver(egress.clone())))
-        .build()
-        .map_err(|e| Error::Internal(format!("http client: {e}")))
-}
-
-/// The system resolver, keeping only the addresses the egress rules allow.
-struct CheckedResolver(Egress);
-
-impl reqwest::dns::Resolve for CheckedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let egress = self.0.clone();
-        Box::pin(async move {
-            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
-                .await?
-                .filter(|a| egress.check_ip(a.ip()).is_ok())
-                .collect();
-            if addrs.is_empty() {
-                return Err("the webhook host resolves to no address it may reach".into());
-            }
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
     }
 }

@@ -107,14 +107,25 @@ impl Store {
         Ok(())
     }
 
-    /// Counts a failed attempt and schedules the next at `next`.
-    pub async fn retry_delivery(&self, id: &str, next: DateTime<Utc>) -> Result<()> {
+    /// Counts a failed attempt at delivery `id` and postpones it, and every
+    /// other pending delivery to the same webhook due before `next`, to
+    /// `next`, in one transaction.
+    pub async fn retry_delivery(&self, id: &str, tenant: &str, url: &str, next: DateTime<Utc>) -> Result<()> {
+        let txn = guardline_runtime::storage::write_txn(self.db()).await?;
         delivery::Entity::update_many()
             .col_expr(delivery::Column::Attempts, Expr::col(delivery::Column::Attempts).add(1))
-            .col_expr(delivery::Column::NextAttemptAt, Expr::value(next))
             .filter(delivery::Column::Id.eq(id))
-            .exec(self.db())
+            .exec(&txn)
             .await?;
+        delivery::Entity::update_many()
+            .col_expr(delivery::Column::NextAttemptAt, Expr::value(next))
+            .filter(delivery::Column::TenantId.eq(tenant))
+            .filter(delivery::Column::Url.eq(url))
+            .filter(delivery::Column::DeliveredAt.is_null())
+            .filter(delivery::Column::NextAttemptAt.lt(next))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
         Ok(())
     }
 }

@@ -78,11 +78,13 @@ impl Caller {
 
 /// Identity verifies its own tokens from its key ring, which is local: it
 /// looks again often, so a revoked key stops at once here too.
-fn own_verifier(signers: &Arc<keys::Signers>, clock: Clock) -> TokenVerifier {
-    TokenVerifier::new(keys::OwnKeys(signers.clone()))
-        .with_min_refresh(Duration::from_millis(200))
-        .with_refresh_interval(Duration::from_millis(200))
-        .with_clock(clock)
+fn own_verifier(signers: &Arc<keys::Signers>, clock: Clock) -> Arc<TokenVerifier> {
+    Arc::new(
+        TokenVerifier::new(keys::OwnKeys(signers.clone()))
+            .with_min_refresh(Duration::from_millis(200))
+            .with_refresh_interval(Duration::from_millis(200))
+            .with_clock(clock),
+    )
 }
 
 /// The identity service's state.
@@ -91,7 +93,7 @@ pub struct Identity {
     pub(crate) store: Store,
     pub(crate) envelope: Arc<Envelope>,
     pub(crate) signers: Arc<Signers>,
-    pub(crate) verifier: TokenVerifier,
+    pub(crate) verifier: Arc<TokenVerifier>,
     pub(crate) config: Config,
     /// The server's time: token lifetimes, lockouts, login history.
     pub(crate) clock: Clock,
@@ -119,6 +121,11 @@ impl Identity {
             tenant_listers: Vec::new(),
             passwords: Default::default(),
         }
+    }
+
+    /// The verifier of its own tokens, which the server's rate limits share.
+    pub fn verifier(&self) -> Arc<TokenVerifier> {
+        self.verifier.clone()
     }
 
     /// The same service on `clock`.

@@ -18,8 +18,15 @@ pub struct Harness {
 
 /// Identity alone (audit is down: its events wait in the outbox).
 pub async fn start(postgres: bool) -> Harness {
+    start_with(postgres, |_| {}).await
+}
+
+/// Identity alone, with its arguments changed by `change`.
+pub async fn start_with(postgres: bool, change: impl FnOnce(&mut guardline_identity::Args)) -> Harness {
     let mut t = TestMesh::new(postgres, Keys::Local, |_| {}).await;
-    t.start_identity(t.identity_args()).await;
+    let mut args = t.identity_args();
+    change(&mut args);
+    t.start_identity(args).await;
     t.wait_serving("platform-admin").await;
     Harness { database_url: t.database("identity").to_owned(), t }
 }
