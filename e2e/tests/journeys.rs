@@ -405,9 +405,18 @@ async fn journey_10_metrics_and_probes() {
     // The lead vault's outbox delivered the reveal's audit event.
     assert!(sample(&vault, "guardline_outbox_delivered_total", &[]).is_some_and(|n| n >= 1.0), "{vault}");
     assert!(sample(&vault, "guardline_outbox_age_seconds", &[]).is_some(), "{vault}");
+    assert!(sample(&vault, "guardline_outbox_depth", &[]).is_some(), "{vault}");
     let audit = c.scrape("audit").await.expect("scrape");
     assert!(sample(&audit, "guardline_audit_appended_total", &[]).is_some_and(|n| n >= 1.0), "{audit}");
     assert!(sample(&audit, "guardline_audit_append_duration_seconds_count", &[]).is_some(), "{audit}");
+    // Tree sizes by powers of ten, without a tenant label: a journey's tenant
+    // holds fewer than a million entries, and at least one.
+    assert!(sample(&audit, "guardline_audit_tree_size_count", &[]).is_some_and(|n| n >= 1.0), "{audit}");
+    assert_eq!(
+        sample(&audit, "guardline_audit_tree_size_bucket", &["le=\"1000000\""]),
+        sample(&audit, "guardline_audit_tree_size_count", &[]),
+        "{audit}"
+    );
     let identity = c.scrape("identity").await.expect("scrape");
     let expiry = sample(&identity, "guardline_tls_certificate_expiry_seconds", &[]).expect("certificate expiry");
     assert!(expiry > chrono::Utc::now().timestamp() as f64, "the certificate's expiry, in the future");

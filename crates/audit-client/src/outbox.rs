@@ -192,7 +192,13 @@ pub struct OutboxWorker {
     pub max_backoff: Duration,
     /// How often the table is polled when nothing wakes the worker.
     pub poll: Duration,
+    /// When the depth gauge was last refreshed (a count is not free on a
+    /// long outbox: at most every [`DEPTH_EVERY`]).
+    depth_counted: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How often the outbox depth gauge is refreshed.
+const DEPTH_EVERY: Duration = Duration::from_secs(10);
 
 impl OutboxWorker {
     /// A worker with production defaults.
@@ -205,7 +211,24 @@ impl OutboxWorker {
             min_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(60),
             poll: Duration::from_secs(1),
+            depth_counted: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Refreshes the depth gauge when it is older than [`DEPTH_EVERY`].
+    async fn record_depth(&self) -> Result<()> {
+        let due = {
+            let mut last = self.depth_counted.lock().map_err(|_| Error::Internal("outbox depth lock".into()))?;
+            let due = last.is_none_or(|t| t.elapsed() >= DEPTH_EVERY);
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if due {
+            guardline_runtime::metrics::business().outbox_depth.record(pending(&self.db).await?, &[]);
+        }
+        Ok(())
     }
 
     /// A handle to wake the worker right after enqueueing.
@@ -232,6 +255,7 @@ impl OutboxWorker {
             .limit(self.batch)
             .all(&self.db)
             .await?;
+        self.record_depth().await?;
         let metrics = guardline_runtime::metrics::business();
         // The oldest due row comes first: its age is the outbox's.
         let age = rows.first().map_or(0.0, |r| (now - r.created_at).to_std().unwrap_or_default().as_secs_f64());
@@ -242,9 +266,10 @@ impl OutboxWorker {
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         let mut events = Vec::with_capacity(rows.len());
         for r in &rows {
-            events.push(
-                AuditEvent::decode(r.payload.as_slice()).map_err(|e| Error::Internal(format!("outbox row: {e}")))?,
-            );
+            let mut event =
+                AuditEvent::decode(r.payload.as_slice()).map_err(|e| Error::Internal(format!("outbox row: {e}")))?;
+            attributed_to_the_writer(&mut event);
+            events.push(event);
         }
         match self.client.append(events.clone()).await {
             Appended::Acknowledged => {
@@ -333,6 +358,20 @@ impl OutboxWorker {
                 _ = tokio::time::sleep(pause) => {}
             }
         }
+    }
+}
+
+/// Audit takes an event's service from the writer's certificate and refuses
+/// one naming another service. A row enqueued before that rule named the
+/// service the writer acted for as the actor: it becomes the
+/// `acting_service` detail, as [`crate::event::EventBuilder::actor`] now
+/// writes it, so that no such row blocks the outbox after an upgrade.
+fn attributed_to_the_writer(event: &mut AuditEvent) {
+    if let Some(actor) = event.actor.as_mut()
+        && !actor.service_identity.is_empty()
+    {
+        let service = std::mem::take(&mut actor.service_identity);
+        event.details.entry("acting_service".to_owned()).or_insert(service);
     }
 }
 

@@ -65,10 +65,16 @@ pub struct Business {
     pub audit_appended: opentelemetry::metrics::Counter<u64>,
     /// How long an audit append batch took (seconds).
     pub audit_append: opentelemetry::metrics::Histogram<f64>,
+    /// Size of each tenant's audit tree an append batch grew, in buckets by
+    /// powers of ten (no tenant label: the largest bucket reached is what
+    /// an SRE sizes storage and proofs by).
+    pub audit_tree_size: opentelemetry::metrics::Histogram<u64>,
     /// When this process's certificate expires (Unix seconds).
     pub certificate_expiry: opentelemetry::metrics::Gauge<u64>,
     /// Age of the oldest audit event waiting in this process's outbox (seconds; 0 when empty).
     pub outbox_age: opentelemetry::metrics::Gauge<f64>,
+    /// Audit events waiting in this process's outbox, parked ones included.
+    pub outbox_depth: opentelemetry::metrics::Gauge<u64>,
     /// Audit events the outbox delivered.
     pub outbox_delivered: opentelemetry::metrics::Counter<u64>,
 }
@@ -94,6 +100,11 @@ pub fn business() -> &'static Business {
                 .with_unit("s")
                 .with_description("Audit append batch latency")
                 .build(),
+            audit_tree_size: m
+                .u64_histogram("guardline.audit.tree.size")
+                .with_description("Entries in each tenant's audit tree an append grew")
+                .with_boundaries((2..=10).map(|e| 10f64.powi(e)).collect())
+                .build(),
             certificate_expiry: m
                 .u64_gauge("guardline.tls.certificate.expiry")
                 .with_unit("s")
@@ -103,6 +114,10 @@ pub fn business() -> &'static Business {
                 .f64_gauge("guardline.outbox.age")
                 .with_unit("s")
                 .with_description("Age of the oldest audit event waiting in the outbox")
+                .build(),
+            outbox_depth: m
+                .u64_gauge("guardline.outbox.depth")
+                .with_description("Audit events waiting in the outbox, parked ones included")
                 .build(),
             outbox_delivered: m
                 .u64_counter("guardline.outbox.delivered")

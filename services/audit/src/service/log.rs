@@ -192,7 +192,12 @@ impl Log {
             }
             Ok(rows)
         };
+        let tenants: Vec<String> = by_tenant.keys().cloned().collect();
         self.store.insert_entries(by_tenant.into_iter().collect(), build).await?;
+        let sizes = &guardline_runtime::metrics::business().audit_tree_size;
+        for t in tenants.iter().filter_map(|t| trees.get(t)) {
+            sizes.record(t.len(), &[]);
+        }
         Ok((stored, dups))
     }
 
