@@ -115,7 +115,8 @@ const COMMON: &str = "\
 |---|---|
 | `UNAUTHENTICATED` | a user's RPC without a valid bearer token (missing, malformed, expired, signed by an unknown key) |
 | `PERMISSION_DENIED` | the caller's service identity is not on the RPC's allow-list, or the user lacks the permission or belongs to another tenant |
-| `INVALID_ARGUMENT` | the request is malformed; a field violation carries a standard `google.rpc.BadRequest` in `grpc-status-details-bin` whose `field` is the field's dotted path (`lead.phones[0]`) and whose description never repeats the value |
+| `INVALID_ARGUMENT` | the request is malformed (a message that does not decode, invalid UTF-8 included, answers `malformed message` and nothing of the decoder's text); a field violation carries a standard `google.rpc.BadRequest` in `grpc-status-details-bin` whose `field` is the field's dotted path (`lead.phones[0]`) and whose description never repeats the value. Authorization comes first: a caller who may not act is refused before any rule of the request is checked |
+| `OUT_OF_RANGE` | a message larger than the service's `--max-message-bytes` (4 MiB by default, set per service binary; streams such as `UploadRecording` and `ImportLeads` send many messages below it) |
 | `RESOURCE_EXHAUSTED` | the server is over `--max-in-flight` requests (answered at once, never queued; retry with back-off), or the caller is over its user, tenant or service rate limit (`--rate-limit-*`; the `google.rpc.RetryInfo` says when to retry) |
 | `DEADLINE_EXCEEDED` | the request took longer than `--request-timeout` |
 | `UNAVAILABLE` | the server is draining, or a dependency (audit, identity, Vault, the database) cannot be reached right now; retry |

@@ -310,6 +310,8 @@ impl DialerPolicyService for Api {
     async fn add_to_dnc(&self, req: Request<pb::AddToDncRequest>) -> Reply<pb::AddToDncResponse> {
         let who = self.caller(&req).await?;
         let r = req.into_inner();
+        // Authorization first: a caller who may not manage lists learns nothing of their rules.
+        who.require("dnc.manage", &r.tenant_id, &[])?;
         let list = tenant_list(r.list, r.campaign_id, "list")?;
         let added = self.dialer.add_to_dnc(&who, &r.tenant_id, list, &r.e164, &r.blind_indexes, &r.reason).await?;
         Ok(Response::new(pb::AddToDncResponse { added }))
@@ -319,6 +321,7 @@ impl DialerPolicyService for Api {
     async fn remove_from_dnc(&self, req: Request<pb::RemoveFromDncRequest>) -> Reply<pb::RemoveFromDncResponse> {
         let who = self.caller(&req).await?;
         let r = req.into_inner();
+        who.require("dnc.manage", &r.tenant_id, &[])?;
         let list = tenant_list(r.list, r.campaign_id, "list")?;
         let removed = self.dialer.remove_from_dnc(&who, &r.tenant_id, list, &r.e164, &r.reason).await?;
         Ok(Response::new(pb::RemoveFromDncResponse { removed }))

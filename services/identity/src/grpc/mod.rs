@@ -126,6 +126,9 @@ impl IdentityService for Api {
     #[tracing::instrument(skip_all, fields(rpc = "create_tenant"))]
     async fn create_tenant(&self, req: Request<pb::CreateTenantRequest>) -> Reply<pb::Tenant> {
         let caller = self.caller(&req).await?;
+        // Authorization first, everywhere: a caller who may not act learns
+        // nothing of the request's rules.
+        self.identity.require_platform(&caller)?;
         let r = req.into_inner();
         let settings = TenantSettings {
             time_zone: (!r.time_zone.is_empty()).then_some(r.time_zone),
@@ -157,6 +160,7 @@ impl IdentityService for Api {
     #[tracing::instrument(skip_all, fields(rpc = "update_tenant_settings", tenant = %req.get_ref().tenant_id))]
     async fn update_tenant_settings(&self, req: Request<pb::UpdateTenantSettingsRequest>) -> Reply<pb::Tenant> {
         let caller = self.caller(&req).await?;
+        self.identity.require(&caller, &req.get_ref().tenant_id, "user.manage")?;
         let r = req.into_inner();
         let settings = TenantSettings {
             time_zone: r.time_zone,
@@ -184,6 +188,7 @@ impl IdentityService for Api {
     #[tracing::instrument(skip_all, fields(rpc = "update_user", tenant = %req.get_ref().tenant_id))]
     async fn update_user(&self, req: Request<pb::UpdateUserRequest>) -> Reply<pb::User> {
         let caller = self.caller(&req).await?;
+        self.identity.require(&caller, &req.get_ref().tenant_id, "user.manage")?;
         let r = req.into_inner();
         let active = match r.status.map(pb::UserStatus::try_from) {
             None => None,

@@ -87,11 +87,18 @@ impl Identity {
         Ok(rows)
     }
 
+    /// Refuses anyone but a platform-admin identity.
+    pub(crate) fn require_platform(&self, caller: &Caller) -> Result<()> {
+        if matches!(caller, Caller::Platform(_)) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied("only a platform-admin identity creates tenants".into()))
+        }
+    }
+
     /// Creates a tenant with the built-in roles.
     pub async fn create_tenant(&self, caller: &Caller, name: &str, settings: TenantSettings) -> Result<tenant::Model> {
-        if !matches!(caller, Caller::Platform(_)) {
-            return Err(Error::PermissionDenied("only a platform-admin identity creates tenants".into()));
-        }
+        self.require_platform(caller)?;
         validate_name("name", name)?;
         let tz = settings.time_zone.unwrap_or_else(|| "UTC".into());
         parse_time_zone("time_zone", &tz)?;

@@ -375,13 +375,14 @@ impl LeadVaultService for Api {
     async fn reveal_field(&self, req: Request<pb::RevealFieldRequest>) -> Reply<pb::RevealFieldResponse> {
         let who = self.user(&req).await?;
         let r = req.into_inner();
+        // An unknown field is refused by the vault, after authorization.
         let field = match pb::LeadField::try_from(r.field) {
-            Ok(pb::LeadField::Phone) => Field::Phone(r.index as usize),
-            Ok(pb::LeadField::Name) => Field::Name,
-            Ok(pb::LeadField::Address) => Field::Address,
-            Ok(pb::LeadField::Needs) => Field::Needs,
-            Ok(pb::LeadField::Notes) => Field::Notes,
-            _ => return Err(Error::invalid("field", "name a field: PHONE, NAME, ADDRESS, NEEDS or NOTES").into()),
+            Ok(pb::LeadField::Phone) => Some(Field::Phone(r.index as usize)),
+            Ok(pb::LeadField::Name) => Some(Field::Name),
+            Ok(pb::LeadField::Address) => Some(Field::Address),
+            Ok(pb::LeadField::Needs) => Some(Field::Needs),
+            Ok(pb::LeadField::Notes) => Some(Field::Notes),
+            _ => None,
         };
         let name = pb::LeadField::try_from(r.field).map_or("UNKNOWN", |f| f.as_str_name());
         let (value, remaining_quota) = self.vault.reveal(&who, &r.tenant_id, &r.lead_id, field, &r.reason).await?;
@@ -419,6 +420,8 @@ impl LeadVaultService for Api {
         use crate::service::erasure::state;
         let who = self.user_or_operator(&req).await?;
         let r = req.into_inner();
+        // Authorization first: a caller who may not list learns nothing of the filter's rules.
+        who.actor().require("erasure.execute", &r.tenant_id)?;
         let filter = match pb::ErasureState::try_from(r.state) {
             Ok(pb::ErasureState::Unspecified) => None,
             Ok(pb::ErasureState::Open) => Some(state::OPEN),

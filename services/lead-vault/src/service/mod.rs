@@ -351,7 +351,7 @@ impl Vault {
         who: &Subject,
         tenant: &str,
         id: &str,
-        field: Field,
+        field: Option<Field>,
         reason: &str,
     ) -> Result<(String, u32)> {
         // Authorization first: a caller who may not reveal learns nothing of
@@ -359,6 +359,8 @@ impl Vault {
         if !who.may_ever("lead.reveal", tenant) {
             return Err(Error::PermissionDenied("lead.reveal is not granted".into()));
         }
+        let field =
+            field.ok_or_else(|| Error::invalid("field", "name a field: PHONE, NAME, ADDRESS, NEEDS or NOTES"))?;
         let view = self.get(who, tenant, id).await?;
         let d = decide(
             who,
