@@ -9,8 +9,8 @@
 //! blocked), `calendar_missing` (reported by dialer-policy when a pack's
 //! official holiday calendar for this or next year is not loaded),
 //! `failed_login_burst`, `modification_burst` (lead changes or
-//! deletions by one actor), and `delivery_gap` (a service that was sending
-//! events fell silent).
+//! deletions by one actor), and `delivery_gap` (a service that was acting
+//! through the mesh, the `acting_service` of its events, fell silent).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -165,8 +165,11 @@ impl Detector {
             actor_service: e.actor_service.clone(),
             event_ids: ids,
         };
-        if !e.actor_service.is_empty() {
-            let k = (e.tenant_id.clone(), e.actor_service.clone());
+        // Gaps are judged per service acting through a writer (a dialer
+        // platform calling without a user token), not per writer: a writer
+        // is silent for a tenant whenever its users are.
+        if let Some(service) = e.details.get("acting_service").filter(|s| !s.is_empty()) {
+            let k = (e.tenant_id.clone(), service.clone());
             self.last_seen.insert(k.clone(), received);
             self.gap_alerted.insert(k, false);
         }

@@ -154,14 +154,22 @@ fn off_hours_access_in_the_tenants_time_zone() {
 #[test]
 fn delivery_gaps() {
     let mut d = Detector::new();
+    let acting = |mut e: Event| {
+        e.details.insert("acting_service".into(), "spiffe://guardline.local/ns/guardline/sa/call-platform".into());
+        e
+    };
+    // A writer's own events (a user acted) arm nothing: users go home.
     d.observe(&ev("lead.read", "allowed", 0, "u1"), at(0), &small(), None);
+    assert!(d.check_gaps(at(5000), |_| small()).is_empty(), "no acting service, no gap");
+    let mut d = Detector::new();
+    d.observe(&acting(ev("lead.read", "allowed", 0, "")), at(0), &small(), None);
     assert!(d.check_gaps(at(900), |_| small()).is_empty(), "exactly the threshold: quiet");
     let fired = d.check_gaps(at(901), |_| small());
     assert_eq!(rules(&fired), vec!["delivery_gap"]);
-    assert!(fired[0].actor_service.ends_with("/sa/lead-vault"));
+    assert!(fired[0].actor_service.ends_with("/sa/call-platform"));
     assert!(d.check_gaps(at(2000), |_| small()).is_empty(), "raised once");
     // Delivery resumes with an old event (a replayed backlog): arrival is what counts.
-    d.observe(&ev("lead.read", "allowed", 5, "u1"), at(2001), &small(), None);
+    d.observe(&acting(ev("lead.read", "allowed", 5, "")), at(2001), &small(), None);
     assert_eq!(
         rules(&d.check_gaps(at(2002 + 900), |_| small())),
         vec!["delivery_gap"],
