@@ -215,20 +215,23 @@ impl OutboxWorker {
         }
     }
 
-    /// Refreshes the depth gauge when it is older than [`DEPTH_EVERY`].
-    async fn record_depth(&self) -> Result<()> {
-        let due = {
-            let mut last = self.depth_counted.lock().map_err(|_| Error::Internal("outbox depth lock".into()))?;
-            let due = last.is_none_or(|t| t.elapsed() >= DEPTH_EVERY);
-            if due {
+    /// Refreshes the depth gauge when it is older than [`DEPTH_EVERY`]; a
+    /// gauge left stale never stops delivery.
+    async fn record_depth(&self) {
+        let due = match self.depth_counted.lock() {
+            Ok(mut last) if last.is_none_or(|t| t.elapsed() >= DEPTH_EVERY) => {
                 *last = Some(std::time::Instant::now());
+                true
             }
-            due
+            _ => false,
         };
-        if due {
-            guardline_runtime::metrics::business().outbox_depth.record(pending(&self.db).await?, &[]);
+        if !due {
+            return;
         }
-        Ok(())
+        match pending(&self.db).await {
+            Ok(n) => guardline_runtime::metrics::business().outbox_depth.record(n, &[]),
+            Err(error) => tracing::warn!(%error, "outbox depth not counted"),
+        }
     }
 
     /// A handle to wake the worker right after enqueueing.
@@ -255,7 +258,7 @@ impl OutboxWorker {
             .limit(self.batch)
             .all(&self.db)
             .await?;
-        self.record_depth().await?;
+        self.record_depth().await;
         let metrics = guardline_runtime::metrics::business();
         // The oldest due row comes first: its age is the outbox's.
         let age = rows.first().map_or(0.0, |r| (now - r.created_at).to_std().unwrap_or_default().as_secs_f64());

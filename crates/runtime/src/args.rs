@@ -135,15 +135,15 @@ pub struct ServerArgs {
     /// Requests a second one user may make to this service, in bursts of
     /// twice that (from the verified token); past it RESOURCE_EXHAUSTED with
     /// a retry hint. 0: no limit.
-    #[arg(long, env = "GUARDLINE_RATE_LIMIT_USER", default_value_t = 100)]
+    #[arg(long, env = "GUARDLINE_RATE_LIMIT_USER", default_value_t = crate::ratelimit::Rates::DEFAULT.user)]
     pub rate_limit_user: u32,
     /// Requests a second all users of one tenant may make to this service,
     /// in bursts of twice that. 0: no limit.
-    #[arg(long, env = "GUARDLINE_RATE_LIMIT_TENANT", default_value_t = 1000)]
+    #[arg(long, env = "GUARDLINE_RATE_LIMIT_TENANT", default_value_t = crate::ratelimit::Rates::DEFAULT.tenant)]
     pub rate_limit_tenant: u32,
     /// Requests a second one service identity may make without a user token,
     /// in bursts of twice that. 0: no limit.
-    #[arg(long, env = "GUARDLINE_RATE_LIMIT_SERVICE", default_value_t = 5000)]
+    #[arg(long, env = "GUARDLINE_RATE_LIMIT_SERVICE", default_value_t = crate::ratelimit::Rates::DEFAULT.service)]
     pub rate_limit_service: u32,
 }
 
@@ -157,9 +157,9 @@ impl ServerArgs {
             max_message_bytes: 4 * 1024 * 1024,
             drain_timeout: Duration::from_secs(20),
             health_listen: None,
-            rate_limit_user: 100,
-            rate_limit_tenant: 1000,
-            rate_limit_service: 5000,
+            rate_limit_user: crate::ratelimit::Rates::DEFAULT.user,
+            rate_limit_tenant: crate::ratelimit::Rates::DEFAULT.tenant,
+            rate_limit_service: crate::ratelimit::Rates::DEFAULT.service,
         }
     }
 

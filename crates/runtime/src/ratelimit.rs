@@ -35,6 +35,13 @@ pub struct Rates {
     pub service: u32,
 }
 
+impl Rates {
+    /// The defaults of the `--rate-limit-*` flags: far above what a person
+    /// or a healthy integration sends, low enough that one flood cannot take
+    /// a service from everyone else.
+    pub const DEFAULT: Rates = Rates { user: 100, tenant: 1000, service: 5000 };
+}
+
 type Keyed<K> = DefaultKeyedRateLimiter<K>;
 
 struct Limits {
