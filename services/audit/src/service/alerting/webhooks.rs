@@ -24,12 +24,9 @@ pub const CONCURRENCY: usize = 16;
 /// How long one delivery may take, connecting included.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How one attempt ended.
-enum Attempt {
+/// How one send ended.
+enum Sent {
     Delivered,
-    /// Nothing to deliver to any more: the webhook was removed, or the
-    /// egress rules now refuse it.
-    Dropped,
     /// The receiver did not take it: why, without its URL.
     Refused(String),
 }
@@ -56,52 +53,74 @@ impl Alerting {
         Ok(sent.into_iter().sum())
     }
 
-    /// One webhook's deliveries, oldest first, until one fails.
+    /// One webhook's deliveries, oldest first, until one fails. The webhook
+    /// and its secret are the same for the whole queue: looked up and
+    /// opened once.
     async fn deliver_in_order(&self, queue: Vec<delivery::Model>) -> usize {
+        let Some(first) = queue.first() else { return 0 };
+        let secret = match self.secret_of(first).await {
+            Ok(Some(secret)) => secret,
+            // Nothing to deliver to any more: the webhook was removed, or
+            // the egress rules now refuse it.
+            Ok(None) => {
+                for d in &queue {
+                    if let Err(error) = self.store.drop_delivery(&d.id).await {
+                        tracing::error!(%error, alert = %d.alert_id, "could not drop a webhook delivery");
+                    }
+                }
+                return 0;
+            }
+            Err(e) => {
+                self.back_off(first, &e.to_string()).await;
+                return 0;
+            }
+        };
         let mut sent = 0;
-        for d in queue {
-            let why = match self.attempt(&d).await {
-                Ok(Attempt::Delivered) => {
+        for d in &queue {
+            let why = match self.send(d, &secret).await {
+                Ok(Sent::Delivered) => {
                     sent += 1;
                     continue;
                 }
-                Ok(Attempt::Dropped) => continue,
-                Ok(Attempt::Refused(why)) => why,
+                Ok(Sent::Refused(why)) => why,
                 Err(e) => e.to_string(),
             };
-            self.back_off(&d, &why).await;
+            self.back_off(d, &why).await;
             break;
         }
         sent
     }
 
-    async fn attempt(&self, d: &delivery::Model) -> Result<Attempt> {
+    /// The opened secret of `d`'s webhook, or `None` when it is gone or the
+    /// egress rules refuse it.
+    async fn secret_of(&self, d: &delivery::Model) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
         let hook = self.webhooks(&d.tenant_id).await?.into_iter().find(|h| h.url == d.url);
-        let Some(hook) = hook.filter(|_| self.egress.check_url(&d.url).is_ok()) else {
-            self.store.drop_delivery(&d.id).await?;
-            return Ok(Attempt::Dropped);
-        };
+        let Some(hook) = hook.filter(|_| self.egress.check_url(&d.url).is_ok()) else { return Ok(None) };
         let sealed = B64.decode(&hook.sealed_secret).map_err(|_| AuditError::WebhookSecretUnreadable)?;
         let secret =
             self.envelope.open_secret(&d.tenant_id, SECRET_KIND, &hook.url, &hook.data_key_id, &sealed).await?;
+        Ok(Some(secret))
+    }
+
+    async fn send(&self, d: &delivery::Model, secret: &[u8]) -> Result<Sent> {
         let ts = self.clock.now().timestamp();
         let sent = self
             .http
             .post(&d.url)
             .header("content-type", "application/json")
             .header("x-guardline-timestamp", ts.to_string())
-            .header("x-guardline-signature", signature(&secret, ts, d.payload.as_bytes()))
+            .header("x-guardline-signature", signature(secret, ts, d.payload.as_bytes()))
             .body(d.payload.clone())
             .send()
             .await;
         match sent {
             Ok(r) if r.status().is_success() => {
                 self.store.delivered(&d.id, self.clock.now()).await?;
-                Ok(Attempt::Delivered)
+                Ok(Sent::Delivered)
             }
-            Ok(r) => Ok(Attempt::Refused(format!("answered {}", r.status()))),
+            Ok(r) => Ok(Sent::Refused(format!("answered {}", r.status()))),
             // A webhook URL may carry a credential in its query: never shown.
-            Err(e) => Ok(Attempt::Refused(e.without_url().to_string())),
+            Err(e) => Ok(Sent::Refused(e.without_url().to_string())),
         }
     }
 
