@@ -62,7 +62,12 @@ fn totp(uri: &str, at: u64) -> Result<String> {
 /// with the next code; returns the admin's token.
 async fn enroll_admin(m: &impl Mesh, tenant: &str) -> Result<String> {
     let mut gateway = identity(m, m.gateway())?;
-    let enroll = idpb::EnrollTotpRequest { tenant_id: tenant.into(), login: "admin".into(), password: PASSWORD.into() };
+    let enroll = idpb::EnrollTotpRequest {
+        tenant_id: tenant.into(),
+        login: "admin".into(),
+        password: PASSWORD.into(),
+        ..Default::default()
+    };
     let uri = gateway.enroll_totp(enroll).await?.into_inner().provisioning_uri;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let confirm = idpb::ConfirmTotpRequest {
@@ -70,6 +75,7 @@ async fn enroll_admin(m: &impl Mesh, tenant: &str) -> Result<String> {
         login: "admin".into(),
         password: PASSWORD.into(),
         code: totp(&uri, now)?,
+        ..Default::default()
     };
     gateway.confirm_totp(confirm).await?;
     // The next time step: the code just used for the confirmation is spent.

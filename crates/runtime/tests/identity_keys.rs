@@ -89,6 +89,9 @@ impl IdentityService for Published {
     async fn confirm_totp(&self, _: tonic::Request<pb::ConfirmTotpRequest>) -> Reply<pb::ConfirmTotpResponse> {
         unused()
     }
+    async fn reset_totp(&self, _: tonic::Request<pb::ResetTotpRequest>) -> Reply<pb::ResetTotpResponse> {
+        unused()
+    }
     async fn authorize(&self, _: tonic::Request<pb::AuthorizeRequest>) -> Reply<pb::AuthorizeResponse> {
         unused()
     }

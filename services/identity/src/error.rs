@@ -36,6 +36,14 @@ pub enum IdentityError {
     /// A second factor is enrolled and no code came.
     #[error("a second factor (TOTP code) is required")]
     SecondFactorRequired,
+    /// Credentials alone came to enroll a second factor over an existing one.
+    #[error(
+        "a second factor is enrolled: replace it with a bearer token and a current code, or ask an administrator to reset it"
+    )]
+    SecondFactorEnrolled,
+    /// A token holder replaces an enrolled second factor without a current code.
+    #[error("a current code of the enrolled authenticator is required to replace it")]
+    CurrentCodeRequired,
     /// A confirmation came without an enrolment in progress.
     #[error("no second factor enrolment in progress")]
     NoEnrollment,
@@ -55,7 +63,9 @@ impl Refusal for IdentityError {
         match self {
             Self::AccountLocked | Self::SourceLocked => Code::ResourceExhausted,
             Self::RiskDenied | Self::RiskNeedsSecondFactor => Code::PermissionDenied,
-            Self::EnrollSecondFactor | Self::NoEnrollment => Code::FailedPrecondition,
+            Self::EnrollSecondFactor | Self::NoEnrollment | Self::SecondFactorEnrolled | Self::CurrentCodeRequired => {
+                Code::FailedPrecondition
+            }
             _ => Code::Unauthenticated,
         }
     }
@@ -71,6 +81,8 @@ impl Refusal for IdentityError {
             Self::EnrollSecondFactor => "ENROLL_SECOND_FACTOR",
             Self::SecondFactorRequired => "SECOND_FACTOR_REQUIRED",
             Self::NoEnrollment => "NO_ENROLLMENT_IN_PROGRESS",
+            Self::SecondFactorEnrolled => "SECOND_FACTOR_ENROLLED",
+            Self::CurrentCodeRequired => "CURRENT_CODE_REQUIRED",
             Self::InvalidRefreshToken => "INVALID_REFRESH_TOKEN",
             Self::RefreshTokenReused => "REFRESH_TOKEN_REUSED",
             Self::RefreshTokenExpired => "REFRESH_TOKEN_EXPIRED",

@@ -483,6 +483,7 @@ async fn parallel_guesses_and_a_replayed_code_gain_nothing(postgres: bool) {
             tenant_id: tenant_id.clone(),
             login: login_name.clone(),
             password: password.clone(),
+            ..Default::default()
         })
         .await
         .expect("enroll")
@@ -492,7 +493,13 @@ async fn parallel_guesses_and_a_replayed_code_gain_nothing(postgres: bool) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
     let confirm = guardline_identity::domain::credentials::totp_code(&secret, now).expect("code");
     admin2
-        .confirm_totp(pb::ConfirmTotpRequest { code: confirm, tenant_id, login: login_name, password })
+        .confirm_totp(pb::ConfirmTotpRequest {
+            code: confirm,
+            tenant_id,
+            login: login_name,
+            password,
+            ..Default::default()
+        })
         .await
         .expect("confirm");
     let code_once = harness::next_code(&secret);
@@ -514,6 +521,83 @@ async fn parallel_guesses_and_a_replayed_code_gain_nothing(postgres: bool) {
     let results = futures::future::join_all(logins).await;
     let sessions = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(sessions, 1, "{results:?}");
+}
+
+/// A stolen password must not buy a second factor: credentials enroll only
+/// while none exists, replacing one needs a current code, an administrator's
+/// reset is audited, and wrong passwords on this path lock the account as
+/// wrong logins do.
+async fn a_password_alone_never_replaces_the_second_factor(postgres: bool) {
+    let h = harness::start(postgres).await;
+    let mut platform = h.ready().await;
+    let t = tenant(&mut platform, "Factor", None).await;
+    let other = tenant(&mut platform, "Elsewhere", None).await;
+    let mut c = h.client("gateway");
+    let agent = user(&mut c, &t, "agent1", &["agent"], &[]).await;
+    let with_creds = |login: &str, password: &str| pb::EnrollTotpRequest {
+        tenant_id: t.id.clone(),
+        login: login.into(),
+        password: password.into(),
+        context: harness::ctx("203.0.113.9", "d", "CN-31"),
+        ..Default::default()
+    };
+    let confirm_creds = |code: String| pb::ConfirmTotpRequest {
+        tenant_id: t.id.clone(),
+        login: "agent1".into(),
+        password: PASSWORD.into(),
+        code,
+        ..Default::default()
+    };
+
+    // Before any factor, the agent enrolls with credentials.
+    let session = login(&mut c, &t.id, "agent1", PASSWORD, "203.0.113.9", "d", "CN-31").await.expect("login");
+    let uri = c.enroll_totp(with_creds("agent1", PASSWORD)).await.expect("first enrolment").into_inner();
+    let secret = harness::totp_secret(&uri.provisioning_uri);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let code_now = guardline_identity::domain::credentials::totp_code(&secret, now).expect("code");
+    c.confirm_totp(confirm_creds(code_now)).await.expect("confirm");
+
+    // Now credentials alone are refused on both calls, whatever the code.
+    assert_eq!(
+        code(c.enroll_totp(with_creds("agent1", PASSWORD)).await),
+        (Code::FailedPrecondition, "SECOND_FACTOR_ENROLLED".into())
+    );
+    let (k, why) = code(c.confirm_totp(confirm_creds(harness::next_code(&secret))).await);
+    assert_eq!((k, why.as_str()), (Code::FailedPrecondition, "SECOND_FACTOR_ENROLLED"));
+    // A token holder replaces it only with a current code.
+    let token = session.access_token.clone();
+    let by_token = |current_code: &str| {
+        bearer(pb::EnrollTotpRequest { current_code: current_code.into(), ..Default::default() }, &token)
+    };
+    assert_eq!(code(c.enroll_totp(by_token("")).await), (Code::FailedPrecondition, "CURRENT_CODE_REQUIRED".into()));
+    let stale = guardline_identity::domain::credentials::totp_code(&secret, now - 3600).expect("code");
+    assert_eq!(code(c.enroll_totp(by_token(&stale)).await), (Code::Unauthenticated, "INVALID_CREDENTIALS".into()));
+    c.enroll_totp(by_token(&harness::next_code(&secret))).await.expect("replaced with a current code");
+
+    // An administrator's reset: authorized, with a reason, audited; it ends
+    // the user's sessions and lets the user enroll with credentials again.
+    let reset = |token: &str, tenant: &str, reason: &str| {
+        let msg = pb::ResetTotpRequest { tenant_id: tenant.into(), user_id: agent.clone(), reason: reason.into() };
+        bearer(msg, token)
+    };
+    assert_eq!(code(c.reset_totp(reset(&token, &t.id, "lost phone")).await).0, Code::PermissionDenied);
+    assert_eq!(code(c.reset_totp(reset(&other.admin_token, &t.id, "lost phone")).await).0, Code::PermissionDenied);
+    assert_eq!(violated_field(c.reset_totp(reset(&t.admin_token, &t.id, " ")).await), "reason");
+    let (k, _) = code(c.reset_totp(reset(&t.admin_token, &other.id, "lost phone")).await);
+    assert_eq!(k, Code::PermissionDenied, "another tenant's user is out of reach");
+    c.reset_totp(reset(&t.admin_token, &t.id, "lost phone")).await.expect("reset");
+    let refreshed =
+        c.refresh(pb::RefreshRequest { refresh_token: session.refresh_token.clone(), ..Default::default() }).await;
+    assert_eq!(code(refreshed).0, Code::Unauthenticated, "the reset ended the user's sessions");
+    c.enroll_totp(with_creds("agent1", PASSWORD)).await.expect("enrolment by credentials after a reset");
+
+    // Wrong passwords on this path count towards the login lockout.
+    user(&mut c, &t, "agent2", &["agent"], &[]).await;
+    for _ in 0..5 {
+        assert_eq!(code(c.enroll_totp(with_creds("agent2", "not the password")).await).0, Code::Unauthenticated);
+    }
+    let (k, why) = code(login(&mut c, &t.id, "agent2", PASSWORD, "198.51.100.1", "d", "CN-31").await);
+    assert_eq!((k, why.as_str()), (Code::ResourceExhausted, "ACCOUNT_LOCKED"), "locked by guesses at EnrollTotp");
 }
 
 async fn a_hash_with_old_parameters_is_replaced_at_login(postgres: bool) {
@@ -646,6 +730,7 @@ guardline_testkit::on_both_stores!(
     tenants_are_listed_for_the_operator_and_platform_admins_only,
     a_flooding_tenant_is_limited_and_others_are_served,
     onboarding_with_totp_for_admins,
+    a_password_alone_never_replaces_the_second_factor,
     wrong_role_wrong_tenant_and_bad_input_are_refused,
     lockout_after_repeated_failures,
     refresh_tokens_rotate_and_reuse_revokes_the_family,

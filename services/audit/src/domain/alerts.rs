@@ -4,7 +4,7 @@
 //!
 //! Rules: `bulk_access` (records revealed or exported by one actor within a
 //! window), `off_hours_access` (data access outside the tenant's working
-//! hours), `risky_login` (reported by identity), `line_throttled`
+//! hours), `risky_login` and `second_factor_reset` (reported by identity), `line_throttled`
 //! (reported by dialer-policy when a caller line drifts toward being
 //! blocked), `calendar_missing` (reported by dialer-policy when a pack's
 //! official holiday calendar for this or next year is not loaded),
@@ -262,6 +262,9 @@ fn single(e: &Event) -> Option<(&'static str, String)> {
     match e.action.as_str() {
         "identity.login.risky" => {
             Some(("risky_login", format!("{} risk login: {}", detail("risk_level"), detail("risk_reasons"))))
+        }
+        "identity.totp.reset" => {
+            Some(("second_factor_reset", "a user's second factor was reset by an administrator".to_owned()))
         }
         "dialer.line.throttled" => Some(("line_throttled", format!("caller line throttled: {}", detail("reason")))),
         "dialer.calendar.missing" => Some((

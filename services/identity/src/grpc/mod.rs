@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use guardline_authz::{Resource, Subject, decide};
-use guardline_proto::common::v1::PageResponse;
+use guardline_proto::common::v1::{self as common, PageResponse};
 use guardline_proto::identity::v1 as pb;
 use guardline_proto::identity::v1::identity_service_server::{IdentityService, IdentityServiceServer};
 use guardline_runtime::args::MeshArgs;
@@ -64,17 +64,22 @@ impl Api {
     }
 
     /// The user a TOTP call is about: the bearer token's user, or the one the
-    /// credentials `(tenant, login, password)` name.
+    /// credentials `(tenant, login, password)` name, judged at the source
+    /// address a login from there would be.
     async fn totp_user<T>(
         &self,
         req: &Request<T>,
         (tenant, login, password): (&str, &str, &str),
+        context: Option<&common::RequestContext>,
     ) -> Result<crate::store::user::Model, Status> {
         let claims = match self.caller(req).await? {
             Caller::User(c) => Some(c),
             _ => None,
         };
-        Ok(self.identity.totp_subject(claims.as_ref(), creds(tenant, login, password).as_ref()).await?)
+        let c = context.cloned().unwrap_or_default();
+        let source_address = self.source_address(req, c.source_address);
+        let ctx = ClientContext { source_address, device_id: c.device_id, user_agent: c.user_agent, region: c.region };
+        Ok(self.identity.totp_subject(claims.as_ref(), creds(tenant, login, password).as_ref(), &ctx).await?)
     }
 }
 
@@ -107,6 +112,7 @@ const MESH_OPEN: &[&str] = &[
     "Logout",
     "EnrollTotp",
     "ConfirmTotp",
+    "ResetTotp",
     "GetVerificationKeys",
     "RevokeSigningKey",
     "Authorize",
@@ -306,16 +312,25 @@ impl IdentityService for Api {
     #[tracing::instrument(skip_all, fields(rpc = "enroll_totp", tenant = %req.get_ref().tenant_id))]
     async fn enroll_totp(&self, req: Request<pb::EnrollTotpRequest>) -> Reply<pb::EnrollTotpResponse> {
         let r = req.get_ref();
-        let user = self.totp_user(&req, (&r.tenant_id, &r.login, &r.password)).await?;
-        Ok(Response::new(pb::EnrollTotpResponse { provisioning_uri: self.identity.enroll_totp(&user).await? }))
+        let user = self.totp_user(&req, (&r.tenant_id, &r.login, &r.password), r.context.as_ref()).await?;
+        let provisioning_uri = self.identity.enroll_totp(&user, &r.current_code).await?;
+        Ok(Response::new(pb::EnrollTotpResponse { provisioning_uri }))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "confirm_totp", tenant = %req.get_ref().tenant_id))]
     async fn confirm_totp(&self, req: Request<pb::ConfirmTotpRequest>) -> Reply<pb::ConfirmTotpResponse> {
         let r = req.get_ref();
-        let user = self.totp_user(&req, (&r.tenant_id, &r.login, &r.password)).await?;
+        let user = self.totp_user(&req, (&r.tenant_id, &r.login, &r.password), r.context.as_ref()).await?;
         self.identity.confirm_totp(&user, &r.code).await?;
         Ok(Response::new(pb::ConfirmTotpResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "reset_totp", tenant = %req.get_ref().tenant_id))]
+    async fn reset_totp(&self, req: Request<pb::ResetTotpRequest>) -> Reply<pb::ResetTotpResponse> {
+        let caller = self.caller(&req).await?;
+        let r = req.into_inner();
+        self.identity.reset_totp(&caller, &r.tenant_id, &r.user_id, &r.reason).await?;
+        Ok(Response::new(pb::ResetTotpResponse {}))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "get_verification_keys"))]

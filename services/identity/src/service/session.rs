@@ -92,7 +92,7 @@ fn fail(reason: &'static str, counts: bool, error: Error) -> Failure {
     Failure { reason, counts, error, reserved: false }
 }
 
-fn locked() -> Error {
+pub(super) fn locked() -> Error {
     IdentityError::AccountLocked.into()
 }
 
@@ -212,26 +212,66 @@ impl Identity {
                 self.logged_in(&tx, site, &user, &creds.password, risk).await
             }
             Err((failure, risk)) => {
-                if let Some(u) = &user {
-                    if failure.counts && failure.reserved {
-                        self.count_user_failure(&tx, &tenant, u, now).await?;
-                    } else if failure.reserved {
-                        // Not a guess (disabled, refused by risk...): the
-                        // reserved failure is given back.
-                        users::release_attempt(&tx, &u.id).await?;
-                    }
-                }
-                if failure.counts {
-                    self.count_source_failure(&tx, &tenant.id, &ctx.source_address, now).await?;
-                }
                 let uid = user.as_ref().map(|u| u.id.as_str());
                 let site = Site { tenant: &tenant.id, user: uid, ctx: &ctx, now };
-                self.record_login(&tx, site, Err(failure.reason), risk.as_ref()).await?;
-                Err(failure.error)
+                Err(self.failed(&tx, &tenant, site, failure, risk).await?)
             }
         };
         self.store.commit(tx, []).await?;
         result
+    }
+
+    /// Books a failed attempt: the user's reserved failure counted or given
+    /// back, the source address's failure counted, the attempt recorded.
+    /// Returns the error to answer with.
+    async fn failed(
+        &self,
+        tx: &Tx,
+        tenant: &tenant::Model,
+        site: Site<'_>,
+        failure: Failure,
+        risk: Option<(Assessment, RiskAction)>,
+    ) -> Result<Error> {
+        if let Some(uid) = site.user {
+            if failure.counts && failure.reserved {
+                self.count_user_failure(tx, tenant, uid, site.now).await?;
+            } else if failure.reserved {
+                // Not a guess (disabled, refused by risk...): the reserved
+                // failure is given back.
+                users::release_attempt(tx, uid).await?;
+            }
+        }
+        if failure.counts {
+            self.count_source_failure(tx, &tenant.id, &site.ctx.source_address, site.now).await?;
+        }
+        self.record_login(tx, site, Err(failure.reason), risk.as_ref()).await?;
+        Ok(failure.error)
+    }
+
+    /// Authenticates a user by password alone, for enrolling a first second
+    /// factor: the same checks and the same lockout as a login (a failure
+    /// is booked as a failed login), and no session.
+    pub(super) async fn password_only(&self, creds: &Credentials, ctx: &ClientContext) -> Result<user::Model> {
+        let now = self.clock.now();
+        let Some(tenant) = tenants::tenant(&self.store, &creds.tenant).await?.filter(|t| t.status == status::ACTIVE)
+        else {
+            self.passwords.verify_dummy(&creds.password).await?;
+            return Err(invalid_credentials());
+        };
+        let user = users::by_login(&self.store, &tenant.id, &creds.login).await?;
+        match self.password_checked(&tenant, user.as_ref(), &creds.password, ctx, now).await {
+            Ok(u) => {
+                users::release_attempt(&self.store, &u.id).await?;
+                Ok(u)
+            }
+            Err(failure) => {
+                let tx = self.store.begin().await?;
+                let site = Site { tenant: &tenant.id, user: user.as_ref().map(|u| u.id.as_str()), ctx, now };
+                let error = self.failed(&tx, &tenant, site, failure, None).await?;
+                self.store.commit(tx, []).await?;
+                Err(error)
+            }
+        }
     }
 
     /// A login that passed: tokens issued, failures reset, the login recorded.
@@ -259,23 +299,23 @@ impl Identity {
         Ok(outcome)
     }
 
-    async fn count_user_failure(
+    pub(super) async fn count_user_failure(
         &self,
         tx: &Tx,
         tenant: &tenant::Model,
-        u: &user::Model,
+        uid: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
         let policy: RiskPolicy = serde_json::from_str(&tenant.risk_policy).unwrap_or_default();
         // The failure was counted when the attempt reserved it; read the
         // count as it is now, under this transaction.
-        let Some(mut current) = users::user(tx, &u.id).await? else { return Ok(()) };
+        let Some(mut current) = users::user(tx, uid).await? else { return Ok(()) };
         if Ord::max(current.failed_attempts, 0) as u32 >= policy.max_failed_attempts {
             current.locked_until = Some(now + chrono::Duration::seconds(i64::from(policy.lockout_seconds)));
             current.failed_attempts = 0;
-            let caller = Caller::User(Claims { sub: u.id.clone(), ..blank_claims(&tenant.id) });
+            let caller = Caller::User(Claims { sub: uid.to_owned(), ..blank_claims(&tenant.id) });
             let event = Self::event(&caller, &tenant.id, "identity.lockout")
-                .resource("user", &u.id)
+                .resource("user", uid)
                 .outcome(Outcome::Denied, "too many failed attempts")
                 .detail("lockout_seconds", policy.lockout_seconds);
             tx.enqueue(event).await?;
@@ -286,7 +326,7 @@ impl Identity {
 
     /// Records that TOTP time step `step` was used, unless it (or a later
     /// one) already was: true for the one login that may use it.
-    async fn claim_totp_step(&self, user_id: &str, step: u64) -> Result<bool> {
+    pub(super) async fn claim_totp_step(&self, user_id: &str, step: u64) -> Result<bool> {
         users::claim_totp_step(&self.store, user_id, step).await
     }
 
@@ -299,26 +339,47 @@ impl Identity {
         ctx: &ClientContext,
         now: DateTime<Utc>,
     ) -> Result<(user::Model, (Assessment, RiskAction), Option<u64>), (Failure, Option<(Assessment, RiskAction)>)> {
-        let db = |e: Error| (fail("internal", false, e), None);
+        let user = self.password_checked(tenant, user, &creds.password, ctx, now).await.map_err(|f| (f, None))?;
+        self.verified(tenant, &user, creds, ctx, now).await.map_err(|(f, r)| (Failure { reserved: true, ..f }, r))
+    }
+
+    /// The checks every password takes, in order: the source address, the
+    /// account's lock, one reserved failure, the password, the account's
+    /// status. No writes but the reservation.
+    async fn password_checked(
+        &self,
+        tenant: &tenant::Model,
+        user: Option<&user::Model>,
+        password: &str,
+        ctx: &ClientContext,
+        now: DateTime<Utc>,
+    ) -> Result<user::Model, Failure> {
+        let db = |e: Error| fail("internal", false, e);
         if self.source_blocked(&tenant.id, &ctx.source_address, now).await.map_err(db)? {
-            let e = Error::from(IdentityError::SourceLocked);
-            return Err((fail("source_locked", false, e), None));
+            return Err(fail("source_locked", false, IdentityError::SourceLocked.into()));
         }
         let Some(user) = user else {
-            self.passwords.verify_dummy(&creds.password).await.map_err(db)?;
-            return Err((fail("unknown_login", true, invalid_credentials()), None));
+            self.passwords.verify_dummy(password).await.map_err(db)?;
+            return Err(fail("unknown_login", true, invalid_credentials()));
         };
         if user.locked_until.is_some_and(|t| t > now) {
-            return Err((fail("locked", false, locked()), None));
+            return Err(fail("locked", false, locked()));
         }
         let policy: RiskPolicy = serde_json::from_str(&tenant.risk_policy).unwrap_or_default();
         // One of the allowed failures is taken before the password is checked
         // (an atomic conditional increment), so that parallel guesses never
         // check more passwords than the limit.
         if !users::reserve_attempt(&self.store, &user.id, policy.max_failed_attempts, now).await.map_err(db)? {
-            return Err((fail("locked", false, locked()), None));
+            return Err(fail("locked", false, locked()));
         }
-        self.verified(tenant, user, creds, ctx, now).await.map_err(|(f, r)| (Failure { reserved: true, ..f }, r))
+        let reserved = |f: Failure| Failure { reserved: true, ..f };
+        if !self.passwords.verify(password, &user.password_hash).await.map_err(|e| reserved(db(e)))? {
+            return Err(reserved(fail("bad_password", true, invalid_credentials())));
+        }
+        if user.status != status::ACTIVE {
+            return Err(reserved(fail("disabled", false, invalid_credentials())));
+        }
+        Ok(user.clone())
     }
 
     /// The risk of a login, judged against the last 30 days of successful
@@ -347,7 +408,7 @@ impl Identity {
         Ok((assessment, action))
     }
 
-    /// The checks of a login after an attempt was reserved; no writes.
+    /// The checks of a login after the password passed; no writes.
     async fn verified(
         &self,
         tenant: &tenant::Model,
@@ -357,12 +418,6 @@ impl Identity {
         now: DateTime<Utc>,
     ) -> Result<(user::Model, (Assessment, RiskAction), Option<u64>), (Failure, Option<(Assessment, RiskAction)>)> {
         let db = |e: Error| (fail("internal", false, e), None);
-        if !self.passwords.verify(&creds.password, &user.password_hash).await.map_err(db)? {
-            return Err((fail("bad_password", true, invalid_credentials()), None));
-        }
-        if user.status != status::ACTIVE {
-            return Err((fail("disabled", false, invalid_credentials()), None));
-        }
         let risk = self.risk_of(tenant, user, ctx, now).await.map_err(db)?;
         let action = risk.1;
         if action == RiskAction::Deny {

@@ -131,6 +131,7 @@ pub async fn tenant(platform: &mut Client, name: &str, policy: Option<pb::LoginR
             tenant_id: t.id.clone(),
             login: "admin".into(),
             password: PASSWORD.into(),
+            ..Default::default()
         })
         .await
         .expect("enroll")
@@ -145,6 +146,7 @@ pub async fn tenant(platform: &mut Client, name: &str, policy: Option<pb::LoginR
             tenant_id: t.id.clone(),
             login: "admin".into(),
             password: PASSWORD.into(),
+            ..Default::default()
         })
         .await
         .expect("confirm");

@@ -207,3 +207,13 @@ fn overdue_erasures_reported_by_the_operator() {
     assert_eq!(rules(&fired), vec!["erasure_overdue"]);
     assert_eq!(fired[0].summary, "2 erasure cases are past their deadline");
 }
+
+#[test]
+fn a_second_factor_reset_raises_an_alert() {
+    let mut d = Detector::new();
+    let mut e = ev("identity.totp.reset", "allowed", 0, "admin");
+    e.details.insert("reason".into(), "lost phone".into());
+    let fired = d.observe(&e, NOW, &small(), None);
+    assert_eq!(rules(&fired), vec!["second_factor_reset"]);
+    assert!(!fired[0].summary.contains("lost phone"), "the free-text reason stays in the event");
+}
