@@ -296,6 +296,7 @@ async fn a_ciphertext_moved_to_another_lead_does_not_open(postgres: bool) {
     let t = tenant(&m).await;
     let a = create(&m, &t, 0, lead(&["+8613812345678"])).await.expect("create");
     let b = create(&m, &t, 0, lead(&["+8613912345678"])).await.expect("create");
+    let c = create(&m, &t, 0, lead(&["+8613712345678"])).await.expect("create");
     let db = guardline_runtime::storage::connect(&DatabaseArgs::url(m.vault_db.clone())).await.expect("db");
     use guardline_lead_vault::store::lead as entity;
     use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
@@ -318,13 +319,24 @@ async fn a_ciphertext_moved_to_another_lead_does_not_open(postgres: bool) {
         .expect("tamper");
     let tampered = get(&m, &t, &t.tokens[3], &a.id).await.expect_err("tampered metadata");
     assert_eq!((tampered.code(), reason(&tampered).as_str()), (Code::DataLoss, "LEAD_INTEGRITY_FAILED"));
+    // So is a time zone moved to open another calling window.
+    entity::ActiveModel { id: Set(c.id.clone()), time_zone: Set("America/Los_Angeles".into()), ..Default::default() }
+        .update(&db)
+        .await
+        .expect("tamper");
+    let moved_zone = get(&m, &t, &t.tokens[3], &c.id).await.expect_err("tampered time zone");
+    assert_eq!(reason(&moved_zone), "LEAD_INTEGRITY_FAILED");
     let scan = |who: &str| with(who, Request::new(pb::VerifyIntegrityRequest { tenant_id: t.id.clone() }));
     assert_eq!(m.vault().verify_integrity(scan(&t.tokens[0])).await.expect_err("agent").code(), Code::PermissionDenied);
     let report = m.vault().verify_integrity(scan(&t.tokens[3])).await.expect("scan").into_inner();
-    assert_eq!(report.scanned, 2);
+    assert_eq!(report.scanned, 3);
     let mut found: Vec<(String, String)> = report.findings.into_iter().map(|f| (f.lead_id, f.problem)).collect();
     found.sort();
-    let mut want = vec![(a.id.clone(), "mac_mismatch".to_owned()), (b.id.clone(), "undecryptable".to_owned())];
+    let mut want = vec![
+        (a.id.clone(), "mac_mismatch".to_owned()),
+        (b.id.clone(), "undecryptable".to_owned()),
+        (c.id.clone(), "mac_mismatch".to_owned()),
+    ];
     want.sort();
     assert_eq!(found, want);
 }
@@ -958,6 +970,24 @@ async fn dial_target_is_for_dialer_policy_only(postgres: bool) {
     let look = |e164: &str| pb::LookupNumberRequest { tenant_id: t.id.clone(), e164: e164.into() };
     let same = dialer.lookup_number(look("+8613812345671")).await.expect("lookup").into_inner();
     assert_eq!(same.blind_index, first.blind_index, "the same number, the same index");
+    // A stored index edited in the database (say, to carry a listed number
+    // past the do-not-call lists) changes nothing: the target's index is
+    // the number's own.
+    {
+        use guardline_lead_vault::store::phone_index;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        let db = guardline_runtime::storage::connect(&DatabaseArgs::url(m.vault_db.clone())).await.expect("db");
+        let edited = phone_index::Entity::update_many()
+            .col_expr(phone_index::Column::BlindIndex, Expr::value(vec![0u8; 32]))
+            .filter(phone_index::Column::LeadId.eq(l.id.clone()))
+            .filter(phone_index::Column::Position.eq(0))
+            .exec(&db)
+            .await
+            .expect("tamper");
+        assert_eq!(edited.rows_affected, 1);
+        let again = dialer.get_dial_target(ask(&t.id, &l.id, 0)).await.expect("target").into_inner();
+        assert_eq!(again.blind_index, first.blind_index, "recomputed from the number, not read from the row");
+    }
     let bad = dialer.lookup_number(look("138")).await.expect_err("not E.164");
     assert_eq!(field_violations(&bad)[0].field, "e164");
     let gateway = m.vault().lookup_number(look("+8613812345671")).await.expect_err("not dialer-policy");

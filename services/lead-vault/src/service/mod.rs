@@ -7,6 +7,7 @@ mod actor;
 pub mod bulk;
 pub mod consent;
 pub mod erasure;
+mod record_mac;
 pub mod rotation;
 pub mod settings;
 pub mod update;
@@ -65,6 +66,10 @@ pub struct Vault {
     secrets: tokio::sync::Mutex<std::collections::HashMap<(String, String), CachedSecret>>,
     /// The server's time: consent activity, quotas by day, erasure deadlines.
     pub clock: guardline_runtime::clock::Clock,
+    /// Format-1 record MACs still verify: true until the upgrade has found
+    /// none left, so that a copy of an old MAC cannot vouch for an edited
+    /// time zone afterwards.
+    pub(crate) mac_v1_accepted: std::sync::atomic::AtomicBool,
 }
 
 struct CachedSecret {
@@ -90,6 +95,7 @@ impl Vault {
             recordings: None,
             secrets: Default::default(),
             clock: guardline_runtime::clock::Clock::system(),
+            mac_v1_accepted: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -120,30 +126,22 @@ impl Vault {
         Ok(zeroize::Zeroizing::new(key))
     }
 
-    /// The record MAC: HMAC-SHA256 over the metadata a database edit could
-    /// use to widen access or hide changes.
+    /// The record MAC (format 2): HMAC-SHA256 over every clear column that
+    /// decides access, compliance or the sealed fields' opening (scope,
+    /// status, version, key, region, time zone, source, tags), prefixed by
+    /// its format byte.
     pub(crate) async fn mac(&self, row: &lead::Model) -> Result<Vec<u8>> {
         let key = self.tenant_secret(&row.tenant_id, MAC_KEY).await?;
-        let mut msg = b"guardline/lead-mac/v1".to_vec();
-        for part in [
-            &row.id,
-            &row.tenant_id,
-            &row.owner_id,
-            &row.team_id,
-            &row.status,
-            &row.version.to_string(),
-            &row.key_data_key_id,
-        ] {
-            msg.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            msg.extend_from_slice(part.as_bytes());
-        }
-        let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key);
-        Ok(aws_lc_rs::hmac::sign(&k, &msg).as_ref().to_vec())
+        Ok(record_mac::v2(&key, row))
     }
 
+    /// Checks a row's MAC. A format-1 MAC (no region, time zone, source or
+    /// tags) is accepted only until [`Vault::upgrade_macs`] has moved every
+    /// row of the table to format 2.
     pub(crate) async fn check_mac(&self, row: &lead::Model) -> Result<()> {
-        let expected = self.mac(row).await?;
-        if aws_lc_rs::constant_time::verify_slices_are_equal(&expected, &row.mac).is_err() {
+        let key = self.tenant_secret(&row.tenant_id, MAC_KEY).await?;
+        let legacy = self.mac_v1_accepted.load(std::sync::atomic::Ordering::Acquire);
+        if !record_mac::verify(&key, row, legacy) {
             tracing::error!(lead = %row.id, "lead metadata changed outside the service");
             return Err(VaultError::IntegrityFailed.into());
         }
@@ -242,7 +240,10 @@ impl Vault {
             .get(index as usize)
             .cloned()
             .ok_or_else(|| Error::invalid("phone_index", format!("the lead has {} number(s)", pii.phones.len())))?;
-        let blind_index = self.store.blind_index(tenant, id, index).await?.ok_or(Error::NotFound)?;
+        // From the number itself, never the stored index: an edited index
+        // row would otherwise carry a listed number past every list.
+        let phone = Phone::parse(&e164, None).map_err(|_| Error::Internal("a stored number does not parse".into()))?;
+        let blind_index = phone.blind_index(&self.index_key(tenant).await?).to_vec();
         let event = EventBuilder::new(tenant, "lead.dial_target")
             .actor("", "dialer-policy")
             .resource("lead", id)

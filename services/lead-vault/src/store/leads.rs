@@ -80,6 +80,47 @@ impl Store {
         Ok(Written::Done)
     }
 
+    /// Leads after `after` (by id, every tenant) whose MAC is of format 1
+    /// (32 bytes), at most `limit`.
+    pub async fn legacy_mac_leads(&self, after: &str, limit: u64) -> Result<Vec<lead::Model>> {
+        Ok(lead::Entity::find()
+            .filter(lead::Column::Id.gt(after))
+            .filter(Expr::cust("length(mac) = 32"))
+            .order_by_asc(lead::Column::Id)
+            .limit(limit)
+            .all(self.db.conn())
+            .await?)
+    }
+
+    /// Replaces each row's MAC, in one transaction, where the row is still
+    /// as it was read (same version and MAC). Returns how many were replaced.
+    pub async fn replace_macs(&self, rows: &[(lead::Model, Vec<u8>)]) -> Result<u64> {
+        let tx = self.db.begin().await?;
+        let mut n = 0;
+        for (row, mac) in rows {
+            n += lead::Entity::update_many()
+                .col_expr(lead::Column::Mac, Expr::value(mac.clone()))
+                .filter(lead::Column::Id.eq(&row.id))
+                .filter(lead::Column::Version.eq(row.version))
+                .filter(lead::Column::Mac.eq(row.mac.clone()))
+                .exec(tx.conn())
+                .await?
+                .rows_affected;
+        }
+        self.db.commit(tx, []).await?;
+        Ok(n)
+    }
+
+    /// Overwrites a lead row whatever it holds (tests that play a database
+    /// insider).
+    #[cfg(test)]
+    pub(crate) async fn overwrite_lead(&self, row: lead::Model) -> Result<()> {
+        let id = row.id.clone();
+        let active = lead::ActiveModel::from(row).reset_all();
+        lead::Entity::update_many().set(active).filter(lead::Column::Id.eq(id)).exec(self.db.conn()).await?;
+        Ok(())
+    }
+
     /// Leads of `owner` in the tenant (only those in `ids` unless empty).
     pub async fn owned_by(&self, tenant: &str, owner: &str, ids: &[String]) -> Result<Vec<lead::Model>> {
         let mut q =
@@ -153,17 +194,6 @@ impl Store {
             .filter(lead::Column::TenantId.eq(tenant))
             .one(self.db.conn())
             .await?)
-    }
-
-    /// The blind index of a lead's number at `position`.
-    pub async fn blind_index(&self, tenant: &str, lead: &str, position: u32) -> Result<Option<Vec<u8>>> {
-        Ok(phone_index::Entity::find()
-            .filter(phone_index::Column::TenantId.eq(tenant))
-            .filter(phone_index::Column::LeadId.eq(lead))
-            .filter(phone_index::Column::Position.eq(position as i32))
-            .one(self.db.conn())
-            .await?
-            .map(|p| p.blind_index))
     }
 
     /// The blind index of a lead's first number.
