@@ -209,6 +209,8 @@ impl Env<'_> {
             "audit" => {
                 // The journeys' webhook receiver listens on loopback, over http.
                 cmd.env("GUARDLINE_WEBHOOK_ALLOW", "127.0.0.0/8").env("GUARDLINE_WEBHOOK_ALLOW_HTTP", "true");
+                // What the journeys pin, as an operator would hand it out.
+                cmd.env("GUARDLINE_PIN_FILE", self.dir.join(AUDIT_PINS));
             }
             "recordings" => {
                 cmd.env("GUARDLINE_RECORDINGS_DIR", self.dir.join("recordings"));
@@ -398,9 +400,15 @@ impl Cluster {
     }
 }
 
+/// Where the audit process writes its head-signing keys' fingerprints.
+pub const AUDIT_PINS: &str = "audit-trusted-keys";
+
 impl guardline_journeys::Mesh for Cluster {
     fn channel(&self, service: &str, identity: &str) -> Result<GrpcChannel> {
         Cluster::channel(self, service, identity)
+    }
+    fn audit_pins(&self) -> Result<guardline_journeys::Pins> {
+        guardline_journeys::read_pins(&self.dir.join(AUDIT_PINS))
     }
     fn platform_admin(&self) -> &str {
         "platform-admin"

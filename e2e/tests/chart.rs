@@ -76,6 +76,8 @@ fn render(stage: &Stage, approle_mount: &str) -> Vec<Value> {
         // The journeys' webhook receiver listens on loopback, over http.
         "components.audit.env.GUARDLINE_WEBHOOK_ALLOW=127.0.0.0/8".into(),
         "components.audit.env.GUARDLINE_WEBHOOK_ALLOW_HTTP=true".into(),
+        // The fingerprints the journeys pin, as an operator would hand them out.
+        format!("components.audit.env.GUARDLINE_PIN_FILE={}", stage.dir.join(guardline_e2e::AUDIT_PINS).display()),
     ];
     for (service, port) in SERVICES.iter().zip(&stage.ports) {
         set.push(format!("components.{}.port={port}", key(service)));

@@ -274,6 +274,8 @@ async fn journey_8_audit() {
     let offline = std::process::Command::new(Cluster::cli().expect("cli"))
         .args(["audit", "verify", "--file"])
         .arg(&export)
+        .arg("--trusted-keys")
+        .arg(c.data_dir().join(guardline_e2e::AUDIT_PINS))
         .output()
         .expect("offline verify");
     assert!(offline.status.success(), "{}", String::from_utf8_lossy(&offline.stdout));

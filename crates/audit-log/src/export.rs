@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
 use super::merkle::Tree;
+use super::pin::{Keys, Pins};
 use super::sth::{TreeHead, verify as verify_signature};
 use super::verify::{Finding, Record, verify_log};
 
@@ -81,9 +82,6 @@ impl Line {
     }
 }
 
-/// Head-signing public keys by key id.
-type Keys = HashMap<String, Vec<u8>>;
-
 /// The export's first line: the tenant, the heads' keys and the tree of the
 /// pruned prefix.
 fn header(line: Option<Line>) -> Result<(String, Keys, Tree), String> {
@@ -106,12 +104,18 @@ fn header(line: Option<Line>) -> Result<(String, Keys, Tree), String> {
     }
 }
 
-/// Verifies a whole export; the first failure names its index (or the line
-/// that cannot be read).
-pub fn verify_export(text: &str) -> Result<Finding, String> {
+/// Verifies a whole export against the pinned keys; the first failure names
+/// its index (or the line that cannot be read). The keys the export's header
+/// carries serve only where `pins` names them: a log re-signed with a key
+/// planted beside the real one is reported at the first head it signed.
+pub fn verify_export(text: &str, pins: &Pins) -> Result<Finding, String> {
+    if pins.is_empty() {
+        return Err("no pinned key: give the fingerprints of the audit service's head-signing keys".into());
+    }
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let parse = |(n, l): (usize, &str)| serde_json::from_str::<Line>(l).map_err(|e| format!("line {}: {e}", n + 1));
-    let (tenant, keys, base) = header(lines.next().map(parse).transpose()?)?;
+    let (tenant, carried, base) = header(lines.next().map(parse).transpose()?)?;
+    let keys = pins.filter(&carried);
     let mut records = Vec::new();
     let mut final_head = None;
     for item in lines {
@@ -149,7 +153,8 @@ pub fn verify_export(text: &str) -> Result<Finding, String> {
     let signed =
         keys.get(&key_id).is_some_and(|k| B64.decode(&signature).is_ok_and(|s| verify_signature(k, &head, &s)));
     if !signed {
-        return Ok(Finding::Tampered { index: size, problem: "closing tree head is not validly signed".into() });
+        let problem = "closing tree head is not validly signed by a pinned key".into();
+        return Ok(Finding::Tampered { index: size, problem });
     }
     if tree_size != size || tree.root(size).ok().map(|r| r.to_vec()) != Some(root) {
         return Ok(Finding::Tampered {
@@ -159,3 +164,6 @@ pub fn verify_export(text: &str) -> Result<Finding, String> {
     }
     Ok(Finding::Intact { size })
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,5 +12,6 @@
 pub mod canonical;
 pub mod export;
 pub mod merkle;
+pub mod pin;
 pub mod sth;
 pub mod verify;

@@ -59,37 +59,59 @@ pub enum ProofError {
     Pruned(u64),
 }
 
-/// An append-only tree of leaf hashes with cached complete subtrees.
+/// The complete subtrees of one level still kept: node `first + j` is
+/// `nodes[j]`, the hash of the 2^level leaves from `(first + j) * 2^level`.
+#[derive(Clone, Debug, Default)]
+struct Level {
+    first: u64,
+    nodes: Vec<Hash>,
+}
+
+impl Level {
+    /// Nodes of the level, kept or pruned.
+    fn count(&self) -> u64 {
+        self.first + self.nodes.len() as u64
+    }
+
+    fn node(&self, i: u64) -> Hash {
+        self.nodes[(i - self.first) as usize]
+    }
+}
+
+/// An append-only tree of leaf hashes with cached complete subtrees. After a
+/// prune only the frontier nodes and what follows them are held, so memory
+/// is the kept entries', whatever the pruned prefix's size.
 #[derive(Clone, Debug, Default)]
 pub struct Tree {
-    // levels[k][i]: the hash of the complete subtree of 2^k leaves starting at leaf i * 2^k.
-    levels: Vec<Vec<Hash>>,
-    // Leaves before this index were pruned; their levels hold placeholders
-    // except the frontier nodes, which is all any later root or proof reads.
+    levels: Vec<Level>,
+    // Leaves before this index were pruned; of them only the frontier nodes
+    // are held, which is all any later root or proof reads.
     pruned: u64,
 }
 
 impl Tree {
     /// An empty tree.
     pub fn new() -> Self {
-        Self { levels: vec![Vec::new()], pruned: 0 }
+        Self { levels: vec![Level::default()], pruned: 0 }
     }
 
     /// A tree whose first `pruned` leaves are gone, represented only by the
     /// hashes of the maximal complete subtrees covering them (left to right,
     /// as [`Tree::frontier`] returns them). Roots and proofs for sizes and
-    /// leaves at or past `pruned` work as before.
+    /// leaves at or past `pruned` work as before. It holds one hash per
+    /// frontier node, so no `pruned` (as read from an export's header) can
+    /// make it allocate more than 64 hashes.
     pub fn with_frontier(pruned: u64, frontier: &[Hash]) -> Option<Self> {
         let blocks: Vec<u32> = (0..64).rev().filter(|b| pruned & (1 << b) != 0).collect();
         if blocks.len() != frontier.len() {
             return None;
         }
         let top = blocks.first().map_or(0, |b| *b as usize);
-        let mut levels: Vec<Vec<Hash>> = (0..=top).map(|l| vec![[0u8; 32]; (pruned >> l) as usize]).collect();
+        let mut levels: Vec<Level> = (0..=top).map(|l| Level { first: pruned >> l, nodes: Vec::new() }).collect();
         for (bit, hash) in blocks.iter().zip(frontier) {
             let level = &mut levels[*bit as usize];
-            let last = level.len() - 1;
-            level[last] = *hash;
+            level.first -= 1;
+            level.nodes.push(*hash);
         }
         Some(Self { levels, pruned })
     }
@@ -99,6 +121,9 @@ impl Tree {
     pub fn frontier(&self, k: u64) -> Result<Vec<Hash>, ProofError> {
         if k > self.len() {
             return Err(ProofError::SizeBeyondTree(k, self.len()));
+        }
+        if k < self.pruned {
+            return Err(ProofError::Pruned(self.pruned));
         }
         let mut out = Vec::new();
         let mut start = 0;
@@ -125,7 +150,7 @@ impl Tree {
 
     /// Number of leaves.
     pub fn len(&self) -> u64 {
-        self.levels.first().map_or(0, |l| l.len() as u64)
+        self.levels.first().map_or(0, Level::count)
     }
 
     /// Whether the tree has no leaf.
@@ -133,25 +158,26 @@ impl Tree {
         self.len() == 0
     }
 
-    /// The leaf hash at `idx`.
+    /// The leaf hash at `idx`, unless pruned.
     pub fn leaf(&self, idx: u64) -> Option<Hash> {
-        self.levels.first()?.get(idx as usize).copied()
+        let level = self.levels.first()?;
+        level.nodes.get(usize::try_from(idx.checked_sub(level.first)?).ok()?).copied()
     }
 
     /// Appends a leaf hash, completing every subtree it closes.
     pub fn push(&mut self, leaf: Hash) {
         if self.levels.is_empty() {
-            self.levels.push(Vec::new());
+            self.levels.push(Level::default());
         }
-        self.levels[0].push(leaf);
+        self.levels[0].nodes.push(leaf);
         let mut k = 0;
-        while self.levels[k].len().is_multiple_of(2) {
-            let n = self.levels[k].len();
-            let parent = node_hash(&self.levels[k][n - 2], &self.levels[k][n - 1]);
+        while self.levels[k].count().is_multiple_of(2) {
+            let n = self.levels[k].count();
+            let parent = node_hash(&self.levels[k].node(n - 2), &self.levels[k].node(n - 1));
             if self.levels.len() == k + 1 {
-                self.levels.push(Vec::new());
+                self.levels.push(Level { first: n / 2 - 1, nodes: Vec::new() });
             }
-            self.levels[k + 1].push(parent);
+            self.levels[k + 1].nodes.push(parent);
             k += 1;
         }
     }
@@ -160,7 +186,7 @@ impl Tree {
     fn subtree(&self, start: u64, len: u64) -> Hash {
         if len.is_power_of_two() && start.is_multiple_of(len) {
             let level = len.trailing_zeros() as usize;
-            return self.levels[level][(start / len) as usize];
+            return self.levels[level].node(start / len);
         }
         let k = split(len);
         node_hash(&self.subtree(start, k), &self.subtree(start + k, len - k))

@@ -41,8 +41,9 @@ pub enum Finding {
     },
 }
 
-/// Verifies `records` (in stored order) of `tenant` against the published keys.
-/// `first_index` is where the records start (after a prune).
+/// Verifies `records` (in stored order) of `tenant` against `keys`, which
+/// must be the pinned keys only (see [`crate::pin`]): a head signed by any
+/// other key is a finding. `tree` holds what was pruned before the records.
 pub fn verify_log(tenant: &str, mut tree: Tree, records: &[Record], keys: &HashMap<String, Vec<u8>>) -> Finding {
     let tampered = |index: u64, problem: &str| Finding::Tampered { index, problem: problem.to_owned() };
     for r in records {
@@ -69,7 +70,7 @@ pub fn verify_log(tenant: &str, mut tree: Tree, records: &[Record], keys: &HashM
             },
         };
         let Some(key) = keys.get(&r.head_kid) else {
-            return tampered(expected, "signed by an unknown key");
+            return tampered(expected, &format!("signed by key {}, which is not pinned", r.head_kid));
         };
         if !verify_signature(key, &head, &r.head_signature) {
             return tampered(expected, "entry differs from what was signed");

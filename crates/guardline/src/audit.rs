@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use guardline_audit_log::export::verify_export;
+use guardline_audit_log::pin::Pins;
 use guardline_audit_log::verify::Finding;
 use guardline_proto::audit::v1::ExportEventsRequest;
 use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
@@ -38,10 +39,41 @@ pub struct VerifyArgs {
     /// Also save the fetched export here.
     #[arg(long)]
     pub save: Option<PathBuf>,
+    /// Fingerprint (`SHA256:` and hex) of a head-signing key to trust;
+    /// repeat for each key the audit service has signed with. Only pinned
+    /// keys count: the keys an export carries are not trusted on their own.
+    #[arg(long = "trusted-key")]
+    pub trusted_key: Vec<String>,
+    /// A file of such fingerprints, one a line (default: the one
+    /// `guardline up` writes in `--data-dir`, when no `--trusted-key` is given).
+    #[arg(long)]
+    pub trusted_keys: Option<PathBuf>,
+}
+
+/// The pins of a verification: the `--trusted-key`s and the `--trusted-keys`
+/// file, or else `guardline up`'s file in the data directory.
+fn pins(args: &VerifyArgs) -> anyhow::Result<Pins> {
+    let mut fingerprints = args.trusted_key.clone();
+    let file = match (&args.trusted_keys, fingerprints.is_empty()) {
+        (Some(f), _) => Some(f.clone()),
+        (None, true) => Some(args.data_dir.join(crate::up::AUDIT_PINS)),
+        (None, false) => None,
+    };
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(&f).map_err(|e| {
+            anyhow::anyhow!("--trusted-keys {}: {e} (pin the audit service's keys with --trusted-key)", f.display())
+        })?;
+        fingerprints
+            .extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+    }
+    let pins = Pins::parse(&fingerprints).map_err(|e| anyhow::anyhow!("--trusted-key: {e}"))?;
+    anyhow::ensure!(!pins.is_empty(), "no pinned key: give --trusted-key or --trusted-keys");
+    Ok(pins)
 }
 
 pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
     let AuditCommand::Verify(args) = cmd;
+    let pins = pins(&args)?;
     let text = match (&args.file, &args.tenant, &args.token) {
         (Some(file), _, _) => {
             std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("--file {}: {e}", file.display()))?
@@ -52,9 +84,9 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
     if let Some(path) = &args.save {
         std::fs::write(path, &text)?;
     }
-    match verify_export(&text).map_err(|e| anyhow::anyhow!("unreadable export: {e}"))? {
+    match verify_export(&text, &pins).map_err(|e| anyhow::anyhow!("unreadable export: {e}"))? {
         Finding::Intact { size } => {
-            println!("intact: {size} entries, every signed tree head verified");
+            println!("intact: {size} entries, every signed tree head verified with a pinned key");
             Ok(())
         }
         Finding::Tampered { index, problem } => {

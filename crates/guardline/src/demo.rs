@@ -28,6 +28,7 @@ pub struct DemoArgs {
 struct Demo {
     endpoints: Vec<(String, String)>,
     pki: PathBuf,
+    data_dir: PathBuf,
     ca: guardline_runtime::devca::DevCa,
 }
 
@@ -55,6 +56,10 @@ impl journeys::Mesh for Demo {
     fn say(&self, line: &str) {
         println!("   {line}");
     }
+    /// The keys `guardline up`'s audit service wrote beside its data.
+    fn audit_pins(&self) -> Result<journeys::Pins> {
+        journeys::read_pins(&self.data_dir.join(crate::up::AUDIT_PINS))
+    }
 }
 
 /// Whether China works on `day`, by the dialer's `cn` pack and its
@@ -77,7 +82,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             e.1 = uri;
         }
     }
-    let d = Demo { endpoints, pki, ca };
+    let d = Demo { endpoints, pki, data_dir: args.data_dir, ca };
     println!("Guardline demo: a call center's day, against the running mesh. All data is synthetic.");
     let name = format!("Demo Call Center {}", chrono::Utc::now().format("%H:%M:%S"));
     let org = journeys::onboard(&d, &name).await?;

@@ -148,10 +148,9 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         let c = common(&args, name, addr, &mesh, &pki);
         let s = shutdown.clone();
         let keys = args.keys.clone();
-        let recordings_dir = args.data_dir.join("recordings");
-        let registry_dir = args.data_dir.join("registry");
+        let data_dir = args.data_dir.clone();
         tasks.spawn(async move {
-            let res = serve_one(name, c, keys, (recordings_dir, registry_dir), listener, s).await;
+            let res = serve_one(name, c, keys, &data_dir, listener, s).await;
             (name, res)
         });
     }
@@ -159,15 +158,21 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     supervise(tasks, shutdown).await
 }
 
+/// The file in `--data-dir` where the embedded audit service writes the
+/// fingerprints of its head-signing keys, which `guardline audit verify`
+/// pins by default.
+pub const AUDIT_PINS: &str = "audit-trusted-keys";
+
 /// Runs service `name` on `listener` with its embedded defaults.
 async fn serve_one(
     name: &'static str,
     c: CommonArgs,
     keys: guardline_keys::args::KeysArgs,
-    (recordings_dir, registry_dir): (std::path::PathBuf, std::path::PathBuf),
+    data_dir: &std::path::Path,
     listener: TcpListener,
     s: CancellationToken,
 ) -> anyhow::Result<()> {
+    let (recordings_dir, registry_dir) = (data_dir.join("recordings"), data_dir.join("registry"));
     let l = Some(listener);
     match name {
         "identity" => guardline_identity::run(identity_args(c, keys), l, s).await,
@@ -202,6 +207,9 @@ async fn serve_one(
                 // A developer's local receiver, on one machine.
                 webhook_allow: "127.0.0.0/8".parse().into_iter().collect(),
                 webhook_allow_http: true,
+                trusted_keys: vec![],
+                // What `guardline audit verify` pins on this machine.
+                pin_file: Some(data_dir.join(AUDIT_PINS)),
             };
             guardline_audit::run(args, l, s).await
         }

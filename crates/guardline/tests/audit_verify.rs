@@ -7,18 +7,23 @@ use base64::Engine;
 use guardline_audit::domain::canonical::Event;
 use guardline_audit::domain::export::{FORMAT, Line};
 use guardline_audit::domain::merkle::{Tree, leaf_hash};
+use guardline_audit::domain::pin::fingerprint;
 use guardline_audit::domain::sth::{HeadSigner, TreeHead};
 use guardline_audit::domain::verify::Record;
 
-fn export(n: u64) -> Vec<String> {
+fn signer(kid: &str) -> HeadSigner {
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("key");
-    let signer = HeadSigner::from_pkcs8("k1", pkcs8.as_ref()).expect("signer");
+    HeadSigner::from_pkcs8(kid, pkcs8.as_ref()).expect("signer")
+}
+
+/// An export of `n` entries signed by `signer`, its header carrying `carried`.
+fn export(n: u64, signer: &HeadSigner, carried: &[&HeadSigner]) -> Vec<String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut lines = vec![
         Line::Header {
             format: FORMAT.into(),
             tenant_id: "t1".into(),
-            keys: [("k1".to_owned(), b64.encode(signer.public_key()))].into(),
+            keys: carried.iter().map(|k| (k.kid.clone(), b64.encode(k.public_key()))).collect(),
             pruned_before: 0,
             frontier: vec![],
         }
@@ -46,7 +51,7 @@ fn export(n: u64) -> Vec<String> {
             index: i,
             entry,
             head_timestamp_ms: head.timestamp_ms,
-            head_kid: "k1".into(),
+            head_kid: signer.kid.clone(),
             head_signature: signer.sign(&head),
         };
         lines.push(Line::entry(&r).to_json_line());
@@ -58,7 +63,7 @@ fn export(n: u64) -> Vec<String> {
             tree_size: head.tree_size,
             root_hash: b64.encode(head.root),
             timestamp_ms: head.timestamp_ms,
-            key_id: "k1".into(),
+            key_id: signer.kid.clone(),
             signature: b64.encode(sig),
         }
         .to_json_line(),
@@ -66,22 +71,25 @@ fn export(n: u64) -> Vec<String> {
     lines
 }
 
-fn verify(lines: &[String]) -> (bool, String) {
+fn verify(lines: &[String], pins: &[&str]) -> (bool, String) {
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("export.jsonl");
     std::fs::write(&file, lines.concat()).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_guardline"))
-        .args(["audit", "verify", "--file"])
-        .arg(&file)
-        .output()
-        .expect("run");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_guardline"));
+    cmd.args(["audit", "verify", "--data-dir"]).arg(dir.path()).arg("--file").arg(&file);
+    for p in pins {
+        cmd.args(["--trusted-key", p]);
+    }
+    let out = cmd.output().expect("run");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 #[test]
 fn an_intact_export_verifies_and_a_swapped_one_names_the_index() {
-    let lines = export(6);
-    let (ok, out) = verify(&lines);
+    let k1 = signer("k1");
+    let pin = fingerprint(&k1.public_key());
+    let lines = export(6, &k1, &[&k1]);
+    let (ok, out) = verify(&lines, &[&pin]);
     assert!(ok, "{out}");
     assert!(out.contains("intact: 6 entries"), "{out}");
 
@@ -94,7 +102,23 @@ fn an_intact_export_verifies_and_a_swapped_one_names_the_index() {
     b["entry"] = ea;
     swapped[3] = format!("{a}\n");
     swapped[5] = format!("{b}\n");
-    let (ok, out) = verify(&swapped);
+    let (ok, out) = verify(&swapped, &[&pin]);
     assert!(!ok, "a tampered export fails");
     assert!(out.contains("TAMPERED at index 2"), "{out}");
+}
+
+#[test]
+fn only_a_pinned_key_vouches_for_an_export() {
+    let (real, planted) = (signer("real"), signer("planted"));
+    let pin = fingerprint(&real.public_key());
+    // Rewritten and re-signed by a key the insider planted beside the real one.
+    let forged = export(4, &planted, &[&real, &planted]);
+    let (ok, out) = verify(&forged, &[&pin]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("TAMPERED at index 0: signed by key planted, which is not pinned"), "{out}");
+    // No pin at all (no flag, no file): refused, never taken on trust.
+    let (ok, out) = verify(&export(2, &real, &[&real]), &[]);
+    assert!(!ok && out.contains("--trusted-key"), "{out}");
+    let (ok, out) = verify(&export(2, &real, &[&real]), &["SHA256:abc"]);
+    assert!(!ok && out.contains("--trusted-key: pinned key 1"), "{out}");
 }

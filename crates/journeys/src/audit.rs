@@ -34,10 +34,11 @@ pub async fn audit(m: &impl Mesh, org: &Org) -> Result<Audit> {
         bytes.extend_from_slice(&chunk.data);
     }
     let export = String::from_utf8(bytes)?;
-    let finding = guardline_audit_log::export::verify_export(&export).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let finding =
+        guardline_audit_log::export::verify_export(&export, &m.audit_pins()?).map_err(|e| anyhow::anyhow!("{e}"))?;
     match &finding {
         Finding::Intact { size } => {
-            m.say(&format!("{size} entries, every signed tree head verified (RFC 9162 Merkle tree, Ed25519)"))
+            m.say(&format!("{size} entries, every signed tree head verified with a pinned key (RFC 9162, Ed25519)"))
         }
         Finding::Tampered { index, problem } => m.say(&format!("TAMPERED at {index}: {problem}")),
     }

@@ -32,6 +32,9 @@ use tonic::{Request, Status};
 
 pub use onboarding::{Org, PASSWORD, login, onboard};
 
+/// Pinned audit head-signing keys (re-exported for the meshes).
+pub use guardline_audit_log::pin::Pins;
+
 /// A running mesh, as the journeys reach it, and where they narrate.
 pub trait Mesh {
     /// A channel to `service` as the mesh identity `identity`.
@@ -56,6 +59,17 @@ pub trait Mesh {
     fn set_min_decryption_version(&self, _tenant: &str, _version: u64) -> Result<bool> {
         Ok(false)
     }
+    /// The fingerprints of the audit service's head-signing keys, as its
+    /// operator hands them out of band: an export is verified against
+    /// these, never against the keys it carries.
+    fn audit_pins(&self) -> Result<Pins>;
+}
+
+/// Pins from a file of fingerprints (one a line), as the audit service's
+/// `--pin-file` writes them.
+pub fn read_pins(path: &std::path::Path) -> Result<Pins> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Pins::from_text(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// `msg` with a bearer token.

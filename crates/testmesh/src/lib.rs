@@ -199,7 +199,14 @@ impl TestMesh {
             keys: self.keys.clone(),
             webhook_allow: vec![],
             webhook_allow_http: false,
+            trusted_keys: vec![],
+            pin_file: Some(self.audit_pin_file()),
         }
+    }
+
+    /// Where audit writes the fingerprints of its head-signing keys.
+    pub fn audit_pin_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("audit-trusted-keys")
     }
 
     /// The lead vault's arguments.
@@ -322,5 +329,8 @@ impl guardline_journeys::Mesh for TestMesh {
     }
     fn gateway(&self) -> &str {
         "gateway"
+    }
+    fn audit_pins(&self) -> anyhow::Result<guardline_journeys::Pins> {
+        guardline_journeys::read_pins(&self.audit_pin_file())
     }
 }

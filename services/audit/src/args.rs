@@ -23,4 +23,15 @@ pub struct Args {
     /// Allow plain-http webhooks (https only by default).
     #[arg(long, env = "GUARDLINE_WEBHOOK_ALLOW_HTTP")]
     pub webhook_allow_http: bool,
+    /// Fingerprints (`SHA256:` and hex, comma-separated) of the head-signing
+    /// keys this service's own verification trusts; a head signed by any
+    /// other key is reported as such. Empty: every key whose stored public
+    /// half matches its sealed private key.
+    #[arg(long, env = "GUARDLINE_TRUSTED_KEYS", value_delimiter = ',')]
+    pub trusted_keys: Vec<String>,
+    /// Where to write the fingerprints of the head-signing keys checked at
+    /// start, for clients on this machine to pin (`guardline up`, tests);
+    /// production pins them from the start-up log or `--trusted-keys`.
+    #[arg(long, env = "GUARDLINE_PIN_FILE")]
+    pub pin_file: Option<std::path::PathBuf>,
 }

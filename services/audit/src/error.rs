@@ -22,12 +22,16 @@ pub enum AuditError {
     /// The frontier kept after a prune does not fit the index it claims.
     #[error("the pruned frontier does not match its index")]
     FrontierMismatch,
-    /// The tree-head signing key does not open or parse.
-    #[error("the audit signing key does not open")]
-    SigningKeyUnreadable,
     /// A webhook's sealed secret does not decode.
     #[error("a webhook secret does not open")]
     WebhookSecretUnreadable,
+    /// A stored head-signing public key is not its sealed private key's (or
+    /// the private key does not open): a key row was planted or edited.
+    #[error("audit signing key {kid} does not match its sealed private key: refusing to start")]
+    SigningKeyMismatch {
+        /// The key's id.
+        kid: String,
+    },
 }
 
 impl Refusal for AuditError {
@@ -40,8 +44,8 @@ impl Refusal for AuditError {
             Self::EntryCorrupt { .. } => "AUDIT_ENTRY_CORRUPT",
             Self::LeafHashCorrupt => "AUDIT_LEAF_HASH_CORRUPT",
             Self::FrontierMismatch => "AUDIT_FRONTIER_MISMATCH",
-            Self::SigningKeyUnreadable => "AUDIT_SIGNING_KEY_UNREADABLE",
             Self::WebhookSecretUnreadable => "WEBHOOK_SECRET_UNREADABLE",
+            Self::SigningKeyMismatch { .. } => "AUDIT_SIGNING_KEY_MISMATCH",
         }
     }
 

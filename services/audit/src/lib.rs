@@ -29,11 +29,20 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Args { common, keys, webhook_allow, webhook_allow_http } = args;
+    let Args { common, keys, webhook_allow, webhook_allow_http, trusted_keys, pin_file } = args;
+    let pins = match trusted_keys.is_empty() {
+        true => None,
+        false => Some(domain::pin::Pins::parse(&trusted_keys).map_err(|e| anyhow::anyhow!("--trusted-keys: {e}"))?),
+    };
     let base = Base::start::<store::Migrator>(&common, false, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
     let store = store::log::Store::new(base.db.clone());
-    let log = std::sync::Arc::new(service::Log::open_on(store.clone(), envelope.clone(), common.clock.clone()).await?);
+    let log = service::Log::open_on(store.clone(), envelope.clone(), common.clock.clone(), pins).await?;
+    if let Some(path) = pin_file {
+        let text = domain::pin::Pins::of(log.public_keys().values()).to_text();
+        std::fs::write(&path, text).map_err(|e| anyhow::anyhow!("--pin-file {}: {e}", path.display()))?;
+    }
+    let log = std::sync::Arc::new(log);
     let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
     let verifier = base.verifier(&common)?;
     let hours: std::sync::Arc<dyn service::alerting::WorkingHours> =

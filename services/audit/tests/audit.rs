@@ -7,6 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use ct_merkle::{ConsistencyProof, HashableLeaf, InclusionProof, RootHash};
 use guardline_audit::domain::canonical::Event;
+use guardline_audit::domain::pin::{Pins, fingerprint};
 use guardline_audit::domain::verify::Finding;
 use guardline_audit::error::AuditError;
 use guardline_proto::audit::v1 as pb;
@@ -66,6 +67,20 @@ impl Mesh {
     }
     fn identity(&self, name: &str) -> IdentityServiceClient<GrpcChannel> {
         IdentityServiceClient::new(self.channel(&self.identity_uri, name))
+    }
+    /// The fingerprints audit wrote at start, as an operator hands them out.
+    fn pins(&self) -> Pins {
+        Pins::from_text(&std::fs::read_to_string(self.t.audit_pin_file()).expect("pin file")).expect("pins")
+    }
+    /// A log over audit's database, as the service opens it.
+    async fn open_log(&self, pins: Option<Pins>) -> guardline_audit::error::Result<guardline_audit::service::Log> {
+        let args =
+            DatabaseArgs { database_url: self.audit_db.clone(), database_max_connections: 2, database_schema: None };
+        let db = guardline_runtime::storage::connect(&args).await.expect("db");
+        let provider = self.keys.provider(false).await.expect("keys");
+        let envelope = Arc::new(guardline_keys::Envelope::new(provider, db.clone(), Duration::from_secs(60)));
+        let clock = guardline_runtime::clock::Clock::system();
+        guardline_audit::service::Log::open_on(guardline_audit::store::log::Store::new(db), envelope, clock, pins).await
     }
 }
 
@@ -296,7 +311,7 @@ async fn queries_need_audit_read_and_are_audited(postgres: bool) {
         bytes.extend_from_slice(&chunk.data);
     }
     let text = String::from_utf8(bytes).expect("utf8");
-    let verdict = guardline_audit::domain::export::verify_export(&text).expect("readable");
+    let verdict = guardline_audit::domain::export::verify_export(&text, &m.pins()).expect("readable");
     assert!(matches!(verdict, Finding::Intact { size } if size >= 8), "{verdict:?}");
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let mut entry: serde_json::Value = serde_json::from_str(&lines[3]).expect("json");
@@ -306,14 +321,14 @@ async fn queries_need_audit_read_and_are_audited(postgres: bool) {
     raw[at] ^= 1;
     entry["entry"] = serde_json::Value::String(b64.encode(raw));
     lines[3] = entry.to_string();
-    let verdict = guardline_audit::domain::export::verify_export(&lines.join("\n")).expect("readable");
+    let verdict = guardline_audit::domain::export::verify_export(&lines.join("\n"), &m.pins()).expect("readable");
     assert!(matches!(verdict, Finding::Tampered { index: 2, .. }), "{verdict:?}");
     // Cutting the last entries is caught by the closing tree head.
     let mut cut: Vec<String> = text.lines().map(str::to_owned).collect();
     let closing = cut.pop().expect("closing head");
     cut.pop();
     cut.push(closing);
-    let verdict = guardline_audit::domain::export::verify_export(&cut.join("\n")).expect("readable");
+    let verdict = guardline_audit::domain::export::verify_export(&cut.join("\n"), &m.pins()).expect("readable");
     assert!(matches!(verdict, Finding::Tampered { .. }), "{verdict:?}");
 }
 
@@ -326,13 +341,7 @@ async fn tampering_is_named_by_index(postgres: bool) {
         .expect("append");
     let args = DatabaseArgs { database_url: m.audit_db.clone(), database_max_connections: 2, database_schema: None };
     let db = guardline_runtime::storage::connect(&args).await.expect("db");
-    let provider = m.keys.provider(false).await.expect("keys");
-    let log = guardline_audit::service::Log::open(
-        guardline_audit::store::log::Store::new(db.clone()),
-        Arc::new(guardline_keys::Envelope::new(provider, db.clone(), Duration::from_secs(60))),
-    )
-    .await
-    .expect("log");
+    let log = m.open_log(None).await.expect("log");
     assert_eq!(log.verify("t1").await.expect("verify"), Finding::Intact { size: 10 });
     let row = |i: i64| event::Entity::find().filter(event::Column::TenantId.eq("t1")).filter(event::Column::Idx.eq(i));
 
@@ -794,15 +803,7 @@ async fn retention_prunes_old_entries_and_the_rest_stays_provable(postgres: bool
     assert_eq!(gone.code(), Code::NotFound);
 
     // Live verification and an offline export both pass after the prune.
-    let args = DatabaseArgs { database_url: m.audit_db.clone(), database_max_connections: 2, database_schema: None };
-    let db = guardline_runtime::storage::connect(&args).await.expect("db");
-    let provider = m.keys.provider(false).await.expect("keys");
-    let log = guardline_audit::service::Log::open(
-        guardline_audit::store::log::Store::new(db.clone()),
-        Arc::new(guardline_keys::Envelope::new(provider, db.clone(), Duration::from_secs(60))),
-    )
-    .await
-    .expect("log");
+    let log = m.open_log(None).await.expect("log");
     assert!(matches!(log.verify(&tenant).await.expect("verify"), Finding::Intact { .. }));
     let mut stream = c
         .export_events(with(auditor, Request::new(pb::ExportEventsRequest { tenant_id: tenant.clone(), range: None })))
@@ -814,7 +815,94 @@ async fn retention_prunes_old_entries_and_the_rest_stays_provable(postgres: bool
         bytes.extend_from_slice(&chunk.data);
     }
     let text = String::from_utf8(bytes).expect("utf8");
-    assert!(matches!(guardline_audit::domain::export::verify_export(&text).expect("readable"), Finding::Intact { .. }));
+    assert!(matches!(
+        guardline_audit::domain::export::verify_export(&text, &m.pins()).expect("readable"),
+        Finding::Intact { .. }
+    ));
+}
+
+/// A database insider plants a head-signing key of their own beside the
+/// real one, rewrites the log and re-signs every head: the service refuses
+/// to start on the planted key, and verification, by the service and
+/// offline, trusts only the checked (and pinned) keys.
+async fn a_planted_key_and_a_resigned_log_are_caught(postgres: bool) {
+    use guardline_audit::domain::merkle::{Tree, leaf_hash};
+    use guardline_audit::domain::sth::{HeadSigner, TreeHead};
+    use guardline_audit::store::{event, signing_key};
+    let m = start(postgres).await;
+    let mut c = m.audit("lead-vault");
+    c.append(pb::AppendRequest { events: (0..4).map(|i| to_pb(&ev("t1", &format!("e{i}"), &[]))).collect() })
+        .await
+        .expect("append");
+    let args = DatabaseArgs { database_url: m.audit_db.clone(), database_max_connections: 2, database_schema: None };
+    let db = guardline_runtime::storage::connect(&args).await.expect("db");
+    let real = signing_key::Entity::find().one(&db).await.expect("q").expect("the service's key");
+
+    // The insider's key, its row carrying the real key's sealed blob.
+    let pkcs8 =
+        aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("key");
+    let planted = HeadSigner::from_pkcs8("planted", pkcs8.as_ref()).expect("signer");
+    let row = signing_key::Model { kid: "planted".into(), public_key: planted.public_key(), ..real.clone() };
+    signing_key::Entity::insert(signing_key::ActiveModel::from(row)).exec(&db).await.expect("plant the key");
+    // Every entry's action rewritten, every head re-signed with it.
+    let rows = event::Entity::find().filter(event::Column::TenantId.eq("t1")).all(&db).await.expect("rows");
+    let mut tree = Tree::new();
+    for r in rows {
+        let mut e = Event::decode(&r.entry).expect("entry");
+        e.action = "lead.create".into();
+        let entry = e.encode();
+        tree.push(leaf_hash(&entry));
+        let size = r.idx as u64 + 1;
+        let head = TreeHead {
+            tenant_id: "t1".into(),
+            tree_size: size,
+            timestamp_ms: r.head_ts,
+            root: tree.root(size).expect("root"),
+        };
+        event::ActiveModel {
+            tenant_id: Set("t1".into()),
+            idx: Set(r.idx),
+            entry: Set(entry),
+            leaf_hash: Set(leaf_hash(&e.encode()).to_vec()),
+            head_kid: Set("planted".into()),
+            head_sig: Set(planted.sign(&head)),
+            ..Default::default()
+        }
+        .update(&db)
+        .await
+        .expect("re-sign");
+    }
+    let refused = m.open_log(None).await.expect_err("a planted key stops the start");
+    assert!(
+        matches!(refused.refusal(), Some(AuditError::SigningKeyMismatch { kid }) if kid == "planted"),
+        "{refused:?}"
+    );
+
+    // The key row removed again; the real row given the insider's public key
+    // instead (its sealed private key untouched) is caught as well.
+    signing_key::Entity::delete_by_id("planted".to_owned()).exec(&db).await.expect("unplant");
+    let swap = |pk: Vec<u8>| signing_key::ActiveModel {
+        kid: Set(real.kid.clone()),
+        public_key: Set(pk),
+        ..Default::default()
+    };
+    swap(planted.public_key()).update(&db).await.expect("swap the public key");
+    let refused = m.open_log(None).await.expect_err("a swapped public key stops the start");
+    assert!(
+        matches!(refused.refusal(), Some(AuditError::SigningKeyMismatch { kid }) if *kid == real.kid),
+        "{refused:?}"
+    );
+    swap(real.public_key.clone()).update(&db).await.expect("restore");
+    // The re-signed log is named at its first head.
+    let log = m.open_log(None).await.expect("opens on its own key");
+    let problem = "signed by key planted, which is not pinned".to_owned();
+    assert_eq!(log.verify("t1").await.expect("verify"), Finding::Tampered { index: 0, problem });
+    // Configured pins narrow trust further: a log signed by the real key but
+    // a service pinned to another key reports it.
+    let elsewhere = Pins::parse([fingerprint(&planted.public_key())]).expect("pins");
+    let narrowed = m.open_log(Some(elsewhere)).await.expect("opens");
+    assert!(narrowed.public_keys().is_empty(), "the real key is not among the pins");
+    assert!(m.pins().trusts(&real.public_key), "the pin file names the checked key");
 }
 
 /// Audit takes a writer's identity from its certificate: a writer naming
@@ -884,6 +972,7 @@ guardline_testkit::on_both_stores!(
     appends_are_attributed_to_the_writers_certificate,
     queries_need_audit_read_and_are_audited,
     tampering_is_named_by_index,
+    a_planted_key_and_a_resigned_log_are_caught,
     alerts_reach_watchers_and_signed_webhooks,
     webhook_failures_stay_with_their_webhook,
     retention_prunes_old_entries_and_the_rest_stays_provable,

@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 
 use crate::domain::canonical::Event;
 use crate::domain::merkle::{Hash, Tree, leaf_hash};
+use crate::domain::pin::{Keys, Pins, fingerprint};
 use crate::domain::sth::{HeadSigner, TreeHead};
 use crate::domain::validate;
 use crate::domain::verify::{Finding, Record, verify_log};
@@ -36,7 +37,7 @@ pub struct SignedHead {
 pub struct Log {
     store: Store,
     signer: HeadSigner,
-    keys: HashMap<String, Vec<u8>>,
+    keys: Keys,
     trees: Mutex<HashMap<String, Tree>>,
     clock: Clock,
 }
@@ -61,38 +62,62 @@ impl Log {
 
     /// Opens the log, creating the head-signing key on first start.
     pub async fn open(store: Store, envelope: Arc<Envelope>) -> Result<Self> {
-        Self::open_on(store, envelope, Clock::system()).await
+        Self::open_on(store, envelope, Clock::system(), None).await
     }
 
-    /// As [`Log::open`], with heads and keys dated by `clock`.
-    pub async fn open_on(store: Store, envelope: Arc<Envelope>, clock: Clock) -> Result<Self> {
+    /// As [`Log::open`], with heads and keys dated by `clock`, trusting only
+    /// the keys `pins` names when given. Every stored public key must be its
+    /// sealed private key's (opened through the key provider, bound to its
+    /// key id): a key row planted in the database stops the start.
+    pub async fn open_on(store: Store, envelope: Arc<Envelope>, clock: Clock, pins: Option<Pins>) -> Result<Self> {
         let mut rows = store.signing_keys().await?;
         if rows.is_empty() {
-            let kid = format!("a-{}", uuid::Uuid::now_v7().simple());
-            let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
-                .map_err(|_| Error::Internal("ed25519 key generation failed".into()))?;
-            let signer =
-                HeadSigner::from_pkcs8(&kid, pkcs8.as_ref()).ok_or_else(|| Error::Internal("ed25519 key".into()))?;
-            let (dk_id, sealed) = envelope.seal_secret(PLATFORM, KEY_KIND, &kid, pkcs8.as_ref()).await?;
-            let row = signing_key::Model {
-                kid,
-                data_key_id: dk_id,
-                sealed,
-                public_key: signer.public_key(),
-                created_at: clock.now(),
-            };
-            store.insert_signing_key(row.clone()).await?;
-            rows.push(row);
+            rows.push(Self::new_signing_key(&store, &envelope, &clock).await?);
         }
-        let keys = rows.iter().map(|r| (r.kid.clone(), r.public_key.clone())).collect();
-        let newest = rows.last().ok_or_else(|| Error::Internal("no signing key".into()))?;
-        let pkcs8 = envelope.open_secret(PLATFORM, KEY_KIND, &newest.kid, &newest.data_key_id, &newest.sealed).await?;
-        let signer = HeadSigner::from_pkcs8(&newest.kid, &pkcs8).ok_or(AuditError::SigningKeyUnreadable)?;
+        let mut signers = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let pkcs8 = envelope.open_secret(PLATFORM, KEY_KIND, &row.kid, &row.data_key_id, &row.sealed).await;
+            let signer = pkcs8.ok().and_then(|p| HeadSigner::from_pkcs8(&row.kid, &p));
+            match signer {
+                Some(s) if s.public_key() == row.public_key => signers.push(s),
+                _ => return Err(AuditError::SigningKeyMismatch { kid: row.kid.clone() }.into()),
+            }
+        }
+        let checked: Keys = rows.iter().map(|r| (r.kid.clone(), r.public_key.clone())).collect();
+        let keys = match &pins {
+            Some(p) => p.filter(&checked),
+            None => checked,
+        };
+        let signer = signers.pop().ok_or_else(|| Error::Internal("no signing key".into()))?;
+        let pinned = pins.as_ref().is_none_or(|p| p.trusts(&signer.public_key()));
+        tracing::info!(kid = %signer.kid, fingerprint = %fingerprint(&signer.public_key()), pinned, "audit head-signing key");
+        if !pinned {
+            tracing::error!(kid = %signer.kid, "the head-signing key is not among --trusted-keys: its heads will not verify");
+        }
         Ok(Self { store, signer, keys, trees: Mutex::new(HashMap::new()), clock })
     }
 
-    /// Public keys of tree heads, by key id.
-    pub fn public_keys(&self) -> &HashMap<String, Vec<u8>> {
+    async fn new_signing_key(store: &Store, envelope: &Envelope, clock: &Clock) -> Result<signing_key::Model> {
+        let kid = format!("a-{}", uuid::Uuid::now_v7().simple());
+        let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+            .map_err(|_| Error::Internal("ed25519 key generation failed".into()))?;
+        let signer =
+            HeadSigner::from_pkcs8(&kid, pkcs8.as_ref()).ok_or_else(|| Error::Internal("ed25519 key".into()))?;
+        let (dk_id, sealed) = envelope.seal_secret(PLATFORM, KEY_KIND, &kid, pkcs8.as_ref()).await?;
+        let row = signing_key::Model {
+            kid,
+            data_key_id: dk_id,
+            sealed,
+            public_key: signer.public_key(),
+            created_at: clock.now(),
+        };
+        store.insert_signing_key(row.clone()).await?;
+        Ok(row)
+    }
+
+    /// The trusted public keys of tree heads, by key id: checked against
+    /// their sealed private keys at start, and pinned where pins are set.
+    pub fn public_keys(&self) -> &Keys {
         &self.keys
     }
 
