@@ -897,12 +897,73 @@ async fn a_planted_key_and_a_resigned_log_are_caught(postgres: bool) {
     let log = m.open_log(None).await.expect("opens on its own key");
     let problem = "signed by key planted, which is not pinned".to_owned();
     assert_eq!(log.verify("t1").await.expect("verify"), Finding::Tampered { index: 0, problem });
-    // Configured pins narrow trust further: a log signed by the real key but
-    // a service pinned to another key reports it.
+    // Pins that name none of the stored keys refuse the start.
     let elsewhere = Pins::parse([fingerprint(&planted.public_key())]).expect("pins");
-    let narrowed = m.open_log(Some(elsewhere)).await.expect("opens");
-    assert!(narrowed.public_keys().is_empty(), "the real key is not among the pins");
+    let refused = m.open_log(Some(elsewhere)).await.expect_err("no pinned key to sign with");
+    assert!(refused.to_string().contains("--trusted-keys"), "{refused}");
     assert!(m.pins().trusts(&real.public_key), "the pin file names the checked key");
+}
+
+/// The head-signing key rotates: later heads are signed by the new key,
+/// earlier ones still verify with the old one, the rotation is in the
+/// platform's log, and only the operator or a platform admin may rotate.
+async fn the_signing_key_rotates_and_old_heads_stay_verifiable(postgres: bool) {
+    let m = start(postgres).await;
+    let mut writer = m.audit("lead-vault");
+    let append = |ids: std::ops::Range<u32>| pb::AppendRequest {
+        events: ids.map(|i| to_pb(&ev("t1", &format!("e{i}"), &[]))).collect(),
+    };
+    writer.append(append(0..3)).await.expect("append");
+    let before = m.pins();
+    let rotate = |reason: &str| pb::RotateSigningKeyRequest { reason: reason.into() };
+    let denied = m.audit("gateway").rotate_signing_key(rotate("routine")).await.expect_err("not a key admin");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let mut op = m.audit("operator");
+    assert_eq!(field_violations(&op.rotate_signing_key(rotate(" ")).await.expect_err("no reason"))[0].field, "reason");
+    let r = op.rotate_signing_key(rotate("routine")).await.expect("rotate").into_inner();
+    assert!(r.active, "no pins configured: the new key signs at once");
+    assert!(Pins::parse([r.fingerprint.as_str()]).is_ok(), "{}", r.fingerprint);
+    assert_ne!(r.key_id, r.previous_key_id);
+    writer.append(append(3..5)).await.expect("append after the rotation");
+
+    let log = m.open_log(None).await.expect("log");
+    let records = log.records("t1").await.expect("records");
+    let kids: Vec<&str> = records.iter().map(|r| r.head_kid.as_str()).collect();
+    assert_eq!(kids, [&r.previous_key_id; 3].into_iter().chain([&r.key_id; 2]).map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(log.verify("t1").await.expect("verify"), Finding::Intact { size: 5 });
+    // Offline: the old pins alone stop at the first head of the new key;
+    // with the new fingerprint pinned too, the whole log verifies.
+    let old_only = guardline_audit::domain::verify::verify_log(
+        "t1",
+        Default::default(),
+        &records,
+        &before.filter(&log.public_keys()),
+    );
+    let problem = format!("signed by key {}, which is not pinned", r.key_id);
+    assert_eq!(old_only, Finding::Tampered { index: 3, problem });
+    let both = Pins::parse(before.to_text().lines().chain([r.fingerprint.as_str()])).expect("pins");
+    let all = guardline_audit::domain::verify::verify_log(
+        "t1",
+        Default::default(),
+        &records,
+        &both.filter(&log.public_keys()),
+    );
+    assert_eq!(all, Finding::Intact { size: 5 });
+    // The rotation is an event of the platform's log.
+    let platform = log.records("_platform").await.expect("platform log");
+    let rotation =
+        platform.iter().filter_map(|r| Event::decode(&r.entry)).find(|e| e.action == "audit.signing_key.rotate");
+    let rotation = rotation.expect("the rotation is logged");
+    assert_eq!((rotation.resource_id.as_str(), rotation.details["active"].as_str()), (r.key_id.as_str(), "true"));
+    assert!(rotation.actor_service.ends_with("/sa/operator"), "{}", rotation.actor_service);
+
+    // A service pinned to its current keys does not sign with a key nobody
+    // pinned yet: the next one waits.
+    let pinned = m.open_log(Some(both)).await.expect("pinned log");
+    let waiting =
+        pinned.rotate_signing_key("spiffe://guardline.local/ns/guardline/sa/operator", "next").await.expect("rotate");
+    assert!(!waiting.active, "an unpinned key waits");
+    assert_eq!(waiting.previous, r.key_id);
 }
 
 /// Audit takes a writer's identity from its certificate: a writer naming
@@ -973,6 +1034,7 @@ guardline_testkit::on_both_stores!(
     queries_need_audit_read_and_are_audited,
     tampering_is_named_by_index,
     a_planted_key_and_a_resigned_log_are_caught,
+    the_signing_key_rotates_and_old_heads_stay_verifiable,
     alerts_reach_watchers_and_signed_webhooks,
     webhook_failures_stay_with_their_webhook,
     retention_prunes_old_entries_and_the_rest_stays_provable,

@@ -101,12 +101,15 @@ const MESH_OPEN: &[&str] = &[
 ];
 
 /// Only the mesh's services may append (the operator: its retention
-/// findings, such as overdue erasures).
+/// findings, such as overdue erasures); only the operator and platform
+/// admins rotate the head-signing key.
 pub fn allow_list(mesh: &MeshArgs) -> AllowList {
     let writers = ["identity", "lead-vault", "dialer-policy", "recordings", "operator"].map(|s| mesh.identity_of(s));
+    let key_admins = ["operator", "platform-admin"].map(|s| mesh.identity_of(s));
     AllowList::new()
         .mesh("guardline.audit.v1.AuditService", MESH_OPEN)
         .allow("/guardline.audit.v1.AuditService/Append", writers)
+        .allow("/guardline.audit.v1.AuditService/RotateSigningKey", key_admins)
 }
 
 /// Attributes every event to the service whose certificate sent it: a
@@ -400,6 +403,22 @@ impl AuditService for Api {
         }
         let days = self.log.set_retention(&r.tenant_id, r.retention_days).await?;
         Ok(Response::new(pb::SetRetentionResponse { retention_days: days }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "rotate_signing_key", tenant = "_platform"))]
+    async fn rotate_signing_key(
+        &self,
+        req: Request<pb::RotateSigningKeyRequest>,
+    ) -> Reply<pb::RotateSigningKeyResponse> {
+        // The allow-list admits only the operator and platform admins.
+        let caller = PeerInfo::of(&req).and_then(|p| p.identity.clone()).map(|id| id.to_string()).unwrap_or_default();
+        let r = self.log.rotate_signing_key(&caller, &req.get_ref().reason).await?;
+        Ok(Response::new(pb::RotateSigningKeyResponse {
+            key_id: r.kid,
+            fingerprint: r.fingerprint,
+            active: r.active,
+            previous_key_id: r.previous,
+        }))
     }
 }
 

@@ -11,16 +11,17 @@ use chrono::{DateTime, Utc};
 use guardline_keys::{Envelope, PLATFORM};
 use tokio::sync::Mutex;
 
+pub use super::signing::{Rotated, Signing};
 use crate::domain::canonical::Event;
 use crate::domain::merkle::{Hash, Tree, leaf_hash};
-use crate::domain::pin::{Keys, Pins, fingerprint};
-use crate::domain::sth::{HeadSigner, TreeHead};
+use crate::domain::pin::{Keys, Pins};
+use crate::domain::sth::TreeHead;
 use crate::domain::validate;
 use crate::domain::verify::{Finding, Record, verify_log};
 use crate::error::{AuditError, Error, Result};
+use crate::store::event;
 pub use crate::store::log::Filter;
 use crate::store::log::Store;
-use crate::store::{event, signing_key};
 
 /// A signed tree head as stored with the entry that produced it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,19 +37,17 @@ pub struct SignedHead {
 /// The audit log of every tenant.
 pub struct Log {
     store: Store,
-    signer: HeadSigner,
-    keys: Keys,
+    signing: Signing,
     trees: Mutex<HashMap<String, Tree>>,
     clock: Clock,
 }
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Log").field("signer", &self.signer).finish_non_exhaustive()
+        f.debug_struct("Log").field("signing", &self.signing).finish_non_exhaustive()
     }
 }
 
-const KEY_KIND: &str = "audit-head-key";
 /// Retention when a tenant set none: three years.
 pub const DEFAULT_RETENTION_DAYS: i32 = 3 * 365;
 /// Retention is never shorter than this.
@@ -66,59 +65,50 @@ impl Log {
     }
 
     /// As [`Log::open`], with heads and keys dated by `clock`, trusting only
-    /// the keys `pins` names when given. Every stored public key must be its
-    /// sealed private key's (opened through the key provider, bound to its
-    /// key id): a key row planted in the database stops the start.
+    /// the keys `pins` names when given; see [`Signing::open`] for the
+    /// checks that refuse the start.
     pub async fn open_on(store: Store, envelope: Arc<Envelope>, clock: Clock, pins: Option<Pins>) -> Result<Self> {
-        let mut rows = store.signing_keys().await?;
-        if rows.is_empty() {
-            rows.push(Self::new_signing_key(&store, &envelope, &clock).await?);
-        }
-        let mut signers = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let pkcs8 = envelope.open_secret(PLATFORM, KEY_KIND, &row.kid, &row.data_key_id, &row.sealed).await;
-            let signer = pkcs8.ok().and_then(|p| HeadSigner::from_pkcs8(&row.kid, &p));
-            match signer {
-                Some(s) if s.public_key() == row.public_key => signers.push(s),
-                _ => return Err(AuditError::SigningKeyMismatch { kid: row.kid.clone() }.into()),
-            }
-        }
-        let checked: Keys = rows.iter().map(|r| (r.kid.clone(), r.public_key.clone())).collect();
-        let keys = match &pins {
-            Some(p) => p.filter(&checked),
-            None => checked,
-        };
-        let signer = signers.pop().ok_or_else(|| Error::Internal("no signing key".into()))?;
-        let pinned = pins.as_ref().is_none_or(|p| p.trusts(&signer.public_key()));
-        tracing::info!(kid = %signer.kid, fingerprint = %fingerprint(&signer.public_key()), pinned, "audit head-signing key");
-        if !pinned {
-            tracing::error!(kid = %signer.kid, "the head-signing key is not among --trusted-keys: its heads will not verify");
-        }
-        Ok(Self { store, signer, keys, trees: Mutex::new(HashMap::new()), clock })
+        let signing = Signing::open(&store, envelope, &clock, pins).await?;
+        Ok(Self { store, signing, trees: Mutex::new(HashMap::new()), clock })
     }
 
-    async fn new_signing_key(store: &Store, envelope: &Envelope, clock: &Clock) -> Result<signing_key::Model> {
-        let kid = format!("a-{}", uuid::Uuid::now_v7().simple());
-        let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
-            .map_err(|_| Error::Internal("ed25519 key generation failed".into()))?;
-        let signer =
-            HeadSigner::from_pkcs8(&kid, pkcs8.as_ref()).ok_or_else(|| Error::Internal("ed25519 key".into()))?;
-        let (dk_id, sealed) = envelope.seal_secret(PLATFORM, KEY_KIND, &kid, pkcs8.as_ref()).await?;
-        let row = signing_key::Model {
-            kid,
-            data_key_id: dk_id,
-            sealed,
-            public_key: signer.public_key(),
-            created_at: clock.now(),
+    /// Rotates the head-signing key (see [`Signing::rotate`]), between two
+    /// appends, and records the rotation in the platform's log, signed by
+    /// the key that signs from now on.
+    pub async fn rotate_signing_key(&self, actor_service: &str, reason: &str) -> Result<Rotated> {
+        if reason.trim().is_empty() {
+            return Err(Error::invalid("reason", "required"));
+        }
+        let rotated = {
+            let _appends = self.trees.lock().await;
+            self.signing.rotate(&self.store, &self.clock).await?
         };
-        store.insert_signing_key(row.clone()).await?;
-        Ok(row)
+        let event = Event {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: PLATFORM.into(),
+            time: self.clock.now(),
+            actor_service: actor_service.into(),
+            action: "audit.signing_key.rotate".into(),
+            resource_type: "signing_key".into(),
+            resource_id: rotated.kid.clone(),
+            outcome: "allowed".into(),
+            details: [
+                ("fingerprint".to_owned(), rotated.fingerprint.clone()),
+                ("active".to_owned(), rotated.active.to_string()),
+                ("previous".to_owned(), rotated.previous.clone()),
+                ("reason".to_owned(), reason.to_owned()),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        self.append(vec![event]).await?;
+        Ok(rotated)
     }
 
     /// The trusted public keys of tree heads, by key id: checked against
     /// their sealed private keys at start, and pinned where pins are set.
-    pub fn public_keys(&self) -> &Keys {
-        &self.keys
+    pub fn public_keys(&self) -> Keys {
+        self.signing.trusted()
     }
 
     /// The tree of a tenant's pruned prefix (empty if nothing was pruned).
@@ -238,7 +228,8 @@ impl Log {
             timestamp_ms: self.clock.now().timestamp_millis(),
             root: tree.root(idx + 1).map_err(|e| Error::Internal(e.to_string()))?,
         };
-        let sig = self.signer.sign(&head);
+        let signer = self.signing.signer();
+        let sig = signer.sign(&head);
         Ok(event::Model {
             tenant_id: e.tenant_id.clone(),
             idx: idx as i64,
@@ -252,7 +243,7 @@ impl Log {
             entry,
             leaf_hash: leaf.to_vec(),
             head_ts: head.timestamp_ms,
-            head_kid: self.signer.kid.clone(),
+            head_kid: signer.kid.clone(),
             head_sig: sig,
         })
     }
@@ -333,6 +324,6 @@ impl Log {
 
     /// Verifies a tenant's whole stored log against its signed heads.
     pub async fn verify(&self, tenant: &str) -> Result<Finding> {
-        Ok(verify_log(tenant, self.base_tree(tenant).await?, &self.records(tenant).await?, &self.keys))
+        Ok(verify_log(tenant, self.base_tree(tenant).await?, &self.records(tenant).await?, &self.public_keys()))
     }
 }

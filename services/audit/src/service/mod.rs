@@ -5,5 +5,6 @@
 pub mod alerting;
 pub mod export;
 pub mod log;
+pub mod signing;
 
 pub use log::*;
