@@ -86,6 +86,12 @@ impl AuditService for Receiver {
     async fn configure_alerts(&self, _: tonic::Request<pb::ConfigureAlertsRequest>) -> Reply<pb::AlertSettings> {
         unused()
     }
+    async fn rotate_signing_key(
+        &self,
+        _: tonic::Request<pb::RotateSigningKeyRequest>,
+    ) -> Reply<pb::RotateSigningKeyResponse> {
+        unused()
+    }
 }
 
 type Unused<T> = tonic::codegen::BoxStream<T>;
