@@ -726,7 +726,14 @@ async fn retention_prunes_old_entries_and_the_rest_stays_provable(postgres: bool
         events.push(e);
     }
     let mut lv = m.audit("lead-vault");
-    lv.append(pb::AppendRequest { events: events.iter().map(to_pb).collect() }).await.expect("append");
+    lv.append(pb::AppendRequest { events: events[..3].iter().map(to_pb).collect() }).await.expect("append");
+    // A monitor remembers the head at this size, inside what will be pruned.
+    let remembered = lv
+        .get_signed_tree_head(pb::GetSignedTreeHeadRequest { tenant_id: tenant.clone() })
+        .await
+        .expect("sth")
+        .into_inner();
+    lv.append(pb::AppendRequest { events: events[3..].iter().map(to_pb).collect() }).await.expect("append");
     let fresh: Vec<Event> = (0..4)
         .map(|i| {
             let mut e = ev(&tenant, &format!("new{i}"), &[]);
@@ -777,6 +784,25 @@ async fn retention_prunes_old_entries_and_the_rest_stays_provable(postgres: bool
     assert_eq!(op.prune(prune()).await.expect("again").into_inner().pruned, 0);
     // Back to the present, where the users' tokens are valid.
     m.clock.set(chrono::Utc::now());
+
+    // The monitor's head, older than the prune, is still proven consistent
+    // with today's (the pruned entries' leaf hashes were kept).
+    assert!(remembered.tree_size < first_kept);
+    let later = lv.append(pb::AppendRequest { events: vec![to_pb(&ev(&tenant, "after", &[]))] }).await;
+    later.expect("append after the prune");
+    let now = op
+        .get_signed_tree_head(pb::GetSignedTreeHeadRequest { tenant_id: tenant.clone() })
+        .await
+        .expect("sth")
+        .into_inner();
+    let ask = pb::GetConsistencyProofRequest {
+        tenant_id: tenant.clone(),
+        first_size: remembered.tree_size,
+        second_size: now.tree_size,
+    };
+    let p = op.get_consistency_proof(ask).await.expect("a proof across the prune").into_inner();
+    let proof = ConsistencyProof::<Sha256>::from_digests(digests(&p.path).iter());
+    root(&now).verify_consistency(&root(&remembered), &proof).expect("consistent across the prune");
 
     // What remains still proves against the same signed head.
     for e in &fresh {

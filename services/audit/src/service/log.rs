@@ -286,11 +286,26 @@ impl Log {
         Ok((idx, proof))
     }
 
-    /// A consistency proof between two sizes.
+    /// A consistency proof between two sizes. From a size older than a
+    /// prune (a monitor's remembered head), the proof is made on a tree
+    /// rebuilt from every leaf hash, the pruned ones kept for this.
     pub async fn consistency(&self, tenant: &str, first: u64, second: u64) -> Result<Vec<Hash>> {
-        self.with_tree(tenant, |t| t.consistency_proof(first, second))
-            .await?
-            .map_err(|e| Error::invalid("second_size", e.to_string()))
+        let (pruned, _) = self.pruned(tenant).await?;
+        let proof = if first > 0 && first < pruned {
+            let kept = self.store.pruned_leaf_hashes(tenant).await?;
+            if kept.len() as u64 != pruned {
+                let why = format!("entries before {pruned} were pruned before their hashes were kept");
+                return Err(Error::invalid("first_size", why));
+            }
+            let mut full = Tree::new();
+            for h in kept.into_iter().chain(self.store.leaf_hashes(tenant).await?) {
+                full.push(h.try_into().map_err(|_| AuditError::LeafHashCorrupt)?);
+            }
+            full.consistency_proof(first, second)
+        } else {
+            self.with_tree(tenant, |t| t.consistency_proof(first, second)).await?
+        };
+        proof.map_err(|e| Error::invalid("second_size", e.to_string()))
     }
 
     /// Events matching `f`, newest first, below index `before`.

@@ -3,11 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 
-use super::{event, pruned, setting, signing_key};
+use super::{event, pruned, pruned_leaf, setting, signing_key};
 use crate::domain::merkle::Hash;
 use crate::domain::verify::Record;
 use crate::error::Result;
@@ -108,6 +108,19 @@ impl Store {
         } else {
             pruned::Entity::insert(row).exec(&txn).await?;
         }
+        // The entries go; their leaf hashes stay, in the same transaction.
+        let backend = self.db.get_database_backend();
+        let keep = match backend {
+            DatabaseBackend::Postgres => {
+                "INSERT INTO audit_pruned_leaves (tenant_id, idx, leaf_hash) \
+                 SELECT tenant_id, idx, leaf_hash FROM audit_events WHERE tenant_id = $1 AND idx < $2"
+            }
+            _ => {
+                "INSERT INTO audit_pruned_leaves (tenant_id, idx, leaf_hash) \
+                 SELECT tenant_id, idx, leaf_hash FROM audit_events WHERE tenant_id = ? AND idx < ?"
+            }
+        };
+        txn.execute_raw(Statement::from_sql_and_values(backend, keep, [tenant.into(), (k as i64).into()])).await?;
         event::Entity::delete_many()
             .filter(event::Column::TenantId.eq(tenant))
             .filter(event::Column::Idx.lt(k as i64))
@@ -115,6 +128,18 @@ impl Store {
             .await?;
         txn.commit().await?;
         Ok(())
+    }
+
+    /// The kept leaf hashes of a tenant's pruned entries, in index order.
+    pub async fn pruned_leaf_hashes(&self, tenant: &str) -> Result<Vec<Vec<u8>>> {
+        Ok(pruned_leaf::Entity::find()
+            .select_only()
+            .column(pruned_leaf::Column::LeafHash)
+            .filter(pruned_leaf::Column::TenantId.eq(tenant))
+            .order_by_asc(pruned_leaf::Column::Idx)
+            .into_tuple()
+            .all(&self.db)
+            .await?)
     }
 
     /// The stored leaf hashes of a tenant, in index order.

@@ -80,6 +80,27 @@ pub mod pruned {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// The leaf hashes of pruned entries: the entries are gone, their hashes
+/// stay, so that a consistency proof from a tree size older than the prune
+/// (a monitor's remembered head) can still be made.
+pub mod pruned_leaf {
+    use sea_orm::entity::prelude::*;
+    /// One pruned entry's leaf hash.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_pruned_leaves")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub idx: i64,
+        pub leaf_hash: Vec<u8>,
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// Per-tenant settings.
 pub mod setting {
     use sea_orm::entity::prelude::*;
@@ -176,6 +197,33 @@ impl MigrationTrait for CreateAuditTables {
     }
 }
 
+/// Keeps pruned entries' leaf hashes (a new table: nothing else changes).
+#[derive(Debug)]
+struct CreatePrunedLeaves;
+
+impl MigrationName for CreatePrunedLeaves {
+    fn name(&self) -> &str {
+        "m20261208_000100_audit_pruned_leaves"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreatePrunedLeaves {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(t("audit_pruned_leaves"))
+                .if_not_exists()
+                .col(string(t("tenant_id")))
+                .col(big_integer(t("idx")))
+                .col(binary(t("leaf_hash")))
+                .primary_key(Index::create().col(t("tenant_id")).col(t("idx")))
+                .to_owned(),
+        )
+        .await
+    }
+}
+
 /// Migrations of audit, tracked in their own table.
 #[derive(Debug)]
 pub struct Migrator;
@@ -186,6 +234,7 @@ impl MigratorTrait for Migrator {
         m.extend(guardline_keys::store::migrations());
         m.push(Box::new(CreateAuditTables));
         m.push(Box::new(CreateAlertTables));
+        m.push(Box::new(CreatePrunedLeaves));
         m
     }
 
