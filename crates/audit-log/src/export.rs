@@ -104,6 +104,19 @@ fn header(line: Option<Line>) -> Result<(String, Keys, Tree), String> {
     }
 }
 
+/// The closing tree head of an export (size and root), as a monitor
+/// remembers it once [`verify_export`] found the export intact.
+pub fn closing_head(text: &str) -> Option<crate::monitor::Head> {
+    let last = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    match serde_json::from_str::<Line>(last).ok()? {
+        Line::TreeHead { tree_size, root_hash, .. } => {
+            let root = B64.decode(root_hash).ok()?.try_into().ok()?;
+            Some(crate::monitor::Head { size: tree_size, root })
+        }
+        _ => None,
+    }
+}
+
 /// Verifies a whole export against the pinned keys; the first failure names
 /// its index (or the line that cannot be read). The keys the export's header
 /// carries serve only where `pins` names them: a log re-signed with a key

@@ -12,6 +12,7 @@
 pub mod canonical;
 pub mod export;
 pub mod merkle;
+pub mod monitor;
 pub mod pin;
 pub mod sth;
 pub mod verify;

@@ -1,14 +1,18 @@
 //! `guardline audit verify`: checks a tenant's whole audit log offline, from
-//! an export file or from a live export it fetches first, and names the first
-//! index where anything was changed, removed or reordered.
+//! an export file or from a live export it fetches first, against pinned
+//! keys, and names the first index where anything was changed, removed or
+//! reordered. Live, it is also a monitor: it remembers the last head it
+//! verified per tenant and proves, with `GetConsistencyProof`, that the log
+//! only grew since; a truncated or forked log is said plainly.
 
 use std::path::PathBuf;
 
-use guardline_audit_log::export::verify_export;
+use guardline_audit_log::export::{closing_head, verify_export};
+use guardline_audit_log::monitor::{Head, Verdict, judge};
 use guardline_audit_log::pin::Pins;
 use guardline_audit_log::verify::Finding;
-use guardline_proto::audit::v1::ExportEventsRequest;
 use guardline_proto::audit::v1::audit_service_client::AuditServiceClient;
+use guardline_proto::audit::v1::{ExportEventsRequest, GetConsistencyProofRequest};
 use guardline_runtime::tls::{TlsFiles, TlsMaterial};
 
 /// `guardline audit ...`.
@@ -48,6 +52,10 @@ pub struct VerifyArgs {
     /// `guardline up` writes in `--data-dir`, when no `--trusted-key` is given).
     #[arg(long)]
     pub trusted_keys: Option<PathBuf>,
+    /// Where a live verification remembers each tenant's last verified head
+    /// (default: `audit-monitor` in `--data-dir`).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
 }
 
 /// The pins of a verification: the `--trusted-key`s and the `--trusted-keys`
@@ -74,11 +82,12 @@ fn pins(args: &VerifyArgs) -> anyhow::Result<Pins> {
 pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
     let AuditCommand::Verify(args) = cmd;
     let pins = pins(&args)?;
-    let text = match (&args.file, &args.tenant, &args.token) {
+    let (text, live) = match (&args.file, &args.tenant, &args.token) {
         (Some(file), _, _) => {
-            std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("--file {}: {e}", file.display()))?
+            let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("--file {}: {e}", file.display()))?;
+            (text, None)
         }
-        (None, Some(tenant), Some(token)) => fetch(&args, tenant, token).await?,
+        (None, Some(tenant), Some(token)) => (fetch(&args, tenant, token).await?, Some((tenant, token))),
         _ => anyhow::bail!("give --file EXPORT, or --tenant and --token for a live log"),
     };
     if let Some(path) = &args.save {
@@ -87,18 +96,55 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
     match verify_export(&text, &pins).map_err(|e| anyhow::anyhow!("unreadable export: {e}"))? {
         Finding::Intact { size } => {
             println!("intact: {size} entries, every signed tree head verified with a pinned key");
-            Ok(())
         }
         Finding::Tampered { index, problem } => {
             println!("TAMPERED at index {index}: {problem}");
             std::process::exit(1);
         }
     }
+    let Some((tenant, token)) = live else { return Ok(()) };
+    let now = closing_head(&text).ok_or_else(|| anyhow::anyhow!("the export has no closing tree head"))?;
+    let state = args.state.clone().unwrap_or_else(|| args.data_dir.join("audit-monitor"));
+    let seen = crate::monitor::Seen::load(&state)?;
+    let remembered = seen.get(tenant);
+    let proof = match remembered {
+        Some(r) if r.size > 0 && r.size < now.size => Some(consistency(&args, tenant, token, r, now).await?),
+        _ => None,
+    };
+    let verdict = judge(remembered, now, proof.as_deref());
+    println!("{verdict}");
+    if !verdict.is_consistent() {
+        std::process::exit(1);
+    }
+    if verdict != Verdict::Unchanged {
+        seen.save(&state, tenant, now)?;
+    }
+    Ok(())
+}
+
+/// The consistency proof from the remembered head to today's.
+async fn consistency(
+    args: &VerifyArgs,
+    tenant: &str,
+    token: &str,
+    seen: Head,
+    now: Head,
+) -> anyhow::Result<Vec<guardline_audit_log::merkle::Hash>> {
+    let req = GetConsistencyProofRequest { tenant_id: tenant.to_owned(), first_size: seen.size, second_size: now.size };
+    let mut req = tonic::Request::new(req);
+    req.metadata_mut().insert("authorization", format!("Bearer {token}").parse()?);
+    let proof = client(args)?.get_consistency_proof(req).await?.into_inner();
+    // A hash of the wrong length fails the proof, as a forged one would.
+    Ok(proof.path.into_iter().map(|h| h.try_into().unwrap_or([0; 32])).collect())
+}
+
+fn client(args: &VerifyArgs) -> anyhow::Result<AuditServiceClient<guardline_runtime::GrpcChannel>> {
+    let tls = TlsMaterial::load(TlsFiles::in_dir(&args.data_dir.join("pki"), guardline_runtime::devca::CLI))?;
+    Ok(AuditServiceClient::new(guardline_runtime::connect(&args.endpoint, tls)?))
 }
 
 async fn fetch(args: &VerifyArgs, tenant: &str, token: &str) -> anyhow::Result<String> {
-    let tls = TlsMaterial::load(TlsFiles::in_dir(&args.data_dir.join("pki"), guardline_runtime::devca::CLI))?;
-    let mut client = AuditServiceClient::new(guardline_runtime::connect(&args.endpoint, tls)?);
+    let mut client = client(args)?;
     let mut req = tonic::Request::new(ExportEventsRequest { tenant_id: tenant.to_owned(), range: None });
     req.metadata_mut().insert("authorization", format!("Bearer {token}").parse()?);
     let mut stream = client.export_events(req).await?.into_inner();

@@ -13,6 +13,7 @@ mod demo;
 mod dnc;
 mod health;
 mod leads;
+mod monitor;
 mod up;
 
 use clap::{Parser, Subcommand};

@@ -266,6 +266,93 @@ async fn an_acknowledged_audit_event_survives_kill_9() {
     mesh.stop().await;
 }
 
+/// `guardline audit verify`, live, remembers the head it verified: the next
+/// run proves the log only grew, and after an insider cut the newest
+/// entries and the service restarted (so the export itself verifies, its
+/// closing head re-derived from what is left), it says TRUNCATED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_monitor_names_a_truncated_log() {
+    use guardline_proto::identity::v1 as idpb;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mesh = Mesh::start(dir.path(), &[]);
+    wait_serving(&mesh, dir.path()).await;
+    let mut id = idpb::identity_service_client::IdentityServiceClient::new(
+        guardline_runtime::connect(&mesh.uri(0), cert(dir.path(), "cli")).expect("channel"),
+    );
+    let tenant = id
+        .create_tenant(idpb::CreateTenantRequest { name: "Monitored".into(), ..Default::default() })
+        .await
+        .expect("tenant")
+        .into_inner()
+        .id;
+    let password = "a long enough passphrase".to_owned();
+    let auditor = idpb::CreateUserRequest {
+        tenant_id: tenant.clone(),
+        login: "auditor1".into(),
+        display_name: "auditor1".into(),
+        password: password.clone(),
+        roles: vec!["auditor".into()],
+        team_ids: vec![],
+    };
+    id.create_user(auditor).await.expect("auditor");
+    let login = || idpb::LoginRequest {
+        tenant_id: tenant.clone(),
+        login: "auditor1".into(),
+        password: password.clone(),
+        ..Default::default()
+    };
+    let token = id.login(login()).await.expect("login").into_inner().access_token;
+    let append = |mesh: &Mesh, ids: std::ops::Range<u32>| {
+        let events = ids
+            .map(|i| guardline_proto::audit::v1::AuditEvent { tenant_id: tenant.clone(), ..event(&format!("m{i}")) });
+        let uri = mesh.uri(4);
+        let events: Vec<_> = events.collect();
+        let tls = cert(dir.path(), "lead-vault");
+        async move {
+            let mut c = AuditServiceClient::new(guardline_runtime::connect(&uri, tls).expect("channel"));
+            c.append(AppendRequest { events }).await.expect("append");
+        }
+    };
+    let verify = |mesh: &Mesh, token: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_guardline"))
+            .args(["audit", "verify", "--tenant", &tenant, "--endpoint", &mesh.uri(4), "--data-dir"])
+            .arg(dir.path())
+            .env("GUARDLINE_TOKEN", token)
+            .output()
+            .expect("guardline audit verify");
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    append(&mesh, 0..5).await;
+    let (ok, out) = verify(&mesh, &token);
+    assert!(ok && out.contains("first head seen"), "{out}");
+    append(&mesh, 5..7).await;
+    let (ok, out) = verify(&mesh, &token);
+    assert!(ok && out.contains("consistent with the head seen before"), "{out}");
+    mesh.stop().await;
+
+    // The newest three entries cut in the database, then a restart.
+    let db = dir.path().join("audit.db");
+    let cut = format!(
+        "import sqlite3; c = sqlite3.connect('{}'); \
+         c.execute(\"DELETE FROM audit_events WHERE tenant_id = ? AND idx >= (SELECT MAX(idx) - 2 FROM audit_events WHERE tenant_id = ?)\", ('{tenant}', '{tenant}')); c.commit()",
+        db.display()
+    );
+    assert!(Command::new("python3").args(["-c", &cut]).status().expect("python3").success());
+    let mesh = Mesh::start(dir.path(), &[]);
+    wait_serving(&mesh, dir.path()).await;
+    let mut id = idpb::identity_service_client::IdentityServiceClient::new(
+        guardline_runtime::connect(&mesh.uri(0), cert(dir.path(), "cli")).expect("channel"),
+    );
+    let token = id.login(login()).await.expect("login").into_inner().access_token;
+    let (ok, out) = verify(&mesh, &token);
+    assert!(out.contains("intact: "), "the shortened export verifies on its own: {out}");
+    assert!(!ok && out.contains("TRUNCATED"), "{out}");
+    mesh.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recording_upload_killed_mid_way_leaves_nothing_after_restart() {
     use guardline_proto::recordings::v1 as rpb;
