@@ -44,7 +44,7 @@ impl Api {
         if widest_scope(who, action).is_none() || who.tenant != tenant {
             return Err(Status::from(Error::PermissionDenied(format!("no role grants {action} in this tenant"))));
         }
-        let row = self.recordings.get(tenant, id).await?;
+        let row = self.recordings.get(tenant, id, &who.user).await?;
         let res = Resource {
             tenant: row.tenant_id.clone(),
             owner: Some(row.agent_id.clone()),
@@ -280,7 +280,7 @@ impl RecordingsService for Api {
             Scope::Tenant => {}
         }
         let size = if r.page_size == 0 { 50 } else { u64::from(r.page_size).min(1000) };
-        let rows = self.recordings.list(&r.tenant_id, &filter, size).await?;
+        let rows = self.recordings.list(&r.tenant_id, &filter, size, &who.user).await?;
         let next = if rows.len() as u64 == size {
             rows.last().map(|x| x.id.clone()).unwrap_or_default()
         } else {
@@ -296,7 +296,14 @@ impl RecordingsService for Api {
     async fn verify_recording(&self, req: Request<pb::VerifyRecordingRequest>) -> Reply<pb::VerifyRecordingResponse> {
         let who = self.user(&req).await?;
         let r = req.get_ref();
-        let row = self.scoped(&who, "recording.play", &r.tenant_id, &r.recording_id).await?;
+        // Edited metadata is a finding too: named, not an error.
+        let row = match self.scoped(&who, "recording.play", &r.tenant_id, &r.recording_id).await {
+            Err(s) if guardline_runtime::error::reason(&s) == "RECORDING_TAMPERED" => {
+                let problem = "metadata differs from what was stored".into();
+                return Ok(Response::new(pb::VerifyRecordingResponse { ok: false, problem }));
+            }
+            other => other?,
+        };
         let (ok, problem) = self.recordings.verify(&row, &who.user).await?;
         Ok(Response::new(pb::VerifyRecordingResponse { ok, problem }))
     }

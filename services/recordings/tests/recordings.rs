@@ -641,6 +641,63 @@ async fn tenant_key_rotation_rewraps_the_recording_data_keys(postgres: bool, bac
     assert_eq!(download(&m, &t.tokens[0], &t.id, &rec.id, 0, 0).await.expect("still plays"), data);
 }
 
+/// A database insider edits the columns that decide who plays a recording
+/// and whether it may be deleted: every read, listing, verification and
+/// erasure sees the MAC fail, and an erased recording keeps no hash of its
+/// audio.
+async fn edited_metadata_is_caught(postgres: bool, backend: Backend) {
+    use guardline_recordings::store::recording;
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+    let m = start_on(postgres, backend).await;
+    let t = standard(&m).await;
+    let data = audio(70_000);
+    let a = upload(&m, "telephony-bridge", header(&t, "lead-a", 0, 0, false), &data).await.expect("upload");
+    let b = upload(&m, "telephony-bridge", header(&t, "lead-b", 0, 0, false), &data).await.expect("upload");
+    let c = upload(&m, "telephony-bridge", header(&t, "lead-c", 0, 0, false), &data).await.expect("upload");
+    let db = guardline_runtime::storage::connect(&DatabaseArgs {
+        database_url: m.rec_db.clone(),
+        database_max_connections: 1,
+        database_schema: None,
+    })
+    .await
+    .expect("db");
+    let edit = |id: &str| recording::ActiveModel { id: Set(id.to_owned()), ..Default::default() };
+
+    // Team B's column on A's recording, to hand it to agent2.
+    let mut moved = edit(&a.id);
+    moved.team_id = Set(t.teams[1].clone());
+    moved.agent_id = Set(t.users[1].clone());
+    moved.update(&db).await.expect("tamper");
+    let err = download(&m, &t.tokens[1], &t.id, &a.id, 0, 0).await.map(|d| d.len()).expect_err("handed over");
+    assert_eq!(guardline_runtime::error::reason(&err), "RECORDING_TAMPERED", "{err:?}");
+    let list = |tok: &str| {
+        with(tok, Request::new(pb::ListRecordingsRequest { tenant_id: t.id.clone(), ..Default::default() }))
+    };
+    let listed = m.rec("gateway").list_recordings(list(&t.tokens[1])).await.expect("list").into_inner().recordings;
+    assert!(listed.iter().all(|r| r.id != a.id), "not listed on its edited scope");
+    let verify = pb::VerifyRecordingRequest { tenant_id: t.id.clone(), recording_id: a.id.clone() };
+    let report = m.rec("gateway").verify_recording(with(&t.tokens[4], Request::new(verify))).await.expect("verify");
+    assert_eq!(report.into_inner().problem, "metadata differs from what was stored");
+
+    // A hold placed through the API, cleared in the database: erasure does
+    // not take the edited value, it reports the recording held.
+    let hold = pb::SetLegalHoldRequest { tenant_id: t.id.clone(), recording_id: b.id.clone(), reason: "case 7".into() };
+    m.rec("gateway").set_legal_hold(with(&t.tokens[4], Request::new(hold))).await.expect("hold");
+    let mut cleared = edit(&b.id);
+    cleared.legal_hold = Set(false);
+    cleared.update(&db).await.expect("tamper");
+    let erase = |lead: &str| pb::EraseLeadRecordingsRequest { tenant_id: t.id.clone(), lead_id: lead.into() };
+    let e = m.rec("lead-vault").erase_lead_recordings(erase("lead-b")).await.expect("erase").into_inner();
+    assert_eq!((e.erased, e.held_recording_ids), (0, vec![b.id.clone()]));
+    assert!(m.object(&t.id, &b.id).await.is_some(), "the audio is still there");
+
+    // An untouched recording is erased, and its tombstone keeps no hash.
+    let e = m.rec("lead-vault").erase_lead_recordings(erase("lead-c")).await.expect("erase").into_inner();
+    assert_eq!(e.erased, 1);
+    let tomb = recording::Entity::find_by_id(c.id.clone()).one(&db).await.expect("q").expect("tombstone");
+    assert_eq!((tomb.sha256, tomb.mac, tomb.key_sealed), (None, None, None));
+}
+
 macro_rules! on_every_store {
     ($($name:ident),* $(,)?) => {
         mod sqlite_fs {
@@ -658,6 +715,7 @@ macro_rules! on_every_store {
 on_every_store!(
     upload_read_and_scope,
     tampering_fails_with_data_loss,
+    edited_metadata_is_caught,
     legal_hold_purge_and_erasure,
     an_interrupted_upload_leaves_nothing,
     retention_classes_per_tenant,

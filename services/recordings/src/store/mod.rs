@@ -44,6 +44,7 @@ pub mod recording {
         pub retention_class: String,
         pub legal_hold: bool,
         pub legal_hold_reason: String,
+        pub mac: Option<Vec<u8>>,
     }
     impl std::fmt::Debug for Model {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -165,6 +166,27 @@ impl MigrationTrait for CreateRecordings {
     }
 }
 
+/// Adds the metadata MAC (nullable: rows stored before it are MACed by the
+/// start-up upgrade).
+#[derive(Debug)]
+struct AddRecordingMac;
+
+impl MigrationName for AddRecordingMac {
+    fn name(&self) -> &str {
+        "m20261208_000100_recordings_mac"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddRecordingMac {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        if m.has_column("recordings", "mac").await? {
+            return Ok(());
+        }
+        m.alter_table(Table::alter().table(t("recordings")).add_column(binary_null(t("mac"))).to_owned()).await
+    }
+}
+
 /// Migrations of recordings, tracked in their own table.
 #[derive(Debug)]
 pub struct Migrator;
@@ -174,6 +196,7 @@ impl MigratorTrait for Migrator {
         let mut m = guardline_audit_client::migrations();
         m.extend(guardline_keys::store::migrations());
         m.push(Box::new(CreateRecordings));
+        m.push(Box::new(AddRecordingMac));
         m
     }
 

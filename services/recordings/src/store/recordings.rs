@@ -1,8 +1,8 @@
 //! Recordings' queries and transactions: the only code that reads or
 //! writes recording rows. Each change commits with its audit event.
 
-use chrono::{DateTime, Utc};
 use guardline_audit_client::{AuditedDb, Conn, EventBuilder};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{recording, retention_class, state};
@@ -43,25 +43,43 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a complete upload stored, with its size, hash and dates.
-    pub async fn mark_stored(
-        &self,
-        row: recording::Model,
-        (size, sha): (u64, [u8; 32]),
-        (stored_at, retain_until): (DateTime<Utc>, DateTime<Utc>),
-        event: EventBuilder,
-    ) -> Result<recording::Model> {
-        let mut active: recording::ActiveModel = row.into();
-        active.state = Set(state::STORED.into());
-        active.size_bytes = Set(size as i64);
-        active.sha256 = Set(Some(sha.to_vec()));
-        active.stored_at = Set(Some(stored_at));
-        active.retain_until = Set(retain_until);
+    /// Writes a complete upload as stored: `row` holds its size, hash,
+    /// dates, state and MAC.
+    pub async fn mark_stored(&self, row: recording::Model, event: EventBuilder) -> Result<recording::Model> {
+        self.write(row, event).await
+    }
+
+    /// Writes every column of `row`, with its event.
+    async fn write(&self, row: recording::Model, event: EventBuilder) -> Result<recording::Model> {
+        let active = recording::ActiveModel::from(row).reset_all();
         let tx = self.db.begin().await?;
-        let txn = tx.conn();
-        let stored = active.update(txn).await?;
+        let written = active.update(tx.conn()).await?;
         self.db.commit(tx, [event]).await?;
-        Ok(stored)
+        Ok(written)
+    }
+
+    /// Stored rows after `after` (by id, every tenant) with no MAC yet, at
+    /// most `limit`.
+    pub async fn unmaced(&self, after: &str, limit: u64) -> Result<Vec<recording::Model>> {
+        Ok(recording::Entity::find()
+            .filter(recording::Column::Id.gt(after))
+            .filter(recording::Column::State.eq(state::STORED))
+            .filter(recording::Column::Mac.is_null())
+            .order_by_asc(recording::Column::Id)
+            .limit(limit)
+            .all(self.db.conn())
+            .await?)
+    }
+
+    /// Gives a row its first MAC, unless it got one meanwhile.
+    pub async fn set_first_mac(&self, id: &str, mac: Vec<u8>) -> Result<()> {
+        recording::Entity::update_many()
+            .col_expr(recording::Column::Mac, Expr::value(mac))
+            .filter(recording::Column::Id.eq(id))
+            .filter(recording::Column::Mac.is_null())
+            .exec(self.db.conn())
+            .await?;
+        Ok(())
     }
 
     /// A tenant's class as (min days, delete-after days), if defined.
@@ -142,21 +160,10 @@ impl Store {
         Ok(q.all(self.db.conn()).await?)
     }
 
-    /// Places or clears a legal hold.
-    pub async fn set_hold(
-        &self,
-        row: recording::Model,
-        hold: Option<&str>,
-        event: EventBuilder,
-    ) -> Result<recording::Model> {
-        let mut active: recording::ActiveModel = row.into();
-        active.legal_hold = Set(hold.is_some());
-        active.legal_hold_reason = Set(hold.unwrap_or_default().to_owned());
-        let tx = self.db.begin().await?;
-        let txn = tx.conn();
-        let updated = active.update(txn).await?;
-        self.db.commit(tx, [event]).await?;
-        Ok(updated)
+    /// Writes a hold placed or cleared: `row` holds the hold, its reason
+    /// and the new MAC.
+    pub async fn set_hold(&self, row: recording::Model, event: EventBuilder) -> Result<recording::Model> {
+        self.write(row, event).await
     }
 
     /// Destroys a row's key and leaves it as a tombstone in `new_state`.
@@ -164,6 +171,11 @@ impl Store {
         let mut active: recording::ActiveModel = row.into();
         active.key_sealed = Set(None);
         active.state = Set(new_state.into());
+        // Nothing of the audio stays: its plaintext hash would let anyone
+        // holding the audio confirm it was stored. Without the key the MAC
+        // cannot be checked again either.
+        active.sha256 = Set(None);
+        active.mac = Set(None);
         let tx = self.db.begin().await?;
         let txn = tx.conn();
         active.update(txn).await?;

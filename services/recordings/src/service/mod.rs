@@ -21,6 +21,8 @@ use crate::domain::stream::{self, Binding, Encryptor};
 use crate::error::{Error, RecordingError, Result};
 use crate::store::{Store, recording, state};
 
+mod integrity;
+
 /// How a purge runs.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PurgeRun {
@@ -55,6 +57,9 @@ pub struct Recordings {
     idle_timeout: std::time::Duration,
     // The server's time: retention dates.
     clock: guardline_runtime::clock::Clock,
+    // Rows without a MAC pass until the start-up upgrade has given every
+    // stored row one (see `integrity`).
+    mac_legacy_accepted: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Recordings {
@@ -81,6 +86,7 @@ impl Recordings {
             local_root: None,
             idle_timeout: std::time::Duration::from_secs(60),
             clock: guardline_runtime::clock::Clock::system(),
+            mac_legacy_accepted: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -162,7 +168,16 @@ impl Recordings {
             .resource("recording", &id)
             .detail("lead", &h.lead_id)
             .detail("bytes", size);
-        self.store.mark_stored(row, (size, sha), (now, h.retain_until(now, delete_after)), event).await
+        let mut stored = recording::Model {
+            state: state::STORED.into(),
+            size_bytes: size as i64,
+            sha256: Some(sha.to_vec()),
+            stored_at: Some(now),
+            retain_until: h.retain_until(now, delete_after),
+            ..row
+        };
+        stored.mac = Some(integrity::mac_of(rk.expose(), &stored));
+        self.store.mark_stored(stored, event).await
     }
 
     async fn receive<S, E>(
@@ -245,14 +260,28 @@ impl Recordings {
         self.store.put_retention_class((tenant, name), (min_days, delete_after_days), event).await
     }
 
-    /// A stored recording of the tenant (tombstones and uploads are not found).
-    pub async fn get(&self, tenant: &str, id: &str) -> Result<recording::Model> {
-        self.store.find(id).await?.filter(|r| r.tenant_id == tenant && r.state == state::STORED).ok_or(Error::NotFound)
+    /// A stored recording of the tenant (tombstones and uploads are not
+    /// found), its MAC checked; a failure is audited with `actor`.
+    pub async fn get(&self, tenant: &str, id: &str, actor: &str) -> Result<recording::Model> {
+        let row = self.store.find(id).await?;
+        let row = row.filter(|r| r.tenant_id == tenant && r.state == state::STORED).ok_or(Error::NotFound)?;
+        self.checked(row, actor).await
     }
 
-    /// Stored recordings matching the filters, newest first.
-    pub async fn list(&self, tenant: &str, filter: &ListFilter, limit: u64) -> Result<Vec<recording::Model>> {
-        self.store.list(tenant, filter, limit).await
+    /// Stored recordings matching the filters, newest first; a row whose
+    /// MAC fails is left out (and audited), never shown on its edited scope.
+    pub async fn list(
+        &self,
+        tenant: &str,
+        filter: &ListFilter,
+        limit: u64,
+        actor: &str,
+    ) -> Result<Vec<recording::Model>> {
+        let mut out = Vec::new();
+        for row in self.store.list(tenant, filter, limit).await? {
+            out.extend(self.intact(row, actor).await?);
+        }
+        Ok(out)
     }
 
     async fn key(&self, row: &recording::Model) -> Result<(guardline_keys::SecretKey, [u8; 8])> {
@@ -348,13 +377,15 @@ impl Recordings {
         if reason.trim().is_empty() || reason.len() > 500 {
             return Err(Error::invalid("reason", "required, at most 500 characters"));
         }
-        let row = self.get(tenant, id).await?;
+        let row = self.get(tenant, id, actor).await?;
         let action = if hold { "recording.legal_hold.set" } else { "recording.legal_hold.clear" };
         let event = EventBuilder::new(tenant, action)
             .actor(actor, "")
             .resource("recording", id)
             .outcome(Outcome::Allowed, reason);
-        self.store.set_hold(row, hold.then_some(reason), event).await
+        let reason = if hold { reason.to_owned() } else { String::new() };
+        let next = self.maced(recording::Model { legal_hold: hold, legal_hold_reason: reason, ..row }).await?;
+        self.store.set_hold(next, event).await
     }
 
     /// Destroys a recording: key first (crypto-shredding), then the object;
@@ -399,6 +430,9 @@ impl Recordings {
         let mut out = Purged::default();
         let mut classes = std::collections::HashMap::new();
         for r in self.store.stored(tenant, None).await? {
+            // Hold, dates and class decide deletion: an edited row is left
+            // alone (and audited), never purged on its edited values.
+            let Some(r) = self.intact(r, actor.1).await? else { continue };
             if !classes.contains_key(&r.retention_class) {
                 // A class deleted since keeps its recordings at the default period.
                 let days =
@@ -428,6 +462,13 @@ impl Recordings {
     pub async fn erase_lead(&self, tenant: &str, lead: &str, actor: (&str, &str)) -> Result<(u64, Vec<String>)> {
         let (mut erased, mut held) = (0, Vec::new());
         for r in self.store.stored(tenant, Some(lead)).await? {
+            // A row that fails its MAC may be held: it is reported as held
+            // (the erasure waits for a person), never deleted.
+            let id = r.id.clone();
+            let Some(r) = self.intact(r, actor.1).await? else {
+                held.push(id);
+                continue;
+            };
             if r.legal_hold {
                 held.push(r.id.clone());
                 continue;
@@ -472,6 +513,7 @@ fn uploading_row(
         retention_class,
         legal_hold: false,
         legal_hold_reason: String::new(),
+        mac: None,
     }
 }
 
