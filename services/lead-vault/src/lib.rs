@@ -52,7 +52,8 @@ pub async fn run(
         }
     });
     let verifier = base.verifier(&common)?;
-    let api = grpc::Api::new(vault, verifier.clone());
+    let audit = guardline_runtime::connect(&common.mesh.audit_endpoint, base.tls.clone())?;
+    let api = grpc::Api::new(vault, verifier.clone(), audit);
     let server = GrpcServer::new(NAME)
         .add_service(grpc::server(api, common.server.max_message_bytes))
         .allow_list(grpc::allow_list(&common.mesh))

@@ -485,6 +485,10 @@ async fn updates_and_transfers(postgres: bool) {
         m.vault().transfer_ownership(transfer(&t.tokens[0])).await.expect_err("agent").code(),
         Code::PermissionDenied
     );
+    use guardline_lead_vault::store::lead as entity;
+    use sea_orm::{ActiveModelTrait, EntityTrait};
+    let db = guardline_runtime::storage::connect(&DatabaseArgs::url(m.vault_db.clone())).await.expect("db");
+    let before_transfer = entity::Entity::find_by_id(l.id.clone()).one(&db).await.expect("q").expect("row");
     assert_eq!(
         m.vault().transfer_ownership(transfer(&t.tokens[2])).await.expect("team lead").into_inner().transferred,
         1
@@ -492,6 +496,35 @@ async fn updates_and_transfers(postgres: bool) {
     assert!(lead_ids(&m, &t, &t.tokens[0]).await.is_empty(), "the leaver no longer sees it");
     assert_eq!(lead_ids(&m, &t, &t.tokens[1]).await, vec![l.id.clone()], "the new owner does");
     assert_eq!(get(&m, &t, &t.tokens[1], &l.id).await.expect("opens").version, 3);
+
+    // The transfer undone by restoring the older row, MAC and all: the
+    // leaver sees the lead again, but the scan names it against the
+    // version the audit log recorded for the transfer.
+    wait_for_audit(&m, &t, "lead.transfer", &l.id).await;
+    let scan = || with(&t.tokens[3], Request::new(pb::VerifyIntegrityRequest { tenant_id: t.id.clone() }));
+    let clean = m.vault().verify_integrity(scan()).await.expect("scan").into_inner();
+    assert!(clean.findings.is_empty(), "{:?}", clean.findings);
+    entity::ActiveModel::from(before_transfer).reset_all().update(&db).await.expect("restore an older copy");
+    assert_eq!(get(&m, &t, &t.tokens[0], &l.id).await.expect("it opens: its MAC is genuine").version, 2);
+    let report = m.vault().verify_integrity(scan()).await.expect("scan").into_inner();
+    let found: Vec<(String, String)> = report.findings.into_iter().map(|f| (f.lead_id, f.problem)).collect();
+    assert_eq!(found, vec![(l.id.clone(), "rolled_back".to_owned())]);
+}
+
+/// Waits until audit's log holds an `action` event about `lead` (the
+/// vault's outbox delivers after the commit).
+async fn wait_for_audit(m: &Mesh, t: &Tenant, action: &str, lead: &str) {
+    use guardline_proto::audit::v1 as apb;
+    let mut audit = apb::audit_service_client::AuditServiceClient::new(m.channel(&m.audit_uri, "gateway"));
+    for _ in 0..200 {
+        let q = apb::QueryEventsRequest { tenant_id: t.id.clone(), action: action.into(), ..Default::default() };
+        let events = audit.query_events(with(&t.tokens[3], Request::new(q))).await.expect("query").into_inner().events;
+        if events.iter().any(|e| e.resource.as_ref().is_some_and(|r| r.id == lead)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("audit never received {action} of the lead");
 }
 
 /// A user of `t` with a custom role of `perms`, logged in.

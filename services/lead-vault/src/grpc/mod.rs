@@ -17,6 +17,7 @@ use guardline_runtime::token::TokenVerifier;
 use tonic::{Request, Response, Status};
 
 mod convert;
+mod ledger;
 
 use crate::error::Error;
 use crate::service::settings::SettingsChange;
@@ -28,12 +29,14 @@ use convert::*;
 pub struct Api {
     vault: Arc<Vault>,
     verifier: Arc<TokenVerifier>,
+    audit: guardline_runtime::GrpcChannel,
 }
 
 impl Api {
-    /// Serves `vault`; user tokens verified with `verifier`.
-    pub fn new(vault: Arc<Vault>, verifier: Arc<TokenVerifier>) -> Self {
-        Self { vault, verifier }
+    /// Serves `vault`; user tokens verified with `verifier`; the audit log
+    /// read over `audit` (the ledger of lead versions).
+    pub fn new(vault: Arc<Vault>, verifier: Arc<TokenVerifier>, audit: guardline_runtime::GrpcChannel) -> Self {
+        Self { vault, verifier, audit }
     }
 
     async fn user<T>(&self, req: &Request<T>) -> Result<Subject, Status> {
@@ -284,7 +287,10 @@ impl LeadVaultService for Api {
     #[tracing::instrument(skip_all, fields(rpc = "verify_integrity", tenant = %req.get_ref().tenant_id))]
     async fn verify_integrity(&self, req: Request<pb::VerifyIntegrityRequest>) -> Reply<pb::VerifyIntegrityResponse> {
         let who = self.user(&req).await?;
-        let (scanned, findings) = self.vault.verify_integrity(&who, &req.get_ref().tenant_id).await?;
+        let authorization =
+            req.metadata().get("authorization").cloned().ok_or(Error::Unauthenticated("no token".into()))?;
+        let ledger = ledger::AuditVersions::new(self.audit.clone(), authorization);
+        let (scanned, findings) = self.vault.verify_integrity(&who, &req.get_ref().tenant_id, &ledger).await?;
         let findings = findings
             .into_iter()
             .map(|(lead_id, problem)| pb::IntegrityFinding { lead_id, problem: problem.into() })

@@ -408,18 +408,28 @@ impl Vault {
         self.store.count_reveal(tenant, user, &self.today()).await
     }
 
-    /// Scans a tenant (`audit.read`): leads whose metadata MAC fails or whose
-    /// fields do not open. Returns (scanned, [(lead, problem)]).
-    pub async fn verify_integrity(&self, who: &Subject, tenant: &str) -> Result<(u64, Vec<(String, &'static str)>)> {
+    /// Scans a tenant (`audit.read`): leads whose metadata MAC fails, whose
+    /// fields do not open, or whose version is below the latest the audit
+    /// log recorded for them (a row restored from an older copy, MAC and
+    /// all). Returns (scanned, [(lead, problem)]).
+    pub async fn verify_integrity(
+        &self,
+        who: &Subject,
+        tenant: &str,
+        ledger: &dyn VersionLedger,
+    ) -> Result<(u64, Vec<(String, &'static str)>)> {
         let d = decide(who, "audit.read", &Resource { tenant: tenant.into(), ..Default::default() });
         if !d.allowed {
             return Err(Error::PermissionDenied(d.rule));
         }
         let rows = self.store.all_leads(tenant).await?;
+        let latest = ledger.latest_versions(tenant).await?;
         let mut findings = Vec::new();
         for row in &rows {
             if self.check_mac(row).await.is_err() {
                 findings.push((row.id.clone(), "mac_mismatch"));
+            } else if latest.get(&row.id).is_some_and(|v| row.version < *v) {
+                findings.push((row.id.clone(), "rolled_back"));
             } else if self.open(row).await.is_err() {
                 findings.push((row.id.clone(), "undecryptable"));
             }
@@ -457,6 +467,15 @@ impl Vault {
             .collect();
         (phones, mask::name(&view.pii.name), mask::address(&view.pii.address.province, &view.pii.address.city))
     }
+}
+
+/// Where the latest version of each lead was recorded outside its row: the
+/// audit log, whose events of every update and transfer name the version
+/// they wrote.
+#[async_trait::async_trait]
+pub trait VersionLedger: Send + Sync {
+    /// The highest version recorded per lead of `tenant`.
+    async fn latest_versions(&self, tenant: &str) -> Result<std::collections::HashMap<String, i64>>;
 }
 
 /// Who owns a new lead and in which team, if the caller may write it there.

@@ -80,7 +80,7 @@ impl Vault {
             .resource("lead", id)
             .detail("fields", fields.join(","))
             .detail("version", written.version);
-        match self.store.update_leads(&[(written.clone(), row.version)], indexes.as_deref(), event).await? {
+        match self.store.update_leads(&[(written.clone(), row.version)], indexes.as_deref(), vec![event]).await? {
             Written::Done => Ok(View { row: written, pii }),
             Written::Taken(i) => Err(Error::invalid(format!("lead.phones[{i}]"), crate::service::DUPLICATE)),
             Written::Changed => Err(changed()),
@@ -105,13 +105,19 @@ impl Vault {
             let next = lead::Model { owner_id: to.into(), version: row.version + 1, ..row.clone() };
             updates.push((self.resealed(next, &pii).await?, row.version));
         }
-        let event = EventBuilder::new(tenant, "lead.transfer")
-            .actor(&who.user, "")
-            .resource("user", from)
-            .detail("to", to)
-            .detail("count", rows.len())
-            .detail("at", self.clock.now().to_rfc3339());
-        match self.store.update_leads(&updates, None, event).await? {
+        // One event per lead, naming the version it now has: the audit log
+        // is the ledger `VerifyIntegrity` checks rows against.
+        let at = self.clock.now().to_rfc3339();
+        let events = updates.iter().map(|(next, _)| {
+            EventBuilder::new(tenant, "lead.transfer")
+                .actor(&who.user, "")
+                .resource("lead", &next.id)
+                .detail("from", from)
+                .detail("to", to)
+                .detail("version", next.version)
+                .detail("at", &at)
+        });
+        match self.store.update_leads(&updates, None, events.collect()).await? {
             Written::Done => Ok(rows.len() as u64),
             Written::Taken(_) | Written::Changed => Err(changed()),
         }

@@ -33,13 +33,13 @@ pub enum Written {
 
 impl Store {
     /// Writes changed leads, each `(row, expected stored version)`, with
-    /// the event; with `indexes`, the first lead's numbers are replaced by
+    /// their events; with `indexes`, the first lead's numbers are replaced by
     /// these blind indexes (by position).
     pub async fn update_leads(
         &self,
         updates: &[(lead::Model, i64)],
         indexes: Option<&[Vec<u8>]>,
-        event: EventBuilder,
+        events: Vec<EventBuilder>,
     ) -> Result<Written> {
         let tx = self.db.begin().await?;
         let txn = tx.conn();
@@ -76,7 +76,7 @@ impl Store {
                 return Ok(Written::Changed);
             }
         }
-        self.db.commit(tx, [event]).await?;
+        self.db.commit(tx, events).await?;
         Ok(Written::Done)
     }
 
