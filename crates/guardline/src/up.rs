@@ -107,6 +107,17 @@ fn default_keyring(args: &mut UpArgs) -> anyhow::Result<()> {
         args.keys.keyring_path = Some(args.data_dir.join("keyring.json"));
         if args.keys.master_key.is_none() && args.keys.master_key_file.is_none() {
             let file = args.data_dir.join("master.key");
+            let keyring = args.data_dir.join("keyring.json");
+            // A new master key beside an existing keyring would seal new
+            // tenant keys with one key and leave the old ones unopenable.
+            anyhow::ensure!(
+                file.exists() || !keyring.exists(),
+                "{} exists but {} does not: the keyring's tenant keys are sealed by that master key. \
+                 Restore it from your backup (or pass --master-key-file), or move the data directory \
+                 away to start afresh",
+                keyring.display(),
+                file.display()
+            );
             // Created once, mode 0600; lead-vault and recordings share the keyring it seals.
             guardline_keys::local::master_key_from_file(&file, true)?;
             args.keys.master_key_file = Some(file);

@@ -196,10 +196,23 @@ async fn the_mesh_runs_on_embedded_defaults_and_refuses_strangers() {
     let denied = vault.check_consent(CheckConsentRequest::default()).await.expect_err("cli may not");
     assert_eq!(denied.code(), Code::PermissionDenied);
 
-    for f in ["identity.db", "lead-vault.db", "audit.db", "master.key", "pki/ca.pem"] {
+    for f in ["identity.db", "lead-vault.db", "audit.db", "master.key", "keyring.json", "pki/ca.pem"] {
         assert!(dir.path().join(f).exists(), "{f} is in the data directory");
     }
     mesh.stop().await;
+
+    // The master key lost: no new one is made beside the keyring it sealed.
+    std::fs::remove_file(dir.path().join("master.key")).expect("lose the master key");
+    let out = Command::new(env!("CARGO_BIN_EXE_guardline"))
+        .args(["up", "--data-dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("guardline up");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("keyring.json exists but") && said.contains("Restore it from your backup"), "{said}");
+    assert!(!dir.path().join("master.key").exists(), "no new master key was made");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,41 @@ struct TenantEntry {
 struct KeyringFile {
     format: u32,
     tenants: BTreeMap<String, TenantEntry>,
+    /// HMAC-SHA256 (base64) of the file without this field, under a key
+    /// derived from the master key: the tenant list and every
+    /// `min_decryption_version` are authenticated, not only the sealed keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mac: Option<String>,
+}
+
+/// The format written: 2 carries `mac`. Format 1 (no MAC) is read once and
+/// rewritten as 2 when the keyring opens.
+const FORMAT: u32 = 2;
+
+/// The key that MACs the file, derived from the master key (HKDF-SHA256),
+/// so that it seals nothing and opens nothing.
+fn file_mac_key(master: &SecretKey) -> aws_lc_rs::hmac::Key {
+    use aws_lc_rs::{hkdf, hmac};
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"guardline/keyring-file/v1").extract(master.expose());
+    match prk.expand(&[b"mac"], hmac::HMAC_SHA256) {
+        Ok(okm) => okm.into(),
+        // The output length is the hash's own: expand cannot fail.
+        Err(_) => hmac::Key::new(hmac::HMAC_SHA256, master.expose()),
+    }
+}
+
+impl KeyringFile {
+    /// The MAC of the file's content (everything but `mac`).
+    fn mac_under(&self, key: &aws_lc_rs::hmac::Key) -> Result<Vec<u8>> {
+        let content = serde_json::to_vec(&(self.format, &self.tenants)).map_err(|e| Error::Storage(e.to_string()))?;
+        Ok(aws_lc_rs::hmac::sign(key, &content).as_ref().to_vec())
+    }
+
+    /// Whether the file is as this keyring last wrote it.
+    fn authentic(&self, key: &aws_lc_rs::hmac::Key) -> Result<bool> {
+        let Some(mac) = self.mac.as_deref().and_then(|m| B64.decode(m).ok()) else { return Ok(false) };
+        Ok(aws_lc_rs::constant_time::verify_slices_are_equal(&self.mac_under(key)?, &mac).is_ok())
+    }
 }
 
 /// Versioned tenant keys on disk, sealed by a master key. Several processes
@@ -38,6 +73,7 @@ struct KeyringFile {
 pub struct LocalKeyring {
     path: PathBuf,
     master: SecretKey,
+    file_key: aws_lc_rs::hmac::Key,
     state: Mutex<Loaded>,
 }
 
@@ -51,13 +87,22 @@ fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
     std::fs::metadata(path).ok().and_then(|m| Some((m.modified().ok()?, m.len())))
 }
 
-fn read_file(path: &Path) -> Result<Loaded> {
+/// Reads the file and checks its MAC: a file of format 2 that does not
+/// authenticate (edited, or sealed by another master key) is refused.
+fn read_file(path: &Path, key: &aws_lc_rs::hmac::Key) -> Result<Loaded> {
     if !path.exists() {
-        return Ok(Loaded { file: KeyringFile { format: 1, tenants: BTreeMap::new() }, seen: None });
+        return Ok(Loaded { file: KeyringFile { format: FORMAT, ..Default::default() }, seen: None });
     }
     let seen = stamp(path);
     let bytes = std::fs::read(path).map_err(|e| Error::Storage(e.to_string()))?;
-    let file = serde_json::from_slice(&bytes).map_err(|e| Error::Storage(format!("keyring file is corrupt: {e}")))?;
+    let file: KeyringFile =
+        serde_json::from_slice(&bytes).map_err(|e| Error::Storage(format!("keyring file is corrupt: {e}")))?;
+    if file.format >= FORMAT && !file.authentic(key)? {
+        return Err(Error::Crypto(
+            "the keyring file does not authenticate: it was changed outside Guardline, or it is sealed by another master key"
+                .into(),
+        ));
+    }
     Ok(Loaded { file, seen })
 }
 
@@ -75,7 +120,7 @@ pub fn master_key_from_file(file: &Path, create: bool) -> Result<SecretKey> {
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::Storage(e.to_string()))?;
         }
-        write_atomic(file, B64.encode(key.expose()).as_bytes(), true)?;
+        write_atomic(file, B64.encode(key.expose()).as_bytes())?;
         return Ok(key);
     }
     let text = std::fs::read_to_string(file)
@@ -92,18 +137,16 @@ pub fn master_key_from_base64(text: &str) -> Result<SecretKey> {
         .map_err(|_| Error::Config { field: "--master-key", reason: "must decode to 32 bytes".into() })
 }
 
-fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> Result<()> {
+/// Writes `bytes` to a fresh temporary file beside `path` (created 0600 by
+/// `tempfile`, whatever a stale file left behind), syncs it and renames it
+/// into place.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if private {
-        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    }
-    let mut f = opts.open(&tmp).map_err(|e| Error::Storage(e.to_string()))?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| Error::Storage(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::Storage(e.to_string()))
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::Storage(e.to_string()))?;
+    tmp.write_all(bytes).and_then(|()| tmp.as_file().sync_all()).map_err(|e| Error::Storage(e.to_string()))?;
+    tmp.persist(path).map_err(|e| Error::Storage(e.error.to_string()))?;
+    Ok(())
 }
 
 fn tenant_binding<'a>(tenant: &'a str, version: u64) -> Binding<'a> {
@@ -121,15 +164,60 @@ impl LocalKeyring {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::Storage(e.to_string()))?;
         }
-        let state = read_file(path)?;
-        Ok(Self { path: path.to_owned(), master, state: Mutex::new(state) })
+        let file_key = file_mac_key(&master);
+        let state = read_file(path, &file_key)?;
+        let legacy = state.seen.is_some() && state.file.format < FORMAT;
+        let keyring = Self { path: path.to_owned(), master, file_key, state: Mutex::new(state) };
+        if legacy {
+            keyring.upgrade()?;
+        }
+        Ok(keyring)
+    }
+
+    /// Rewrites a format-1 file (no MAC) as format 2, after checking that
+    /// the master key opens what it seals.
+    fn upgrade(&self) -> Result<()> {
+        let mut state = self.state.try_lock().map_err(|_| Error::Storage("keyring busy".into()))?;
+        for (tenant, entry) in &state.file.tenants {
+            if let Some(v) = entry.versions.keys().next_back() {
+                self.tenant_key(entry, tenant, *v)?;
+            }
+        }
+        let lock = self.lock_file()?;
+        state.file = read_file(&self.path, &self.file_key)?.file;
+        self.persist(&mut state)?;
+        drop(lock);
+        tracing::warn!(path = %self.path.display(), "keyring file upgraded to format 2 (authenticated)");
+        Ok(())
+    }
+
+    fn lock_file(&self) -> Result<std::fs::File> {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.path.with_extension("lock"))
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        lock.lock().map_err(|e| Error::Storage(format!("locking the keyring: {e}")))?;
+        Ok(lock)
+    }
+
+    /// Writes the state with its MAC.
+    fn persist(&self, state: &mut Loaded) -> Result<()> {
+        state.file.format = FORMAT;
+        state.file.mac = None;
+        state.file.mac = Some(B64.encode(state.file.mac_under(&self.file_key)?));
+        let json = serde_json::to_vec_pretty(&state.file).map_err(|e| Error::Storage(e.to_string()))?;
+        write_atomic(&self.path, &json)?;
+        state.seen = stamp(&self.path);
+        Ok(())
     }
 
     /// The state as on disk now (re-read only if the file changed).
     async fn current(&self) -> Result<tokio::sync::MutexGuard<'_, Loaded>> {
         let mut state = self.state.lock().await;
         if stamp(&self.path) != state.seen {
-            *state = read_file(&self.path)?;
+            *state = read_file(&self.path, &self.file_key)?;
         }
         Ok(state)
     }
@@ -137,19 +225,10 @@ impl LocalKeyring {
     /// Applies `change` to the freshest state under the cross-process lock and persists it.
     async fn modify<T>(&self, change: impl FnOnce(&Self, &mut KeyringFile) -> Result<T>) -> Result<T> {
         let mut state = self.state.lock().await;
-        let lock_path = self.path.with_extension("lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::Storage(e.to_string()))?;
-        lock.lock().map_err(|e| Error::Storage(format!("locking the keyring: {e}")))?;
-        *state = read_file(&self.path)?;
+        let lock = self.lock_file()?;
+        *state = read_file(&self.path, &self.file_key)?;
         let out = change(self, &mut state.file)?;
-        let json = serde_json::to_vec_pretty(&state.file).map_err(|e| Error::Storage(e.to_string()))?;
-        write_atomic(&self.path, &json, true)?;
-        state.seen = stamp(&self.path);
+        self.persist(&mut state)?;
         drop(lock);
         Ok(out)
     }

@@ -134,10 +134,54 @@ async fn the_keyring_survives_a_restart_and_refuses_a_wrong_master_key() {
     drop(first);
     let again = LocalKeyring::open(&path, master).expect("reopen");
     assert_eq!(again.unwrap("t1", &wrapped).await.expect("opens").expose(), clear.expose());
-    let wrong = LocalKeyring::open(&path, SecretKey::generate().expect("key")).expect("open");
-    assert!(wrong.unwrap("t1", &wrapped).await.is_err());
+    let wrong = LocalKeyring::open(&path, SecretKey::generate().expect("key")).expect_err("another master key");
+    assert!(wrong.to_string().contains("does not authenticate"), "{wrong}");
     let on_disk = std::fs::read_to_string(&path).expect("read");
     assert!(!on_disk.contains(&hex(clear.expose())));
+}
+
+/// The keyring file's tenant list and `min_decryption_version`s are
+/// authenticated: an edit is refused, at open and by a keyring already
+/// open; a file of the first format (no MAC) is upgraded once.
+#[tokio::test]
+async fn an_edited_keyring_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("keyring.json");
+    let master = SecretKey::generate().expect("key");
+    let ring = LocalKeyring::open(&path, master.clone()).expect("open");
+    ring.ensure_tenant_key("t1").await.expect("create");
+    ring.rotate("t1").await.expect("rotate");
+    ring.set_min_decryption_version("t1", 2).await.expect("retire version 1");
+    let genuine = std::fs::read_to_string(&path).expect("read");
+    let mut json: serde_json::Value = serde_json::from_str(&genuine).expect("json");
+    assert!(json["mac"].is_string(), "{genuine}");
+    // Version 1 brought back by an edit: refused however the keyring meets it.
+    json["tenants"]["t1"]["min_decryption_version"] = 1.into();
+    std::fs::write(&path, json.to_string()).expect("edit");
+    let e = LocalKeyring::open(&path, master.clone()).expect_err("an edited file");
+    assert!(e.to_string().contains("does not authenticate"), "{e}");
+    assert!(ring.versions("t1").await.is_err(), "an open keyring re-reads the edited file and refuses it");
+    // A file of the first format, as older releases wrote it (no MAC), is
+    // upgraded once its master key is shown to open it.
+    std::fs::write(&path, &genuine).expect("restore");
+    let mut old: serde_json::Value = serde_json::from_str(&genuine).expect("json");
+    old["format"] = 1.into();
+    old.as_object_mut().expect("object").remove("mac");
+    std::fs::write(&path, old.to_string()).expect("format 1");
+    let upgraded = LocalKeyring::open(&path, master.clone()).expect("a format-1 file opens");
+    assert_eq!(upgraded.versions("t1").await.expect("versions").min_decryption, 2);
+    let rewritten: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    assert_eq!((rewritten["format"].as_u64(), rewritten["mac"].is_string()), (Some(2), true));
+    // A format-1 file under another master key is refused, not blessed.
+    std::fs::write(&path, old.to_string()).expect("format 1");
+    assert!(LocalKeyring::open(&path, SecretKey::generate().expect("key")).is_err());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "written through a private temporary file");
+    }
 }
 
 struct Migrator;
