@@ -167,10 +167,13 @@ impl VaultProvider {
     }
 }
 
-fn decode_plaintext(b64: &str) -> Result<SecretKey> {
+/// The key in Vault's base64 plaintext; both the text and the decoded bytes
+/// are wiped when dropped, so a data key leaves no copy in freed memory.
+fn decode_plaintext(b64: String) -> Result<SecretKey> {
     use base64::Engine;
+    let b64 = zeroize::Zeroizing::new(b64);
     let bytes = zeroize::Zeroizing::new(
-        base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| Error::Crypto("vault plaintext".into()))?,
+        base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()).map_err(|_| Error::Crypto("vault plaintext".into()))?,
     );
     SecretKey::from_slice(&bytes)
 }
@@ -200,7 +203,7 @@ impl KeyProvider for VaultProvider {
             None
         ))?;
         let plain = resp.plaintext.ok_or_else(|| Error::Crypto("vault returned no plaintext".into()))?;
-        Ok((decode_plaintext(&plain)?, WrappedKey(resp.ciphertext)))
+        Ok((decode_plaintext(plain)?, WrappedKey(resp.ciphertext)))
     }
 
     async fn unwrap(&self, tenant: &str, wrapped: &WrappedKey) -> Result<SecretKey> {
@@ -208,7 +211,7 @@ impl KeyProvider for VaultProvider {
         let name = key_name(tenant);
         let resp = vault_call!(self, |c| vaultrs::transit::data::decrypt(&*c, &self.mount, &name, &wrapped.0, None));
         match resp {
-            Ok(r) => decode_plaintext(&r.plaintext),
+            Ok(r) => decode_plaintext(r.plaintext),
             // Vault answers 400 for a retired version or a ciphertext of another key.
             Err(Error::Unavailable(m)) if m.ends_with("400") => match wrapped.version() {
                 Some(v) if self.read_versions(&name).await.is_ok_and(|kv| v < kv.min_decryption) => {
