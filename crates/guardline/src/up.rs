@@ -188,7 +188,13 @@ async fn serve_one(
     match name {
         "identity" => guardline_identity::run(identity_args(c, keys), l, s).await,
         "lead-vault" => {
-            let args = guardline_lead_vault::Args { common: c, keys, reveal_quota: 50, export_quota: 10_000 };
+            let args = guardline_lead_vault::Args {
+                common: c,
+                keys,
+                reveal_quota: 50,
+                export_quota: 10_000,
+                lookup_rate: 10_000,
+            };
             guardline_lead_vault::run(args, l, s).await
         }
         "dialer-policy" => {

@@ -173,7 +173,9 @@ fn decode_plaintext(b64: String) -> Result<SecretKey> {
     use base64::Engine;
     let b64 = zeroize::Zeroizing::new(b64);
     let bytes = zeroize::Zeroizing::new(
-        base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()).map_err(|_| Error::Crypto("vault plaintext".into()))?,
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.as_bytes())
+            .map_err(|_| Error::Crypto("vault plaintext".into()))?,
     );
     SecretKey::from_slice(&bytes)
 }

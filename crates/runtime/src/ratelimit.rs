@@ -105,6 +105,28 @@ impl Limits {
     }
 }
 
+/// A budget of units a second per key, in bursts of twice that, for limits
+/// that count more than requests (numbers looked up in one call, ...).
+pub struct Budget(Keyed<String>);
+
+impl Budget {
+    /// `per_second` units a key; None (no limit) for 0.
+    pub fn per_second(per_second: u32) -> Option<Self> {
+        bucket(per_second).map(Self)
+    }
+
+    /// Takes `units` from `key`'s budget, or says how long until they are
+    /// there (a request larger than a whole burst waits a second a burst).
+    pub fn take(&self, key: &str, units: u32) -> Result<(), Duration> {
+        let Some(n) = NonZeroU32::new(units) else { return Ok(()) };
+        match self.0.check_key_n(&key.to_owned(), n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(DefaultClock::default().now())),
+            Err(_) => Err(Duration::from_secs(1)),
+        }
+    }
+}
+
 /// Limits every RPC of a server; see the module documentation.
 #[derive(Clone)]
 pub struct RateLimitLayer {

@@ -216,6 +216,7 @@ impl TestMesh {
             keys: self.keys.clone(),
             reveal_quota: 50,
             export_quota: 1000,
+            lookup_rate: 10_000,
         }
     }
 

@@ -22,4 +22,9 @@ pub struct Args {
     /// Leads one tenant may export per day.
     #[arg(long, env = "GUARDLINE_EXPORT_QUOTA", default_value_t = 10_000)]
     pub export_quota: u64,
+    /// Phone numbers one tenant may have looked up per second
+    /// (`LookupNumber`, `LookupNumbers`: each maps numbers to blind indexes),
+    /// in bursts of twice that; 0 switches the limit off.
+    #[arg(long, env = "GUARDLINE_LOOKUP_RATE", default_value_t = 10_000)]
+    pub lookup_rate: u32,
 }

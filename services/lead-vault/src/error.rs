@@ -36,13 +36,21 @@ pub enum VaultError {
     /// The lead changed since the caller read it (or during the update).
     #[error("the lead changed since it was read; read it again")]
     LeadChanged,
+    /// The tenant's numbers-looked-up-per-second budget is used up.
+    #[error("the tenant's number lookup budget is used up; retry after {retry_after_ms} ms")]
+    LookupBudgetExceeded {
+        /// When the numbers asked for are there again.
+        retry_after_ms: u64,
+    },
 }
 
 impl Refusal for VaultError {
     fn code(&self) -> Code {
         match self {
             Self::IntegrityFailed | Self::FieldUnreadable { .. } => Code::DataLoss,
-            Self::RevealQuotaUsedUp | Self::ExportQuotaExceeded { .. } => Code::ResourceExhausted,
+            Self::RevealQuotaUsedUp | Self::ExportQuotaExceeded { .. } | Self::LookupBudgetExceeded { .. } => {
+                Code::ResourceExhausted
+            }
             Self::CaseAlreadyExecuted => Code::FailedPrecondition,
             Self::LeadChanged => Code::Aborted,
         }
@@ -56,6 +64,7 @@ impl Refusal for VaultError {
             Self::ExportQuotaExceeded { .. } => "EXPORT_QUOTA_EXCEEDED",
             Self::CaseAlreadyExecuted => "ERASURE_ALREADY_EXECUTED",
             Self::LeadChanged => "LEAD_CHANGED",
+            Self::LookupBudgetExceeded { .. } => "LOOKUP_BUDGET_EXCEEDED",
         }
     }
 
@@ -67,6 +76,7 @@ impl Refusal for VaultError {
         match self {
             Self::FieldUnreadable { field } => vec![("field", (*field).into())],
             Self::ExportQuotaExceeded { quota } => vec![("quota", quota.to_string())],
+            Self::LookupBudgetExceeded { retry_after_ms } => vec![("retry_after_ms", retry_after_ms.to_string())],
             _ => Vec::new(),
         }
     }

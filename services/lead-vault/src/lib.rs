@@ -27,12 +27,13 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Args { common, keys, reveal_quota, export_quota } = args;
+    let Args { common, keys, reveal_quota, export_quota, lookup_rate } = args;
     let base = Base::start::<store::Migrator>(&common, true, &shutdown).await?;
     let envelope = base.envelope(&keys).await?;
     let mut vault = service::Vault::new(store::Store::new(base.audited()), envelope, base.audit.clone());
     vault.reveal_quota = reveal_quota;
     vault.export_quota = export_quota;
+    vault.lookups = guardline_runtime::ratelimit::Budget::per_second(lookup_rate);
     vault.clock = common.clock.clone();
     let recordings = guardline_runtime::connect(&common.mesh.recordings_endpoint, base.tls.clone())?;
     vault.recordings = Some(std::sync::Arc::new(grpc::RecordingsClient::new(recordings)));

@@ -1040,6 +1040,21 @@ async fn dial_target_is_for_dialer_policy_only(postgres: bool) {
     let gateway = m.vault().lookup_numbers(many(vec!["+8613812345671"])).await.expect_err("not dialer-policy");
     assert_eq!(gateway.code(), Code::PermissionDenied);
 
+    // Numbers looked up count against the tenant's budget (600 a second, in
+    // bursts of 1200 here), and each batch is audited with its size.
+    let mut m = m;
+    m.stop_vault().await;
+    m.vault_args.lookup_rate = 600;
+    m.start_vault().await;
+    let mut dialer = LeadVaultServiceClient::new(m.channel(&m.vault_uri, "dialer-policy"));
+    let thousand: Vec<String> = (0..1000).map(|i| format!("+86138000{i:05}")).collect();
+    let batch = |tenant: &str| pb::LookupNumbersRequest { tenant_id: tenant.into(), e164: thousand.clone() };
+    dialer.lookup_numbers(batch(&t.id)).await.expect("within the budget");
+    let over = dialer.lookup_numbers(batch(&t.id)).await.map(|_| ()).expect_err("past the budget");
+    assert_eq!((over.code(), reason(&over).as_str()), (Code::ResourceExhausted, "LOOKUP_BUDGET_EXCEEDED"));
+    dialer.lookup_numbers(batch(&other.id)).await.expect("another tenant's budget is its own");
+    wait_for_audit(&m, &t, "lead.lookup_numbers", &t.id).await;
+
     // Rejections: another service (even with a user token), a bad index, another tenant.
     let gateway = m.vault().get_dial_target(with(&t.tokens[3], Request::new(ask(&t.id, &l.id, 0)))).await;
     assert_eq!(gateway.expect_err("not dialer-policy").code(), Code::PermissionDenied);

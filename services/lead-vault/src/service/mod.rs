@@ -59,6 +59,8 @@ pub struct Vault {
     pub reveal_quota: u32,
     /// Leads exported per tenant per day.
     pub export_quota: u64,
+    /// Numbers looked up per tenant per second (None: no limit).
+    pub lookups: Option<guardline_runtime::ratelimit::Budget>,
     /// The recordings service, asked to erase a lead's recordings on erasure.
     pub recordings: Option<Arc<dyn crate::service::erasure::RecordingsEraser>>,
     /// Opened tenant secrets, kept as long as data keys are
@@ -92,6 +94,7 @@ impl Vault {
             audit,
             reveal_quota: 50,
             export_quota: 10_000,
+            lookups: None,
             recordings: None,
             secrets: Default::default(),
             clock: guardline_runtime::clock::Clock::system(),
@@ -269,6 +272,7 @@ impl Vault {
             return Err(Error::invalid("tenant_id", "required"));
         }
         let phone = Phone::parse(e164, None).map_err(|_| Error::invalid("e164", "not a valid E.164 number"))?;
+        self.charge_lookups(tenant, 1)?;
         let blind_index = phone.blind_index(&self.index_key(tenant).await?).to_vec();
         let reason = self.internal_dnc(tenant, &blind_index).await?;
         Ok((blind_index, reason))
@@ -289,9 +293,17 @@ impl Vault {
                 Phone::parse(n, None).map_err(|_| Error::invalid(format!("e164[{i}]"), "not a valid E.164 number"))?,
             );
         }
+        self.charge_lookups(tenant, phones.len() as u32)?;
         let key = self.index_key(tenant).await?;
         let indexes: Vec<Vec<u8>> = phones.iter().map(|p| p.blind_index(&key).to_vec()).collect();
         let listed = self.store.internal_dnc_among(tenant, indexes.clone()).await?;
+        // The volume is audited: mapping numbers to indexes by enumeration
+        // shows as a run of these.
+        let event = EventBuilder::new(tenant, "lead.lookup_numbers")
+            .actor("", "dialer-policy")
+            .resource("tenant", tenant)
+            .detail("count", indexes.len());
+        self.store.audit(event).await?;
         Ok(indexes
             .into_iter()
             .map(|ix| {
@@ -299,6 +311,14 @@ impl Vault {
                 (ix, why)
             })
             .collect())
+    }
+
+    /// Takes `n` numbers from the tenant's lookup budget.
+    fn charge_lookups(&self, tenant: &str, n: u32) -> Result<()> {
+        match self.lookups.as_ref().map(|b| b.take(tenant, n)) {
+            Some(Err(wait)) => Err(VaultError::LookupBudgetExceeded { retry_after_ms: wait.as_millis() as u64 }.into()),
+            _ => Ok(()),
+        }
     }
 
     async fn internal_dnc(&self, tenant: &str, blind_index: &[u8]) -> Result<Option<String>> {
