@@ -532,6 +532,9 @@ async fn alerts_reach_watchers_and_signed_webhooks(postgres: bool) {
         guardline_audit::service::alerting::signature(secret.as_bytes(), ts, body.as_bytes()),
         "valid HMAC-SHA256"
     );
+    let id = header("x-guardline-secret-id");
+    assert_eq!(id, guardline_audit::service::alerting::secret_id(secret.as_bytes()), "names the secret that signed");
+    assert!(id.len() == 16 && !secret.contains(&id), "{id}");
     let json: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(json["rule"], "bulk_access");
     assert_eq!(json["id"], alert.id.as_str());

@@ -60,6 +60,16 @@ use webhooks::http_client;
 const CALENDAR_TTL: Duration = Duration::from_secs(300);
 const SECRET_KIND: &str = "audit-webhook-secret";
 
+/// The id of a webhook secret (`x-guardline-secret-id`): the first 16 hex
+/// digits of HMAC-SHA256(secret, "guardline-webhook-secret-id"). A receiver
+/// computes it from each secret it holds, so while a secret is rotated it
+/// knows which one signed a delivery, and the id says nothing of the secret.
+pub fn secret_id(secret: &[u8]) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    let tag = aws_lc_rs::hmac::sign(&key, b"guardline-webhook-secret-id");
+    tag.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The HMAC-SHA256 signature header value for `body` sent at `timestamp`.
 pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);

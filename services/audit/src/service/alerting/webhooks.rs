@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use futures::StreamExt;
 
-use super::{Alerting, SECRET_KIND, signature};
+use super::{Alerting, SECRET_KIND, secret_id, signature};
 use crate::domain::egress::Egress;
 use crate::error::{AuditError, Error, Result};
 use crate::store::delivery;
@@ -110,6 +110,7 @@ impl Alerting {
             .header("content-type", "application/json")
             .header("x-guardline-timestamp", ts.to_string())
             .header("x-guardline-signature", signature(secret, ts, d.payload.as_bytes()))
+            .header("x-guardline-secret-id", secret_id(secret))
             .body(d.payload.clone())
             .send()
             .await;
