@@ -91,9 +91,12 @@ mod tests {
 
     #[test]
     fn malformed_fingerprints_are_named() {
-        assert_eq!(Pins::parse(["SHA256:00"]).unwrap_err(), "pinned key 1: not SHA256: and 64 lowercase hex digits");
+        assert_eq!(
+            Pins::parse(["SHA256:00"]).expect_err("short"),
+            "pinned key 1: not SHA256: and 64 lowercase hex digits"
+        );
         let upper = format!("SHA256:{}", "A".repeat(64));
-        assert!(Pins::parse([fingerprint(&[0; 32]), upper]).unwrap_err().starts_with("pinned key 2"));
+        assert!(Pins::parse([fingerprint(&[0; 32]), upper]).expect_err("upper case").starts_with("pinned key 2"));
         assert!(Pins::parse([fingerprint(&[0; 32]).replace("SHA256:", "MD5:")]).is_err());
     }
 }

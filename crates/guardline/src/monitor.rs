@@ -81,6 +81,6 @@ mod tests {
         Seen::load(&path).expect("load").save(&path, "t1", head).expect("save");
         assert_eq!(Seen::load(&path).expect("load").get("t1"), Some(head));
         std::fs::write(&path, "t1 7 zz\n").expect("write");
-        assert!(Seen::load(&path).unwrap_err().to_string().contains("line 1"));
+        assert!(Seen::load(&path).expect_err("a bad line").to_string().contains("line 1"));
     }
 }
