@@ -105,6 +105,8 @@ impl Mapping<'_> {
             "GUARDLINE_HEALTH_LISTEN" => return format!("127.0.0.1:{health}"),
             "GUARDLINE_METRICS_ADDRESS" => return format!("127.0.0.1:{metrics}"),
             "GUARDLINE_LISTEN" => return value.replace("0.0.0.0", "127.0.0.1"),
+            // The test's own addition (what the journeys pin), a path on this machine.
+            "GUARDLINE_PIN_FILE" => return value.to_owned(),
             _ => {}
         }
         if value.ends_with("_ENDPOINT") || value.starts_with("https://") {

@@ -104,6 +104,51 @@ fn header(line: Option<Line>) -> Result<(String, Keys, Tree), String> {
     }
 }
 
+/// An export read line by line, nothing verified yet.
+struct Parsed {
+    tenant: String,
+    carried: Keys,
+    base: Tree,
+    records: Vec<Record>,
+    final_head: Option<(u64, String, i64, String, String)>,
+}
+
+fn parse(text: &str) -> Result<Parsed, String> {
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let parse = |(n, l): (usize, &str)| serde_json::from_str::<Line>(l).map_err(|e| format!("line {}: {e}", n + 1));
+    let (tenant, carried, base) = header(lines.next().map(parse).transpose()?)?;
+    let mut records = Vec::new();
+    let mut final_head = None;
+    for item in lines {
+        let n = item.0 + 1;
+        match parse(item)? {
+            Line::Entry { index, entry, head_timestamp_ms, head_kid, head_signature } => {
+                let entry = B64.decode(entry).map_err(|_| format!("line {n}: entry is not base64"))?;
+                let head_signature =
+                    B64.decode(head_signature).map_err(|_| format!("line {n}: signature is not base64"))?;
+                records.push(Record { index, entry, head_timestamp_ms, head_kid, head_signature });
+            }
+            Line::TreeHead { tree_size, root_hash, timestamp_ms, key_id, signature } => {
+                final_head = Some((tree_size, root_hash, timestamp_ms, key_id, signature));
+            }
+            Line::Header { .. } => return Err(format!("line {n}: a second header")),
+        }
+    }
+    Ok(Parsed { tenant, carried, base, records, final_head })
+}
+
+/// The tenant of an export, the pinned keys among those it carries, and
+/// the tree its entries recompute (from the pruned frontier on): what a
+/// published checkpoint is compared with, once [`verify_export`] found the
+/// export intact.
+pub fn recomputed(text: &str, pins: &Pins) -> Result<(String, Keys, Tree), String> {
+    let Parsed { tenant, carried, mut base, records, .. } = parse(text)?;
+    for r in &records {
+        base.push(super::merkle::leaf_hash(&r.entry));
+    }
+    Ok((tenant, pins.filter(&carried), base))
+}
+
 /// The closing tree head of an export (size and root), as a monitor
 /// remembers it once [`verify_export`] found the export intact.
 pub fn closing_head(text: &str) -> Option<crate::monitor::Head> {
@@ -125,27 +170,8 @@ pub fn verify_export(text: &str, pins: &Pins) -> Result<Finding, String> {
     if pins.is_empty() {
         return Err("no pinned key: give the fingerprints of the audit service's head-signing keys".into());
     }
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let parse = |(n, l): (usize, &str)| serde_json::from_str::<Line>(l).map_err(|e| format!("line {}: {e}", n + 1));
-    let (tenant, carried, base) = header(lines.next().map(parse).transpose()?)?;
+    let Parsed { tenant, carried, base, records, final_head } = parse(text)?;
     let keys = pins.filter(&carried);
-    let mut records = Vec::new();
-    let mut final_head = None;
-    for item in lines {
-        let n = item.0 + 1;
-        match parse(item)? {
-            Line::Entry { index, entry, head_timestamp_ms, head_kid, head_signature } => {
-                let entry = B64.decode(entry).map_err(|_| format!("line {n}: entry is not base64"))?;
-                let head_signature =
-                    B64.decode(head_signature).map_err(|_| format!("line {n}: signature is not base64"))?;
-                records.push(Record { index, entry, head_timestamp_ms, head_kid, head_signature });
-            }
-            Line::TreeHead { tree_size, root_hash, timestamp_ms, key_id, signature } => {
-                final_head = Some((tree_size, root_hash, timestamp_ms, key_id, signature));
-            }
-            Line::Header { .. } => return Err(format!("line {n}: a second header")),
-        }
-    }
     let finding = verify_log(&tenant, base.clone(), &records, &keys);
     let Finding::Intact { size } = finding else { return Ok(finding) };
     // The closing head must be signed and match the recomputed tree (no

@@ -10,6 +10,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod canonical;
+pub mod checkpoint;
 pub mod export;
 pub mod merkle;
 pub mod monitor;

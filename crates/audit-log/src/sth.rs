@@ -63,6 +63,12 @@ impl HeadSigner {
     pub fn sign(&self, head: &TreeHead) -> Vec<u8> {
         self.pair.sign(&head.signed_bytes()).as_ref().to_vec()
     }
+
+    /// The signature over a checkpoint note's text (see [`crate::checkpoint`]):
+    /// a message that can never be a `GLSTH1` head.
+    pub(crate) fn sign_note_text(&self, text: &[u8]) -> Vec<u8> {
+        self.pair.sign(text).as_ref().to_vec()
+    }
 }
 
 /// Whether `signature` is a valid signature of `head` by `public_key`.

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use guardline_audit_log::export::{closing_head, verify_export};
+use guardline_audit_log::export::{closing_head, recomputed, verify_export};
 use guardline_audit_log::monitor::{Head, Verdict, judge};
 use guardline_audit_log::pin::Pins;
 use guardline_audit_log::verify::Finding;
@@ -56,6 +56,10 @@ pub struct VerifyArgs {
     /// (default: `audit-monitor` in `--data-dir`).
     #[arg(long)]
     pub state: Option<PathBuf>,
+    /// A checkpoint the audit service published (a C2SP signed note from
+    /// `--checkpoint-url`): the log must extend it.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
 }
 
 /// The pins of a verification: the `--trusted-key`s and the `--trusted-keys`
@@ -102,6 +106,13 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
             std::process::exit(1);
         }
     }
+    if let Some(file) = &args.checkpoint {
+        let verdict = against_checkpoint(&text, &pins, file)?;
+        println!("published checkpoint: {verdict}");
+        if !verdict.is_consistent() {
+            std::process::exit(1);
+        }
+    }
     let Some((tenant, token)) = live else { return Ok(()) };
     let now = closing_head(&text).ok_or_else(|| anyhow::anyhow!("the export has no closing tree head"))?;
     let state = args.state.clone().unwrap_or_else(|| args.data_dir.join("audit-monitor"));
@@ -120,6 +131,31 @@ pub async fn run(cmd: AuditCommand) -> anyhow::Result<()> {
         seen.save(&state, tenant, now)?;
     }
     Ok(())
+}
+
+/// Whether the (intact) export extends a published checkpoint: the note
+/// must be of the export's tenant and signed by a pinned key; the proof is
+/// made on the export's own recomputed tree.
+fn against_checkpoint(text: &str, pins: &Pins, file: &std::path::Path) -> anyhow::Result<Verdict> {
+    use guardline_audit_log::checkpoint;
+    let note = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("--checkpoint {}: {e}", file.display()))?;
+    let (tenant, keys, tree) = recomputed(text, pins).map_err(|e| anyhow::anyhow!("unreadable export: {e}"))?;
+    let origin = note.lines().next().unwrap_or_default();
+    anyhow::ensure!(
+        origin.ends_with(&format!("/audit/{tenant}")),
+        "--checkpoint: not a checkpoint of tenant {tenant}'s log"
+    );
+    let keys: Vec<&[u8]> = keys.values().map(Vec::as_slice).collect();
+    let published = checkpoint::open(&note, origin, &keys).map_err(|e| anyhow::anyhow!("--checkpoint: {e}"))?;
+    let now = Head { size: tree.len(), root: tree.root(tree.len()).map_err(|e| anyhow::anyhow!("{e}"))? };
+    let proof = match tree.consistency_proof(published.size, now.size) {
+        Ok(p) => Some(p),
+        Err(guardline_audit_log::merkle::ProofError::Pruned(k)) => {
+            anyhow::bail!("--checkpoint: its size precedes the export's pruned prefix ({k}); verify live instead")
+        }
+        Err(_) => None,
+    };
+    Ok(judge(Some(published), now, proof.as_deref()))
 }
 
 /// The consistency proof from the remembered head to today's.

@@ -227,6 +227,9 @@ async fn serve_one(
                 trusted_keys: vec![],
                 // What `guardline audit verify` pins on this machine.
                 pin_file: Some(data_dir.join(AUDIT_PINS)),
+                // Heads published beside the databases, written once.
+                checkpoint_url: Some(data_dir.join("checkpoints").display().to_string()),
+                checkpoint_interval: Duration::from_secs(10),
             };
             guardline_audit::run(args, l, s).await
         }

@@ -71,7 +71,28 @@ fn export(n: u64, signer: &HeadSigner, carried: &[&HeadSigner]) -> Vec<String> {
     lines
 }
 
+/// The head of the first `n` entries `export` writes, or of a log whose
+/// entries say `action` instead.
+fn head_of(n: u64, action: &str) -> guardline_audit::domain::monitor::Head {
+    let mut tree = Tree::new();
+    for i in 0..n {
+        let e = Event {
+            id: format!("e{i}"),
+            tenant_id: "t1".into(),
+            action: action.into(),
+            outcome: "allowed".into(),
+            ..Default::default()
+        };
+        tree.push(leaf_hash(&e.encode()));
+    }
+    guardline_audit::domain::monitor::Head { size: n, root: tree.root(n).expect("root") }
+}
+
 fn verify(lines: &[String], pins: &[&str]) -> (bool, String) {
+    verify_with(lines, pins, &[])
+}
+
+fn verify_with(lines: &[String], pins: &[&str], extra: &[&std::ffi::OsStr]) -> (bool, String) {
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("export.jsonl");
     std::fs::write(&file, lines.concat()).expect("write");
@@ -80,6 +101,7 @@ fn verify(lines: &[String], pins: &[&str]) -> (bool, String) {
     for p in pins {
         cmd.args(["--trusted-key", p]);
     }
+    cmd.args(extra);
     let out = cmd.output().expect("run");
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
@@ -121,4 +143,34 @@ fn only_a_pinned_key_vouches_for_an_export() {
     assert!(!ok && out.contains("--trusted-key"), "{out}");
     let (ok, out) = verify(&export(2, &real, &[&real]), &["SHA256:abc"]);
     assert!(!ok && out.contains("--trusted-key: pinned key 1"), "{out}");
+}
+
+#[test]
+fn an_export_is_held_to_a_published_checkpoint() {
+    use guardline_audit::domain::checkpoint;
+    let k1 = signer("k1");
+    let pin = fingerprint(&k1.public_key());
+    let export6 = export(6, &k1, &[&k1]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let check = |name: &str, head, by: &HeadSigner, tenant: &str| {
+        let path = dir.path().join(name);
+        let note = checkpoint::sign(&checkpoint::origin("guardline.local", tenant), head, by).expect("sign");
+        std::fs::write(&path, note).expect("write");
+        let mut flag = std::ffi::OsString::from("--checkpoint=");
+        flag.push(&path);
+        verify_with(&export6, &[&pin], &[&flag])
+    };
+    let (ok, out) = check("older", head_of(4, "lead.update"), &k1, "t1");
+    assert!(ok && out.contains("published checkpoint: consistent with the head seen before (size 4)"), "{out}");
+    // Published at 8, the log cut back to 6 (the export verifies on its own).
+    let (ok, out) = check("longer", head_of(8, "lead.update"), &k1, "t1");
+    assert!(!ok && out.contains("intact: 6") && out.contains("TRUNCATED"), "{out}");
+    // Published for a log whose entries said something else: rewritten.
+    let (ok, out) = check("forked", head_of(4, "lead.create"), &k1, "t1");
+    assert!(!ok && out.contains("FORKED"), "{out}");
+    // A checkpoint signed by an unpinned key, or of another tenant, proves nothing.
+    let (ok, out) = check("stranger", head_of(4, "lead.update"), &signer("k2"), "t1");
+    assert!(!ok && out.contains("not signed by a pinned key"), "{out}");
+    let (ok, out) = check("elsewhere", head_of(4, "lead.update"), &k1, "t2");
+    assert!(!ok && out.contains("not a checkpoint of tenant t1"), "{out}");
 }

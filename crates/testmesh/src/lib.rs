@@ -201,6 +201,8 @@ impl TestMesh {
             webhook_allow_http: false,
             trusted_keys: vec![],
             pin_file: Some(self.audit_pin_file()),
+            checkpoint_url: None,
+            checkpoint_interval: Duration::from_secs(10),
         }
     }
 

@@ -34,4 +34,12 @@ pub struct Args {
     /// production pins them from the start-up log or `--trusted-keys`.
     #[arg(long, env = "GUARDLINE_PIN_FILE")]
     pub pin_file: Option<std::path::PathBuf>,
+    /// Where each tenant's newest tree head is published as a C2SP
+    /// checkpoint, written once: `s3://bucket/prefix` (configured by the
+    /// `AWS_*` environment) or a directory. None: not published.
+    #[arg(long, env = "GUARDLINE_CHECKPOINT_URL")]
+    pub checkpoint_url: Option<String>,
+    /// How often checkpoints of the tenants appended to are published.
+    #[arg(long, env = "GUARDLINE_CHECKPOINT_INTERVAL", default_value = "10s", value_parser = guardline_runtime::args::parse_duration)]
+    pub checkpoint_interval: std::time::Duration,
 }

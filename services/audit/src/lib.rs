@@ -29,7 +29,16 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let Args { common, keys, webhook_allow, webhook_allow_http, trusted_keys, pin_file } = args;
+    let Args {
+        common,
+        keys,
+        webhook_allow,
+        webhook_allow_http,
+        trusted_keys,
+        pin_file,
+        checkpoint_url,
+        checkpoint_interval,
+    } = args;
     let pins = match trusted_keys.is_empty() {
         true => None,
         false => Some(domain::pin::Pins::parse(&trusted_keys).map_err(|e| anyhow::anyhow!("--trusted-keys: {e}"))?),
@@ -43,6 +52,11 @@ pub async fn run(
         std::fs::write(&path, text).map_err(|e| anyhow::anyhow!("--pin-file {}: {e}", path.display()))?;
     }
     let log = std::sync::Arc::new(log);
+    if let Some(url) = checkpoint_url {
+        let (objects, prefix) = service::checkpoints::store_of(&url)?;
+        let publisher = service::checkpoints::Publisher::new(log.clone(), objects, prefix, &common.mesh.trust_domain);
+        tokio::spawn(publisher.run(checkpoint_interval, shutdown.clone()));
+    }
     let identity = guardline_runtime::connect(&common.mesh.identity_endpoint, base.tls.clone())?;
     let verifier = base.verifier(&common)?;
     let hours: std::sync::Arc<dyn service::alerting::WorkingHours> =

@@ -995,6 +995,53 @@ async fn the_signing_key_rotates_and_old_heads_stay_verifiable(postgres: bool) {
     assert_eq!(waiting.previous, r.key_id);
 }
 
+/// Tree heads published outside the database, as C2SP checkpoints written
+/// once: a standard signed note under the pinned key, never overwritten,
+/// and refused once the log no longer extends them (cut, or rewritten).
+async fn checkpoints_are_published_once_and_hold_the_log_to_them(postgres: bool) {
+    use guardline_audit::domain::checkpoint;
+    use guardline_audit::service::checkpoints::{Publisher, store_of};
+    use guardline_audit::store::event;
+    let m = start(postgres).await;
+    let mut c = m.audit("lead-vault");
+    c.append(pb::AppendRequest { events: (0..6).map(|i| to_pb(&ev("t1", &format!("c{i}"), &[]))).collect() })
+        .await
+        .expect("append");
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = dir.path().display().to_string();
+    let publisher = |log: guardline_audit::service::Log| {
+        let (objects, prefix) = store_of(&url).expect("store");
+        Publisher::new(Arc::new(log), objects, prefix, "guardline.local")
+    };
+    let p = publisher(m.open_log(None).await.expect("log"));
+    let head = p.publish("t1").await.expect("publish").expect("a head");
+    assert_eq!(head.size, 6);
+    let file = dir.path().join("t1").join(format!("{:020}", 6));
+    let note = std::fs::read_to_string(&file).expect("written");
+    let pinned = m.pins();
+    let log = m.open_log(None).await.expect("log");
+    let keys: Vec<Vec<u8>> = log.public_keys().into_values().filter(|k| pinned.trusts(k)).collect();
+    let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    assert_eq!(checkpoint::open(&note, "guardline.local/audit/t1", &keys), Ok(head), "{note}");
+    assert_eq!(p.publish("t1").await.expect("again"), Some(head), "the same head publishes to the same object");
+
+    // The newest entries cut in the database (and audit restarted): the
+    // published head stays, and the next publication is refused.
+    let args = DatabaseArgs { database_url: m.audit_db.clone(), database_max_connections: 2, database_schema: None };
+    let db = guardline_runtime::storage::connect(&args).await.expect("db");
+    event::Entity::delete_many()
+        .filter(event::Column::TenantId.eq("t1"))
+        .filter(event::Column::Idx.gte(4))
+        .exec(&db)
+        .await
+        .expect("cut");
+    let after = publisher(m.open_log(None).await.expect("log"));
+    let refused = after.publish("t1").await.expect_err("a cut log");
+    assert!(refused.to_string().contains("does not extend the checkpoint published at size 6"), "{refused}");
+    assert_eq!(std::fs::read_to_string(&file).expect("still there"), note, "never overwritten");
+    assert_eq!(after.newest("t1").await.expect("newest"), Some(head));
+}
+
 /// Audit takes a writer's identity from its certificate: a writer naming
 /// another service is refused whole, a non-writer is refused, and an event
 /// that leaves the service empty is stored under the writer's SPIFFE id.
@@ -1064,6 +1111,7 @@ guardline_testkit::on_both_stores!(
     tampering_is_named_by_index,
     a_planted_key_and_a_resigned_log_are_caught,
     the_signing_key_rotates_and_old_heads_stay_verifiable,
+    checkpoints_are_published_once_and_hold_the_log_to_them,
     alerts_reach_watchers_and_signed_webhooks,
     webhook_failures_stay_with_their_webhook,
     retention_prunes_old_entries_and_the_rest_stays_provable,

@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 pub use super::signing::{Rotated, Signing};
 use crate::domain::canonical::Event;
 use crate::domain::merkle::{Hash, Tree, leaf_hash};
+use crate::domain::monitor::Head;
 use crate::domain::pin::{Keys, Pins};
 use crate::domain::sth::TreeHead;
 use crate::domain::validate;
@@ -38,6 +39,8 @@ pub struct SignedHead {
 pub struct Log {
     store: Store,
     signing: Signing,
+    /// Tenants appended to since their last checkpoint was published.
+    unpublished: std::sync::Mutex<HashSet<String>>,
     trees: Mutex<HashMap<String, Tree>>,
     clock: Clock,
 }
@@ -69,7 +72,7 @@ impl Log {
     /// checks that refuse the start.
     pub async fn open_on(store: Store, envelope: Arc<Envelope>, clock: Clock, pins: Option<Pins>) -> Result<Self> {
         let signing = Signing::open(&store, envelope, &clock, pins).await?;
-        Ok(Self { store, signing, trees: Mutex::new(HashMap::new()), clock })
+        Ok(Self { store, signing, unpublished: Default::default(), trees: Mutex::new(HashMap::new()), clock })
     }
 
     /// Rotates the head-signing key (see [`Signing::rotate`]), between two
@@ -209,6 +212,9 @@ impl Log {
         };
         let tenants: Vec<String> = by_tenant.keys().cloned().collect();
         self.store.insert_entries(by_tenant.into_iter().collect(), build).await?;
+        if let Ok(mut u) = self.unpublished.lock() {
+            u.extend(tenants.iter().cloned());
+        }
         let sizes = &guardline_runtime::metrics::business().audit_tree_size;
         for t in tenants.iter().filter_map(|t| trees.get(t)) {
             sizes.record(t.len(), &[]);
@@ -246,6 +252,21 @@ impl Log {
             head_kid: signer.kid.clone(),
             head_sig: sig,
         })
+    }
+
+    /// The tenants appended to since this was last asked (a checkpoint
+    /// publisher's work list).
+    pub fn take_unpublished(&self) -> Vec<String> {
+        self.unpublished.lock().map(|mut u| u.drain().collect()).unwrap_or_default()
+    }
+
+    /// The tenant's newest head as a C2SP checkpoint of `origin`, signed by
+    /// the key that signs now.
+    pub async fn checkpoint(&self, tenant: &str, origin: &str) -> Result<Option<(Head, String)>> {
+        let Some(h) = self.head(tenant).await? else { return Ok(None) };
+        let head = Head { size: h.head.tree_size, root: h.head.root };
+        let note = crate::domain::checkpoint::sign(origin, head, &self.signing.signer()).map_err(Error::Internal)?;
+        Ok(Some((head, note)))
     }
 
     /// The root of a tenant's tree at `size`.

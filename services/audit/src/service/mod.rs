@@ -3,6 +3,7 @@
 //! reached through the [`alerting::WorkingHours`] port.
 
 pub mod alerting;
+pub mod checkpoints;
 pub mod export;
 pub mod log;
 pub mod signing;
