@@ -81,6 +81,12 @@ impl Mesh {
     fn channel(&self, uri: &str, name: &str) -> GrpcChannel {
         self.t.connect(uri, name)
     }
+    /// Recordings' database, as an insider (or a test) reaches it.
+    async fn db(&self) -> sea_orm::DatabaseConnection {
+        let args =
+            DatabaseArgs { database_url: self.rec_db.clone(), database_max_connections: 1, database_schema: None };
+        guardline_runtime::storage::connect(&args).await.expect("db")
+    }
     fn rec(&self, name: &str) -> RecordingsServiceClient<GrpcChannel> {
         RecordingsServiceClient::new(self.channel(&self.rec_uri, name))
     }
@@ -388,13 +394,7 @@ async fn tampering_fails_with_data_loss(postgres: bool, backend: Backend) {
     assert_eq!(download(&m, &t.tokens[0], &t.id, &a.id, 0, 0).await.expect("restored"), data);
 
     // Each failed read was audited (in the outbox, audit being unreachable here).
-    let db = guardline_runtime::storage::connect(&DatabaseArgs {
-        database_url: m.rec_db.clone(),
-        database_max_connections: 1,
-        database_schema: None,
-    })
-    .await
-    .expect("db");
+    let db = m.db().await;
     use sea_orm::{ConnectionTrait, Statement};
     let rows = db
         .query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT payload FROM guardline_audit_outbox"))
@@ -522,13 +522,7 @@ async fn an_interrupted_upload_leaves_nothing(postgres: bool, backend: Backend) 
     // The client goes away mid-upload (its connection closes); the sender is
     // kept, so the stream never ends cleanly.
     task.abort();
-    let db = guardline_runtime::storage::connect(&DatabaseArgs {
-        database_url: m.rec_db.clone(),
-        database_max_connections: 1,
-        database_schema: None,
-    })
-    .await
-    .expect("db");
+    let db = m.db().await;
     use sea_orm::{ConnectionTrait, Statement};
     let mut left = usize::MAX;
     for _ in 0..100 {
@@ -654,13 +648,7 @@ async fn edited_metadata_is_caught(postgres: bool, backend: Backend) {
     let a = upload(&m, "telephony-bridge", header(&t, "lead-a", 0, 0, false), &data).await.expect("upload");
     let b = upload(&m, "telephony-bridge", header(&t, "lead-b", 0, 0, false), &data).await.expect("upload");
     let c = upload(&m, "telephony-bridge", header(&t, "lead-c", 0, 0, false), &data).await.expect("upload");
-    let db = guardline_runtime::storage::connect(&DatabaseArgs {
-        database_url: m.rec_db.clone(),
-        database_max_connections: 1,
-        database_schema: None,
-    })
-    .await
-    .expect("db");
+    let db = m.db().await;
     let edit = |id: &str| recording::ActiveModel { id: Set(id.to_owned()), ..Default::default() };
 
     // Team B's column on A's recording, to hand it to agent2.

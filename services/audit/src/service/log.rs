@@ -79,8 +79,9 @@ impl Log {
     /// appends, and records the rotation in the platform's log, signed by
     /// the key that signs from now on.
     pub async fn rotate_signing_key(&self, actor_service: &str, reason: &str) -> Result<Rotated> {
-        if reason.trim().is_empty() {
-            return Err(Error::invalid("reason", "required"));
+        // Checked before anything changes: the event must be accepted after.
+        if reason.trim().is_empty() || reason.chars().count() > 500 {
+            return Err(Error::invalid("reason", "required, at most 500 characters"));
         }
         let rotated = {
             let _appends = self.trees.lock().await;

@@ -188,11 +188,7 @@ impl Identity {
     /// Authenticates a user and issues tokens, or refuses with a reason.
     pub async fn login(&self, creds: Credentials, ctx: ClientContext) -> Result<LoginOutcome> {
         let now = self.clock.now();
-        let Some(tenant) = tenants::tenant(&self.store, &creds.tenant).await?.filter(|t| t.status == status::ACTIVE)
-        else {
-            self.passwords.verify_dummy(&creds.password).await?;
-            return Err(invalid_credentials());
-        };
+        let tenant = self.active_tenant(&creds).await?;
         let user = users::by_login(&self.store, &tenant.id, &creds.login).await?;
         // Before the transaction: a rotation writes through another connection.
         self.signers.rotate_if_due(now).await?;
@@ -219,6 +215,18 @@ impl Identity {
         };
         self.store.commit(tx, []).await?;
         result
+    }
+
+    /// The active tenant the credentials name; an unknown or inactive one
+    /// costs a password hash too and answers as a wrong password would.
+    async fn active_tenant(&self, creds: &Credentials) -> Result<tenant::Model> {
+        match tenants::tenant(&self.store, &creds.tenant).await?.filter(|t| t.status == status::ACTIVE) {
+            Some(t) => Ok(t),
+            None => {
+                self.passwords.verify_dummy(&creds.password).await?;
+                Err(invalid_credentials())
+            }
+        }
     }
 
     /// Books a failed attempt: the user's reserved failure counted or given
@@ -253,11 +261,7 @@ impl Identity {
     /// is booked as a failed login), and no session.
     pub(super) async fn password_only(&self, creds: &Credentials, ctx: &ClientContext) -> Result<user::Model> {
         let now = self.clock.now();
-        let Some(tenant) = tenants::tenant(&self.store, &creds.tenant).await?.filter(|t| t.status == status::ACTIVE)
-        else {
-            self.passwords.verify_dummy(&creds.password).await?;
-            return Err(invalid_credentials());
-        };
+        let tenant = self.active_tenant(creds).await?;
         let user = users::by_login(&self.store, &tenant.id, &creds.login).await?;
         match self.password_checked(&tenant, user.as_ref(), &creds.password, ctx, now).await {
             Ok(u) => {

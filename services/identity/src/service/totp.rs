@@ -93,9 +93,7 @@ impl Identity {
         let event = Self::event(&caller, &user.tenant_id, "identity.totp.enroll").resource("user", &user.id);
         self.store.commit(tx, [event]).await
     }
-}
 
-impl Identity {
     /// Checks a current code of the user's enrolled authenticator (to
     /// replace it): a wrong code counts towards the account's lockout, and
     /// a right one is spent.
@@ -128,8 +126,8 @@ impl Identity {
     /// session of theirs is revoked, and the audit event raises an alert.
     pub async fn reset_totp(&self, caller: &Caller, tenant: &str, user_id: &str, reason: &str) -> Result<()> {
         self.require(caller, tenant, "user.manage")?;
-        if reason.trim().is_empty() {
-            return Err(Error::invalid("reason", "required"));
+        if reason.trim().is_empty() || reason.chars().count() > 500 {
+            return Err(Error::invalid("reason", "required, at most 500 characters"));
         }
         let mut next = self.user(tenant, user_id).await?;
         next.totp_sealed = None;
