@@ -136,6 +136,11 @@ impl AuditClient {
         Self { client: AuditServiceClient::new(channel), timeout }
     }
 
+    /// How long one append may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Appends events and returns once audit acknowledged them as durable.
     /// Any failure is UNAVAILABLE: the caller must not proceed unaudited.
     pub async fn append_now(&self, events: Vec<AuditEvent>) -> Result<()> {
@@ -251,13 +256,7 @@ impl OutboxWorker {
     /// or the delay before the next try when audit could not be reached.
     pub async fn deliver_once(&self) -> Result<Result<usize, Duration>> {
         let now = chrono::Utc::now();
-        let rows = entity::Entity::find()
-            .filter(entity::Column::NextAttemptAt.lte(now))
-            .order_by_asc(entity::Column::CreatedAt)
-            .order_by_asc(entity::Column::Id)
-            .limit(self.batch)
-            .all(&self.db)
-            .await?;
+        let rows = self.claim(now).await?;
         self.record_depth().await;
         let metrics = guardline_runtime::metrics::business();
         // The oldest due row comes first: its age is the outbox's.
@@ -307,6 +306,49 @@ impl OutboxWorker {
                 Ok(Err(delay))
             }
         }
+    }
+
+    /// Claims a batch of due rows for this worker: one conditional update
+    /// moves their next attempt to a lease's end, stamped with a value of
+    /// this worker's own, and only the rows carrying that stamp are this
+    /// worker's. Another worker (another replica on the same database) finds
+    /// them not due and takes others; if this one dies, the lease runs out
+    /// and they are due again. Delivery is once in effect: audit also
+    /// acknowledges an id it already holds as a duplicate.
+    async fn claim(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<entity::Model>> {
+        let due: Vec<String> = entity::Entity::find()
+            .select_only()
+            .column(entity::Column::Id)
+            .filter(entity::Column::NextAttemptAt.lte(now))
+            .order_by_asc(entity::Column::CreatedAt)
+            .order_by_asc(entity::Column::Id)
+            .limit(self.batch)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The stamp: the lease's end, to the microsecond both stores keep,
+        // plus a random microsecond offset that tells two workers apart.
+        let offset = (uuid::Uuid::new_v4().as_u128() % 1_000_000) as i64;
+        let lease =
+            chrono::Duration::from_std(self.client.timeout() * 3).unwrap_or_else(|_| chrono::Duration::seconds(60));
+        let stamp = now + lease + chrono::Duration::microseconds(offset);
+        let stamp = chrono::DateTime::from_timestamp_micros(stamp.timestamp_micros()).unwrap_or(stamp);
+        entity::Entity::update_many()
+            .col_expr(entity::Column::NextAttemptAt, Expr::value(stamp))
+            .filter(entity::Column::Id.is_in(due.clone()))
+            .filter(entity::Column::NextAttemptAt.lte(now))
+            .exec(&self.db)
+            .await?;
+        Ok(entity::Entity::find()
+            .filter(entity::Column::Id.is_in(due))
+            .filter(entity::Column::NextAttemptAt.eq(stamp))
+            .order_by_asc(entity::Column::CreatedAt)
+            .order_by_asc(entity::Column::Id)
+            .all(&self.db)
+            .await?)
     }
 
     /// Delivers events one at a time; returns how many audit took. A

@@ -19,9 +19,10 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use tokio_util::sync::CancellationToken;
 
 /// Stands in for the audit service (its own issue builds the real one):
-/// acknowledges and remembers ids, once each.
+/// acknowledges and remembers ids, once each, and counts the ids it was
+/// sent again.
 #[derive(Clone, Default)]
-struct Receiver(Arc<Mutex<Vec<String>>>);
+struct Receiver(Arc<Mutex<Vec<String>>>, Arc<std::sync::atomic::AtomicUsize>);
 
 #[tonic::async_trait]
 impl AuditService for Receiver {
@@ -38,6 +39,7 @@ impl AuditService for Receiver {
         let mut resp = AppendResponse::default();
         for e in events {
             if seen.contains(&e.id) {
+                self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 resp.duplicate_ids.push(e.id);
             } else {
                 seen.push(e.id.clone());
@@ -274,6 +276,43 @@ async fn synchronous_append_refuses_while_audit_is_down(_db: DatabaseConnection)
     server.cancel();
 }
 
+/// Two workers on one database, as two replicas of a service run them:
+/// each claims its own rows, so every event reaches audit once.
+async fn two_workers_on_one_database_deliver_each_event_once(db: DatabaseConnection) {
+    let pki = pki();
+    let addr: SocketAddr =
+        format!("127.0.0.1:{}", guardline_testkit::free_port().expect("port")).parse().expect("addr");
+    let receiver = Receiver::default();
+    let server = serve_audit(&pki, addr, receiver.clone()).await;
+    for i in 0..300 {
+        let e = EventBuilder::new("t1", "lead.update").resource("lead", &format!("lead-{i}")).build();
+        enqueue(&db, &e).await.expect("enqueue");
+    }
+    let stop = CancellationToken::new();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut w = OutboxWorker::new(db.clone(), client(&pki, addr));
+            w.poll = Duration::from_millis(5);
+            w.batch = 10;
+            tokio::spawn(w.run(stop.clone()))
+        })
+        .collect();
+    for _ in 0..400 {
+        if pending(&db).await.expect("count") == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(pending(&db).await.expect("count"), 0);
+    assert_eq!(receiver.0.lock().expect("lock").len(), 300);
+    assert_eq!(receiver.1.load(std::sync::atomic::Ordering::Relaxed), 0, "no event was sent twice");
+    stop.cancel();
+    for w in workers {
+        w.await.expect("worker stops");
+    }
+    server.cancel();
+}
+
 macro_rules! store_suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -297,4 +336,5 @@ store_suite!(
     delivers_everything_once_audit_is_back,
     synchronous_append_refuses_while_audit_is_down,
     a_refused_event_is_parked_and_does_not_hold_back_the_rest,
+    two_workers_on_one_database_deliver_each_event_once,
 );
