@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
 
 use crate::args::DatabaseArgs;
 use crate::error::{Error, Result};
@@ -26,10 +26,15 @@ pub async fn connect(args: &DatabaseArgs) -> Result<DatabaseConnection> {
     }
     if let (false, Some(schema)) = (sqlite, &args.database_schema) {
         // The schema must exist before a pool can use it as its search path.
+        // Replicas starting at once create it one after the other: two
+        // concurrent `CREATE SCHEMA IF NOT EXISTS` can still collide.
         let bootstrap = Database::connect(ConnectOptions::new(url.clone()).sqlx_logging(false).to_owned())
             .await
             .map_err(|e| Error::Storage(format!("connecting: {e}")))?;
-        bootstrap.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).await?;
+        let txn = bootstrap.begin().await?;
+        lock_for_this_transaction(&txn, "guardline-schemas").await?;
+        txn.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).await?;
+        txn.commit().await?;
         bootstrap.close().await?;
     }
     let mut opts = ConnectOptions::new(url);
@@ -72,6 +77,35 @@ pub async fn write_txn(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTrans
 /// Each service names its own migration table, so services may share a database.
 pub async fn open<M: sea_orm_migration::MigratorTrait>(args: &DatabaseArgs) -> Result<DatabaseConnection> {
     let db = connect(args).await?;
-    M::up(&db, None).await.map_err(|e| Error::Storage(format!("migrations: {e}")))?;
+    migrate::<M>(&db).await?;
     Ok(db)
+}
+
+/// Brings the schema up to date with `M`. On PostgreSQL every pending
+/// migration runs in one transaction under an advisory lock named by the
+/// migration table, so replicas that start at once migrate one after the
+/// other (the later ones find nothing to do) and a failed migration leaves
+/// nothing half-done. SQLite is one process's file.
+pub async fn migrate<M: sea_orm_migration::MigratorTrait>(db: &DatabaseConnection) -> Result<()> {
+    let failed = |e: sea_orm::DbErr| Error::Storage(format!("migrations: {e}"));
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return M::up(db, None).await.map_err(failed);
+    }
+    let txn = db.begin().await?;
+    lock_for_this_transaction(&txn, &M::migration_table_name().to_string()).await?;
+    M::up(&txn, None).await.map_err(failed)?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Takes PostgreSQL's transaction-scoped advisory lock named `name`,
+/// waiting for whoever holds it.
+async fn lock_for_this_transaction(txn: &sea_orm::DatabaseTransaction, name: &str) -> Result<()> {
+    let lock = sea_orm::Statement::from_sql_and_values(
+        sea_orm::DatabaseBackend::Postgres,
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        [name.into()],
+    );
+    txn.execute_raw(lock).await?;
+    Ok(())
 }
