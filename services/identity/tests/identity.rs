@@ -429,8 +429,28 @@ async fn tokens_survive_a_signing_key_rotation_and_a_restart(postgres: bool) {
         std::time::Duration::from_secs(60),
     ));
     let reloaded = Signers::load(store, envelope, day).await.expect("reload");
-    let verifier = TokenVerifier::new(OwnKeys(reloaded));
+    let verifier = TokenVerifier::new(OwnKeys(reloaded.clone()));
     assert!(verifier.verify(&before).await.is_ok() && verifier.verify(&after).await.is_ok());
+
+    // Two replicas on one database: a rotation or a revocation in one is
+    // what the other publishes and signs with.
+    let (a, b) = (signers, reloaded);
+    let kid = |token: &str| {
+        use base64::Engine;
+        let header = token.split('.').next().expect("header");
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).expect("base64url");
+        let header: serde_json::Value = serde_json::from_slice(&json).expect("json");
+        header["kid"].as_str().expect("kid").to_owned()
+    };
+    a.rotate(chrono::Utc::now()).await.expect("rotate in replica A");
+    let newest = kid(&a.sign(&claims).await.expect("sign"));
+    let published_by_b: Vec<String> = b.published(chrono::Utc::now()).await.into_iter().map(|(k, _)| k.kid).collect();
+    assert!(published_by_b.contains(&newest), "B publishes A's new key: {published_by_b:?}");
+    b.rotate_if_due(chrono::Utc::now()).await.expect("B catches up");
+    assert_eq!(kid(&b.sign(&claims).await.expect("sign")), newest, "B signs with the newest active key");
+    a.revoke(&kid(&before), chrono::Utc::now()).await.expect("revoke in A");
+    let published_by_b: Vec<String> = b.published(chrono::Utc::now()).await.into_iter().map(|(k, _)| k.kid).collect();
+    assert!(!published_by_b.contains(&kid(&before)), "B withdraws what A revoked");
 }
 
 trait TokenOf {

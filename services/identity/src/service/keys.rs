@@ -53,27 +53,55 @@ impl Signers {
 
     /// As [`Signers::load`], with keys dated and withdrawn by `clock`.
     pub async fn load_on(store: Store, envelope: Arc<Envelope>, rotation: Duration, clock: Clock) -> Result<Arc<Self>> {
-        let rows = stored::all(&store).await?;
-        let mut keys = Vec::with_capacity(rows.len());
-        for row in rows {
-            let dk = envelope.data_key(PLATFORM, &row.data_key_id).await?;
-            let pkcs8 = aead::open(&dk, &binding(&row.kid), &row.sealed).map_err(guardline_runtime::Error::from)?;
-            keys.push(Entry {
-                signer: TokenSigner::from_pkcs8(&row.kid, &pkcs8)?,
-                kid: row.kid,
-                created_at: row.created_at,
-                retired_at: row.retired_at,
-                revoked_at: row.revoked_at,
-            });
-        }
-        keys.sort_by_key(|k| k.created_at);
-        let this = Arc::new(Self { store, envelope, rotation, keys: RwLock::new(keys), clock });
+        let this = Arc::new(Self { store, envelope, rotation, keys: RwLock::new(Vec::new()), clock });
         this.rotate_if_due(this.clock.now()).await?;
         Ok(this)
     }
 
-    /// Creates a new key when the active one is older than the rotation period.
+    /// A stored key, unsealed.
+    async fn entry(&self, row: &signing_key::Model) -> Result<Entry> {
+        let dk = self.envelope.data_key(PLATFORM, &row.data_key_id).await?;
+        let pkcs8 = aead::open(&dk, &binding(&row.kid), &row.sealed).map_err(guardline_runtime::Error::from)?;
+        Ok(Entry {
+            signer: TokenSigner::from_pkcs8(&row.kid, &pkcs8)?,
+            kid: row.kid.clone(),
+            created_at: row.created_at,
+            retired_at: row.retired_at,
+            revoked_at: row.revoked_at,
+        })
+    }
+
+    /// Brings the ring up to date with the store, the truth every replica
+    /// shares: keys another replica created, retired or revoked. Each
+    /// replica then signs with the newest active key and publishes every
+    /// replica's keys.
+    async fn sync(&self) -> Result<()> {
+        let rows = stored::all(&self.store).await?;
+        let known: std::collections::HashSet<String> = self.keys.read().await.iter().map(|k| k.kid.clone()).collect();
+        let mut fresh = Vec::new();
+        for row in rows.iter().filter(|r| !known.contains(&r.kid)) {
+            fresh.push(self.entry(row).await?);
+        }
+        let mut keys = self.keys.write().await;
+        for row in &rows {
+            if let Some(k) = keys.iter_mut().find(|k| k.kid == row.kid) {
+                k.retired_at = row.retired_at;
+                k.revoked_at = row.revoked_at;
+            }
+        }
+        for e in fresh {
+            if !keys.iter().any(|k| k.kid == e.kid) {
+                keys.push(e);
+            }
+        }
+        keys.sort_by_key(|k| k.created_at);
+        Ok(())
+    }
+
+    /// Creates a new key when the active one is older than the rotation
+    /// period (after catching up with the other replicas' keys).
     pub async fn rotate_if_due(&self, now: DateTime<Utc>) -> Result<()> {
+        self.sync().await?;
         let due = {
             let keys = self.keys.read().await;
             keys.iter().rev().find(|k| k.retired_at.is_none()).is_none_or(|k| {
@@ -148,6 +176,10 @@ impl Signers {
     /// Keys that may have signed an unexpired token, with the instant after
     /// which they verify nothing (None while active).
     pub async fn published(&self, now: DateTime<Utc>) -> Vec<(VerificationKey, Option<DateTime<Utc>>)> {
+        if let Err(error) = self.sync().await {
+            // The keys known so far are still right to publish.
+            tracing::warn!(%error, "signing keys not refreshed from the store");
+        }
         let grace = chrono::Duration::from_std(MAX_LIFETIME).unwrap_or_default() + chrono::Duration::seconds(60);
         self.keys
             .read()
