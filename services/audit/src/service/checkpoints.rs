@@ -26,6 +26,9 @@ pub struct Publisher {
     objects: Arc<dyn ObjectStore>,
     prefix: Path,
     trust_domain: String,
+    /// The newest head published per tenant, once listed or written, so
+    /// that a publication lists the store only the first time.
+    published: std::sync::Mutex<std::collections::HashMap<String, Head>>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -58,7 +61,7 @@ pub fn store_of(url: &str) -> anyhow::Result<(Arc<dyn ObjectStore>, Path)> {
 impl Publisher {
     /// Publishes `log`'s heads to `objects` under `prefix`.
     pub fn new(log: Arc<Log>, objects: Arc<dyn ObjectStore>, prefix: Path, trust_domain: &str) -> Self {
-        Self { log, objects, prefix, trust_domain: trust_domain.to_owned() }
+        Self { log, objects, prefix, trust_domain: trust_domain.to_owned(), published: Default::default() }
     }
 
     fn dir(&self, tenant: &str) -> Path {
@@ -88,7 +91,12 @@ impl Publisher {
     pub async fn publish(&self, tenant: &str) -> Result<Option<Head>> {
         let origin = checkpoint::origin(&self.trust_domain, tenant);
         let Some((head, note)) = self.log.checkpoint(tenant, &origin).await? else { return Ok(None) };
-        if let Some(published) = self.newest(tenant).await? {
+        let known = self.published.lock().ok().and_then(|p| p.get(tenant).copied());
+        let newest = match known {
+            Some(h) => Some(h),
+            None => self.newest(tenant).await?,
+        };
+        if let Some(published) = newest {
             let extends = published.size <= head.size
                 && self.log.root_at(tenant, published.size).await.is_ok_and(|r| r == published.root);
             if !extends {
@@ -101,11 +109,15 @@ impl Publisher {
         }
         let path = self.dir(tenant).join(format!("{:020}", head.size));
         let once = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.objects.put_opts(&path, PutPayload::from(note.clone().into_bytes()), once).await {
-            Ok(_) => Ok(Some(head)),
-            // Another replica (or an earlier round) published this size:
-            // the same head signs to the same note.
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(Some(head)),
+        match self.objects.put_opts(&path, PutPayload::from(note.into_bytes()), once).await {
+            // Already there: another replica (or an earlier round) published
+            // this size, and the same head signs to the same note.
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {
+                if let Ok(mut p) = self.published.lock() {
+                    p.insert(tenant.to_owned(), head);
+                }
+                Ok(Some(head))
+            }
             Err(e) => Err(object_error(e)),
         }
     }
