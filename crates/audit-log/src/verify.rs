@@ -79,23 +79,26 @@ pub fn verify_log(tenant: &str, mut tree: Tree, records: &[Record], keys: &HashM
     Finding::Intact { size: tree.len() }
 }
 
+/// Logs signed entry by entry, for the crate's tests.
 #[cfg(test)]
-mod tests {
-    use aws_lc_rs::signature::Ed25519KeyPair;
-
+pub(crate) mod fixture {
     use super::*;
     use crate::sth::HeadSigner;
 
-    fn log(n: u64) -> (Vec<Record>, HashMap<String, Vec<u8>>) {
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("key");
-        let signer = HeadSigner::from_pkcs8("k1", pkcs8.as_ref()).expect("signer");
+    /// `n` events of tenant `t1` (ids `e0`…, actions from `action`), each
+    /// with the head signed by `signer` at its size; and the last head.
+    pub(crate) fn signed_log(
+        n: u64,
+        signer: &HeadSigner,
+        action: impl Fn(u64) -> String,
+    ) -> (Vec<Record>, Option<(TreeHead, Vec<u8>)>) {
         let mut tree = Tree::new();
-        let mut records = Vec::new();
+        let (mut records, mut last) = (Vec::new(), None);
         for i in 0..n {
             let e = Event {
                 id: format!("e{i}"),
                 tenant_id: "t1".into(),
-                action: "a".into(),
+                action: action(i),
                 outcome: "allowed".into(),
                 ..Default::default()
             };
@@ -107,14 +110,31 @@ mod tests {
                 timestamp_ms: i as i64,
                 root: tree.root(i + 1).expect("root"),
             };
+            let head_signature = signer.sign(&head);
             records.push(Record {
                 index: i,
                 entry,
                 head_timestamp_ms: i as i64,
-                head_kid: "k1".into(),
-                head_signature: signer.sign(&head),
+                head_kid: signer.kid.clone(),
+                head_signature: head_signature.clone(),
             });
+            last = Some((head, head_signature));
         }
+        (records, last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::signature::Ed25519KeyPair;
+
+    use super::*;
+    use crate::sth::HeadSigner;
+
+    fn log(n: u64) -> (Vec<Record>, HashMap<String, Vec<u8>>) {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).expect("key");
+        let signer = HeadSigner::from_pkcs8("k1", pkcs8.as_ref()).expect("signer");
+        let (records, _) = fixture::signed_log(n, &signer, |_| "a".into());
         (records, [("k1".to_owned(), signer.public_key())].into())
     }
 

@@ -4,8 +4,6 @@
 use aws_lc_rs::signature::Ed25519KeyPair;
 
 use super::*;
-use crate::canonical::Event;
-use crate::merkle::leaf_hash;
 use crate::pin::fingerprint;
 use crate::sth::HeadSigner;
 
@@ -21,34 +19,9 @@ fn export(n: u64, s: &HeadSigner, actions: impl Fn(u64) -> String, carried: &[&H
     let mut out =
         Line::Header { format: FORMAT.into(), tenant_id: "t1".into(), keys, pruned_before: 0, frontier: vec![] }
             .to_json_line();
-    let mut tree = Tree::new();
-    let mut last = None;
-    for i in 0..n {
-        let e = Event {
-            id: format!("e{i}"),
-            tenant_id: "t1".into(),
-            action: actions(i),
-            outcome: "allowed".into(),
-            ..Default::default()
-        };
-        let entry = e.encode();
-        tree.push(leaf_hash(&entry));
-        let head = TreeHead {
-            tenant_id: "t1".into(),
-            tree_size: i + 1,
-            timestamp_ms: i as i64,
-            root: tree.root(i + 1).expect("root"),
-        };
-        let sig = s.sign(&head);
-        out += &Line::entry(&Record {
-            index: i,
-            entry,
-            head_timestamp_ms: i as i64,
-            head_kid: s.kid.clone(),
-            head_signature: sig.clone(),
-        })
-        .to_json_line();
-        last = Some((head, sig));
+    let (records, last) = crate::verify::fixture::signed_log(n, s, actions);
+    for r in &records {
+        out += &Line::entry(r).to_json_line();
     }
     let (head, sig) = last.expect("n > 0");
     out += &Line::TreeHead {
