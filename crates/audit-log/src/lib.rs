@@ -16,4 +16,5 @@ pub mod merkle;
 pub mod monitor;
 pub mod pin;
 pub mod sth;
+pub mod tiles;
 pub mod verify;

@@ -37,7 +37,7 @@ pub fn empty_root() -> Hash {
 }
 
 /// The largest power of two strictly smaller than `n` (n ≥ 2).
-fn split(n: u64) -> u64 {
+pub(crate) fn split(n: u64) -> u64 {
     debug_assert!(n >= 2);
     1 << (63 - (n - 1).leading_zeros())
 }
@@ -125,13 +125,7 @@ impl Tree {
         if k < self.pruned {
             return Err(ProofError::Pruned(self.pruned));
         }
-        let mut out = Vec::new();
-        let mut start = 0;
-        for bit in (0..64u32).rev().filter(|b| k & (1 << b) != 0) {
-            out.push(self.subtree(start, 1 << bit));
-            start += 1 << bit;
-        }
-        Ok(out)
+        Ok(frontier_of(self, k))
     }
 
     /// Leaves before this index were pruned.
@@ -182,14 +176,15 @@ impl Tree {
         }
     }
 
-    /// MTH(D[start : start + len]), len ≥ 1, within the tree.
-    fn subtree(&self, start: u64, len: u64) -> Hash {
-        if len.is_power_of_two() && start.is_multiple_of(len) {
-            let level = len.trailing_zeros() as usize;
-            return self.levels[level].node(start / len);
+    /// Drops every node no later root or proof past the current size reads:
+    /// what remains is the frontier, at most 64 hashes. A verifier that
+    /// reads a long log page by page compacts between pages.
+    pub fn compact(&mut self) {
+        let n = self.len();
+        let frontier = frontier_of(self, n);
+        if let Some(t) = Self::with_frontier(n, &frontier) {
+            *self = t;
         }
-        let k = split(len);
-        node_hash(&self.subtree(start, k), &self.subtree(start + k, len - k))
     }
 
     /// The root hash of the first `size` leaves.
@@ -214,23 +209,8 @@ impl Tree {
             return Err(ProofError::Pruned(self.pruned));
         }
         let mut out = Vec::new();
-        self.path(m, 0, n, &mut out);
+        path(self, m, 0, n, &mut out);
         Ok(out)
-    }
-
-    // PATH(m, D[start : start + n]); pushes the deepest sibling first.
-    fn path(&self, m: u64, start: u64, n: u64, out: &mut Vec<Hash>) {
-        if n == 1 {
-            return;
-        }
-        let k = split(n);
-        if m < k {
-            self.path(m, start, k, out);
-            out.push(self.subtree(start + k, n - k));
-        } else {
-            self.path(m - k, start + k, n - k, out);
-            out.push(self.subtree(start, k));
-        }
     }
 
     /// PROOF(m, D[0:n]) (RFC 9162 §2.1.4.1); empty when m == n.
@@ -246,27 +226,75 @@ impl Tree {
         }
         let mut out = Vec::new();
         if m < n {
-            self.subproof(m, 0, n, true, &mut out);
+            subproof(self, m, 0, n, true, &mut out);
         }
         Ok(out)
     }
+}
 
-    // SUBPROOF(m, D[start : start + n], b).
-    fn subproof(&self, m: u64, start: u64, n: u64, b: bool, out: &mut Vec<Hash>) {
-        if m == n {
-            if !b {
-                out.push(self.subtree(start, n));
-            }
-            return;
+impl Subtrees for Tree {
+    fn node(&self, level: u32, i: u64) -> Hash {
+        self.levels[level as usize].node(i)
+    }
+}
+
+/// A tree's complete subtrees, however they are held: the proofs below are
+/// written once over this (an in-memory [`Tree`], or tiles read from a store).
+pub trait Subtrees {
+    /// The hash of complete subtree `i` of 2^`level` leaves.
+    fn node(&self, level: u32, i: u64) -> Hash;
+
+    /// MTH(D[start : start + len]), len ≥ 1, within the tree.
+    fn subtree(&self, start: u64, len: u64) -> Hash {
+        if len.is_power_of_two() && start.is_multiple_of(len) {
+            return self.node(len.trailing_zeros(), start / len);
         }
-        let k = split(n);
-        if m <= k {
-            self.subproof(m, start, k, b, out);
-            out.push(self.subtree(start + k, n - k));
-        } else {
-            self.subproof(m - k, start + k, n - k, false, out);
-            out.push(self.subtree(start, k));
+        let k = split(len);
+        node_hash(&self.subtree(start, k), &self.subtree(start + k, len - k))
+    }
+}
+
+/// The maximal complete subtrees covering the first `k` leaves, left to right.
+pub(crate) fn frontier_of(t: &impl Subtrees, k: u64) -> Vec<Hash> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for bit in (0..64u32).rev().filter(|b| k & (1 << b) != 0) {
+        out.push(t.subtree(start, 1 << bit));
+        start += 1 << bit;
+    }
+    out
+}
+
+/// PATH(m, D[start : start + n]); pushes the deepest sibling first.
+pub(crate) fn path(t: &impl Subtrees, m: u64, start: u64, n: u64, out: &mut Vec<Hash>) {
+    if n == 1 {
+        return;
+    }
+    let k = split(n);
+    if m < k {
+        path(t, m, start, k, out);
+        out.push(t.subtree(start + k, n - k));
+    } else {
+        path(t, m - k, start + k, n - k, out);
+        out.push(t.subtree(start, k));
+    }
+}
+
+/// SUBPROOF(m, D[start : start + n], b).
+pub(crate) fn subproof(t: &impl Subtrees, m: u64, start: u64, n: u64, b: bool, out: &mut Vec<Hash>) {
+    if m == n {
+        if !b {
+            out.push(t.subtree(start, n));
         }
+        return;
+    }
+    let k = split(n);
+    if m <= k {
+        subproof(t, m, start, k, b, out);
+        out.push(t.subtree(start + k, n - k));
+    } else {
+        subproof(t, m - k, start + k, n - k, false, out);
+        out.push(t.subtree(start, k));
     }
 }
 
