@@ -22,6 +22,14 @@ pub enum AuditError {
     /// The frontier kept after a prune does not fit the index it claims.
     #[error("the pruned frontier does not match its index")]
     FrontierMismatch,
+    /// Leaf hashes a tile needs are neither stored nor kept after a prune.
+    #[error("the leaf hashes from {from} to {to} are missing")]
+    LeavesMissing {
+        /// First index wanted.
+        from: u64,
+        /// End of the range (exclusive).
+        to: u64,
+    },
     /// A webhook's sealed secret does not decode.
     #[error("a webhook secret does not open")]
     WebhookSecretUnreadable,
@@ -44,6 +52,7 @@ impl Refusal for AuditError {
             Self::EntryCorrupt { .. } => "AUDIT_ENTRY_CORRUPT",
             Self::LeafHashCorrupt => "AUDIT_LEAF_HASH_CORRUPT",
             Self::FrontierMismatch => "AUDIT_FRONTIER_MISMATCH",
+            Self::LeavesMissing { .. } => "AUDIT_LEAVES_MISSING",
             Self::WebhookSecretUnreadable => "WEBHOOK_SECRET_UNREADABLE",
             Self::SigningKeyMismatch { .. } => "AUDIT_SIGNING_KEY_MISMATCH",
         }

@@ -1035,6 +1035,18 @@ async fn checkpoints_are_published_once_and_hold_the_log_to_them(postgres: bool)
         .exec(&db)
         .await
         .expect("cut");
+    // The sequencer still says 6: the missing leaves are named.
+    let after = publisher(m.open_log(None).await.expect("log"));
+    let missing = after.publish("t1").await.expect_err("entries missing");
+    assert!(missing.to_string().contains("leaf hashes from 0 to 6 are missing"), "{missing}");
+    // An insider who also winds the sequencer back meets the checkpoint.
+    use guardline_audit::store::tree::sequencer;
+    sequencer::Entity::update_many()
+        .col_expr(sequencer::Column::Size, sea_orm::sea_query::Expr::value(4i64))
+        .filter(sequencer::Column::TenantId.eq("t1"))
+        .exec(&db)
+        .await
+        .expect("wind back");
     let after = publisher(m.open_log(None).await.expect("log"));
     let refused = after.publish("t1").await.expect_err("a cut log");
     assert!(refused.to_string().contains("does not extend the checkpoint published at size 6"), "{refused}");

@@ -6,4 +6,4 @@ pub mod alerts;
 pub mod egress;
 pub mod validate;
 
-pub use guardline_audit_log::{canonical, checkpoint, export, merkle, monitor, pin, sth, verify};
+pub use guardline_audit_log::{canonical, checkpoint, export, merkle, monitor, pin, sth, tiles, verify};

@@ -1,24 +1,28 @@
 //! The log: appends with a signed head per entry, proofs at any size,
-//! queries, and whole-log verification. Appends are serialized per process
-//! (one writer); the (tenant, index) key makes a second writer fail rather
-//! than fork the log.
+//! queries, and whole-log verification. A tenant's appends are sequenced
+//! through the database (its sequencer row is locked for the transaction
+//! that stores the entries, the tiles they complete and the new size), so
+//! any number of replicas extend one tree; the (tenant, index) key refuses
+//! a second writer that bypassed the lock.
 
 use guardline_runtime::clock::Clock;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use guardline_keys::{Envelope, PLATFORM};
-use tokio::sync::Mutex;
+use tokio::sync::RwLock;
 
 pub use super::signing::{Rotated, Signing};
+use super::trees::{Held, Trees, apply};
 use crate::domain::canonical::Event;
 use crate::domain::merkle::{Hash, Tree, leaf_hash};
 use crate::domain::monitor::Head;
 use crate::domain::pin::{Keys, Pins};
 use crate::domain::sth::TreeHead;
+use crate::domain::tiles::{TiledTree, Tiles};
 use crate::domain::validate;
-use crate::domain::verify::{Finding, Record, verify_log};
+use crate::domain::verify::{Finding, Record, verify_page};
 use crate::error::{AuditError, Error, Result};
 use crate::store::event;
 pub use crate::store::log::Filter;
@@ -41,7 +45,9 @@ pub struct Log {
     signing: Signing,
     /// Tenants appended to since their last checkpoint was published.
     unpublished: std::sync::Mutex<HashSet<String>>,
-    trees: Mutex<HashMap<String, Tree>>,
+    trees: Trees,
+    /// Appends hold it shared, a key rotation exclusively.
+    rotating: RwLock<()>,
     clock: Clock,
 }
 
@@ -72,7 +78,8 @@ impl Log {
     /// checks that refuse the start.
     pub async fn open_on(store: Store, envelope: Arc<Envelope>, clock: Clock, pins: Option<Pins>) -> Result<Self> {
         let signing = Signing::open(&store, envelope, &clock, pins).await?;
-        Ok(Self { store, signing, unpublished: Default::default(), trees: Mutex::new(HashMap::new()), clock })
+        let trees = Trees::new(store.clone());
+        Ok(Self { store, signing, unpublished: Default::default(), trees, rotating: RwLock::new(()), clock })
     }
 
     /// Rotates the head-signing key (see [`Signing::rotate`]), between two
@@ -84,7 +91,7 @@ impl Log {
             return Err(Error::invalid("reason", "required, at most 500 characters"));
         }
         let rotated = {
-            let _appends = self.trees.lock().await;
+            let _appends = self.rotating.write().await;
             self.signing.rotate(&self.store, &self.clock).await?
         };
         let event = Event {
@@ -115,7 +122,8 @@ impl Log {
         self.signing.trusted()
     }
 
-    /// The tree of a tenant's pruned prefix (empty if nothing was pruned).
+    /// The tree of a tenant's pruned prefix (empty if nothing was pruned):
+    /// where whole-log verification starts.
     async fn base_tree(&self, tenant: &str) -> Result<Tree> {
         let Some((first, frontier)) = self.store.pruned(tenant).await? else {
             return Ok(Tree::new());
@@ -134,48 +142,43 @@ impl Log {
     pub async fn prune(&self, tenant: &str, as_of: DateTime<Utc>, dry_run: bool) -> Result<(u64, u64)> {
         let days = self.store.retention(tenant).await?.unwrap_or(DEFAULT_RETENTION_DAYS);
         let cutoff = as_of - chrono::Duration::days(i64::from(days.max(MIN_RETENTION_DAYS)));
-        let mut trees = self.trees.lock().await;
-        if !trees.contains_key(tenant) {
-            let t = self.load_tree(tenant).await?;
-            trees.insert(tenant.to_owned(), t);
-        }
-        let tree = trees.get(tenant).ok_or_else(|| Error::Internal("tree".into()))?;
-        let k = self.store.first_since(tenant, cutoff).await?.unwrap_or(tree.len());
-        let before = tree.pruned();
+        let size = self.store.committed_size(tenant).await?;
+        let k = self.store.first_since(tenant, cutoff).await?.unwrap_or(size).min(size);
+        let (before, _) = self.pruned(tenant).await?;
         if k <= before {
             return Ok((0, before));
         }
         if dry_run {
             return Ok((k - before, before));
         }
-        let frontier = tree.frontier(k).map_err(|e| Error::Internal(e.to_string()))?;
+        let frontier =
+            self.trees.read(tenant, k, |v| v.frontier(k)).await?.map_err(|e| Error::Internal(e.to_string()))?;
         self.store.prune_below(tenant, k, &frontier).await?;
-        trees.remove(tenant);
+        self.trees.pruned(tenant, k).await;
         Ok((k - before, k))
     }
 
-    async fn load_tree(&self, tenant: &str) -> Result<Tree> {
-        let rows = self.store.leaf_hashes(tenant).await?;
-        let mut tree = self.base_tree(tenant).await?;
-        for h in rows {
-            tree.push(h.try_into().map_err(|_| AuditError::LeafHashCorrupt)?);
-        }
-        Ok(tree)
-    }
-
     /// Appends a batch atomically: all events are valid and stored (or
-    /// acknowledged as duplicates), or none is. Returns (stored, duplicate) ids.
+    /// acknowledged as duplicates), or none is. Returns (stored, duplicate)
+    /// ids. Each tenant's sequencer row is locked for the transaction, so
+    /// of all replicas one extends a tenant's tree at a time, from what the
+    /// last one committed.
     pub async fn append(&self, events: Vec<Event>) -> Result<(Vec<String>, Vec<String>)> {
         for (i, e) in events.iter().enumerate() {
             validate::check(i, e).map_err(|v| Error::invalid(v.field, v.reason))?;
         }
-        let mut trees = self.trees.lock().await;
-        let touched: HashSet<String> = events.iter().map(|e| e.tenant_id.clone()).collect();
-        let res = self.append_locked(&mut trees, events).await;
+        let _no_rotation = self.rotating.read().await;
+        let mut by_tenant: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for e in &events {
+            by_tenant.entry(e.tenant_id.clone()).or_default().push(e.id.clone());
+        }
+        // In name order, in memory and in the database: no deadlock.
+        let mut held = self.trees.lock_all(by_tenant.keys()).await;
+        let res = self.append_locked(&mut held, by_tenant, events).await;
         if res.is_err() {
-            // The in-memory trees may hold leaves that were not committed.
-            for t in touched {
-                trees.remove(&t);
+            // The trees may hold leaves that were not committed.
+            for tree in held.values_mut() {
+                **tree = TiledTree::new();
             }
         }
         res
@@ -183,61 +186,78 @@ impl Log {
 
     async fn append_locked(
         &self,
-        trees: &mut HashMap<String, Tree>,
+        trees: &mut Held,
+        by_tenant: BTreeMap<String, Vec<String>>,
         events: Vec<Event>,
     ) -> Result<(Vec<String>, Vec<String>)> {
-        let mut by_tenant: HashMap<String, Vec<String>> = HashMap::new();
-        for e in &events {
-            by_tenant.entry(e.tenant_id.clone()).or_default().push(e.id.clone());
-        }
-        for tenant in by_tenant.keys() {
-            if !trees.contains_key(tenant) {
-                let t = self.load_tree(tenant).await?;
-                trees.insert(tenant.clone(), t);
+        let txn = self.store.begin_append().await?;
+        let mut seen = HashSet::new();
+        for (tenant, ids) in by_tenant {
+            let tree = trees.get_mut(&tenant).ok_or_else(|| Error::Internal("tree".into()))?;
+            let mut committed = txn.lock(&tenant).await?;
+            let stored = txn.stored_size(&tenant).await?;
+            if stored > committed {
+                txn.adopt(&tenant, committed, stored).await?;
+                committed = stored;
             }
-        }
-        let (mut stored, mut dups) = (Vec::new(), Vec::new());
-        let build = |seen: &HashSet<(String, String)>| {
-            let mut seen = seen.clone();
-            let mut rows = Vec::new();
-            for e in events {
-                if !seen.insert((e.tenant_id.clone(), e.id.clone())) {
-                    dups.push(e.id);
-                    continue;
+            if tree.len() != committed {
+                if tree.len() > committed {
+                    **tree = TiledTree::new();
                 }
-                let tree = trees.get_mut(&e.tenant_id).ok_or_else(|| Error::Internal("tree".into()))?;
-                rows.push(self.leaf(tree, &e)?);
-                stored.push(e.id);
+                let held = tree.complete_tiles();
+                apply(tree, txn.catch_up(&tenant, committed, held).await?);
             }
-            Ok(rows)
-        };
-        let tenants: Vec<String> = by_tenant.keys().cloned().collect();
-        self.store.insert_entries(by_tenant.into_iter().collect(), build).await?;
+            seen.extend(txn.existing(&tenant, ids).await?.into_iter().map(|id| (tenant.clone(), id)));
+        }
+        let (mut stored, mut dups, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+        let mut tiles: BTreeMap<String, Vec<(u64, Hash)>> = BTreeMap::new();
+        for e in events {
+            if !seen.insert((e.tenant_id.clone(), e.id.clone())) {
+                dups.push(e.id);
+                continue;
+            }
+            let tree = trees.get_mut(&e.tenant_id).ok_or_else(|| Error::Internal("tree".into()))?;
+            let (row, tile) = self.leaf(tree, &e)?;
+            tiles.entry(e.tenant_id.clone()).or_default().extend(tile);
+            rows.push(row);
+            stored.push(e.id);
+        }
+        txn.insert(rows).await?;
+        for (tenant, tree) in trees.iter() {
+            txn.put_tiles(tenant, tiles.get(tenant.as_str()).map_or(&[], Vec::as_slice)).await?;
+            txn.set_size(tenant, tree.len()).await?;
+        }
+        // Durable before acknowledged.
+        txn.commit().await?;
         if let Ok(mut u) = self.unpublished.lock() {
-            u.extend(tenants.iter().cloned());
+            u.extend(trees.keys().cloned());
         }
         let sizes = &guardline_runtime::metrics::business().audit_tree_size;
-        for t in tenants.iter().filter_map(|t| trees.get(t)) {
-            sizes.record(t.len(), &[]);
+        for tree in trees.values() {
+            sizes.record(tree.len(), &[]);
         }
         Ok((stored, dups))
     }
 
-    /// Appends `e` to `tree` and signs the head at the new size: the row.
-    fn leaf(&self, tree: &mut Tree, e: &Event) -> Result<event::Model> {
+    /// Appends `e` to `tree` and signs the head at the new size: the row,
+    /// and the tile it completed.
+    fn leaf(&self, tree: &mut TiledTree, e: &Event) -> Result<(event::Model, Option<(u64, Hash)>)> {
         let entry = e.encode();
         let leaf = leaf_hash(&entry);
         let idx = tree.len();
-        tree.push(leaf);
+        let tile = tree.push(leaf);
+        // The newest root reads only the levels above the tiles and the
+        // filling tile, both in memory.
+        let root = tree.view(&Tiles::new()).root(idx + 1).map_err(|e| Error::Internal(e.to_string()))?;
         let head = TreeHead {
             tenant_id: e.tenant_id.clone(),
             tree_size: idx + 1,
             timestamp_ms: self.clock.now().timestamp_millis(),
-            root: tree.root(idx + 1).map_err(|e| Error::Internal(e.to_string()))?,
+            root,
         };
         let signer = self.signing.signer();
         let sig = signer.sign(&head);
-        Ok(event::Model {
+        let row = event::Model {
             tenant_id: e.tenant_id.clone(),
             idx: idx as i64,
             event_id: e.id.clone(),
@@ -252,7 +272,8 @@ impl Log {
             head_ts: head.timestamp_ms,
             head_kid: signer.kid.clone(),
             head_sig: sig,
-        })
+        };
+        Ok((row, tile))
     }
 
     /// The tenants appended to since this was last asked (a checkpoint
@@ -272,14 +293,14 @@ impl Log {
 
     /// The root of a tenant's tree at `size`.
     pub async fn root_at(&self, tenant: &str, size: u64) -> Result<Hash> {
-        self.with_tree(tenant, |t| t.root(size)).await?.map_err(|e| Error::Internal(e.to_string()))
+        self.trees.read(tenant, size, |v| v.root(size)).await?.map_err(|e| Error::Internal(e.to_string()))
     }
 
     /// The head signed with a tenant's newest entry.
     pub async fn head(&self, tenant: &str) -> Result<Option<SignedHead>> {
         let Some(row) = self.store.newest(tenant).await? else { return Ok(None) };
         let size = row.idx as u64 + 1;
-        let root = self.with_tree(tenant, |t| t.root(size)).await?.map_err(|e| Error::Internal(e.to_string()))?;
+        let root = self.root_at(tenant, size).await?;
         Ok(Some(SignedHead {
             head: TreeHead { tenant_id: tenant.into(), tree_size: size, timestamp_ms: row.head_ts, root },
             kid: row.head_kid,
@@ -287,47 +308,31 @@ impl Log {
         }))
     }
 
-    async fn with_tree<T>(&self, tenant: &str, f: impl FnOnce(&Tree) -> T) -> Result<T> {
-        let mut trees = self.trees.lock().await;
-        if !trees.contains_key(tenant) {
-            let t = self.load_tree(tenant).await?;
-            trees.insert(tenant.to_owned(), t);
-        }
-        let tree = trees.get(tenant).ok_or_else(|| Error::Internal("tree".into()))?;
-        Ok(f(tree))
-    }
-
     /// The leaf index of an event and its inclusion proof at `size`.
     pub async fn inclusion(&self, tenant: &str, event_id: &str, size: u64) -> Result<(u64, Vec<Hash>)> {
         let row = self.store.entry_of(tenant, event_id).await?.ok_or(Error::NotFound)?;
         let idx = row.idx as u64;
         let proof = self
-            .with_tree(tenant, |t| t.inclusion_proof(idx, size))
+            .trees
+            .read(tenant, size, |v| v.inclusion_proof(idx, size))
             .await?
             .map_err(|e| Error::invalid("tree_size", e.to_string()))?;
         Ok((idx, proof))
     }
 
-    /// A consistency proof between two sizes. From a size older than a
-    /// prune (a monitor's remembered head), the proof is made on a tree
-    /// rebuilt from every leaf hash, the pruned ones kept for this.
+    /// A consistency proof between two sizes, also from a size older than
+    /// a prune (a monitor's remembered head): the pruned leaves' hashes are
+    /// kept for this.
     pub async fn consistency(&self, tenant: &str, first: u64, second: u64) -> Result<Vec<Hash>> {
-        let (pruned, _) = self.pruned(tenant).await?;
-        let proof = if first > 0 && first < pruned {
-            let kept = self.store.pruned_leaf_hashes(tenant).await?;
-            if kept.len() as u64 != pruned {
-                let why = format!("entries before {pruned} were pruned before their hashes were kept");
-                return Err(Error::invalid("first_size", why));
+        let proof = self.trees.read(tenant, second, |v| v.consistency_proof(first, second)).await;
+        let unkept = |e: &Error| matches!(e.refusal::<AuditError>(), Some(AuditError::LeavesMissing { .. }));
+        match proof {
+            Err(e) if unkept(&e) && first < self.pruned(tenant).await?.0 => {
+                let why = "entries before that size were pruned before their hashes were kept";
+                Err(Error::invalid("first_size", why))
             }
-            let mut full = Tree::new();
-            for h in kept.into_iter().chain(self.store.leaf_hashes(tenant).await?) {
-                full.push(h.try_into().map_err(|_| AuditError::LeafHashCorrupt)?);
-            }
-            full.consistency_proof(first, second)
-        } else {
-            self.with_tree(tenant, |t| t.consistency_proof(first, second)).await?
-        };
-        proof.map_err(|e| Error::invalid("second_size", e.to_string()))
+            p => p?.map_err(|e| Error::invalid("second_size", e.to_string())),
+        }
     }
 
     /// Events matching `f`, newest first, below index `before`.
@@ -359,8 +364,20 @@ impl Log {
         Ok(days)
     }
 
-    /// Verifies a tenant's whole stored log against its signed heads.
+    /// Verifies a tenant's whole stored log against its signed heads, a
+    /// page at a time: memory stays that of one page, whatever the log's length.
     pub async fn verify(&self, tenant: &str) -> Result<Finding> {
-        Ok(verify_log(tenant, self.base_tree(tenant).await?, &self.records(tenant).await?, &self.public_keys()))
+        const PAGE: u64 = 5_000;
+        let (mut tree, keys) = (self.base_tree(tenant).await?, self.public_keys());
+        loop {
+            let page = self.records_page(tenant, tree.len(), Some(PAGE)).await?;
+            if let Err(finding) = verify_page(tenant, &mut tree, &page, &keys) {
+                return Ok(finding);
+            }
+            if (page.len() as u64) < PAGE {
+                return Ok(Finding::Intact { size: tree.len() });
+            }
+            tree.compact();
+        }
     }
 }

@@ -7,5 +7,6 @@ pub mod checkpoints;
 pub mod export;
 pub mod log;
 pub mod signing;
+pub mod trees;
 
 pub use log::*;

@@ -7,7 +7,7 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 
-use super::{event, pruned, pruned_leaf, setting, signing_key};
+use super::{event, pruned, setting, signing_key};
 use crate::domain::merkle::Hash;
 use crate::domain::verify::Record;
 use crate::error::Result;
@@ -130,31 +130,6 @@ impl Store {
         Ok(())
     }
 
-    /// The kept leaf hashes of a tenant's pruned entries, in index order.
-    pub async fn pruned_leaf_hashes(&self, tenant: &str) -> Result<Vec<Vec<u8>>> {
-        Ok(pruned_leaf::Entity::find()
-            .select_only()
-            .column(pruned_leaf::Column::LeafHash)
-            .filter(pruned_leaf::Column::TenantId.eq(tenant))
-            .order_by_asc(pruned_leaf::Column::Idx)
-            .into_tuple()
-            .all(&self.db)
-            .await?)
-    }
-
-    /// The stored leaf hashes of a tenant, in index order.
-    pub async fn leaf_hashes(&self, tenant: &str) -> Result<Vec<Vec<u8>>> {
-        Ok(event::Entity::find()
-            .select_only()
-            .column(event::Column::LeafHash)
-            .filter(event::Column::TenantId.eq(tenant))
-            .order_by_asc(event::Column::Idx)
-            .into_tuple()
-            .all(&self.db)
-            .await?)
-    }
-
-    /// Stores a batch of entries in one transaction, after `existing` found
     /// which ids were already stored (then within that transaction).
     pub async fn insert_entries(
         &self,

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod log;
+pub mod tree;
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{big_integer, binary, integer, string, timestamp_with_time_zone};
@@ -235,6 +236,7 @@ impl MigratorTrait for Migrator {
         m.push(Box::new(CreateAuditTables));
         m.push(Box::new(CreateAlertTables));
         m.push(Box::new(CreatePrunedLeaves));
+        m.push(Box::new(tree::CreateTreeTables));
         m
     }
 
