@@ -14,6 +14,13 @@ if [ ! -x /usr/lib/postgresql/15/bin/initdb ] && [ -z "${GUARDLINE_PG_BIN:-}" ];
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
 fi
 
+# strace, for the crash replay of recordings' durability test.
+if ! command -v strace >/dev/null 2>&1; then
+  echo "test-deps: installing strace"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null
+fi
+
 if ! command -v moto_server >/dev/null 2>&1 && ! python3 -c "import moto.server" 2>/dev/null; then
   echo "test-deps: installing an S3-protocol server (pip moto[server]==5.2.1)"
   python3 -m pip install --quiet --disable-pip-version-check "moto[server]==5.2.1"

@@ -138,14 +138,15 @@ pub fn master_key_from_base64(text: &str) -> Result<SecretKey> {
 }
 
 /// Writes `bytes` to a fresh temporary file beside `path` (created 0600 by
-/// `tempfile`, whatever a stale file left behind), syncs it and renames it
-/// into place.
+/// `tempfile`, whatever a stale file left behind), syncs it, renames it
+/// into place and syncs the directory, so the new name survives a crash.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::Storage(e.to_string()))?;
     tmp.write_all(bytes).and_then(|()| tmp.as_file().sync_all()).map_err(|e| Error::Storage(e.to_string()))?;
     tmp.persist(path).map_err(|e| Error::Storage(e.error.to_string()))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::Storage(e.to_string()))?;
     Ok(())
 }
 

@@ -85,6 +85,14 @@ impl ObjectStoreArgs {
             .clone()
             .ok_or_else(|| anyhow::anyhow!("--recordings-dir or --s3-bucket is required"))?;
         std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("--recordings-dir {}: {e}", dir.display()))?;
-        Ok(Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir)?))
+        local(&dir)
     }
+}
+
+/// The local filesystem store of `dir`, durable as an object store promises:
+/// every write is fsynced, with the directory entries that name it, before
+/// it returns, so a recording is marked STORED only once its object would
+/// survive a power cut (tests/durability.rs replays a crash to show it).
+pub fn local(dir: &std::path::Path) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    Ok(Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir)?.with_fsync(true)))
 }
