@@ -11,6 +11,7 @@ pub mod clock;
 pub mod devca;
 pub mod error;
 pub mod layers;
+pub mod lease;
 pub mod metrics;
 pub mod peer;
 pub mod ratelimit;

@@ -2,18 +2,26 @@
 //! through its row in `audit_tree`, so concurrent appends from two replicas
 //! extend one tree (every signed head verifies against the stored order),
 //! a replica that dies mid-batch leaves nothing, and a log written by a
-//! version that kept no sequencer is adopted.
+//! version that kept no sequencer is adopted. Detection runs under a lease
+//! in one replica over every replica's events, and passes on when its
+//! holder dies.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use guardline_audit::domain::alerts::Thresholds;
 use guardline_audit::domain::canonical::Event;
+use guardline_audit::domain::egress::Egress;
 use guardline_audit::domain::merkle::{Tree, leaf_hash, verify_consistency};
 use guardline_audit::domain::verify::Finding;
 use guardline_audit::service::Log;
+use guardline_audit::service::alerting::Alerting;
 use guardline_audit::store::log::Store;
 use guardline_audit::store::tree::{sequencer, tile};
 use guardline_runtime::args::DatabaseArgs;
+use guardline_runtime::clock::ManualClock;
+use guardline_runtime::lease::Leases;
 use guardline_testmesh::{Keys, TestMesh};
 use sea_orm::{DatabaseConnection, EntityTrait};
 
@@ -36,11 +44,31 @@ async fn database(postgres: bool) -> Db {
 }
 
 impl Db {
+    fn envelope(&self, db: &DatabaseConnection) -> impl std::future::Future<Output = Arc<guardline_keys::Envelope>> {
+        let (keys, db) = (self.keys.clone(), db.clone());
+        async move {
+            let provider = keys.provider(false).await.expect("keys");
+            Arc::new(guardline_keys::Envelope::new(provider, db, Duration::from_secs(60)))
+        }
+    }
+
+    /// A replica's alerting (and its leases), on its own pool.
+    async fn alerting(&self, clock: &ManualClock) -> (Arc<Alerting>, Leases) {
+        let db = guardline_runtime::storage::connect(&self.args).await.expect("a pool");
+        let store = Store::new(db.clone());
+        let egress = Egress { allow: vec!["127.0.0.0/8".parse().expect("net")], allow_http: true };
+        let alerting = Alerting::new(store.clone(), self.envelope(&db).await, None)
+            .expect("alerting")
+            .with_clock(clock.clock())
+            .with_egress(egress)
+            .expect("egress");
+        (Arc::new(alerting), store.leases(clock.clock()))
+    }
+
     /// A replica: its own pool, key cache and trees, on the shared database.
     async fn replica(&self) -> Arc<Log> {
         let db = guardline_runtime::storage::connect(&self.args).await.expect("a pool");
-        let provider = self.keys.provider(false).await.expect("keys");
-        let envelope = Arc::new(guardline_keys::Envelope::new(provider, db.clone(), Duration::from_secs(60)));
+        let envelope = self.envelope(&db).await;
         Arc::new(Log::open(Store::new(db), envelope).await.expect("log"))
     }
 }
@@ -131,4 +159,64 @@ async fn a_log_without_a_sequencer_is_adopted(postgres: bool) {
     assert_eq!(b.verify("t2").await.expect("verify"), Finding::Intact { size: 310 });
 }
 
-guardline_testkit::on_both_stores!(two_replicas_extend_one_tree, a_log_without_a_sequencer_is_adopted);
+fn export(actor: &str, count: u64) -> Event {
+    let mut e = event("t9", format!("export-{actor}"));
+    e.action = "lead.export".into();
+    e.actor_user = actor.into();
+    e.details.insert("count".into(), count.to_string());
+    e
+}
+
+const TERM: Duration = Duration::from_secs(10);
+
+async fn detection_runs_in_one_replica_and_passes_on(postgres: bool) {
+    let db = database(postgres).await;
+    let clock = ManualClock::starting_at(chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("time"));
+    let (a, la) = db.alerting(&clock).await;
+    let (b, lb) = db.alerting(&clock).await;
+    let (url, seen) = guardline_testkit::webhook_receiver(false).await.expect("receiver");
+    let thresholds = Thresholds { bulk_records: 100, ..Default::default() };
+    a.configure("t9", thresholds, vec![(url, "0123456789abcdef-secret".into())]).await.expect("configure");
+    let (mut watch_a, mut watch_b) = (a.subscribe(), b.subscribe());
+    a.relay().await.expect("relay");
+    b.relay().await.expect("relay");
+    // Each log replica appends one bulk export; each alerting replica runs a round at once.
+    let (log_a, log_b) = (db.replica().await, db.replica().await);
+    log_a.append(vec![export("u1", 150)]).await.expect("append");
+    log_b.append(vec![export("u2", 150)]).await.expect("append");
+    let (ra, rb) = tokio::join!(a.round(&la, TERM), b.round(&lb, TERM));
+    let (ra, rb) = (ra.expect("round a"), rb.expect("round b"));
+    assert!(ra ^ rb, "one replica holds the lease: {ra} {rb}");
+    let (again_a, again_b) = tokio::join!(a.round(&la, TERM), b.round(&lb, TERM));
+    assert!(again_a.expect("a") ^ again_b.expect("b"), "the holder keeps it");
+    let alerts = a.list("t9", None, None, 100).await.expect("alerts");
+    let mut actors: Vec<&str> = alerts.iter().map(|x| x.actor_user.as_str()).collect();
+    actors.sort();
+    assert_eq!(actors, ["u1", "u2"], "each replica's event raised one alert, once");
+    let delivered: Vec<String> = seen.lock().expect("seen").iter().map(|(_, body)| body.clone()).collect();
+    assert_eq!(delivered.len(), 2, "each alert sent once");
+    // Every replica's watchers hear of both, whoever raised them.
+    for (alerting, watch) in [(&a, &mut watch_a), (&b, &mut watch_b)] {
+        assert_eq!(alerting.relay().await.expect("relay"), 2);
+        let heard: HashSet<String> = (0..2).map(|_| watch.try_recv().expect("heard").id).collect();
+        assert_eq!(heard, alerts.iter().map(|x| x.id.clone()).collect());
+    }
+
+    // The holder dies. The other takes over at the lease's term, going on
+    // from the stored cursor: the next event raises one alert, the old none.
+    let (survivor, leases) = if ra { (&b, &lb) } else { (&a, &la) };
+    log_a.append(vec![export("u3", 150)]).await.expect("append");
+    assert!(!survivor.round(leases, TERM).await.expect("round"), "the lease has not run out");
+    clock.advance(chrono::Duration::seconds(11));
+    assert!(survivor.round(leases, TERM).await.expect("round"), "taken over at its term");
+    let alerts = survivor.list("t9", None, None, 100).await.expect("alerts");
+    assert_eq!(alerts.len(), 3);
+    assert_eq!(alerts[0].actor_user, "u3");
+    assert_eq!(seen.lock().expect("seen").len(), 3);
+}
+
+guardline_testkit::on_both_stores!(
+    two_replicas_extend_one_tree,
+    a_log_without_a_sequencer_is_adopted,
+    detection_runs_in_one_replica_and_passes_on
+);

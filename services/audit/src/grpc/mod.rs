@@ -159,11 +159,7 @@ impl AuditService for Api {
         let metrics = guardline_runtime::metrics::business();
         metrics.audit_append.record(started.elapsed().as_secs_f64(), &[]);
         metrics.audit_appended.add(stored_ids.len() as u64, &[]);
-        let stored: Vec<Event> = events.into_iter().filter(|e| stored_ids.contains(&e.id)).collect();
-        if let Err(error) = self.alerting.observe(&stored).await {
-            // The events are durable; a detection failure must not fail the append.
-            tracing::error!(%error, "alert detection failed");
-        }
+        // Detection reads them from the log, in the replica holding its lease.
         Ok(Response::new(pb::AppendResponse { stored_ids, duplicate_ids }))
     }
 

@@ -53,7 +53,10 @@ struct Payload<'a> {
     raised_at: String,
 }
 
+mod detection;
 mod webhooks;
+
+pub use detection::LEASE;
 
 use webhooks::http_client;
 
@@ -98,6 +101,8 @@ pub struct Alerting {
     thresholds: Mutex<HashMap<String, Thresholds>>,
     calendars: Mutex<HashMap<String, (Option<Calendar>, std::time::Instant)>>,
     tx: broadcast::Sender<alert::Model>,
+    /// The newest alert relayed to this replica's watchers.
+    relayed: Mutex<Option<String>>,
     http: reqwest::Client,
     /// The server's time: off-hours rules, gaps, delivery schedule.
     clock: Clock,
@@ -131,6 +136,7 @@ impl Alerting {
             thresholds: Mutex::new(HashMap::new()),
             calendars: Mutex::new(HashMap::new()),
             tx: broadcast::channel(1024).0,
+            relayed: Mutex::new(None),
             http,
             clock: Clock::system(),
             egress,
@@ -174,7 +180,8 @@ impl Alerting {
         c
     }
 
-    /// Feeds appended events to the rules and stores what they raise.
+    /// Feeds events to the rules and stores what they raise (the lease
+    /// holder's round reads them from the log).
     pub async fn observe(&self, events: &[Event]) -> Result<()> {
         for e in events {
             let t = self.thresholds(&e.tenant_id).await?;
@@ -239,8 +246,8 @@ impl Alerting {
                 delivered_at: None,
             })
             .collect();
+        // Watchers hear of it through the relay, on every replica.
         self.store.insert_alert(&row, deliveries).await?;
-        let _ = self.tx.send(row);
         Ok(())
     }
 
@@ -312,17 +319,24 @@ impl Alerting {
         self.store.set_alert_state(row, state, by, self.clock.now()).await
     }
 
-    /// Delivers webhooks and checks delivery gaps until `shutdown`.
+    /// Until `shutdown`, every `tick`: a detection round when this replica
+    /// holds the lease (its term is ten ticks, so a dead holder's work
+    /// passes on within ten), and the relay of new alerts to its watchers.
     pub async fn run(self: Arc<Self>, tick: Duration, shutdown: CancellationToken) {
+        let leases = self.store.leases(self.clock.clone());
+        let _ = self.relay().await;
         loop {
-            if let Err(error) = self.deliver_due().await {
-                tracing::error!(%error, "webhook delivery round failed");
+            if let Err(error) = self.round(&leases, tick * 10).await {
+                tracing::error!(%error, "alerting round failed");
             }
-            if let Err(error) = self.check_gaps(self.clock.now()).await {
-                tracing::error!(%error, "gap check failed");
+            if let Err(error) = self.relay().await {
+                tracing::error!(%error, "relaying alerts failed");
             }
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    let _ = leases.release(LEASE).await;
+                    return;
+                }
                 _ = tokio::time::sleep(tick) => {}
             }
         }

@@ -48,6 +48,11 @@ impl Store {
         &self.db
     }
 
+    /// Leases on this database (background jobs run in one replica).
+    pub fn leases(&self, clock: guardline_runtime::clock::Clock) -> guardline_runtime::lease::Leases {
+        guardline_runtime::lease::Leases::new(self.db.clone(), clock)
+    }
+
     /// The head-signing keys, oldest first.
     pub async fn signing_keys(&self) -> Result<Vec<signing_key::Model>> {
         Ok(signing_key::Entity::find().order_by_asc(signing_key::Column::CreatedAt).all(&self.db).await?)

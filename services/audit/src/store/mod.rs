@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod log;
+pub mod tail;
 pub mod tree;
 
 use sea_orm_migration::prelude::*;
@@ -237,6 +238,8 @@ impl MigratorTrait for Migrator {
         m.push(Box::new(CreateAlertTables));
         m.push(Box::new(CreatePrunedLeaves));
         m.push(Box::new(tree::CreateTreeTables));
+        m.extend(guardline_runtime::lease::migrations());
+        m.push(Box::new(tail::CreateAlertCursors));
         m
     }
 
