@@ -53,6 +53,12 @@ impl Leases {
         Self { db, holder: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()), clock }
     }
 
+    /// The same holder, timed by `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Who this process is in the lease table.
     pub fn holder(&self) -> &str {
         &self.holder

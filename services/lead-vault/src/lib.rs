@@ -34,14 +34,27 @@ pub async fn run(
     vault.reveal_quota = reveal_quota;
     vault.export_quota = export_quota;
     vault.lookups = guardline_runtime::ratelimit::Budget::per_second(lookup_rate);
-    vault.clock = common.clock.clone();
+    vault.set_clock(common.clock.clone());
     let recordings = guardline_runtime::connect(&common.mesh.recordings_endpoint, base.tls.clone())?;
     vault.recordings = Some(std::sync::Arc::new(grpc::RecordingsClient::new(recordings)));
     let vault = std::sync::Arc::new(vault);
-    let resumed = vault.resume_rotations().await?;
-    if resumed > 0 {
-        tracing::info!(resumed, "resuming interrupted data key rotations");
-    }
+    // Rotations left running by a restart, or by a replica that died,
+    // are taken up here under their lease, now and every minute.
+    let resuming = vault.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            match resuming.resume_rotations().await {
+                Ok(0) => {}
+                Ok(resumed) => tracing::info!(resumed, "resuming data key rotations"),
+                Err(e) => tracing::error!(error = %e, "looking for rotations to resume failed"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(service::rotation::RESUME_EVERY) => {}
+            }
+        }
+    });
     // Rows of the first record-MAC format move to the second in the
     // background; both verify until the move is done.
     let upgrading = vault.clone();

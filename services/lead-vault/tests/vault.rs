@@ -1,6 +1,7 @@
 //! The lead vault over real mTLS with the real identity and audit services,
 //! on SQLite with the local keyring and on PostgreSQL with OpenBao.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use guardline_proto::identity::v1 as idpb;
@@ -731,18 +732,14 @@ async fn key_rotation_keeps_every_record_open(postgres: bool) {
     assert_eq!((checked.scanned, checked.findings.len()), (3, 0));
 }
 
-async fn an_interrupted_rotation_resumes_at_start(postgres: bool) {
-    let mut m = start(postgres).await;
-    let t = tenant(&m).await;
-    let mut ids = Vec::new();
-    for i in 1..=3 {
-        ids.push(create(&m, &t, 0, lead(&[&format!("1381234567{i}")])).await.expect("create").id);
-    }
-    let before = key_status(&m, &t).await;
+/// What a kill -9 right after RotateDataKey committed leaves on disk (the
+/// vault stopped): a new active data key, every record still under the old
+/// one, the job running. Returns the database, the envelope and the new key.
+async fn interrupted_rotation(
+    m: &mut Mesh,
+    t: &Tenant,
+) -> (sea_orm::DatabaseConnection, Arc<guardline_keys::envelope::Envelope>, String) {
     m.stop_vault().await;
-
-    // What a kill -9 right after RotateDataKey committed leaves on disk: a new
-    // active data key, every record still under the old one, the job running.
     let keyring = m.vault_args.keys.provider(false).await.expect("key provider");
     let db = sea_orm::Database::connect(&m.vault_db).await.expect("db");
     let envelope = guardline_keys::envelope::Envelope::new(keyring, db.clone(), Duration::from_secs(1));
@@ -759,6 +756,23 @@ async fn an_interrupted_rotation_resumes_at_start(postgres: bool) {
     .exec(&db)
     .await
     .expect("job");
+    (db, Arc::new(envelope), new_dk)
+}
+
+async fn three_leads(m: &Mesh, t: &Tenant) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        ids.push(create(m, t, 0, lead(&[&format!("1381234567{i}")])).await.expect("create").id);
+    }
+    ids
+}
+
+async fn an_interrupted_rotation_resumes_at_start(postgres: bool) {
+    let mut m = start(postgres).await;
+    let t = tenant(&m).await;
+    let ids = three_leads(&m, &t).await;
+    let before = key_status(&m, &t).await;
+    let (_, _, new_dk) = interrupted_rotation(&mut m, &t).await;
 
     m.start_vault().await;
     let mut status = pb::KeyStatus { in_progress: true, ..Default::default() };
@@ -776,6 +790,35 @@ async fn an_interrupted_rotation_resumes_at_start(postgres: bool) {
     assert_eq!((status.active_data_key_id.as_str(), status.rewrapped, status.total), (new_dk.as_str(), 3, 3));
     assert!(status.retiring_data_key_ids.is_empty());
     assert_ne!(before.active_data_key_id, new_dk);
+    every_lead_opens(&m, &t, &ids).await;
+}
+
+/// A replica died holding a tenant's rotation: another replica leaves the
+/// job alone while the lease runs, then takes it up and finishes it.
+async fn a_rotation_runs_under_its_lease_and_passes_on(postgres: bool) {
+    use guardline_lead_vault::service::rotation::{Run, TERM};
+    let mut m = start(postgres).await;
+    let t = tenant(&m).await;
+    let ids = three_leads(&m, &t).await;
+    let (db, envelope, new_dk) = interrupted_rotation(&mut m, &t).await;
+    let clock = guardline_runtime::clock::ManualClock::default();
+    let dead = guardline_runtime::lease::Leases::new(db.clone(), clock.clock());
+    assert!(dead.acquire(&format!("lead-vault.rotation.{}", t.id), TERM).await.expect("lease"));
+
+    let store = guardline_lead_vault::store::Store::new(guardline_audit_client::AuditedDb::new(db, Default::default()));
+    let audit = guardline_audit_client::AuditClient::new(m.channel(&m.audit_uri, "lead-vault"), Duration::from_secs(5));
+    let mut replica = guardline_lead_vault::service::Vault::new(store, envelope, audit);
+    replica.set_clock(clock.clock());
+    assert_eq!(replica.rotation_pass().await.expect("pass"), vec![(t.id.clone(), Run::HeldElsewhere)]);
+    let status = replica.key_status(&t.id).await.expect("status");
+    assert!(status.in_progress && status.rewrapped == 0, "left alone while the lease runs: {status:?}");
+
+    clock.advance(chrono::Duration::seconds(61));
+    assert_eq!(replica.rotation_pass().await.expect("pass"), vec![(t.id.clone(), Run::Done)]);
+    let status = replica.key_status(&t.id).await.expect("status");
+    assert_eq!((status.in_progress, status.rewrapped, status.active.as_str()), (false, 3, new_dk.as_str()));
+    assert!(status.retiring.is_empty());
+    m.start_vault().await;
     every_lead_opens(&m, &t, &ids).await;
 }
 
@@ -1170,6 +1213,7 @@ guardline_testkit::on_both_stores!(
     guarded_export_and_validated_import,
     key_rotation_keeps_every_record_open,
     an_interrupted_rotation_resumes_at_start,
+    a_rotation_runs_under_its_lease_and_passes_on,
     erasure_shreds_the_lead_and_keeps_the_consent,
     dial_target_is_for_dialer_policy_only,
     settings_set_the_erasure_deadline_and_the_consent_retention,

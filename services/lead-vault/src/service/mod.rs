@@ -73,6 +73,10 @@ pub struct Vault {
     /// none left, so that a copy of an old MAC cannot vouch for an edited
     /// time zone afterwards.
     pub(crate) mac_v1_accepted: std::sync::atomic::AtomicBool,
+    /// This replica's leases: a tenant's data-key rotation runs in one.
+    pub(crate) leases: guardline_runtime::lease::Leases,
+    /// Tenants whose rotation runs in this process.
+    pub(crate) rotating: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 struct CachedSecret {
@@ -89,6 +93,7 @@ impl std::fmt::Debug for Vault {
 impl Vault {
     /// Assembles the vault.
     pub fn new(store: Store, envelope: Arc<Envelope>, audit: AuditClient) -> Self {
+        let leases = store.leases();
         Self {
             store,
             envelope,
@@ -100,7 +105,15 @@ impl Vault {
             secrets: Default::default(),
             clock: guardline_runtime::clock::Clock::system(),
             mac_v1_accepted: std::sync::atomic::AtomicBool::new(true),
+            leases,
+            rotating: Default::default(),
         }
+    }
+
+    /// Dates consent, quotas, deadlines and leases by `clock` (the server's).
+    pub fn set_clock(&mut self, clock: guardline_runtime::clock::Clock) {
+        self.leases = self.leases.clone().with_clock(clock.clone());
+        self.clock = clock;
     }
 
     /// A per-tenant 256-bit secret of `kind` (blind-index key, MAC key),

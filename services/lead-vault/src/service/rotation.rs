@@ -2,7 +2,9 @@
 //! in Vault: stored data keys are rewrapped, records untouched.
 //! `rotate_data_key` makes a new tenant data key and re-wraps every record
 //! key in batches in the background; the job is stored, so a restart resumes
-//! it, and the old data key is retired only when no record uses it.
+//! it, and the old data key is retired only when no record uses it. A job
+//! runs under its tenant's lease, renewed every batch: one replica at a
+//! time, and another takes it up when its holder dies.
 
 use std::sync::Arc;
 
@@ -14,6 +16,26 @@ use crate::service::Vault;
 use crate::store::{DataKeyState, job_state};
 
 const BATCH: u64 = 100;
+
+/// A rotation's lease term; renewed every batch.
+pub const TERM: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often each replica looks for rotations to take up.
+pub const RESUME_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn lease(tenant: &str) -> String {
+    format!("lead-vault.rotation.{tenant}")
+}
+
+/// How a worker's run of a rotation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Run {
+    /// Every record key moved, old keys retired (or a newer job took over).
+    Done,
+    /// Another replica (or worker) holds the job.
+    HeldElsewhere,
+    /// The lease was lost mid-job (another replica took it at its term).
+    Lost,
+}
 
 /// Where a tenant's keys stand.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -61,7 +83,8 @@ impl Vault {
         self.key_status(tenant).await
     }
 
-    /// Resumes rotations a restart interrupted.
+    /// Takes up every running rotation whose lease is free, each in its own
+    /// worker; returns how many it started.
     pub async fn resume_rotations(self: &Arc<Self>) -> Result<usize> {
         let running = self.store.running_rotations().await?;
         for r in &running {
@@ -70,18 +93,53 @@ impl Vault {
         Ok(running.len())
     }
 
+    /// Runs every running rotation whose lease is free, in turn, to its end
+    /// (what the workers do, awaited).
+    pub async fn rotation_pass(&self) -> Result<Vec<(String, Run)>> {
+        let mut out = Vec::new();
+        for r in self.store.running_rotations().await? {
+            let run = self.run_leased(&r.tenant_id).await?;
+            out.push((r.tenant_id, run));
+        }
+        Ok(out)
+    }
+
     fn spawn_rotation(self: &Arc<Self>, tenant: &str) {
         let (this, tenant) = (self.clone(), tenant.to_owned());
         tokio::spawn(async move {
-            if let Err(error) = this.run_rotation(&tenant).await {
-                tracing::error!(%error, "data key rotation stopped; it resumes at the next start");
+            if let Err(error) = this.run_leased(&tenant).await {
+                tracing::error!(%error, "data key rotation stopped; it is taken up again within a minute");
             }
         });
     }
 
-    async fn run_rotation(&self, tenant: &str) -> Result<()> {
+    /// Runs the tenant's rotation if this process can take its lease.
+    async fn run_leased(&self, tenant: &str) -> Result<Run> {
+        let mine = self.rotating.lock().map(|mut r| r.insert(tenant.to_owned())).unwrap_or(false);
+        if !mine {
+            return Ok(Run::HeldElsewhere);
+        }
+        let name = lease(tenant);
+        let run = match self.leases.acquire(&name, TERM).await {
+            Ok(true) => self.run_rotation(tenant, &name).await,
+            Ok(false) => Ok(Run::HeldElsewhere),
+            Err(e) => Err(e),
+        };
+        if matches!(run, Ok(Run::Done)) {
+            let _ = self.leases.release(&name).await;
+        }
+        if let Ok(mut r) = self.rotating.lock() {
+            r.remove(tenant);
+        }
+        run
+    }
+
+    async fn run_rotation(&self, tenant: &str, lease: &str) -> Result<Run> {
         let job = self.store.rotation(tenant).await?.ok_or(Error::NotFound)?;
         loop {
+            if !self.leases.renew(lease, TERM).await? {
+                return Ok(Run::Lost);
+            }
             // A newer rotation (two starts racing) supersedes this worker: its
             // own worker moves every record to the newer key.
             let current = self.store.rotation(tenant).await?;
@@ -89,7 +147,7 @@ impl Vault {
             if current.is_none_or(|c| c.new_data_key_id != job.new_data_key_id || c.state != job_state::RUNNING)
                 || active != job.new_data_key_id
             {
-                return Ok(());
+                return Ok(Run::Done);
             }
             let batch = self.store.leads_batch_not_under(tenant, &job.new_data_key_id, BATCH).await?;
             if batch.is_empty() {
@@ -121,7 +179,11 @@ impl Vault {
         for old in self.key_status(tenant).await?.retiring {
             self.envelope().retire_data_key(tenant, &old).await?;
         }
-        self.store.finish_rotation(tenant).await
+        if !self.leases.renew(lease, TERM).await? {
+            return Ok(Run::Lost);
+        }
+        self.store.finish_rotation(tenant).await?;
+        Ok(Run::Done)
     }
 
     /// The tenant's key status.

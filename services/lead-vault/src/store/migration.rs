@@ -228,6 +228,7 @@ impl MigratorTrait for Migrator {
         m.extend(guardline_keys::store::migrations());
         m.push(Box::new(CreateLeads));
         m.push(Box::new(CreateTenantSettings));
+        m.extend(guardline_runtime::lease::migrations());
         m
     }
 

@@ -26,6 +26,12 @@ pub struct Store {
 }
 
 impl Store {
+    /// Leases on this database, held as one holder per call.
+    pub fn leases(&self) -> guardline_runtime::lease::Leases {
+        use guardline_audit_client::Conn;
+        guardline_runtime::lease::Leases::new(self.db.conn().clone(), guardline_runtime::clock::Clock::system())
+    }
+
     /// The store over `db`.
     pub fn new(db: AuditedDb) -> Self {
         Self { db }
