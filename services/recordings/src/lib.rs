@@ -37,7 +37,26 @@ pub async fn run(
     }
     let recordings = recordings.with_idle_timeout(upload_idle_timeout).with_clock(common.clock.clone());
     let recordings = std::sync::Arc::new(recordings);
-    recordings.sweep().await?;
+    recordings.heartbeat().await?;
+    recordings.sweep(true).await?;
+    // Liveness: this replica's uploads are safe while it renews its lease;
+    // those of a replica that died are swept once its lease runs out.
+    let alive = recordings.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(service::HEARTBEAT) => {}
+            }
+            if let Err(e) = alive.heartbeat().await {
+                tracing::error!(error = %e, "renewing the liveness lease failed");
+            }
+            if let Err(e) = alive.sweep(false).await {
+                tracing::error!(error = %e, "sweeping dead uploads failed");
+            }
+        }
+    });
     // Rows stored before the metadata MAC get one in the background.
     let upgrading = recordings.clone();
     tokio::spawn(async move {

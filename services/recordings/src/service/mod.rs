@@ -45,6 +45,16 @@ pub struct Purged {
     pub more: bool,
 }
 
+/// A replica's liveness lease term; renewed every [`HEARTBEAT`].
+pub const LIVENESS: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often a replica renews its liveness lease and sweeps dead uploads.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The liveness lease of the replica `holder`.
+fn alive(holder: &str) -> String {
+    format!("recordings.replica.{holder}")
+}
+
 /// The recordings service's state.
 pub struct Recordings {
     store: Store,
@@ -55,8 +65,10 @@ pub struct Recordings {
     local_root: Option<std::path::PathBuf>,
     // An upload that sends nothing for this long is abandoned and removed.
     idle_timeout: std::time::Duration,
-    // The server's time: retention dates.
+    // The server's time: retention dates, leases.
     clock: guardline_runtime::clock::Clock,
+    // This replica's liveness lease, which its uploads in flight name.
+    leases: guardline_runtime::lease::Leases,
     // Rows without a MAC pass until the start-up upgrade has given every
     // stored row one (see `integrity`).
     mac_legacy_accepted: std::sync::atomic::AtomicBool,
@@ -79,13 +91,15 @@ fn sealed_key(row: &recording::Model) -> Option<SealedRecordKey> {
 impl Recordings {
     /// Assembles the service.
     pub fn new(store: Store, envelope: Arc<Envelope>, objects: Arc<dyn ObjectStore>) -> Self {
+        let clock = guardline_runtime::clock::Clock::system();
         Self {
+            leases: store.leases(clock.clone()),
             store,
             envelope,
             objects,
             local_root: None,
             idle_timeout: std::time::Duration::from_secs(60),
-            clock: guardline_runtime::clock::Clock::system(),
+            clock,
             mac_legacy_accepted: std::sync::atomic::AtomicBool::new(true),
         }
     }
@@ -98,6 +112,7 @@ impl Recordings {
 
     /// The same service on `clock`.
     pub fn with_clock(mut self, clock: guardline_runtime::clock::Clock) -> Self {
+        self.leases = self.leases.clone().with_clock(clock.clone());
         self.clock = clock;
         self
     }
@@ -113,31 +128,51 @@ impl Recordings {
         self
     }
 
-    /// After a restart: uploads that were in flight died with the process;
-    /// their objects (if any) and rows go, so nothing is left orphaned.
-    pub async fn sweep(&self) -> Result<usize> {
-        let stale = self.store.uploading().await?;
-        for r in &stale {
-            match self.objects.delete(&Path::from(r.object_path.as_str())).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(object_error(e)),
+    /// Renews this replica's liveness lease; its uploads in flight are safe
+    /// from every replica's sweep while it holds it.
+    pub async fn heartbeat(&self) -> Result<()> {
+        self.leases.acquire(&alive(self.leases.holder()), LIVENESS).await?;
+        Ok(())
+    }
+
+    /// Removes the uploads whose replica died (its liveness lease ran out),
+    /// objects and staging files with them, so nothing is left orphaned;
+    /// with `at_start`, also those begun by a version that named no replica.
+    pub async fn sweep(&self, at_start: bool) -> Result<usize> {
+        let mut swept = 0;
+        for (r, holder) in self.store.uploading().await? {
+            let dead = match holder {
+                None => at_start,
+                Some(h) if h == self.leases.holder() => false,
+                Some(h) => self.leases.holder_of(&alive(&h)).await?.is_none_or(|(_, until)| until < self.clock.now()),
+            };
+            if dead {
+                self.remove_upload(&r).await?;
+                swept += 1;
             }
-            if let Some(root) = &self.local_root {
-                let dest = root.join(&r.object_path);
-                if let (Some(dir), Some(name)) = (dest.parent(), dest.file_name().and_then(|n| n.to_str())) {
-                    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                        if entry.file_name().to_str().is_some_and(|f| f.starts_with(&format!("{name}#"))) {
-                            let _ = std::fs::remove_file(entry.path());
-                        }
+        }
+        if swept > 0 {
+            tracing::warn!(count = swept, "removed uploads whose replica died");
+        }
+        Ok(swept)
+    }
+
+    async fn remove_upload(&self, r: &recording::Model) -> Result<()> {
+        match self.objects.delete(&Path::from(r.object_path.as_str())).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(object_error(e)),
+        }
+        if let Some(root) = &self.local_root {
+            let dest = root.join(&r.object_path);
+            if let (Some(dir), Some(name)) = (dest.parent(), dest.file_name().and_then(|n| n.to_str())) {
+                for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                    if entry.file_name().to_str().is_some_and(|f| f.starts_with(&format!("{name}#"))) {
+                        let _ = std::fs::remove_file(entry.path());
                     }
                 }
             }
-            self.store.delete(&r.id).await?;
         }
-        if !stale.is_empty() {
-            tracing::warn!(count = stale.len(), "removed uploads interrupted by a restart");
-        }
-        Ok(stale.len())
+        self.store.delete(&r.id).await
     }
 
     /// Receives, encrypts and stores a recording. Nothing is visible until the
@@ -154,7 +189,7 @@ impl Recordings {
         let (rk, sealed) = self.envelope.new_record_key(&h.tenant, &id).await?;
         let prefix = stream::new_prefix().map_err(|e| Error::Internal(e.to_string()))?;
         let row = uploading_row(&id, &h, prefix, sealed, class_name);
-        self.store.insert(row.clone()).await?;
+        self.store.insert(row.clone(), self.leases.holder()).await?;
         let (size, sha) = match self.receive(&rk, &row, &mut audio, closing).await {
             Ok(v) => v,
             Err(e) => {

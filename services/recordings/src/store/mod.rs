@@ -57,6 +57,49 @@ pub mod recording {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// Uploads in flight and the replica receiving each: the sweep removes
+/// one only when that replica's liveness lease has run out.
+pub mod upload {
+    use sea_orm::entity::prelude::*;
+    /// One upload in flight.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "recording_uploads")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub recording_id: String,
+        pub holder: String,
+    }
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Creates the table of uploads in flight (nothing else changes).
+#[derive(Debug)]
+struct CreateUploads;
+
+impl MigrationName for CreateUploads {
+    fn name(&self) -> &str {
+        "m20261208_000500_recording_uploads"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateUploads {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Alias::new("recording_uploads"))
+                .if_not_exists()
+                .col(string(Alias::new("recording_id")).primary_key())
+                .col(string(Alias::new("holder")))
+                .to_owned(),
+        )
+        .await
+    }
+}
+
 /// A tenant's retention classes.
 pub mod retention_class {
     use sea_orm::entity::prelude::*;
@@ -197,6 +240,8 @@ impl MigratorTrait for Migrator {
         m.extend(guardline_keys::store::migrations());
         m.push(Box::new(CreateRecordings));
         m.push(Box::new(AddRecordingMac));
+        m.extend(guardline_runtime::lease::migrations());
+        m.push(Box::new(CreateUploads));
         m
     }
 

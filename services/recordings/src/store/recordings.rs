@@ -5,7 +5,7 @@ use guardline_audit_client::{AuditedDb, Conn, EventBuilder};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::{recording, retention_class, state};
+use super::{recording, retention_class, state, upload};
 use crate::domain::recording::ListFilter;
 use crate::error::Result;
 
@@ -26,27 +26,54 @@ impl Store {
         self.db.audit(event).await
     }
 
-    /// Uploads in flight (state `uploading`).
-    pub async fn uploading(&self) -> Result<Vec<recording::Model>> {
-        Ok(recording::Entity::find().filter(recording::Column::State.eq(state::UPLOADING)).all(self.db.conn()).await?)
+    /// Uploads in flight (state `uploading`), each with the replica receiving
+    /// it (None: begun by a version that recorded none).
+    pub async fn uploading(&self) -> Result<Vec<(recording::Model, Option<String>)>> {
+        let rows =
+            recording::Entity::find().filter(recording::Column::State.eq(state::UPLOADING)).all(self.db.conn()).await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let holders: std::collections::HashMap<String, String> = upload::Entity::find()
+            .filter(upload::Column::RecordingId.is_in(ids))
+            .all(self.db.conn())
+            .await?
+            .into_iter()
+            .map(|u| (u.recording_id, u.holder))
+            .collect();
+        Ok(rows.into_iter().map(|r| (holders.get(&r.id).cloned(), r)).map(|(holder, r)| (r, holder)).collect())
     }
 
-    /// Adds the row of an upload that begins.
-    pub async fn insert(&self, row: recording::Model) -> Result<()> {
-        recording::Entity::insert(recording::ActiveModel::from(row)).exec(self.db.conn()).await?;
-        Ok(())
+    /// Adds the row of an upload that begins in the replica `holder`.
+    pub async fn insert(&self, row: recording::Model, holder: &str) -> Result<()> {
+        let tx = self.db.begin().await?;
+        let up = upload::ActiveModel { recording_id: Set(row.id.clone()), holder: Set(holder.to_owned()) };
+        recording::Entity::insert(recording::ActiveModel::from(row)).exec(tx.conn()).await?;
+        upload::Entity::insert(up).exec(tx.conn()).await?;
+        self.db.commit(tx, []).await
     }
 
-    /// Removes a row (an upload that failed or died with the process).
+    /// Removes a row (an upload that failed or died with its replica).
     pub async fn delete(&self, id: &str) -> Result<()> {
-        recording::Entity::delete_by_id(id.to_owned()).exec(self.db.conn()).await?;
-        Ok(())
+        let tx = self.db.begin().await?;
+        upload::Entity::delete_by_id(id.to_owned()).exec(tx.conn()).await?;
+        recording::Entity::delete_by_id(id.to_owned()).exec(tx.conn()).await?;
+        self.db.commit(tx, []).await
+    }
+
+    /// Leases on this database.
+    pub fn leases(&self, clock: guardline_runtime::clock::Clock) -> guardline_runtime::lease::Leases {
+        guardline_runtime::lease::Leases::new(self.db.conn().clone(), clock)
     }
 
     /// Writes a complete upload as stored: `row` holds its size, hash,
     /// dates, state and MAC.
     pub async fn mark_stored(&self, row: recording::Model, event: EventBuilder) -> Result<recording::Model> {
-        self.write(row, event).await
+        let id = row.id.clone();
+        let active = recording::ActiveModel::from(row).reset_all();
+        let tx = self.db.begin().await?;
+        upload::Entity::delete_by_id(id).exec(tx.conn()).await?;
+        let written = active.update(tx.conn()).await?;
+        self.db.commit(tx, [event]).await?;
+        Ok(written)
     }
 
     /// Writes every column of `row`, with its event.
