@@ -17,7 +17,7 @@ pub const FORMAT: &str = "guardline-audit-export/1";
 
 /// One line of an export.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Line {
     /// First line: what follows, and the keys that signed it.
     Header {

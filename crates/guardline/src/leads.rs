@@ -254,4 +254,45 @@ mod tests {
         let e = header(&["phones", "Phones"]).expect_err("twice").to_string();
         assert!(e.contains("twice"), "{e}");
     }
+
+    /// Fuzzing (seeded by `PROPTEST_RNG_SEED`, `PROPTEST_CASES` cases;
+    /// failures kept in `proptest-regressions/`): any CSV file's header is
+    /// taken or refused naming a column, and any row maps without a panic.
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const COLUMNS: &[&str] = &["name", "phones", "tags", "city", "time_zone", "notes", "owner_id", "region"];
+
+        fn column() -> impl Strategy<Value = String> {
+            prop_oneof![prop::sample::select(COLUMNS).prop_map(|c| format!(" {} ", c.to_uppercase())), "\\PC{0,12}"]
+        }
+
+        proptest! {
+            #[test]
+            fn headers_are_taken_or_refused_by_column(cols in prop::collection::vec(column(), 0..8)) {
+                match header(&cols.iter().map(String::as_str).collect::<Vec<_>>()) {
+                    Ok(_) => prop_assert!(cols.iter().any(|c| c.trim().eq_ignore_ascii_case("phones"))),
+                    Err(e) => {
+                        let e = e.to_string();
+                        prop_assert!(e.contains("column") || e.contains("phones"), "{}", e);
+                    }
+                }
+            }
+
+            #[test]
+            fn any_csv_file_reads_without_a_panic(text in "\\PC{0,300}", cells in prop::collection::vec("[^\\n]{0,20}", 1..8)) {
+                for input in [text.clone(), format!("phones,name\n{}\n", cells.join(","))] {
+                    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input.as_bytes());
+                    let Ok(h) = reader.headers().cloned() else { continue };
+                    let Ok(h) = Header::parse(&h) else { continue };
+                    for row in reader.records().flatten() {
+                        let lead = h.row(&row);
+                        prop_assert!(lead.phones.iter().all(|p| !p.is_empty()));
+                    }
+                }
+            }
+        }
+    }
 }

@@ -93,3 +93,41 @@ fn a_crafted_pruned_prefix_allocates_nothing_and_verifies_nothing() {
     let short = verify_export(&(all.to_json_line() + &closing.to_json_line()), &pins);
     assert_eq!(short, Err("header: the frontier does not match pruned_before".into()));
 }
+
+/// Fuzzing (seeded by `PROPTEST_RNG_SEED`, `PROPTEST_CASES` cases; failures
+/// are kept in `proptest-regressions/`): verification accepts exactly what
+/// an export wrote, and never panics on anything else.
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn pins_of(s: &HeadSigner) -> Pins {
+        Pins::parse([fingerprint(&s.public_key())]).expect("pins")
+    }
+
+    proptest! {
+        #[test]
+        fn any_changed_byte_is_refused(n in 1u64..12, at in any::<prop::sample::Index>(), flip in 1u8..=255) {
+            let s = signer("k1");
+            let text = export(n, &s, |i| format!("lead.update.{i}"), &[&s]);
+            let pins = pins_of(&s);
+            prop_assert_eq!(verify_export(&text, &pins), Ok(Finding::Intact { size: n }));
+            let mut bytes = text.into_bytes();
+            let i = at.index(bytes.len());
+            bytes[i] ^= flip;
+            let changed = String::from_utf8_lossy(&bytes);
+            let verdict = verify_export(&changed, &pins);
+            prop_assert!(!matches!(verdict, Ok(Finding::Intact { .. })), "byte {} changed, still {:?}: {}", i, verdict, changed);
+        }
+
+        #[test]
+        fn arbitrary_text_is_refused_without_a_panic(text in ".{0,400}", lines in prop::collection::vec("\\PC{0,80}", 0..6)) {
+            let s = signer("k1");
+            let pins = pins_of(&s);
+            let _ = verify_export(&text, &pins);
+            let _ = verify_export(&lines.join("\n"), &pins);
+            let _ = closing_head(&text);
+        }
+    }
+}
