@@ -15,6 +15,51 @@ use guardline_runtime::Result;
 pub struct AuditedDb {
     db: DatabaseConnection,
     outbox: Arc<Notify>,
+    backlog: Arc<Backlog>,
+}
+
+/// How far the outbox is behind, as its worker last counted, and the bound
+/// past which writes are refused: while audit is unreachable the outbox
+/// grows to about `limit` events (plus what arrives within one count), then
+/// the service pushes back with UNAVAILABLE instead of growing without end.
+#[derive(Debug)]
+pub struct Backlog {
+    depth: std::sync::atomic::AtomicU64,
+    limit: u64,
+}
+
+impl Backlog {
+    /// No more than `limit` events waiting (0: no bound).
+    pub fn new(limit: u64) -> Self {
+        Self { depth: Default::default(), limit }
+    }
+
+    /// What the worker counted.
+    pub fn set(&self, depth: u64) {
+        self.depth.store(depth, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Events waiting at the last count.
+    pub fn depth(&self) -> u64 {
+        self.depth.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the outbox is near enough its bound to be counted every round.
+    pub fn near(&self) -> bool {
+        self.limit > 0 && self.depth() * 2 >= self.limit
+    }
+
+    /// Refuses a write while the outbox is at its bound.
+    pub fn admit(&self) -> Result<()> {
+        let depth = self.depth();
+        if self.limit > 0 && depth >= self.limit {
+            return Err(guardline_runtime::Error::Unavailable(format!(
+                "audit is behind: {depth} events wait in the outbox (limit {}); retry later",
+                self.limit
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for AuditedDb {
@@ -61,12 +106,19 @@ impl Tx {
 impl AuditedDb {
     /// Writes to `db`; committed events wake `outbox`.
     pub fn new(db: DatabaseConnection, outbox: Arc<Notify>) -> Self {
-        Self { db, outbox }
+        Self { db, outbox, backlog: Arc::new(Backlog::new(0)) }
+    }
+
+    /// Refuses writes while `backlog` is at its bound.
+    pub fn with_backlog(mut self, backlog: Arc<Backlog>) -> Self {
+        self.backlog = backlog;
+        self
     }
 
     /// Begins a write transaction (on SQLite, one that takes the write
     /// lock at once, so concurrent writers wait instead of failing).
     pub async fn begin(&self) -> Result<Tx> {
+        self.backlog.admit()?;
         Ok(Tx(guardline_runtime::storage::write_txn(&self.db).await?))
     }
 

@@ -16,6 +16,6 @@ pub mod audited;
 pub mod event;
 pub mod outbox;
 
-pub use audited::{AuditedDb, Conn, Tx};
+pub use audited::{AuditedDb, Backlog, Conn, Tx};
 pub use event::{EventBuilder, Outcome};
 pub use outbox::{AuditClient, OutboxWorker, enqueue, migrations};

@@ -198,8 +198,10 @@ pub struct OutboxWorker {
     /// How often the table is polled when nothing wakes the worker.
     pub poll: Duration,
     /// When the depth gauge was last refreshed (a count is not free on a
-    /// long outbox: at most every [`DEPTH_EVERY`]).
+    /// long outbox: at most every [`DEPTH_EVERY`], every round near the bound).
     depth_counted: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The count, for the writers' backpressure.
+    backlog: Arc<crate::Backlog>,
 }
 
 /// How often the outbox depth gauge is refreshed.
@@ -217,14 +219,21 @@ impl OutboxWorker {
             max_backoff: Duration::from_secs(60),
             poll: Duration::from_secs(1),
             depth_counted: std::sync::Mutex::new(None),
+            backlog: Arc::new(crate::Backlog::new(0)),
         }
+    }
+
+    /// Counts into `backlog`, which the service's writes check.
+    pub fn with_backlog(mut self, backlog: Arc<crate::Backlog>) -> Self {
+        self.backlog = backlog;
+        self
     }
 
     /// Refreshes the depth gauge when it is older than [`DEPTH_EVERY`]; a
     /// gauge left stale never stops delivery.
     async fn record_depth(&self) {
         let due = match self.depth_counted.lock() {
-            Ok(mut last) if last.is_none_or(|t| t.elapsed() >= DEPTH_EVERY) => {
+            Ok(mut last) if self.backlog.near() || last.is_none_or(|t| t.elapsed() >= DEPTH_EVERY) => {
                 *last = Some(std::time::Instant::now());
                 true
             }
@@ -234,7 +243,10 @@ impl OutboxWorker {
             return;
         }
         match pending(&self.db).await {
-            Ok(n) => guardline_runtime::metrics::business().outbox_depth.record(n, &[]),
+            Ok(n) => {
+                self.backlog.set(n);
+                guardline_runtime::metrics::business().outbox_depth.record(n, &[]);
+            }
             Err(error) => tracing::warn!(%error, "outbox depth not counted"),
         }
     }
@@ -388,7 +400,9 @@ impl OutboxWorker {
             let pause = match self.deliver_once().await {
                 Ok(Ok(n)) if n as u64 >= self.batch => Duration::ZERO,
                 Ok(Ok(_)) => self.poll,
-                Ok(Err(delay)) => delay,
+                // Unreachable: retried (and the outbox counted, for the
+                // writers' backpressure) at least every five seconds.
+                Ok(Err(delay)) => delay.min(Duration::from_secs(5)),
                 Err(error) => {
                     tracing::error!(%error, "outbox delivery failed");
                     self.max_backoff.min(Duration::from_secs(5))

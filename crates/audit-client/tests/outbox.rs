@@ -276,6 +276,44 @@ async fn synchronous_append_refuses_while_audit_is_down(_db: DatabaseConnection)
     server.cancel();
 }
 
+/// While audit is down the outbox grows to its bound, then writes are
+/// refused (UNAVAILABLE, naming the bound) until delivery catches up.
+async fn writes_are_refused_past_the_bound_until_audit_catches_up(db: DatabaseConnection) {
+    use guardline_audit_client::{AuditedDb, Backlog};
+    let pki = pki();
+    let addr: SocketAddr =
+        format!("127.0.0.1:{}", guardline_testkit::free_port().expect("port")).parse().expect("addr");
+    let backlog = Arc::new(Backlog::new(10));
+    let audited = AuditedDb::new(db.clone(), Default::default()).with_backlog(backlog.clone());
+    let mut worker = OutboxWorker::new(db.clone(), client(&pki, addr)).with_backlog(backlog.clone());
+    worker.min_backoff = Duration::from_millis(1);
+    worker.max_backoff = Duration::from_millis(1);
+    let write = |i: usize| audited.audit(EventBuilder::new("t1", "lead.update").resource("lead", &format!("l-{i}")));
+    for i in 0..10 {
+        write(i).await.expect("within the bound");
+    }
+    assert!(worker.deliver_once().await.expect("round").is_err(), "audit is down");
+    assert_eq!(backlog.depth(), 10);
+    let refused = write(10).await.expect_err("at the bound");
+    let message = refused.to_string();
+    assert_eq!(tonic::Status::from(refused).code(), tonic::Code::Unavailable);
+    assert!(message.contains("10 events wait in the outbox (limit 10)"), "{message}");
+    assert_eq!(pending(&db).await.expect("count"), 10, "nothing of the refused write was stored");
+
+    let receiver = Receiver::default();
+    let server = serve_audit(&pki, addr, receiver.clone()).await;
+    for _ in 0..200 {
+        if worker.deliver_once().await.expect("round").is_ok_and(|_| backlog.depth() == 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(backlog.depth(), 0);
+    write(11).await.expect("accepted again");
+    assert_eq!(receiver.0.lock().expect("lock").len(), 10, "each once");
+    server.cancel();
+}
+
 /// Two workers on one database, as two replicas of a service run them:
 /// each claims its own rows, so every event reaches audit once.
 async fn two_workers_on_one_database_deliver_each_event_once(db: DatabaseConnection) {
@@ -337,4 +375,5 @@ store_suite!(
     synchronous_append_refuses_while_audit_is_down,
     a_refused_event_is_parked_and_does_not_hold_back_the_rest,
     two_workers_on_one_database_deliver_each_event_once,
+    writes_are_refused_past_the_bound_until_audit_catches_up,
 );

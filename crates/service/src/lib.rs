@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 /// How long an unwrapped tenant data key stays in memory.
 pub const DATA_KEY_TTL: Duration = Duration::from_secs(300);
 
+/// The outbox's default bound (see [`CommonArgs::outbox_limit`]).
+pub const OUTBOX_LIMIT: u64 = 100_000;
+
 /// How long a synchronous audit append may take before the operation is refused.
 pub const AUDIT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -38,6 +41,14 @@ pub struct CommonArgs {
     /// Logs and OpenTelemetry.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    /// Events the audit outbox may hold while audit is unreachable before
+    /// writes are refused (UNAVAILABLE); 0: no bound.
+    #[arg(long, env = "GUARDLINE_OUTBOX_LIMIT", default_value_t = OUTBOX_LIMIT)]
+    pub outbox_limit: u64,
+    /// How long an unwrapped data key is used from memory: reads go on
+    /// through a Vault outage this long.
+    #[arg(long, env = "GUARDLINE_DATA_KEY_TTL", default_value = "300s", value_parser = guardline_runtime::args::parse_duration)]
+    pub data_key_ttl: Duration,
     /// The clock every decision is made by: the system's, always, in a
     /// service binary (no flag sets it); in-process tests give their whole
     /// mesh one [`guardline_runtime::clock::ManualClock`].
@@ -60,6 +71,8 @@ impl CommonArgs {
             mesh,
             database,
             telemetry: TelemetryArgs::default(),
+            outbox_limit: OUTBOX_LIMIT,
+            data_key_ttl: DATA_KEY_TTL,
             clock: guardline_runtime::clock::Clock::system(),
         }
     }
@@ -82,6 +95,10 @@ pub struct Base {
     pub audit: AuditClient,
     /// Wakes the outbox worker right after an enqueue.
     pub outbox_waker: Arc<tokio::sync::Notify>,
+    /// The outbox's depth and bound, which writes check.
+    pub backlog: Arc<guardline_audit_client::Backlog>,
+    /// How long unwrapped data keys are kept.
+    pub data_key_ttl: Duration,
 }
 
 impl Base {
@@ -97,12 +114,13 @@ impl Base {
         let db = guardline_runtime::storage::open::<M>(&args.database).await?;
         let audit =
             AuditClient::new(guardline_runtime::connect(&args.mesh.audit_endpoint, tls.clone())?, AUDIT_TIMEOUT);
-        let worker = OutboxWorker::new(db.clone(), audit.clone());
+        let backlog = Arc::new(guardline_audit_client::Backlog::new(args.outbox_limit));
+        let worker = OutboxWorker::new(db.clone(), audit.clone()).with_backlog(backlog.clone());
         let outbox_waker = worker.waker();
         if outbox {
             tokio::spawn(worker.run(shutdown.clone()));
         }
-        Ok(Self { tls, db, audit, outbox_waker })
+        Ok(Self { tls, db, audit, outbox_waker, backlog, data_key_ttl: args.data_key_ttl })
     }
 }
 
@@ -111,6 +129,7 @@ impl Base {
     /// events and wake the outbox worker.
     pub fn audited(&self) -> guardline_audit_client::AuditedDb {
         guardline_audit_client::AuditedDb::new(self.db.clone(), self.outbox_waker.clone())
+            .with_backlog(self.backlog.clone())
     }
 
     /// Verifies users' access tokens against identity's published keys, by
@@ -132,7 +151,7 @@ impl Base {
         keys: &guardline_keys::args::KeysArgs,
     ) -> anyhow::Result<Arc<guardline_keys::Envelope>> {
         let provider = keys.provider(false).await?;
-        Ok(Arc::new(guardline_keys::Envelope::new(provider, self.db.clone(), DATA_KEY_TTL)))
+        Ok(Arc::new(guardline_keys::Envelope::new(provider, self.db.clone(), self.data_key_ttl)))
     }
 }
 
