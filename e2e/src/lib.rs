@@ -7,6 +7,7 @@
 //! [`Cluster::shared`] starts it once per test process; every journey of
 //! `tests/` runs against it in its own tenant.
 
+pub mod faults;
 mod otlp;
 
 use std::path::{Path, PathBuf};

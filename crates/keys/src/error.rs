@@ -36,10 +36,16 @@ pub enum Error {
     /// Keyring file or database trouble.
     #[error("storage: {0}")]
     Storage(String),
+    /// The database could not be reached (retryable).
+    #[error("the database is unreachable; retry")]
+    DatabaseUnreachable,
 }
 
 impl From<sea_orm::DbErr> for Error {
     fn from(e: sea_orm::DbErr) -> Self {
+        if guardline_runtime::error::database_unreachable(&e) {
+            return Self::DatabaseUnreachable;
+        }
         Self::Storage(e.to_string())
     }
 }
@@ -52,6 +58,7 @@ impl From<Error> for guardline_runtime::Error {
             Error::UnknownTenant => R::NotFound,
             Error::Decrypt | Error::VersionRetired(_) => R::DataLoss("stored data could not be decrypted".into()),
             Error::Unavailable(m) => R::Unavailable(format!("key provider: {m}")),
+            Error::DatabaseUnreachable => R::Unavailable("the database is unreachable; retry".into()),
             other => R::Internal(other.to_string()),
         }
     }

@@ -156,7 +156,40 @@ impl Error {
 
 impl From<sea_orm::DbErr> for Error {
     fn from(e: sea_orm::DbErr) -> Self {
+        if database_unreachable(&e) {
+            // Retryable: the pool opens new connections on the next call
+            // (after a restart, or a failover behind one endpoint).
+            tracing::warn!(error = %e, "the database is unreachable");
+            return Self::Unavailable("the database is unreachable; retry".into());
+        }
         Self::Storage(e.to_string())
+    }
+}
+
+/// Whether `e` says the database could not be reached or is not the
+/// primary any more, rather than that the statement was wrong: the pool
+/// could not open a connection or lost one, or PostgreSQL answered with a
+/// connection exception (class 08), an operator intervention (57P01–57P03:
+/// shut down, crashed, starting) or a read-only transaction (25006: a
+/// demoted primary behind the endpoint).
+pub fn database_unreachable(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    let sqlx = match e {
+        // Opening a connection failed, whatever the reason.
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(RuntimeErr::SqlxError(x)) | DbErr::Query(RuntimeErr::SqlxError(x)) => x,
+        _ => return false,
+    };
+    match sqlx.as_ref() {
+        sea_orm::sqlx::Error::Io(_)
+        | sea_orm::sqlx::Error::Tls(_)
+        | sea_orm::sqlx::Error::PoolTimedOut
+        | sea_orm::sqlx::Error::PoolClosed
+        | sea_orm::sqlx::Error::WorkerCrashed => true,
+        sea_orm::sqlx::Error::Database(d) => {
+            d.code().is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "25006"))
+        }
+        _ => false,
     }
 }
 

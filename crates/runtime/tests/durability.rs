@@ -47,3 +47,38 @@ async fn postgres_commits_wait_for_their_flush_even_if_the_server_says_otherwise
     let db = guardline_runtime::storage::connect(&args).await.expect("db");
     assert_eq!(one(&db, "SHOW synchronous_commit").await, "on");
 }
+
+/// A statement the database cannot run because it is unreachable or no
+/// longer the primary is UNAVAILABLE (retry), not INTERNAL: here a write on
+/// a streaming standby (SQLSTATE 25006, as from a demoted primary behind
+/// the endpoint). A pool whose database restarted reconnects by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_or_demoted_database_is_unavailable() {
+    let pair = guardline_testkit::ReplicatedPostgres::start().await.expect("postgres pair");
+    let name = pair.create_database().await.expect("database");
+    let url = |port: u16| format!("postgres://postgres@127.0.0.1:{port}/{name}");
+    let args = |port| DatabaseArgs { database_url: url(port), database_max_connections: 1, database_schema: None };
+    let primary = guardline_runtime::storage::connect(&args(pair.primary_port())).await.expect("primary");
+    primary.execute_unprepared("CREATE TABLE t (id int)").await.expect("table");
+    // The standby has flushed the new database; it shows once replayed.
+    let mut standby = None;
+    for _ in 0..100 {
+        if let Ok(db) = guardline_runtime::storage::connect(&args(pair.standby_port())).await {
+            standby = Some(db);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let standby = standby.expect("the standby replays the database");
+    let refused: guardline_runtime::Error =
+        standby.execute_unprepared("INSERT INTO t VALUES (1)").await.expect_err("read-only").into();
+    assert_eq!(tonic::Status::from(refused).code(), tonic::Code::Unavailable);
+    // The primary crashes and restarts under an open pool: the pool finds
+    // its connection dead when it hands it out, and opens another.
+    pair.crash_restart_primary().await.expect("restart");
+    primary.execute_unprepared("INSERT INTO t VALUES (3)").await.expect("the pool reconnects by itself");
+    // Bad SQL stays INTERNAL.
+    let bad: guardline_runtime::Error =
+        primary.execute_unprepared("INSERT INTO nope VALUES (1)").await.expect_err("bad").into();
+    assert_eq!(tonic::Status::from(bad).code(), tonic::Code::Internal);
+}

@@ -415,3 +415,6 @@ async fn serve_webhook(mut sock: tokio::net::TcpStream, seen: Received, reply: A
     let reply = format!("HTTP/1.1 {status}\r\n{extra}content-length: 0\r\nconnection: close\r\n\r\n");
     let _ = sock.write_all(reply.as_bytes()).await;
 }
+
+mod replicated;
+pub use replicated::ReplicatedPostgres;

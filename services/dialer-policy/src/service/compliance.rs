@@ -94,7 +94,9 @@ impl Dialer {
                 }
                 continue;
             }
-            compliance::calendar_report(tx, &key, now).await?;
+            if !compliance::calendar_report(tx, &key, now).await? {
+                continue;
+            }
             let event = EventBuilder::new(tenant, "dialer.calendar.missing")
                 .actor("", crate::NAME)
                 .resource("pack", name)

@@ -48,15 +48,25 @@ pub async fn calendar_reported(c: &impl Conn, key: &(String, String, i32)) -> Re
     Ok(calendar_alert::Entity::find_by_id(key.clone()).one(c.conn()).await?.is_some())
 }
 
-/// Records that it is reported now.
-pub async fn calendar_report(tx: &Tx, (tenant, pack, year): &(String, String, i32), now: DateTime<Utc>) -> Result<()> {
-    calendar_alert::Entity::insert(calendar_alert::ActiveModel {
+/// Records that it is reported now; false if another transaction (another
+/// replica's call) recorded it first, which then reports it alone.
+pub async fn calendar_report(
+    tx: &Tx,
+    (tenant, pack, year): &(String, String, i32),
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let inserted = calendar_alert::Entity::insert(calendar_alert::ActiveModel {
         tenant_id: ActiveValue::Set(tenant.clone()),
         pack: ActiveValue::Set(pack.clone()),
         year: ActiveValue::Set(*year),
         raised_at: ActiveValue::Set(now),
     })
+    .on_conflict_do_nothing_on([
+        calendar_alert::Column::TenantId,
+        calendar_alert::Column::Pack,
+        calendar_alert::Column::Year,
+    ])
     .exec(tx.conn())
     .await?;
-    Ok(())
+    Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(_)))
 }
