@@ -35,6 +35,21 @@ pub async fn run(
     for (region, date, numbers, bytes) in registry.status() {
         tracing::info!(%region, %date, numbers, bytes, "national registry copy loaded");
     }
+    // A copy imported through another replica is loaded here within REFRESH.
+    let (watching, watched, stop) = (registry.clone(), store.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(service::registry::REFRESH) => {}
+            }
+            match watching.refresh(&watched).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(copies = n, "national registry copies loaded from another replica's import"),
+                Err(e) => tracing::error!(error = %e, "looking for new national registry copies failed"),
+            }
+        }
+    });
     let vault = guardline_runtime::connect(&common.mesh.lead_vault_endpoint, base.tls.clone())?;
     let dialer = service::Dialer::new(
         store,

@@ -2,7 +2,11 @@
 //! in memory as [`NumberSet`]s. A new copy is built beside the old one and
 //! swapped in atomically; readers never wait. Each copy's numbers are also
 //! written to a file (sorted, delta-encoded: about a byte and a half per
-//! number) so that a restart does not need the original download.
+//! number) so that a restart does not need the original download, and that
+//! file is kept in the database too, so that every replica loads the copy
+//! in force (its own disk is not shared): at start, and by
+//! [`Registry::refresh`] every [`REFRESH`] after a copy is imported through
+//! another replica.
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -26,7 +30,12 @@ pub struct Copy {
     pub date: NaiveDate,
     /// Its numbers.
     pub set: NumberSet,
+    /// Its file's name (the copy's identity).
+    pub file: String,
 }
+
+/// How often a replica looks for a copy imported through another.
+pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The rule's name.
 const RULE: &str = "dnc.national";
@@ -39,18 +48,47 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Loads the copies recorded in `db` from their files under `dir`.
+    /// Loads the copies recorded in `db`, from their files under `dir`, or
+    /// from the database where this replica lacks a file.
     pub async fn load(store: &Store, dir: PathBuf) -> Result<Self> {
         std::fs::create_dir_all(&dir).map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?;
-        let mut map = BTreeMap::new();
+        let me = Self { copies: Arc::new(ArcSwap::from_pointee(BTreeMap::new())), dir };
+        me.refresh(store).await?;
+        Ok(me)
+    }
+
+    /// Loads every recorded copy this replica does not hold yet (imported
+    /// through another replica) and swaps it in; returns how many.
+    pub async fn refresh(&self, store: &Store) -> Result<usize> {
+        let mut next = (**self.copies.load()).clone();
+        let (mut loaded, mut replaced) = (0, Vec::new());
         for (region, date, file) in registry_copies::all(store).await? {
-            let path = dir.join(&file);
+            if next.get(&region).is_some_and(|c| c.file == file) {
+                continue;
+            }
+            let path = self.dir.join(&file);
+            if path.exists() {
+                // A copy recorded before files were kept in the database.
+                let bytes = std::fs::read(&path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+                registry_copies::keep_pieces(store, &file, bytes.chunks(registry_copies::CHUNK).map(<[u8]>::to_vec))
+                    .await?;
+            } else {
+                fetch(store, &file, &path).await?;
+            }
             let numbers = tokio::task::spawn_blocking(move || read_numbers(&path))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??;
-            map.insert(region, Arc::new(Copy { date, set: NumberSet::from_unsorted(numbers) }));
+            let copy = Arc::new(Copy { date, set: NumberSet::from_unsorted(numbers), file });
+            replaced.extend(next.insert(region, copy).map(|old| old.file.clone()));
+            loaded += 1;
         }
-        Ok(Self { copies: Arc::new(ArcSwap::from_pointee(map)), dir })
+        if loaded > 0 {
+            self.copies.store(Arc::new(next));
+        }
+        for old in replaced {
+            let _ = std::fs::remove_file(self.dir.join(old));
+        }
+        Ok(loaded)
     }
 
     /// The copies: region, date, numbers, bytes.
@@ -114,23 +152,43 @@ impl Registry {
     ) -> Result<u64> {
         let file = format!("{region}-{date}-{}.bin", uuid::Uuid::now_v7().simple());
         let path = self.dir.join(&file);
-        let (set, numbers) = tokio::task::spawn_blocking(move || -> Result<(NumberSet, u64)> {
+        let (set, numbers, bytes) = tokio::task::spawn_blocking(move || -> Result<(NumberSet, u64, Vec<u8>)> {
             let set = NumberSet::from_unsorted(numbers);
             write_numbers(&path, &set)?;
+            let bytes = std::fs::read(&path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
             let n = set.len() as u64;
-            Ok((set, n))
+            Ok((set, n, bytes))
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
-        let previous = registry_copies::replace(store, region, (date, numbers, file), loaded_at).await?;
+        let pieces = bytes.chunks(registry_copies::CHUNK).map(<[u8]>::to_vec);
+        let previous =
+            registry_copies::replace(store, region, (date, numbers, file.clone()), pieces, loaded_at).await?;
         let mut next = (**self.copies.load()).clone();
-        next.insert(region.into(), Arc::new(Copy { date, set }));
+        next.insert(region.into(), Arc::new(Copy { date, set, file }));
         self.copies.store(Arc::new(next));
         if let Some(old) = previous {
             let _ = std::fs::remove_file(self.dir.join(old));
         }
         Ok(numbers)
     }
+}
+
+/// Writes the copy `file` from its pieces in the database to `path`.
+async fn fetch(store: &Store, file: &str, path: &Path) -> Result<()> {
+    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+    let tmp = path.with_extension("part");
+    let mut out = std::fs::File::create(&tmp).map_err(io)?;
+    let mut seq = 0;
+    while let Some(bytes) = registry_copies::piece(store, file, seq).await? {
+        out.write_all(&bytes).map_err(io)?;
+        seq += 1;
+    }
+    if seq == 0 {
+        return Err(DialerError::RegistryTruncated { file: file.to_owned() }.into());
+    }
+    out.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// Writes a set's numbers (ascending) as LEB128 deltas, via a temporary file.

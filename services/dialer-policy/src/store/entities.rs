@@ -143,6 +143,18 @@ entity!(
 );
 
 entity!(
+    /// A registry copy's file, in pieces: every replica loads the copy in
+    /// force from here when it lacks the file (its own disk is not shared).
+    registry_chunk, "dialer_registry_chunks", {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub file: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i32,
+        pub bytes: Vec<u8>,
+    }
+);
+
+entity!(
     /// Reassigned Numbers Database results, by the number's blind index.
     reassigned, "dialer_reassigned", {
         #[sea_orm(primary_key, auto_increment = false)]

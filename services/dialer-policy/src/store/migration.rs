@@ -226,6 +226,33 @@ impl MigrationTrait for DecisionContext {
     }
 }
 
+/// Registry copies' files in the database (a new table; nothing else changes).
+#[derive(Debug)]
+struct RegistryChunks;
+
+impl MigrationName for RegistryChunks {
+    fn name(&self) -> &str {
+        "m20261208_000600_dialer_registry_chunks"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RegistryChunks {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(t("dialer_registry_chunks"))
+                .if_not_exists()
+                .col(string(t("file")))
+                .col(integer(t("seq")))
+                .col(binary(t("bytes")))
+                .primary_key(Index::create().col(t("file")).col(t("seq")))
+                .to_owned(),
+        )
+        .await
+    }
+}
+
 /// Migrations of dialer-policy, tracked in their own table so that services may
 /// share one database.
 #[derive(Debug)]
@@ -236,6 +263,7 @@ impl MigratorTrait for Migrator {
         let mut m = guardline_audit_client::migrations();
         m.push(Box::new(CreateTables));
         m.push(Box::new(DecisionContext));
+        m.push(Box::new(RegistryChunks));
         m
     }
 
