@@ -52,6 +52,13 @@ impl Db {
         }
     }
 
+    /// A replica dated by `clock`.
+    async fn replica_on(&self, clock: &ManualClock) -> Arc<Log> {
+        let db = guardline_runtime::storage::connect(&self.args).await.expect("a pool");
+        let envelope = self.envelope(&db).await;
+        Arc::new(Log::open_on(Store::new(db), envelope, clock.clock(), None).await.expect("log"))
+    }
+
     /// A replica's alerting (and its leases), on its own pool.
     async fn alerting(&self, clock: &ManualClock) -> (Arc<Alerting>, Leases) {
         let db = guardline_runtime::storage::connect(&self.args).await.expect("a pool");
@@ -215,7 +222,29 @@ async fn detection_runs_in_one_replica_and_passes_on(postgres: bool) {
     assert_eq!(seen.lock().expect("seen").len(), 3);
 }
 
+/// A head-signing key rotated in one replica signs in the others once they
+/// have looked (every five seconds of appends), and the log verifies.
+async fn a_key_rotated_in_one_replica_signs_in_all(postgres: bool) {
+    let db = database(postgres).await;
+    let clock = ManualClock::starting_at(chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("time"));
+    let (a, b) = (db.replica_on(&clock).await, db.replica_on(&clock).await);
+    let kid_of_last = |log: Arc<Log>| async move {
+        log.records("t1").await.expect("records").last().map(|r| r.head_kid.clone()).expect("a record")
+    };
+    b.append(vec![event("t1", "k-0".into())]).await.expect("append");
+    let first = kid_of_last(b.clone()).await;
+    let rotated = a.rotate_signing_key("operator", "scheduled rotation").await.expect("rotate");
+    assert_ne!(rotated.kid, first);
+    b.append(vec![event("t1", "k-1".into())]).await.expect("append");
+    assert_eq!(kid_of_last(b.clone()).await, first, "b has not looked yet");
+    clock.advance(chrono::Duration::seconds(6));
+    b.append(vec![event("t1", "k-2".into())]).await.expect("append");
+    assert_eq!(kid_of_last(b.clone()).await, rotated.kid, "b signs with a's new key");
+    assert_eq!(b.verify("t1").await.expect("verify"), Finding::Intact { size: 3 });
+}
+
 guardline_testkit::on_both_stores!(
+    a_key_rotated_in_one_replica_signs_in_all,
     two_replicas_extend_one_tree,
     a_log_without_a_sequencer_is_adopted,
     detection_runs_in_one_replica_and_passes_on

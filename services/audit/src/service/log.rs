@@ -168,6 +168,7 @@ impl Log {
             validate::check(i, e).map_err(|v| Error::invalid(v.field, v.reason))?;
         }
         let _no_rotation = self.rotating.read().await;
+        self.signing.sync(&self.store, &self.clock).await?;
         let mut by_tenant: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for e in &events {
             by_tenant.entry(e.tenant_id.clone()).or_default().push(e.id.clone());

@@ -5,7 +5,9 @@
 //! platform data key; without pins it signs from then on, and with pins it
 //! waits until its fingerprint is pinned (`--trusted-keys`) and the service
 //! restarted, so that no head is ever signed by a key verifiers do not
-//! trust. Older keys stay, so heads they signed keep verifying.
+//! trust. Older keys stay, so heads they signed keep verifying. Every
+//! replica catches up with keys another rotated in ([`Signing::sync`],
+//! at most every [`SYNC_EVERY`] of appends), so all sign with the newest.
 
 use std::sync::{Arc, RwLock};
 
@@ -19,6 +21,9 @@ use crate::store::log::Store;
 use crate::store::signing_key;
 
 const KEY_KIND: &str = "audit-head-key";
+
+/// How often appends look for keys another replica rotated in.
+pub const SYNC_EVERY: chrono::Duration = chrono::Duration::seconds(5);
 
 /// A new head-signing key, as a rotation reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +48,10 @@ pub struct Signing {
 struct State {
     signer: Arc<HeadSigner>,
     trusted: Keys,
+    /// Every stored key id seen, trusted or not.
+    known: std::collections::HashSet<String>,
+    /// When the store was last read for new keys.
+    synced: chrono::DateTime<chrono::Utc>,
 }
 
 impl std::fmt::Debug for Signing {
@@ -79,7 +88,8 @@ impl Signing {
             let (kid, fp) = (&r.kid, fingerprint(&r.public_key));
             tracing::info!(%kid, fingerprint = %fp, trusted = trusts(&r.public_key), signing = *kid == signer.kid, "audit head-signing key");
         }
-        let state = RwLock::new(State { signer: Arc::new(signer), trusted });
+        let known = rows.iter().map(|r| r.kid.clone()).collect();
+        let state = RwLock::new(State { signer: Arc::new(signer), trusted, known, synced: clock.now() });
         Ok(Self { envelope, pins, state })
     }
 
@@ -93,6 +103,40 @@ impl Signing {
         self.state.read().map(|s| s.trusted.clone()).unwrap_or_else(|p| p.into_inner().trusted.clone())
     }
 
+    /// Takes up keys another replica stored since the last look (at most
+    /// every [`SYNC_EVERY`]): each checked against its sealed half (one that
+    /// fails is logged and never trusted), and the newest trusted one signs.
+    pub async fn sync(&self, store: &Store, clock: &Clock) -> Result<()> {
+        let now = clock.now();
+        let due = self.state.read().map(|s| now - s.synced >= SYNC_EVERY).unwrap_or(true);
+        if !due {
+            return Ok(());
+        }
+        let rows = store.signing_keys().await?;
+        let known = self.state.read().map(|s| s.known.clone()).unwrap_or_default();
+        let mut newest = None;
+        for row in rows.iter().filter(|r| !known.contains(&r.kid)) {
+            match opened(&self.envelope, row).await {
+                Ok(signer) if self.pins.as_ref().is_none_or(|p| p.trusts(&row.public_key)) => {
+                    newest = Some((row, signer))
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::error!(kid = %row.kid, "a stored head-signing key does not match its sealed half; not trusted")
+                }
+            }
+        }
+        let mut state = self.state.write().map_err(|_| Error::Internal("signing state poisoned".into()))?;
+        state.known.extend(rows.iter().map(|r| r.kid.clone()));
+        state.synced = now;
+        if let Some((row, signer)) = newest {
+            tracing::info!(kid = %row.kid, "signing with the head-signing key another replica rotated in");
+            state.trusted.insert(row.kid.clone(), row.public_key.clone());
+            state.signer = Arc::new(signer);
+        }
+        Ok(())
+    }
+
     /// Stores a new key; it signs from now on where it is trusted. The
     /// caller serializes this with appends.
     pub async fn rotate(&self, store: &Store, clock: &Clock) -> Result<Rotated> {
@@ -100,6 +144,7 @@ impl Signing {
         store.insert_signing_key(row.clone()).await?;
         let active = self.pins.as_ref().is_none_or(|p| p.trusts(&row.public_key));
         let mut state = self.state.write().map_err(|_| Error::Internal("signing state poisoned".into()))?;
+        state.known.insert(row.kid.clone());
         let previous = state.signer.kid.clone();
         if active {
             state.trusted.insert(row.kid.clone(), row.public_key.clone());
