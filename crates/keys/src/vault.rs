@@ -1,7 +1,8 @@
 //! Tenant keys in Vault (or OpenBao) transit, through vaultrs: one transit key
 //! per tenant (`tenant-<id>`), created on demand. Token, AppRole and
-//! Kubernetes auth; a login-based token is renewed by logging in again when
-//! Vault answers 403.
+//! Kubernetes auth; a login-based token is renewed when two thirds of its
+//! term have passed, logged in again when it can be renewed no more, and,
+//! should Vault still answer 403, logged in again then.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -60,6 +61,32 @@ pub struct VaultProvider {
     auth: VaultAuth,
     mount: String,
     ensured: Mutex<HashSet<String>>,
+    /// The login token's lease (none for a static token).
+    lease: std::sync::Mutex<Option<TokenLease>>,
+    /// Held by the one call renewing the token.
+    renewing: Mutex<()>,
+    logins: std::sync::atomic::AtomicU64,
+    renewals: std::sync::atomic::AtomicU64,
+}
+
+/// When a login token was obtained or renewed, and for how long.
+#[derive(Clone, Copy, Debug)]
+struct TokenLease {
+    since: std::time::Instant,
+    ttl: std::time::Duration,
+    renewable: bool,
+}
+
+impl TokenLease {
+    fn of(auth: &vaultrs::api::AuthInfo) -> Self {
+        let ttl = std::time::Duration::from_secs(auth.lease_duration);
+        Self { since: std::time::Instant::now(), ttl, renewable: auth.renewable }
+    }
+
+    /// Two thirds of its term have passed (a token with no term never does).
+    fn due(&self) -> bool {
+        !self.ttl.is_zero() && self.since.elapsed() * 3 >= self.ttl * 2
+    }
 }
 
 impl std::fmt::Debug for VaultProvider {
@@ -120,35 +147,76 @@ impl VaultProvider {
             auth,
             mount: mount.to_owned(),
             ensured: Mutex::new(HashSet::new()),
+            lease: std::sync::Mutex::new(None),
+            renewing: Mutex::new(()),
+            logins: Default::default(),
+            renewals: Default::default(),
         };
         this.login().await?;
         Ok(this)
     }
 
+    /// (logins, renewals) so far: a login token is renewed before it expires
+    /// and logged in again only when it can be renewed no more.
+    pub fn token_history(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.logins.load(Relaxed), self.renewals.load(Relaxed))
+    }
+
+    /// The client, its token renewed first when two thirds of its term
+    /// have passed (or replaced by a new login when it cannot be renewed:
+    /// its maximum TTL reached). A failed renewal leaves it to the 403
+    /// path of `vault_call!` to log in again.
     async fn current(&self) -> Arc<VaultClient> {
+        let due = self.lease.lock().ok().and_then(|l| *l).is_some_and(|l| l.due());
+        if due && let Ok(_one) = self.renewing.try_lock() {
+            if let Err(error) = self.renew().await {
+                tracing::warn!(%error, "renewing the vault token failed; logging in again when it is refused");
+            }
+        }
         self.client.read().await.clone()
+    }
+
+    async fn renew(&self) -> Result<()> {
+        let Some(lease) = self.lease.lock().ok().and_then(|l| *l).filter(|l| l.due()) else { return Ok(()) };
+        if lease.renewable {
+            let client = self.client.read().await.clone();
+            if let Ok(auth) = vaultrs::token::renew_self(client.as_ref(), None).await {
+                // Renewed for less than what remains (its maximum TTL near): log in instead.
+                let left = lease.ttl.saturating_sub(lease.since.elapsed());
+                if std::time::Duration::from_secs(auth.lease_duration) > left {
+                    self.renewals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if let Ok(mut l) = self.lease.lock() {
+                        *l = Some(TokenLease::of(&auth));
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        self.login().await
     }
 
     async fn login(&self) -> Result<()> {
         let anonymous = client_for(&self.addr, "")?;
-        let token = match &self.auth {
-            VaultAuth::Token(t) => t.clone(),
+        let auth = match &self.auth {
+            VaultAuth::Token(t) => {
+                *self.client.write().await = Arc::new(client_for(&self.addr, t)?);
+                return Ok(());
+            }
             VaultAuth::AppRole { mount, role_id, secret_id } => {
-                vaultrs::auth::approle::login(&anonymous, mount, role_id, secret_id)
-                    .await
-                    .map_err(unavailable)?
-                    .client_token
+                vaultrs::auth::approle::login(&anonymous, mount, role_id, secret_id).await.map_err(unavailable)?
             }
             VaultAuth::Kubernetes { mount, role, jwt_path } => {
                 let jwt = std::fs::read_to_string(jwt_path)
                     .map_err(|e| Error::Config { field: "--vault-k8s-jwt-path", reason: e.to_string() })?;
-                vaultrs::auth::kubernetes::login(&anonymous, mount, role, jwt.trim())
-                    .await
-                    .map_err(unavailable)?
-                    .client_token
+                vaultrs::auth::kubernetes::login(&anonymous, mount, role, jwt.trim()).await.map_err(unavailable)?
             }
         };
-        *self.client.write().await = Arc::new(client_for(&self.addr, &token)?);
+        *self.client.write().await = Arc::new(client_for(&self.addr, &auth.client_token)?);
+        if let Ok(mut l) = self.lease.lock() {
+            *l = Some(TokenLease::of(&auth));
+        }
+        self.logins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

@@ -304,6 +304,41 @@ async fn two_processes_sharing_a_keyring_do_not_lose_each_others_keys() {
     assert!(reopened.versions("t2").await.is_ok(), "t2 survived a's writes");
 }
 
+/// A renewable login token is renewed before it expires: one login, then
+/// renewals, and no call ever refused for an expired token.
+#[tokio::test]
+async fn a_login_token_is_renewed_before_it_expires() {
+    let bao = OpenBao::shared().await.expect("openbao");
+    let mount = bao.transit_mount().await.expect("mount");
+    let approle = format!("approle-{}", mount.trim_start_matches("transit-"));
+    bao.cli(&["auth", "enable", &format!("-path={approle}"), "approle"]).expect("enable approle");
+    let policy = format!(
+        "path \"{mount}/*\" {{ capabilities = [\"create\", \"read\", \"update\"] }}\npath \"{mount}/keys/*\" {{ capabilities = [\"create\", \"read\", \"update\"] }}"
+    );
+    let policy_file = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(policy_file.path(), policy).expect("write");
+    bao.cli(&["policy", "write", &approle, &policy_file.path().display().to_string()]).expect("policy");
+    // Tokens live 3 s, renewable up to a minute.
+    let role = format!("auth/{approle}/role/recordings");
+    bao.cli(&["write", &role, &format!("token_policies={approle}"), "token_ttl=3s", "token_max_ttl=60s"])
+        .expect("role");
+    let role_id = bao.cli(&["read", "-field=role_id", &format!("{role}/role-id")]).expect("role id");
+    let secret_id = bao.cli(&["write", "-f", "-field=secret_id", &format!("{role}/secret-id")]).expect("secret id");
+    let auth =
+        VaultAuth::AppRole { mount: approle, role_id: role_id.trim().into(), secret_id: secret_id.trim().into() };
+    let p = VaultProvider::connect(&bao.addr, auth, &mount).await.expect("approle login");
+    p.ensure_tenant_key("t1").await.expect("create");
+    let (clear, wrapped) = p.generate_data_key("t1").await.expect("data key");
+    // Used every 2.2 s for 8.8 s: each use past two thirds of the term renews.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        assert_eq!(p.unwrap("t1", &wrapped).await.expect("unwrap").expose(), clear.expose());
+    }
+    let (logins, renewals) = p.token_history();
+    assert_eq!(logins, 1, "never logged in again: the token was renewed in time");
+    assert!(renewals >= 3, "renewed {renewals} times");
+}
+
 #[tokio::test]
 async fn approle_login_reaches_transit() {
     let bao = OpenBao::shared().await.expect("openbao");
