@@ -169,10 +169,11 @@ impl VaultProvider {
     /// path of `vault_call!` to log in again.
     async fn current(&self) -> Arc<VaultClient> {
         let due = self.lease.lock().ok().and_then(|l| *l).is_some_and(|l| l.due());
-        if due && let Ok(_one) = self.renewing.try_lock() {
-            if let Err(error) = self.renew().await {
-                tracing::warn!(%error, "renewing the vault token failed; logging in again when it is refused");
-            }
+        if due
+            && let Ok(_one) = self.renewing.try_lock()
+            && let Err(error) = self.renew().await
+        {
+            tracing::warn!(%error, "renewing the vault token failed; logging in again when it is refused");
         }
         self.client.read().await.clone()
     }
