@@ -90,7 +90,7 @@ impl MigrationTrait for CreateTenantDataKeys {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.drop_table(Table::drop().table(DataKeys::Table).to_owned()).await
+        m.drop_table(Table::drop().table(DataKeys::Table).to_owned()).await // contract: `down` only, never run by an upgrade
     }
 }
 

@@ -18,6 +18,7 @@ pub const PER_FILE: &[Check] = &[
     long_functions,
     println_in_library,
     uninstrumented_handlers,
+    contracting_migrations,
 ];
 
 /// Longest non-test source file, in lines.
@@ -269,4 +270,33 @@ pub fn uninstrumented_handlers(path: &Path, text: &str) -> Vec<Violation> {
         }
     }
     found
+}
+
+/// Schema changes go expand-then-contract, so two releases run side by
+/// side during a rolling upgrade: a migration adds (tables, nullable or
+/// defaulted columns, indexes) and never drops or renames in the release
+/// that stops using a thing. A contracting step carries `// contract:` and
+/// the release whose code no longer reads what it removes.
+pub fn contracting_migrations(path: &Path, text: &str) -> Vec<Violation> {
+    let p = crate::slashed(path);
+    if !(p.contains("/store/") || p.contains("/src/store.rs") || p.contains("migration")) || p.contains("/tests/") {
+        return vec![];
+    }
+    const CONTRACTING: [&str; 6] =
+        ["drop_table(", "drop_column(", "rename_column(", "rename_table(", "DROP TABLE", "DROP COLUMN"];
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let code = l.split("//").next().unwrap_or_default();
+            CONTRACTING.iter().any(|n| code.contains(n)) && !l.contains("// contract:")
+        })
+        .map(|(i, _)| {
+            Violation::new(
+                "contracting-migration",
+                path,
+                i + 1,
+                "a migration that drops or renames breaks the release still running beside it; expand now, contract a release later (mark it `// contract: <release>`)",
+            )
+        })
+        .collect()
 }

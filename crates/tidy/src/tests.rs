@@ -159,3 +159,14 @@ fn an_uninstrumented_handler_is_caught() {
     assert_eq!(found[0].line, 5);
     assert!(uninstrumented_handlers(p("services/x/src/service.rs"), planted).is_empty());
 }
+
+#[test]
+fn a_contracting_migration_is_caught_unless_marked() {
+    let planted = "m.drop_\u{74}able(Table::drop().table(t(\"old\")).to_owned()).await?;\n";
+    assert_eq!(contracting_migrations(p("services/x/src/store/migration.rs"), planted).len(), 1);
+    let sql = "db.execute_unprepared(\"ALTER TABLE t DROP COLU\u{4d}N c\").await?;\n";
+    assert_eq!(contracting_migrations(p("crates/keys/src/store.rs"), sql).len(), 1);
+    let marked = "m.drop_\u{74}able(x).await?; // contract: 0.3 stopped reading it\n";
+    assert!(contracting_migrations(p("services/x/src/store/migration.rs"), marked).is_empty());
+    assert!(contracting_migrations(p("services/x/src/service/mod.rs"), planted).is_empty(), "migrations only");
+}
