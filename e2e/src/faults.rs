@@ -9,7 +9,7 @@
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use guardline_runtime::GrpcChannel;
@@ -280,24 +280,11 @@ impl FaultMesh {
     }
 
     async fn wait_serving(&self, service: &str, port: u16) -> Result<()> {
-        use tonic_health::pb::HealthCheckRequest;
-        use tonic_health::pb::health_client::HealthClient;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let tls = self.tls("gateway")?;
-        loop {
-            let ch = guardline_runtime::connect(&format!("https://localhost:{port}"), tls.clone())?;
-            let ok = HealthClient::new(ch)
-                .check(HealthCheckRequest { service: String::new() })
-                .await
-                .is_ok_and(|r| r.get_ref().status == 1);
-            if ok {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("{service} on {port} never served; its log:\n{}", self.log(service));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let uri = format!("https://localhost:{port}");
+        if !crate::serving(&uri, self.tls("gateway")?, Duration::from_secs(60)).await? {
+            bail!("{service} on {port} never served; its log:\n{}", self.log(service));
         }
+        Ok(())
     }
 
     /// The logs of `service`'s replicas.

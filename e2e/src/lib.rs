@@ -377,27 +377,34 @@ impl Cluster {
     }
 
     async fn wait_serving(&self) -> Result<()> {
-        use tonic_health::pb::HealthCheckRequest;
-        use tonic_health::pb::health_check_response::ServingStatus;
-        use tonic_health::pb::health_client::HealthClient;
-        let deadline = Instant::now() + Duration::from_secs(60);
         for service in SERVICES {
-            let mut client = HealthClient::new(self.channel(service, "gateway")?);
-            loop {
-                let ok = client
-                    .check(HealthCheckRequest { service: String::new() })
-                    .await
-                    .is_ok_and(|r| r.get_ref().status() == ServingStatus::Serving);
-                if ok {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    bail!("{service} never became SERVING; its log:\n{}", self.log(service));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            if !serving(self.endpoint(service), self.tls("gateway")?, Duration::from_secs(60)).await? {
+                bail!("{service} never became SERVING; its log:\n{}", self.log(service));
             }
         }
         Ok(())
+    }
+}
+
+/// Whether `uri` answers SERVING on gRPC health (asked with `tls`) within `wait`.
+pub(crate) async fn serving(uri: &str, tls: Arc<TlsMaterial>, wait: Duration) -> Result<bool> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    let deadline = Instant::now() + wait;
+    let mut client = HealthClient::new(guardline_runtime::connect(uri, tls)?);
+    loop {
+        let ok = client
+            .check(HealthCheckRequest { service: String::new() })
+            .await
+            .is_ok_and(|r| r.get_ref().status() == ServingStatus::Serving);
+        if ok {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

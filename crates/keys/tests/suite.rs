@@ -304,11 +304,9 @@ async fn two_processes_sharing_a_keyring_do_not_lose_each_others_keys() {
     assert!(reopened.versions("t2").await.is_ok(), "t2 survived a's writes");
 }
 
-/// A renewable login token is renewed before it expires: one login, then
-/// renewals, and no call ever refused for an expired token.
-#[tokio::test]
-async fn a_login_token_is_renewed_before_it_expires() {
-    let bao = OpenBao::shared().await.expect("openbao");
+/// A transit mount and an AppRole whose tokens live `ttl` and are renewable
+/// up to `max_ttl`, allowed to use it: (mount, the role's auth).
+async fn approle(bao: &OpenBao, ttl: &str, max_ttl: &str) -> (String, VaultAuth) {
     let mount = bao.transit_mount().await.expect("mount");
     let approle = format!("approle-{}", mount.trim_start_matches("transit-"));
     bao.cli(&["auth", "enable", &format!("-path={approle}"), "approle"]).expect("enable approle");
@@ -318,14 +316,21 @@ async fn a_login_token_is_renewed_before_it_expires() {
     let policy_file = tempfile::NamedTempFile::new().expect("tmp");
     std::fs::write(policy_file.path(), policy).expect("write");
     bao.cli(&["policy", "write", &approle, &policy_file.path().display().to_string()]).expect("policy");
-    // Tokens live 3 s, renewable up to a minute.
-    let role = format!("auth/{approle}/role/recordings");
-    bao.cli(&["write", &role, &format!("token_policies={approle}"), "token_ttl=3s", "token_max_ttl=60s"])
-        .expect("role");
+    let role = format!("auth/{approle}/role/lead-vault");
+    let (ttl, max_ttl) = (format!("token_ttl={ttl}"), format!("token_max_ttl={max_ttl}"));
+    bao.cli(&["write", &role, &format!("token_policies={approle}"), &ttl, &max_ttl]).expect("role");
     let role_id = bao.cli(&["read", "-field=role_id", &format!("{role}/role-id")]).expect("role id");
     let secret_id = bao.cli(&["write", "-f", "-field=secret_id", &format!("{role}/secret-id")]).expect("secret id");
-    let auth =
-        VaultAuth::AppRole { mount: approle, role_id: role_id.trim().into(), secret_id: secret_id.trim().into() };
+    (mount, VaultAuth::AppRole { mount: approle, role_id: role_id.trim().into(), secret_id: secret_id.trim().into() })
+}
+
+/// A renewable login token is renewed before it expires: one login, then
+/// renewals, and no call ever refused for an expired token.
+#[tokio::test]
+async fn a_login_token_is_renewed_before_it_expires() {
+    let bao = OpenBao::shared().await.expect("openbao");
+    // Tokens live 3 s, renewable up to a minute.
+    let (mount, auth) = approle(bao, "3s", "60s").await;
     let p = VaultProvider::connect(&bao.addr, auth, &mount).await.expect("approle login");
     p.ensure_tenant_key("t1").await.expect("create");
     let (clear, wrapped) = p.generate_data_key("t1").await.expect("data key");
@@ -342,31 +347,9 @@ async fn a_login_token_is_renewed_before_it_expires() {
 #[tokio::test]
 async fn approle_login_reaches_transit() {
     let bao = OpenBao::shared().await.expect("openbao");
-    let mount = bao.transit_mount().await.expect("mount");
-    let approle = format!("approle-{}", mount.trim_start_matches("transit-"));
-    bao.cli(&["auth", "enable", &format!("-path={approle}"), "approle"]).expect("enable approle");
-    let policy = format!(
-        "path \"{mount}/*\" {{ capabilities = [\"create\", \"read\", \"update\"] }}\npath \"{mount}/keys/*\" {{ capabilities = [\"create\", \"read\", \"update\"] }}"
-    );
-    let policy_file = tempfile::NamedTempFile::new().expect("tmp");
-    std::fs::write(policy_file.path(), policy).expect("write");
-    bao.cli(&["policy", "write", &approle, &policy_file.path().display().to_string()]).expect("policy");
-    // Tokens of this role expire after 2 s: the provider must log in again by itself.
-    bao.cli(&[
-        "write",
-        &format!("auth/{approle}/role/lead-vault"),
-        &format!("token_policies={approle}"),
-        "token_ttl=2s",
-        "token_max_ttl=2s",
-    ])
-    .expect("role");
-    let role_id =
-        bao.cli(&["read", "-field=role_id", &format!("auth/{approle}/role/lead-vault/role-id")]).expect("role id");
-    let secret_id = bao
-        .cli(&["write", "-f", "-field=secret_id", &format!("auth/{approle}/role/lead-vault/secret-id")])
-        .expect("secret id");
-    let auth =
-        VaultAuth::AppRole { mount: approle, role_id: role_id.trim().into(), secret_id: secret_id.trim().into() };
+    // Tokens of this role expire after 2 s and cannot be renewed: the
+    // provider must log in again by itself.
+    let (mount, auth) = approle(bao, "2s", "2s").await;
     let p = VaultProvider::connect(&bao.addr, auth, &mount).await.expect("approle login");
     p.ensure_tenant_key("t1").await.expect("create");
     let (clear, wrapped) = p.generate_data_key("t1").await.expect("data key");

@@ -6,7 +6,8 @@
 //!
 //! Run: `cargo bench -p guardline-audit --bench log`
 
-use std::sync::Arc;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use guardline_audit::domain::canonical::Event;
@@ -36,16 +37,7 @@ fn per_sec(n: u64, d: Duration) -> f64 {
 
 async fn appends(batches: u64, batch: u64) {
     let dir = tempfile::tempdir().expect("tmp");
-    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let args =
-        guardline_runtime::args::DatabaseArgs { database_url: url, database_max_connections: 4, database_schema: None };
-    let db = guardline_runtime::storage::open::<guardline_audit::store::Migrator>(&args).await.expect("db");
-    let keyring = guardline_keys::local::LocalKeyring::open(
-        &dir.path().join("k.json"),
-        guardline_keys::SecretKey::generate().expect("k"),
-    )
-    .expect("keyring");
-    let envelope = Arc::new(guardline_keys::Envelope::new(Arc::new(keyring), db.clone(), Duration::from_secs(60)));
+    let (db, envelope) = support::sqlite(dir.path()).await;
     let log = Log::open(guardline_audit::store::log::Store::new(db.clone()), envelope).await.expect("log");
 
     // Baseline: the same rows, inserted in the same batches, without tree, signature or dedup.

@@ -10,9 +10,10 @@
 //!
 //! Run: `cargo bench -p guardline-audit --bench memory`
 
+mod support;
+
 use std::alloc::System;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use guardline_audit::domain::canonical::Event;
 use guardline_audit::domain::merkle::{Tree, leaf_hash};
@@ -83,16 +84,7 @@ fn ev(i: u64) -> Event {
 
 async fn service(n: u64) {
     let dir = tempfile::tempdir().expect("tmp");
-    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let args =
-        guardline_runtime::args::DatabaseArgs { database_url: url, database_max_connections: 4, database_schema: None };
-    let db = guardline_runtime::storage::open::<guardline_audit::store::Migrator>(&args).await.expect("db");
-    let keyring = guardline_keys::local::LocalKeyring::open(
-        &dir.path().join("k.json"),
-        guardline_keys::SecretKey::generate().expect("k"),
-    )
-    .expect("keyring");
-    let envelope = Arc::new(guardline_keys::Envelope::new(Arc::new(keyring), db.clone(), Duration::from_secs(60)));
+    let (db, envelope) = support::sqlite(dir.path()).await;
     let open = || Log::open(guardline_audit::store::log::Store::new(db.clone()), envelope.clone());
     let log = open().await.expect("log");
     let start = Instant::now();

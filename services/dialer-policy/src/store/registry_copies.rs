@@ -31,14 +31,7 @@ pub async fn replace(
     if let Some(p) = &previous {
         registry_chunk::Entity::delete_many().filter(registry_chunk::Column::File.eq(&p.file)).exec(tx.conn()).await?;
     }
-    for (seq, bytes) in pieces.enumerate() {
-        let row = registry_chunk::ActiveModel {
-            file: ActiveValue::Set(file.clone()),
-            seq: ActiveValue::Set(seq as i32),
-            bytes: ActiveValue::Set(bytes),
-        };
-        registry_chunk::Entity::insert(row).exec(tx.conn()).await?;
-    }
+    put_pieces(&tx, &file, pieces).await?;
     let row = registry_copy::ActiveModel {
         region: ActiveValue::Set(region.into()),
         copy_date: ActiveValue::Set(date),
@@ -72,6 +65,12 @@ pub async fn keep_pieces(store: &Store, file: &str, pieces: impl Iterator<Item =
         return Ok(());
     }
     let tx = store.begin().await?;
+    put_pieces(&tx, file, pieces).await?;
+    store.commit(tx, []).await
+}
+
+/// Stores a file's pieces in order (a piece already there stays).
+async fn put_pieces(tx: &super::Tx, file: &str, pieces: impl Iterator<Item = Vec<u8>>) -> Result<()> {
     for (seq, bytes) in pieces.enumerate() {
         let row = registry_chunk::ActiveModel {
             file: ActiveValue::Set(file.to_owned()),
@@ -83,5 +82,5 @@ pub async fn keep_pieces(store: &Store, file: &str, pieces: impl Iterator<Item =
             .exec(tx.conn())
             .await?;
     }
-    store.commit(tx, []).await
+    Ok(())
 }
