@@ -360,6 +360,22 @@ async fn the_audit_monitor_names_a_truncated_log() {
         guardline_runtime::connect(&mesh.uri(0), cert(dir.path(), "cli")).expect("channel"),
     );
     let token = id.login(login()).await.expect("login").into_inner().access_token;
+    // The tenant's sequencer still counts the cut entries: audit itself
+    // refuses to serve the log, naming the missing leaves.
+    let (ok, out) = verify(&mesh, &token);
+    assert!(!ok && out.contains("data loss") && out.contains("are missing"), "{out}");
+    mesh.stop().await;
+
+    // An insider who also winds the sequencer back: the shortened log is
+    // served and verifies on its own; only the monitor names the cut.
+    let wind_back = format!(
+        "import sqlite3; c = sqlite3.connect('{}'); \
+         c.execute(\"UPDATE audit_tree SET size = (SELECT MAX(idx) + 1 FROM audit_events WHERE tenant_id = ?) WHERE tenant_id = ?\", ('{tenant}', '{tenant}')); c.commit()",
+        db.display()
+    );
+    assert!(Command::new("python3").args(["-c", &wind_back]).status().expect("python3").success());
+    let mesh = Mesh::start(dir.path(), &[]);
+    wait_serving(&mesh, dir.path()).await;
     let (ok, out) = verify(&mesh, &token);
     assert!(out.contains("intact: "), "the shortened export verifies on its own: {out}");
     assert!(!ok && out.contains("TRUNCATED"), "{out}");

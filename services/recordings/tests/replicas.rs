@@ -80,7 +80,11 @@ async fn an_upload_is_swept_only_once_its_replica_died(postgres: bool) {
     assert_eq!(in_flight, 1, "the upload began");
 
     assert_eq!(b.sweep(false).await.expect("sweep"), 0, "a is alive: its upload stays");
-    assert_eq!(b.sweep(true).await.expect("sweep"), 0, "also when b starts");
+    if postgres {
+        // (SQLite is one process's file: there, a starting process sweeps
+        // every upload it finds, as `guardline up`'s test shows.)
+        assert_eq!(b.sweep(true).await.expect("sweep"), 0, "also when b starts");
+    }
     assert_eq!(store.uploading().await.expect("uploading").len(), 1);
 
     // a dies: it renews no more. At the lease's term b sweeps what it left.

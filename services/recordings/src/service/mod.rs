@@ -137,13 +137,16 @@ impl Recordings {
 
     /// Removes the uploads whose replica died (its liveness lease ran out),
     /// objects and staging files with them, so nothing is left orphaned;
-    /// with `at_start`, also those begun by a version that named no replica.
+    /// with `at_start`, also those begun by a version that named no replica,
+    /// and on a one-process store (SQLite) every other process's.
     pub async fn sweep(&self, at_start: bool) -> Result<usize> {
         let mut swept = 0;
+        let sole = at_start && self.store.single_process();
         for (r, holder) in self.store.uploading().await? {
             let dead = match holder {
-                None => at_start,
                 Some(h) if h == self.leases.holder() => false,
+                _ if sole => true,
+                None => at_start,
                 Some(h) => self.leases.holder_of(&alive(&h)).await?.is_none_or(|(_, until)| until < self.clock.now()),
             };
             if dead {

@@ -59,6 +59,13 @@ impl Store {
         self.db.commit(tx, []).await
     }
 
+    /// Whether one process owns this database (SQLite: the embedded
+    /// store is one process's file), so that at its start every upload in
+    /// flight is a dead process's.
+    pub fn single_process(&self) -> bool {
+        sea_orm::ConnectionTrait::get_database_backend(self.db.conn()) == sea_orm::DatabaseBackend::Sqlite
+    }
+
     /// Leases on this database.
     pub fn leases(&self, clock: guardline_runtime::clock::Clock) -> guardline_runtime::lease::Leases {
         guardline_runtime::lease::Leases::new(self.db.conn().clone(), clock)
