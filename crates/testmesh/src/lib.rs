@@ -54,6 +54,8 @@ pub struct TestMesh {
     keys: KeysArgs,
     clock: Option<ManualClock>,
     running: HashMap<&'static str, Running>,
+    /// Second replicas, on ports of their own.
+    replicas: Vec<Running>,
 }
 
 impl std::fmt::Debug for TestMesh {
@@ -64,7 +66,7 @@ impl std::fmt::Debug for TestMesh {
 
 impl Drop for TestMesh {
     fn drop(&mut self) {
-        for r in self.running.values() {
+        for r in self.running.values().chain(&self.replicas) {
             r.stop.cancel();
         }
     }
@@ -123,7 +125,7 @@ impl TestMesh {
                 ..Default::default()
             },
         };
-        Self { dir, ca, mesh, addrs, listeners, dbs, keys, clock: None, running: HashMap::new() }
+        Self { dir, ca, mesh, addrs, listeners, dbs, keys, clock: None, running: HashMap::new(), replicas: Vec::new() }
     }
 
     /// Every service of the mesh on one manual clock, which tests set and move.
@@ -289,6 +291,23 @@ impl TestMesh {
         let served = run(Some(listener), stop.clone());
         let task = tokio::spawn(async move { served.await.unwrap_or_else(|e| panic!("{service} failed: {e:#}")) });
         self.running.insert(service, Running { stop, task });
+    }
+
+    /// Starts another replica of a service with `run` (its arguments, the
+    /// same database) on a port of its own; returns its URI. It stops with
+    /// the mesh.
+    pub async fn start_replica<F, Fut>(&mut self, run: F) -> String
+    where
+        F: FnOnce(Option<TcpListener>, CancellationToken) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let uri = format!("https://localhost:{}", listener.local_addr().expect("address").port());
+        let stop = CancellationToken::new();
+        let served = run(Some(listener), stop.clone());
+        let task = tokio::spawn(async move { served.await.unwrap_or_else(|e| panic!("a replica failed: {e:#}")) });
+        self.replicas.push(Running { stop, task });
+        uri
     }
 
     /// Stops `service` and waits until it has (what it committed stays).

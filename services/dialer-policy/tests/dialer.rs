@@ -249,7 +249,9 @@ async fn the_national_registry(postgres: bool) {
 }
 
 async fn caps_hold_under_parallel_attempts(postgres: bool) {
-    let m = start(postgres).await;
+    let mut m = start(postgres).await;
+    // Half the attempts go through a second dialer replica on the same database.
+    let second = m.second_dialer().await;
     m.clock.set(cn_open());
     let mut t = tenant(&m).await;
     let l = lead(&m, &t, "+8613812345670", true).await;
@@ -259,8 +261,19 @@ async fn caps_hold_under_parallel_attempts(postgres: bool) {
         assert_eq!(verdict(&d), pb::Verdict::Allow);
         allowed.push(d.decision_id);
     }
-    // Sixteen callers race to place calls the decisions allowed: the cap of 3 holds.
-    let results = futures::future::join_all(allowed.iter().map(|id| record(&m, &t, id))).await;
+    // Sixteen callers race to place calls the decisions allowed, through two
+    // replicas: the cap of 3 holds.
+    let through_second = |id: &String| {
+        let mut c = second.clone();
+        let r = pb::RecordCallAttemptRequest { tenant_id: t.id.clone(), decision_id: id.clone(), ..Default::default() };
+        let req = with(&t.tokens[AGENT1], Request::new(r));
+        async move { c.record_call_attempt(req).await.map(|r| r.into_inner().attempt_id) }
+    };
+    type Attempt<'a> = std::pin::Pin<Box<dyn Future<Output = Result<String, tonic::Status>> + Send + 'a>>;
+    let results = futures::future::join_all(allowed.iter().enumerate().map(|(i, id)| -> Attempt<'_> {
+        if i % 2 == 0 { Box::pin(record(&m, &t, id)) } else { Box::pin(through_second(id)) }
+    }))
+    .await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(ok, 3, "{results:?}");
     for r in results.iter().filter_map(|r| r.as_ref().err()) {

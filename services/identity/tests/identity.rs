@@ -270,6 +270,32 @@ async fn lockout_after_repeated_failures(postgres: bool) {
     assert_eq!(reasons, vec!["locked", "bad_password", "bad_password", "bad_password"], "newest first");
 }
 
+/// One refresh token spent at once through two identity replicas: one
+/// spend wins, the other is reuse and revokes the family, whichever replica
+/// served it.
+async fn a_refresh_token_spent_on_two_replicas_at_once_is_reuse(postgres: bool) {
+    let mut h = harness::start(postgres).await;
+    let mut platform = h.ready().await;
+    let t = tenant(&mut platform, "Twice", None).await;
+    let mut a = h.client("gateway");
+    let mut b = h.second_replica("gateway").await;
+    user(&mut a, &t, "agent1", &["agent"], &[]).await;
+    let first = login(&mut a, &t.id, "agent1", PASSWORD, "203.0.113.7", "d", "CN-31").await.expect("login");
+    let spend = |c: &mut harness::Client| {
+        let mut c = c.clone();
+        let token = first.refresh_token.clone();
+        async move { c.refresh(pb::RefreshRequest { refresh_token: token, context: None }).await }
+    };
+    let (ra, rb) = tokio::join!(spend(&mut a), spend(&mut b));
+    let (won, lost): (Vec<_>, Vec<_>) = [ra, rb].into_iter().partition(Result::is_ok);
+    assert_eq!((won.len(), lost.len()), (1, 1), "exactly one spend wins");
+    let lost = lost.into_iter().find_map(Result::err).expect("the other");
+    assert_eq!(code(Err::<(), _>(lost)).1, "REFRESH_TOKEN_REUSED");
+    let winner = won.into_iter().find_map(Result::ok).expect("won").into_inner().refresh_token;
+    let (k, _) = code(b.refresh(pb::RefreshRequest { refresh_token: winner, context: None }).await);
+    assert_eq!(k, Code::Unauthenticated, "the family is revoked on every replica");
+}
+
 async fn refresh_tokens_rotate_and_reuse_revokes_the_family(postgres: bool) {
     let h = harness::start(postgres).await;
     let mut platform = h.ready().await;
@@ -754,6 +780,7 @@ guardline_testkit::on_both_stores!(
     wrong_role_wrong_tenant_and_bad_input_are_refused,
     lockout_after_repeated_failures,
     refresh_tokens_rotate_and_reuse_revokes_the_family,
+    a_refresh_token_spent_on_two_replicas_at_once_is_reuse,
     unusual_logins_follow_the_tenant_policy,
     a_source_address_is_blocked_after_a_burst_of_failures,
     tokens_survive_a_signing_key_rotation_and_a_restart,

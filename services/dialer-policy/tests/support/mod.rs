@@ -29,6 +29,7 @@ pub struct Mesh {
     pub audit_uri: String,
     /// The one clock of every service in the mesh: tests set and move it.
     pub clock: ManualClock,
+    dialer_args: guardline_dialer_policy::Args,
 }
 
 pub async fn start(postgres: bool) -> Mesh {
@@ -47,7 +48,7 @@ pub async fn start(postgres: bool) -> Mesh {
     t.start_identity(identity).await;
     t.start_audit(t.audit_args()).await;
     t.start_vault(t.vault_args()).await;
-    t.start_dialer(dialer).await;
+    t.start_dialer(dialer.clone()).await;
     t.wait_serving("gateway").await;
     Mesh {
         dialer_uri: t.endpoint("dialer-policy"),
@@ -55,11 +56,29 @@ pub async fn start(postgres: bool) -> Mesh {
         id_uri: t.endpoint("identity"),
         audit_uri: t.endpoint("audit"),
         clock,
+        dialer_args: dialer,
         t,
     }
 }
 
 impl Mesh {
+    /// A second dialer replica on the same database (a registry directory
+    /// of its own); a client of it.
+    pub async fn second_dialer(&mut self) -> DialerPolicyServiceClient<GrpcChannel> {
+        let registry_dir = self.t.dir().join("registry-2");
+        let args = guardline_dialer_policy::Args { registry_dir, ..self.dialer_args.clone() };
+        let uri = self.t.start_replica(|l, s| guardline_dialer_policy::run(args, l, s)).await;
+        let mut c = DialerPolicyServiceClient::new(self.channel(&uri, "gateway"));
+        for _ in 0..100 {
+            let r = c.get_registry_status(guardline_proto::dialer::v1::GetRegistryStatusRequest {}).await;
+            if !matches!(&r, Err(s) if s.code() == tonic::Code::Unavailable) {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the second dialer did not start");
+    }
+
     pub fn channel(&self, uri: &str, name: &str) -> GrpcChannel {
         self.t.connect(uri, name)
     }

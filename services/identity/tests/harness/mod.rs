@@ -53,6 +53,20 @@ impl Harness {
         self.t.channel("identity", name)
     }
 
+    /// A second identity replica on the same database; a client of it as `name`.
+    pub async fn second_replica(&mut self, name: &str) -> Client {
+        let args = self.t.identity_args();
+        let uri = self.t.start_replica(|l, s| guardline_identity::run(args, l, s)).await;
+        let mut c = IdentityServiceClient::new(self.t.connect(&uri, name));
+        for _ in 0..100 {
+            if c.get_verification_keys(pb::GetVerificationKeysRequest {}).await.is_ok() {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the second identity replica did not start");
+    }
+
     /// Waits until the server answers.
     pub async fn ready(&self) -> Client {
         let mut c = self.client("platform-admin");
