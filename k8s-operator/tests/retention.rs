@@ -188,7 +188,15 @@ async fn a_run_purges_the_expired_keeps_the_held_and_the_consent_evidence_and_re
     let auditor = journeys::onboarding::login(&t, &org.tenant, "auditor1", "").await.expect("auditor login");
     let list = apb::ListAlertsRequest { tenant_id: org.tenant.clone(), ..Default::default() };
     let mut audit = AuditServiceClient::new(t.channel("audit", "gateway"));
-    let alerts = audit.list_alerts(bearer(&auditor, list)).await.expect("alerts").into_inner().alerts;
+    // Detection reads the log a tick after the append: wait for the alert.
+    let mut alerts = Vec::new();
+    for _ in 0..100 {
+        alerts = audit.list_alerts(bearer(&auditor, list.clone())).await.expect("alerts").into_inner().alerts;
+        if alerts.iter().any(|a| a.rule == "erasure_overdue") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert!(alerts.iter().any(|a| a.rule == "erasure_overdue"), "{alerts:?}");
 }
 

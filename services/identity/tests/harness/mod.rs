@@ -115,7 +115,9 @@ pub const PASSWORD: &str = "a long enough passphrase";
 pub struct Tenant {
     pub id: String,
     pub admin_token: String,
-    pub totp: Vec<u8>,
+    /// The TOTP code the admin's login spent (a replay must name this one,
+    /// not the code of whatever 30 s step the test has reached since).
+    pub spent_code: String,
 }
 
 pub async fn tenant(platform: &mut Client, name: &str, policy: Option<pb::LoginRiskPolicy>) -> Tenant {
@@ -164,18 +166,19 @@ pub async fn tenant(platform: &mut Client, name: &str, policy: Option<pb::LoginR
         })
         .await
         .expect("confirm");
+    let spent_code = next_code(&secret);
     let login = platform
         .login(pb::LoginRequest {
             tenant_id: t.id.clone(),
             login: "admin".into(),
             password: PASSWORD.into(),
-            totp_code: next_code(&secret),
+            totp_code: spent_code.clone(),
             context: ctx("203.0.113.7", "admin-laptop", "CN-31"),
         })
         .await
         .expect("admin login")
         .into_inner();
-    Tenant { id: t.id, admin_token: login.access_token, totp: secret }
+    Tenant { id: t.id, admin_token: login.access_token, spent_code }
 }
 
 pub async fn user(c: &mut Client, t: &Tenant, login: &str, roles: &[&str], teams: &[String]) -> String {
