@@ -79,9 +79,10 @@ impl Trees {
 
     async fn sync(&self, tenant: &str, tree: &mut TiledTree, need: u64) -> Result<()> {
         let mut size = self.store.committed_size(tenant).await?;
-        if size < need {
-            // Entries a version without a sequencer appended are adopted
-            // under the lock, as an append would.
+        // Entries a version without a sequencer appended are adopted under
+        // the lock, as an append would; a size asked beyond what is stored
+        // (a caller's mistake, or probe) takes no lock.
+        if size < need && self.store.stored_size(tenant).await? > size {
             let txn = self.store.begin_append().await?;
             let committed = txn.lock(tenant).await?;
             let stored = txn.stored_size(tenant).await?;

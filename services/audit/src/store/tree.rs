@@ -113,6 +113,27 @@ async fn tile_roots(c: &impl ConnectionTrait, tenant: &str, from: u64, to: u64) 
     rows.into_iter().map(|(_, h)| hash(h)).collect()
 }
 
+async fn stored_size(c: &impl ConnectionTrait, tenant: &str) -> Result<u64> {
+    let newest = |rows: Option<i64>| rows.map_or(0, |i| i as u64 + 1);
+    let kept: Option<i64> = event::Entity::find()
+        .select_only()
+        .column(event::Column::Idx)
+        .filter(event::Column::TenantId.eq(tenant))
+        .order_by_desc(event::Column::Idx)
+        .into_tuple()
+        .one(c)
+        .await?;
+    let gone: Option<i64> = pruned_leaf::Entity::find()
+        .select_only()
+        .column(pruned_leaf::Column::Idx)
+        .filter(pruned_leaf::Column::TenantId.eq(tenant))
+        .order_by_desc(pruned_leaf::Column::Idx)
+        .into_tuple()
+        .one(c)
+        .await?;
+    Ok(Ord::max(newest(kept), newest(gone)))
+}
+
 async fn committed(c: &impl ConnectionTrait, tenant: &str) -> Result<u64> {
     let row = sequencer::Entity::find_by_id(tenant.to_owned()).lock_exclusive().one(c).await?;
     Ok(row.map_or(0, |r| r.size as u64))
@@ -157,6 +178,11 @@ impl Store {
         catch_up(self.db(), tenant, size, tiles_held).await
     }
 
+    /// The size the stored leaves reach (without a lock).
+    pub async fn stored_size(&self, tenant: &str) -> Result<u64> {
+        stored_size(self.db(), tenant).await
+    }
+
     /// The complete tiles `wanted`, each as the tree of its 256 leaves.
     pub async fn tiles(&self, tenant: &str, wanted: &BTreeSet<u64>) -> Result<Tiles> {
         let mut out = HashMap::new();
@@ -192,24 +218,7 @@ impl Append {
     /// a version that kept no sequencer appended (or before the first
     /// start of this one), which [`Append::adopt`] then completes.
     pub async fn stored_size(&self, tenant: &str) -> Result<u64> {
-        let newest = |rows: Option<i64>| rows.map_or(0, |i| i as u64 + 1);
-        let kept: Option<i64> = event::Entity::find()
-            .select_only()
-            .column(event::Column::Idx)
-            .filter(event::Column::TenantId.eq(tenant))
-            .order_by_desc(event::Column::Idx)
-            .into_tuple()
-            .one(&self.txn)
-            .await?;
-        let gone: Option<i64> = pruned_leaf::Entity::find()
-            .select_only()
-            .column(pruned_leaf::Column::Idx)
-            .filter(pruned_leaf::Column::TenantId.eq(tenant))
-            .order_by_desc(pruned_leaf::Column::Idx)
-            .into_tuple()
-            .one(&self.txn)
-            .await?;
-        Ok(Ord::max(newest(kept), newest(gone)))
+        stored_size(&self.txn, tenant).await
     }
 
     /// Brings the sequencer of a tenant from `committed` up to `stored`
