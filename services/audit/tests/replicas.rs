@@ -243,7 +243,28 @@ async fn a_key_rotated_in_one_replica_signs_in_all(postgres: bool) {
     assert_eq!(b.verify("t1").await.expect("verify"), Finding::Intact { size: 3 });
 }
 
+/// A tenant that fell silent is judged by its own delivery-gap threshold
+/// (configured through any replica), not the default.
+async fn a_quiet_tenants_own_gap_threshold_holds(postgres: bool) {
+    let db = database(postgres).await;
+    let clock = ManualClock::starting_at(chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("time"));
+    let (a, la) = db.alerting(&clock).await;
+    let (other, _) = db.alerting(&clock).await;
+    let thresholds = Thresholds { delivery_gap_secs: 60, ..Default::default() };
+    other.configure("t9", thresholds, vec![]).await.expect("configure through another replica");
+    // An event a service relayed for another (the delivery the gap rule watches).
+    let mut relayed = event("t9", "e-1".into());
+    relayed.details.insert("acting_service".into(), "spiffe://guardline.local/ns/guardline/sa/call-platform".into());
+    db.replica().await.append(vec![relayed]).await.expect("append");
+    assert!(a.round(&la, TERM).await.expect("round"));
+    clock.advance(chrono::Duration::seconds(61));
+    assert!(a.round(&la, TERM).await.expect("round"));
+    let alerts = a.list("t9", None, None, 10).await.expect("alerts");
+    assert_eq!(alerts.iter().map(|x| x.rule.as_str()).collect::<Vec<_>>(), ["delivery_gap"], "after 61 s, not 900");
+}
+
 guardline_testkit::on_both_stores!(
+    a_quiet_tenants_own_gap_threshold_holds,
     a_key_rotated_in_one_replica_signs_in_all,
     two_replicas_extend_one_tree,
     a_log_without_a_sequencer_is_adopted,

@@ -16,6 +16,16 @@ impl Store {
         Ok(row.map(|s| (s.thresholds, s.webhooks)))
     }
 
+    /// Every tenant's thresholds as stored (JSON), in one read.
+    pub async fn all_thresholds(&self) -> Result<Vec<(String, String)>> {
+        Ok(alert_setting::Entity::find()
+            .select_only()
+            .columns([alert_setting::Column::TenantId, alert_setting::Column::Thresholds])
+            .into_tuple()
+            .all(self.db())
+            .await?)
+    }
+
     /// Replaces a tenant's settings.
     pub async fn put_alert_settings(&self, tenant: &str, thresholds: String, webhooks: String) -> Result<()> {
         let row = alert_setting::ActiveModel {

@@ -28,8 +28,11 @@ impl Alerting {
         if !leases.acquire(LEASE, term).await? {
             return Ok(false);
         }
-        // Thresholds may have been changed through another replica.
-        self.thresholds.lock().await.clear();
+        // Thresholds may have been changed through another replica: every
+        // tenant's, re-read in one query (a quiet tenant's gap check too).
+        let fresh = self.store.all_thresholds().await?;
+        *self.thresholds.lock().await =
+            fresh.into_iter().filter_map(|(t, json)| serde_json::from_str(&json).ok().map(|th| (t, th))).collect();
         self.tail().await?;
         self.check_gaps(self.clock.now()).await?;
         self.deliver_due().await?;
