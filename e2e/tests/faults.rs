@@ -94,6 +94,18 @@ impl Load {
         LeadVaultServiceClient::new(self.m.channel("lead-vault", "gateway").expect("channel"))
     }
 
+    /// The admin reveals a lead's first phone number, with a reason.
+    async fn reveal(&self, lead: &str) -> Result<vpb::RevealFieldResponse, Status> {
+        let req = vpb::RevealFieldRequest {
+            tenant_id: self.org.tenant.clone(),
+            lead_id: lead.to_owned(),
+            field: vpb::LeadField::Phone as i32,
+            index: 0,
+            reason: "the customer called back".into(),
+        };
+        Ok(self.vault().reveal_field(bearer(&self.org.admin, req)).await?.into_inner())
+    }
+
     fn some_lead(&self, i: u64) -> Option<String> {
         let leads = self.ledger.acked("lead.create");
         (!leads.is_empty()).then(|| leads[(i as usize * 7919) % leads.len()].clone())
@@ -118,14 +130,7 @@ impl Load {
                     self.vault().get_lead(bearer(&org.agent1, get)).await?;
                     return Ok(());
                 }
-                let req = vpb::RevealFieldRequest {
-                    tenant_id: org.tenant.clone(),
-                    lead_id: lead.clone(),
-                    field: vpb::LeadField::Phone as i32,
-                    index: 0,
-                    reason: "the customer called back".into(),
-                };
-                self.vault().reveal_field(bearer(&org.admin, req)).await?;
+                self.reveal(&lead).await?;
                 self.ledger.ack(kind, lead);
             }
             "call.check" => {
@@ -252,14 +257,7 @@ async fn faults_are_survived_with_nothing_acknowledged_lost() {
         tokio::time::sleep(Duration::from_secs(3)).await;
         // A reveal is never answered unless audit recorded it.
         let lead = load.some_lead(1).expect("a lead");
-        let req = vpb::RevealFieldRequest {
-            tenant_id: load.org.tenant.clone(),
-            lead_id: lead,
-            field: vpb::LeadField::Phone as i32,
-            index: 0,
-            reason: "the customer called back".into(),
-        };
-        let refused = load.vault().reveal_field(bearer(&load.org.admin, req)).await.expect_err("fails closed");
+        let refused = load.reveal(&lead).await.expect_err("fails closed");
         assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
         tokio::time::sleep(Duration::from_secs(3)).await;
         m.start_replica("audit", 0).await.expect("restart");

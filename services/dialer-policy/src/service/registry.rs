@@ -69,9 +69,11 @@ impl Registry {
             let path = self.dir.join(&file);
             if path.exists() {
                 // A copy recorded before files were kept in the database.
-                let bytes = std::fs::read(&path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-                registry_copies::keep_pieces(store, &file, bytes.chunks(registry_copies::CHUNK).map(<[u8]>::to_vec))
-                    .await?;
+                if !registry_copies::has_pieces(store, &file).await? {
+                    let bytes = std::fs::read(&path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+                    let pieces = bytes.chunks(registry_copies::CHUNK).map(<[u8]>::to_vec);
+                    registry_copies::keep_pieces(store, &file, pieces).await?;
+                }
             } else {
                 fetch(store, &file, &path).await?;
             }

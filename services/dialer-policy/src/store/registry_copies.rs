@@ -58,12 +58,21 @@ pub async fn piece(c: &impl Conn, file: &str, seq: i32) -> Result<Option<Vec<u8>
         .await?)
 }
 
+/// Whether a copy's file is kept in the database (reads no piece).
+pub async fn has_pieces(c: &impl Conn, file: &str) -> Result<bool> {
+    let first: Option<i32> = registry_chunk::Entity::find()
+        .select_only()
+        .column(registry_chunk::Column::Seq)
+        .filter(registry_chunk::Column::File.eq(file))
+        .into_tuple()
+        .one(c.conn())
+        .await?;
+    Ok(first.is_some())
+}
+
 /// Stores the pieces of a copy recorded before copies were kept in the
-/// database (by the replica that has its file); a no-op if they are there.
+/// database (by the replica that has its file); a piece already there stays.
 pub async fn keep_pieces(store: &Store, file: &str, pieces: impl Iterator<Item = Vec<u8>>) -> Result<()> {
-    if piece(store, file, 0).await?.is_some() {
-        return Ok(());
-    }
     let tx = store.begin().await?;
     put_pieces(&tx, file, pieces).await?;
     store.commit(tx, []).await

@@ -142,12 +142,21 @@ impl Recordings {
     pub async fn sweep(&self, at_start: bool) -> Result<usize> {
         let mut swept = 0;
         let sole = at_start && self.store.single_process();
+        // One lease lookup per replica, however many uploads it holds.
+        let mut replicas: std::collections::HashMap<String, bool> = Default::default();
         for (r, holder) in self.store.uploading().await? {
             let dead = match holder {
                 Some(h) if h == self.leases.holder() => false,
                 _ if sole => true,
                 None => at_start,
-                Some(h) => self.leases.holder_of(&alive(&h)).await?.is_none_or(|(_, until)| until < self.clock.now()),
+                Some(h) => match replicas.get(&h) {
+                    Some(dead) => *dead,
+                    None => {
+                        let lease = self.leases.holder_of(&alive(&h)).await?;
+                        let dead = lease.is_none_or(|(_, until)| until < self.clock.now());
+                        *replicas.entry(h).or_insert(dead)
+                    }
+                },
             };
             if dead {
                 self.remove_upload(&r).await?;
